@@ -1,0 +1,16 @@
+# Host packages the setup itself needs: debootstrap for the trixie tree,
+# meson/ninja/json-c to build libvfio-user, cpio to pack the initramfs.
+HOST_PACKAGES=(debootstrap meson ninja-build pkg-config libjson-c-dev libcmocka-dev cpio xz-utils gzip curl ca-certificates iproute2)
+
+host_packages() {
+  local missing=()
+  for p in "${HOST_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then echo "all ${#HOST_PACKAGES[@]} present"; return 0; fi
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update
+  $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+  echo "installed ${missing[*]}"
+}
