@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+/**
+ * sgiov: the command line of the SG-IOV emulator.
+ *   sgiov serve --socket PATH [options]   serve the device to QEMU over vfio-user
+ */
+import { parseArgs } from 'node:util';
+import { BARS } from './abi/abi.js';
+import { DEFAULT_IDENTITY, parseId, type PciIdentity } from './pci/config.js';
+import { defaultLevel, isLogLevel, LOG_LEVELS, makeLogger } from './util/log.js';
+import { EmulatorServer } from './server.js';
+
+const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
+
+Usage:
+  sgiov serve --socket PATH [options]
+  sgiov --help
+
+serve options:
+  -s, --socket PATH          vfio-user UNIX socket to listen on (required)
+      --vendor-id ID         PCI vendor id            (default 0x${DEFAULT_IDENTITY.vendorId.toString(16)})
+      --device-id ID         PCI device id            (default 0x${DEFAULT_IDENTITY.deviceId.toString(16)})
+      --subsys-vendor-id ID  PCI subsystem vendor id  (default 0x${DEFAULT_IDENTITY.subsysVendorId.toString(16)})
+      --subsys-id ID         PCI subsystem id         (default 0x${DEFAULT_IDENTITY.subsysId.toString(16).padStart(4, '0')})
+      --msix-vectors N       MSI-X vectors, 2..2048   (default ${BARS.MSIX_VECTORS})
+  -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
+
+The emulator serves one client at a time; when QEMU disconnects, the device
+is reset and the emulator waits for the next one. SIGINT/SIGTERM stop it and
+remove the socket. Logs are JSON lines (pino) on stdout.
+Environment: SGIOV_CACHE (setup cache, default ~/.cache/sgiov),
+SGIOV_LIBVFIO_USER (path of libvfio-user.so.0), SGIOV_LOG_LEVEL.
+`;
+
+class UsageError extends Error {}
+
+function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity; msixVectors: number; logLevel: ReturnType<typeof defaultLevel> } {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      socket: { type: 'string', short: 's' },
+      'vendor-id': { type: 'string' },
+      'device-id': { type: 'string' },
+      'subsys-vendor-id': { type: 'string' },
+      'subsys-id': { type: 'string' },
+      'msix-vectors': { type: 'string' },
+      'log-level': { type: 'string', short: 'l' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  if (!values.socket) throw new UsageError('--socket PATH is required');
+  const identity: PciIdentity = { ...DEFAULT_IDENTITY };
+  try {
+    if (values['vendor-id']) identity.vendorId = parseId(values['vendor-id'], 16, '--vendor-id');
+    if (values['device-id']) identity.deviceId = parseId(values['device-id'], 16, '--device-id');
+    if (values['subsys-vendor-id']) identity.subsysVendorId = parseId(values['subsys-vendor-id'], 16, '--subsys-vendor-id');
+    if (values['subsys-id']) identity.subsysId = parseId(values['subsys-id'], 16, '--subsys-id');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const msixVectors = values['msix-vectors'] ? Number(values['msix-vectors']) : BARS.MSIX_VECTORS;
+  if (!Number.isInteger(msixVectors) || msixVectors < 2 || msixVectors > 2048) throw new UsageError(`--msix-vectors: '${values['msix-vectors']}' is not a whole number in 2..2048`);
+  const level = values['log-level'] ?? defaultLevel();
+  if (!isLogLevel(level)) throw new UsageError(`--log-level: '${level}' is not one of ${LOG_LEVELS.join(', ')}`);
+  return { socketPath: values.socket, identity, msixVectors, logLevel: level };
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const cfg = parseServe(argv);
+  const log = makeLogger(cfg.logLevel);
+  const out = (line: string): void => { process.stdout.write(line.endsWith('\n') ? line : line + '\n'); };
+  const server = new EmulatorServer(cfg, log.child({ sub: 'main' }), out);
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal: sig }, 'stopping');
+    void server.stop();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  try {
+    await server.start();
+  } catch (e) {
+    log.fatal({ error: (e as Error).message }, 'could not start the device');
+    return 1;
+  }
+  const code = await server.done;
+  return stopping ? 0 : code === 0 ? 1 : code;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help' || rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(HELP);
+    return cmd ? 0 : 2;
+  }
+  try {
+    switch (cmd) {
+      case 'serve': return await serve(rest);
+      default: throw new UsageError(`unknown command '${cmd}'`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`sgiov: ${(e as Error).message}\nRun 'sgiov --help' for usage.\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => {
+  process.stderr.write(`sgiov: ${(e as Error).stack ?? String(e)}\n`);
+  process.exitCode = 1;
+});

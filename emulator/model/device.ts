@@ -1,0 +1,247 @@
+/**
+ * The SG-IOV device model: the BAR0 register file, the trapped doorbells and
+ * the DMA engine. One state object, one MMIO dispatch, access sizes checked,
+ * DMA ranges checked, guest errors latched in ERROR_CODE and logged, never
+ * thrown (see emulator/abi/abi.ts for the register map).
+ */
+import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, REGISTERS, type RegisterDef } from '../abi/abi.js';
+import { RateLimitedLog } from '../util/log.js';
+import type { DeviceHost, PciDeviceModel } from './host.js';
+
+const bit = (n: number): number => (1 << n) >>> 0;
+const ERR = ENUMS.ERR;
+export type ErrorCode = (typeof ERR)[keyof typeof ERR];
+
+/** Everything a reset puts back. */
+interface DeviceState {
+  control: number;
+  errorCode: number;
+  errorAddr: bigint;
+  irqStatus: number;
+  irqMask: number;
+  errVector: number;
+  scratch: number;
+  irqCount: number;
+  badAccessCount: number;
+  dmaCompleted: number;
+  dmaSrc: bigint;
+  dmaDst: bigint;
+  dmaLen: number;
+  dmaOp: number;
+  dmaVector: number;
+  dmaStatus: number;
+  dmaTag: number;
+}
+
+function powerOnState(): DeviceState {
+  return {
+    control: 0, errorCode: ERR.NONE, errorAddr: 0n, irqStatus: 0, irqMask: 0, errVector: 0, scratch: 0,
+    irqCount: 0, badAccessCount: 0, dmaCompleted: 0, dmaSrc: 0n, dmaDst: 0n, dmaLen: 0, dmaOp: 0,
+    dmaVector: 0, dmaStatus: ENUMS.DMA_STATE.IDLE, dmaTag: 0,
+  };
+}
+
+/** How a register behaves: read gives its full-width value, write takes it. */
+interface RegBehaviour {
+  read: (s: DeviceState) => bigint;
+  write?: (s: DeviceState, v: bigint) => void;
+}
+
+export interface DeviceConfig {
+  msixVectors: number;
+}
+
+const U32 = 0xffff_ffffn;
+const U64 = 0xffff_ffff_ffff_ffffn;
+
+export class SgiovDevice implements PciDeviceModel {
+  private s: DeviceState = powerOnState();
+  private readonly guestErr: RateLimitedLog;
+  /** offset -> register, for the dispatch; built from the ABI table. */
+  private readonly byOffset = new Map<number, { def: RegisterDef; b: RegBehaviour }>();
+
+  constructor(private readonly host: DeviceHost, private readonly cfg: DeviceConfig = { msixVectors: BARS.MSIX_VECTORS }) {
+    this.guestErr = new RateLimitedLog(host.log);
+    const behaviours = this.behaviours();
+    for (const def of REGISTERS) {
+      const b = behaviours[def.name];
+      if (!b) throw new Error(`register ${def.name} has no behaviour in the model`);
+      this.byOffset.set(def.offset, { def, b });
+    }
+    for (const name of Object.keys(behaviours)) {
+      if (!REGISTERS.some((r) => r.name === name)) throw new Error(`model register ${name} is not in the ABI`);
+    }
+  }
+
+  /** The register file as data: name -> behaviour. Access rights come from the ABI. */
+  private behaviours(): Record<string, RegBehaviour> {
+    const num = (v: number): bigint => BigInt(v >>> 0);
+    return {
+      ID: { read: () => num(CONSTANTS.ID_MAGIC) },
+      VERSION: { read: () => num((ABI_VERSION.major << 16) | ABI_VERSION.minor) },
+      CAPS: { read: () => num(bit(BITS.CAP.DMA_ENGINE) | bit(BITS.CAP.MSIX)) },
+      STATUS: { read: (s) => num(this.status(s)) },
+      CONTROL: {
+        read: (s) => num(s.control),
+        write: (s, v) => {
+          if (Number(v) & bit(BITS.CONTROL.RESET)) {
+            this.reset('CONTROL.RESET written by the guest');
+            return;
+          }
+          s.control = Number(v) & bit(BITS.CONTROL.ENABLE);
+        },
+      },
+      ERROR_CODE: {
+        read: (s) => num(s.errorCode),
+        write: (s) => { s.errorCode = ERR.NONE; s.errorAddr = 0n; },
+      },
+      ERROR_ADDR: { read: (s) => s.errorAddr },
+      IRQ_STATUS: { read: (s) => num(s.irqStatus), write: (s, v) => { s.irqStatus = (s.irqStatus & ~Number(v)) >>> 0; } },
+      IRQ_MASK: { read: (s) => num(s.irqMask), write: (s, v) => { s.irqMask = Number(v) & (bit(BITS.IRQ.DMA_DONE) | bit(BITS.IRQ.ERROR)); } },
+      ERR_VECTOR: { read: (s) => num(s.errVector), write: (s, v) => { s.errVector = Number(v & U32); } },
+      NUM_VECTORS: { read: () => num(this.cfg.msixVectors) },
+      SCRATCH: { read: (s) => num(s.scratch), write: (s, v) => { s.scratch = Number(v & U32); } },
+      IRQ_COUNT: { read: (s) => num(s.irqCount) },
+      BAD_ACCESS_COUNT: { read: (s) => num(s.badAccessCount) },
+      DMA_COMPLETED: { read: (s) => num(s.dmaCompleted) },
+      DMA_SRC: { read: (s) => s.dmaSrc, write: (s, v) => { s.dmaSrc = v; } },
+      DMA_DST: { read: (s) => s.dmaDst, write: (s, v) => { s.dmaDst = v; } },
+      DMA_LEN: { read: (s) => num(s.dmaLen), write: (s, v) => { s.dmaLen = Number(v & U32); } },
+      DMA_OP: { read: (s) => num(s.dmaOp), write: (s, v) => { s.dmaOp = Number(v & U32); } },
+      DMA_VECTOR: { read: (s) => num(s.dmaVector), write: (s, v) => { s.dmaVector = Number(v & U32); } },
+      DMA_STATUS: { read: (s) => num(s.dmaStatus) },
+      DMA_TAG: { read: (s) => num(s.dmaTag) },
+    };
+  }
+
+  private status(s: DeviceState): number {
+    let v = bit(BITS.STATUS.READY);
+    if (s.control & bit(BITS.CONTROL.ENABLE)) v |= bit(BITS.STATUS.ENABLED);
+    if (s.errorCode !== ERR.NONE) v |= bit(BITS.STATUS.ERROR);
+    if (this.host.busMasterEnabled()) v |= bit(BITS.STATUS.BUS_MASTER);
+    return v >>> 0;
+  }
+
+  reset(reason: string): void {
+    this.s = powerOnState();
+    this.host.log.info({ reason }, 'device reset');
+  }
+
+  /** A copy of the state, for tests and the control interface. */
+  snapshot(): Readonly<DeviceState> {
+    return { ...this.s };
+  }
+
+  // ---- MMIO dispatch -------------------------------------------------------
+
+  barRead(bar: number, offset: number, size: number): bigint {
+    const ones = size >= 8 ? U64 : (1n << BigInt(size * 8)) - 1n;
+    if (bar !== BARS.REGS_BAR) return this.badAccess('read', bar, offset, size, 'no such BAR', ones);
+    if (offset >= DOORBELLS.BASE && offset < DOORBELLS.BASE + DOORBELLS.SIZE) {
+      if (size !== 4 || offset % 4 !== 0) return this.badAccess('read', bar, offset, size, 'doorbells take aligned 4-byte accesses', ones);
+      return 0n; // doorbells are write-only; reads return 0
+    }
+    const hit = this.locate(offset, size);
+    if (typeof hit === 'string') return this.badAccess('read', bar, offset, size, hit, hit === 'undefined register' ? 0n : ones);
+    const full = hit.r.b.read(this.s);
+    return hit.high ? full >> 32n : size === 4 ? full & U32 : full;
+  }
+
+  barWrite(bar: number, offset: number, size: number, value: bigint): void {
+    if (bar !== BARS.REGS_BAR) { this.badAccess('write', bar, offset, size, 'no such BAR', 0n); return; }
+    if (offset >= DOORBELLS.BASE && offset < DOORBELLS.BASE + DOORBELLS.SIZE) {
+      if (size !== 4 || offset % 4 !== 0) { this.badAccess('write', bar, offset, size, 'doorbells take aligned 4-byte accesses', 0n); return; }
+      this.doorbell(offset, Number(value & U32));
+      return;
+    }
+    const hit = this.locate(offset, size);
+    if (typeof hit === 'string') { this.badAccess('write', bar, offset, size, hit, 0n); return; }
+    const { def, b } = hit.r;
+    if (!b.write || def.access === 'ro') { this.badAccess('write', bar, offset, size, `register ${def.name} is read-only`, 0n); return; }
+    if (def.width === 8 && size === 4) {
+      const cur = b.read(this.s);
+      const v = hit.high ? (cur & U32) | ((value & U32) << 32n) : (cur & (U32 << 32n)) | (value & U32);
+      b.write(this.s, v);
+    } else {
+      b.write(this.s, value);
+    }
+  }
+
+  /** Finds the register an access hits, or says why it hits none. */
+  private locate(offset: number, size: number): { r: { def: RegisterDef; b: RegBehaviour }; high: boolean } | string {
+    if (size !== 4 && size !== 8) return `unsupported access size ${size}`;
+    if (offset % size !== 0) return 'misaligned access';
+    const r = this.byOffset.get(offset);
+    if (r) {
+      if (size > r.def.width) return `${size}-byte access to 4-byte register ${r.def.name}`;
+      return { r, high: false };
+    }
+    const lower = this.byOffset.get(offset - 4);
+    if (lower && lower.def.width === 8 && size === 4) return { r: lower, high: true };
+    return 'undefined register';
+  }
+
+  private badAccess(kind: 'read' | 'write', bar: number, offset: number, size: number, why: string, readValue: bigint): bigint {
+    this.s.badAccessCount = (this.s.badAccessCount + 1) >>> 0;
+    this.guestErr.warn(`mmio-${kind}`, { bar, offset: '0x' + offset.toString(16), size, why }, `guest MMIO ${kind} ignored`);
+    return readValue;
+  }
+
+  // ---- doorbells and the DMA engine ---------------------------------------
+
+  private doorbell(offset: number, tag: number): void {
+    if (offset !== DOORBELLS.DMA) {
+      this.latchError(ERR.BAD_DOORBELL, BigInt(offset), 'write to an undefined doorbell');
+      return;
+    }
+    // The job runs after the MMIO write returns, as on hardware: the
+    // driver sees completion by interrupt or DMA_STATUS, never inline.
+    const job = { src: this.s.dmaSrc, dst: this.s.dmaDst, len: this.s.dmaLen, op: this.s.dmaOp, vector: this.s.dmaVector, tag };
+    this.host.schedule(0, () => this.runDma(job));
+  }
+
+  private runDma(job: { src: bigint; dst: bigint; len: number; op: number; vector: number; tag: number }): void {
+    const fail = (code: ErrorCode, addr: bigint, why: string): void => {
+      this.s.dmaStatus = ENUMS.DMA_STATE.ERROR;
+      this.s.dmaTag = job.tag;
+      this.latchError(code, addr, why);
+    };
+    if (!(this.s.control & bit(BITS.CONTROL.ENABLE))) return fail(ERR.NOT_ENABLED, 0n, 'DMA doorbell while the device is not enabled');
+    if (!this.host.busMasterEnabled()) return fail(ERR.DMA_BUS_MASTER_OFF, job.src, 'DMA with bus mastering disabled');
+    if (job.len < 1 || job.len > CONSTANTS.DMA_MAX_LEN) return fail(ERR.DMA_BAD_LENGTH, BigInt(job.len), `DMA length ${job.len} out of range`);
+    if (job.op !== ENUMS.DMA_OP.COPY && job.op !== ENUMS.DMA_OP.INVERT) return fail(ERR.BAD_OPCODE, BigInt(job.op), `unknown DMA op ${job.op}`);
+    if (job.vector >= this.cfg.msixVectors) return fail(ERR.BAD_VECTOR, BigInt(job.vector), `MSI-X vector ${job.vector} out of range`);
+    const src = this.host.dmaView(job.src, job.len);
+    if (!src) return fail(ERR.DMA_UNMAPPED, job.src, 'DMA read from guest memory no region covers');
+    const dst = this.host.dmaView(job.dst, job.len);
+    if (!dst) return fail(ERR.DMA_UNMAPPED, job.dst, 'DMA write to guest memory no region covers');
+    if (job.op === ENUMS.DMA_OP.COPY) {
+      dst.set(src); // TypedArray.set copies as if through a temporary when the ranges overlap
+    } else {
+      const from = src.buffer === dst.buffer ? src.slice() : src;
+      for (let i = 0; i < job.len; i++) dst[i] = ~from[i]! & 0xff;
+    }
+    this.s.dmaStatus = ENUMS.DMA_STATE.DONE;
+    this.s.dmaTag = job.tag;
+    this.s.dmaCompleted = (this.s.dmaCompleted + 1) >>> 0;
+    this.interrupt(BITS.IRQ.DMA_DONE, job.vector);
+  }
+
+  /** Latches the first error until the driver clears it, and signals it. */
+  private latchError(code: ErrorCode, addr: bigint, why: string): void {
+    if (this.s.errorCode === ERR.NONE) {
+      this.s.errorCode = code;
+      this.s.errorAddr = addr;
+    }
+    this.guestErr.warn(`err-${code}`, { code, addr: '0x' + addr.toString(16), why }, 'guest error');
+    this.interrupt(BITS.IRQ.ERROR, this.s.errVector);
+  }
+
+  private interrupt(cause: number, vector: number): void {
+    this.s.irqStatus = (this.s.irqStatus | bit(cause)) >>> 0;
+    if (!(this.s.irqMask & bit(cause))) return;
+    if (vector >= this.cfg.msixVectors) return;
+    if (this.host.raiseMsix(vector)) this.s.irqCount = (this.s.irqCount + 1) >>> 0;
+    else this.guestErr.warn('msix', { vector }, 'MSI-X vector not set up by the guest; interrupt not delivered');
+  }
+}

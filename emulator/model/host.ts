@@ -1,0 +1,34 @@
+/**
+ * The boundary between the device model and whatever carries it. The model
+ * (SgiovDevice) implements PciDeviceModel; its carrier implements DeviceHost.
+ * In production the carrier is the vfio-user transport in a worker thread;
+ * in unit tests it is the in-memory bus (emulator/testing/memory-bus.ts).
+ * Neither side knows how the other is built: the model never sees koffi,
+ * sockets or threads.
+ */
+import type { Logger } from '../util/log.js';
+
+export interface DeviceHost {
+  /**
+   * A view on guest memory [addr, addr+len) as the device's DMA sees it, or
+   * null when no registered DMA region covers all of it. The view is only
+   * valid until the model returns control to its host: never keep it.
+   */
+  dmaView(addr: bigint, len: number): Uint8Array | null;
+  /** The Bus Master Enable bit of the PCI command register. */
+  busMasterEnabled(): boolean;
+  /** Sends MSI-X message `vector`; false when the host could not (vector not set up by the guest). */
+  raiseMsix(vector: number): boolean;
+  /** Runs `fn` after `delayNs` nanoseconds of device time (0: after the current access). */
+  schedule(delayNs: number, fn: () => void): void;
+  readonly log: Logger;
+}
+
+export interface PciDeviceModel {
+  /** A read of `size` bytes at `offset` of BAR `bar`. */
+  barRead(bar: number, offset: number, size: number): bigint;
+  /** A write of `size` bytes at `offset` of BAR `bar`. */
+  barWrite(bar: number, offset: number, size: number, value: bigint): void;
+  /** Back to the power-on state (guest reset, FLR, client gone). */
+  reset(reason: string): void;
+}

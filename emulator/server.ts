@@ -1,0 +1,46 @@
+/**
+ * The main-thread side of the emulator: starts the device thread, writes
+ * its log lines, and stops it on request. The main thread stays free for
+ * control and logging; the device runs in the worker (transport/worker.ts).
+ */
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from './util/log.js';
+import type { FromWorker, ToWorker, WorkerConfig } from './transport/worker.js';
+
+export class EmulatorServer {
+  private worker: Worker | null = null;
+  private exited: Promise<number> | null = null;
+
+  constructor(private readonly cfg: WorkerConfig, private readonly log: Logger, private readonly writeLine: (line: string) => void) {}
+
+  /** Resolves when the socket is listening; rejects when setup failed. */
+  start(): Promise<void> {
+    const w = new Worker(fileURLToPath(new URL('./transport/worker.js', import.meta.url)), { workerData: this.cfg });
+    this.worker = w;
+    this.exited = new Promise((resolve) => w.once('exit', resolve));
+    return new Promise((resolve, reject) => {
+      w.on('message', (m: FromWorker) => {
+        if (m.type === 'log') this.writeLine(m.line);
+        else if (m.type === 'ready') resolve();
+        else if (m.type === 'fatal') { this.log.fatal({ error: m.message }, 'device thread failed'); reject(new Error(m.message)); }
+      });
+      w.on('error', (err) => { this.log.fatal({ err }, 'device thread crashed'); reject(err); });
+      w.once('exit', (code) => reject(new Error(`device thread exited with code ${code}`)));
+    });
+  }
+
+  /** Resolves with the worker's exit code when it ends for any reason. */
+  get done(): Promise<number> {
+    return this.exited ?? Promise.resolve(0);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.worker) return;
+    this.worker.postMessage({ type: 'stop' } satisfies ToWorker);
+    const t = setTimeout(() => { void this.worker?.terminate(); }, 3000);
+    await this.exited;
+    clearTimeout(t);
+    this.worker = null;
+  }
+}

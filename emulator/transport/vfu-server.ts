@@ -1,0 +1,272 @@
+/**
+ * The vfio-user transport: serves a PciDeviceModel to one QEMU at a time
+ * through libvfio-user, in the canonical order of libvfio-user's samples
+ * (create context, PCI init, ids, capabilities, regions, IRQs, DMA, realize,
+ * attach, run loop, re-attach on disconnect).
+ *
+ * It runs on the worker thread that owns the vfu context (the context is not
+ * thread-safe); every callback runs synchronously inside vfu_run_ctx on that
+ * thread. The context is non-blocking: the loop polls the socket itself so
+ * that it can also run the device's scheduled events and stop on request.
+ */
+import { unlinkSync } from 'node:fs';
+import { BARS } from '../abi/abi.js';
+import type { DeviceHost, PciDeviceModel } from '../model/host.js';
+import { DmaRegions } from '../model/dma-regions.js';
+import { msixCapability, pcieCapability, type PciIdentity } from '../pci/config.js';
+import type { Logger } from '../util/log.js';
+import {
+  ECONNRESET, EINTR, ENOTCONN, ESHUTDOWN, LIBVFIO_USER_FLAG_ATTACH_NB, LOG_DEBUG, LOG_ERR, LOG_INFO, Native,
+  PCI_HEADER_TYPE_NORMAL, POLLIN, VFU_DEV_MSIX_IRQ, VFU_DEV_TYPE_PCI, VFU_PCI_TYPE_EXPRESS, VFU_REGION_FLAG_MEM,
+  VFU_REGION_FLAG_RW, VFU_RESET_TYPES, VFU_TRANS_SOCK, type DmaInfoValue, type Ptr,
+} from './native.js';
+
+export interface VfuServerOptions {
+  socketPath: string;
+  identity: PciIdentity;
+  msixVectors: number;
+  log: Logger;
+}
+
+export interface VfuStats {
+  clients: number;
+  attached: boolean;
+  dmaRegions: number;
+  barAccesses: number;
+}
+
+const PCI_COMMAND = 0x04;
+const PCI_COMMAND_MASTER = 0x4;
+
+interface TimedEvent { due: bigint; seq: number; fn: () => void }
+
+export class VfuServer implements DeviceHost {
+  readonly log: Logger;
+  private readonly n = Native.get();
+  private ctx: Ptr = 0n;
+  private cfgSpace: Uint8Array | null = null;
+  private readonly dma = new DmaRegions();
+  private readonly callbacks: Ptr[] = [];
+  private readonly events: TimedEvent[] = [];
+  private eventSeq = 0;
+  private attached = false;
+  private model: PciDeviceModel | null = null;
+  private readonly pollBuf = Buffer.alloc(8);
+  readonly stats: VfuStats = { clients: 0, attached: false, dmaRegions: 0, barAccesses: 0 };
+
+  constructor(private readonly opts: VfuServerOptions) {
+    this.log = opts.log.child({ sub: 'vfu' });
+  }
+
+  // ---- DeviceHost -----------------------------------------------------------
+
+  dmaView(addr: bigint, len: number): Uint8Array | null {
+    return this.dma.view(addr, len);
+  }
+
+  busMasterEnabled(): boolean {
+    return this.cfgSpace !== null && (this.cfgSpace[PCI_COMMAND]! & PCI_COMMAND_MASTER) !== 0;
+  }
+
+  raiseMsix(vector: number): boolean {
+    if (!this.attached) return false;
+    return this.n.vfu_irq_trigger(this.ctx, vector) === 0;
+  }
+
+  schedule(delayNs: number, fn: () => void): void {
+    const ev = { due: process.hrtime.bigint() + BigInt(Math.max(0, Math.round(delayNs))), seq: this.eventSeq++, fn };
+    // Few events are ever pending: keep the array sorted by (due, seq).
+    let i = this.events.length;
+    while (i > 0 && (this.events[i - 1]!.due > ev.due)) i--;
+    this.events.splice(i, 0, ev);
+  }
+
+  // ---- setup ---------------------------------------------------------------
+
+  /** Creates and realizes the context; the socket is listening afterwards. */
+  open(model: PciDeviceModel): void {
+    this.model = model;
+    const { socketPath, identity: id, msixVectors, log: rootLog } = this.opts;
+    try { unlinkSync(socketPath); } catch { /* not there */ }
+    const ctx = this.n.vfu_create_ctx(VFU_TRANS_SOCK, socketPath, LIBVFIO_USER_FLAG_ATTACH_NB, null, VFU_DEV_TYPE_PCI);
+    if (!ctx) throw new Error(`vfu_create_ctx(${socketPath}) failed: errno ${this.n.errno()}`);
+    this.ctx = ctx;
+    const check = (what: string, rc: number): void => {
+      if (rc < 0) throw new Error(`${what} failed: errno ${this.n.errno()}`);
+    };
+    const libLog = rootLog.child({ sub: 'libvfio-user' });
+    const logCb = this.n.registerLog((level, msg) => {
+      const text = msg.trimEnd();
+      if (level <= LOG_ERR) libLog.error(text); else if (level <= LOG_INFO) libLog.info(text); else libLog.debug(text);
+    });
+    this.callbacks.push(logCb);
+    check('vfu_setup_log', this.n.vfu_setup_log(ctx, logCb, this.log.isLevelEnabled('debug') ? LOG_DEBUG : LOG_INFO));
+    check('vfu_pci_init', this.n.vfu_pci_init(ctx, VFU_PCI_TYPE_EXPRESS, PCI_HEADER_TYPE_NORMAL, 0));
+    this.n.vfu_pci_set_id(ctx, id.vendorId, id.deviceId, id.subsysVendorId, id.subsysId);
+    this.n.vfu_pci_set_class(ctx, id.classBase, id.classSub, id.classProgIf);
+    const cfg = this.n.vfu_pci_get_config_space(ctx);
+    if (!cfg) throw new Error('vfu_pci_get_config_space returned NULL');
+    this.cfgSpace = new Uint8Array(this.n.view(cfg, 256));
+    this.cfgSpace[0x08] = id.revision; // revision id: libvfio-user has no setter
+    check('vfu_pci_add_capability(PCIe)', this.n.vfu_pci_add_capability(ctx, 0, 0, pcieCapability()));
+    check('vfu_pci_add_capability(MSI-X)', this.n.vfu_pci_add_capability(ctx, 0, 0, msixCapability(msixVectors)));
+
+    const barCb = (bar: number): Ptr => {
+      const cb = this.n.registerRegionAccess((buf, count, offset, isWrite) => this.barAccess(bar, buf, count, offset, isWrite));
+      this.callbacks.push(cb);
+      return cb;
+    };
+    const flags = VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM;
+    check('vfu_setup_region(BAR0)', this.n.vfu_setup_region(ctx, BARS.REGS_BAR, BARS.REGS_BAR_SIZE, barCb(BARS.REGS_BAR), flags, null, 0, -1, 0));
+    // QEMU emulates the MSI-X table and PBA itself; the BAR only has to exist.
+    check('vfu_setup_region(BAR4)', this.n.vfu_setup_region(ctx, BARS.MSIX_BAR, BARS.MSIX_BAR_SIZE, barCb(BARS.MSIX_BAR), flags, null, 0, -1, 0));
+    check('vfu_setup_device_nr_irqs(MSI-X)', this.n.vfu_setup_device_nr_irqs(ctx, VFU_DEV_MSIX_IRQ, msixVectors));
+
+    const reg = this.n.registerDma((info) => this.dmaRegister(info));
+    const unreg = this.n.registerDma((info) => this.dmaUnregister(info));
+    this.callbacks.push(reg, unreg);
+    check('vfu_setup_device_dma', this.n.vfu_setup_device_dma(ctx, reg, unreg));
+    const reset = this.n.registerReset((type) => {
+      this.model?.reset(`vfio-user reset: ${VFU_RESET_TYPES[type] ?? type}`);
+      return 0;
+    });
+    this.callbacks.push(reset);
+    check('vfu_setup_device_reset_cb', this.n.vfu_setup_device_reset_cb(ctx, reset));
+    check('vfu_realize_ctx', this.n.vfu_realize_ctx(ctx));
+    this.log.info({ socket: socketPath, ids: id, msixVectors }, 'listening for a vfio-user client');
+  }
+
+  // ---- callbacks (run inside vfu_run_ctx) -------------------------------------
+
+  private barAccess(bar: number, buf: Ptr, count: number, offset: number, isWrite: boolean): number {
+    this.stats.barAccesses++;
+    try {
+      if (bar === BARS.MSIX_BAR) {
+        if (!isWrite) this.n.writeUint(buf, count, 0n);
+        return count;
+      }
+      if (!this.model) return count;
+      if (isWrite) this.model.barWrite(bar, offset, count, this.n.readUint(buf, count));
+      else this.n.writeUint(buf, count, this.model.barRead(bar, offset, count));
+      return count;
+    } catch (err) {
+      // A model bug must not take the device down: report and fail the access.
+      this.log.error({ err, bar, offset, count, isWrite }, 'BAR access failed inside the model');
+      this.n.setErrno(5 /* EIO */);
+      return -1;
+    }
+  }
+
+  private dmaRegister(info: DmaInfoValue): void {
+    const iova = BigInt(info.iova.iov_base);
+    const len = Number(info.iova.iov_len);
+    const vaddr = BigInt(info.vaddr);
+    // Without a mapping (guest RAM not shared) only message-based DMA would
+    // work, which this device does not use: such a region is listed but
+    // every DMA into it fails with DMA_UNMAPPED.
+    const view = vaddr !== 0n ? new Uint8Array(this.n.view(vaddr, len)) : null;
+    this.dma.add(iova, len, view);
+    this.stats.dmaRegions = this.dma.list().length;
+    // QEMU also registers device memory (other BARs, ROMs) without an fd;
+    // guest RAM comes with one when it is shared (share=on).
+    this.log.debug({ iova: '0x' + iova.toString(16), len, mapped: view !== null }, 'DMA region registered');
+  }
+
+  private dmaUnregister(info: DmaInfoValue): void {
+    const iova = BigInt(info.iova.iov_base);
+    const len = Number(info.iova.iov_len);
+    this.dma.remove(iova, len);
+    this.stats.dmaRegions = this.dma.list().length;
+    this.log.debug({ iova: '0x' + iova.toString(16), len }, 'DMA region unregistered');
+  }
+
+  // ---- the loop ------------------------------------------------------------
+
+  /**
+   * Serves clients until `stop()` returns true: attach, run, and on
+   * disconnect reset the device and wait for the next client.
+   */
+  run(stop: () => boolean, idleMs = 50): void {
+    while (!stop()) {
+      const timeout = this.nextTimeoutMs(idleMs);
+      const fd = this.n.vfu_get_poll_fd(this.ctx);
+      this.pollBuf.writeInt32LE(fd, 0);
+      this.pollBuf.writeInt16LE(POLLIN, 4);
+      this.pollBuf.writeInt16LE(0, 6);
+      const r = this.n.poll(this.pollBuf, 1, timeout);
+      if (r < 0 && this.n.errno() !== EINTR) throw new Error(`poll failed: errno ${this.n.errno()}`);
+      if (r > 0) {
+        if (!this.attached) this.tryAttach();
+        else this.serveRequests();
+      }
+      this.runDueEvents();
+    }
+  }
+
+  private nextTimeoutMs(idleMs: number): number {
+    const next = this.events[0];
+    if (!next) return idleMs;
+    const ms = Number((next.due - process.hrtime.bigint()) / 1_000_000n);
+    return Math.max(0, Math.min(idleMs, ms));
+  }
+
+  private tryAttach(): void {
+    if (this.n.vfu_attach_ctx(this.ctx) === 0) {
+      this.attached = true;
+      this.stats.attached = true;
+      this.stats.clients++;
+      this.log.info({ client: this.stats.clients }, 'client attached');
+      return;
+    }
+    const e = this.n.errno();
+    if (e !== 11 /* EAGAIN */ && e !== EINTR) this.log.warn({ errno: e }, 'vfu_attach_ctx failed; still listening');
+  }
+
+  private serveRequests(): void {
+    for (;;) {
+      const r = this.n.vfu_run_ctx(this.ctx);
+      if (r > 0) { this.runDueEvents(); continue; }
+      if (r === 0) return;
+      const e = this.n.errno();
+      if (e === ENOTCONN || e === ESHUTDOWN || e === ECONNRESET) {
+        this.clientGone();
+      } else if (e !== 11 /* EAGAIN */ && e !== EINTR) {
+        // A malformed message or a client that died mid-message: drop it,
+        // reset, and serve the next one rather than exit.
+        this.log.warn({ errno: e }, 'vfu_run_ctx failed; dropping the client');
+        this.clientGone();
+      }
+      return;
+    }
+  }
+
+  private clientGone(): void {
+    this.attached = false;
+    this.stats.attached = false;
+    this.dma.clear();
+    this.stats.dmaRegions = 0;
+    this.events.length = 0;
+    this.model?.reset('client disconnected');
+    this.log.info('client gone; waiting for the next client');
+  }
+
+  private runDueEvents(): void {
+    const now = process.hrtime.bigint();
+    while (this.events.length > 0 && this.events[0]!.due <= now) {
+      const ev = this.events.shift()!;
+      try { ev.fn(); } catch (err) { this.log.error({ err }, 'device event failed'); }
+    }
+  }
+
+  close(): void {
+    if (this.ctx) {
+      this.dma.clear();
+      this.n.vfu_destroy_ctx(this.ctx);
+      this.ctx = 0n;
+    }
+    for (const cb of this.callbacks) this.n.unregister(cb);
+    this.callbacks.length = 0;
+    try { unlinkSync(this.opts.socketPath); } catch { /* already gone */ }
+    this.log.info('closed');
+  }
+}

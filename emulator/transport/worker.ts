@@ -1,0 +1,58 @@
+/**
+ * The device thread: owns the vfu context and the device model, runs the
+ * vfio-user loop with synchronous callbacks, and sends its log lines to the
+ * main thread (which writes them) so that it never blocks on stdout.
+ */
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { makeLogger, type LogLevel } from '../util/log.js';
+import { SgiovDevice } from '../model/device.js';
+import { VfuServer } from './vfu-server.js';
+import type { PciIdentity } from '../pci/config.js';
+
+export interface WorkerConfig {
+  socketPath: string;
+  identity: PciIdentity;
+  msixVectors: number;
+  logLevel: LogLevel;
+}
+
+export type ToWorker = { type: 'stop' } | { type: 'stats' };
+export type FromWorker =
+  | { type: 'log'; line: string }
+  | { type: 'ready' }
+  | { type: 'stats'; stats: unknown }
+  | { type: 'fatal'; message: string };
+
+const port = parentPort!;
+const cfg = workerData as WorkerConfig;
+const post = (m: FromWorker): void => port.postMessage(m);
+
+// pino's destination contract: an object with write(string) suffices.
+const log = makeLogger(cfg.logLevel, { write: (s: string) => { post({ type: 'log', line: s }); } });
+
+let stopping = false;
+const server = new VfuServer({ socketPath: cfg.socketPath, identity: cfg.identity, msixVectors: cfg.msixVectors, log });
+try {
+  const model = new SgiovDevice({
+    dmaView: (a, l) => server.dmaView(a, l),
+    busMasterEnabled: () => server.busMasterEnabled(),
+    raiseMsix: (v) => server.raiseMsix(v),
+    schedule: (d, f) => server.schedule(d, f),
+    log: log.child({ sub: 'model' }),
+  }, { msixVectors: cfg.msixVectors });
+  server.open(model);
+  post({ type: 'ready' });
+  server.run(() => {
+    // Control messages arrive while this thread is busy in its own loop.
+    for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
+      const msg = m.message as ToWorker;
+      if (msg.type === 'stop') stopping = true;
+      else if (msg.type === 'stats') post({ type: 'stats', stats: server.stats });
+    }
+    return stopping;
+  });
+} catch (err) {
+  post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
+} finally {
+  server.close();
+}
