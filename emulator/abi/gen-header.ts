@@ -6,7 +6,8 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { repoRoot } from '../util/paths.js';
 import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, PCI_IDS, REGISTERS } from './abi.js';
 
 const hex = (n: number, pad = 0): string => '0x' + n.toString(16).padStart(pad, '0');
@@ -61,7 +62,7 @@ export function generateHeader(): string {
   return out.join('\n');
 }
 
-export const HEADER_PATH = join(dirname(fileURLToPath(import.meta.url)), '../../../guest-driver/include/sgiov_abi.h');
+export const HEADER_PATH = join(repoRoot(), 'guest-driver', 'include', 'sgiov_abi.h');
 
 function main(argv: string[]): number {
   const text = generateHeader();

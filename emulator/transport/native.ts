@@ -12,16 +12,15 @@
  */
 import koffi from 'koffi';
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { cacheDir } from '../util/paths.js';
 
 export type Ptr = bigint;
 
 /** Where setup installs libvfio-user; SGIOV_LIBVFIO_USER overrides. */
 export function libvfioUserPath(): string {
   if (process.env.SGIOV_LIBVFIO_USER) return process.env.SGIOV_LIBVFIO_USER;
-  const cache = process.env.SGIOV_CACHE ?? join(homedir(), '.cache', 'sgiov');
-  return join(cache, 'libvfio-user', 'install', 'lib', 'libvfio-user.so.0');
+  return join(cacheDir(), 'libvfio-user', 'install', 'lib', 'libvfio-user.so.0');
 }
 
 // <vfio-user/libvfio-user.h> values used here.

@@ -1,0 +1,60 @@
+/**
+ * An in-memory bus for the device model: guest memory is a plain buffer,
+ * interrupts are recorded, scheduled events run when the test says so.
+ * It implements the same DeviceHost contract as the vfio-user transport.
+ */
+import type { DeviceHost } from '../model/host.js';
+import { DmaRegions } from '../model/dma-regions.js';
+import { silentLogger, type Logger } from '../util/log.js';
+
+export class MemoryBus implements DeviceHost {
+  readonly mem: Uint8Array;
+  readonly regions = new DmaRegions();
+  busMaster = true;
+  /** Vectors the guest has set up; raiseMsix fails for others. */
+  enabledVectors = new Set<number>(Array.from({ length: 16 }, (_, i) => i));
+  readonly interrupts: number[] = [];
+  private queue: { due: number; fn: () => void }[] = [];
+  private now = 0;
+
+  constructor(readonly base = 0x10_0000n, size = 1 << 20, readonly log: Logger = silentLogger()) {
+    this.mem = new Uint8Array(size);
+    this.regions.add(base, size, this.mem);
+  }
+
+  dmaView(addr: bigint, len: number): Uint8Array | null {
+    return this.regions.view(addr, len);
+  }
+
+  busMasterEnabled(): boolean {
+    return this.busMaster;
+  }
+
+  raiseMsix(vector: number): boolean {
+    if (!this.enabledVectors.has(vector)) return false;
+    this.interrupts.push(vector);
+    return true;
+  }
+
+  schedule(delayNs: number, fn: () => void): void {
+    this.queue.push({ due: this.now + delayNs, fn });
+    this.queue.sort((a, b) => a.due - b.due);
+  }
+
+  /** Runs every scheduled event (and those they schedule); returns how many. */
+  runAll(): number {
+    let n = 0;
+    while (this.queue.length > 0) {
+      const ev = this.queue.shift()!;
+      this.now = Math.max(this.now, ev.due);
+      ev.fn();
+      n++;
+    }
+    return n;
+  }
+
+  /** Guest address of byte `off` of the bus memory. */
+  addr(off: number): bigint {
+    return this.base + BigInt(off);
+  }
+}

@@ -1,0 +1,19 @@
+/** Where things are: the checkout (found from this file, in src or dist) and the setup cache. */
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the sgiov checkout above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+  return dir;
+}
+
+export function cacheDir(): string {
+  return process.env.SGIOV_CACHE ?? join(homedir(), '.cache', 'sgiov');
+}
