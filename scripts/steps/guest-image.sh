@@ -1,1 +1,107 @@
-guest_image() { echo "todo"; }
+# The guest image: sgiov.ko and the guest tools built for the trixie tree's
+# kernel (inside the tree, with its gcc and headers), packed with qemu/init
+# and the tree's static busybox into a gzipped newc initramfs at
+# $SGIOV_CACHE/guest/<key>/initramfs.cpio.gz. <key> hashes every input, so
+# an unchanged image is reused; $SGIOV_CACHE/guest/image.json tells the
+# harness what to boot.
+
+# Hashes the inputs: the sources under guest-driver/ (build outputs left by
+# a developer's `make` excluded), qemu/init, this script, busybox, the kernel.
+guest_image_key() {
+  local tree="$1" kver="$2"
+  {
+    (cd "$SGIOV_ROOT" && find guest-driver qemu/init -type f \
+      ! -name '*.o' ! -name '*.ko' ! -name '*.mod' ! -name '*.mod.c' ! -name '.*.cmd' \
+      ! -name '*.a' ! -name 'Module.symvers' ! -name 'modules.order' ! -path 'guest-driver/tools/bin/*' \
+      -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+    (cd "$SGIOV_ROOT" && sha256sum scripts/steps/guest-image.sh)
+    sha256sum <"$tree/usr/bin/busybox"
+    echo "kver $kver"
+  } | sha256sum | cut -c1-16
+}
+
+guest_image_json() { # KERNEL INITRAMFS KVER TREE KEY
+  local dir="$SGIOV_CACHE/guest"
+  printf '{"kernel": "%s", "initramfs": "%s", "kver": "%s", "tree": "%s", "key": "%s"}\n' \
+    "$1" "$2" "$3" "$4" "$5" >"$dir/image.json.tmp.$$"
+  mv -f "$dir/image.json.tmp.$$" "$dir/image.json"
+}
+
+guest_image() {
+  local tree; tree="$(cd "${TREE:-$SGIOV_CACHE/trixie}" && pwd)"
+  [ -f "$tree/.sgiov-kver" ] || { echo "no trixie tree at $tree (run the trixie-tree step)"; return 1; }
+  local kver; kver=$(cat "$tree/.sgiov-kver")
+  local kernel="$tree/boot/vmlinuz-$kver"
+  [ -f "$kernel" ] || { echo "kernel $kernel missing"; return 1; }
+  [ -d "$tree/lib/modules/$kver/build" ] || { echo "kernel headers for $kver missing in the tree"; return 1; }
+  [ -x "$tree/usr/bin/busybox" ] || { echo "busybox missing in the tree (busybox-static)"; return 1; }
+
+  local key; key=$(guest_image_key "$tree" "$kver")
+  local dir="$SGIOV_CACHE/guest"
+  local out="$dir/$key"
+  local img="$out/initramfs.cpio.gz"
+  mkdir -p "$dir"
+  echo "kernel $kver, key $key"
+  if [ -f "$img" ]; then
+    guest_image_json "$kernel" "$img" "$kver" "$tree" "$key"
+    echo "cached $key: $(du -k "$img" | cut -f1) KiB, kernel $kver"
+    return 0
+  fi
+
+  # Build inside the tree: a fresh copy of guest-driver/ at /build/sgiov.
+  local src="$SGIOV_ROOT/guest-driver" b="$tree/build/sgiov"
+  rm -rf "$b"
+  mkdir -p "$b/out"
+  cp -r "$src/include" "$src/kmod" "$src/tools" "$b/"
+  rm -rf "$b/tools/bin"
+  echo "== building sgiov.ko against $kver"
+  in_tree make -C "/lib/modules/$kver/build" M=/build/sgiov/kmod modules
+  [ -f "$b/kmod/sgiov.ko" ] || { echo "sgiov.ko was not built"; return 1; }
+  if [ -x "$tree/usr/sbin/modinfo" ] || [ -x "$tree/usr/bin/modinfo" ] || [ -x "$tree/sbin/modinfo" ]; then
+    local vermagic; vermagic=$(in_tree modinfo -F vermagic /build/sgiov/kmod/sgiov.ko)
+    echo "vermagic: $vermagic"
+    case "$vermagic" in "$kver "*) ;; *) echo "sgiov.ko vermagic '$vermagic' does not match $kver"; return 1 ;; esac
+  fi
+  cp "$b/kmod/sgiov.ko" "$b/out/sgiov.ko"
+  in_tree strip --strip-debug /build/sgiov/out/sgiov.ko
+
+  # Every tools/*.c is one static program.
+  local c name tools=()
+  for c in "$b"/tools/*.c; do
+    [ -f "$c" ] || continue
+    name=$(basename "$c" .c)
+    echo "== building $name"
+    in_tree gcc -static -O2 -Wall -Wextra -I/build/sgiov/include \
+      -o "/build/sgiov/out/$name" "/build/sgiov/tools/$name.c"
+    tools+=("$name")
+  done
+
+  # Assemble the initramfs in a scratch directory next to its destination.
+  local tmp="$dir/.tmp.$key.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp/root"/{bin,sbin,usr/bin,usr/sbin,lib/modules,dev,proc,sys,tmp,root}
+  local r="$tmp/root"
+  install -m 0755 "$SGIOV_ROOT/qemu/init" "$r/init"
+  install -m 0755 "$tree/usr/bin/busybox" "$r/bin/busybox"
+  install -m 0644 "$b/out/sgiov.ko" "$r/lib/modules/sgiov.ko"
+  for name in "${tools[@]}"; do install -m 0755 "$b/out/$name" "$r/usr/bin/$name"; done
+  # The kernel opens /dev/console for /init before devtmpfs is mounted.
+  mknod -m 0600 "$r/dev/console" c 5 1 || echo "warning: cannot create dev/console (not root?)"
+  mknod -m 0666 "$r/dev/null" c 1 3 || true
+  (cd "$r" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -9 -n >"$tmp/initramfs.cpio.gz"
+  gzip -t "$tmp/initramfs.cpio.gz"
+  rm -rf "$r"
+  if ! mv -T "$tmp" "$out" 2>/dev/null; then
+    rm -rf "$tmp"   # built concurrently by another run: keep that one
+  fi
+  [ -f "$img" ] || { echo "initramfs missing at $img"; return 1; }
+
+  # Keep the newest few images, drop older ones.
+  local old
+  for old in $(ls -1dt "$dir"/*/ 2>/dev/null | tail -n +5); do
+    [ "${old%/}" = "$out" ] || rm -rf "${old%/}"
+  done
+
+  guest_image_json "$kernel" "$img" "$kver" "$tree" "$key"
+  echo "built $key: $(du -k "$img" | cut -f1) KiB, sgiov.ko + ${tools[*]}, kernel $kver"
+}
