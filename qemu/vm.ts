@@ -1,0 +1,231 @@
+/**
+ * Runs the real thing: the emulator as its own process and a QEMU (TCG) VM
+ * attached to it over vfio-user, booting the guest kernel with the sgiov
+ * initramfs. Used by the VM tests and by `npm run demo`.
+ *
+ * Every process started here is stopped by its PID; sockets and temp dirs
+ * are removed by stop()/cleanup().
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, type WriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cacheDir, repoRoot } from '../emulator/util/paths.js';
+
+export interface GuestImage {
+  kernel: string;
+  initramfs: string;
+  kver: string;
+  tree: string;
+  key: string;
+}
+
+export function guestImage(): GuestImage {
+  const p = join(cacheDir(), 'guest', 'image.json');
+  if (!existsSync(p)) throw new Error(`${p} not found: run scripts/setup.sh first`);
+  return JSON.parse(readFileSync(p, 'utf8')) as GuestImage;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `cond` holds or `ms` pass; returns whether it held. */
+export async function until(cond: () => boolean, ms: number, stepMs = 20): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await sleep(stepMs);
+  }
+  return cond();
+}
+
+function exited(p: ChildProcess): boolean {
+  return p.exitCode !== null || p.signalCode !== null;
+}
+
+/** Sends SIGTERM to `pid`, then SIGKILL after `graceMs`; resolves when it is gone. */
+async function stopProcess(p: ChildProcess, graceMs: number): Promise<void> {
+  if (exited(p) || p.pid === undefined) return;
+  const gone = new Promise<void>((r) => p.once('exit', () => r()));
+  process.kill(p.pid, 'SIGTERM');
+  const t = setTimeout(() => { if (!exited(p) && p.pid !== undefined) process.kill(p.pid, 'SIGKILL'); }, graceMs);
+  await gone;
+  clearTimeout(t);
+}
+
+/** A temp dir for one run: sockets, logs, consoles. Kept on failure when asked. */
+export class RunDir {
+  readonly path: string;
+  constructor(prefix = 'sgiov-') {
+    this.path = mkdtempSync(join(tmpdir(), prefix));
+  }
+  file(name: string): string {
+    return join(this.path, name);
+  }
+  remove(): void {
+    rmSync(this.path, { recursive: true, force: true });
+  }
+}
+
+export interface EmulatorOptions {
+  socketPath: string;
+  logPath: string;
+  logLevel?: string;
+  extraArgs?: string[];
+}
+
+/** The emulator as a separate process (node dist/emulator/cli.js serve). */
+export class EmulatorProcess {
+  readonly proc: ChildProcess;
+  private out: WriteStream;
+  private text = '';
+
+  constructor(readonly opts: EmulatorOptions) {
+    const cli = join(repoRoot(), 'dist', 'emulator', 'cli.js');
+    if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build`);
+    this.out = createWriteStream(opts.logPath);
+    this.proc = spawn(process.execPath, [cli, 'serve', '--socket', opts.socketPath, '--log-level', opts.logLevel ?? 'debug', ...(opts.extraArgs ?? [])], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const sink = (d: Buffer): void => { this.out.write(d); this.text += d.toString(); };
+    this.proc.stdout!.on('data', sink);
+    this.proc.stderr!.on('data', sink);
+  }
+
+  get pid(): number { return this.proc.pid!; }
+  get alive(): boolean { return !exited(this.proc); }
+  /** Everything it logged so far. */
+  get log(): string { return this.text; }
+  /** Its log as parsed JSON lines (non-JSON lines skipped). */
+  records(): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const line of this.text.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try { out.push(JSON.parse(line) as Record<string, unknown>); } catch { /* partial line */ }
+    }
+    return out;
+  }
+
+  async ready(ms = 10_000): Promise<void> {
+    const ok = await until(() => this.text.includes('listening for a vfio-user client') || !this.alive, ms);
+    if (!ok || !this.alive) throw new Error(`emulator did not start:\n${this.text.slice(-2000)}`);
+  }
+
+  async stop(): Promise<void> {
+    await stopProcess(this.proc, 3000);
+    await new Promise<void>((r) => this.out.end(r));
+  }
+}
+
+export interface VmOptions {
+  socketPath: string;
+  consolePath: string;
+  /** The /init scenario: sgiov.run=<scenario>. */
+  scenario: string;
+  memMiB?: number;
+  /** Hard limit: QEMU is killed after this many seconds. */
+  timeoutS?: number;
+  extraAppend?: string;
+}
+
+/** One `SGIOV: kind k=v ...` line printed by the guest's /init. */
+export interface GuestLine {
+  kind: string;
+  fields: Record<string, string>;
+  raw: string;
+}
+
+export function parseGuestLine(line: string): GuestLine | null {
+  const m = /SGIOV: (.*)$/.exec(line.replace(/\r$/, ''));
+  if (!m) return null;
+  const rest = m[1]!.trim();
+  const sp = rest.indexOf(' ');
+  const kind = sp < 0 ? rest : rest.slice(0, sp);
+  const fields: Record<string, string> = {};
+  const body = sp < 0 ? '' : rest.slice(sp + 1);
+  for (const f of body.matchAll(/(\w[\w.-]*)=("[^"]*"|\S*)/g)) fields[f[1]!] = f[2]!.replace(/^"|"$/g, '');
+  return { kind, fields, raw: rest };
+}
+
+/** A QEMU VM (TCG) attached to the emulator's socket; the serial console goes to a file. */
+export class QemuVm {
+  readonly proc: ChildProcess;
+  readonly lines: GuestLine[] = [];
+  private console: WriteStream;
+  private text = '';
+  private partial = '';
+  private killTimer: NodeJS.Timeout;
+  readonly startedAt = Date.now();
+
+  constructor(readonly opts: VmOptions, img: GuestImage = guestImage()) {
+    const t = img.tree;
+    // iomem=relaxed lets the guest's sgiov-mmio tool map BAR0 while the driver holds it.
+    const append = ['console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4', 'iomem=relaxed', `sgiov.run=${opts.scenario}`, opts.extraAppend ?? ''].join(' ').trim();
+    const args = [
+      '--library-path', join(t, 'usr/lib/x86_64-linux-gnu'),
+      join(t, 'usr/bin/qemu-system-x86_64'),
+      '-L', join(t, 'usr/share/qemu'), '-L', join(t, 'usr/share/seabios'),
+      '-accel', 'tcg', '-cpu', 'max', '-smp', '1',
+      '-m', String(opts.memMiB ?? 512),
+      // Shared guest RAM, so the device DMAs straight into it.
+      '-object', `memory-backend-memfd,id=mem,size=${opts.memMiB ?? 512}M,share=on`,
+      '-machine', 'q35,memory-backend=mem',
+      '-nic', 'none', '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot',
+      '-kernel', img.kernel, '-initrd', img.initramfs, '-append', append,
+      '-device', JSON.stringify({ driver: 'vfio-user-pci', socket: { path: opts.socketPath, type: 'unix' } }),
+    ];
+    this.console = createWriteStream(opts.consolePath);
+    this.proc = spawn(join(t, 'usr/lib64/ld-linux-x86-64.so.2'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const sink = (d: Buffer): void => {
+      this.console.write(d);
+      const s = d.toString();
+      this.text += s;
+      const parts = (this.partial + s).split('\n');
+      this.partial = parts.pop()!;
+      for (const p of parts) { const g = parseGuestLine(p); if (g) this.lines.push(g); }
+    };
+    this.proc.stdout!.on('data', sink);
+    this.proc.stderr!.on('data', sink);
+    this.killTimer = setTimeout(() => { if (!exited(this.proc)) this.proc.kill('SIGKILL'); }, (opts.timeoutS ?? 120) * 1000);
+  }
+
+  get pid(): number { return this.proc.pid!; }
+  get alive(): boolean { return !exited(this.proc); }
+  get output(): string { return this.text; }
+
+  find(kind: string): GuestLine[] {
+    return this.lines.filter((l) => l.kind === kind);
+  }
+
+  async waitFor(pred: (l: GuestLine) => boolean, ms: number): Promise<GuestLine> {
+    let hit: GuestLine | undefined;
+    const ok = await until(() => { hit = this.lines.find(pred); return hit !== undefined || !this.alive; }, ms);
+    hit ??= this.lines.find(pred);
+    if (!ok || !hit) throw new Error(`guest line not seen within ${ms} ms (console: ${this.opts.consolePath})\n${this.text.slice(-3000)}`);
+    return hit;
+  }
+
+  /** Waits for QEMU to exit on its own (the guest powers off). */
+  async exit(ms: number): Promise<number | null> {
+    if (!(await until(() => !this.alive, ms, 50))) throw new Error(`QEMU still running after ${ms} ms (console: ${this.opts.consolePath})`);
+    clearTimeout(this.killTimer);
+    await new Promise<void>((r) => this.console.end(r));
+    return this.proc.exitCode;
+  }
+
+  /** Kills QEMU by its PID at once (SIGKILL), as a crash would. */
+  async kill(): Promise<void> {
+    clearTimeout(this.killTimer);
+    if (this.alive) {
+      const gone = new Promise<void>((r) => this.proc.once('exit', () => r()));
+      process.kill(this.pid, 'SIGKILL');
+      await gone;
+    }
+    await new Promise<void>((r) => this.console.end(r));
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.killTimer);
+    await stopProcess(this.proc, 2000);
+    await new Promise<void>((r) => this.console.end(r));
+  }
+}
