@@ -132,6 +132,8 @@ export interface GuestLine {
   kind: string;
   fields: Record<string, string>;
   raw: string;
+  /** When the host read it (ms since the epoch). */
+  at: number;
 }
 
 export function parseGuestLine(line: string): GuestLine | null {
@@ -143,7 +145,7 @@ export function parseGuestLine(line: string): GuestLine | null {
   const fields: Record<string, string> = {};
   const body = sp < 0 ? '' : rest.slice(sp + 1);
   for (const f of body.matchAll(/(\w[\w.-]*)=("[^"]*"|\S*)/g)) fields[f[1]!] = f[2]!.replace(/^"|"$/g, '');
-  return { kind, fields, raw: rest };
+  return { kind, fields, raw: rest, at: Date.now() };
 }
 
 /** A QEMU VM (TCG) attached to the emulator's socket; the serial console goes to a file. */

@@ -1,8 +1,10 @@
 /**
- * Generates the C header of the guest/device ABI from abi.ts.
- *   node dist/emulator/abi/gen-header.js           print it
- *   node dist/emulator/abi/gen-header.js --write   write guest-driver/include/sgiov_abi.h
- *   node dist/emulator/abi/gen-header.js --check   exit 1 when the committed header is stale
+ * Generates the guest side of the ABI from abi.ts: the C header the driver
+ * and tools include, and the same definitions as shell variables for the
+ * guest's /init scripts.
+ *   node dist/emulator/abi/gen-header.js           print the C header
+ *   node dist/emulator/abi/gen-header.js --write   write guest-driver/include/sgiov_abi.{h,sh}
+ *   node dist/emulator/abi/gen-header.js --check   exit 1 when a committed file is stale
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -62,24 +64,40 @@ export function generateHeader(): string {
   return out.join('\n');
 }
 
+/** The C header's #defines as `NAME=value` shell assignments (expressions evaluated). */
+export function generateShell(): string {
+  const out = ['# SG-IOV guest/device ABI for shell scripts. GENERATED from emulator/abi/abi.ts', '# by `npm run gen-header`; do not edit by hand.'];
+  for (const line of generateHeader().split('\n')) {
+    const m = /^#define (SGIOV_\w+)\s+(\S.*?)\s*(\/\*.*)?$/.exec(line);
+    if (!m || m[1] === 'SGIOV_ABI_H') continue;
+    const expr = /^\(1u << (\d+)\)$/.exec(m[2]!);
+    out.push(`${m[1]}=${expr ? '0x' + ((1 << Number(expr[1])) >>> 0).toString(16) : m[2]}`);
+  }
+  return out.join('\n') + '\n';
+}
+
 export const HEADER_PATH = join(repoRoot(), 'guest-driver', 'include', 'sgiov_abi.h');
+export const SHELL_PATH = join(repoRoot(), 'guest-driver', 'include', 'sgiov_abi.sh');
 
 function main(argv: string[]): number {
-  const text = generateHeader();
+  const files: [string, string][] = [[HEADER_PATH, generateHeader()], [SHELL_PATH, generateShell()]];
   if (argv.includes('--write')) {
-    writeFileSync(HEADER_PATH, text);
+    for (const [path, text] of files) writeFileSync(path, text);
     return 0;
   }
   if (argv.includes('--check')) {
-    let committed = '';
-    try { committed = readFileSync(HEADER_PATH, 'utf8'); } catch { /* missing counts as stale */ }
-    if (committed !== text) {
-      process.stderr.write(`${HEADER_PATH} is stale: run npm run gen-header\n`);
-      return 1;
+    let rc = 0;
+    for (const [path, text] of files) {
+      let committed = '';
+      try { committed = readFileSync(path, 'utf8'); } catch { /* missing counts as stale */ }
+      if (committed !== text) {
+        process.stderr.write(`${path} is stale: run npm run gen-header\n`);
+        rc = 1;
+      }
     }
-    return 0;
+    return rc;
   }
-  process.stdout.write(text);
+  process.stdout.write(files[0]![1]);
   return 0;
 }
 

@@ -1,11 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BARS, DOORBELLS, REGISTERS } from '../../emulator/abi/abi.js';
-import { generateHeader, HEADER_PATH } from '../../emulator/abi/gen-header.js';
+import { generateHeader, generateShell, HEADER_PATH, SHELL_PATH } from '../../emulator/abi/gen-header.js';
 
 describe('ABI', () => {
   it('the committed C header is what abi.ts generates (run npm run gen-header if not)', () => {
     expect(readFileSync(HEADER_PATH, 'utf8')).toBe(generateHeader());
+  });
+
+  it('the committed shell definitions are current and match the header', () => {
+    const sh = generateShell();
+    expect(readFileSync(SHELL_PATH, 'utf8')).toBe(sh);
+    expect(sh).toMatch(/^SGIOV_REG_DMA_SRC=0x100$/m);
+    expect(sh).toMatch(/^SGIOV_CONTROL_RESET=0x80000000$/m);
+    expect(sh).toMatch(/^SGIOV_ERR_BAD_DOORBELL=6$/m);
+    expect(sh).not.toMatch(/\(|\/\*/);
   });
 
   it('the header defines every register, doorbell and error code', () => {
