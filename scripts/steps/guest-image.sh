@@ -48,22 +48,32 @@ guest_image() {
     return 0
   fi
 
-  # Build inside the tree: a fresh copy of guest-driver/ at /build/sgiov.
-  local src="$SGIOV_ROOT/guest-driver" b="$tree/build/sgiov"
+  # Leftovers of failed runs (named after the PID of their setup run).
+  local d
+  for d in "$tree"/build/sgiov.* "$dir"/.tmp.*; do
+    [ -e "$d" ] || continue
+    kill -0 "${d##*.}" 2>/dev/null || rm -rf "$d"
+  done
+
+  # Build inside the tree, in a fresh copy of guest-driver/ private to this
+  # run (/build/sgiov.PID; removed afterwards, kept on failure for a look).
+  local src="$SGIOV_ROOT/guest-driver" bt="/build/sgiov.$$"
+  local b="$tree$bt"
   rm -rf "$b"
   mkdir -p "$b/out"
   cp -r "$src/include" "$src/kmod" "$src/tools" "$b/"
   rm -rf "$b/tools/bin"
-  echo "== building sgiov.ko against $kver"
-  in_tree make -C "/lib/modules/$kver/build" M=/build/sgiov/kmod modules
+  (cd "$b/kmod" && rm -f ./*.o ./*.ko ./*.mod ./*.mod.c ./.*.cmd Module.symvers modules.order)
+  echo "== building sgiov.ko against $kver in $b"
+  in_tree make -C "/lib/modules/$kver/build" M="$bt/kmod" modules
   [ -f "$b/kmod/sgiov.ko" ] || { echo "sgiov.ko was not built"; return 1; }
   if [ -x "$tree/usr/sbin/modinfo" ] || [ -x "$tree/usr/bin/modinfo" ] || [ -x "$tree/sbin/modinfo" ]; then
-    local vermagic; vermagic=$(in_tree modinfo -F vermagic /build/sgiov/kmod/sgiov.ko)
+    local vermagic; vermagic=$(in_tree modinfo -F vermagic "$bt/kmod/sgiov.ko")
     echo "vermagic: $vermagic"
     case "$vermagic" in "$kver "*) ;; *) echo "sgiov.ko vermagic '$vermagic' does not match $kver"; return 1 ;; esac
   fi
   cp "$b/kmod/sgiov.ko" "$b/out/sgiov.ko"
-  in_tree strip --strip-debug /build/sgiov/out/sgiov.ko
+  in_tree strip --strip-debug "$bt/out/sgiov.ko"
 
   # Every tools/*.c is one static program.
   local c name tools=()
@@ -71,8 +81,8 @@ guest_image() {
     [ -f "$c" ] || continue
     name=$(basename "$c" .c)
     echo "== building $name"
-    in_tree gcc -static -O2 -Wall -Wextra -I/build/sgiov/include \
-      -o "/build/sgiov/out/$name" "/build/sgiov/tools/$name.c"
+    in_tree gcc -static -O2 -Wall -Wextra -I"$bt/include" \
+      -o "$bt/out/$name" "$bt/tools/$name.c"
     tools+=("$name")
   done
 
@@ -90,7 +100,7 @@ guest_image() {
   mknod -m 0666 "$r/dev/null" c 1 3 || true
   (cd "$r" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -9 -n >"$tmp/initramfs.cpio.gz"
   gzip -t "$tmp/initramfs.cpio.gz"
-  rm -rf "$r"
+  rm -rf "$r" "$b"
   if ! mv -T "$tmp" "$out" 2>/dev/null; then
     rm -rf "$tmp"   # built concurrently by another run: keep that one
   fi
