@@ -1,6 +1,7 @@
 # The guest image: sgiov.ko and the guest tools built for the trixie tree's
 # kernel (inside the tree, with its gcc and headers), packed with qemu/init
-# and the tree's static busybox into a gzipped newc initramfs at
+# and the tree's static busybox (and the ABI as shell definitions, at
+# /etc/sgiov_abi.sh) into a gzipped newc initramfs at
 # $SGIOV_CACHE/guest/<key>/initramfs.cpio.gz. <key> hashes every input, so
 # an unchanged image is reused; $SGIOV_CACHE/guest/image.json tells the
 # harness what to boot.
@@ -93,6 +94,8 @@ guest_image() {
   local r="$tmp/root"
   install -m 0755 "$SGIOV_ROOT/qemu/init" "$r/init"
   install -m 0755 "$tree/usr/bin/busybox" "$r/bin/busybox"
+  mkdir -p "$r/etc"
+  install -m 0644 "$src/include/sgiov_abi.sh" "$r/etc/sgiov_abi.sh"
   install -m 0644 "$b/out/sgiov.ko" "$r/lib/modules/sgiov.ko"
   for name in "${tools[@]}"; do install -m 0755 "$b/out/$name" "$r/usr/bin/$name"; done
   # The kernel opens /dev/console for /init before devtmpfs is mounted.
