@@ -144,7 +144,11 @@ export function parseGuestLine(line: string): GuestLine | null {
   const kind = sp < 0 ? rest : rest.slice(0, sp);
   const fields: Record<string, string> = {};
   const body = sp < 0 ? '' : rest.slice(sp + 1);
-  for (const f of body.matchAll(/(\w[\w.-]*)=("[^"]*"|\S*)/g)) fields[f[1]!] = f[2]!.replace(/^"|"$/g, '');
+  // reason= and msg= are free text and run to the end of the line.
+  const free = /(?:^|\s)(reason|msg)=(.*)$/.exec(body);
+  const head = free ? body.slice(0, free.index) : body;
+  for (const f of head.matchAll(/(\w[\w.-]*)=(\S*)/g)) fields[f[1]!] = f[2]!;
+  if (free) fields[free[1]!] = free[2]!;
   return { kind, fields, raw: rest, at: Date.now() };
 }
 

@@ -219,7 +219,7 @@ export class VfuServer implements DeviceHost {
       return;
     }
     const e = this.n.errno();
-    if (e !== 11 /* EAGAIN */ && e !== EINTR) this.log.warn({ errno: e }, 'vfu_attach_ctx failed; still listening');
+    if (e !== 11 /* EAGAIN */ && e !== EINTR) this.log.warn({ errno: e }, 'client failed the vfio-user handshake; still listening');
   }
 
   private serveRequests(): void {
