@@ -34,6 +34,29 @@ export const BARS = {
   MSIX_TABLE_OFFSET: 0x0,
   MSIX_PBA_OFFSET: 0x800,
   MSIX_VECTORS: 16,
+  /** Shared memory the device polls (memfd-backed, mmap-able): the host-to-device Cross-FIFO. */
+  SHM_BAR: 2,
+  SHM_BAR_SIZE: 0x20000,
+} as const;
+
+/**
+ * Layout of the shared-memory BAR (BARS.SHM_BAR). Each index sits on its own
+ * cache line. Indexes are free-running u32 counters; slot = index % slots.
+ */
+export const SHM = {
+  /** Host writes: H2D signals published. */
+  H2D_PROD: 0x000,
+  /** Device writes: H2D signals consumed. */
+  H2D_CONS: 0x040,
+  /** Device writes: SHM_FLAG_* (NEED_KICK: the device sleeps; ring the KICK doorbell after publishing). */
+  H2D_FLAGS: 0x080,
+  /** Host writes: D2H signals consumed (the device never overruns it). */
+  D2H_CONS: 0x0c0,
+  /** Host writes 1 to ask for one interrupt on the next D2H signal (the device clears it when it fires). */
+  D2H_ARM: 0x100,
+  /** The H2D signal slots: 8 bytes each. */
+  H2D_RING: 0x1000,
+  H2D_SLOTS: 8192,
 } as const;
 
 export type Access = 'ro' | 'rw' | 'w1c' | 'wo';
@@ -72,6 +95,25 @@ export const REGISTERS: readonly RegisterDef[] = [
   { name: 'DMA_VECTOR', offset: 0x118, width: 4, access: 'rw', doc: 'DMA job: MSI-X vector raised on completion' },
   { name: 'DMA_STATUS', offset: 0x11c, width: 4, access: 'ro', doc: 'DMA engine state SGIOV_DMA_STATE_* of the last job' },
   { name: 'DMA_TAG', offset: 0x120, width: 4, access: 'ro', doc: 'Tag written to the doorbell for the last finished job' },
+  // The data plane: sockets, warp pipes, Cross-FIFO.
+  { name: 'MAX_SOCKETS', offset: 0x200, width: 4, access: 'ro', doc: 'Socket ids are 0..MAX_SOCKETS-1' },
+  { name: 'H2D_MODE', offset: 0x204, width: 4, access: 'rw', doc: 'How the device learns of H2D signals: SGIOV_H2D_MODE_*' },
+  { name: 'D2H_BASE', offset: 0x208, width: 8, access: 'rw', doc: 'Guest address of the D2H signal FIFO (8-byte slots)' },
+  { name: 'D2H_SLOTS', offset: 0x210, width: 4, access: 'rw', doc: 'D2H FIFO slots: a power of two, 64..1048576' },
+  { name: 'D2H_VECTOR', offset: 0x214, width: 4, access: 'rw', doc: 'MSI-X vector for D2H signals' },
+  { name: 'D2H_PROD_ADDR', offset: 0x218, width: 8, access: 'rw', doc: 'Guest address of a u32 the device updates with the D2H producer index' },
+  { name: 'CMD_BASE', offset: 0x220, width: 8, access: 'rw', doc: 'Guest address of the command slots (struct sgiov_cmd, 64 bytes each)' },
+  { name: 'CMD_SLOTS', offset: 0x228, width: 4, access: 'rw', doc: 'Command slots: a power of two, 1..65536' },
+  { name: 'IRQ_MOD_COUNT', offset: 0x22c, width: 4, access: 'rw', doc: 'Interrupt moderation: raise once this many D2H signals are pending (0 or 1: at once)' },
+  { name: 'IRQ_MOD_USECS', offset: 0x230, width: 4, access: 'rw', doc: 'Interrupt moderation: or once the oldest pending signal is this old' },
+  { name: 'DP_CONTROL', offset: 0x234, width: 4, access: 'rw', doc: 'SGIOV_DP_CONTROL_START starts the data plane (FIFOs configured); clearing it stops it' },
+  { name: 'DP_STATUS', offset: 0x238, width: 4, access: 'ro', doc: 'SGIOV_DP_STATUS_* bits' },
+  { name: 'SOCKETS_OPEN', offset: 0x23c, width: 4, access: 'ro', doc: 'Sockets that exist now' },
+  { name: 'H2D_SIGNALS', offset: 0x240, width: 4, access: 'ro', doc: 'H2D signals consumed since start (wraps)' },
+  { name: 'D2H_SIGNALS', offset: 0x244, width: 4, access: 'ro', doc: 'D2H signals produced since start (wraps)' },
+  { name: 'KICKS', offset: 0x248, width: 4, access: 'ro', doc: 'KICK doorbells received' },
+  { name: 'SIGNAL_ERRORS', offset: 0x24c, width: 4, access: 'ro', doc: 'H2D signals rejected (bad id, type or value)' },
+  { name: 'MSGS_MOVED', offset: 0x250, width: 4, access: 'ro', doc: 'Messages moved through warp pipes (wraps)' },
 ] as const;
 
 /** Trapped doorbells, also in BAR0. A 4-byte write of a tag starts the job. */
@@ -79,19 +121,36 @@ export const DOORBELLS = {
   BASE: 0x1000,
   SIZE: 0x1000,
   DMA: 0x1000,
+  /** Wakes the device to read H2D signals (needed only when SHM H2D_FLAGS has NEED_KICK, or in KICK mode). */
+  KICK: 0x1004,
 } as const;
 
 export const CONSTANTS = {
   ID_MAGIC: 0x53474956, // "SGIV"
   DMA_MAX_LEN: 1 << 20,
+  MAX_SOCKETS_DEFAULT: 65536,
+  RING_MIN: 4096,
+  RING_MAX: 1 << 28,
+  RING_DEFAULT: 1 << 20,
+  CMD_SLOT_SIZE: 64,
+  SIGNAL_SIZE: 8,
+  /** Signals: type in bits 63..56, id (ring or socket or command slot) in 55..32, value in 31..0. */
+  SIG_TYPE_SHIFT: 56,
+  SIG_ID_SHIFT: 32,
+  SIG_ID_MASK: 0xffffff,
+  /** connect() to this port makes a loopback pipe: what the socket sends comes back to it (executor L). */
+  PORT_LOOPBACK: 0,
 } as const;
 
 /** Bit fields: name -> bit number. */
 export const BITS = {
-  CAP: { DMA_ENGINE: 0, MSIX: 1 },
+  CAP: { DMA_ENGINE: 0, MSIX: 1, SOCKETS: 2, SHM_FIFO: 3 },
   STATUS: { READY: 0, ENABLED: 1, ERROR: 2, BUS_MASTER: 3 },
   CONTROL: { ENABLE: 0, RESET: 31 },
   IRQ: { DMA_DONE: 0, ERROR: 1 },
+  DP_CONTROL: { START: 0 },
+  DP_STATUS: { RUNNING: 0, POLLING: 1 },
+  SHM_FLAG: { NEED_KICK: 0 },
 } as const;
 
 /** Enumerations: name -> value. */
@@ -108,8 +167,93 @@ export const ENUMS = {
     BAD_VECTOR: 5,
     BAD_DOORBELL: 6,
     NOT_ENABLED: 7,
+    /** DP_CONTROL.START with FIFOs or command slots badly configured (ERROR_ADDR: the register offset). */
+    DP_BAD_CONFIG: 8,
+  },
+  H2D_MODE: { HYBRID: 0, POLL: 1, KICK: 2 },
+  /** Host-to-device signal types. */
+  SIG_H2D: {
+    /** id: tx ring; value: the ring's new tail. Publishes exactly one message: the bytes from the old tail. */
+    TX_TAIL: 0x01,
+    /** id: rx ring; value: the ring's new head (bytes the application consumed). */
+    RX_HEAD: 0x02,
+    /** id: command slot index; run that command. */
+    CMD: 0x03,
+    NOP: 0x04,
+  },
+  /** Device-to-host signal types. */
+  SIG_D2H: {
+    /** id: tx ring; value: the ring's new head (space freed for the sender). */
+    TX_HEAD: 0x81,
+    /** id: rx ring; value: the ring's new tail. Delivers exactly one message: the bytes from the old tail. */
+    RX_TAIL: 0x82,
+    /** id: command slot index; value: status (0 or an errno). */
+    CMD_DONE: 0x83,
+    /** id: socket; value: SGIOV_EVENT_*. */
+    EVENT: 0x84,
+    /** id: socket; value: SGIOV_SERR_*. The socket is in the error state from now on. */
+    SOCK_ERROR: 0x85,
+    /** id: the id the bad signal named; value: SGIOV_SERR_*. For signals that name no socket. */
+    DEV_ERROR: 0x86,
+  },
+  RING_DIR: { TX: 0, RX: 1 },
+  CMD_OP: { CREATE: 1, LISTEN: 2, CONNECT: 3, ACCEPT: 4, CLOSE: 5 },
+  /** Command status values are Linux errno numbers, so a driver can return -status. */
+  STATUS: {
+    OK: 0, ENOENT: 2, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16, EEXIST: 17, EINVAL: 22,
+    EPIPE: 32, EMSGSIZE: 90, EADDRINUSE: 98, EISCONN: 106, ENOTCONN: 107, ECONNREFUSED: 111,
+  },
+  EVENT: {
+    /** A listener has a connection waiting for accept. */
+    CONN_PENDING: 1,
+    /** A connect() completed: the peer accepted (or the loopback pipe is up). */
+    CONNECTED: 2,
+    /** The peer closed: no more messages will arrive after those already delivered. */
+    PEER_CLOSED: 3,
+  },
+  /** Why a socket went to the error state (SOCK_ERROR) or a signal was rejected (DEV_ERROR). */
+  SERR: {
+    NO_SUCH_RING: 1,
+    SOCKET_CLOSED: 2,
+    BAD_TAIL: 3,
+    BAD_HEAD: 4,
+    MSG_TOO_LARGE: 5,
+    UNKNOWN_SIGNAL: 6,
+    RING_UNMAPPED: 7,
+    NOT_CONNECTED: 8,
   },
 } as const;
+
+export interface StructField {
+  name: string;
+  offset: number;
+  type: 'u8' | 'u16' | 'u32' | 'u64';
+  doc: string;
+}
+
+/** Structures in guest memory, as the device reads and writes them. */
+export const STRUCTS: Record<string, { size: number; doc: string; fields: StructField[] }> = {
+  cmd: {
+    size: 64,
+    doc: 'A command slot (CMD_BASE + index * 64). The driver fills it and sends SIG_H2D_CMD; the device writes status and result, then sends SIG_D2H_CMD_DONE.',
+    fields: [
+      { name: 'op', offset: 0, type: 'u8', doc: 'SGIOV_CMD_OP_*' },
+      { name: 'flags', offset: 1, type: 'u8', doc: 'reserved, 0' },
+      { name: 'port', offset: 2, type: 'u16', doc: 'LISTEN, CONNECT: the port' },
+      { name: 'sid', offset: 4, type: 'u32', doc: 'the socket the command is for' },
+      { name: 'tx_addr', offset: 8, type: 'u64', doc: 'CREATE: guest address of the tx ring' },
+      { name: 'rx_addr', offset: 16, type: 'u64', doc: 'CREATE: guest address of the rx ring' },
+      { name: 'tx_size', offset: 24, type: 'u32', doc: 'CREATE: tx ring size, a power of two' },
+      { name: 'rx_size', offset: 28, type: 'u32', doc: 'CREATE: rx ring size, a power of two' },
+      { name: 'arg', offset: 32, type: 'u32', doc: 'ACCEPT: the listening socket' },
+      { name: 'reserved0', offset: 36, type: 'u32', doc: 'reserved, 0' },
+      { name: 'status', offset: 40, type: 'u32', doc: 'written by the device: 0 or an errno (SGIOV_STATUS_*)' },
+      { name: 'result', offset: 44, type: 'u32', doc: 'written by the device: ACCEPT, CONNECT: the peer socket' },
+      { name: 'cookie', offset: 48, type: 'u64', doc: 'the driver\'s own; the device never touches it' },
+      { name: 'reserved1', offset: 56, type: 'u64', doc: 'reserved, 0' },
+    ],
+  },
+};
 
 export type RegName = (typeof REGISTERS)[number]['name'];
 

@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { repoRoot } from '../util/paths.js';
-import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, PCI_IDS, REGISTERS } from './abi.js';
+import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, PCI_IDS, REGISTERS, SHM, STRUCTS } from './abi.js';
 
 const hex = (n: number, pad = 0): string => '0x' + n.toString(16).padStart(pad, '0');
 
@@ -38,6 +38,9 @@ export function generateHeader(): string {
   out.push('/* BAR layout */');
   for (const [k, v] of Object.entries(BARS)) out.push(define(`SGIOV_${k}`, k.endsWith('BAR') || k.endsWith('VECTORS') ? String(v) : hex(v)));
   out.push('');
+  out.push('/* Shared-memory BAR layout (byte offsets; H2D_SLOTS is a count) */');
+  for (const [k, v] of Object.entries(SHM)) out.push(define(`SGIOV_SHM_${k}`, k.endsWith('SLOTS') ? String(v) : hex(v, 3)));
+  out.push('');
   out.push('/* Constants */');
   for (const [k, v] of Object.entries(CONSTANTS)) out.push(define(`SGIOV_${k}`, hex(v)));
   out.push('');
@@ -59,6 +62,41 @@ export function generateHeader(): string {
     for (const [k, v] of Object.entries(vals)) out.push(define(`SGIOV_${group}_${k}`, String(v)));
   }
   out.push('');
+  out.push('/* A signal: type, id and value in one 64-bit word */');
+  out.push(define('SGIOV_SIG(type, id, value)', '((((unsigned long long)(type)) << SGIOV_SIG_TYPE_SHIFT) | (((unsigned long long)((id) & SGIOV_SIG_ID_MASK)) << SGIOV_SIG_ID_SHIFT) | (unsigned int)(value))'));
+  out.push(define('SGIOV_SIG_TYPE(sig)', '((unsigned int)((sig) >> SGIOV_SIG_TYPE_SHIFT))'));
+  out.push(define('SGIOV_SIG_ID(sig)', '((unsigned int)((sig) >> SGIOV_SIG_ID_SHIFT) & SGIOV_SIG_ID_MASK)'));
+  out.push(define('SGIOV_SIG_VALUE(sig)', '((unsigned int)(sig))'));
+  out.push(define('SGIOV_RING_ID(sid, dir)', '(((sid) << 1) | (dir))'));
+  out.push('');
+  out.push('/* Structures in guest memory (little-endian) */');
+  out.push('#ifndef __ASSEMBLER__');
+  out.push('#ifdef __KERNEL__');
+  out.push('#include <linux/types.h>');
+  out.push('#define SGIOV_U8 __u8');
+  out.push('#define SGIOV_U16 __u16');
+  out.push('#define SGIOV_U32 __u32');
+  out.push('#define SGIOV_U64 __u64');
+  out.push('#else');
+  out.push('#include <stdint.h>');
+  out.push('#define SGIOV_U8 uint8_t');
+  out.push('#define SGIOV_U16 uint16_t');
+  out.push('#define SGIOV_U32 uint32_t');
+  out.push('#define SGIOV_U64 uint64_t');
+  out.push('#endif');
+  for (const [name, st] of Object.entries(STRUCTS)) {
+    out.push(`/* ${st.doc} */`);
+    out.push(`struct sgiov_${name} {`);
+    for (const f of st.fields) out.push(`\t${('SGIOV_' + f.type.toUpperCase()).padEnd(10)} ${(f.name + ';').padEnd(12)} /* ${hex(f.offset, 2)}: ${f.doc} */`);
+    out.push('} __attribute__((packed));');
+    out.push(`_Static_assert(sizeof(struct sgiov_${name}) == ${st.size}, "struct sgiov_${name} size");`);
+  }
+  out.push('#endif /* __ASSEMBLER__ */');
+  for (const [name, st] of Object.entries(STRUCTS)) {
+    for (const f of st.fields) out.push(define(`SGIOV_${name.toUpperCase()}_OFF_${f.name.toUpperCase()}`, hex(f.offset, 2)));
+    out.push(define(`SGIOV_${name.toUpperCase()}_SIZE`, String(st.size)));
+  }
+  out.push('');
   out.push('#endif /* SGIOV_ABI_H */');
   out.push('');
   return out.join('\n');
@@ -68,8 +106,8 @@ export function generateHeader(): string {
 export function generateShell(): string {
   const out = ['# SG-IOV guest/device ABI for shell scripts. GENERATED from emulator/abi/abi.ts', '# by `npm run gen-header`; do not edit by hand.'];
   for (const line of generateHeader().split('\n')) {
-    const m = /^#define (SGIOV_\w+)\s+(\S.*?)\s*(\/\*.*)?$/.exec(line);
-    if (!m || m[1] === 'SGIOV_ABI_H') continue;
+    const m = /^#define (SGIOV_\w+)\s+(\S.*?)\s*(\/\*.*)?$/.exec(line); // function-like macros have '(' after the name: no match
+    if (!m || m[1] === 'SGIOV_ABI_H' || /^SGIOV_U\d+$/.test(m[1]!)) continue;
     const expr = /^\(1u << (\d+)\)$/.exec(m[2]!);
     out.push(`${m[1]}=${expr ? '0x' + ((1 << Number(expr[1])) >>> 0).toString(16) : m[2]}`);
   }

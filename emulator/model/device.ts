@@ -4,9 +4,10 @@
  * DMA ranges checked, guest errors latched in ERROR_CODE and logged, never
  * thrown (see emulator/abi/abi.ts for the register map).
  */
-import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, REGISTERS, type RegisterDef } from '../abi/abi.js';
+import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, REGISTERS, SHM, type RegisterDef } from '../abi/abi.js';
 import { RateLimitedLog } from '../util/log.js';
 import type { DeviceHost, PciDeviceModel } from './host.js';
+import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
 
 const bit = (n: number): number => (1 << n) >>> 0;
 const ERR = ENUMS.ERR;
@@ -49,6 +50,7 @@ interface RegBehaviour {
 
 export interface DeviceConfig {
   msixVectors: number;
+  maxSockets?: number;
 }
 
 const U32 = 0xffff_ffffn;
@@ -59,9 +61,11 @@ export class SgiovDevice implements PciDeviceModel {
   private readonly guestErr: RateLimitedLog;
   /** offset -> register, for the dispatch; built from the ABI table. */
   private readonly byOffset = new Map<number, { def: RegisterDef; b: RegBehaviour }>();
+  readonly dp: DataPlane;
 
   constructor(private readonly host: DeviceHost, private readonly cfg: DeviceConfig = { msixVectors: BARS.MSIX_VECTORS }) {
     this.guestErr = new RateLimitedLog(host.log);
+    this.dp = new DataPlane(host, cfg.maxSockets ?? CONSTANTS.MAX_SOCKETS_DEFAULT);
     const behaviours = this.behaviours();
     for (const def of REGISTERS) {
       const b = behaviours[def.name];
@@ -79,7 +83,7 @@ export class SgiovDevice implements PciDeviceModel {
     return {
       ID: { read: () => num(CONSTANTS.ID_MAGIC) },
       VERSION: { read: () => num((ABI_VERSION.major << 16) | ABI_VERSION.minor) },
-      CAPS: { read: () => num(bit(BITS.CAP.DMA_ENGINE) | bit(BITS.CAP.MSIX)) },
+      CAPS: { read: () => num(bit(BITS.CAP.DMA_ENGINE) | bit(BITS.CAP.MSIX) | bit(BITS.CAP.SOCKETS) | bit(BITS.CAP.SHM_FIFO)) },
       STATUS: { read: (s) => num(this.status(s)) },
       CONTROL: {
         read: (s) => num(s.control),
@@ -111,7 +115,58 @@ export class SgiovDevice implements PciDeviceModel {
       DMA_VECTOR: { read: (s) => num(s.dmaVector), write: (s, v) => { s.dmaVector = Number(v & U32); } },
       DMA_STATUS: { read: (s) => num(s.dmaStatus) },
       DMA_TAG: { read: (s) => num(s.dmaTag) },
+      ...this.dataPlaneRegisters(num),
     };
+  }
+
+  /** The data plane's registers: configuration (fixed while it runs), control, counters. */
+  private dataPlaneRegisters(num: (v: number) => bigint): Record<string, RegBehaviour> {
+    const dp = this.dp;
+    const c = dp.cfg;
+    const conf = <K extends keyof typeof c>(key: K, name: string): RegBehaviour => ({
+      read: () => (typeof c[key] === 'bigint' ? (c[key] as bigint) : num(c[key] as number)),
+      write: (_s, v) => {
+        if (dp.running) { this.badAccess('write', 0, REGISTERS.find((r) => r.name === name)!.offset, 4, 'data plane configuration is fixed while it runs', 0n); return; }
+        (c as unknown as Record<string, number | bigint>)[key] = typeof c[key] === 'bigint' ? v : Number(v & U32);
+      },
+    });
+    const ctr = (get: () => number): RegBehaviour => ({ read: () => num(get() >>> 0) });
+    return {
+      MAX_SOCKETS: { read: () => num(dp.socks.max) },
+      H2D_MODE: conf('h2dMode', 'H2D_MODE'),
+      D2H_BASE: conf('d2hBase', 'D2H_BASE'),
+      D2H_SLOTS: conf('d2hSlots', 'D2H_SLOTS'),
+      D2H_VECTOR: conf('d2hVector', 'D2H_VECTOR'),
+      D2H_PROD_ADDR: conf('d2hProdAddr', 'D2H_PROD_ADDR'),
+      CMD_BASE: conf('cmdBase', 'CMD_BASE'),
+      CMD_SLOTS: conf('cmdSlots', 'CMD_SLOTS'),
+      IRQ_MOD_COUNT: conf('modCount', 'IRQ_MOD_COUNT'),
+      IRQ_MOD_USECS: conf('modUsecs', 'IRQ_MOD_USECS'),
+      DP_CONTROL: {
+        read: () => num(dp.running ? bit(BITS.DP_CONTROL.START) : 0),
+        write: (_s, v) => {
+          const start = (Number(v) & bit(BITS.DP_CONTROL.START)) !== 0;
+          if (start && !dp.running) {
+            if (!(this.s.control & bit(BITS.CONTROL.ENABLE))) { this.latchError(ERR.NOT_ENABLED, 0n, 'data plane start while the device is not enabled'); return; }
+            const bad = dp.start();
+            if (bad) this.latchError(ERR.DP_BAD_CONFIG, BigInt(REGISTERS.find((r) => r.name === bad)?.offset ?? 0), `data plane start refused: ${bad} is not valid`);
+          } else if (!start && dp.running) {
+            dp.stop('DP_CONTROL cleared by the guest');
+          }
+        },
+      },
+      DP_STATUS: { read: () => num((dp.running ? bit(BITS.DP_STATUS.RUNNING) : 0) | (dp.running && !dp.sleeping ? bit(BITS.DP_STATUS.POLLING) : 0)) },
+      SOCKETS_OPEN: ctr(() => dp.socks.open),
+      H2D_SIGNALS: ctr(() => dp.counters.h2dSignals),
+      D2H_SIGNALS: ctr(() => dp.counters.d2hSignals),
+      KICKS: ctr(() => dp.counters.kicks),
+      SIGNAL_ERRORS: ctr(() => dp.counters.signalErrors),
+      MSGS_MOVED: ctr(() => dp.counters.msgsMoved),
+    };
+  }
+
+  poll(): boolean {
+    return this.dp.poll();
   }
 
   private status(s: DeviceState): number {
@@ -124,6 +179,10 @@ export class SgiovDevice implements PciDeviceModel {
 
   reset(reason: string): void {
     this.s = powerOnState();
+    this.dp.stop(reason);
+    Object.assign(this.dp.cfg, defaultDataPlaneConfig());
+    const shm = this.host.deviceMemory();
+    if (shm) shm.fill(0, 0, Math.min(SHM.H2D_RING, shm.length)); // indexes and flags back to 0
     this.host.log.info({ reason }, 'device reset');
   }
 
@@ -136,6 +195,7 @@ export class SgiovDevice implements PciDeviceModel {
 
   barRead(bar: number, offset: number, size: number): bigint {
     const ones = size >= 8 ? U64 : (1n << BigInt(size * 8)) - 1n;
+    if (bar === BARS.SHM_BAR) return this.shmAccess(offset, size) ?? this.badAccess('read', bar, offset, size, 'shared-memory BAR takes aligned 4- or 8-byte accesses', ones);
     if (bar !== BARS.REGS_BAR) return this.badAccess('read', bar, offset, size, 'no such BAR', ones);
     if (offset >= DOORBELLS.BASE && offset < DOORBELLS.BASE + DOORBELLS.SIZE) {
       if (size !== 4 || offset % 4 !== 0) return this.badAccess('read', bar, offset, size, 'doorbells take aligned 4-byte accesses', ones);
@@ -148,6 +208,10 @@ export class SgiovDevice implements PciDeviceModel {
   }
 
   barWrite(bar: number, offset: number, size: number, value: bigint): void {
+    if (bar === BARS.SHM_BAR) {
+      if (this.shmAccess(offset, size, value) === null) this.badAccess('write', bar, offset, size, 'shared-memory BAR takes aligned 4- or 8-byte accesses', 0n);
+      return;
+    }
     if (bar !== BARS.REGS_BAR) { this.badAccess('write', bar, offset, size, 'no such BAR', 0n); return; }
     if (offset >= DOORBELLS.BASE && offset < DOORBELLS.BASE + DOORBELLS.SIZE) {
       if (size !== 4 || offset % 4 !== 0) { this.badAccess('write', bar, offset, size, 'doorbells take aligned 4-byte accesses', 0n); return; }
@@ -165,6 +229,20 @@ export class SgiovDevice implements PciDeviceModel {
     } else {
       b.write(this.s, value);
     }
+  }
+
+  /**
+   * A trapped access to the shared-memory BAR (a client that does not map
+   * it): the same memory the device polls. Returns the value read (or 0n
+   * for a write), or null for an unsupported access.
+   */
+  private shmAccess(offset: number, size: number, value?: bigint): bigint | null {
+    const m = this.host.deviceMemory();
+    if (!m || (size !== 4 && size !== 8) || offset % size !== 0 || offset + size > m.length) return null;
+    const d = new DataView(m.buffer, m.byteOffset, m.byteLength);
+    if (value === undefined) return size === 4 ? BigInt(d.getUint32(offset, true)) : d.getBigUint64(offset, true);
+    if (size === 4) d.setUint32(offset, Number(value & U32), true); else d.setBigUint64(offset, value, true);
+    return 0n;
   }
 
   /** Finds the register an access hits, or says why it hits none. */
@@ -190,6 +268,7 @@ export class SgiovDevice implements PciDeviceModel {
   // ---- doorbells and the DMA engine ---------------------------------------
 
   private doorbell(offset: number, tag: number): void {
+    if (offset === DOORBELLS.KICK) { this.dp.kick(); return; }
     if (offset !== DOORBELLS.DMA) {
       this.latchError(ERR.BAD_DOORBELL, BigInt(offset), 'write to an undefined doorbell');
       return;

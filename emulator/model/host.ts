@@ -21,6 +21,14 @@ export interface DeviceHost {
   raiseMsix(vector: number): boolean;
   /** Runs `fn` after `delayNs` nanoseconds of device time (0: after the current access). */
   schedule(delayNs: number, fn: () => void): void;
+  /** Device time in nanoseconds (monotonic). */
+  nowNs(): number;
+  /**
+   * The shared-memory BAR (BARS.SHM_BAR) as the device sees it: memory the
+   * host maps and writes directly, and the device polls. null until the
+   * carrier has it.
+   */
+  deviceMemory(): Uint8Array | null;
   readonly log: Logger;
 }
 
@@ -31,4 +39,10 @@ export interface PciDeviceModel {
   barWrite(bar: number, offset: number, size: number, value: bigint): void;
   /** Back to the power-on state (guest reset, FLR, client gone). */
   reset(reason: string): void;
+  /**
+   * Work the device does without being asked by an access (polling shared
+   * memory, moving data). The carrier calls it in its loop; true means
+   * "call again at once", false "sleep until an access or a scheduled event".
+   */
+  poll(): boolean;
 }

@@ -3,6 +3,7 @@
  * interrupts are recorded, scheduled events run when the test says so.
  * It implements the same DeviceHost contract as the vfio-user transport.
  */
+import { BARS } from '../abi/abi.js';
 import type { DeviceHost } from '../model/host.js';
 import { DmaRegions } from '../model/dma-regions.js';
 import { silentLogger, type Logger } from '../util/log.js';
@@ -14,6 +15,8 @@ export class MemoryBus implements DeviceHost {
   /** Vectors the guest has set up; raiseMsix fails for others. */
   enabledVectors = new Set<number>(Array.from({ length: 16 }, (_, i) => i));
   readonly interrupts: number[] = [];
+  /** The shared-memory BAR. */
+  readonly shm = new Uint8Array(BARS.SHM_BAR_SIZE);
   private queue: { due: number; fn: () => void }[] = [];
   private now = 0;
 
@@ -39,6 +42,25 @@ export class MemoryBus implements DeviceHost {
   schedule(delayNs: number, fn: () => void): void {
     this.queue.push({ due: this.now + delayNs, fn });
     this.queue.sort((a, b) => a.due - b.due);
+  }
+
+  nowNs(): number {
+    return this.now;
+  }
+
+  deviceMemory(): Uint8Array {
+    return this.shm;
+  }
+
+  /** Moves device time forward, running the events that fall due. */
+  advance(ns: number): void {
+    const until = this.now + ns;
+    while (this.queue.length > 0 && this.queue[0]!.due <= until) {
+      const ev = this.queue.shift()!;
+      this.now = Math.max(this.now, ev.due);
+      ev.fn();
+    }
+    this.now = until;
   }
 
   /** Runs every scheduled event (and those they schedule); returns how many. */

@@ -16,7 +16,7 @@ import { DmaRegions } from '../model/dma-regions.js';
 import { msixCapability, pcieCapability, type PciIdentity } from '../pci/config.js';
 import type { Logger } from '../util/log.js';
 import {
-  ECONNRESET, EINTR, ENOTCONN, ESHUTDOWN, LIBVFIO_USER_FLAG_ATTACH_NB, LOG_DEBUG, LOG_ERR, LOG_INFO, Native,
+  ECONNRESET, EINTR, ENOTCONN, ESHUTDOWN, LIBVFIO_USER_FLAG_ATTACH_NB, LOG_DEBUG, LOG_ERR, LOG_INFO, Libc, MAP_FAILED, MAP_SHARED, Native, PROT_READ, PROT_WRITE,
   PCI_HEADER_TYPE_NORMAL, POLLIN, VFU_DEV_MSIX_IRQ, VFU_DEV_TYPE_PCI, VFU_PCI_TYPE_EXPRESS, VFU_REGION_FLAG_MEM,
   VFU_REGION_FLAG_RW, VFU_RESET_TYPES, VFU_TRANS_SOCK, type DmaInfoValue, type Ptr,
 } from './native.js';
@@ -52,6 +52,10 @@ export class VfuServer implements DeviceHost {
   private attached = false;
   private model: PciDeviceModel | null = null;
   private readonly pollBuf = Buffer.alloc(8);
+  /** The shared-memory BAR: a memfd QEMU maps into the guest, mapped here too. */
+  private shmFd = -1;
+  private shmPtr: Ptr = 0n;
+  private shmView: Uint8Array | null = null;
   readonly stats: VfuStats = { clients: 0, attached: false, dmaRegions: 0, barAccesses: 0 };
 
   constructor(private readonly opts: VfuServerOptions) {
@@ -71,6 +75,14 @@ export class VfuServer implements DeviceHost {
   raiseMsix(vector: number): boolean {
     if (!this.attached) return false;
     return this.n.vfu_irq_trigger(this.ctx, vector) === 0;
+  }
+
+  nowNs(): number {
+    return Number(process.hrtime.bigint());
+  }
+
+  deviceMemory(): Uint8Array | null {
+    return this.shmView;
   }
 
   schedule(delayNs: number, fn: () => void): void {
@@ -118,6 +130,11 @@ export class VfuServer implements DeviceHost {
     };
     const flags = VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM;
     check('vfu_setup_region(BAR0)', this.n.vfu_setup_region(ctx, BARS.REGS_BAR, BARS.REGS_BAR_SIZE, barCb(BARS.REGS_BAR), flags, null, 0, -1, 0));
+    // The shared-memory BAR: the host writes H2D signals straight into it
+    // (no trap); the device polls it. One fd for the whole region, as QEMU
+    // accepts only one per region.
+    this.openSharedMemory();
+    check('vfu_setup_region(BAR2)', this.n.vfu_setup_region(ctx, BARS.SHM_BAR, BARS.SHM_BAR_SIZE, barCb(BARS.SHM_BAR), flags, null, 0, this.shmFd, 0));
     // QEMU emulates the MSI-X table and PBA itself; the BAR only has to exist.
     check('vfu_setup_region(BAR4)', this.n.vfu_setup_region(ctx, BARS.MSIX_BAR, BARS.MSIX_BAR_SIZE, barCb(BARS.MSIX_BAR), flags, null, 0, -1, 0));
     check('vfu_setup_device_nr_irqs(MSI-X)', this.n.vfu_setup_device_nr_irqs(ctx, VFU_DEV_MSIX_IRQ, msixVectors));
@@ -134,6 +151,18 @@ export class VfuServer implements DeviceHost {
     check('vfu_setup_device_reset_cb', this.n.vfu_setup_device_reset_cb(ctx, reset));
     check('vfu_realize_ctx', this.n.vfu_realize_ctx(ctx));
     this.log.info({ socket: socketPath, ids: id, msixVectors }, 'listening for a vfio-user client');
+  }
+
+  private openSharedMemory(): void {
+    const libc = Libc.get();
+    const fd = libc.memfd_create('sgiov-shm-bar', 0);
+    if (fd < 0) throw new Error(`memfd_create failed: errno ${libc.errno()}`);
+    if (libc.ftruncate(fd, BARS.SHM_BAR_SIZE) < 0) throw new Error(`ftruncate failed: errno ${libc.errno()}`);
+    const p = libc.mmap(null, BARS.SHM_BAR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (!p || p === MAP_FAILED) throw new Error(`mmap of the shared-memory BAR failed: errno ${libc.errno()}`);
+    this.shmFd = fd;
+    this.shmPtr = p;
+    this.shmView = new Uint8Array(libc.view(p, BARS.SHM_BAR_SIZE));
   }
 
   // ---- callbacks (run inside vfu_run_ctx) -------------------------------------
@@ -200,10 +229,14 @@ export class VfuServer implements DeviceHost {
         else this.serveRequests();
       }
       this.runDueEvents();
+      this.busy = this.attached && this.model !== null && this.model.poll();
     }
   }
 
+  private busy = false;
+
   private nextTimeoutMs(idleMs: number): number {
+    if (this.busy) return 0; // the device is polling shared memory: do not sleep
     const next = this.events[0];
     if (!next) return idleMs;
     const ms = Number((next.due - process.hrtime.bigint()) / 1_000_000n);
@@ -266,6 +299,12 @@ export class VfuServer implements DeviceHost {
     }
     for (const cb of this.callbacks) this.n.unregister(cb);
     this.callbacks.length = 0;
+    if (this.shmView) {
+      this.shmView = null;
+      Libc.get().munmap(this.shmPtr, BARS.SHM_BAR_SIZE);
+      Libc.get().close(this.shmFd);
+      this.shmFd = -1;
+    }
     try { unlinkSync(this.opts.socketPath); } catch { /* already gone */ }
     this.log.info('closed');
   }

@@ -38,6 +38,8 @@ try {
     busMasterEnabled: () => server.busMasterEnabled(),
     raiseMsix: (v) => server.raiseMsix(v),
     schedule: (d, f) => server.schedule(d, f),
+    nowNs: () => server.nowNs(),
+    deviceMemory: () => server.deviceMemory(),
     log: log.child({ sub: 'model' }),
   }, { msixVectors: cfg.msixVectors });
   server.open(model);

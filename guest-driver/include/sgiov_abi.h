@@ -27,10 +27,31 @@
 #define SGIOV_MSIX_TABLE_OFFSET              0x0
 #define SGIOV_MSIX_PBA_OFFSET                0x800
 #define SGIOV_MSIX_VECTORS                   16
+#define SGIOV_SHM_BAR                        2
+#define SGIOV_SHM_BAR_SIZE                   0x20000
+
+/* Shared-memory BAR layout (byte offsets; H2D_SLOTS is a count) */
+#define SGIOV_SHM_H2D_PROD                   0x000
+#define SGIOV_SHM_H2D_CONS                   0x040
+#define SGIOV_SHM_H2D_FLAGS                  0x080
+#define SGIOV_SHM_D2H_CONS                   0x0c0
+#define SGIOV_SHM_D2H_ARM                    0x100
+#define SGIOV_SHM_H2D_RING                   0x1000
+#define SGIOV_SHM_H2D_SLOTS                  8192
 
 /* Constants */
 #define SGIOV_ID_MAGIC                       0x53474956
 #define SGIOV_DMA_MAX_LEN                    0x100000
+#define SGIOV_MAX_SOCKETS_DEFAULT            0x10000
+#define SGIOV_RING_MIN                       0x1000
+#define SGIOV_RING_MAX                       0x10000000
+#define SGIOV_RING_DEFAULT                   0x100000
+#define SGIOV_CMD_SLOT_SIZE                  0x40
+#define SGIOV_SIGNAL_SIZE                    0x8
+#define SGIOV_SIG_TYPE_SHIFT                 0x38
+#define SGIOV_SIG_ID_SHIFT                   0x20
+#define SGIOV_SIG_ID_MASK                    0xffffff
+#define SGIOV_PORT_LOOPBACK                  0x0
 
 /* BAR0 registers: offset, width in bytes */
 #define SGIOV_REG_ID                         0x000           /* ro, 32-bit: Magic SGIOV_ID_MAGIC */
@@ -55,15 +76,36 @@
 #define SGIOV_REG_DMA_VECTOR                 0x118           /* rw, 32-bit: DMA job: MSI-X vector raised on completion */
 #define SGIOV_REG_DMA_STATUS                 0x11c           /* ro, 32-bit: DMA engine state SGIOV_DMA_STATE_* of the last job */
 #define SGIOV_REG_DMA_TAG                    0x120           /* ro, 32-bit: Tag written to the doorbell for the last finished job */
+#define SGIOV_REG_MAX_SOCKETS                0x200           /* ro, 32-bit: Socket ids are 0..MAX_SOCKETS-1 */
+#define SGIOV_REG_H2D_MODE                   0x204           /* rw, 32-bit: How the device learns of H2D signals: SGIOV_H2D_MODE_* */
+#define SGIOV_REG_D2H_BASE                   0x208           /* rw, 64-bit: Guest address of the D2H signal FIFO (8-byte slots) */
+#define SGIOV_REG_D2H_SLOTS                  0x210           /* rw, 32-bit: D2H FIFO slots: a power of two, 64..1048576 */
+#define SGIOV_REG_D2H_VECTOR                 0x214           /* rw, 32-bit: MSI-X vector for D2H signals */
+#define SGIOV_REG_D2H_PROD_ADDR              0x218           /* rw, 64-bit: Guest address of a u32 the device updates with the D2H producer index */
+#define SGIOV_REG_CMD_BASE                   0x220           /* rw, 64-bit: Guest address of the command slots (struct sgiov_cmd, 64 bytes each) */
+#define SGIOV_REG_CMD_SLOTS                  0x228           /* rw, 32-bit: Command slots: a power of two, 1..65536 */
+#define SGIOV_REG_IRQ_MOD_COUNT              0x22c           /* rw, 32-bit: Interrupt moderation: raise once this many D2H signals are pending (0 or 1: at once) */
+#define SGIOV_REG_IRQ_MOD_USECS              0x230           /* rw, 32-bit: Interrupt moderation: or once the oldest pending signal is this old */
+#define SGIOV_REG_DP_CONTROL                 0x234           /* rw, 32-bit: SGIOV_DP_CONTROL_START starts the data plane (FIFOs configured); clearing it stops it */
+#define SGIOV_REG_DP_STATUS                  0x238           /* ro, 32-bit: SGIOV_DP_STATUS_* bits */
+#define SGIOV_REG_SOCKETS_OPEN               0x23c           /* ro, 32-bit: Sockets that exist now */
+#define SGIOV_REG_H2D_SIGNALS                0x240           /* ro, 32-bit: H2D signals consumed since start (wraps) */
+#define SGIOV_REG_D2H_SIGNALS                0x244           /* ro, 32-bit: D2H signals produced since start (wraps) */
+#define SGIOV_REG_KICKS                      0x248           /* ro, 32-bit: KICK doorbells received */
+#define SGIOV_REG_SIGNAL_ERRORS              0x24c           /* ro, 32-bit: H2D signals rejected (bad id, type or value) */
+#define SGIOV_REG_MSGS_MOVED                 0x250           /* ro, 32-bit: Messages moved through warp pipes (wraps) */
 
 /* Doorbells (trapped), BAR0 */
 #define SGIOV_DOORBELL_BASE                  0x1000
 #define SGIOV_DOORBELL_SIZE                  0x1000
 #define SGIOV_DOORBELL_DMA                   0x1000
+#define SGIOV_DOORBELL_KICK                  0x1004
 
 /* Bit fields */
 #define SGIOV_CAP_DMA_ENGINE                 (1u << 0)
 #define SGIOV_CAP_MSIX                       (1u << 1)
+#define SGIOV_CAP_SOCKETS                    (1u << 2)
+#define SGIOV_CAP_SHM_FIFO                   (1u << 3)
 #define SGIOV_STATUS_READY                   (1u << 0)
 #define SGIOV_STATUS_ENABLED                 (1u << 1)
 #define SGIOV_STATUS_ERROR                   (1u << 2)
@@ -72,6 +114,10 @@
 #define SGIOV_CONTROL_RESET                  (1u << 31)
 #define SGIOV_IRQ_DMA_DONE                   (1u << 0)
 #define SGIOV_IRQ_ERROR                      (1u << 1)
+#define SGIOV_DP_CONTROL_START               (1u << 0)
+#define SGIOV_DP_STATUS_RUNNING              (1u << 0)
+#define SGIOV_DP_STATUS_POLLING              (1u << 1)
+#define SGIOV_SHM_FLAG_NEED_KICK             (1u << 0)
 
 /* Enumerations */
 #define SGIOV_DMA_OP_COPY                    0
@@ -87,5 +133,108 @@
 #define SGIOV_ERR_BAD_VECTOR                 5
 #define SGIOV_ERR_BAD_DOORBELL               6
 #define SGIOV_ERR_NOT_ENABLED                7
+#define SGIOV_ERR_DP_BAD_CONFIG              8
+#define SGIOV_H2D_MODE_HYBRID                0
+#define SGIOV_H2D_MODE_POLL                  1
+#define SGIOV_H2D_MODE_KICK                  2
+#define SGIOV_SIG_H2D_TX_TAIL                1
+#define SGIOV_SIG_H2D_RX_HEAD                2
+#define SGIOV_SIG_H2D_CMD                    3
+#define SGIOV_SIG_H2D_NOP                    4
+#define SGIOV_SIG_D2H_TX_HEAD                129
+#define SGIOV_SIG_D2H_RX_TAIL                130
+#define SGIOV_SIG_D2H_CMD_DONE               131
+#define SGIOV_SIG_D2H_EVENT                  132
+#define SGIOV_SIG_D2H_SOCK_ERROR             133
+#define SGIOV_SIG_D2H_DEV_ERROR              134
+#define SGIOV_RING_DIR_TX                    0
+#define SGIOV_RING_DIR_RX                    1
+#define SGIOV_CMD_OP_CREATE                  1
+#define SGIOV_CMD_OP_LISTEN                  2
+#define SGIOV_CMD_OP_CONNECT                 3
+#define SGIOV_CMD_OP_ACCEPT                  4
+#define SGIOV_CMD_OP_CLOSE                   5
+#define SGIOV_STATUS_OK                      0
+#define SGIOV_STATUS_ENOENT                  2
+#define SGIOV_STATUS_EAGAIN                  11
+#define SGIOV_STATUS_ENOMEM                  12
+#define SGIOV_STATUS_EFAULT                  14
+#define SGIOV_STATUS_EBUSY                   16
+#define SGIOV_STATUS_EEXIST                  17
+#define SGIOV_STATUS_EINVAL                  22
+#define SGIOV_STATUS_EPIPE                   32
+#define SGIOV_STATUS_EMSGSIZE                90
+#define SGIOV_STATUS_EADDRINUSE              98
+#define SGIOV_STATUS_EISCONN                 106
+#define SGIOV_STATUS_ENOTCONN                107
+#define SGIOV_STATUS_ECONNREFUSED            111
+#define SGIOV_EVENT_CONN_PENDING             1
+#define SGIOV_EVENT_CONNECTED                2
+#define SGIOV_EVENT_PEER_CLOSED              3
+#define SGIOV_SERR_NO_SUCH_RING              1
+#define SGIOV_SERR_SOCKET_CLOSED             2
+#define SGIOV_SERR_BAD_TAIL                  3
+#define SGIOV_SERR_BAD_HEAD                  4
+#define SGIOV_SERR_MSG_TOO_LARGE             5
+#define SGIOV_SERR_UNKNOWN_SIGNAL            6
+#define SGIOV_SERR_RING_UNMAPPED             7
+#define SGIOV_SERR_NOT_CONNECTED             8
+
+/* A signal: type, id and value in one 64-bit word */
+#define SGIOV_SIG(type, id, value)           ((((unsigned long long)(type)) << SGIOV_SIG_TYPE_SHIFT) | (((unsigned long long)((id) & SGIOV_SIG_ID_MASK)) << SGIOV_SIG_ID_SHIFT) | (unsigned int)(value))
+#define SGIOV_SIG_TYPE(sig)                  ((unsigned int)((sig) >> SGIOV_SIG_TYPE_SHIFT))
+#define SGIOV_SIG_ID(sig)                    ((unsigned int)((sig) >> SGIOV_SIG_ID_SHIFT) & SGIOV_SIG_ID_MASK)
+#define SGIOV_SIG_VALUE(sig)                 ((unsigned int)(sig))
+#define SGIOV_RING_ID(sid, dir)              (((sid) << 1) | (dir))
+
+/* Structures in guest memory (little-endian) */
+#ifndef __ASSEMBLER__
+#ifdef __KERNEL__
+#include <linux/types.h>
+#define SGIOV_U8 __u8
+#define SGIOV_U16 __u16
+#define SGIOV_U32 __u32
+#define SGIOV_U64 __u64
+#else
+#include <stdint.h>
+#define SGIOV_U8 uint8_t
+#define SGIOV_U16 uint16_t
+#define SGIOV_U32 uint32_t
+#define SGIOV_U64 uint64_t
+#endif
+/* A command slot (CMD_BASE + index * 64). The driver fills it and sends SIG_H2D_CMD; the device writes status and result, then sends SIG_D2H_CMD_DONE. */
+struct sgiov_cmd {
+	SGIOV_U8   op;          /* 0x00: SGIOV_CMD_OP_* */
+	SGIOV_U8   flags;       /* 0x01: reserved, 0 */
+	SGIOV_U16  port;        /* 0x02: LISTEN, CONNECT: the port */
+	SGIOV_U32  sid;         /* 0x04: the socket the command is for */
+	SGIOV_U64  tx_addr;     /* 0x08: CREATE: guest address of the tx ring */
+	SGIOV_U64  rx_addr;     /* 0x10: CREATE: guest address of the rx ring */
+	SGIOV_U32  tx_size;     /* 0x18: CREATE: tx ring size, a power of two */
+	SGIOV_U32  rx_size;     /* 0x1c: CREATE: rx ring size, a power of two */
+	SGIOV_U32  arg;         /* 0x20: ACCEPT: the listening socket */
+	SGIOV_U32  reserved0;   /* 0x24: reserved, 0 */
+	SGIOV_U32  status;      /* 0x28: written by the device: 0 or an errno (SGIOV_STATUS_*) */
+	SGIOV_U32  result;      /* 0x2c: written by the device: ACCEPT, CONNECT: the peer socket */
+	SGIOV_U64  cookie;      /* 0x30: the driver's own; the device never touches it */
+	SGIOV_U64  reserved1;   /* 0x38: reserved, 0 */
+} __attribute__((packed));
+_Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
+#endif /* __ASSEMBLER__ */
+#define SGIOV_CMD_OFF_OP                     0x00
+#define SGIOV_CMD_OFF_FLAGS                  0x01
+#define SGIOV_CMD_OFF_PORT                   0x02
+#define SGIOV_CMD_OFF_SID                    0x04
+#define SGIOV_CMD_OFF_TX_ADDR                0x08
+#define SGIOV_CMD_OFF_RX_ADDR                0x10
+#define SGIOV_CMD_OFF_TX_SIZE                0x18
+#define SGIOV_CMD_OFF_RX_SIZE                0x1c
+#define SGIOV_CMD_OFF_ARG                    0x20
+#define SGIOV_CMD_OFF_RESERVED0              0x24
+#define SGIOV_CMD_OFF_STATUS                 0x28
+#define SGIOV_CMD_OFF_RESULT                 0x2c
+#define SGIOV_CMD_OFF_COOKIE                 0x30
+#define SGIOV_CMD_OFF_RESERVED1              0x38
+#define SGIOV_CMD_SIZE                       64
 
 #endif /* SGIOV_ABI_H */

@@ -177,8 +177,18 @@ describe('bad input: each gets a defined outcome and the device keeps serving', 
 
   it('accesses to a BAR without registers are counted', () => {
     const t = enabled();
-    expect(t.dev.barRead(2, 0, 4)).toBe(0xffffffffn);
-    t.dev.barWrite(2, 0, 4, 1n);
+    expect(t.dev.barRead(3, 0, 4)).toBe(0xffffffffn);
+    t.dev.barWrite(3, 0, 4, 1n);
+    expect(t.r('BAD_ACCESS_COUNT')).toBe(2n);
+  });
+
+  it('trapped accesses to the shared-memory BAR reach the memory the device polls; odd ones are counted', () => {
+    const t = enabled();
+    t.dev.barWrite(2, 0x1008, 8, 0x0102030405060708n);
+    expect(t.bus.shm[0x1008]).toBe(0x08);
+    expect(t.dev.barRead(2, 0x100c, 4)).toBe(0x01020304n);
+    expect(t.dev.barRead(2, 0x1001, 4)).toBe(0xffffffffn);
+    t.dev.barWrite(2, 0x1ffff, 1, 0n);
     expect(t.r('BAD_ACCESS_COUNT')).toBe(2n);
   });
 

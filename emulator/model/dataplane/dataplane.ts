@@ -1,0 +1,568 @@
+/**
+ * The SG-IOV data plane: socket devices carried by warp pipes, signalled
+ * through the Cross-FIFO.
+ *
+ * - H2D signals come from a FIFO in the shared-memory BAR the device polls
+ *   (hybrid mode: it polls while busy, and when idle sets NEED_KICK and
+ *   sleeps until the KICK doorbell; see README "Cross-FIFO").
+ * - D2H signals go to a FIFO in guest memory; the producer index goes to a
+ *   guest-memory word; MSI-X fires when the host armed it, moderated by
+ *   count and age.
+ * - Commands (create, listen, connect, accept, close) are 64-byte slots in
+ *   guest memory, run on a CMD signal and answered with CMD_DONE.
+ * - Each TX_TAIL publishes one message; a warp pipe moves it from the
+ *   socket's tx ring through its transformations into the sink ring (the
+ *   peer's rx ring, or its own for loopback) when the sink has room, cut
+ *   into jobs by jobgen; RX_TAIL tells the receiver, TX_HEAD frees the
+ *   sender's ring. A full sink holds the message (back-pressure); nothing
+ *   is dropped.
+ * - A bad signal puts only its socket in the error state (SOCK_ERROR, logged
+ *   once); a signal naming no socket is answered with DEV_ERROR.
+ */
+import { CONSTANTS, ENUMS, SHM, STRUCTS } from '../../abi/abi.js';
+import { RateLimitedLog } from '../../util/log.js';
+import type { DeviceHost } from '../host.js';
+import { COPY, runJob, generateJobs, type Transform } from '../jobgen.js';
+import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
+
+const SIG = ENUMS.SIG_H2D;
+const D2H = ENUMS.SIG_D2H;
+const ST = ENUMS.STATUS;
+const SERR = ENUMS.SERR;
+const OP = ENUMS.CMD_OP;
+const CMD_FIELD = Object.fromEntries(STRUCTS.cmd!.fields.map((f) => [f.name, f.offset])) as Record<string, number>;
+
+const FLAG_PEER_CLOSED = 1;
+const FLAG_READY = 2;
+const FLAG_BLOCKED = 4;
+
+export interface DataPlaneConfig {
+  h2dMode: number;
+  d2hBase: bigint;
+  d2hSlots: number;
+  d2hVector: number;
+  d2hProdAddr: bigint;
+  cmdBase: bigint;
+  cmdSlots: number;
+  modCount: number;
+  modUsecs: number;
+}
+
+export function defaultDataPlaneConfig(): DataPlaneConfig {
+  return { h2dMode: ENUMS.H2D_MODE.HYBRID, d2hBase: 0n, d2hSlots: 0, d2hVector: 0, d2hProdAddr: 0n, cmdBase: 0n, cmdSlots: 0, modCount: 1, modUsecs: 0 };
+}
+
+export interface DataPlaneCounters {
+  h2dSignals: number;
+  d2hSignals: number;
+  kicks: number;
+  signalErrors: number;
+  msgsMoved: number;
+  bytesMoved: number;
+  interrupts: number;
+}
+
+/** How long the hybrid poller spins without work before it asks for kicks. */
+export const HYBRID_IDLE_NS = 200_000;
+const SIGNAL_BUDGET = 512;
+const MOVE_BUDGET = 128;
+const D2H_BACKLOG_LIMIT = 1 << 16;
+
+const isPow2 = (v: number): boolean => v > 0 && (v & (v - 1)) === 0;
+
+export class DataPlane {
+  readonly cfg: DataPlaneConfig = defaultDataPlaneConfig();
+  readonly socks: SocketTable;
+  private readonly rings = new RingIndex();
+  readonly counters: DataPlaneCounters = { h2dSignals: 0, d2hSignals: 0, kicks: 0, signalErrors: 0, msgsMoved: 0, bytesMoved: 0, interrupts: 0 };
+  running = false;
+  /** The hybrid poller is asleep, waiting for a kick. */
+  sleeping = false;
+  private h2dCons = 0;
+  private d2hProd = 0;
+  /** D2H signals waiting for room in the guest's FIFO (never dropped). */
+  private d2hBacklog: bigint[] = [];
+  private irqPending = 0;
+  private irqTimer = false;
+  private ready: number[] = [];
+  private readyAt = 0;
+  /** rx ring owner -> sockets whose next message waits for room in it. */
+  private waiters = new Map<number, number[]>();
+  private lastWorkNs = 0;
+  private readonly guestErr: RateLimitedLog;
+  private readonly transform: Transform = COPY;
+
+  constructor(private readonly host: DeviceHost, maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT) {
+    this.socks = new SocketTable(maxSockets);
+    this.guestErr = new RateLimitedLog(host.log);
+  }
+
+  private shm(): DataView | null {
+    const m = this.host.deviceMemory();
+    return m ? new DataView(m.buffer, m.byteOffset, m.byteLength) : null;
+  }
+
+  // ---- control ---------------------------------------------------------------
+
+  /** Checks the configuration and starts; returns the offending register name, or null. */
+  start(): string | null {
+    const c = this.cfg;
+    if (!isPow2(c.d2hSlots) || c.d2hSlots < 64 || c.d2hSlots > 1 << 20) return 'D2H_SLOTS';
+    if (!this.host.dmaView(c.d2hBase, c.d2hSlots * 8)) return 'D2H_BASE';
+    if (!this.host.dmaView(c.d2hProdAddr, 4)) return 'D2H_PROD_ADDR';
+    if (!isPow2(c.cmdSlots) || c.cmdSlots > 65536) return 'CMD_SLOTS';
+    if (!this.host.dmaView(c.cmdBase, c.cmdSlots * CONSTANTS.CMD_SLOT_SIZE)) return 'CMD_BASE';
+    if (c.h2dMode > 2) return 'H2D_MODE';
+    if (!this.shm()) return 'DP_CONTROL';
+    this.running = true;
+    this.sleeping = false;
+    this.lastWorkNs = this.host.nowNs();
+    const shm = this.shm()!;
+    this.h2dCons = shm.getUint32(SHM.H2D_CONS, true);
+    this.d2hProd = 0;
+    this.writeD2hProd();
+    this.host.log.info({ d2hSlots: c.d2hSlots, cmdSlots: c.cmdSlots, mode: c.h2dMode }, 'data plane started');
+    return null;
+  }
+
+  stop(reason: string): void {
+    if (!this.running && this.socks.open === 0) return;
+    this.running = false;
+    for (let sid = 0; sid < this.socks.capacity; sid++) this.socks.free(sid);
+    this.socks.listeners.clear();
+    this.rings.clear();
+    this.ready = []; this.readyAt = 0;
+    this.waiters.clear();
+    this.d2hBacklog = [];
+    this.irqPending = 0;
+    this.host.log.info({ reason }, 'data plane stopped');
+  }
+
+  kick(): void {
+    this.counters.kicks++;
+    this.sleeping = false;
+    this.lastWorkNs = this.host.nowNs();
+    const shm = this.shm();
+    if (shm) shm.setUint32(SHM.H2D_FLAGS, 0, true);
+  }
+
+  // ---- the poll loop ---------------------------------------------------------
+
+  /**
+   * One round of work: H2D signals, message moves, D2H backlog. Returns true
+   * while the carrier should call again at once (busy, or polling mode).
+   */
+  poll(): boolean {
+    if (!this.running) return false;
+    if (this.sleeping) return false;
+    const shm = this.shm()!;
+    let work = this.consumeSignals(shm);
+    work = this.moveMessages() || work;
+    this.flushD2h(shm);
+    const now = this.host.nowNs();
+    if (work) this.lastWorkNs = now;
+    const more = this.readyAt < this.ready.length || this.d2hBacklog.length > 0;
+    switch (this.cfg.h2dMode) {
+      case ENUMS.H2D_MODE.POLL:
+        return true;
+      case ENUMS.H2D_MODE.KICK:
+        if (!more && !work) this.sleeping = true;
+        return more || work;
+      default: {
+        if (work || more || now - this.lastWorkNs < HYBRID_IDLE_NS) return true;
+        // Idle: ask for kicks, then look once more so a signal published
+        // just before the flag was seen is not left waiting.
+        shm.setUint32(SHM.H2D_FLAGS, 1 << 0, true);
+        if (shm.getUint32(SHM.H2D_PROD, true) !== this.h2dCons) {
+          shm.setUint32(SHM.H2D_FLAGS, 0, true);
+          return true;
+        }
+        this.sleeping = true;
+        return false;
+      }
+    }
+  }
+
+  private consumeSignals(shm: DataView): boolean {
+    if (this.d2hBacklog.length > D2H_BACKLOG_LIMIT) return false; // the host is not reading: hold its signals
+    const prod = shm.getUint32(SHM.H2D_PROD, true);
+    let n = 0;
+    while (this.h2dCons !== prod && n < SIGNAL_BUDGET) {
+      const slot = SHM.H2D_RING + (this.h2dCons % SHM.H2D_SLOTS) * 8;
+      const sig = shm.getBigUint64(slot, true);
+      this.h2dCons = (this.h2dCons + 1) >>> 0;
+      n++;
+      this.counters.h2dSignals++;
+      this.signal(Number(sig >> 56n), Number((sig >> 32n) & 0xffffffn), Number(sig & 0xffffffffn));
+    }
+    if (n > 0) shm.setUint32(SHM.H2D_CONS, this.h2dCons, true);
+    return n > 0;
+  }
+
+  /** One H2D signal (also the entry point for tests). */
+  signal(type: number, id: number, value: number): void {
+    switch (type) {
+      case SIG.TX_TAIL: return this.txTail(id, value);
+      case SIG.RX_HEAD: return this.rxHead(id, value);
+      case SIG.CMD: return this.command(id);
+      case SIG.NOP: return;
+      default: {
+        const sid = id >>> 1;
+        if (this.socks.exists(sid)) this.sockError(sid, SERR.UNKNOWN_SIGNAL, `unknown signal type 0x${type.toString(16)}`);
+        else this.devError(id, SERR.UNKNOWN_SIGNAL, `unknown signal type 0x${type.toString(16)}`);
+      }
+    }
+  }
+
+  // ---- signals ---------------------------------------------------------------
+
+  /** The socket a ring id names, when it exists and is usable; otherwise reports and returns -1. */
+  private ringOwner(ringId: number, dir: number, what: string): number {
+    const sid = ringId >>> 1;
+    if ((ringId & 1) !== dir || !this.socks.exists(sid)) {
+      this.devError(ringId, SERR.NO_SUCH_RING, `${what} for ring ${ringId}, which does not exist`);
+      return -1;
+    }
+    const st = this.socks.state[sid];
+    if (st === SockState.ERROR) return -1; // already reported once
+    if (st === SockState.CLOSING) { this.sockError(sid, SERR.SOCKET_CLOSED, `${what} on a closing socket`); return -1; }
+    return sid;
+  }
+
+  private txTail(ringId: number, tail: number): void {
+    const sid = this.ringOwner(ringId, ENUMS.RING_DIR.TX, 'TX_TAIL');
+    if (sid < 0) return;
+    const s = this.socks;
+    const size = s.txSize[sid]!;
+    const len = (tail - s.txTail[sid]!) >>> 0;
+    if (len === 0 || len > size || ((tail - s.txHead[sid]!) >>> 0) > size) {
+      return this.sockError(sid, SERR.BAD_TAIL, `TX_TAIL ${tail} moves the tail by ${len} in a ${size}-byte ring`);
+    }
+    if (s.state[sid] !== SockState.CONNECTED) return this.sockError(sid, SERR.NOT_CONNECTED, 'send on a socket that is not connected');
+    if (s.flags[sid]! & FLAG_PEER_CLOSED) return this.sockError(sid, SERR.NOT_CONNECTED, 'send after the peer closed');
+    const peer = s.peer[sid]!;
+    if ((this.transform.outLen(len) as number) > s.rxSize[peer]!) return this.sockError(sid, SERR.MSG_TOO_LARGE, `message of ${len} bytes larger than the peer's ${s.rxSize[peer]}-byte ring`);
+    s.txTail[sid] = tail;
+    const q = s.txQueue.get(sid);
+    if (q) q.push(len); else s.txQueue.set(sid, [len]);
+    this.markReady(sid);
+  }
+
+  private rxHead(ringId: number, head: number): void {
+    const sid = this.ringOwner(ringId, ENUMS.RING_DIR.RX, 'RX_HEAD');
+    if (sid < 0) return;
+    const s = this.socks;
+    const adv = (head - s.rxHead[sid]!) >>> 0;
+    if (adv > s.rxUsed(sid)) return this.sockError(sid, SERR.BAD_HEAD, `RX_HEAD ${head} passes the ${s.rxUsed(sid)} bytes delivered`);
+    s.rxHead[sid] = head;
+    const w = this.waiters.get(sid);
+    if (w) {
+      this.waiters.delete(sid);
+      for (const src of w) { s.flags[src] = s.flags[src]! & ~FLAG_BLOCKED; this.markReady(src); }
+    }
+  }
+
+  private markReady(sid: number): void {
+    const f = this.socks.flags[sid]!;
+    if (f & (FLAG_READY | FLAG_BLOCKED)) return;
+    this.socks.flags[sid] = f | FLAG_READY;
+    this.ready.push(sid);
+  }
+
+  // ---- warp pipes ------------------------------------------------------------
+
+  private moveMessages(): boolean {
+    const s = this.socks;
+    let moved = 0;
+    while (this.readyAt < this.ready.length && moved < MOVE_BUDGET) {
+      const sid = this.ready[this.readyAt++]!;
+      s.flags[sid] = s.flags[sid]! & ~FLAG_READY;
+      const q = s.txQueue.get(sid);
+      if (!q || q.length === 0 || s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) continue;
+      // Round-robin: one message per socket per turn.
+      const r = this.moveOne(sid, q[0]!);
+      if (r === 'moved') {
+        moved++;
+        q.shift();
+        if (q.length > 0) this.markReady(sid);
+        else { s.txQueue.delete(sid); if (s.state[sid] === SockState.CLOSING) this.finishClose(sid); }
+      } else if (r === 'blocked') {
+        const peer = s.peer[sid]!;
+        s.flags[sid] = s.flags[sid]! | FLAG_BLOCKED;
+        const w = this.waiters.get(peer);
+        if (w) w.push(sid); else this.waiters.set(peer, [sid]);
+      }
+    }
+    if (this.readyAt >= this.ready.length) { this.ready = []; this.readyAt = 0; } else if (this.readyAt > 4096) { this.ready = this.ready.slice(this.readyAt); this.readyAt = 0; }
+    return moved > 0;
+  }
+
+  /** Moves the next message of `sid` into its sink ring, when there is room. */
+  private moveOne(sid: number, len: number): 'moved' | 'blocked' | 'failed' {
+    const s = this.socks;
+    const peer = s.peer[sid]!;
+    if (peer === NO_PEER || !s.exists(peer) || s.state[peer] === SockState.ERROR) {
+      this.sockError(sid, SERR.NOT_CONNECTED, 'the peer is gone; queued messages cannot be delivered');
+      return 'failed';
+    }
+    const outLen = this.transform.outLen(len) as number;
+    if (s.rxFree(peer) < outLen) return 'blocked';
+    const src = this.host.dmaView(BigInt(s.txAddr[sid]!), s.txSize[sid]!);
+    if (!src) { this.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory'); return 'failed'; }
+    const dst = this.host.dmaView(BigInt(s.rxAddr[peer]!), s.rxSize[peer]!);
+    if (!dst) { this.sockError(peer, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory'); return 'failed'; }
+    const srcPos = s.txHead[sid]! & (s.txSize[sid]! - 1);
+    const dstPos = s.rxTail[peer]! & (s.rxSize[peer]! - 1);
+    const jobs = generateJobs({ srcSize: src.length, srcPos, len, dstSize: dst.length, dstPos, outLen, bytewise: this.transform.bytewise });
+    for (const job of jobs) {
+      const e = runJob(this.transform, job, src, dst);
+      if (e !== null) { this.sockError(sid, SERR.MSG_TOO_LARGE, e); return 'failed'; }
+    }
+    s.txHead[sid] = (s.txHead[sid]! + len) >>> 0;
+    s.rxTail[peer] = (s.rxTail[peer]! + outLen) >>> 0;
+    this.counters.msgsMoved++;
+    this.counters.bytesMoved += len;
+    this.emit(D2H.RX_TAIL, (peer << 1) | ENUMS.RING_DIR.RX, s.rxTail[peer]!);
+    this.emit(D2H.TX_HEAD, (sid << 1) | ENUMS.RING_DIR.TX, s.txHead[sid]!);
+    return 'moved';
+  }
+
+  // ---- commands --------------------------------------------------------------
+
+  private command(slot: number): void {
+    if (slot >= this.cfg.cmdSlots) return this.devError(slot, SERR.NO_SUCH_RING, `CMD for slot ${slot}, beyond the ${this.cfg.cmdSlots} slots`);
+    const v = this.host.dmaView(this.cfg.cmdBase + BigInt(slot * CONSTANTS.CMD_SLOT_SIZE), CONSTANTS.CMD_SLOT_SIZE);
+    if (!v) return this.devError(slot, SERR.RING_UNMAPPED, 'command slots no longer in mapped guest memory');
+    const d = new DataView(v.buffer, v.byteOffset, v.byteLength);
+    const op = d.getUint8(CMD_FIELD.op!);
+    const sid = d.getUint32(CMD_FIELD.sid!, true);
+    let status: number;
+    let result = 0;
+    switch (op) {
+      case OP.CREATE:
+        status = this.create(sid, Number(d.getBigUint64(CMD_FIELD.tx_addr!, true)), d.getUint32(CMD_FIELD.tx_size!, true),
+          Number(d.getBigUint64(CMD_FIELD.rx_addr!, true)), d.getUint32(CMD_FIELD.rx_size!, true));
+        break;
+      case OP.LISTEN: status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true)); break;
+      case OP.CONNECT: {
+        const r = this.connect(sid, d.getUint16(CMD_FIELD.port!, true), slot);
+        if (r === 'pending') return; // answered at accept time
+        [status, result] = r;
+        break;
+      }
+      case OP.ACCEPT: [status, result] = this.accept(sid, d.getUint32(CMD_FIELD.arg!, true)); break;
+      case OP.CLOSE: {
+        const r = this.close(sid, slot);
+        if (r === 'pending') return; // answered when the tx ring has drained
+        status = r;
+        break;
+      }
+      default: status = ST.EINVAL; this.guestErr.warn('cmd-op', { slot, op }, 'unknown command op');
+    }
+    this.answer(slot, status, result);
+  }
+
+  private answer(slot: number, status: number, result: number): void {
+    const v = this.host.dmaView(this.cfg.cmdBase + BigInt(slot * CONSTANTS.CMD_SLOT_SIZE), CONSTANTS.CMD_SLOT_SIZE);
+    if (v) {
+      const d = new DataView(v.buffer, v.byteOffset, v.byteLength);
+      d.setUint32(CMD_FIELD.status!, status, true);
+      d.setUint32(CMD_FIELD.result!, result, true);
+    }
+    this.emit(D2H.CMD_DONE, slot, status);
+  }
+
+  private create(sid: number, txAddr: number, txSize: number, rxAddr: number, rxSize: number): number {
+    const s = this.socks;
+    if (sid >= s.max) return ST.EINVAL;
+    if (s.exists(sid)) return ST.EEXIST;
+    for (const size of [txSize, rxSize]) if (!isPow2(size) || size < CONSTANTS.RING_MIN || size > CONSTANTS.RING_MAX) return ST.EINVAL;
+    if (txAddr % 4096 !== 0 || rxAddr % 4096 !== 0) return ST.EINVAL;
+    if (!this.host.dmaView(BigInt(txAddr), txSize) || !this.host.dmaView(BigInt(rxAddr), rxSize)) return ST.EFAULT;
+    if (txAddr < rxAddr + rxSize && rxAddr < txAddr + txSize) return ST.EBUSY;
+    if (this.rings.overlap(txAddr, txSize) >= 0 || this.rings.overlap(rxAddr, rxSize) >= 0) return ST.EBUSY;
+    s.create(sid, txAddr, txSize, rxAddr, rxSize);
+    this.rings.add(txAddr, txSize, sid);
+    this.rings.add(rxAddr, rxSize, sid);
+    return ST.OK;
+  }
+
+  private listen(sid: number, port: number): number {
+    const s = this.socks;
+    if (!s.exists(sid)) return ST.ENOENT;
+    if (s.state[sid] !== SockState.CREATED) return ST.EINVAL;
+    if (port === CONSTANTS.PORT_LOOPBACK) return ST.EINVAL;
+    if (s.listeners.has(port)) return ST.EADDRINUSE;
+    s.state[sid] = SockState.LISTENING;
+    s.port[sid] = port;
+    s.listeners.set(port, sid);
+    return ST.OK;
+  }
+
+  private connect(sid: number, port: number, slot: number): [number, number] | 'pending' {
+    const s = this.socks;
+    if (!s.exists(sid)) return [ST.ENOENT, 0];
+    if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
+    if (s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
+    if (port === CONSTANTS.PORT_LOOPBACK) {
+      // Executor L: the socket's own rx ring is the sink of its tx pipe.
+      s.state[sid] = SockState.CONNECTED;
+      s.peer[sid] = sid;
+      return [ST.OK, sid];
+    }
+    const l = s.listeners.get(port);
+    if (l === undefined) return [ST.ECONNREFUSED, 0];
+    s.state[sid] = SockState.CONNECTING;
+    s.pendingCmd[sid] = slot;
+    const b = s.backlog.get(l);
+    if (b) b.push(sid); else s.backlog.set(l, [sid]);
+    this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+    return 'pending';
+  }
+
+  private accept(sid: number, listener: number): [number, number] {
+    const s = this.socks;
+    if (!s.exists(sid) || !s.exists(listener)) return [ST.ENOENT, 0];
+    if (s.state[listener] !== SockState.LISTENING || s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
+    const b = s.backlog.get(listener);
+    const peer = b?.shift();
+    if (b && b.length === 0) s.backlog.delete(listener);
+    if (peer === undefined) return [ST.EAGAIN, 0];
+    s.state[sid] = SockState.CONNECTED; s.peer[sid] = peer;
+    s.state[peer] = SockState.CONNECTED; s.peer[peer] = sid;
+    const slot = s.pendingCmd[peer]!;
+    s.pendingCmd[peer] = NO_PEER;
+    this.answer(slot, ST.OK, sid);
+    return [ST.OK, peer];
+  }
+
+  private close(sid: number, slot: number): number | 'pending' {
+    const s = this.socks;
+    if (!s.exists(sid)) return ST.ENOENT;
+    const st = s.state[sid];
+    if (st === SockState.CLOSING) return ST.EINVAL;
+    if (st === SockState.LISTENING) {
+      for (const c of s.backlog.get(sid) ?? []) {
+        const cs = s.pendingCmd[c]!;
+        s.pendingCmd[c] = NO_PEER;
+        s.state[c] = SockState.CREATED;
+        this.answer(cs, ST.ECONNREFUSED, 0);
+      }
+      s.listeners.delete(s.port[sid]!);
+    }
+    if (st === SockState.CONNECTING) {
+      for (const [l, b] of s.backlog) { const i = b.indexOf(sid); if (i >= 0) { b.splice(i, 1); if (b.length === 0) s.backlog.delete(l); } }
+      this.answer(s.pendingCmd[sid]!, ST.ECONNREFUSED, 0);
+    }
+    if (st === SockState.CONNECTED && (s.txQueue.get(sid)?.length ?? 0) > 0) {
+      // Graceful: what was sent is still delivered, then the peer sees EOF.
+      s.state[sid] = SockState.CLOSING;
+      s.pendingCmd[sid] = slot;
+      return 'pending';
+    }
+    this.release(sid);
+    return ST.OK;
+  }
+
+  private finishClose(sid: number): void {
+    const slot = this.socks.pendingCmd[sid]!;
+    this.release(sid);
+    this.answer(slot, ST.OK, 0);
+  }
+
+  /** Frees a socket; its peer learns it closed. */
+  private release(sid: number): void {
+    const s = this.socks;
+    const peer = s.peer[sid]!;
+    if (peer !== NO_PEER && peer !== sid && s.exists(peer)) {
+      s.flags[peer] = s.flags[peer]! | FLAG_PEER_CLOSED;
+      s.peer[peer] = NO_PEER;
+      this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_CLOSED);
+      // A sender blocked on our ring, or with messages queued for us, is told.
+      if ((s.txQueue.get(peer)?.length ?? 0) > 0) this.sockError(peer, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
+    }
+    this.waiters.delete(sid);
+    this.rings.remove(s.txAddr[sid]!, s.txSize[sid]!);
+    this.rings.remove(s.rxAddr[sid]!, s.rxSize[sid]!);
+    s.free(sid);
+  }
+
+  // ---- errors ----------------------------------------------------------------
+
+  private sockError(sid: number, code: number, why: string): void {
+    const s = this.socks;
+    this.counters.signalErrors++;
+    if (s.state[sid] === SockState.ERROR) return;
+    s.state[sid] = SockState.ERROR;
+    s.err[sid] = code;
+    s.txQueue.delete(sid);
+    this.host.log.warn({ sid, code, why }, 'socket error');
+    this.emit(D2H.SOCK_ERROR, sid, code);
+  }
+
+  private devError(id: number, code: number, why: string): void {
+    this.counters.signalErrors++;
+    this.guestErr.warn(`dev-${code}`, { id, code, why }, 'signal rejected');
+    this.emit(D2H.DEV_ERROR, id, code);
+  }
+
+  // ---- D2H -------------------------------------------------------------------
+
+  private emit(type: number, id: number, value: number): void {
+    const sig = (BigInt(type) << 56n) | (BigInt(id & 0xffffff) << 32n) | BigInt(value >>> 0);
+    this.d2hBacklog.push(sig);
+  }
+
+  private flushD2h(shm: DataView): void {
+    if (this.d2hBacklog.length === 0) return;
+    const c = this.cfg;
+    const fifo = this.host.dmaView(c.d2hBase, c.d2hSlots * 8);
+    if (!fifo) { this.guestErr.warn('d2h-unmapped', {}, 'D2H FIFO no longer in mapped guest memory; signals held'); return; }
+    const f = new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength);
+    const cons = shm.getUint32(SHM.D2H_CONS, true);
+    let room = c.d2hSlots - ((this.d2hProd - cons) >>> 0);
+    if (room < 0 || room > c.d2hSlots) room = 0; // a corrupt consumer index: wait for a sane one
+    let n = 0;
+    while (n < this.d2hBacklog.length && n < room) {
+      f.setBigUint64(((this.d2hProd + n) % c.d2hSlots) * 8, this.d2hBacklog[n]!, true);
+      n++;
+    }
+    if (n === 0) return;
+    this.d2hBacklog = n === this.d2hBacklog.length ? [] : this.d2hBacklog.slice(n);
+    this.d2hProd = (this.d2hProd + n) >>> 0;
+    this.counters.d2hSignals += n;
+    this.writeD2hProd();
+    this.irqPending += n;
+    this.maybeInterrupt(shm);
+  }
+
+  private writeD2hProd(): void {
+    const p = this.host.dmaView(this.cfg.d2hProdAddr, 4);
+    if (p) new DataView(p.buffer, p.byteOffset, 4).setUint32(0, this.d2hProd, true);
+  }
+
+  private maybeInterrupt(shm: DataView): void {
+    if (this.irqPending === 0) return;
+    if (shm.getUint32(SHM.D2H_ARM, true) === 0) { this.irqPending = 0; return; } // the host polls
+    if (this.irqPending >= Math.max(1, this.cfg.modCount)) { this.fire(shm); return; }
+    if (this.cfg.modUsecs > 0 && !this.irqTimer) {
+      this.irqTimer = true;
+      this.host.schedule(this.cfg.modUsecs * 1000, () => {
+        this.irqTimer = false;
+        const m = this.shm();
+        if (m && this.irqPending > 0 && m.getUint32(SHM.D2H_ARM, true) !== 0) this.fire(m);
+      });
+    }
+  }
+
+  private fire(shm: DataView): void {
+    shm.setUint32(SHM.D2H_ARM, 0, true);
+    this.irqPending = 0;
+    if (this.host.raiseMsix(this.cfg.d2hVector)) this.counters.interrupts++;
+  }
+
+  /** Bytes of typed-array state per socket slot (for the memory figures). */
+  static stateBytesPerSocket(): number {
+    return SocketTable.bytesPerSlot();
+  }
+}
