@@ -1,0 +1,414 @@
+/**
+ * The driver side of the SG-IOV data plane, in TypeScript: what the kernel
+ * module and libsgiov do in the guest, for tests and benchmarks that drive
+ * the device without a VM (through the vfio-user client) or without a
+ * transport at all (through the in-memory bus).
+ *
+ * It owns a piece of guest memory: the D2H FIFO, its producer word, the
+ * command slots and the sockets' rings. Calls are synchronous: a call that
+ * needs the device's answer pumps until it comes (DeviceAccess.wait).
+ */
+import { CONSTANTS, ENUMS, reg, SHM, STRUCTS } from '../abi/abi.js';
+
+const D2H = ENUMS.SIG_D2H;
+const SIG = ENUMS.SIG_H2D;
+const CMD = Object.fromEntries(STRUCTS.cmd!.fields.map((f) => [f.name, f.offset])) as Record<string, number>;
+
+/** How the driver reaches the device. */
+export interface DeviceAccess {
+  /** Guest memory the driver may use, and its guest address. */
+  mem: Uint8Array;
+  memBase: bigint;
+  /** The shared-memory BAR as mapped by the host. */
+  shm: Uint8Array;
+  readReg(name: string): bigint;
+  writeReg(name: string, value: bigint | number): void;
+  /** Rings the KICK doorbell (a trapped MMIO write). */
+  kick(): void;
+  /** Lets the device make progress (in-memory bus: run it; remote device: yield briefly). */
+  wait(): void;
+}
+
+export class SgiovError extends Error {
+  constructor(message: string, readonly errno: string, readonly code = 0) {
+    super(message);
+  }
+}
+
+const ERRNO_NAME: Record<number, string> = Object.fromEntries(Object.entries(ENUMS.STATUS).map(([k, v]) => [v, k]));
+const SERR_NAME: Record<number, string> = Object.fromEntries(Object.entries(ENUMS.SERR).map(([k, v]) => [v, k]));
+
+export interface DriverOptions {
+  d2hSlots?: number;
+  cmdSlots?: number;
+  mode?: 'hybrid' | 'poll' | 'kick';
+  /** Give up waiting for the device after this long. */
+  timeoutMs?: number;
+}
+
+/** A simple first-fit allocator over the driver's guest memory, 4 KiB aligned. */
+class Allocator {
+  private free: { off: number; len: number }[];
+  constructor(size: number) { this.free = [{ off: 0, len: size }]; }
+  alloc(len: number, align = 4096): number {
+    for (let i = 0; i < this.free.length; i++) {
+      const f = this.free[i]!;
+      const start = Math.ceil(f.off / align) * align;
+      if (start + len > f.off + f.len) continue;
+      const before = { off: f.off, len: start - f.off };
+      const after = { off: start + len, len: f.off + f.len - start - len };
+      this.free.splice(i, 1, ...[before, after].filter((x) => x.len > 0));
+      return start;
+    }
+    throw new SgiovError(`no ${len} bytes of guest memory left for the driver`, 'ENOMEM');
+  }
+  release(off: number, len: number): void {
+    this.free.push({ off, len });
+    this.free.sort((a, b) => a.off - b.off);
+    const merged: { off: number; len: number }[] = [];
+    for (const f of this.free) {
+      const last = merged[merged.length - 1];
+      if (last && last.off + last.len === f.off) last.len += f.len; else merged.push({ ...f });
+    }
+    this.free = merged;
+  }
+}
+
+export interface CmdFields { sid: number; port?: number; txAddr?: bigint; rxAddr?: bigint; txSize?: number; rxSize?: number; arg?: number }
+
+export class SgiovSocketDriver {
+  private readonly d2hSlots: number;
+  private readonly cmdSlots: number;
+  private readonly timeoutMs: number;
+  private readonly alloc: Allocator;
+  private d2hOff = 0;
+  private prodOff = 0;
+  private cmdOff = 0;
+  private d2hCons = 0;
+  private h2dProd = 0;
+  private readonly shm: DataView;
+  private readonly mem: DataView;
+  private readonly freeSlots: number[] = [];
+  private readonly cmdDone = new Map<number, { status: number; result: number }>();
+  readonly sockets = new Map<number, SgiovSocket>();
+  private nextSid = 0;
+  private readonly freeSids: number[] = [];
+  /** Signals the device rejected without naming a socket (DEV_ERROR). */
+  readonly devErrors: { id: number; code: string }[] = [];
+  d2hSeen = 0;
+
+  constructor(readonly dev: DeviceAccess, opts: DriverOptions = {}) {
+    this.d2hSlots = opts.d2hSlots ?? 65536;
+    this.cmdSlots = opts.cmdSlots ?? 256;
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.alloc = new Allocator(dev.mem.length);
+    this.shm = new DataView(dev.shm.buffer, dev.shm.byteOffset, dev.shm.byteLength);
+    this.mem = new DataView(dev.mem.buffer, dev.mem.byteOffset, dev.mem.byteLength);
+    for (let i = this.cmdSlots - 1; i >= 0; i--) this.freeSlots.push(i);
+    const mode = { hybrid: ENUMS.H2D_MODE.HYBRID, poll: ENUMS.H2D_MODE.POLL, kick: ENUMS.H2D_MODE.KICK }[opts.mode ?? 'hybrid'];
+    this.kickAlways = mode === ENUMS.H2D_MODE.KICK;
+    this.d2hOff = this.alloc.alloc(this.d2hSlots * 8);
+    this.prodOff = this.alloc.alloc(64, 64);
+    this.cmdOff = this.alloc.alloc(this.cmdSlots * CONSTANTS.CMD_SLOT_SIZE);
+    dev.writeReg('H2D_MODE', mode);
+    dev.writeReg('D2H_BASE', this.addr(this.d2hOff));
+    dev.writeReg('D2H_SLOTS', this.d2hSlots);
+    dev.writeReg('D2H_PROD_ADDR', this.addr(this.prodOff));
+    dev.writeReg('CMD_BASE', this.addr(this.cmdOff));
+    dev.writeReg('CMD_SLOTS', this.cmdSlots);
+    this.h2dProd = this.shm.getUint32(SHM.H2D_PROD, true);
+    this.d2hCons = 0;
+    this.shm.setUint32(SHM.D2H_CONS, 0, true);
+    dev.writeReg('DP_CONTROL', 1);
+    if ((Number(dev.readReg('DP_STATUS')) & 1) === 0) {
+      throw new SgiovError(`the device refused to start its data plane (ERROR_CODE ${dev.readReg('ERROR_CODE')}, ERROR_ADDR 0x${dev.readReg('ERROR_ADDR').toString(16)})`, 'EIO');
+    }
+  }
+
+  private readonly kickAlways: boolean;
+
+  addr(off: number): bigint {
+    return this.dev.memBase + BigInt(off);
+  }
+
+  // ---- H2D -------------------------------------------------------------------
+
+  /** Publishes one signal; kicks the device when it sleeps. */
+  signal(type: number, id: number, value: number): void {
+    this.signalRaw((BigInt(type) << 56n) | (BigInt(id & 0xffffff) << 32n) | BigInt(value >>> 0));
+  }
+
+  /** Publishes a raw 64-bit signal (tests use it for malformed ones). */
+  signalRaw(sig: bigint): void {
+    this.waitUntil(() => ((this.h2dProd - this.shm.getUint32(SHM.H2D_CONS, true)) >>> 0) < SHM.H2D_SLOTS, 'room in the H2D FIFO');
+    this.shm.setBigUint64(SHM.H2D_RING + (this.h2dProd % SHM.H2D_SLOTS) * 8, sig, true);
+    this.h2dProd = (this.h2dProd + 1) >>> 0;
+    this.shm.setUint32(SHM.H2D_PROD, this.h2dProd, true);
+    if (this.kickAlways || (this.shm.getUint32(SHM.H2D_FLAGS, true) & 1)) this.dev.kick();
+  }
+
+  // ---- D2H -------------------------------------------------------------------
+
+  /** Reads every D2H signal the device has produced; returns how many. */
+  process(): number {
+    const prod = this.mem.getUint32(this.prodOff, true);
+    let n = 0;
+    while (this.d2hCons !== prod) {
+      const sig = this.mem.getBigUint64(this.d2hOff + (this.d2hCons % this.d2hSlots) * 8, true);
+      this.d2hCons = (this.d2hCons + 1) >>> 0;
+      n++;
+      this.handle(Number(sig >> 56n), Number((sig >> 32n) & 0xffffffn), Number(sig & 0xffffffffn));
+    }
+    if (n > 0) this.shm.setUint32(SHM.D2H_CONS, this.d2hCons, true);
+    this.d2hSeen += n;
+    return n;
+  }
+
+  private handle(type: number, id: number, value: number): void {
+    switch (type) {
+      case D2H.RX_TAIL: this.sockets.get(id >>> 1)?.onRxTail(value); break;
+      case D2H.TX_HEAD: this.sockets.get(id >>> 1)?.onTxHead(value); break;
+      case D2H.CMD_DONE: {
+        const off = this.cmdOff + id * CONSTANTS.CMD_SLOT_SIZE;
+        this.cmdDone.set(id, { status: value, result: this.mem.getUint32(off + CMD.result!, true) });
+        break;
+      }
+      case D2H.EVENT: this.sockets.get(id)?.onEvent(value); break;
+      case D2H.SOCK_ERROR: this.sockets.get(id)?.onError(value); break;
+      case D2H.DEV_ERROR: this.devErrors.push({ id, code: SERR_NAME[value] ?? String(value) }); break;
+      default: this.devErrors.push({ id, code: `unknown D2H signal 0x${type.toString(16)}` });
+    }
+  }
+
+  /** Pumps until `pred` holds; throws ETIMEDOUT after the driver's timeout. */
+  waitUntil(pred: () => boolean, what: string): void {
+    const end = Date.now() + this.timeoutMs;
+    for (;;) {
+      this.process();
+      if (pred()) return;
+      if (Date.now() > end) throw new SgiovError(`timed out waiting for ${what}`, 'ETIMEDOUT');
+      this.dev.wait();
+    }
+  }
+
+  // ---- commands --------------------------------------------------------------
+
+  /** Runs one command and waits for its answer; throws SgiovError with the errno on failure. */
+  command(op: number, fields: CmdFields): number {
+    return this.complete(this.submit(op, fields));
+  }
+
+  /** Sends a command without waiting; complete(slot) collects the answer. */
+  submit(op: number, fields: CmdFields): number {
+    this.waitUntil(() => this.freeSlots.length > 0, 'a free command slot');
+    const slot = this.freeSlots.pop()!;
+    const off = this.cmdOff + slot * CONSTANTS.CMD_SLOT_SIZE;
+    this.dev.mem.fill(0, off, off + CONSTANTS.CMD_SLOT_SIZE);
+    this.mem.setUint8(off + CMD.op!, op);
+    this.mem.setUint16(off + CMD.port!, fields.port ?? 0, true);
+    this.mem.setUint32(off + CMD.sid!, fields.sid, true);
+    this.mem.setBigUint64(off + CMD.tx_addr!, fields.txAddr ?? 0n, true);
+    this.mem.setBigUint64(off + CMD.rx_addr!, fields.rxAddr ?? 0n, true);
+    this.mem.setUint32(off + CMD.tx_size!, fields.txSize ?? 0, true);
+    this.mem.setUint32(off + CMD.rx_size!, fields.rxSize ?? 0, true);
+    this.mem.setUint32(off + CMD.arg!, fields.arg ?? 0, true);
+    this.signal(SIG.CMD, slot, 0);
+    return slot;
+  }
+
+  /** Whether the answer to `slot` has come. */
+  answered(slot: number): boolean {
+    this.process();
+    return this.cmdDone.has(slot);
+  }
+
+  /** Waits for the answer to `slot`; the result, or SgiovError with the errno. (On a timeout the slot stays taken: the device may still answer into it.) */
+  complete(slot: number): number {
+    this.waitUntil(() => this.cmdDone.has(slot), `the answer to command slot ${slot}`);
+    const r = this.cmdDone.get(slot)!;
+    this.cmdDone.delete(slot);
+    this.freeSlots.push(slot);
+    if (r.status !== 0) throw new SgiovError(`command failed: ${ERRNO_NAME[r.status] ?? r.status}`, ERRNO_NAME[r.status] ?? `E${r.status}`, r.status);
+    return r.result;
+  }
+
+  // ---- sockets ---------------------------------------------------------------
+
+  /** Creates a socket device with its two rings in guest memory. */
+  socket(opts: { txSize?: number; rxSize?: number } = {}): SgiovSocket {
+    const txSize = opts.txSize ?? CONSTANTS.RING_DEFAULT;
+    const rxSize = opts.rxSize ?? CONSTANTS.RING_DEFAULT;
+    const sid = this.freeSids.pop() ?? this.nextSid++;
+    const txOff = this.alloc.alloc(txSize);
+    const rxOff = this.alloc.alloc(rxSize);
+    try {
+      this.command(ENUMS.CMD_OP.CREATE, { sid, txAddr: this.addr(txOff), rxAddr: this.addr(rxOff), txSize, rxSize });
+    } catch (e) {
+      this.alloc.release(txOff, txSize); this.alloc.release(rxOff, rxSize); this.freeSids.push(sid);
+      throw e;
+    }
+    const s = new SgiovSocket(this, sid, txOff, txSize, rxOff, rxSize);
+    this.sockets.set(sid, s);
+    return s;
+  }
+
+  /** @internal */
+  released(s: SgiovSocket): void {
+    this.sockets.delete(s.sid);
+    this.alloc.release(s.txOff, s.txSize);
+    this.alloc.release(s.rxOff, s.rxSize);
+    this.freeSids.push(s.sid);
+  }
+
+  ringBytes(off: number, len: number): Uint8Array {
+    return this.dev.mem.subarray(off, off + len);
+  }
+}
+
+/** One socket device: a message stream. */
+export class SgiovSocket {
+  /** Tail published to the device / head the device reported freed. */
+  private txTail = 0;
+  private txHead = 0;
+  /** What the device delivered: message ends, and what the application consumed. */
+  private rxTail = 0;
+  private rxHead = 0;
+  private readonly rxEnds: number[] = [];
+  private partial = 0;
+  pendingConnections = 0;
+  peerClosed = false;
+  error: string | null = null;
+  closed = false;
+
+  constructor(private readonly drv: SgiovSocketDriver, readonly sid: number, readonly txOff: number, readonly txSize: number, readonly rxOff: number, readonly rxSize: number) {}
+
+  listen(port: number): void {
+    this.drv.command(ENUMS.CMD_OP.LISTEN, { sid: this.sid, port });
+  }
+
+  /** Connects to a listener on `port` (CONSTANTS.PORT_LOOPBACK: a loopback pipe); waits for the accept. */
+  connect(port: number): void {
+    this.connectStart(port)();
+  }
+
+  /** Sends the connect request; the returned function waits for the accept (or the refusal). */
+  connectStart(port: number): () => void {
+    const slot = this.drv.submit(ENUMS.CMD_OP.CONNECT, { sid: this.sid, port });
+    return () => { this.drv.complete(slot); };
+  }
+
+  /** Accepts one pending connection into a new socket; throws EAGAIN when none waits. */
+  accept(opts: { txSize?: number; rxSize?: number } = {}): SgiovSocket {
+    const s = this.drv.socket(opts);
+    try {
+      this.drv.command(ENUMS.CMD_OP.ACCEPT, { sid: s.sid, arg: this.sid });
+    } catch (e) {
+      s.close();
+      throw e;
+    }
+    if (this.pendingConnections > 0) this.pendingConnections--;
+    return s;
+  }
+
+  /** Bytes free in the tx ring. */
+  txFree(): number {
+    return this.txSize - ((this.txTail - this.txHead) >>> 0);
+  }
+
+  /**
+   * Sends one message. Returns false when the tx ring has no room for it
+   * now (EAGAIN: the sink is full; try again after the device drains).
+   */
+  trySend(data: Uint8Array): boolean {
+    this.check();
+    if (this.peerClosed) throw new SgiovError(`socket ${this.sid}: the peer closed`, 'EPIPE');
+    if (data.length === 0) throw new SgiovError('empty message', 'EINVAL');
+    if (data.length > this.txSize) throw new SgiovError(`message of ${data.length} bytes larger than the ${this.txSize}-byte tx ring`, 'EMSGSIZE');
+    this.drv.process();
+    if (this.txFree() < data.length) return false;
+    const pos = this.txTail & (this.txSize - 1);
+    const ring = this.drv.ringBytes(this.txOff, this.txSize);
+    const first = Math.min(data.length, this.txSize - pos);
+    ring.set(data.subarray(0, first), pos);
+    if (first < data.length) ring.set(data.subarray(first), 0);
+    this.txTail = (this.txTail + data.length) >>> 0;
+    this.drv.signal(ENUMS.SIG_H2D.TX_TAIL, (this.sid << 1) | ENUMS.RING_DIR.TX, this.txTail);
+    return true;
+  }
+
+  /** Sends one message, waiting for room (back-pressure). */
+  send(data: Uint8Array): void {
+    if (this.trySend(data)) return;
+    this.drv.waitUntil(() => this.error !== null || this.txFree() >= data.length, `room to send on socket ${this.sid}`);
+    if (!this.trySend(data)) throw new SgiovError('send failed after waiting', 'EAGAIN');
+  }
+
+  /** Messages delivered and not yet read to the end. */
+  available(): number {
+    this.drv.process();
+    return this.rxEnds.length;
+  }
+
+  /**
+   * Reads up to `max` bytes of the next message (a message may be read in
+   * parts). Returns null when nothing is there (EAGAIN), or when the peer
+   * closed and everything was read (check peerClosed).
+   */
+  tryRecv(max = Infinity): Uint8Array | null {
+    this.drv.process();
+    const end = this.rxEnds[0];
+    if (end === undefined) { this.check(); return null; }
+    const left = (end - this.rxHead) >>> 0;
+    const n = Math.min(left, max);
+    const out = new Uint8Array(n);
+    const ring = this.drv.ringBytes(this.rxOff, this.rxSize);
+    const pos = this.rxHead & (this.rxSize - 1);
+    const first = Math.min(n, this.rxSize - pos);
+    out.set(ring.subarray(pos, pos + first), 0);
+    if (first < n) out.set(ring.subarray(0, n - first), first);
+    this.rxHead = (this.rxHead + n) >>> 0;
+    this.partial = n < left ? this.partial + n : 0;
+    if (n === left) this.rxEnds.shift();
+    this.drv.signal(ENUMS.SIG_H2D.RX_HEAD, (this.sid << 1) | ENUMS.RING_DIR.RX, this.rxHead);
+    return out;
+  }
+
+  /** Reads one whole message, waiting for it. */
+  recv(): Uint8Array {
+    this.drv.waitUntil(() => this.available() > 0 || this.error !== null || this.peerClosed, `a message on socket ${this.sid}`);
+    const m = this.tryRecv();
+    if (!m) throw new SgiovError(this.error ?? 'peer closed', this.error ? 'EPROTO' : 'EPIPE');
+    return m;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    try {
+      this.drv.command(ENUMS.CMD_OP.CLOSE, { sid: this.sid });
+    } finally {
+      this.closed = true;
+      this.drv.released(this);
+    }
+  }
+
+  private check(): void {
+    if (this.error) throw new SgiovError(`socket ${this.sid} failed: ${this.error}`, 'EPROTO');
+  }
+
+  /** @internal D2H handlers */
+  onRxTail(tail: number): void { this.rxEnds.push(tail); this.rxTail = tail; }
+  onTxHead(head: number): void { this.txHead = head; }
+  onEvent(ev: number): void {
+    if (ev === ENUMS.EVENT.CONN_PENDING) this.pendingConnections++;
+    else if (ev === ENUMS.EVENT.PEER_CLOSED) this.peerClosed = true;
+  }
+  onError(code: number): void { this.error = SERR_NAME[code] ?? `SERR ${code}`; }
+  /** Bytes delivered and not yet consumed. */
+  get rxPending(): number { return (this.rxTail - this.rxHead) >>> 0; }
+}
+
+/** Register access by ABI name, for DeviceAccess implementations. */
+export function regOffset(name: string): { offset: number; width: number } {
+  const r = reg(name);
+  return { offset: r.offset, width: r.width };
+}
