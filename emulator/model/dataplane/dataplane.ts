@@ -97,9 +97,17 @@ export class DataPlane {
     this.guestErr = new RateLimitedLog(host.log);
   }
 
+  private shmMem: Uint8Array | null = null;
+  private shmView: DataView | null = null;
+
+  /** The shared-memory BAR as a DataView (cached: this runs on every poll). */
   private shm(): DataView | null {
     const m = this.host.deviceMemory();
-    return m ? new DataView(m.buffer, m.byteOffset, m.byteLength) : null;
+    if (m !== this.shmMem) {
+      this.shmMem = m;
+      this.shmView = m ? new DataView(m.buffer, m.byteOffset, m.byteLength) : null;
+    }
+    return this.shmView;
   }
 
   // ---- control ---------------------------------------------------------------
