@@ -1,0 +1,229 @@
+/**
+ * Benchmarks of the device through the vfio-user client, without a VM:
+ *
+ *   npm run bench            (tsc, then node dist/emulator/client/bench.js)
+ *   node dist/emulator/client/bench.js [--reads N] [--jobs128k N] [--jobs4k N] [--no-json]
+ *
+ * It starts the emulator as its own process (from dist/, as the tests do),
+ * connects the client, brings the device up with the user-space driver and
+ * measures, in one run:
+ *   1. a trapped BAR0 read (SCRATCH) round trip: median, p99;
+ *   2. 128 KiB DMA copy jobs, doorbell to interrupt, as throughput and as a
+ *      ratio to a plain Buffer copy of 128 KiB measured in the same run;
+ *   3. the same for 4 KiB jobs, with latency median and p99.
+ * It prints a table and writes the same figures as JSON to
+ * bench/results/<timestamp>.json. Ratios are against baselines measured in
+ * the same run, on the same machine; nothing here asserts a time.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { reg } from '../abi/abi.js';
+import { repoRoot } from '../util/paths.js';
+import { EmulatorProcess, RunDir } from '../../qemu/vm.js';
+import { Libc } from '../transport/native.js';
+import { SgiovDriver, VEC_DMA } from './sgiov-driver.js';
+import { VfioUserClient } from './vfio-user-client.js';
+
+export interface Stats {
+  n: number;
+  medianNs: number;
+  p99Ns: number;
+  p999Ns: number;
+  meanNs: number;
+  minNs: number;
+  maxNs: number;
+}
+
+export function stats(samples: number[]): Stats {
+  const s = Float64Array.from(samples).sort();
+  const at = (q: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+  const sum = s.reduce((a, b) => a + b, 0);
+  return { n: s.length, medianNs: at(0.5), p99Ns: at(0.99), p999Ns: at(0.999), meanNs: sum / s.length, minNs: s[0]!, maxNs: s[s.length - 1]! };
+}
+
+const now = (): bigint => process.hrtime.bigint();
+
+/** Times `fn` `n` times, one sample each (ns). */
+function sample(n: number, fn: (i: number) => void): number[] {
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const t0 = now();
+    fn(i);
+    out[i] = Number(now() - t0);
+  }
+  return out;
+}
+
+/** Times `batch` calls of `fn` per sample and records the time per call (for operations near the timer's resolution). */
+function sampleBatched(n: number, batch: number, fn: () => void): number[] {
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const t0 = now();
+    for (let j = 0; j < batch; j++) fn();
+    out[i] = Number(now() - t0) / batch;
+  }
+  return out;
+}
+
+/** GB/s (1e9 bytes per second) moving `bytes` in `ns`. */
+const gbps = (bytes: number, ns: number): number => bytes / ns;
+
+interface DmaFigures {
+  bytes: number;
+  jobs: number;
+  /** Doorbell write until the completion interrupt (eventfd) is seen. */
+  doorbellToIrq: Stats;
+  /** The whole job as the driver runs it: 5 register writes, doorbell, interrupt, status reads, IRQ ack. */
+  wholeJob: Stats;
+  /** Throughput at the median doorbell-to-interrupt time. */
+  throughputGBps: number;
+  /** Per copy, timed in batches of `batch` copies. */
+  baseline: { what: string; batch: number; copy: Stats; throughputGBps: number };
+  /** Device throughput / baseline throughput (1.0 would match a Buffer copy). */
+  ratioToBaseline: number;
+}
+
+function dmaBench(drv: SgiovDriver, bytes: number, jobs: number, baselineCopies: number): DmaFigures {
+  const c = drv.client;
+  const srcOff = 0;
+  const dstOff = 16 << 20;
+  randomFillSync(c.mem.subarray(srcOff, srcOff + bytes));
+  const job = { src: c.addr(srcOff), dst: c.addr(dstOff), len: bytes, op: 'copy' as const, vector: VEC_DMA };
+  // warm up, and check the device really copies
+  for (let i = 0; i < 20; i++) drv.dmaJob(job);
+  c.mem.fill(0, dstOff, dstOff + bytes);
+  const first = drv.dmaJob(job);
+  if (first.statusName !== 'DONE' || first.irqVector !== VEC_DMA) throw new Error(`DMA job failed: ${JSON.stringify(first, (_k, v: unknown) => typeof v === 'bigint' ? v.toString() : v)}`);
+  if (Buffer.compare(c.mem.subarray(srcOff, srcOff + bytes), c.mem.subarray(dstOff, dstOff + bytes)) !== 0) throw new Error('DMA copy produced wrong data');
+
+  const d2i: number[] = [];
+  const whole = sample(jobs, () => {
+    const r = drv.dmaJob(job);
+    if (r.irqVector !== VEC_DMA) throw new Error(`DMA job ended without its interrupt: ${r.statusName} ${r.errorName}`);
+    d2i.push(r.doorbellToDoneNs);
+  });
+
+  // Baseline: a plain Buffer copy of the same size, in this process, same run.
+  const src = Buffer.alloc(bytes);
+  const dst = Buffer.alloc(bytes);
+  randomFillSync(src);
+  for (let i = 0; i < 200; i++) src.copy(dst);
+  const batch = Math.max(1, Math.round((64 * 1024) / bytes)); // about 64 KiB copied per sample
+  const copy = stats(sampleBatched(baselineCopies, batch, () => { src.copy(dst); }));
+
+  const doorbellToIrq = stats(d2i);
+  const throughputGBps = gbps(bytes, doorbellToIrq.medianNs);
+  const baseGBps = gbps(bytes, copy.medianNs);
+  return {
+    bytes, jobs, doorbellToIrq, wholeJob: stats(whole), throughputGBps,
+    baseline: { what: `Buffer.copy of ${bytes} bytes in the benchmark process`, batch, copy, throughputGBps: baseGBps },
+    ratioToBaseline: throughputGBps / baseGBps,
+  };
+}
+
+function gitCommit(): string | null {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+const us = (ns: number): string => (ns / 1000).toFixed(ns < 1000 ? 3 : 1);
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      reads: { type: 'string', default: '20000' },
+      jobs128k: { type: 'string', default: '500' },
+      jobs4k: { type: 'string', default: '2000' },
+      'no-json': { type: 'boolean', default: false },
+    },
+  });
+  const reads = Number(values.reads);
+  const jobs128k = Number(values.jobs128k);
+  const jobs4k = Number(values.jobs4k);
+  for (const [k, v] of Object.entries({ reads, jobs128k, jobs4k })) if (!Number.isInteger(v) || v < 10) throw new Error(`--${k}: a whole number >= 10`);
+
+  const dir = new RunDir('sgiov-bench-');
+  const emu = new EmulatorProcess({ socketPath: dir.file('sgiov.sock'), logPath: dir.file('emulator.log'), logLevel: 'info' });
+  let client: VfioUserClient | null = null;
+  let ok = false;
+  try {
+    await emu.ready();
+    client = VfioUserClient.connect(dir.file('sgiov.sock'));
+    const drv = new SgiovDriver(client);
+    drv.bringUp();
+    const c = client;
+
+    // 1. trapped BAR0 read round trip
+    const scratch = reg('SCRATCH').offset;
+    c.bar0Write(scratch, 0x5a5a5a5an);
+    for (let i = 0; i < 2000; i++) c.bar0Read(scratch);
+    const bar0 = stats(sample(reads, () => { c.bar0Read(scratch); }));
+    // for scale: one libc call through koffi (a read of an empty, non-blocking eventfd)
+    const libc = Libc.get();
+    const efd = libc.eventfd(0, 0x800 /* EFD_NONBLOCK */);
+    const buf = libc.alloc(8);
+    const ffi = stats(sample(20000, () => { libc.read(efd, buf, 8); }));
+    libc.free(buf);
+    libc.close(efd);
+
+    // 2. and 3. DMA copy jobs
+    const big = dmaBench(drv, 128 * 1024, jobs128k, 2000);
+    const small = dmaBench(drv, 4 * 1024, jobs4k, 5000);
+
+    const result = {
+      when: new Date().toISOString(),
+      commit: gitCommit(),
+      machine: { cpu: cpus()[0]?.model ?? 'unknown', cpus: cpus().length, node: process.version, loadavg: loadavg() },
+      transport: 'vfio-user over a UNIX socket; client and emulator are separate processes; guest memory is a memfd both map',
+      bar0Read: { what: `REGION_READ of SCRATCH (4 bytes), ${reads} round trips`, ...bar0 },
+      reference: { what: 'one libc read() through koffi on an empty non-blocking eventfd', ...ffi },
+      dmaCopy128k: big,
+      dmaCopy4k: small,
+      client: { requests: c.stats.requests },
+    };
+
+    const rows: [string, string, string, string][] = [
+      ['measure', 'median', 'p99', 'throughput / ratio'],
+      ['BAR0 read round trip (SCRATCH)', `${us(bar0.medianNs)} us`, `${us(bar0.p99Ns)} us`, `n=${bar0.n}`],
+      ['  for scale: one koffi libc call', `${us(ffi.medianNs)} us`, `${us(ffi.p99Ns)} us`, ''],
+      ...[big, small].flatMap((d): [string, string, string, string][] => [
+        [`DMA copy ${d.bytes / 1024} KiB, doorbell->irq`, `${us(d.doorbellToIrq.medianNs)} us`, `${us(d.doorbellToIrq.p99Ns)} us`, `${d.throughputGBps.toFixed(3)} GB/s (n=${d.jobs})`],
+        [`  whole job (regs+doorbell+irq+status)`, `${us(d.wholeJob.medianNs)} us`, `${us(d.wholeJob.p99Ns)} us`, `${gbps(d.bytes, d.wholeJob.medianNs).toFixed(3)} GB/s`],
+        [`  baseline: Buffer.copy ${d.bytes / 1024} KiB`, `${us(d.baseline.copy.medianNs)} us`, `${us(d.baseline.copy.p99Ns)} us`, `${d.baseline.throughputGBps.toFixed(2)} GB/s`],
+        [`  device / baseline throughput`, '', '', `${d.ratioToBaseline.toFixed(4)} (1/${(1 / d.ratioToBaseline).toFixed(0)})`],
+      ]),
+    ];
+    const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+    const line = (r: string[]): string => r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
+    process.stdout.write(`sgiov bench ${result.when} commit ${result.commit ?? '?'} on ${result.machine.cpus} x ${result.machine.cpu}, node ${process.version}\n`);
+    process.stdout.write(line(rows[0]!) + '\n' + w.map((n) => '-'.repeat(n)).join('  ') + '\n');
+    for (const r of rows.slice(1)) process.stdout.write(line(r) + '\n');
+
+    if (!values['no-json']) {
+      const out = join(repoRoot(), 'bench', 'results');
+      mkdirSync(out, { recursive: true });
+      const file = join(out, `${result.when.replace(/[:.]/g, '-')}.json`);
+      writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+      process.stdout.write(`figures: ${file}\n`);
+    }
+    ok = true;
+    return 0;
+  } finally {
+    client?.close();
+    await emu.stop();
+    if (ok) dir.remove();
+    else process.stderr.write(`bench: emulator log kept in ${dir.path}\n`);
+  }
+}
+
+main().then((code) => { process.exitCode = code; }, (e: unknown) => {
+  process.stderr.write(`bench: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});
