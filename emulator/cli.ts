@@ -4,7 +4,7 @@
  *   sgiov serve --socket PATH [options]   serve the device to QEMU over vfio-user
  */
 import { parseArgs } from 'node:util';
-import { BARS } from './abi/abi.js';
+import { BARS, CONSTANTS } from './abi/abi.js';
 import { DEFAULT_IDENTITY, parseId, type PciIdentity } from './pci/config.js';
 import { defaultLevel, isLogLevel, LOG_LEVELS, makeLogger } from './util/log.js';
 import { EmulatorServer } from './server.js';
@@ -22,6 +22,7 @@ serve options:
       --subsys-vendor-id ID  PCI subsystem vendor id  (default 0x${DEFAULT_IDENTITY.subsysVendorId.toString(16)})
       --subsys-id ID         PCI subsystem id         (default 0x${DEFAULT_IDENTITY.subsysId.toString(16).padStart(4, '0')})
       --msix-vectors N       MSI-X vectors, 2..2048   (default ${BARS.MSIX_VECTORS})
+      --max-sockets N        socket devices at most, 1..8388607 (default ${CONSTANTS.MAX_SOCKETS_DEFAULT})
   -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
 
 The emulator serves one client at a time; when QEMU disconnects, the device
@@ -33,7 +34,7 @@ SGIOV_LIBVFIO_USER (path of libvfio-user.so.0), SGIOV_LOG_LEVEL.
 
 class UsageError extends Error {}
 
-function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity; msixVectors: number; logLevel: ReturnType<typeof defaultLevel> } {
+function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity; msixVectors: number; maxSockets: number; logLevel: ReturnType<typeof defaultLevel> } {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -44,6 +45,7 @@ function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity
       'subsys-vendor-id': { type: 'string' },
       'subsys-id': { type: 'string' },
       'msix-vectors': { type: 'string' },
+      'max-sockets': { type: 'string' },
       'log-level': { type: 'string', short: 'l' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -61,9 +63,11 @@ function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity
   }
   const msixVectors = values['msix-vectors'] ? Number(values['msix-vectors']) : BARS.MSIX_VECTORS;
   if (!Number.isInteger(msixVectors) || msixVectors < 2 || msixVectors > 2048) throw new UsageError(`--msix-vectors: '${values['msix-vectors']}' is not a whole number in 2..2048`);
+  const maxSockets = values['max-sockets'] ? Number(values['max-sockets']) : CONSTANTS.MAX_SOCKETS_DEFAULT;
+  if (!Number.isInteger(maxSockets) || maxSockets < 1 || maxSockets > 0x7fffff) throw new UsageError(`--max-sockets: '${values['max-sockets']}' is not a whole number in 1..8388607`);
   const level = values['log-level'] ?? defaultLevel();
   if (!isLogLevel(level)) throw new UsageError(`--log-level: '${level}' is not one of ${LOG_LEVELS.join(', ')}`);
-  return { socketPath: values.socket, identity, msixVectors, logLevel: level };
+  return { socketPath: values.socket, identity, msixVectors, maxSockets, logLevel: level };
 }
 
 async function serve(argv: string[]): Promise<number> {

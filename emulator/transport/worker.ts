@@ -13,6 +13,7 @@ export interface WorkerConfig {
   socketPath: string;
   identity: PciIdentity;
   msixVectors: number;
+  maxSockets: number;
   logLevel: LogLevel;
 }
 
@@ -41,7 +42,7 @@ try {
     nowNs: () => server.nowNs(),
     deviceMemory: () => server.deviceMemory(),
     log: log.child({ sub: 'model' }),
-  }, { msixVectors: cfg.msixVectors });
+  }, { msixVectors: cfg.msixVectors, maxSockets: cfg.maxSockets });
   server.open(model);
   post({ type: 'ready' });
   server.run(() => {

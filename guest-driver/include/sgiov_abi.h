@@ -42,7 +42,7 @@
 /* Constants */
 #define SGIOV_ID_MAGIC                       0x53474956
 #define SGIOV_DMA_MAX_LEN                    0x100000
-#define SGIOV_MAX_SOCKETS_DEFAULT            0x10000
+#define SGIOV_MAX_SOCKETS_DEFAULT            0x20000
 #define SGIOV_RING_MIN                       0x1000
 #define SGIOV_RING_MAX                       0x10000000
 #define SGIOV_RING_DEFAULT                   0x100000

@@ -12,13 +12,14 @@ describe('sgiov CLI', () => {
   it('prints help naming every serve option', () => {
     const r = sgiov('--help');
     expect(r.status).toBe(0);
-    for (const opt of ['--socket', '--vendor-id', '--device-id', '--subsys-vendor-id', '--subsys-id', '--msix-vectors', '--log-level']) expect(r.stdout).toContain(opt);
+    for (const opt of ['--socket', '--vendor-id', '--device-id', '--subsys-vendor-id', '--subsys-id', '--msix-vectors', '--max-sockets', '--log-level']) expect(r.stdout).toContain(opt);
   });
 
   it.each([
     [['serve'], /--socket/],
     [['serve', '-s', '/tmp/x.sock', '--vendor-id', 'zz'], /--vendor-id: 'zz'/],
     [['serve', '-s', '/tmp/x.sock', '--msix-vectors', '1'], /--msix-vectors/],
+    [['serve', '-s', '/tmp/x.sock', '--max-sockets', '0'], /--max-sockets/],
     [['serve', '-s', '/tmp/x.sock', '--log-level', 'loud'], /--log-level: 'loud'/],
     [['serve', '-s', '/tmp/x.sock', '--bogus'], /bogus/],
     [['frobnicate'], /unknown command 'frobnicate'/],

@@ -1,0 +1,24 @@
+/**
+ * A DeviceAccess over the vfio-user client: the socket driver runs against
+ * the emulator process, with guest memory in the client's memfd and the
+ * shared-memory BAR mapped from the emulator's memfd.
+ */
+import { BARS, DOORBELLS, reg } from '../abi/abi.js';
+import type { DeviceAccess } from './sockets.js';
+import type { VfioUserClient } from './vfio-user-client.js';
+
+/** `memOffset`: where in the client's memory the socket driver's part begins (below it is free for others). */
+export function clientAccess(c: VfioUserClient, memOffset = 0): DeviceAccess {
+  const shm = c.mappedRegion(BARS.SHM_BAR);
+  if (!shm) throw new Error(`BAR${BARS.SHM_BAR} (shared memory) is not mapped: the emulator did not offer it as mmap-able`);
+  return {
+    mem: c.mem.subarray(memOffset),
+    memBase: c.addr(memOffset),
+    shm,
+    readReg: (name) => c.bar0Read(reg(name).offset, reg(name).width),
+    writeReg: (name, v) => c.bar0Write(reg(name).offset, BigInt(v), reg(name).width),
+    kick: () => c.bar0Write(DOORBELLS.KICK, 1n, 4),
+    // The emulator is another process: spinning on shared memory is the fastest wait.
+    wait: () => {},
+  };
+}
