@@ -106,7 +106,8 @@ export class EmulatorProcess {
   }
 
   async ready(ms = 10_000): Promise<void> {
-    const ok = await until(() => this.text.includes('listening for a vfio-user client') || !this.alive, ms);
+    // The log line needs level info; the socket file appears at any level.
+    const ok = await until(() => this.text.includes('listening for a vfio-user client') || existsSync(this.opts.socketPath) || !this.alive, ms);
     if (!ok || !this.alive) throw new Error(`emulator did not start:\n${this.text.slice(-2000)}`);
   }
 

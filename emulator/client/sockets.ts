@@ -336,6 +336,50 @@ export class SgiovSocket {
     return true;
   }
 
+  /** The tx ring itself, for zero-copy sends: write at txPosition(), then trySendPrepared(). */
+  txRing(): Uint8Array {
+    return this.drv.ringBytes(this.txOff, this.txSize);
+  }
+
+  txPosition(): number {
+    return this.txTail & (this.txSize - 1);
+  }
+
+  /** Publishes `len` bytes the caller already wrote at the tail (zero-copy send); false when they do not fit now. */
+  trySendPrepared(len: number): boolean {
+    this.check();
+    if (this.peerClosed) throw new SgiovError(`socket ${this.sid}: the peer closed`, 'EPIPE');
+    if (len <= 0 || len > this.txSize) throw new SgiovError(`message of ${len} bytes does not fit the ${this.txSize}-byte tx ring`, 'EMSGSIZE');
+    this.drv.process();
+    if (this.txFree() < len) return false;
+    this.txTail = (this.txTail + len) >>> 0;
+    this.drv.signal(ENUMS.SIG_H2D.TX_TAIL, (this.sid << 1) | ENUMS.RING_DIR.TX, this.txTail);
+    return true;
+  }
+
+  /**
+   * Zero-copy receive: hands the next whole message to `read` as one or two
+   * views on the rx ring (two when it wraps), then frees it. Returns its
+   * length, or -1 when no message is there.
+   */
+  tryRecvInPlace(read?: (parts: Uint8Array[]) => void): number {
+    this.drv.process();
+    const end = this.rxEnds[0];
+    if (end === undefined) { this.check(); return -1; }
+    const n = (end - this.rxHead) >>> 0;
+    if (read) {
+      const ring = this.drv.ringBytes(this.rxOff, this.rxSize);
+      const pos = this.rxHead & (this.rxSize - 1);
+      const first = Math.min(n, this.rxSize - pos);
+      read(first < n ? [ring.subarray(pos), ring.subarray(0, n - first)] : [ring.subarray(pos, pos + n)]);
+    }
+    this.rxHead = end;
+    this.rxEnds.shift();
+    this.partial = 0;
+    this.drv.signal(ENUMS.SIG_H2D.RX_HEAD, (this.sid << 1) | ENUMS.RING_DIR.RX, this.rxHead);
+    return n;
+  }
+
   /** Sends one message, waiting for room (back-pressure). */
   send(data: Uint8Array): void {
     if (this.trySend(data)) return;
