@@ -73,8 +73,16 @@ export class VfuServer implements DeviceHost {
   }
 
   raiseMsix(vector: number): boolean {
-    if (!this.attached) return false;
+    // An MSI-X message is a DMA write: it needs bus mastering and MSI-X
+    // enabled in config space (libvfio-user checks neither).
+    if (!this.attached || !this.busMasterEnabled() || !this.msixEnabled()) return false;
     return this.n.vfu_irq_trigger(this.ctx, vector) === 0;
+  }
+
+  private msixCap = 0;
+
+  private msixEnabled(): boolean {
+    return this.cfgSpace !== null && this.msixCap > 0 && (this.cfgSpace[this.msixCap + 3]! & 0x80) !== 0;
   }
 
   nowNs(): number {
@@ -121,7 +129,9 @@ export class VfuServer implements DeviceHost {
     this.cfgSpace = new Uint8Array(this.n.view(cfg, 256));
     this.cfgSpace[0x08] = id.revision; // revision id: libvfio-user has no setter
     check('vfu_pci_add_capability(PCIe)', this.n.vfu_pci_add_capability(ctx, 0, 0, pcieCapability()));
-    check('vfu_pci_add_capability(MSI-X)', this.n.vfu_pci_add_capability(ctx, 0, 0, msixCapability(msixVectors)));
+    const msixAt = this.n.vfu_pci_add_capability(ctx, 0, 0, msixCapability(msixVectors));
+    check('vfu_pci_add_capability(MSI-X)', msixAt);
+    this.msixCap = msixAt;
 
     const barCb = (bar: number): Ptr => {
       const cb = this.n.registerRegionAccess((buf, count, offset, isWrite) => this.barAccess(bar, buf, count, offset, isWrite));
@@ -274,6 +284,13 @@ export class VfuServer implements DeviceHost {
   }
 
   private clientGone(): void {
+    // The next client finds the function as after a reset: no memory
+    // decoding, no bus mastering, MSI-X off (libvfio-user keeps them).
+    if (this.cfgSpace) {
+      this.cfgSpace[PCI_COMMAND] = 0;
+      this.cfgSpace[PCI_COMMAND + 1] = 0;
+      if (this.msixCap > 0) this.cfgSpace[this.msixCap + 3] = this.cfgSpace[this.msixCap + 3]! & 0x3f;
+    }
     this.attached = false;
     this.stats.attached = false;
     this.dma.clear();
