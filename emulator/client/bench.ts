@@ -18,6 +18,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { benchDataPlane } from './bench-dataplane.js';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -142,6 +143,7 @@ async function main(): Promise<number> {
       jobs128k: { type: 'string', default: '500' },
       jobs4k: { type: 'string', default: '2000' },
       'no-json': { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
     },
   });
   const reads = Number(values.reads);
@@ -176,6 +178,12 @@ async function main(): Promise<number> {
     // 2. and 3. DMA copy jobs
     const big = dmaBench(drv, 128 * 1024, jobs128k, 2000);
     const small = dmaBench(drv, 4 * 1024, jobs4k, 5000);
+    const requests = c.stats.requests;
+    c.close();
+    await emu.stop();
+
+    // 4. the data plane: sockets, warp pipes, Cross-FIFO (emulators of its own)
+    const dp = await benchDataPlane({ quick: values.quick, log: (m) => process.stderr.write(`bench: ${m}\n`) });
 
     const result = {
       when: new Date().toISOString(),
@@ -186,7 +194,8 @@ async function main(): Promise<number> {
       reference: { what: 'one libc read() through koffi on an empty non-blocking eventfd', ...ffi },
       dmaCopy128k: big,
       dmaCopy4k: small,
-      client: { requests: c.stats.requests },
+      client: { requests },
+      dataPlane: dp,
     };
 
     const rows: [string, string, string, string][] = [
@@ -199,6 +208,15 @@ async function main(): Promise<number> {
         [`  baseline: Buffer.copy ${d.bytes / 1024} KiB`, `${us(d.baseline.copy.medianNs)} us`, `${us(d.baseline.copy.p99Ns)} us`, `${d.baseline.throughputGBps.toFixed(2)} GB/s`],
         [`  device / baseline throughput`, '', '', `${d.ratioToBaseline.toFixed(4)} (1/${(1 / d.ratioToBaseline).toFixed(0)})`],
       ]),
+      ['data plane (sockets over warp pipes; no VM)', '', '', ''],
+      [`  stream ${dp.stream.msgBytes / 1024} KiB msgs, one pipe, zero-copy`, '', '', `${dp.stream.zeroCopyGBps.toFixed(3)} GB/s`],
+      [`  stream, copying send/recv`, '', '', `${dp.stream.copyGBps.toFixed(3)} GB/s`],
+      [`  baseline: memcpy ${dp.stream.msgBytes / 1024} KiB`, '', '', `${dp.stream.memcpyGBps.toFixed(2)} GB/s`],
+      [`  pipe / memcpy (zero-copy; copying)`, '', '', `${dp.stream.zeroCopyRatio.toFixed(4)}; ${dp.stream.copyRatio.toFixed(4)}`],
+      ...dp.pingPong.map((p): [string, string, string, string] => [`  4 KiB ping-pong RTT, H2D ${p.mode}`, `${p.rttUs.median.toFixed(1)} us`, `${p.rttUs.p99.toFixed(1)} us`, `n=${p.rttUs.n}`]),
+      ...dp.scaling.map((p): [string, string, string, string] => [`  4 KiB ping-pong RTT, ${p.sockets} sockets open`, `${p.rttUs.median.toFixed(1)} us`, `${p.rttUs.p99.toFixed(1)} us`, `n=${p.rttUs.n}`]),
+      [`  RTT ${dp.scaling.at(-1)!.sockets} / ${dp.scaling[0]!.sockets} sockets`, '', '', dp.scalingRatio.toFixed(3)],
+      [`  emulator RSS per idle socket (${dp.memory.sockets} sockets)`, '', '', `${dp.memory.bytesPerSocket.toFixed(0)} B`],
     ];
     const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
     const line = (r: string[]): string => r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');

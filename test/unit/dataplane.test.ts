@@ -249,3 +249,20 @@ describe('data plane: scale', () => {
     expect(dev.dp.counters.msgsMoved).toBe(4096);
   });
 });
+
+describe('signal queue', () => {
+  it('keeps order across wrap-around and growth', async () => {
+    const { SignalQueue } = await import('../../emulator/model/dataplane/dataplane.js');
+    const q = new SignalQueue();
+    let pushed = 0;
+    let popped = 0;
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 1500 + round * 37; i++) { q.push(pushed >>> 0, (pushed * 7) >>> 0); pushed++; }
+      const take = Math.min(q.length, 1400 + round * 11);
+      for (let i = 0; i < take; i++) { expect(q.hi(i)).toBe(popped + i); expect(q.lo(i)).toBe(((popped + i) * 7) >>> 0); }
+      q.drop(take);
+      popped += take;
+      expect(q.length).toBe(pushed - popped);
+    }
+  });
+});

@@ -70,6 +70,40 @@ const D2H_BACKLOG_LIMIT = 1 << 16;
 
 const isPow2 = (v: number): boolean => v > 0 && (v & (v - 1)) === 0;
 
+/** A FIFO of 64-bit signals as u32 halves, growing as needed (no per-signal allocation). */
+export class SignalQueue {
+  private buf = new Uint32Array(2048);
+  private head = 0;
+  length = 0;
+
+  push(hi: number, lo: number): void {
+    const cap = this.buf.length >>> 1;
+    if (this.length === cap) {
+      const b = new Uint32Array(this.buf.length * 2);
+      for (let i = 0; i < this.length; i++) { b[2 * i] = this.hi(i); b[2 * i + 1] = this.lo(i); }
+      this.buf = b;
+      this.head = 0;
+    }
+    const at = ((this.head + this.length) % (this.buf.length >>> 1)) * 2;
+    this.buf[at] = hi;
+    this.buf[at + 1] = lo;
+    this.length++;
+  }
+
+  hi(i: number): number { return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2]!; }
+  lo(i: number): number { return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2 + 1]!; }
+
+  drop(n: number): void {
+    this.head = (this.head + n) % (this.buf.length >>> 1);
+    this.length -= n;
+  }
+
+  clear(): void {
+    this.head = 0;
+    this.length = 0;
+  }
+}
+
 export class DataPlane {
   readonly cfg: DataPlaneConfig = defaultDataPlaneConfig();
   readonly socks: SocketTable;
@@ -81,7 +115,7 @@ export class DataPlane {
   private h2dCons = 0;
   private d2hProd = 0;
   /** D2H signals waiting for room in the guest's FIFO (never dropped). */
-  private d2hBacklog: bigint[] = [];
+  private d2hBacklog = new SignalQueue();
   private irqPending = 0;
   private irqTimer = false;
   private ready: number[] = [];
@@ -141,7 +175,7 @@ export class DataPlane {
     this.rings.clear();
     this.ready = []; this.readyAt = 0;
     this.waiters.clear();
-    this.d2hBacklog = [];
+    this.d2hBacklog.clear();
     this.irqPending = 0;
     this.host.log.info({ reason }, 'data plane stopped');
   }
@@ -321,10 +355,15 @@ export class DataPlane {
     if (!dst) { this.sockError(peer, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory'); return 'failed'; }
     const srcPos = s.txHead[sid]! & (s.txSize[sid]! - 1);
     const dstPos = s.rxTail[peer]! & (s.rxSize[peer]! - 1);
-    const jobs = generateJobs({ srcSize: src.length, srcPos, len, dstSize: dst.length, dstPos, outLen, bytewise: this.transform.bytewise });
-    for (const job of jobs) {
-      const e = runJob(this.transform, job, src, dst);
-      if (e !== null) { this.sockError(sid, SERR.MSG_TOO_LARGE, e); return 'failed'; }
+    if (this.transform.bytewise && srcPos + len <= src.length && dstPos + len <= dst.length) {
+      // The common case, no wrap on either side: one job, no job list.
+      this.transform.map!(src.subarray(srcPos, srcPos + len), dst.subarray(dstPos, dstPos + len));
+    } else {
+      const jobs = generateJobs({ srcSize: src.length, srcPos, len, dstSize: dst.length, dstPos, outLen, bytewise: this.transform.bytewise });
+      for (const job of jobs) {
+        const e = runJob(this.transform, job, src, dst);
+        if (e !== null) { this.sockError(sid, SERR.MSG_TOO_LARGE, e); return 'failed'; }
+      }
     }
     s.txHead[sid] = (s.txHead[sid]! + len) >>> 0;
     s.rxTail[peer] = (s.rxTail[peer]! + outLen) >>> 0;
@@ -517,8 +556,8 @@ export class DataPlane {
   // ---- D2H -------------------------------------------------------------------
 
   private emit(type: number, id: number, value: number): void {
-    const sig = (BigInt(type) << 56n) | (BigInt(id & 0xffffff) << 32n) | BigInt(value >>> 0);
-    this.d2hBacklog.push(sig);
+    // Two u32 halves rather than a BigInt: this runs twice per message.
+    this.d2hBacklog.push(((type << 24) | (id & 0xffffff)) >>> 0, value >>> 0);
   }
 
   private flushD2h(shm: DataView): void {
@@ -531,12 +570,15 @@ export class DataPlane {
     let room = c.d2hSlots - ((this.d2hProd - cons) >>> 0);
     if (room < 0 || room > c.d2hSlots) room = 0; // a corrupt consumer index: wait for a sane one
     let n = 0;
-    while (n < this.d2hBacklog.length && n < room) {
-      f.setBigUint64(((this.d2hProd + n) % c.d2hSlots) * 8, this.d2hBacklog[n]!, true);
+    const q = this.d2hBacklog;
+    while (n < q.length && n < room) {
+      const at = ((this.d2hProd + n) % c.d2hSlots) * 8;
+      f.setUint32(at, q.lo(n), true);
+      f.setUint32(at + 4, q.hi(n), true);
       n++;
     }
     if (n === 0) return;
-    this.d2hBacklog = n === this.d2hBacklog.length ? [] : this.d2hBacklog.slice(n);
+    q.drop(n);
     this.d2hProd = (this.d2hProd + n) >>> 0;
     this.counters.d2hSignals += n;
     this.writeD2hProd();
