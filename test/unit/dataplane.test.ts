@@ -266,3 +266,42 @@ describe('signal queue', () => {
     }
   });
 });
+
+describe('data plane: moderation by age and logging once', () => {
+  it('raises one interrupt when the oldest pending signal reaches IRQ_MOD_USECS', () => {
+    const { bus, dev } = enabledDevice();
+    const a = busAccess(bus, dev);
+    a.writeReg('D2H_VECTOR', 5); a.writeReg('IRQ_MOD_COUNT', 1000); a.writeReg('IRQ_MOD_USECS', 50);
+    const drv = new SgiovSocketDriver(a, { d2hSlots: 1024 });
+    const s = drv.socket({ txSize: 4096, rxSize: 4096 });
+    s.connect(CONSTANTS.PORT_LOOPBACK);
+    new DataView(bus.shm.buffer).setUint32(SHM.D2H_ARM, 1, true);
+    bus.interrupts.length = 0;
+    s.trySend(msg(8, 1));
+    dev.poll(); // moved: 2 signals pending, far below the count
+    expect(bus.interrupts).toEqual([]);
+    bus.advance(49_000);
+    expect(bus.interrupts).toEqual([]);
+    bus.advance(2_000);
+    expect(bus.interrupts).toEqual([5]);
+  });
+
+  it('logs a socket error once however many bad signals follow', async () => {
+    const { pino } = await import('pino');
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => { lines.push(l); } });
+    const { MemoryBus } = await import('../../emulator/testing/memory-bus.js');
+    const { SgiovDevice } = await import('../../emulator/model/device.js');
+    const bus = new MemoryBus(0x1_0000_0000n, 16 << 20, log);
+    const dev = new SgiovDevice(bus, { msixVectors: 16 });
+    dev.barWrite(0, reg('CONTROL').offset, 4, 1n);
+    const drv = new SgiovSocketDriver(busAccess(bus, dev), { d2hSlots: 1024 });
+    const s = drv.socket({ txSize: 4096, rxSize: 4096 });
+    s.connect(CONSTANTS.PORT_LOOPBACK);
+    for (let i = 0; i < 5; i++) drv.signal(ENUMS.SIG_H2D.TX_TAIL, s.sid * 2, 99999);
+    drv.waitUntil(() => s.error !== null, 'SOCK_ERROR');
+    for (let i = 0; i < 10; i++) dev.poll();
+    expect(lines.filter((l) => l.includes('socket error')).length).toBe(1);
+    expect(dev.dp.counters.signalErrors).toBe(5);
+  });
+});

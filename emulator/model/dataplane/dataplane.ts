@@ -266,7 +266,7 @@ export class DataPlane {
       return -1;
     }
     const st = this.socks.state[sid];
-    if (st === SockState.ERROR) return -1; // already reported once
+    if (st === SockState.ERROR) { this.counters.signalErrors++; return -1; } // counted, already reported once
     if (st === SockState.CLOSING) { this.sockError(sid, SERR.SOCKET_CLOSED, `${what} on a closing socket`); return -1; }
     return sid;
   }
