@@ -13,8 +13,10 @@
  *   error_irq_count   interrupts handled on the error vector
  *   error_code        last SGIOV_ERR_* the driver read from ERROR_CODE
  *                     (write anything: forget it, back to 0)
+ *   dp                the data plane: "running ..." with counters, or why not
  *
- * Register and bit names come from the generated ABI header.
+ * After the self-test it starts the data plane and offers it as /dev/sgiov
+ * (dp.c). Register and bit names come from the generated ABI header.
  */
 #include <linux/completion.h>
 #include <linux/device.h>
@@ -30,43 +32,14 @@
 #include <linux/sysfs.h>
 
 #include "sgiov_abi.h"
+#include "sgiov.h"
 
-#define DRV_NAME		"sgiov"
 #define SGIOV_BUF_SIZE		65536u	/* each DMA buffer; also the self-test length */
 #define SGIOV_TEST_TIMEOUT_MS	5000u	/* TCG guests are slow */
-#define SGIOV_VEC_DMA		0
-#define SGIOV_VEC_ERR		1
-#define SGIOV_RESULT_LEN	160
 
 #if SGIOV_BUF_SIZE > SGIOV_DMA_MAX_LEN
 #error "self-test buffer larger than the device's maximum DMA length"
 #endif
-
-struct sgiov {
-	struct pci_dev *pdev;
-	void __iomem *regs;
-	int nvec;
-	bool irq_dma_ok, irq_err_ok;
-	char irq_name[2][32];
-
-	void *src, *dst;
-	dma_addr_t src_dma, dst_dma;
-
-	/* Self-test state; selftest_lock serialises runs. */
-	struct mutex selftest_lock;
-	struct completion dma_done;
-	bool selftest_active;		/* a test waits on dma_done */
-	u32 isr_status;			/* IRQ_STATUS seen by the DMA ISR */
-	bool selftest_error;		/* the error ISR fired during a test */
-	u32 runs, passes;
-	s64 last_us;
-	char result[SGIOV_RESULT_LEN];
-
-	atomic_t irq_count;
-	atomic_t err_irq_count;
-	u32 error_code;			/* last SGIOV_ERR_* read */
-	u64 error_addr;
-};
 
 static const char *sgiov_err_name(u32 code)
 {
@@ -79,6 +52,7 @@ static const char *sgiov_err_name(u32 code)
 	case SGIOV_ERR_BAD_VECTOR:		return "BAD_VECTOR";
 	case SGIOV_ERR_BAD_DOORBELL:		return "BAD_DOORBELL";
 	case SGIOV_ERR_NOT_ENABLED:		return "NOT_ENABLED";
+	case SGIOV_ERR_DP_BAD_CONFIG:		return "DP_BAD_CONFIG";
 	default:				return "unknown";
 	}
 }
@@ -362,6 +336,7 @@ static struct attribute *sgiov_attrs[] = {
 	&dev_attr_irq_count.attr,
 	&dev_attr_error_irq_count.attr,
 	&dev_attr_error_code.attr,
+	&dev_attr_dp.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(sgiov);
@@ -409,6 +384,7 @@ static int sgiov_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (!sg)
 		return -ENOMEM;
 	sg->pdev = pdev;
+	kref_init(&sg->ref);
 	mutex_init(&sg->selftest_lock);
 	init_completion(&sg->dma_done);
 	atomic_set(&sg->irq_count, 0);
@@ -516,6 +492,12 @@ static int sgiov_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	mutex_lock(&sg->selftest_lock);
 	sgiov_selftest(sg);
 	mutex_unlock(&sg->selftest_lock);
+
+	/* So does a data plane that does not start (the sysfs "dp" says why). */
+	ret = sgiov_dp_probe(sg);
+	if (ret)
+		dev_warn(dev, "data plane unavailable (%d): %s\n", ret, sg->dp_result);
+	pci_dev_get(pdev);	/* for sockets that outlive the binding */
 	return 0;
 
 err_bufs:
@@ -539,6 +521,7 @@ static void sgiov_remove(struct pci_dev *pdev)
 	struct sgiov *sg = pci_get_drvdata(pdev);
 
 	/* sysfs attributes are gone by now: no self-test can be running. */
+	sgiov_dp_remove(sg);
 	sgiov_quiesce(sg);
 	sgiov_free_irqs(sg);
 	sgiov_free_bufs(sg);
@@ -549,15 +532,31 @@ static void sgiov_remove(struct pci_dev *pdev)
 	pci_set_drvdata(pdev, NULL);
 	dev_info(&pdev->dev, "removed: %u self-tests, %u passed, %d interrupts\n",
 		 sg->runs, sg->passes, atomic_read(&sg->irq_count));
+	sgiov_put(sg);	/* freed now, or when the last open socket is */
+}
+
+static void sgiov_free(struct kref *ref)
+{
+	struct sgiov *sg = container_of(ref, struct sgiov, ref);
+
+	sgiov_dp_final(sg);
+	pci_dev_put(sg->pdev);
 	kfree(sg);
+}
+
+void sgiov_put(struct sgiov *sg)
+{
+	kref_put(&sg->ref, sgiov_free);
 }
 
 static void sgiov_shutdown(struct pci_dev *pdev)
 {
 	struct sgiov *sg = pci_get_drvdata(pdev);
 
-	if (sg)
+	if (sg) {
+		sgiov_dp_shutdown(sg);
 		sgiov_quiesce(sg);
+	}
 }
 
 static const struct pci_device_id sgiov_ids[] = {
@@ -576,5 +575,5 @@ static struct pci_driver sgiov_driver = {
 };
 module_pci_driver(sgiov_driver);
 
-MODULE_DESCRIPTION("SG-IOV emulated PCIe device: bring-up and DMA self-test");
+MODULE_DESCRIPTION("SG-IOV emulated PCIe device: bring-up, DMA self-test and socket data plane");
 MODULE_LICENSE("GPL");

@@ -1,0 +1,1352 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * sgiov data plane: the Cross-FIFO both ways, the command slots, and socket
+ * devices offered to user space as /dev/sgiov (one open file per socket;
+ * interface in sgiov_uapi.h).
+ *
+ * H2D: signals go into the FIFO in BAR2 (shared memory); the producer
+ * index follows; when the device asked for it (NEED_KICK), the KICK
+ * doorbell wakes it.
+ * D2H: the device writes signals into a coherent FIFO here and its
+ * producer index into a coherent word, and raises MSI-X vector 2 when
+ * armed. The handler processes until the FIFO is empty, re-arms, and looks
+ * again (a signal written just before the arm would otherwise wait).
+ * A 20 ms timer does the same, and kicks a device that sleeps on work.
+ *
+ * Socket bookkeeping mirrors emulator/client/sockets.ts: free-running u32
+ * head/tail byte counters per ring; one TX_TAIL per message; message
+ * boundaries on the rx side come only from RX_TAIL signals (a queue of
+ * message ends per socket); RX_HEAD after bytes are consumed.
+ *
+ * Locking: dp_lock (irqsave) covers the D2H consumer, the socket table, the
+ * command slots and every socket field the D2H side changes; h2d_lock the
+ * H2D producer. Ring data is copied outside both, serialised per socket
+ * and direction by tx_mutex / rx_mutex.
+ */
+#include <linux/anon_inodes.h>
+#include <linux/dma-mapping.h>
+#include <linux/fs.h>
+#include <linux/interrupt.h>
+#include <linux/io.h>
+#include <linux/io-64-nonatomic-lo-hi.h>
+#include <linux/ktime.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "sgiov_abi.h"
+#include "sgiov_uapi.h"
+#include "sgiov.h"
+
+static unsigned int d2h_slots = 65536;
+module_param(d2h_slots, uint, 0444);
+MODULE_PARM_DESC(d2h_slots, "D2H FIFO slots (power of two, 64..1048576)");
+static unsigned int cmd_slots = 4096;
+module_param(cmd_slots, uint, 0444);
+MODULE_PARM_DESC(cmd_slots, "command slots (power of two, 1..65536)");
+static unsigned int h2d_mode = SGIOV_H2D_MODE_HYBRID;
+module_param(h2d_mode, uint, 0444);
+MODULE_PARM_DESC(h2d_mode, "0 hybrid (poll, kick when asked), 1 poll, 2 kick always");
+static unsigned int irq_mod_count = 1;
+module_param(irq_mod_count, uint, 0444);
+static unsigned int irq_mod_usecs;
+module_param(irq_mod_usecs, uint, 0444);
+static unsigned int cmd_timeout_ms = 30000;
+module_param(cmd_timeout_ms, uint, 0644);
+MODULE_PARM_DESC(cmd_timeout_ms, "how long a command may take before it fails with ETIMEDOUT");
+
+#define SGIOV_TIMER_MS		20
+#define SGIOV_H2D_SPIN_MS	2000
+#define SGIOV_ENDS_MIN		16
+
+enum { SLOT_FREE, SLOT_SYNC, SLOT_CONNECT, SLOT_CLOSE, SLOT_ORPHAN };
+
+struct sgiov_slot {
+	u8 kind;
+	bool done;
+	u32 status, result;
+	u32 snap;			/* SYNC with a socket: its conn_events at the answer */
+	struct sgiov_sock *sock;
+};
+
+struct sgiov_sock {
+	struct sgiov *sg;
+	struct list_head node;		/* sg->sock_list */
+	u32 sid;
+	bool has_sid;			/* in the table, known to the device */
+	bool closing;			/* the file is gone; CLOSE sent */
+	int state;			/* SGIOV_STATE_* */
+	int err;			/* positive errno: the socket failed (or connect did) */
+	bool peer_closed;
+	u32 conn_events, conn_taken;	/* listener: CONN_PENDING seen / accounted for */
+
+	void *tx, *rx;
+	dma_addr_t tx_dma, rx_dma;
+	u32 tx_size, rx_size;
+	u32 tx_tail, tx_head, tx_want;
+	u32 rx_tail, rx_head;
+	u32 *ends;			/* circular queue of message ends */
+	u32 ends_cap, ends_first, ends_n;
+
+	struct mutex lock;		/* ioctls */
+	struct mutex tx_mutex, rx_mutex;
+	wait_queue_head_t wq;
+	struct work_struct free_work;
+};
+
+static const struct file_operations sgiov_fops;
+
+/* ---- H2D ------------------------------------------------------------------- */
+
+static inline u32 shm_rd(struct sgiov *sg, unsigned int off)
+{
+	return readl(sg->shm + off);
+}
+
+static inline void shm_wr(struct sgiov *sg, unsigned int off, u32 v)
+{
+	writel(v, sg->shm + off);
+}
+
+static void sgiov_kick(struct sgiov *sg)
+{
+	writel(1, sg->regs + SGIOV_DOORBELL_KICK);
+	sg->kicks++;
+}
+
+/* Publishes one signal. Writes before the call (rings, command slots) are seen first. */
+static int sgiov_h2d(struct sgiov *sg, u32 type, u32 id, u32 value)
+{
+	u64 sig = SGIOV_SIG(type, id, value);
+	ktime_t end = 0;
+
+	spin_lock(&sg->h2d_lock);
+	while ((u32)(sg->h2d_prod - shm_rd(sg, SGIOV_SHM_H2D_CONS)) >= SGIOV_SHM_H2D_SLOTS) {
+		if (READ_ONCE(sg->dead)) {
+			spin_unlock(&sg->h2d_lock);
+			return -ENODEV;
+		}
+		if (!end) {
+			end = ktime_add_ms(ktime_get(), SGIOV_H2D_SPIN_MS);
+		} else if (ktime_after(ktime_get(), end)) {
+			spin_unlock(&sg->h2d_lock);
+			dev_err_ratelimited(&sg->pdev->dev, "H2D FIFO full for %u ms: device not consuming\n",
+					    SGIOV_H2D_SPIN_MS);
+			return -EIO;
+		}
+		if (shm_rd(sg, SGIOV_SHM_H2D_FLAGS) & SGIOV_SHM_FLAG_NEED_KICK)
+			sgiov_kick(sg);
+		cpu_relax();
+	}
+	mb();	/* ring data and command slots before the signal */
+	writeq(sig, sg->shm + SGIOV_SHM_H2D_RING + (sg->h2d_prod % SGIOV_SHM_H2D_SLOTS) * 8);
+	sg->h2d_prod++;
+	wmb();
+	shm_wr(sg, SGIOV_SHM_H2D_PROD, sg->h2d_prod);
+	sg->h2d_sent++;
+	mb();	/* the producer index before the look at NEED_KICK (the device: flag, then index) */
+	if (h2d_mode == SGIOV_H2D_MODE_KICK ||
+	    (shm_rd(sg, SGIOV_SHM_H2D_FLAGS) & SGIOV_SHM_FLAG_NEED_KICK))
+		sgiov_kick(sg);
+	spin_unlock(&sg->h2d_lock);
+	return 0;
+}
+
+/* ---- D2H ------------------------------------------------------------------- */
+
+static int sgiov_serr_errno(u32 serr)
+{
+	switch (serr) {
+	case SGIOV_SERR_MSG_TOO_LARGE:	return EMSGSIZE;
+	case SGIOV_SERR_NOT_CONNECTED:	return ENOTCONN;
+	case SGIOV_SERR_SOCKET_CLOSED:	return EPIPE;
+	case SGIOV_SERR_RING_UNMAPPED:	return EFAULT;
+	default:			return EPROTO;
+	}
+}
+
+static struct sgiov_sock *sgiov_lookup(struct sgiov *sg, u32 sid)
+{
+	return sid < sg->max_socks ? sg->socks[sid] : NULL;
+}
+
+static void sgiov_slot_put(struct sgiov *sg, u32 slot)
+{
+	sg->slots[slot].kind = SLOT_FREE;
+	sg->slots[slot].sock = NULL;
+	sg->slot_free[sg->slot_nfree++] = slot;
+}
+
+/* Removes a socket from the table; dp_lock held. */
+static void sgiov_unlink(struct sgiov_sock *s)
+{
+	struct sgiov *sg = s->sg;
+
+	if (!s->has_sid)
+		return;
+	if (sg->socks[s->sid] == s)
+		sg->socks[s->sid] = NULL;
+	ida_free(&sg->sid_ida, s->sid);
+	s->has_sid = false;
+}
+
+/* Appends a message end; dp_lock held. */
+static bool sgiov_push_end(struct sgiov_sock *s, u32 end)
+{
+	if (s->ends_n == s->ends_cap) {
+		u32 cap = s->ends_cap * 2, i;
+		u32 *n;
+
+		if (cap > s->rx_size + 1)
+			cap = s->rx_size + 1;	/* one message per byte at most */
+		if (cap <= s->ends_cap)
+			return false;
+		n = kmalloc_array(cap, sizeof(*n), GFP_ATOMIC | __GFP_NOWARN);
+		if (!n)
+			return false;
+		for (i = 0; i < s->ends_n; i++)
+			n[i] = s->ends[(s->ends_first + i) % s->ends_cap];
+		kfree(s->ends);
+		s->ends = n;
+		s->ends_cap = cap;
+		s->ends_first = 0;
+	}
+	s->ends[(s->ends_first + s->ends_n) % s->ends_cap] = end;
+	s->ends_n++;
+	return true;
+}
+
+static void sgiov_set_err(struct sgiov_sock *s, int err)
+{
+	if (!s->err)
+		s->err = err;
+}
+
+/* One D2H signal; dp_lock held. */
+static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
+{
+	u32 type = SGIOV_SIG_TYPE(sig), id = SGIOV_SIG_ID(sig), val = SGIOV_SIG_VALUE(sig);
+	struct sgiov_sock *s = NULL;
+	struct sgiov_slot *sl;
+	struct sgiov_cmd *cmd;
+
+	switch (type) {
+	case SGIOV_SIG_D2H_RX_TAIL:
+		s = sgiov_lookup(sg, id >> 1);
+		if (!s || (id & 1) != SGIOV_RING_DIR_RX)
+			break;
+		if (!sgiov_push_end(s, val))
+			sgiov_set_err(s, ENOMEM);
+		s->rx_tail = val;
+		wake_up_interruptible_all(&s->wq);
+		return;
+	case SGIOV_SIG_D2H_TX_HEAD:
+		s = sgiov_lookup(sg, id >> 1);
+		if (!s || (id & 1) != SGIOV_RING_DIR_TX)
+			break;
+		s->tx_head = val;
+		wake_up_interruptible_all(&s->wq);
+		return;
+	case SGIOV_SIG_D2H_CMD_DONE:
+		if (id >= sg->cmd_slots || sg->slots[id].kind == SLOT_FREE)
+			break;
+		sl = &sg->slots[id];
+		cmd = (struct sgiov_cmd *)sg->cmds + id;
+		s = sl->sock;
+		switch (sl->kind) {
+		case SLOT_SYNC:
+			sl->status = val;
+			sl->result = READ_ONCE(cmd->result);
+			sl->snap = s ? s->conn_events : 0;
+			sl->done = true;
+			wake_up_all(&sg->cmd_wq);
+			return;
+		case SLOT_CONNECT:
+			sgiov_slot_put(sg, id);
+			if (val) {
+				s->state = SGIOV_STATE_CREATED;
+				s->err = val;
+			} else {
+				s->state = SGIOV_STATE_CONNECTED;
+			}
+			wake_up_interruptible_all(&s->wq);
+			wake_up_all(&sg->cmd_wq);
+			return;
+		case SLOT_CLOSE:
+			sgiov_slot_put(sg, id);
+			sgiov_unlink(s);
+			queue_work(sg->wq, &s->free_work);
+			wake_up_all(&sg->cmd_wq);
+			return;
+		default:	/* ORPHAN: its waiter gave up */
+			sgiov_slot_put(sg, id);
+			wake_up_all(&sg->cmd_wq);
+			return;
+		}
+	case SGIOV_SIG_D2H_EVENT:
+		s = sgiov_lookup(sg, id);
+		if (!s)
+			break;
+		if (val == SGIOV_EVENT_CONN_PENDING)
+			s->conn_events++;
+		else if (val == SGIOV_EVENT_PEER_CLOSED)
+			s->peer_closed = true;
+		wake_up_interruptible_all(&s->wq);
+		return;
+	case SGIOV_SIG_D2H_SOCK_ERROR:
+		s = sgiov_lookup(sg, id);
+		if (!s)
+			break;
+		sgiov_set_err(s, sgiov_serr_errno(val));
+		wake_up_interruptible_all(&s->wq);
+		return;
+	case SGIOV_SIG_D2H_DEV_ERROR:
+		sg->dev_errors++;
+		dev_warn_ratelimited(&sg->pdev->dev, "device rejected a signal for id %u: SERR %u\n", id, val);
+		return;
+	}
+	sg->stray++;
+}
+
+/* Processes the D2H FIFO until empty, with interrupts re-armed. */
+static void sgiov_d2h_service(struct sgiov *sg)
+{
+	unsigned long fl;
+	u32 prod;
+
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	if (!sg->dp_up || sg->dead)
+		goto out;
+	for (;;) {
+		prod = READ_ONCE(*sg->d2h_prod);
+		if (prod != sg->d2h_cons) {
+			dma_rmb();	/* the slots after the index */
+			while (sg->d2h_cons != prod) {
+				u64 sig = READ_ONCE(sg->d2h[sg->d2h_cons & (sg->d2h_slots - 1)]);
+
+				sg->d2h_cons++;
+				sg->d2h_seen++;
+				sgiov_d2h_one(sg, sig);
+			}
+			shm_wr(sg, SGIOV_SHM_D2H_CONS, sg->d2h_cons);
+		}
+		shm_wr(sg, SGIOV_SHM_D2H_ARM, 1);
+		mb();	/* the arm before the second look */
+		if (READ_ONCE(*sg->d2h_prod) == sg->d2h_cons)
+			break;
+	}
+out:
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+}
+
+static irqreturn_t sgiov_d2h_isr(int irq, void *data)
+{
+	struct sgiov *sg = data;
+
+	sg->d2h_irqs++;
+	sgiov_d2h_service(sg);
+	return IRQ_HANDLED;
+}
+
+static void sgiov_timer_fn(struct timer_list *t)
+{
+	struct sgiov *sg = from_timer(sg, t, timer);
+
+	if (READ_ONCE(sg->dead))
+		return;
+	if (READ_ONCE(*sg->d2h_prod) != READ_ONCE(sg->d2h_cons))
+		sgiov_d2h_service(sg);
+	if ((shm_rd(sg, SGIOV_SHM_H2D_FLAGS) & SGIOV_SHM_FLAG_NEED_KICK) &&
+	    shm_rd(sg, SGIOV_SHM_H2D_CONS) != READ_ONCE(sg->h2d_prod))
+		sgiov_kick(sg);
+	mod_timer(&sg->timer, jiffies + msecs_to_jiffies(SGIOV_TIMER_MS));
+}
+
+/* ---- commands -------------------------------------------------------------- */
+
+/* Takes a slot, fills it and sends the CMD signal; returns the slot or an errno. */
+static int sgiov_cmd_submit(struct sgiov *sg, const struct sgiov_cmd *c, u8 kind,
+			    struct sgiov_sock *s, bool nonblock)
+{
+	unsigned long fl;
+	u32 slot;
+	int ret;
+
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	while (!sg->slot_nfree) {
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		if (nonblock)
+			return -EAGAIN;
+		if (!wait_event_timeout(sg->cmd_wq, READ_ONCE(sg->slot_nfree) || READ_ONCE(sg->dead),
+					msecs_to_jiffies(cmd_timeout_ms)))
+			return -ETIMEDOUT;
+		if (READ_ONCE(sg->dead))
+			return -ENODEV;
+		spin_lock_irqsave(&sg->dp_lock, fl);
+	}
+	slot = sg->slot_free[--sg->slot_nfree];
+	sg->slots[slot].kind = kind;
+	sg->slots[slot].sock = s;
+	sg->slots[slot].done = false;
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+
+	memcpy((struct sgiov_cmd *)sg->cmds + slot, c, sizeof(*c));
+	ret = sgiov_h2d(sg, SGIOV_SIG_H2D_CMD, slot, 0);
+	if (ret) {
+		spin_lock_irqsave(&sg->dp_lock, fl);
+		sgiov_slot_put(sg, slot);
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		return ret;
+	}
+	return slot;
+}
+
+/*
+ * Runs a command and waits for its answer (bounded by cmd_timeout_ms).
+ * Returns 0 or a negative errno (the device's status, negated).
+ */
+static int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sgiov_sock *s,
+			  u32 *result, u32 *snap)
+{
+	struct sgiov_slot *sl;
+	unsigned long fl;
+	int slot, ret;
+
+	slot = sgiov_cmd_submit(sg, c, SLOT_SYNC, s, false);
+	if (slot < 0)
+		return slot;
+	sl = &sg->slots[slot];
+	wait_event_timeout(sg->cmd_wq, READ_ONCE(sl->done) || READ_ONCE(sg->dead),
+			   msecs_to_jiffies(cmd_timeout_ms));
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	if (!sl->done) {
+		sl->kind = SLOT_ORPHAN;	/* freed when (if) the answer comes */
+		sl->sock = NULL;
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		if (!READ_ONCE(sg->dead))
+			dev_err_ratelimited(&sg->pdev->dev, "command op %u (socket %u) not answered in %u ms\n",
+					    c->op, c->sid, cmd_timeout_ms);
+		return READ_ONCE(sg->dead) ? -ENODEV : -ETIMEDOUT;
+	}
+	ret = sl->status ? -(int)sl->status : 0;
+	if (result)
+		*result = sl->result;
+	if (snap)
+		*snap = sl->snap;
+	sgiov_slot_put(sg, slot);
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	wake_up_all(&sg->cmd_wq);	/* a slot is free */
+	return ret;
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+static void sgiov_free_rings(struct sgiov_sock *s)
+{
+	struct device *dev = &s->sg->pdev->dev;
+
+	if (s->tx)
+		dma_free_coherent(dev, s->tx_size, s->tx, s->tx_dma);
+	if (s->rx)
+		dma_free_coherent(dev, s->rx_size, s->rx, s->rx_dma);
+	s->tx = s->rx = NULL;
+}
+
+/* Frees a socket the device no longer knows (or never will use again). */
+static void sgiov_sock_free(struct sgiov_sock *s)
+{
+	struct sgiov *sg = s->sg;
+	unsigned long fl;
+
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	sgiov_unlink(s);
+	list_del(&s->node);
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	sgiov_free_rings(s);
+	kfree(s->ends);
+	kfree(s);
+	sgiov_put(sg);
+}
+
+static void sgiov_free_work(struct work_struct *w)
+{
+	sgiov_sock_free(container_of(w, struct sgiov_sock, free_work));
+}
+
+static struct sgiov_sock *sgiov_sock_alloc(struct sgiov *sg)
+{
+	struct sgiov_sock *s = kzalloc(sizeof(*s), GFP_KERNEL);
+	unsigned long fl;
+
+	if (!s)
+		return NULL;
+	s->sg = sg;
+	s->state = SGIOV_STATE_NEW;
+	mutex_init(&s->lock);
+	mutex_init(&s->tx_mutex);
+	mutex_init(&s->rx_mutex);
+	init_waitqueue_head(&s->wq);
+	INIT_WORK(&s->free_work, sgiov_free_work);
+	kref_get(&sg->ref);
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	list_add(&s->node, &sg->sock_list);
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	return s;
+}
+
+/* Leaves the socket to the device: its rings may still be written. */
+static void sgiov_sock_leak(struct sgiov_sock *s, const char *why)
+{
+	dev_err(&s->sg->pdev->dev, "socket %u: %s; its rings (%u + %u bytes) are left allocated\n",
+		s->sid, why, s->tx_size, s->rx_size);
+	s->tx = s->rx = NULL;
+}
+
+/*
+ * Closes a socket whose file is gone: CLOSE to the device, freed when it
+ * answers (messages already sent are delivered first), or at once when the
+ * device never knew it.
+ */
+static void sgiov_sock_release(struct sgiov_sock *s)
+{
+	struct sgiov *sg = s->sg;
+	struct sgiov_cmd c = { .op = SGIOV_CMD_OP_CLOSE };
+	int ret;
+
+	s->closing = true;
+	if (!s->has_sid || READ_ONCE(sg->dead)) {
+		sgiov_sock_free(s);
+		return;
+	}
+	c.sid = s->sid;
+	ret = sgiov_cmd_submit(sg, &c, SLOT_CLOSE, s, false);
+	if (ret < 0) {
+		if (!READ_ONCE(sg->dead))
+			sgiov_sock_leak(s, "CLOSE could not be sent");
+		sgiov_sock_free(s);
+	}
+}
+
+static bool sgiov_ring_size_ok(u32 v)
+{
+	return is_power_of_2(v) && v >= SGIOV_RING_MIN && v <= SGIOV_RING_MAX;
+}
+
+/* Rings, a socket id and CREATE. */
+static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size)
+{
+	struct sgiov *sg = s->sg;
+	struct device *dev = &sg->pdev->dev;
+	struct sgiov_cmd c = { .op = SGIOV_CMD_OP_CREATE };
+	unsigned long fl;
+	int sid, ret;
+
+	if (!tx_size)
+		tx_size = SGIOV_RING_DEFAULT;
+	if (!rx_size)
+		rx_size = SGIOV_RING_DEFAULT;
+	if (!sgiov_ring_size_ok(tx_size) || !sgiov_ring_size_ok(rx_size))
+		return -EINVAL;
+	s->ends = kmalloc_array(SGIOV_ENDS_MIN, sizeof(u32), GFP_KERNEL);
+	if (!s->ends)
+		return -ENOMEM;
+	s->ends_cap = SGIOV_ENDS_MIN;
+	s->tx_size = tx_size;
+	s->rx_size = rx_size;
+	s->tx = dma_alloc_coherent(dev, tx_size, &s->tx_dma, GFP_KERNEL | __GFP_NOWARN);
+	s->rx = dma_alloc_coherent(dev, rx_size, &s->rx_dma, GFP_KERNEL | __GFP_NOWARN);
+	if (!s->tx || !s->rx) {
+		sgiov_free_rings(s);
+		return -ENOMEM;
+	}
+	sid = ida_alloc_max(&sg->sid_ida, sg->max_socks - 1, GFP_KERNEL);
+	if (sid < 0) {
+		sgiov_free_rings(s);
+		return sid == -ENOSPC ? -EMFILE : sid;
+	}
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	s->sid = sid;
+	s->has_sid = true;
+	sg->socks[sid] = s;
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+
+	c.sid = sid;
+	c.tx_addr = s->tx_dma;
+	c.rx_addr = s->rx_dma;
+	c.tx_size = tx_size;
+	c.rx_size = rx_size;
+	ret = sgiov_cmd_sync(sg, &c, NULL, NULL, NULL);
+	if (ret == -ETIMEDOUT) {
+		sgiov_sock_leak(s, "CREATE not answered");
+		return ret;
+	}
+	if (ret) {
+		spin_lock_irqsave(&sg->dp_lock, fl);
+		sgiov_unlink(s);
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		sgiov_free_rings(s);
+		return ret;
+	}
+	s->state = SGIOV_STATE_CREATED;
+	return 0;
+}
+
+static inline u32 tx_free(struct sgiov_sock *s)
+{
+	return s->tx_size - (s->tx_tail - s->tx_head);
+}
+
+/* ---- file operations --------------------------------------------------------- */
+
+static int sgiov_open(struct inode *inode, struct file *f)
+{
+	struct sgiov *sg = container_of(f->private_data, struct sgiov, misc);
+	struct sgiov_sock *s;
+
+	if (READ_ONCE(sg->dead))
+		return -ENODEV;
+	s = sgiov_sock_alloc(sg);
+	if (!s)
+		return -ENOMEM;
+	f->private_data = s;
+	return 0;
+}
+
+static int sgiov_release(struct inode *inode, struct file *f)
+{
+	sgiov_sock_release(f->private_data);
+	return 0;
+}
+
+/* Why a read cannot take a message now: 1 = wait, 0 = EOF, < 0 = errno; dp_lock held. */
+static int sgiov_rx_blocked(struct sgiov_sock *s)
+{
+	if (s->sg->dead)
+		return -ENODEV;
+	if (s->err)
+		return -s->err;
+	if (s->peer_closed)
+		return 0;
+	if (s->state != SGIOV_STATE_CONNECTED && s->state != SGIOV_STATE_CONNECTING)
+		return -ENOTCONN;
+	return 1;
+}
+
+static bool sgiov_rx_ready(struct sgiov_sock *s)
+{
+	return READ_ONCE(s->ends_n) || READ_ONCE(s->err) || READ_ONCE(s->peer_closed) ||
+	       READ_ONCE(s->sg->dead) ||
+	       (READ_ONCE(s->state) != SGIOV_STATE_CONNECTED && READ_ONCE(s->state) != SGIOV_STATE_CONNECTING);
+}
+
+/* Advances the rx head by n of the next message's `left` bytes; rx_mutex held. */
+static int sgiov_rx_consume(struct sgiov_sock *s, u32 head, u32 n, u32 left)
+{
+	struct sgiov *sg = s->sg;
+	unsigned long fl;
+
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	s->rx_head = head + n;
+	if (n == left) {
+		s->ends_first = (s->ends_first + 1) % s->ends_cap;
+		s->ends_n--;
+	}
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	return sgiov_h2d(sg, SGIOV_SIG_H2D_RX_HEAD, SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_RX), head + n);
+}
+
+/* Waits for the next message (rx_mutex held); returns 1 with head/left set, 0 at EOF, or an errno. */
+static int sgiov_rx_next(struct sgiov_sock *s, bool nonblock, u32 *head, u32 *left)
+{
+	struct sgiov *sg = s->sg;
+	unsigned long fl;
+	int ret;
+
+	for (;;) {
+		spin_lock_irqsave(&sg->dp_lock, fl);
+		if (s->ends_n) {
+			*head = s->rx_head;
+			*left = s->ends[s->ends_first] - s->rx_head;
+			spin_unlock_irqrestore(&sg->dp_lock, fl);
+			return 1;
+		}
+		ret = sgiov_rx_blocked(s);
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		if (ret <= 0)
+			return ret;
+		if (nonblock)
+			return -EAGAIN;
+		ret = wait_event_interruptible(s->wq, sgiov_rx_ready(s));
+		if (ret)
+			return ret;
+	}
+}
+
+static ssize_t sgiov_read(struct file *f, char __user *buf, size_t count, loff_t *ppos)
+{
+	struct sgiov_sock *s = f->private_data;
+	u32 head, left, n, pos, first;
+	int ret;
+
+	if (!count)
+		return 0;
+	if (mutex_lock_interruptible(&s->rx_mutex))
+		return -ERESTARTSYS;
+	ret = sgiov_rx_next(s, f->f_flags & O_NONBLOCK, &head, &left);
+	if (ret <= 0)
+		goto out;
+	n = min_t(size_t, left, count);
+	pos = head & (s->rx_size - 1);
+	first = min(n, s->rx_size - pos);
+	if (copy_to_user(buf, s->rx + pos, first) ||
+	    (first < n && copy_to_user(buf + first, s->rx, n - first))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	ret = sgiov_rx_consume(s, head, n, left);
+	if (!ret)
+		ret = n;
+out:
+	mutex_unlock(&s->rx_mutex);
+	return ret;
+}
+
+/* Whether `len` bytes can be sent now: 0 = yes, 1 = wait, < 0 = errno; dp_lock held. */
+static int sgiov_tx_blocked(struct sgiov_sock *s, u32 len)
+{
+	if (s->sg->dead)
+		return -ENODEV;
+	if (s->err)
+		return -s->err;
+	if (s->state == SGIOV_STATE_CONNECTING)
+		return 1;
+	if (s->state != SGIOV_STATE_CONNECTED)
+		return -ENOTCONN;
+	if (s->peer_closed)
+		return -EPIPE;
+	if (len > s->tx_size)
+		return -EMSGSIZE;
+	return tx_free(s) >= len ? 0 : 1;
+}
+
+static bool sgiov_tx_ready(struct sgiov_sock *s, u32 len)
+{
+	unsigned long fl;
+	int r;
+
+	spin_lock_irqsave(&s->sg->dp_lock, fl);
+	r = sgiov_tx_blocked(s, len);
+	spin_unlock_irqrestore(&s->sg->dp_lock, fl);
+	return r != 1;
+}
+
+/* Waits for room for len bytes (tx_mutex held): 0, or an errno. */
+static int sgiov_tx_wait(struct sgiov_sock *s, u32 len, bool nonblock)
+{
+	struct sgiov *sg = s->sg;
+	unsigned long fl;
+	int ret;
+
+	for (;;) {
+		spin_lock_irqsave(&sg->dp_lock, fl);
+		ret = sgiov_tx_blocked(s, len);
+		s->tx_want = ret == 1 ? len : 0;
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		if (ret <= 0)
+			return ret;
+		if (nonblock)
+			return -EAGAIN;
+		ret = wait_event_interruptible(s->wq, sgiov_tx_ready(s, len));
+		if (ret)
+			return ret;
+	}
+}
+
+/* Publishes len bytes at the tx tail as one message; tx_mutex held. */
+static int sgiov_tx_publish(struct sgiov_sock *s, u32 len)
+{
+	struct sgiov *sg = s->sg;
+	unsigned long fl;
+	u32 tail;
+
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	tail = s->tx_tail + len;
+	s->tx_tail = tail;
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	return sgiov_h2d(sg, SGIOV_SIG_H2D_TX_TAIL, SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_TX), tail);
+}
+
+static ssize_t sgiov_write(struct file *f, const char __user *buf, size_t count, loff_t *ppos)
+{
+	struct sgiov_sock *s = f->private_data;
+	u32 pos, first;
+	int ret;
+
+	if (!count)
+		return -EINVAL;
+	if (count > SGIOV_RING_MAX)
+		return -EMSGSIZE;
+	if (mutex_lock_interruptible(&s->tx_mutex))
+		return -ERESTARTSYS;
+	ret = sgiov_tx_wait(s, count, f->f_flags & O_NONBLOCK);
+	if (ret)
+		goto out;
+	pos = s->tx_tail & (s->tx_size - 1);
+	first = min_t(u32, count, s->tx_size - pos);
+	if (copy_from_user(s->tx + pos, buf, first) ||
+	    (first < count && copy_from_user(s->tx, buf + first, count - first))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	ret = sgiov_tx_publish(s, count);
+	if (!ret)
+		ret = count;
+out:
+	mutex_unlock(&s->tx_mutex);
+	return ret;
+}
+
+static __poll_t sgiov_poll(struct file *f, struct poll_table_struct *pt)
+{
+	struct sgiov_sock *s = f->private_data;
+	struct sgiov *sg = s->sg;
+	__poll_t m = 0;
+	unsigned long fl;
+
+	poll_wait(f, &s->wq, pt);
+	if (!READ_ONCE(sg->dead) && READ_ONCE(sg->dp_up) && READ_ONCE(*sg->d2h_prod) != READ_ONCE(sg->d2h_cons))
+		sgiov_d2h_service(sg);
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	if (sg->dead) {
+		m = EPOLLERR | EPOLLHUP | EPOLLIN | EPOLLOUT;
+		goto out;
+	}
+	if (s->err)
+		m |= EPOLLERR | EPOLLIN | EPOLLOUT;
+	switch (s->state) {
+	case SGIOV_STATE_LISTENING:
+		if (s->conn_events != s->conn_taken)
+			m |= EPOLLIN | EPOLLRDNORM;
+		break;
+	case SGIOV_STATE_CONNECTED:
+		if (s->ends_n || s->peer_closed)
+			m |= EPOLLIN | EPOLLRDNORM;
+		if (s->peer_closed)
+			m |= EPOLLRDHUP | EPOLLOUT;
+		else if (tx_free(s) >= max_t(u32, s->tx_want, 1))
+			m |= EPOLLOUT | EPOLLWRNORM;
+		break;
+	}
+out:
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	return m;
+}
+
+static int sgiov_mmap(struct file *f, struct vm_area_struct *vma)
+{
+	struct sgiov_sock *s = f->private_data;
+	u64 off = (u64)vma->vm_pgoff << PAGE_SHIFT;
+	u64 len = vma->vm_end - vma->vm_start, total, n;
+	unsigned long addr = vma->vm_start;
+	int ret;
+
+	mutex_lock(&s->lock);
+	ret = -ENXIO;
+	if (s->state == SGIOV_STATE_NEW || !s->tx || !s->rx ||
+	    is_vmalloc_addr(s->tx) || is_vmalloc_addr(s->rx))
+		goto out;
+	total = (u64)s->tx_size + s->rx_size;
+	ret = -EINVAL;
+	if (off >= total || len > total - off)
+		goto out;
+	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	ret = 0;
+	if (off < s->tx_size) {
+		n = min_t(u64, len, s->tx_size - off);
+		ret = remap_pfn_range(vma, addr, (virt_to_phys(s->tx) + off) >> PAGE_SHIFT, n,
+				      vma->vm_page_prot);
+		addr += n;
+		len -= n;
+		off += n;
+	}
+	if (!ret && len)
+		ret = remap_pfn_range(vma, addr, (virt_to_phys(s->rx) + off - s->tx_size) >> PAGE_SHIFT,
+				      len, vma->vm_page_prot);
+out:
+	mutex_unlock(&s->lock);
+	return ret;
+}
+
+static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port)
+{
+	struct sgiov *sg = s->sg;
+	struct sgiov_cmd c = { .op = SGIOV_CMD_OP_CONNECT };
+	bool nonblock = f->f_flags & O_NONBLOCK;
+	unsigned long fl;
+	int ret;
+
+	if (port > 0xffff)
+		return -EINVAL;
+	mutex_lock(&s->lock);
+	switch (s->state) {
+	case SGIOV_STATE_CREATED:
+		break;
+	case SGIOV_STATE_CONNECTING:
+		mutex_unlock(&s->lock);
+		return -EALREADY;
+	case SGIOV_STATE_CONNECTED:
+		mutex_unlock(&s->lock);
+		return -EISCONN;
+	default:
+		mutex_unlock(&s->lock);
+		return -EINVAL;
+	}
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	s->state = SGIOV_STATE_CONNECTING;
+	s->err = 0;
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	c.sid = s->sid;
+	c.port = port;
+	ret = sgiov_cmd_submit(sg, &c, SLOT_CONNECT, s, nonblock);
+	if (ret < 0) {
+		spin_lock_irqsave(&sg->dp_lock, fl);
+		s->state = SGIOV_STATE_CREATED;
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		mutex_unlock(&s->lock);
+		return ret;
+	}
+	mutex_unlock(&s->lock);
+	if (nonblock)
+		return -EINPROGRESS;
+	/* Interrupted: the connection goes on, as with TCP. */
+	ret = wait_event_interruptible(s->wq, READ_ONCE(s->state) != SGIOV_STATE_CONNECTING ||
+				       READ_ONCE(sg->dead));
+	if (ret)
+		return ret;
+	if (READ_ONCE(sg->dead))
+		return -ENODEV;
+	return READ_ONCE(s->state) == SGIOV_STATE_CONNECTED ? 0 : -READ_ONCE(s->err);
+}
+
+static long sgiov_ioc_accept(struct file *f, struct sgiov_sock *l, struct sgiov_accept __user *ua)
+{
+	struct sgiov *sg = l->sg;
+	struct sgiov_cmd c = { .op = SGIOV_CMD_OP_ACCEPT };
+	bool nonblock = f->f_flags & O_NONBLOCK;
+	struct sgiov_sock *n = NULL;
+	struct sgiov_accept a;
+	unsigned long fl;
+	u32 snap = 0;
+	int ret, fd;
+
+	if (copy_from_user(&a, ua, sizeof(a)))
+		return -EFAULT;
+	if (a.flags & ~(SGIOV_ACCEPT_NONBLOCK | SGIOV_ACCEPT_CLOEXEC))
+		return -EINVAL;
+	if (READ_ONCE(l->state) != SGIOV_STATE_LISTENING)
+		return -EINVAL;
+	mutex_lock(&l->lock);
+	for (;;) {
+		if (READ_ONCE(l->conn_events) == READ_ONCE(l->conn_taken)) {
+			ret = -EAGAIN;
+			if (nonblock)
+				goto fail;
+			ret = wait_event_interruptible(l->wq, READ_ONCE(l->conn_events) != READ_ONCE(l->conn_taken) ||
+						       READ_ONCE(l->err) || READ_ONCE(sg->dead));
+			if (ret)
+				goto fail;
+			ret = READ_ONCE(sg->dead) ? -ENODEV : -READ_ONCE(l->err);
+			if (ret)
+				goto fail;
+			continue;
+		}
+		if (!n) {
+			ret = -ENOMEM;
+			n = sgiov_sock_alloc(sg);
+			if (!n)
+				goto fail;
+			ret = sgiov_sock_create(n, a.tx_size, a.rx_size);
+			if (ret)
+				goto fail;
+		}
+		c.sid = n->sid;
+		c.arg = l->sid;
+		ret = sgiov_cmd_sync(sg, &c, l, NULL, &snap);
+		if (ret != -EAGAIN)
+			break;
+		/* Every connection announced so far was taken (or withdrawn). */
+		spin_lock_irqsave(&sg->dp_lock, fl);
+		l->conn_taken = snap;
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+	}
+	if (ret)
+		goto fail;
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	n->state = SGIOV_STATE_CONNECTED;
+	if (l->conn_taken != l->conn_events)
+		l->conn_taken++;
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	mutex_unlock(&l->lock);
+	fd = anon_inode_getfd("[sgiov]", &sgiov_fops, n,
+			      O_RDWR | ((a.flags & SGIOV_ACCEPT_NONBLOCK) ? O_NONBLOCK : 0) |
+			      ((a.flags & SGIOV_ACCEPT_CLOEXEC) ? O_CLOEXEC : 0));
+	if (fd < 0) {
+		sgiov_sock_release(n);
+		return fd;
+	}
+	a.fd = fd;
+	if (copy_to_user(ua, &a, sizeof(a)))
+		return -EFAULT;	/* the fd exists; the caller learns it from nowhere else */
+	return fd;
+fail:
+	mutex_unlock(&l->lock);
+	if (n)
+		sgiov_sock_release(n);
+	return ret;
+}
+
+static void sgiov_fill_info(struct sgiov_sock *s, struct sgiov_info *i)
+{
+	unsigned long fl;
+
+	memset(i, 0, sizeof(*i));
+	spin_lock_irqsave(&s->sg->dp_lock, fl);
+	i->sid = s->has_sid ? s->sid : ~0u;
+	i->state = s->state;
+	i->err = s->err;
+	i->peer_closed = s->peer_closed;
+	i->tx_size = s->tx_size;
+	i->rx_size = s->rx_size;
+	i->tx_head = s->tx_head;
+	i->tx_tail = s->tx_tail;
+	i->rx_head = s->rx_head;
+	i->rx_tail = s->rx_tail;
+	i->rx_msgs = s->ends_n;
+	i->rx_msg_left = s->ends_n ? s->ends[s->ends_first] - s->rx_head : 0;
+	i->pending_conns = s->conn_events - s->conn_taken;
+	spin_unlock_irqrestore(&s->sg->dp_lock, fl);
+}
+
+static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
+{
+	struct sgiov_sock *s = f->private_data;
+	struct sgiov *sg = s->sg;
+	void __user *ua = (void __user *)arg;
+	struct sgiov_create cr;
+	struct sgiov_port p;
+	struct sgiov_info info;
+	struct sgiov_cmd c = {};
+	u32 len, head, left;
+	long ret;
+
+	if (READ_ONCE(sg->dead))
+		return -ENODEV;
+	switch (cmd) {
+	case SGIOV_IOC_CREATE:
+		if (copy_from_user(&cr, ua, sizeof(cr)))
+			return -EFAULT;
+		mutex_lock(&s->lock);
+		ret = s->state == SGIOV_STATE_NEW ? sgiov_sock_create(s, cr.tx_size, cr.rx_size) : -EEXIST;
+		mutex_unlock(&s->lock);
+		return ret;
+	case SGIOV_IOC_LISTEN:
+		if (copy_from_user(&p, ua, sizeof(p)))
+			return -EFAULT;
+		if (!p.port || p.port > 0xffff)
+			return -EINVAL;
+		mutex_lock(&s->lock);
+		ret = -EINVAL;
+		if (s->state == SGIOV_STATE_CREATED) {
+			c.op = SGIOV_CMD_OP_LISTEN;
+			c.sid = s->sid;
+			c.port = p.port;
+			ret = sgiov_cmd_sync(sg, &c, NULL, NULL, NULL);
+			if (!ret)
+				WRITE_ONCE(s->state, SGIOV_STATE_LISTENING);
+		}
+		mutex_unlock(&s->lock);
+		return ret;
+	case SGIOV_IOC_CONNECT:
+		if (copy_from_user(&p, ua, sizeof(p)))
+			return -EFAULT;
+		return sgiov_ioc_connect(f, s, p.port);
+	case SGIOV_IOC_ACCEPT:
+		return sgiov_ioc_accept(f, s, ua);
+	case SGIOV_IOC_INFO:
+		sgiov_fill_info(s, &info);
+		return copy_to_user(ua, &info, sizeof(info)) ? -EFAULT : 0;
+	case SGIOV_IOC_TX_PUBLISH:
+		if (get_user(len, (u32 __user *)ua))
+			return -EFAULT;
+		if (!len)
+			return -EINVAL;
+		if (mutex_lock_interruptible(&s->tx_mutex))
+			return -ERESTARTSYS;
+		ret = sgiov_tx_wait(s, len, true);
+		if (!ret)
+			ret = sgiov_tx_publish(s, len);
+		mutex_unlock(&s->tx_mutex);
+		return ret;
+	case SGIOV_IOC_RX_CONSUME:
+		if (get_user(len, (u32 __user *)ua))
+			return -EFAULT;
+		if (!len)
+			return -EINVAL;
+		if (mutex_lock_interruptible(&s->rx_mutex))
+			return -ERESTARTSYS;
+		ret = sgiov_rx_next(s, true, &head, &left);
+		if (ret == 1)
+			ret = len > left ? -EINVAL : sgiov_rx_consume(s, head, len, left);
+		else if (ret == 0)
+			ret = -ENODATA;
+		mutex_unlock(&s->rx_mutex);
+		return ret;
+	}
+	return -ENOTTY;
+}
+
+static const struct file_operations sgiov_fops = {
+	.owner		= THIS_MODULE,
+	.open		= sgiov_open,
+	.release	= sgiov_release,
+	.read		= sgiov_read,
+	.write		= sgiov_write,
+	.poll		= sgiov_poll,
+	.mmap		= sgiov_mmap,
+	.unlocked_ioctl	= sgiov_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+};
+
+/* ---- sysfs ---------------------------------------------------------------- */
+
+static ssize_t dp_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	struct sgiov *sg = pci_get_drvdata(to_pci_dev(dev));
+
+	if (!sg->dp_up)
+		return sysfs_emit(buf, "off: %s\n", sg->dp_result);
+	return sysfs_emit(buf, "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu dev_errors=%llu\n",
+			  sg->misc_name, sg->d2h_slots, sg->cmd_slots, sg->max_socks,
+			  readl(sg->regs + SGIOV_REG_SOCKETS_OPEN), sg->h2d_sent, sg->d2h_seen,
+			  sg->kicks, sg->d2h_irqs, sg->stray, sg->dev_errors);
+}
+DEVICE_ATTR_RO(dp);
+
+/* ---- probe / remove ------------------------------------------------------------ */
+
+static void sgiov_dp_free_mem(struct sgiov *sg)
+{
+	struct device *dev = &sg->pdev->dev;
+
+	if (sg->cmds)
+		dma_free_coherent(dev, (size_t)sg->cmd_slots * SGIOV_CMD_SLOT_SIZE, sg->cmds, sg->cmds_dma);
+	if (sg->d2h_prod)
+		dma_free_coherent(dev, PAGE_SIZE, sg->d2h_prod, sg->d2h_prod_dma);
+	if (sg->d2h)
+		dma_free_coherent(dev, (size_t)sg->d2h_slots * 8, sg->d2h, sg->d2h_dma);
+	sg->cmds = NULL;
+	sg->d2h_prod = NULL;
+	sg->d2h = NULL;
+	if (sg->wq)
+		destroy_workqueue(sg->wq);
+	sg->wq = NULL;
+	if (sg->shm)
+		pci_iounmap(sg->pdev, sg->shm);
+	sg->shm = NULL;
+}
+
+#define dpfail(fmt, ...) \
+	snprintf(sg->dp_result, sizeof(sg->dp_result), fmt, ##__VA_ARGS__)
+
+int sgiov_dp_probe(struct sgiov *sg)
+{
+	struct pci_dev *pdev = sg->pdev;
+	struct device *dev = &pdev->dev;
+	u32 caps = readl(sg->regs + SGIOV_REG_CAPS), i, st;
+	int ret;
+
+	spin_lock_init(&sg->h2d_lock);
+	spin_lock_init(&sg->dp_lock);
+	init_waitqueue_head(&sg->cmd_wq);
+	ida_init(&sg->sid_ida);
+	INIT_LIST_HEAD(&sg->sock_list);
+	timer_setup(&sg->timer, sgiov_timer_fn, 0);
+
+	if (!(caps & SGIOV_CAP_SOCKETS) || !(caps & SGIOV_CAP_SHM_FIFO)) {
+		dpfail("the device has no socket data plane (caps 0x%x)", caps);
+		return -ENODEV;
+	}
+	if (sg->nvec <= SGIOV_VEC_D2H) {
+		dpfail("only %d MSI-X vectors, the D2H FIFO needs vector %d", sg->nvec, SGIOV_VEC_D2H);
+		return -ENODEV;
+	}
+	if (!is_power_of_2(d2h_slots) || d2h_slots < 64 || d2h_slots > (1u << 20) ||
+	    !is_power_of_2(cmd_slots) || cmd_slots > 65536 || h2d_mode > 2) {
+		dpfail("bad module parameters (d2h_slots %u, cmd_slots %u, h2d_mode %u)",
+		       d2h_slots, cmd_slots, h2d_mode);
+		return -EINVAL;
+	}
+	if (!(pci_resource_flags(pdev, SGIOV_SHM_BAR) & IORESOURCE_MEM) ||
+	    pci_resource_len(pdev, SGIOV_SHM_BAR) < SGIOV_SHM_BAR_SIZE) {
+		dpfail("BAR%d is not a %u-byte memory BAR", SGIOV_SHM_BAR, SGIOV_SHM_BAR_SIZE);
+		return -ENODEV;
+	}
+	sg->d2h_slots = d2h_slots;
+	sg->cmd_slots = cmd_slots;
+	sg->max_socks = min_t(u32, readl(sg->regs + SGIOV_REG_MAX_SOCKETS), 1u << 20);
+	if (!sg->max_socks) {
+		dpfail("MAX_SOCKETS reads 0");
+		return -ENODEV;
+	}
+
+	ret = -ENOMEM;
+	sg->shm = pci_iomap(pdev, SGIOV_SHM_BAR, SGIOV_SHM_BAR_SIZE);
+	sg->wq = alloc_workqueue("sgiov-free", WQ_UNBOUND, 0);
+	sg->d2h = dma_alloc_coherent(dev, (size_t)sg->d2h_slots * 8, &sg->d2h_dma, GFP_KERNEL);
+	sg->d2h_prod = dma_alloc_coherent(dev, PAGE_SIZE, &sg->d2h_prod_dma, GFP_KERNEL);
+	sg->cmds = dma_alloc_coherent(dev, (size_t)sg->cmd_slots * SGIOV_CMD_SLOT_SIZE, &sg->cmds_dma, GFP_KERNEL);
+	sg->socks = kvcalloc(sg->max_socks, sizeof(*sg->socks), GFP_KERNEL);
+	sg->slots = kvcalloc(sg->cmd_slots, sizeof(*sg->slots), GFP_KERNEL);
+	sg->slot_free = kvcalloc(sg->cmd_slots, sizeof(*sg->slot_free), GFP_KERNEL);
+	if (!sg->shm || !sg->wq || !sg->d2h || !sg->d2h_prod || !sg->cmds || !sg->socks ||
+	    !sg->slots || !sg->slot_free) {
+		dpfail("out of memory (or BAR%d not mappable)", SGIOV_SHM_BAR);
+		goto err;
+	}
+	for (i = 0; i < sg->cmd_slots; i++)
+		sg->slot_free[i] = sg->cmd_slots - 1 - i;
+	sg->slot_nfree = sg->cmd_slots;
+
+	snprintf(sg->irq_name[2], sizeof(sg->irq_name[2]), "sgiov-d2h@%s", pci_name(pdev));
+	ret = request_irq(pci_irq_vector(pdev, SGIOV_VEC_D2H), sgiov_d2h_isr, 0, sg->irq_name[2], sg);
+	if (ret) {
+		dpfail("request_irq (D2H vector): %d", ret);
+		goto err;
+	}
+	sg->irq_d2h_ok = true;
+
+	/* Configure and start. */
+	sg->h2d_prod = shm_rd(sg, SGIOV_SHM_H2D_PROD);
+	sg->d2h_cons = 0;
+	WRITE_ONCE(*sg->d2h_prod, 0);
+	shm_wr(sg, SGIOV_SHM_D2H_CONS, 0);
+	writel(h2d_mode, sg->regs + SGIOV_REG_H2D_MODE);
+	writeq(sg->d2h_dma, sg->regs + SGIOV_REG_D2H_BASE);
+	writel(sg->d2h_slots, sg->regs + SGIOV_REG_D2H_SLOTS);
+	writel(SGIOV_VEC_D2H, sg->regs + SGIOV_REG_D2H_VECTOR);
+	writeq(sg->d2h_prod_dma, sg->regs + SGIOV_REG_D2H_PROD_ADDR);
+	writeq(sg->cmds_dma, sg->regs + SGIOV_REG_CMD_BASE);
+	writel(sg->cmd_slots, sg->regs + SGIOV_REG_CMD_SLOTS);
+	writel(irq_mod_count, sg->regs + SGIOV_REG_IRQ_MOD_COUNT);
+	writel(irq_mod_usecs, sg->regs + SGIOV_REG_IRQ_MOD_USECS);
+	writel(SGIOV_DP_CONTROL_START, sg->regs + SGIOV_REG_DP_CONTROL);
+	st = readl(sg->regs + SGIOV_REG_DP_STATUS);
+	if (!(st & SGIOV_DP_STATUS_RUNNING)) {
+		dpfail("the device refused to start: ERROR_CODE %u, ERROR_ADDR 0x%llx",
+		       readl(sg->regs + SGIOV_REG_ERROR_CODE),
+		       (unsigned long long)readq(sg->regs + SGIOV_REG_ERROR_ADDR));
+		ret = -EIO;
+		goto err;
+	}
+	WRITE_ONCE(sg->dp_up, true);
+	shm_wr(sg, SGIOV_SHM_D2H_ARM, 1);
+	mod_timer(&sg->timer, jiffies + msecs_to_jiffies(SGIOV_TIMER_MS));
+
+	strscpy(sg->misc_name, DRV_NAME, sizeof(sg->misc_name));
+	sg->misc.minor = MISC_DYNAMIC_MINOR;
+	sg->misc.name = sg->misc_name;
+	sg->misc.fops = &sgiov_fops;
+	sg->misc.mode = 0666;
+	sg->misc.parent = dev;
+	ret = misc_register(&sg->misc);
+	if (ret) {
+		/* A second device: /dev/sgiov is taken. */
+		snprintf(sg->misc_name, sizeof(sg->misc_name), DRV_NAME "-%s", pci_name(pdev));
+		ret = misc_register(&sg->misc);
+	}
+	if (ret) {
+		dpfail("misc_register: %d", ret);
+		goto err_stop;
+	}
+	sg->misc_ok = true;
+	strscpy(sg->dp_result, "running", sizeof(sg->dp_result));
+	dev_info(dev, "data plane running: /dev/%s, D2H FIFO %u slots, %u command slots, %u sockets max\n",
+		 sg->misc_name, sg->d2h_slots, sg->cmd_slots, sg->max_socks);
+	return 0;
+
+err_stop:
+	timer_delete_sync(&sg->timer);
+	WRITE_ONCE(sg->dp_up, false);
+	writel(0, sg->regs + SGIOV_REG_DP_CONTROL);
+err:
+	if (sg->irq_d2h_ok)
+		free_irq(pci_irq_vector(pdev, SGIOV_VEC_D2H), sg);
+	sg->irq_d2h_ok = false;
+	sgiov_dp_free_mem(sg);
+	return ret;
+}
+
+/* Stops the device's data plane: it forgets every socket and writes nothing more. */
+static void sgiov_dp_stop(struct sgiov *sg)
+{
+	if (!sg->dp_up)
+		return;
+	writel(0, sg->regs + SGIOV_REG_DP_CONTROL);
+	readl(sg->regs + SGIOV_REG_DP_STATUS);	/* flush */
+}
+
+void sgiov_dp_remove(struct sgiov *sg)
+{
+	struct sgiov_sock *s, *tmp;
+	LIST_HEAD(gone);
+	unsigned long fl;
+
+	if (!sg->dp_up)
+		return;
+	if (sg->misc_ok)
+		misc_deregister(&sg->misc);	/* no new opens */
+	sg->misc_ok = false;
+	sgiov_dp_stop(sg);
+	timer_delete_sync(&sg->timer);
+	if (sg->irq_d2h_ok)
+		free_irq(pci_irq_vector(sg->pdev, SGIOV_VEC_D2H), sg);
+	sg->irq_d2h_ok = false;
+	flush_workqueue(sg->wq);
+
+	/* Everyone waiting learns the device is gone; closing sockets are freed here. */
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	WRITE_ONCE(sg->dead, true);
+	list_for_each_entry_safe(s, tmp, &sg->sock_list, node) {
+		if (s->closing)
+			list_move(&s->node, &gone);
+		sgiov_unlink(s);
+		wake_up_interruptible_all(&s->wq);
+	}
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	wake_up_all(&sg->cmd_wq);
+	list_for_each_entry_safe(s, tmp, &gone, node) {
+		list_add(&s->node, &sg->sock_list);	/* sgiov_sock_free takes it off again */
+		sgiov_sock_free(s);
+	}
+	/* Sockets still open (an unbind with files open) are freed on their last close. */
+	sgiov_dp_free_mem(sg);
+	WRITE_ONCE(sg->dp_up, false);
+	strscpy(sg->dp_result, "removed", sizeof(sg->dp_result));
+}
+
+/* The last reference is gone: what waiters and open sockets might have touched. */
+void sgiov_dp_final(struct sgiov *sg)
+{
+	kvfree(sg->socks);
+	kvfree(sg->slots);
+	kvfree(sg->slot_free);
+	ida_destroy(&sg->sid_ida);
+}
+
+void sgiov_dp_shutdown(struct sgiov *sg)
+{
+	sgiov_dp_stop(sg);
+}

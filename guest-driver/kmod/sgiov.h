@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * sgiov.ko internals shared by core.c (bring-up, MSI-X, DMA self-test,
+ * sysfs) and dp.c (the data plane: Cross-FIFO, command slots, socket
+ * devices behind /dev/sgiov).
+ */
+#ifndef SGIOV_DRV_H
+#define SGIOV_DRV_H
+
+#include <linux/completion.h>
+#include <linux/idr.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/miscdevice.h>
+#include <linux/mutex.h>
+#include <linux/pci.h>
+#include <linux/spinlock.h>
+#include <linux/timer.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#define DRV_NAME		"sgiov"
+#define SGIOV_RESULT_LEN	160
+#define SGIOV_VEC_DMA		0
+#define SGIOV_VEC_ERR		1
+#define SGIOV_VEC_D2H		2
+
+struct sgiov_sock;
+struct sgiov_slot;
+
+struct sgiov {
+	struct pci_dev *pdev;
+	struct kref ref;		/* probe's, plus one per socket */
+	void __iomem *regs;
+	int nvec;
+	bool irq_dma_ok, irq_err_ok;
+	char irq_name[3][32];
+
+	void *src, *dst;
+	dma_addr_t src_dma, dst_dma;
+
+	/* Self-test state; selftest_lock serialises runs. */
+	struct mutex selftest_lock;
+	struct completion dma_done;
+	bool selftest_active;		/* a test waits on dma_done */
+	u32 isr_status;			/* IRQ_STATUS seen by the DMA ISR */
+	bool selftest_error;		/* the error ISR fired during a test */
+	u32 runs, passes;
+	s64 last_us;
+	char result[SGIOV_RESULT_LEN];
+
+	atomic_t irq_count;
+	atomic_t err_irq_count;
+	u32 error_code;			/* last SGIOV_ERR_* read */
+	u64 error_addr;
+
+	/* ---- data plane (dp.c) ---- */
+	bool dp_up;			/* probed and started */
+	bool dead;			/* removed: every operation fails with ENODEV */
+	char dp_result[SGIOV_RESULT_LEN];
+	void __iomem *shm;		/* BAR2: H2D FIFO and the index words */
+	bool irq_d2h_ok;
+
+	spinlock_t h2d_lock;		/* H2D producer */
+	u32 h2d_prod;
+
+	spinlock_t dp_lock;		/* D2H consumer, socket table, slots, socket state */
+	u64 *d2h;			/* D2H FIFO (coherent) */
+	dma_addr_t d2h_dma;
+	u32 d2h_slots, d2h_cons;
+	u32 *d2h_prod;			/* the device's producer index word (coherent) */
+	dma_addr_t d2h_prod_dma;
+
+	void *cmds;			/* struct sgiov_cmd[cmd_slots] (coherent) */
+	dma_addr_t cmds_dma;
+	u32 cmd_slots;
+	struct sgiov_slot *slots;
+	u32 *slot_free;			/* stack of free slot numbers */
+	u32 slot_nfree;
+	wait_queue_head_t cmd_wq;	/* sync answers and free slots */
+
+	u32 max_socks;
+	struct sgiov_sock **socks;	/* by socket id */
+	struct ida sid_ida;
+	struct list_head sock_list;	/* every socket, until freed */
+	struct workqueue_struct *wq;	/* frees closed sockets' rings */
+	struct timer_list timer;	/* safety net against lost wakeups */
+
+	struct miscdevice misc;
+	char misc_name[24];
+	bool misc_ok;
+
+	/* counters */
+	u64 d2h_seen, h2d_sent, kicks, d2h_irqs, stray, dev_errors;
+};
+
+/* dp.c */
+int sgiov_dp_probe(struct sgiov *sg);
+void sgiov_dp_remove(struct sgiov *sg);
+void sgiov_dp_shutdown(struct sgiov *sg);
+void sgiov_dp_final(struct sgiov *sg);
+extern struct device_attribute dev_attr_dp;
+void sgiov_put(struct sgiov *sg);
+
+#endif /* SGIOV_DRV_H */
