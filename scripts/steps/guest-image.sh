@@ -1,5 +1,6 @@
-# The guest image: sgiov.ko and the guest tools built for the trixie tree's
-# kernel (inside the tree, with its gcc and headers), packed with qemu/init
+# The guest image: sgiov.ko, libsgiov.a and the guest tools (static, linked
+# against it) built for the trixie tree's kernel (inside the tree, with its
+# gcc and headers), packed with qemu/init
 # and the tree's static busybox (and the ABI as shell definitions, at
 # /etc/sgiov_abi.sh) into a gzipped newc initramfs at
 # $SGIOV_CACHE/guest/<key>/initramfs.cpio.gz. <key> hashes every input, so
@@ -62,9 +63,10 @@ guest_image() {
   local b="$tree$bt"
   rm -rf "$b"
   mkdir -p "$b/out"
-  cp -r "$src/include" "$src/kmod" "$src/tools" "$b/"
+  cp -r "$src/include" "$src/kmod" "$src/lib" "$src/tools" "$b/"
   rm -rf "$b/tools/bin"
   (cd "$b/kmod" && rm -f ./*.o ./*.ko ./*.mod ./*.mod.c ./.*.cmd Module.symvers modules.order)
+  rm -f "$b"/lib/*.o "$b"/lib/*.a
   echo "== building sgiov.ko against $kver in $b"
   in_tree make -C "/lib/modules/$kver/build" M="$bt/kmod" modules
   [ -f "$b/kmod/sgiov.ko" ] || { echo "sgiov.ko was not built"; return 1; }
@@ -76,14 +78,19 @@ guest_image() {
   cp "$b/kmod/sgiov.ko" "$b/out/sgiov.ko"
   in_tree strip --strip-debug "$bt/out/sgiov.ko"
 
+  # libsgiov: a static library over /dev/sgiov.
+  echo "== building libsgiov.a"
+  in_tree gcc -O2 -Wall -Wextra -I"$bt/include" -c -o "$bt/lib/libsgiov.o" "$bt/lib/libsgiov.c"
+  in_tree ar rcs "$bt/lib/libsgiov.a" "$bt/lib/libsgiov.o"
+
   # Every tools/*.c is one static program.
   local c name tools=()
   for c in "$b"/tools/*.c; do
     [ -f "$c" ] || continue
     name=$(basename "$c" .c)
     echo "== building $name"
-    in_tree gcc -static -O2 -Wall -Wextra -I"$bt/include" \
-      -o "$bt/out/$name" "$bt/tools/$name.c"
+    in_tree gcc -static -O2 -Wall -Wextra -I"$bt/include" -I"$bt/lib" \
+      -o "$bt/out/$name" "$bt/tools/$name.c" "$bt/lib/libsgiov.a"
     tools+=("$name")
   done
 
