@@ -18,7 +18,8 @@
  * checksum or content), duplicated (a sequence number seen before),
  * reordered (arrived after a later one); missing ones are lost. A socket
  * closes (gracefully) once it has sent and received everything. Prints:
- *   stress sockets=N conns=N big=N msgs=N max_size=N sent=N received=N bytes=N lost=N duplicated=N reordered=N corrupted=N errors=N seconds=S
+ *   stress sockets=N conns=N big=N msgs=N max_size=N small_ring=N sent=N received=N bytes=N wrapped=N full_ring=N lost=N duplicated=N reordered=N corrupted=N errors=N seconds=S
+ * (wrapped: messages that wrapped both rings; full_ring: messages as large as their rings)
  * and exits 0 only when lost, duplicated, reordered, corrupted and errors are 0.
  */
 #include <errno.h>
@@ -40,12 +41,13 @@ struct end {
 	uint8_t side;		/* 0: connected, 1: accepted */
 	uint8_t done, eof, want_out;
 	uint32_t sent, expect, got;
+	uint32_t tx_pos;	/* bytes sent, modulo the ring (the peer's rx ring has the same size and fill) */
 	uint64_t *seen;		/* bitmap of sequence numbers received */
 };
 
 static uint32_t n_socks = 4096, n_msgs = 8, max_size = 65536, small_ring = 4096, n_big = 4;
 static uint32_t batch = 256, port = 7200, timeout_s = 300, seed = 1;
-static uint64_t sent, received, bytes, lost, duplicated, reordered, corrupted, errors;
+static uint64_t sent, received, bytes, lost, duplicated, reordered, corrupted, errors, wrapped, full_ring;
 static uint8_t *sbuf, *rbuf;
 
 static uint32_t mix(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
@@ -376,6 +378,15 @@ int main(int argc, char **argv)
 					make_msg(sbuf, e->conn, e->side, e->sent, len);
 					w = sgiov_send(e->fd, sbuf, len);
 					if (w == (ssize_t)len) {
+						uint32_t ring = conn_ring(e->conn);
+
+						/* Both rings are the same size and see the same bytes: a message
+						 * that wraps the sender's tx ring wraps the receiver's rx ring. */
+						if (e->tx_pos + len > ring)
+							wrapped++;
+						if (len == ring)
+							full_ring++;
+						e->tx_pos = (e->tx_pos + len) & (ring - 1);
 						e->sent++;
 						sent++;
 					} else if (w < 0 && errno == EAGAIN) {
@@ -399,10 +410,10 @@ int main(int argc, char **argv)
 		if (ends[i].fd >= 0)
 			sgiov_close(ends[i].fd);
 	}
-	printf("stress sockets=%u conns=%u big=%u msgs=%u max_size=%u small_ring=%u sent=%llu received=%llu bytes=%llu lost=%llu duplicated=%llu reordered=%llu corrupted=%llu errors=%llu seconds=%.2f\n",
+	printf("stress sockets=%u conns=%u big=%u msgs=%u max_size=%u small_ring=%u sent=%llu received=%llu bytes=%llu wrapped=%llu full_ring=%llu lost=%llu duplicated=%llu reordered=%llu corrupted=%llu errors=%llu seconds=%.2f\n",
 	       n_socks, n_conns, n_big, n_msgs, max_size, small_ring,
 	       (unsigned long long)sent, (unsigned long long)received, (unsigned long long)bytes,
-	       (unsigned long long)lost, (unsigned long long)duplicated, (unsigned long long)reordered,
+	       (unsigned long long)wrapped, (unsigned long long)full_ring, (unsigned long long)lost, (unsigned long long)duplicated, (unsigned long long)reordered,
 	       (unsigned long long)corrupted, (unsigned long long)errors, now_s() - t0);
 	return lost || duplicated || reordered || corrupted || errors ? 1 : 0;
 }
