@@ -114,6 +114,11 @@ export const REGISTERS: readonly RegisterDef[] = [
   { name: 'KICKS', offset: 0x248, width: 4, access: 'ro', doc: 'KICK doorbells received' },
   { name: 'SIGNAL_ERRORS', offset: 0x24c, width: 4, access: 'ro', doc: 'H2D signals rejected (bad id, type or value)' },
   { name: 'MSGS_MOVED', offset: 0x250, width: 4, access: 'ro', doc: 'Messages moved through warp pipes (wraps)' },
+  { name: 'CRYPTO_KEY', offset: 0x260, width: 8, access: 'wo', doc: 'AES-256-GCM key of the crypto engine, 4 x 64 bits at 0x260..0x27f (write-only; reads 0)' },
+  { name: 'CRYPTO_KEY1', offset: 0x268, width: 8, access: 'wo', doc: 'key bits 64..127' },
+  { name: 'CRYPTO_KEY2', offset: 0x270, width: 8, access: 'wo', doc: 'key bits 128..191' },
+  { name: 'CRYPTO_KEY3', offset: 0x278, width: 8, access: 'wo', doc: 'key bits 192..255' },
+  { name: 'ENCAP_VNI', offset: 0x280, width: 4, access: 'rw', doc: 'VxLAN network id the encapsulation engine writes and the decapsulation engine expects' },
 ] as const;
 
 /** Trapped doorbells, also in BAR0. A 4-byte write of a tag starts the job. */
@@ -140,6 +145,11 @@ export const CONSTANTS = {
   SIG_ID_MASK: 0xffffff,
   /** connect() to this port makes a loopback pipe: what the socket sends comes back to it (executor L). */
   PORT_LOOPBACK: 0,
+  /** AES-256-GCM framing of the crypto engine: IV before the ciphertext, tag after it. */
+  CRYPTO_IV_LEN: 12,
+  CRYPTO_TAG_LEN: 16,
+  /** The encapsulation header (VxLAN-style: flags, reserved, 24-bit VNI, reserved). */
+  ENCAP_HDR_LEN: 8,
 } as const;
 
 /** Bit fields: name -> bit number. */
@@ -195,8 +205,20 @@ export const ENUMS = {
     SOCK_ERROR: 0x85,
     /** id: the id the bad signal named; value: SGIOV_SERR_*. For signals that name no socket. */
     DEV_ERROR: 0x86,
+    /** id: rx ring; value: SGIOV_SERR_*. One message failed a transformation (bad tag, bad header): it is not delivered; the next ones are. */
+    MSG_ERROR: 0x87,
+    /** id: rx ring (executor M: the digest of the message just delivered) or tx ring (executor A: of the message consumed); value: CRC32C. */
+    DIGEST: 0x88,
   },
   RING_DIR: { TX: 0, RX: 1 },
+  /**
+   * Stages of a pipe's chain (CONNECT's chain field: stage 1 in bits 7..0,
+   * stage 2 in 15..8, ...; 0 ends it). In-line stages transform the message
+   * (executors I and L); CRC32C passes it unchanged and sends its digest to
+   * the receiver beside it (M); LOOKASIDE_CRC32C consumes it and returns
+   * only the digest to the sender (A).
+   */
+  STAGE: { NONE: 0, ENCRYPT: 1, DECRYPT: 2, ENCAP: 3, DECAP: 4, CRC32C: 5, LOOKASIDE_CRC32C: 6 },
   CMD_OP: { CREATE: 1, LISTEN: 2, CONNECT: 3, ACCEPT: 4, CLOSE: 5 },
   /** Command status values are Linux errno numbers, so a driver can return -status. */
   STATUS: {
@@ -221,6 +243,8 @@ export const ENUMS = {
     UNKNOWN_SIGNAL: 6,
     RING_UNMAPPED: 7,
     NOT_CONNECTED: 8,
+    AUTH_FAILED: 9,
+    BAD_ENCAP: 10,
   },
 } as const;
 
@@ -246,7 +270,7 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
       { name: 'tx_size', offset: 24, type: 'u32', doc: 'CREATE: tx ring size, a power of two' },
       { name: 'rx_size', offset: 28, type: 'u32', doc: 'CREATE: rx ring size, a power of two' },
       { name: 'arg', offset: 32, type: 'u32', doc: 'ACCEPT: the listening socket' },
-      { name: 'reserved0', offset: 36, type: 'u32', doc: 'reserved, 0' },
+      { name: 'chain', offset: 36, type: 'u32', doc: 'CONNECT: the pipes\' transformations, SGIOV_CHAIN(s1..s4) of SGIOV_STAGE_* (0: none)' },
       { name: 'status', offset: 40, type: 'u32', doc: 'written by the device: 0 or an errno (SGIOV_STATUS_*)' },
       { name: 'result', offset: 44, type: 'u32', doc: 'written by the device: ACCEPT, CONNECT: the peer socket' },
       { name: 'cookie', offset: 48, type: 'u64', doc: 'the driver\'s own; the device never touches it' },

@@ -68,6 +68,7 @@ export function generateHeader(): string {
   out.push(define('SGIOV_SIG_ID(sig)', '((unsigned int)((sig) >> SGIOV_SIG_ID_SHIFT) & SGIOV_SIG_ID_MASK)'));
   out.push(define('SGIOV_SIG_VALUE(sig)', '((unsigned int)(sig))'));
   out.push(define('SGIOV_RING_ID(sid, dir)', '(((sid) << 1) | (dir))'));
+  out.push(define('SGIOV_CHAIN(s1, s2, s3, s4)', '((unsigned int)(s1) | ((unsigned int)(s2) << 8) | ((unsigned int)(s3) << 16) | ((unsigned int)(s4) << 24))'));
   out.push('');
   out.push('/* Structures in guest memory (little-endian) */');
   out.push('#ifndef __ASSEMBLER__');

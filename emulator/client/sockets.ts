@@ -74,7 +74,13 @@ class Allocator {
   }
 }
 
-export interface CmdFields { sid: number; port?: number; txAddr?: bigint; rxAddr?: bigint; txSize?: number; rxSize?: number; arg?: number }
+export interface CmdFields { sid: number; port?: number; txAddr?: bigint; rxAddr?: bigint; txSize?: number; rxSize?: number; arg?: number; chain?: number }
+
+/** A chain code from stage names, first stage first (at most 4). */
+export function chainCode(...stages: (keyof typeof ENUMS.STAGE)[]): number {
+  if (stages.length > 4) throw new SgiovError('at most 4 stages', 'EINVAL');
+  return stages.reduce((code, st, i) => (code | (ENUMS.STAGE[st] << (8 * i))) >>> 0, 0);
+}
 
 export class SgiovSocketDriver {
   private readonly d2hSlots: number;
@@ -174,6 +180,8 @@ export class SgiovSocketDriver {
         break;
       }
       case D2H.EVENT: this.sockets.get(id)?.onEvent(value); break;
+      case D2H.MSG_ERROR: this.sockets.get(id >>> 1)?.onMsgError(value); break;
+      case D2H.DIGEST: this.sockets.get(id >>> 1)?.onDigest(value); break;
       case D2H.SOCK_ERROR: this.sockets.get(id)?.onError(value); break;
       case D2H.DEV_ERROR: this.devErrors.push({ id, code: SERR_NAME[value] ?? String(value) }); break;
       default: this.devErrors.push({ id, code: `unknown D2H signal 0x${type.toString(16)}` });
@@ -212,6 +220,7 @@ export class SgiovSocketDriver {
     this.mem.setUint32(off + CMD.tx_size!, fields.txSize ?? 0, true);
     this.mem.setUint32(off + CMD.rx_size!, fields.rxSize ?? 0, true);
     this.mem.setUint32(off + CMD.arg!, fields.arg ?? 0, true);
+    this.mem.setUint32(off + CMD.chain!, fields.chain ?? 0, true);
     this.signal(SIG.CMD, slot, 0);
     return slot;
   }
@@ -287,13 +296,16 @@ export class SgiovSocket {
   }
 
   /** Connects to a listener on `port` (CONSTANTS.PORT_LOOPBACK: a loopback pipe); waits for the accept. */
-  connect(port: number): void {
-    this.connectStart(port)();
+  connect(port: number, chain = 0): void {
+    this.connectStart(port, chain)();
   }
 
-  /** Sends the connect request; the returned function waits for the accept (or the refusal). */
-  connectStart(port: number): () => void {
-    const slot = this.drv.submit(ENUMS.CMD_OP.CONNECT, { sid: this.sid, port });
+  /**
+   * Sends the connect request; the returned function waits for the accept
+   * (or the refusal). `chain`: the pipes' transformations (chainCode()).
+   */
+  connectStart(port: number, chain = 0): () => void {
+    const slot = this.drv.submit(ENUMS.CMD_OP.CONNECT, { sid: this.sid, port, chain });
     return () => { this.drv.complete(slot); };
   }
 
@@ -364,6 +376,7 @@ export class SgiovSocket {
    */
   tryRecvInPlace(read?: (parts: Uint8Array[]) => void): number {
     this.drv.process();
+    this.failedMessage();
     const end = this.rxEnds[0];
     if (end === undefined) { this.check(); return -1; }
     const n = (end - this.rxHead) >>> 0;
@@ -400,6 +413,7 @@ export class SgiovSocket {
    */
   tryRecv(max = Infinity): Uint8Array | null {
     this.drv.process();
+    this.failedMessage();
     const end = this.rxEnds[0];
     if (end === undefined) { this.check(); return null; }
     const left = (end - this.rxHead) >>> 0;
@@ -435,12 +449,25 @@ export class SgiovSocket {
     }
   }
 
+  /** A message the device could not deliver (MSG_ERROR) is reported where it stood in the stream: EBADMSG, once. */
+  private failedMessage(): void {
+    const head = this.rxEnds[0];
+    if (head !== undefined && head < 0) {
+      this.rxEnds.shift();
+      throw new SgiovError(`socket ${this.sid}: a message failed in the pipe (${SERR_NAME[-head] ?? -head})`, 'EBADMSG', -head);
+    }
+  }
+
   private check(): void {
     if (this.error) throw new SgiovError(`socket ${this.sid} failed: ${this.error}`, 'EPROTO');
   }
 
   /** @internal D2H handlers */
   onRxTail(tail: number): void { this.rxEnds.push(tail); this.rxTail = tail; }
+  onMsgError(code: number): void { this.rxEnds.push(-code); }
+  /** Digests the device sent beside messages (executor M) or for consumed ones (executor A), oldest first. */
+  readonly digests: number[] = [];
+  onDigest(crc: number): void { this.digests.push(crc); }
   onTxHead(head: number): void { this.txHead = head; }
   onEvent(ev: number): void {
     if (ev === ENUMS.EVENT.CONN_PENDING) this.pendingConnections++;

@@ -162,6 +162,11 @@ export class SgiovDevice implements PciDeviceModel {
       KICKS: ctr(() => dp.counters.kicks),
       SIGNAL_ERRORS: ctr(() => dp.counters.signalErrors),
       MSGS_MOVED: ctr(() => dp.counters.msgsMoved),
+      ...Object.fromEntries([0, 1, 2, 3].map((i): [string, RegBehaviour] => [i === 0 ? 'CRYPTO_KEY' : `CRYPTO_KEY${i}`, {
+        read: () => 0n, // keys are write-only
+        write: (_s, v) => { new DataView(dp.keys.aesKey.buffer).setBigUint64(i * 8, v & U64, true); },
+      }])),
+      ENCAP_VNI: { read: () => num(dp.keys.vni), write: (_s, v) => { dp.keys.vni = Number(v) & 0xffffff; } },
     };
   }
 

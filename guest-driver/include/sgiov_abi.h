@@ -52,6 +52,9 @@
 #define SGIOV_SIG_ID_SHIFT                   0x20
 #define SGIOV_SIG_ID_MASK                    0xffffff
 #define SGIOV_PORT_LOOPBACK                  0x0
+#define SGIOV_CRYPTO_IV_LEN                  0xc
+#define SGIOV_CRYPTO_TAG_LEN                 0x10
+#define SGIOV_ENCAP_HDR_LEN                  0x8
 
 /* BAR0 registers: offset, width in bytes */
 #define SGIOV_REG_ID                         0x000           /* ro, 32-bit: Magic SGIOV_ID_MAGIC */
@@ -94,6 +97,11 @@
 #define SGIOV_REG_KICKS                      0x248           /* ro, 32-bit: KICK doorbells received */
 #define SGIOV_REG_SIGNAL_ERRORS              0x24c           /* ro, 32-bit: H2D signals rejected (bad id, type or value) */
 #define SGIOV_REG_MSGS_MOVED                 0x250           /* ro, 32-bit: Messages moved through warp pipes (wraps) */
+#define SGIOV_REG_CRYPTO_KEY                 0x260           /* wo, 64-bit: AES-256-GCM key of the crypto engine, 4 x 64 bits at 0x260..0x27f (write-only; reads 0) */
+#define SGIOV_REG_CRYPTO_KEY1                0x268           /* wo, 64-bit: key bits 64..127 */
+#define SGIOV_REG_CRYPTO_KEY2                0x270           /* wo, 64-bit: key bits 128..191 */
+#define SGIOV_REG_CRYPTO_KEY3                0x278           /* wo, 64-bit: key bits 192..255 */
+#define SGIOV_REG_ENCAP_VNI                  0x280           /* rw, 32-bit: VxLAN network id the encapsulation engine writes and the decapsulation engine expects */
 
 /* Doorbells (trapped), BAR0 */
 #define SGIOV_DOORBELL_BASE                  0x1000
@@ -147,8 +155,17 @@
 #define SGIOV_SIG_D2H_EVENT                  132
 #define SGIOV_SIG_D2H_SOCK_ERROR             133
 #define SGIOV_SIG_D2H_DEV_ERROR              134
+#define SGIOV_SIG_D2H_MSG_ERROR              135
+#define SGIOV_SIG_D2H_DIGEST                 136
 #define SGIOV_RING_DIR_TX                    0
 #define SGIOV_RING_DIR_RX                    1
+#define SGIOV_STAGE_NONE                     0
+#define SGIOV_STAGE_ENCRYPT                  1
+#define SGIOV_STAGE_DECRYPT                  2
+#define SGIOV_STAGE_ENCAP                    3
+#define SGIOV_STAGE_DECAP                    4
+#define SGIOV_STAGE_CRC32C                   5
+#define SGIOV_STAGE_LOOKASIDE_CRC32C         6
 #define SGIOV_CMD_OP_CREATE                  1
 #define SGIOV_CMD_OP_LISTEN                  2
 #define SGIOV_CMD_OP_CONNECT                 3
@@ -179,6 +196,8 @@
 #define SGIOV_SERR_UNKNOWN_SIGNAL            6
 #define SGIOV_SERR_RING_UNMAPPED             7
 #define SGIOV_SERR_NOT_CONNECTED             8
+#define SGIOV_SERR_AUTH_FAILED               9
+#define SGIOV_SERR_BAD_ENCAP                 10
 
 /* A signal: type, id and value in one 64-bit word */
 #define SGIOV_SIG(type, id, value)           ((((unsigned long long)(type)) << SGIOV_SIG_TYPE_SHIFT) | (((unsigned long long)((id) & SGIOV_SIG_ID_MASK)) << SGIOV_SIG_ID_SHIFT) | (unsigned int)(value))
@@ -186,6 +205,7 @@
 #define SGIOV_SIG_ID(sig)                    ((unsigned int)((sig) >> SGIOV_SIG_ID_SHIFT) & SGIOV_SIG_ID_MASK)
 #define SGIOV_SIG_VALUE(sig)                 ((unsigned int)(sig))
 #define SGIOV_RING_ID(sid, dir)              (((sid) << 1) | (dir))
+#define SGIOV_CHAIN(s1, s2, s3, s4)          ((unsigned int)(s1) | ((unsigned int)(s2) << 8) | ((unsigned int)(s3) << 16) | ((unsigned int)(s4) << 24))
 
 /* Structures in guest memory (little-endian) */
 #ifndef __ASSEMBLER__
@@ -213,7 +233,7 @@ struct sgiov_cmd {
 	SGIOV_U32  tx_size;     /* 0x18: CREATE: tx ring size, a power of two */
 	SGIOV_U32  rx_size;     /* 0x1c: CREATE: rx ring size, a power of two */
 	SGIOV_U32  arg;         /* 0x20: ACCEPT: the listening socket */
-	SGIOV_U32  reserved0;   /* 0x24: reserved, 0 */
+	SGIOV_U32  chain;       /* 0x24: CONNECT: the pipes' transformations, SGIOV_CHAIN(s1..s4) of SGIOV_STAGE_* (0: none) */
 	SGIOV_U32  status;      /* 0x28: written by the device: 0 or an errno (SGIOV_STATUS_*) */
 	SGIOV_U32  result;      /* 0x2c: written by the device: ACCEPT, CONNECT: the peer socket */
 	SGIOV_U64  cookie;      /* 0x30: the driver's own; the device never touches it */
@@ -230,7 +250,7 @@ _Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
 #define SGIOV_CMD_OFF_TX_SIZE                0x18
 #define SGIOV_CMD_OFF_RX_SIZE                0x1c
 #define SGIOV_CMD_OFF_ARG                    0x20
-#define SGIOV_CMD_OFF_RESERVED0              0x24
+#define SGIOV_CMD_OFF_CHAIN                  0x24
 #define SGIOV_CMD_OFF_STATUS                 0x28
 #define SGIOV_CMD_OFF_RESULT                 0x2c
 #define SGIOV_CMD_OFF_COOKIE                 0x30

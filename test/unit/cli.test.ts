@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { EmulatorProcess, RunDir } from '../../qemu/vm.js';
+import { EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
 import { repoRoot } from '../../emulator/util/paths.js';
 
 const cli = join(repoRoot(), 'dist', 'emulator', 'cli.js');
@@ -35,6 +35,7 @@ describe('sgiov CLI', () => {
       const emu = new EmulatorProcess({ socketPath: dir.file('s.sock'), logPath: dir.file('e.log'), extraArgs: ['--vendor-id', '0x1af4', '--device-id', '0x10ff'] });
       await emu.ready();
       expect(existsSync(dir.file('s.sock'))).toBe(true);
+      await until(() => emu.log.includes('listening for a vfio-user client'), 5000);
       expect(emu.records().find((r) => r.msg === 'listening for a vfio-user client')).toMatchObject({ ids: { vendorId: 0x1af4, deviceId: 0x10ff } });
       await emu.stop();
       expect(emu.proc.exitCode).toBe(0);

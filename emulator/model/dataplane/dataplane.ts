@@ -22,7 +22,8 @@
 import { CONSTANTS, ENUMS, SHM, STRUCTS } from '../../abi/abi.js';
 import { RateLimitedLog } from '../../util/log.js';
 import type { DeviceHost } from '../host.js';
-import { COPY, runJob, generateJobs, type Transform } from '../jobgen.js';
+import { runJob, generateJobs, split } from '../jobgen.js';
+import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
 import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
 
 const SIG = ENUMS.SIG_H2D;
@@ -124,7 +125,9 @@ export class DataPlane {
   private waiters = new Map<number, number[]>();
   private lastWorkNs = 0;
   private readonly guestErr: RateLimitedLog;
-  private readonly transform: Transform = COPY;
+  /** The engines' key material (the driver writes it through registers). */
+  readonly keys: EngineKeys = { aesKey: new Uint8Array(32), vni: 0 };
+  private readonly chains = new Map<number, Chain>();
 
   constructor(private readonly host: DeviceHost, maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT) {
     this.socks = new SocketTable(maxSockets);
@@ -283,7 +286,9 @@ export class DataPlane {
     if (s.state[sid] !== SockState.CONNECTED) return this.sockError(sid, SERR.NOT_CONNECTED, 'send on a socket that is not connected');
     if (s.flags[sid]! & FLAG_PEER_CLOSED) return this.sockError(sid, SERR.NOT_CONNECTED, 'send after the peer closed');
     const peer = s.peer[sid]!;
-    if ((this.transform.outLen(len) as number) > s.rxSize[peer]!) return this.sockError(sid, SERR.MSG_TOO_LARGE, `message of ${len} bytes larger than the peer's ${s.rxSize[peer]}-byte ring`);
+    const chain = this.chainOf(sid);
+    const out = chain.transform.outLen(len);
+    if (!chain.lookAside && typeof out === 'number' && out > s.rxSize[peer]!) return this.sockError(sid, SERR.MSG_TOO_LARGE, `message of ${len} bytes${out !== len ? ` (${out} after ${chain.transform.name})` : ''} larger than the peer's ${s.rxSize[peer]}-byte ring`);
     s.txTail[sid] = tail;
     const q = s.txQueue.get(sid);
     if (q) q.push(len); else s.txQueue.set(sid, [len]);
@@ -313,6 +318,17 @@ export class DataPlane {
 
   // ---- warp pipes ------------------------------------------------------------
 
+  /** The decoded chain of a socket's pipes (validated at CONNECT, so it decodes). */
+  private chainOf(sid: number): Chain {
+    const code = this.socks.chain[sid]!;
+    let c = this.chains.get(code);
+    if (!c) {
+      c = decodeChain(code, this.keys) as Chain;
+      this.chains.set(code, c);
+    }
+    return c;
+  }
+
   private moveMessages(): boolean {
     const s = this.socks;
     let moved = 0;
@@ -339,7 +355,7 @@ export class DataPlane {
     return moved > 0;
   }
 
-  /** Moves the next message of `sid` into its sink ring, when there is room. */
+  /** Moves the next message of `sid` through its chain into its sink ring, when there is room. */
   private moveOne(sid: number, len: number): 'moved' | 'blocked' | 'failed' {
     const s = this.socks;
     const peer = s.peer[sid]!;
@@ -347,30 +363,63 @@ export class DataPlane {
       this.sockError(sid, SERR.NOT_CONNECTED, 'the peer is gone; queued messages cannot be delivered');
       return 'failed';
     }
-    const outLen = this.transform.outLen(len) as number;
-    if (s.rxFree(peer) < outLen) return 'blocked';
+    const chain = this.chainOf(sid);
     const src = this.host.dmaView(BigInt(s.txAddr[sid]!), s.txSize[sid]!);
     if (!src) { this.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory'); return 'failed'; }
+    const srcPos = s.txHead[sid]! & (s.txSize[sid]! - 1);
+    const txRing = (sid << 1) | ENUMS.RING_DIR.TX;
+    const rxRing = (peer << 1) | ENUMS.RING_DIR.RX;
+    if (chain.lookAside) {
+      // Executor A: the engine reads the message; only its digest goes back to the sender.
+      let crc = 0;
+      for (const seg of split(src.length, srcPos, len)) crc = crc32c(src.subarray(seg.off, seg.off + seg.len), crc);
+      this.consumed(sid, len);
+      this.emit(D2H.DIGEST, txRing, crc);
+      return 'moved';
+    }
+    const t = chain.transform;
+    const outLen = t.outLen(len);
+    if (typeof outLen === 'string') return this.refused(sid, len, rxRing, chain.errorCode, outLen);
+    if (s.rxFree(peer) < outLen) return 'blocked';
     const dst = this.host.dmaView(BigInt(s.rxAddr[peer]!), s.rxSize[peer]!);
     if (!dst) { this.sockError(peer, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory'); return 'failed'; }
-    const srcPos = s.txHead[sid]! & (s.txSize[sid]! - 1);
     const dstPos = s.rxTail[peer]! & (s.rxSize[peer]! - 1);
-    if (this.transform.bytewise && srcPos + len <= src.length && dstPos + len <= dst.length) {
+    if (t.bytewise && srcPos + len <= src.length && dstPos + len <= dst.length) {
       // The common case, no wrap on either side: one job, no job list.
-      this.transform.map!(src.subarray(srcPos, srcPos + len), dst.subarray(dstPos, dstPos + len));
+      t.map!(src.subarray(srcPos, srcPos + len), dst.subarray(dstPos, dstPos + len));
     } else {
-      const jobs = generateJobs({ srcSize: src.length, srcPos, len, dstSize: dst.length, dstPos, outLen, bytewise: this.transform.bytewise });
+      const jobs = generateJobs({ srcSize: src.length, srcPos, len, dstSize: dst.length, dstPos, outLen, bytewise: t.bytewise });
       for (const job of jobs) {
-        const e = runJob(this.transform, job, src, dst);
-        if (e !== null) { this.sockError(sid, SERR.MSG_TOO_LARGE, e); return 'failed'; }
+        const e = runJob(t, job, src, dst);
+        if (e !== null) return this.refused(sid, len, rxRing, chain.errorCode, e); // nothing was written
       }
     }
-    s.txHead[sid] = (s.txHead[sid]! + len) >>> 0;
     s.rxTail[peer] = (s.rxTail[peer]! + outLen) >>> 0;
+    this.emit(D2H.RX_TAIL, rxRing, s.rxTail[peer]!);
+    if (chain.digestToReceiver) {
+      // Executor M: the digest of what was delivered, beside it.
+      let crc = 0;
+      for (const seg of split(dst.length, dstPos, outLen)) crc = crc32c(dst.subarray(seg.off, seg.off + seg.len), crc);
+      this.emit(D2H.DIGEST, rxRing, crc);
+    }
+    this.consumed(sid, len);
+    return 'moved';
+  }
+
+  /** The sender's message has left its ring. */
+  private consumed(sid: number, len: number): void {
+    const s = this.socks;
+    s.txHead[sid] = (s.txHead[sid]! + len) >>> 0;
     this.counters.msgsMoved++;
     this.counters.bytesMoved += len;
-    this.emit(D2H.RX_TAIL, (peer << 1) | ENUMS.RING_DIR.RX, s.rxTail[peer]!);
     this.emit(D2H.TX_HEAD, (sid << 1) | ENUMS.RING_DIR.TX, s.txHead[sid]!);
+  }
+
+  /** A transformation refused the message: the receiver learns (MSG_ERROR), the sender's ring moves on. */
+  private refused(sid: number, len: number, rxRing: number, code: number, why: string): 'moved' {
+    this.guestErr.warn(`refused-${code}`, { sid, code, why }, 'message refused by a transformation');
+    this.emit(D2H.MSG_ERROR, rxRing, code);
+    this.consumed(sid, len);
     return 'moved';
   }
 
@@ -392,7 +441,7 @@ export class DataPlane {
         break;
       case OP.LISTEN: status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true)); break;
       case OP.CONNECT: {
-        const r = this.connect(sid, d.getUint16(CMD_FIELD.port!, true), slot);
+        const r = this.connect(sid, d.getUint16(CMD_FIELD.port!, true), slot, d.getUint32(CMD_FIELD.chain!, true));
         if (r === 'pending') return; // answered at accept time
         [status, result] = r;
         break;
@@ -446,9 +495,13 @@ export class DataPlane {
     return ST.OK;
   }
 
-  private connect(sid: number, port: number, slot: number): [number, number] | 'pending' {
+  private connect(sid: number, port: number, slot: number, chain: number): [number, number] | 'pending' {
     const s = this.socks;
     if (!s.exists(sid)) return [ST.ENOENT, 0];
+    const c = decodeChain(chain, this.keys);
+    if (typeof c === 'string') { this.guestErr.warn('chain', { sid, chain: '0x' + chain.toString(16), why: c }, 'CONNECT with a bad chain'); return [ST.EINVAL, 0]; }
+    if (c.lookAside && port !== CONSTANTS.PORT_LOOPBACK) return [ST.EINVAL, 0]; // executor A has no peer
+    s.chain[sid] = chain;
     if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
     if (s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
     if (port === CONSTANTS.PORT_LOOPBACK) {
@@ -475,7 +528,7 @@ export class DataPlane {
     const peer = b?.shift();
     if (b && b.length === 0) s.backlog.delete(listener);
     if (peer === undefined) return [ST.EAGAIN, 0];
-    s.state[sid] = SockState.CONNECTED; s.peer[sid] = peer;
+    s.state[sid] = SockState.CONNECTED; s.peer[sid] = peer; s.chain[sid] = s.chain[peer]!; // both directions run the chain
     s.state[peer] = SockState.CONNECTED; s.peer[peer] = sid;
     const slot = s.pendingCmd[peer]!;
     s.pendingCmd[peer] = NO_PEER;

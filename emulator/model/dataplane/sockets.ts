@@ -41,6 +41,8 @@ export class SocketTable {
   peer = new Uint32Array(0);
   /** Command slot of a pending CONNECT or CLOSE, answered later. */
   pendingCmd = new Uint32Array(0);
+  /** The chain code of the socket's pipes (CONNECT's chain field). */
+  chain = new Uint32Array(0);
   /** Lengths of published messages not yet moved, per socket (only while non-empty). */
   readonly txQueue = new Map<number, number[]>();
   /** Connecting sockets waiting for accept, per listener. */
@@ -66,7 +68,7 @@ export class SocketTable {
     this.state = grow(this.state); this.err = grow(this.err); this.flags = grow(this.flags); this.port = grow(this.port);
     this.txAddr = grow(this.txAddr); this.rxAddr = grow(this.rxAddr); this.txSize = grow(this.txSize); this.rxSize = grow(this.rxSize);
     this.txHead = grow(this.txHead); this.txTail = grow(this.txTail); this.rxHead = grow(this.rxHead); this.rxTail = grow(this.rxTail);
-    this.peer = grow(this.peer, NO_PEER); this.pendingCmd = grow(this.pendingCmd, NO_PEER);
+    this.peer = grow(this.peer, NO_PEER); this.pendingCmd = grow(this.pendingCmd, NO_PEER); this.chain = grow(this.chain);
     this.capacity = cap;
   }
 
@@ -80,7 +82,7 @@ export class SocketTable {
     this.err[sid] = 0; this.flags[sid] = 0; this.port[sid] = 0;
     this.txAddr[sid] = txAddr; this.txSize[sid] = txSize; this.rxAddr[sid] = rxAddr; this.rxSize[sid] = rxSize;
     this.txHead[sid] = 0; this.txTail[sid] = 0; this.rxHead[sid] = 0; this.rxTail[sid] = 0;
-    this.peer[sid] = NO_PEER; this.pendingCmd[sid] = NO_PEER;
+    this.peer[sid] = NO_PEER; this.pendingCmd[sid] = NO_PEER; this.chain[sid] = 0;
     this.open++;
   }
 
@@ -111,7 +113,7 @@ export class SocketTable {
 
   /** Typed-array bytes per socket slot, for the memory accounting. */
   static bytesPerSlot(): number {
-    return 1 + 1 + 1 + 2 + 8 + 8 + 4 * 8;
+    return 1 + 1 + 1 + 2 + 8 + 8 + 4 * 9;
   }
 }
 
