@@ -218,6 +218,9 @@ async function main(): Promise<number> {
       ...dp.scaling.map((p): [string, string, string, string] => [`  4 KiB ping-pong RTT, ${p.sockets} sockets open`, `${p.rttUs.median.toFixed(1)} us`, `${p.rttUs.p99.toFixed(1)} us`, `n=${p.rttUs.n}`]),
       [`  RTT ${dp.scaling.at(-1)!.sockets} / ${dp.scaling[0]!.sockets} sockets`, '', '', dp.scalingRatio.toFixed(3)],
       [`  emulator RSS per idle socket (${dp.memory.sockets} sockets)`, '', '', `${dp.memory.bytesPerSocket.toFixed(0)} B`],
+      [`  AES-256-GCM engine, ${dp.crypto.msgBytes / 1024} KiB msgs (loopback pipe)`, '', '', `${dp.crypto.engineGBps.toFixed(3)} GB/s`],
+      [`  baseline: node:crypto on the same buffers`, '', '', `${dp.crypto.nodeCryptoGBps.toFixed(3)} GB/s`],
+      [`  engine / node:crypto`, '', '', dp.crypto.ratio.toFixed(3)],
     ];
     const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
     const line = (r: string[]): string => r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
