@@ -8,11 +8,14 @@ import { BARS, CONSTANTS } from './abi/abi.js';
 import { DEFAULT_IDENTITY, parseId, type PciIdentity } from './pci/config.js';
 import { defaultLevel, isLogLevel, LOG_LEVELS, makeLogger } from './util/log.js';
 import { EmulatorServer } from './server.js';
+import { ControlServer } from './control/server.js';
+import { createConnection } from 'node:net';
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
 Usage:
   sgiov serve --socket PATH [options]
+  sgiov ctl --control PATH COMMAND [ARGS-JSON]   send one control command, print the reply
   sgiov --help
 
 serve options:
@@ -23,6 +26,7 @@ serve options:
       --subsys-id ID         PCI subsystem id         (default 0x${DEFAULT_IDENTITY.subsysId.toString(16).padStart(4, '0')})
       --msix-vectors N       MSI-X vectors, 2..2048   (default ${BARS.MSIX_VECTORS})
       --max-sockets N        socket devices at most, 1..8388607 (default ${CONSTANTS.MAX_SOCKETS_DEFAULT})
+  -c, --control PATH         serve the control interface (JSON lines) on this UNIX socket
   -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
 
 The emulator serves one client at a time; when QEMU disconnects, the device
@@ -34,7 +38,7 @@ SGIOV_LIBVFIO_USER (path of libvfio-user.so.0), SGIOV_LOG_LEVEL.
 
 class UsageError extends Error {}
 
-function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity; msixVectors: number; maxSockets: number; logLevel: ReturnType<typeof defaultLevel> } {
+function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity; msixVectors: number; maxSockets: number; logLevel: ReturnType<typeof defaultLevel>; control: string | undefined } {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -46,6 +50,7 @@ function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity
       'subsys-id': { type: 'string' },
       'msix-vectors': { type: 'string' },
       'max-sockets': { type: 'string' },
+      control: { type: 'string', short: 'c' },
       'log-level': { type: 'string', short: 'l' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -67,7 +72,7 @@ function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity
   if (!Number.isInteger(maxSockets) || maxSockets < 1 || maxSockets > 0x7fffff) throw new UsageError(`--max-sockets: '${values['max-sockets']}' is not a whole number in 1..8388607`);
   const level = values['log-level'] ?? defaultLevel();
   if (!isLogLevel(level)) throw new UsageError(`--log-level: '${level}' is not one of ${LOG_LEVELS.join(', ')}`);
-  return { socketPath: values.socket, identity, msixVectors, maxSockets, logLevel: level };
+  return { socketPath: values.socket, identity, msixVectors, maxSockets, logLevel: level, control: values.control };
 }
 
 async function serve(argv: string[]): Promise<number> {
@@ -84,14 +89,46 @@ async function serve(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  let control: ControlServer | null = null;
   try {
     await server.start();
+    if (cfg.control) {
+      control = new ControlServer(cfg.control, (cmd, args) => server.request(cmd, args), log.child({ sub: 'control' }));
+      await control.listen();
+    }
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'could not start the device');
+    await server.stop();
     return 1;
   }
   const code = await server.done;
+  await control?.close();
   return stopping ? 0 : code === 0 ? 1 : code;
+}
+
+/** sgiov ctl: one request to a running emulator's control interface. */
+async function ctl(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { control: { type: 'string', short: 'c' } } });
+  if (!values.control) throw new UsageError('--control PATH is required');
+  const [cmd, json, ...extra] = positionals;
+  if (!cmd) throw new UsageError('a COMMAND is required (status, sockets, ...)');
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+  let args: unknown = {};
+  if (json !== undefined) {
+    try { args = JSON.parse(json); } catch { throw new UsageError(`ARGS-JSON: '${json}' is not JSON`); }
+  }
+  const reply = await new Promise<string>((resolve, reject) => {
+    const c = createConnection(values.control!);
+    let buf = '';
+    c.setEncoding('utf8');
+    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
+    c.on('data', (d: string) => { buf += d; const nl = buf.indexOf('\n'); if (nl >= 0) { c.end(); resolve(buf.slice(0, nl)); } });
+    c.on('error', (e) => reject(new Error(`control socket ${values.control}: ${e.message}`)));
+  });
+  const r = JSON.parse(reply) as { ok: boolean; result?: unknown; error?: string };
+  if (!r.ok) { process.stderr.write(`sgiov ctl: ${r.error}\n`); return 1; }
+  process.stdout.write(JSON.stringify(r.result, null, 2) + '\n');
+  return 0;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -103,6 +140,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'serve': return await serve(rest);
+      case 'ctl': return await ctl(rest);
       default: throw new UsageError(`unknown command '${cmd}'`);
     }
   } catch (e) {

@@ -11,6 +11,8 @@ import type { FromWorker, ToWorker, WorkerConfig } from './transport/worker.js';
 export class EmulatorServer {
   private worker: Worker | null = null;
   private exited: Promise<number> | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 
   constructor(private readonly cfg: WorkerConfig, private readonly log: Logger, private readonly writeLine: (line: string) => void) {}
 
@@ -22,11 +24,27 @@ export class EmulatorServer {
     return new Promise((resolve, reject) => {
       w.on('message', (m: FromWorker) => {
         if (m.type === 'log') this.writeLine(m.line);
+        else if (m.type === 'control') {
+          const p = this.pending.get(m.id);
+          this.pending.delete(m.id);
+          if (p) { if (m.ok) p.resolve(m.result); else p.reject(new Error(m.error ?? 'failed')); }
+        }
         else if (m.type === 'ready') resolve();
         else if (m.type === 'fatal') { this.log.fatal({ error: m.message }, 'device thread failed'); reject(new Error(m.message)); }
       });
       w.on('error', (err) => { this.log.fatal({ err }, 'device thread crashed'); reject(err); });
       w.once('exit', (code) => reject(new Error(`device thread exited with code ${code}`)));
+    });
+  }
+
+  /** A control command, answered by the device thread. */
+  request(cmd: string, args: Record<string, unknown>): Promise<unknown> {
+    const w = this.worker;
+    if (!w) return Promise.reject(new Error('the device is not running'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      w.postMessage({ type: 'control', id, cmd, args } satisfies ToWorker);
     });
   }
 

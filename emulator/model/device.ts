@@ -10,6 +10,7 @@ import type { DeviceHost, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
 
 const bit = (n: number): number => (1 << n) >>> 0;
+const errName = (code: number): string => Object.entries(ENUMS.ERR).find(([, v]) => v === code)?.[0] ?? String(code);
 const ERR = ENUMS.ERR;
 export type ErrorCode = (typeof ERR)[keyof typeof ERR];
 
@@ -84,7 +85,7 @@ export class SgiovDevice implements PciDeviceModel {
       ID: { read: () => num(CONSTANTS.ID_MAGIC) },
       VERSION: { read: () => num((ABI_VERSION.major << 16) | ABI_VERSION.minor) },
       CAPS: { read: () => num(bit(BITS.CAP.DMA_ENGINE) | bit(BITS.CAP.MSIX) | bit(BITS.CAP.SOCKETS) | bit(BITS.CAP.SHM_FIFO)) },
-      STATUS: { read: (s) => num(this.status(s)) },
+      STATUS: { read: (s) => num(this.statusBits(s)) },
       CONTROL: {
         read: (s) => num(s.control),
         write: (s, v) => {
@@ -174,7 +175,42 @@ export class SgiovDevice implements PciDeviceModel {
     return this.dp.poll();
   }
 
-  private status(s: DeviceState): number {
+  /** What the control interface's `status` shows. */
+  status(): Record<string, unknown> {
+    const st = this.s;
+    const dp = this.dp;
+    return {
+      enabled: (st.control & bit(BITS.CONTROL.ENABLE)) !== 0,
+      busMaster: this.host.busMasterEnabled(),
+      error: { code: st.errorCode, name: errName(st.errorCode), addr: '0x' + st.errorAddr.toString(16) },
+      irqCount: st.irqCount,
+      badAccessCount: st.badAccessCount,
+      dma: { completed: st.dmaCompleted, state: st.dmaStatus, tag: st.dmaTag },
+      dataPlane: {
+        running: dp.running, sleeping: dp.sleeping, mode: dp.cfg.h2dMode, maxSockets: dp.socks.max,
+        socketsOpen: dp.socks.open, counters: { ...dp.counters },
+      },
+    };
+  }
+
+  /** Control-interface commands other than `status`; throws on an unknown one or bad arguments. */
+  control(cmd: string, args: Record<string, unknown>): unknown {
+    switch (cmd) {
+      case 'sockets': {
+        const from = args.from === undefined ? 0 : Number(args.from);
+        const limit = args.limit === undefined ? 100 : Number(args.limit);
+        if (!Number.isInteger(from) || from < 0 || !Number.isInteger(limit) || limit < 1 || limit > 65536) throw new Error('sockets: "from" >= 0 and "limit" in 1..65536');
+        return this.dp.describeSockets(from, limit);
+      }
+      case 'reset':
+        this.reset('reset through the control interface');
+        return { reset: true };
+      default:
+        throw new Error(`unknown command '${cmd}' (known: status, sockets, reset)`);
+    }
+  }
+
+  private statusBits(s: DeviceState): number {
     let v = bit(BITS.STATUS.READY);
     if (s.control & bit(BITS.CONTROL.ENABLE)) v |= bit(BITS.STATUS.ENABLED);
     if (s.errorCode !== ERR.NONE) v |= bit(BITS.STATUS.ERROR);

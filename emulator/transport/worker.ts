@@ -17,11 +17,12 @@ export interface WorkerConfig {
   logLevel: LogLevel;
 }
 
-export type ToWorker = { type: 'stop' } | { type: 'stats' };
+export type ToWorker = { type: 'stop' } | { type: 'stats' } | { type: 'control'; id: number; cmd: string; args: Record<string, unknown> };
 export type FromWorker =
   | { type: 'log'; line: string }
   | { type: 'ready' }
   | { type: 'stats'; stats: unknown }
+  | { type: 'control'; id: number; ok: boolean; result?: unknown; error?: string }
   | { type: 'fatal'; message: string };
 
 const port = parentPort!;
@@ -51,6 +52,14 @@ try {
       const msg = m.message as ToWorker;
       if (msg.type === 'stop') stopping = true;
       else if (msg.type === 'stats') post({ type: 'stats', stats: server.stats });
+      else if (msg.type === 'control') {
+        try {
+          const result = msg.cmd === 'status' ? { transport: server.stats, device: model.status() } : model.control(msg.cmd, msg.args);
+          post({ type: 'control', id: msg.id, ok: true, result });
+        } catch (e) {
+          post({ type: 'control', id: msg.id, ok: false, error: (e as Error).message });
+        }
+      }
     }
     return stopping;
   });

@@ -664,6 +664,24 @@ export class DataPlane {
     if (this.host.raiseMsix(this.cfg.d2hVector)) this.counters.interrupts++;
   }
 
+  /** Sockets from id `from` on, at most `limit`, for the control interface. */
+  describeSockets(from: number, limit: number): { total: number; sockets: Record<string, unknown>[]; next: number | null } {
+    const s = this.socks;
+    const names = ['free', 'created', 'listening', 'connecting', 'connected', 'closing', 'error'];
+    const out: Record<string, unknown>[] = [];
+    let sid = from;
+    for (; sid < s.capacity && out.length < limit; sid++) {
+      if (!s.exists(sid)) continue;
+      out.push({
+        sid, state: names[s.state[sid]!], peer: s.peer[sid] === NO_PEER ? null : s.peer[sid], port: s.port[sid] || null,
+        chain: s.chain[sid], txSize: s.txSize[sid], rxSize: s.rxSize[sid], txQueued: s.txQueue.get(sid)?.length ?? 0,
+        txUsed: s.txUsed(sid), rxUsed: s.rxUsed(sid), error: s.err[sid] || null,
+      });
+    }
+    while (sid < s.capacity && !s.exists(sid)) sid++;
+    return { total: s.open, sockets: out, next: sid < s.capacity ? sid : null };
+  }
+
   /** Bytes of typed-array state per socket slot (for the memory figures). */
   static stateBytesPerSocket(): number {
     return SocketTable.bytesPerSlot();
