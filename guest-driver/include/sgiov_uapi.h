@@ -21,6 +21,39 @@
  *   close()            graceful: messages already sent are still delivered
  * With O_NONBLOCK, CONNECT returns EINPROGRESS (poll for EPOLLOUT, then
  * SGIOV_IOC_INFO's err), ACCEPT/read/write EAGAIN.
+ *
+ * Executor chains (README, "Accelerators and executor chains"):
+ *   SGIOV_IOC_CONNECT_CHAIN  CONNECT with a chain: up to four SGIOV_STAGE_*
+ *                      codes, SGIOV_CHAIN(s1, s2, s3, s4) from sgiov_abi.h
+ *                      (0: none, the same as SGIOV_IOC_CONNECT). Both
+ *                      directions of the connection run it (the accepted
+ *                      socket inherits it). The device judges the chain:
+ *                      an unknown stage, a gap, or LOOKASIDE_CRC32C with
+ *                      other stages or with a peer (port != 0) fail with
+ *                      EINVAL, and the socket may connect again.
+ *   A failed message   a message a stage refused (failed authentication,
+ *                      bad encapsulation header) is not delivered; it keeps
+ *                      its place in the receive queue, and the read() (or
+ *                      SGIOV_IOC_RX_CONSUME) that reaches it fails with
+ *                      EBADMSG, once; later reads return the messages after
+ *                      it. It makes the socket readable (EPOLLIN) and does
+ *                      not fail the socket. SGIOV_IOC_INFO's rx_msg_err
+ *                      names the cause (SGIOV_SERR_AUTH_FAILED or
+ *                      SGIOV_SERR_BAD_ENCAP) while it is next.
+ *   SGIOV_IOC_DIGEST   pops the oldest CRC32C digest the device sent for
+ *                      this socket: of each message delivered to it through
+ *                      a CRC32C stage (executor M; in delivery order, one per
+ *                      delivered message), or of each message it sent that
+ *                      the look-aside engine consumed (LOOKASIDE_CRC32C,
+ *                      executor A; nothing is delivered). EAGAIN when none
+ *                      waits (it never blocks); EPOLLPRI while one waits.
+ *                      At most sgiov.digest_max (module parameter) wait per
+ *                      socket; later ones are dropped and counted.
+ *   SGIOV_IOC_SET_KEYS the device's AES-256-GCM key and encapsulation VNI
+ *                      (device-wide: every socket's ENCRYPT/DECRYPT/ENCAP/
+ *                      DECAP stages use them, including messages already
+ *                      queued). CAP_NET_ADMIN only (EPERM); on any fd of
+ *                      /dev/sgiov, in any state.
  */
 #ifndef SGIOV_UAPI_H
 #define SGIOV_UAPI_H
@@ -64,10 +97,12 @@ struct sgiov_info {
 	__u32 tx_size, rx_size;
 	__u32 tx_head, tx_tail;	/* free-running byte counters: position = counter & (size - 1) */
 	__u32 rx_head, rx_tail;
-	__u32 rx_msgs;		/* messages delivered and not read to their end */
+	__u32 rx_msgs;		/* messages delivered and not read to their end (failed ones included) */
 	__u32 rx_msg_left;	/* bytes left in the next message (0: none) */
 	__u32 pending_conns;	/* listener: connections waiting for accept */
-	__u32 reserved[3];
+	__u32 digests;		/* digests waiting for SGIOV_IOC_DIGEST */
+	__u32 rx_msg_err;	/* the next message failed (SGIOV_SERR_*; rx_msg_left 0), or 0 */
+	__u32 msgs_failed;	/* failed messages received so far (read or not) */
 };
 
 #define SGIOV_IOC_CREATE	_IOW(SGIOV_IOC_MAGIC, 1, struct sgiov_create)
@@ -77,7 +112,40 @@ struct sgiov_info {
 #define SGIOV_IOC_INFO		_IOR(SGIOV_IOC_MAGIC, 5, struct sgiov_info)
 /* Zero-copy: publish len bytes written at tx_tail in the mapped tx ring as one message. */
 #define SGIOV_IOC_TX_PUBLISH	_IOW(SGIOV_IOC_MAGIC, 6, __u32)
-/* Zero-copy: len bytes of the next message were read from the mapped rx ring. */
+/*
+ * Zero-copy: len bytes of the next message were read from the mapped rx ring.
+ * When the next message is a failed one: takes it off the queue and fails
+ * with EBADMSG (len is not looked at).
+ */
 #define SGIOV_IOC_RX_CONSUME	_IOW(SGIOV_IOC_MAGIC, 7, __u32)
+
+struct sgiov_connect {
+	__u32 port;		/* as struct sgiov_port */
+	__u32 chain;		/* SGIOV_CHAIN(s1, s2, s3, s4) of SGIOV_STAGE_*; 0: none */
+};
+#define SGIOV_IOC_CONNECT_CHAIN	_IOW(SGIOV_IOC_MAGIC, 8, struct sgiov_connect)
+
+/* struct sgiov_digest.dir */
+#define SGIOV_DIGEST_TX		0	/* of a message this socket sent (look-aside, executor A) */
+#define SGIOV_DIGEST_RX		1	/* of a message delivered to this socket (executor M) */
+
+struct sgiov_digest {
+	__u32 crc;		/* CRC32C (Castagnoli) of the message */
+	__u32 dir;		/* SGIOV_DIGEST_TX or SGIOV_DIGEST_RX */
+	__u32 left;		/* digests still waiting after this one */
+	__u32 dropped;		/* digests dropped on this socket so far (queue full) */
+};
+#define SGIOV_IOC_DIGEST	_IOR(SGIOV_IOC_MAGIC, 9, struct sgiov_digest)
+
+/* struct sgiov_keys.flags: what to set */
+#define SGIOV_KEYS_AES		0x1	/* aes_key */
+#define SGIOV_KEYS_VNI		0x2	/* vni */
+
+struct sgiov_keys {
+	__u32 flags;		/* SGIOV_KEYS_*; at least one */
+	__u32 vni;		/* 24-bit VxLAN network id (EINVAL above 0xffffff) */
+	__u8 aes_key[32];	/* AES-256 key bytes 0..31 */
+};
+#define SGIOV_IOC_SET_KEYS	_IOW(SGIOV_IOC_MAGIC, 10, struct sgiov_keys)
 
 #endif /* SGIOV_UAPI_H */

@@ -16,7 +16,11 @@
  * Socket bookkeeping mirrors emulator/client/sockets.ts: free-running u32
  * head/tail byte counters per ring; one TX_TAIL per message; message
  * boundaries on the rx side come only from RX_TAIL signals (a queue of
- * message ends per socket); RX_HEAD after bytes are consumed.
+ * message ends per socket); RX_HEAD after bytes are consumed. A message a
+ * chain stage refused (MSG_ERROR) is an entry of that queue with no bytes
+ * and its cause, so it is reported (EBADMSG) at its place in the stream.
+ * DIGEST signals (executors M and A) go to a second queue per socket,
+ * popped by SGIOV_IOC_DIGEST.
  *
  * Locking: dp_lock (irqsave) covers the D2H consumer, the socket table, the
  * command slots and every socket field the D2H side changes; h2d_lock the
@@ -36,6 +40,7 @@
 #include <linux/poll.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/unaligned.h>
 
 #include "sgiov_abi.h"
 #include "sgiov_uapi.h"
@@ -57,10 +62,15 @@ module_param(irq_mod_usecs, uint, 0444);
 static unsigned int cmd_timeout_ms = 30000;
 module_param(cmd_timeout_ms, uint, 0644);
 MODULE_PARM_DESC(cmd_timeout_ms, "how long a command may take before it fails with ETIMEDOUT");
+static unsigned int digest_max = 65536;
+module_param(digest_max, uint, 0644);
+MODULE_PARM_DESC(digest_max, "digests kept per socket until read (SGIOV_IOC_DIGEST); later ones are dropped");
 
 #define SGIOV_TIMER_MS		20
 #define SGIOV_H2D_SPIN_MS	2000
 #define SGIOV_ENDS_MIN		16
+#define SGIOV_FAILED_MAX	65536	/* unread failed messages a socket holds before it fails */
+#define SGIOV_DIGESTS_MIN	16
 
 enum { SLOT_FREE, SLOT_SYNC, SLOT_CONNECT, SLOT_CLOSE, SLOT_ORPHAN };
 
@@ -70,6 +80,17 @@ struct sgiov_slot {
 	u32 status, result;
 	u32 snap;			/* SYNC with a socket: its conn_events at the answer */
 	struct sgiov_sock *sock;
+};
+
+/* An entry of a socket's receive queue: a message's end, or a failed message. */
+struct sgiov_end {
+	u32 end;			/* rx_tail after the message (a failed one: the tail where it stood) */
+	u32 serr;			/* 0, or the SGIOV_SERR_* of a message that was not delivered */
+};
+
+struct sgiov_digest_ent {
+	u32 crc;
+	u32 dir;			/* SGIOV_DIGEST_TX / _RX */
 };
 
 struct sgiov_sock {
@@ -88,8 +109,11 @@ struct sgiov_sock {
 	u32 tx_size, rx_size;
 	u32 tx_tail, tx_head, tx_want;
 	u32 rx_tail, rx_head;
-	u32 *ends;			/* circular queue of message ends */
+	struct sgiov_end *ends;		/* circular queue of message ends */
 	u32 ends_cap, ends_first, ends_n;
+	u32 msgs_failed;
+	struct sgiov_digest_ent *dg;	/* circular queue of digests (allocated at the first) */
+	u32 dg_cap, dg_first, dg_n, dg_dropped;
 
 	struct mutex lock;		/* ioctls */
 	struct mutex tx_mutex, rx_mutex;
@@ -193,15 +217,16 @@ static void sgiov_unlink(struct sgiov_sock *s)
 	s->has_sid = false;
 }
 
-/* Appends a message end; dp_lock held. */
-static bool sgiov_push_end(struct sgiov_sock *s, u32 end)
+/* Appends a message end (serr 0) or a failed message (serr != 0); dp_lock held. */
+static bool sgiov_push_end(struct sgiov_sock *s, u32 end, u32 serr)
 {
 	if (s->ends_n == s->ends_cap) {
-		u32 cap = s->ends_cap * 2, i;
-		u32 *n;
+		/* One delivered message per byte at most, plus the failed ones. */
+		u32 cap = s->ends_cap * 2, max = s->rx_size + 1 + SGIOV_FAILED_MAX, i;
+		struct sgiov_end *n;
 
-		if (cap > s->rx_size + 1)
-			cap = s->rx_size + 1;	/* one message per byte at most */
+		if (cap > max)
+			cap = max;
 		if (cap <= s->ends_cap)
 			return false;
 		n = kmalloc_array(cap, sizeof(*n), GFP_ATOMIC | __GFP_NOWARN);
@@ -214,9 +239,34 @@ static bool sgiov_push_end(struct sgiov_sock *s, u32 end)
 		s->ends_cap = cap;
 		s->ends_first = 0;
 	}
-	s->ends[(s->ends_first + s->ends_n) % s->ends_cap] = end;
+	s->ends[(s->ends_first + s->ends_n) % s->ends_cap] = (struct sgiov_end){ .end = end, .serr = serr };
 	s->ends_n++;
 	return true;
+}
+
+/* Keeps a digest; dp_lock held. Dropped (and counted) when the queue is full. */
+static void sgiov_push_digest(struct sgiov_sock *s, u32 crc, u32 dir)
+{
+	if (s->dg_n == s->dg_cap) {
+		u32 cap = s->dg_cap ? s->dg_cap * 2 : SGIOV_DIGESTS_MIN, max = READ_ONCE(digest_max), i;
+		struct sgiov_digest_ent *n;
+
+		if (cap > max)
+			cap = max;
+		n = cap > s->dg_cap ? kmalloc_array(cap, sizeof(*n), GFP_ATOMIC | __GFP_NOWARN) : NULL;
+		if (!n) {
+			s->dg_dropped++;
+			return;
+		}
+		for (i = 0; i < s->dg_n; i++)
+			n[i] = s->dg[(s->dg_first + i) % s->dg_cap];
+		kfree(s->dg);
+		s->dg = n;
+		s->dg_cap = cap;
+		s->dg_first = 0;
+	}
+	s->dg[(s->dg_first + s->dg_n) % s->dg_cap] = (struct sgiov_digest_ent){ .crc = crc, .dir = dir };
+	s->dg_n++;
 }
 
 static void sgiov_set_err(struct sgiov_sock *s, int err)
@@ -238,9 +288,27 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 		s = sgiov_lookup(sg, id >> 1);
 		if (!s || (id & 1) != SGIOV_RING_DIR_RX)
 			break;
-		if (!sgiov_push_end(s, val))
+		if (!sgiov_push_end(s, val, 0))
 			sgiov_set_err(s, ENOMEM);
 		s->rx_tail = val;
+		wake_up_interruptible_all(&s->wq);
+		return;
+	case SGIOV_SIG_D2H_MSG_ERROR:
+		/* A message refused by a chain stage: not delivered, reported in its place. */
+		s = sgiov_lookup(sg, id >> 1);
+		if (!s || (id & 1) != SGIOV_RING_DIR_RX)
+			break;
+		if (!sgiov_push_end(s, s->rx_tail, val ? val : SGIOV_SERR_UNKNOWN_SIGNAL))
+			sgiov_set_err(s, ENOMEM);
+		s->msgs_failed++;
+		wake_up_interruptible_all(&s->wq);
+		return;
+	case SGIOV_SIG_D2H_DIGEST:
+		/* rx ring: of a message delivered (M); tx ring: of one the look-aside engine took (A). */
+		s = sgiov_lookup(sg, id >> 1);
+		if (!s)
+			break;
+		sgiov_push_digest(s, val, (id & 1) == SGIOV_RING_DIR_RX ? SGIOV_DIGEST_RX : SGIOV_DIGEST_TX);
 		wake_up_interruptible_all(&s->wq);
 		return;
 	case SGIOV_SIG_D2H_TX_HEAD:
@@ -467,6 +535,7 @@ static void sgiov_sock_free(struct sgiov_sock *s)
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 	sgiov_free_rings(s);
 	kfree(s->ends);
+	kfree(s->dg);
 	kfree(s);
 	sgiov_put(sg);
 }
@@ -550,7 +619,7 @@ static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size)
 		rx_size = SGIOV_RING_DEFAULT;
 	if (!sgiov_ring_size_ok(tx_size) || !sgiov_ring_size_ok(rx_size))
 		return -EINVAL;
-	s->ends = kmalloc_array(SGIOV_ENDS_MIN, sizeof(u32), GFP_KERNEL);
+	s->ends = kmalloc_array(SGIOV_ENDS_MIN, sizeof(*s->ends), GFP_KERNEL);
 	if (!s->ends)
 		return -ENOMEM;
 	s->ends_cap = SGIOV_ENDS_MIN;
@@ -658,8 +727,23 @@ static int sgiov_rx_consume(struct sgiov_sock *s, u32 head, u32 n, u32 left)
 	return sgiov_h2d(sg, SGIOV_SIG_H2D_RX_HEAD, SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_RX), head + n);
 }
 
-/* Waits for the next message (rx_mutex held); returns 1 with head/left set, 0 at EOF, or an errno. */
-static int sgiov_rx_next(struct sgiov_sock *s, bool nonblock, u32 *head, u32 *left)
+/* Takes a failed message (the next entry) off the receive queue; rx_mutex held. */
+static int sgiov_rx_drop_failed(struct sgiov_sock *s)
+{
+	unsigned long fl;
+
+	spin_lock_irqsave(&s->sg->dp_lock, fl);
+	s->ends_first = (s->ends_first + 1) % s->ends_cap;
+	s->ends_n--;
+	spin_unlock_irqrestore(&s->sg->dp_lock, fl);
+	return -EBADMSG;
+}
+
+/*
+ * Waits for the next message (rx_mutex held); returns 1 with head/left set,
+ * 0 at EOF, or an errno. A failed message: 1 with *serr set (and *left 0).
+ */
+static int sgiov_rx_next(struct sgiov_sock *s, bool nonblock, u32 *head, u32 *left, u32 *serr)
 {
 	struct sgiov *sg = s->sg;
 	unsigned long fl;
@@ -668,8 +752,11 @@ static int sgiov_rx_next(struct sgiov_sock *s, bool nonblock, u32 *head, u32 *le
 	for (;;) {
 		spin_lock_irqsave(&sg->dp_lock, fl);
 		if (s->ends_n) {
+			struct sgiov_end *e = &s->ends[s->ends_first];
+
 			*head = s->rx_head;
-			*left = s->ends[s->ends_first] - s->rx_head;
+			*serr = e->serr;
+			*left = e->serr ? 0 : e->end - s->rx_head;
 			spin_unlock_irqrestore(&sg->dp_lock, fl);
 			return 1;
 		}
@@ -688,16 +775,20 @@ static int sgiov_rx_next(struct sgiov_sock *s, bool nonblock, u32 *head, u32 *le
 static ssize_t sgiov_read(struct file *f, char __user *buf, size_t count, loff_t *ppos)
 {
 	struct sgiov_sock *s = f->private_data;
-	u32 head, left, n, pos, first;
+	u32 head, left, n, pos, first, serr;
 	int ret;
 
 	if (!count)
 		return 0;
 	if (mutex_lock_interruptible(&s->rx_mutex))
 		return -ERESTARTSYS;
-	ret = sgiov_rx_next(s, f->f_flags & O_NONBLOCK, &head, &left);
+	ret = sgiov_rx_next(s, f->f_flags & O_NONBLOCK, &head, &left, &serr);
 	if (ret <= 0)
 		goto out;
+	if (serr) {
+		ret = sgiov_rx_drop_failed(s);	/* EBADMSG, once; the next read goes on */
+		goto out;
+	}
 	n = min_t(size_t, left, count);
 	pos = head & (s->rx_size - 1);
 	first = min(n, s->rx_size - pos);
@@ -826,6 +917,8 @@ static __poll_t sgiov_poll(struct file *f, struct poll_table_struct *pt)
 	}
 	if (s->err)
 		m |= EPOLLERR | EPOLLIN | EPOLLOUT;
+	if (s->dg_n)
+		m |= EPOLLPRI;
 	switch (s->state) {
 	case SGIOV_STATE_LISTENING:
 		if (s->conn_events != s->conn_taken)
@@ -880,7 +973,7 @@ out:
 	return ret;
 }
 
-static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port)
+static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u32 chain)
 {
 	struct sgiov *sg = s->sg;
 	struct sgiov_cmd c = { .op = SGIOV_CMD_OP_CONNECT };
@@ -910,6 +1003,7 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port)
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 	c.sid = s->sid;
 	c.port = port;
+	c.chain = chain;	/* judged by the device: EINVAL for a chain it cannot run */
 	ret = sgiov_cmd_submit(sg, &c, SLOT_CONNECT, s, nonblock);
 	if (ret < 0) {
 		spin_lock_irqsave(&sg->dp_lock, fl);
@@ -1025,9 +1119,65 @@ static void sgiov_fill_info(struct sgiov_sock *s, struct sgiov_info *i)
 	i->rx_head = s->rx_head;
 	i->rx_tail = s->rx_tail;
 	i->rx_msgs = s->ends_n;
-	i->rx_msg_left = s->ends_n ? s->ends[s->ends_first] - s->rx_head : 0;
+	if (s->ends_n && s->ends[s->ends_first].serr)
+		i->rx_msg_err = s->ends[s->ends_first].serr;
+	else if (s->ends_n)
+		i->rx_msg_left = s->ends[s->ends_first].end - s->rx_head;
 	i->pending_conns = s->conn_events - s->conn_taken;
+	i->digests = s->dg_n;
+	i->msgs_failed = s->msgs_failed;
 	spin_unlock_irqrestore(&s->sg->dp_lock, fl);
+}
+
+/* Pops the oldest digest: 0, or EAGAIN when none waits. */
+static long sgiov_ioc_digest(struct sgiov_sock *s, struct sgiov_digest __user *ua)
+{
+	struct sgiov_digest d = {};
+	unsigned long fl;
+
+	spin_lock_irqsave(&s->sg->dp_lock, fl);
+	if (!s->dg_n) {
+		spin_unlock_irqrestore(&s->sg->dp_lock, fl);
+		return -EAGAIN;
+	}
+	d.crc = s->dg[s->dg_first].crc;
+	d.dir = s->dg[s->dg_first].dir;
+	s->dg_first = (s->dg_first + 1) % s->dg_cap;
+	s->dg_n--;
+	d.left = s->dg_n;
+	d.dropped = s->dg_dropped;
+	spin_unlock_irqrestore(&s->sg->dp_lock, fl);
+	/* Popped either way: a bad buffer loses this one digest, as a bad read() loses nothing else. */
+	return copy_to_user(ua, &d, sizeof(d)) ? -EFAULT : 0;
+}
+
+/* The device-wide AES-256 key (CRYPTO_KEY..CRYPTO_KEY3, little-endian) and VNI. */
+static long sgiov_ioc_set_keys(struct sgiov *sg, struct sgiov_keys __user *ua)
+{
+	struct sgiov_keys k;
+	int i;
+
+	if (!capable(CAP_NET_ADMIN))
+		return -EPERM;
+	if (copy_from_user(&k, ua, sizeof(k)))
+		return -EFAULT;
+	if (!k.flags || (k.flags & ~(SGIOV_KEYS_AES | SGIOV_KEYS_VNI)) ||
+	    ((k.flags & SGIOV_KEYS_VNI) && k.vni > 0xffffff)) {
+		memzero_explicit(&k, sizeof(k));
+		return -EINVAL;
+	}
+	mutex_lock(&sg->keys_lock);
+	if (k.flags & SGIOV_KEYS_AES) {
+		for (i = 0; i < 4; i++)
+			writeq(get_unaligned_le64(k.aes_key + 8 * i),
+			       sg->regs + SGIOV_REG_CRYPTO_KEY + 8 * i);
+	}
+	if (k.flags & SGIOV_KEYS_VNI)
+		writel(k.vni, sg->regs + SGIOV_REG_ENCAP_VNI);
+	readl(sg->regs + SGIOV_REG_STATUS);	/* flush: set before any later signal */
+	mutex_unlock(&sg->keys_lock);
+	memzero_explicit(&k, sizeof(k));
+	return 0;
 }
 
 static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
@@ -1037,9 +1187,10 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	void __user *ua = (void __user *)arg;
 	struct sgiov_create cr;
 	struct sgiov_port p;
+	struct sgiov_connect cc;
 	struct sgiov_info info;
 	struct sgiov_cmd c = {};
-	u32 len, head, left;
+	u32 len, head, left, serr;
 	long ret;
 
 	if (READ_ONCE(sg->dead))
@@ -1072,7 +1223,15 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	case SGIOV_IOC_CONNECT:
 		if (copy_from_user(&p, ua, sizeof(p)))
 			return -EFAULT;
-		return sgiov_ioc_connect(f, s, p.port);
+		return sgiov_ioc_connect(f, s, p.port, 0);
+	case SGIOV_IOC_CONNECT_CHAIN:
+		if (copy_from_user(&cc, ua, sizeof(cc)))
+			return -EFAULT;
+		return sgiov_ioc_connect(f, s, cc.port, cc.chain);
+	case SGIOV_IOC_DIGEST:
+		return sgiov_ioc_digest(s, ua);
+	case SGIOV_IOC_SET_KEYS:
+		return sgiov_ioc_set_keys(sg, ua);
 	case SGIOV_IOC_ACCEPT:
 		return sgiov_ioc_accept(f, s, ua);
 	case SGIOV_IOC_INFO:
@@ -1097,8 +1256,10 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 			return -EINVAL;
 		if (mutex_lock_interruptible(&s->rx_mutex))
 			return -ERESTARTSYS;
-		ret = sgiov_rx_next(s, true, &head, &left);
-		if (ret == 1)
+		ret = sgiov_rx_next(s, true, &head, &left, &serr);
+		if (ret == 1 && serr)
+			ret = sgiov_rx_drop_failed(s);
+		else if (ret == 1)
 			ret = len > left ? -EINVAL : sgiov_rx_consume(s, head, len, left);
 		else if (ret == 0)
 			ret = -ENODATA;
@@ -1170,6 +1331,7 @@ int sgiov_dp_probe(struct sgiov *sg)
 
 	spin_lock_init(&sg->h2d_lock);
 	spin_lock_init(&sg->dp_lock);
+	mutex_init(&sg->keys_lock);
 	init_waitqueue_head(&sg->cmd_wq);
 	ida_init(&sg->sid_ida);
 	INIT_LIST_HEAD(&sg->sock_list);

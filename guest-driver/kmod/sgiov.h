@@ -86,6 +86,8 @@ struct sgiov {
 	struct workqueue_struct *wq;	/* frees closed sockets' rings */
 	struct timer_list timer;	/* safety net against lost wakeups */
 
+	struct mutex keys_lock;		/* the CRYPTO_KEY and ENCAP_VNI registers */
+
 	struct miscdevice misc;
 	char misc_name[24];
 	bool misc_ok;
