@@ -57,6 +57,58 @@ int sgiov_connect(int fd, uint16_t port)
 	return ioctl(fd, SGIOV_IOC_CONNECT, &p) < 0 ? -1 : 0;
 }
 
+int sgiov_connect_chain(int fd, uint16_t port, uint32_t chain)
+{
+	struct sgiov_connect c = { .port = port, .chain = chain };
+
+	return ioctl(fd, SGIOV_IOC_CONNECT_CHAIN, &c) < 0 ? -1 : 0;
+}
+
+static int set_keys(int fd, struct sgiov_keys *k)
+{
+	int own = -1, r, e;
+
+	if (fd < 0) {
+		own = fd = open(SGIOV_DEV_PATH, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+	}
+	r = ioctl(fd, SGIOV_IOC_SET_KEYS, k) < 0 ? -1 : 0;
+	e = errno;
+	if (own >= 0)
+		close(own);
+	memset(k, 0, sizeof(*k));
+	errno = e;
+	return r;
+}
+
+int sgiov_set_crypto_key(int fd, const uint8_t key[32])
+{
+	struct sgiov_keys k = { .flags = SGIOV_KEYS_AES };
+
+	memcpy(k.aes_key, key, sizeof(k.aes_key));
+	return set_keys(fd, &k);
+}
+
+int sgiov_set_vni(int fd, uint32_t vni)
+{
+	struct sgiov_keys k = { .flags = SGIOV_KEYS_VNI, .vni = vni };
+
+	return set_keys(fd, &k);
+}
+
+int sgiov_digest(int fd, uint32_t *crc, uint32_t *dir)
+{
+	struct sgiov_digest d;
+
+	if (ioctl(fd, SGIOV_IOC_DIGEST, &d) < 0)
+		return -1;
+	*crc = d.crc;
+	if (dir)
+		*dir = d.dir;
+	return 0;
+}
+
 int sgiov_info(int fd, struct sgiov_info *info)
 {
 	return ioctl(fd, SGIOV_IOC_INFO, info) < 0 ? -1 : 0;
@@ -182,6 +234,33 @@ ssize_t sgiov_recv_wait(int fd, void *buf, size_t len, int timeout_ms)
 	}
 }
 
+int sgiov_digest_wait(int fd, uint32_t *crc, uint32_t *dir, int timeout_ms)
+{
+	long long end = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+	int r;
+
+	struct sgiov_info i;
+
+	for (;;) {
+		if (sgiov_digest(fd, crc, dir) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return -1;
+		r = sgiov_wait(fd, POLLPRI, wait_left(end, timeout_ms));
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if ((r & (POLLERR | POLLHUP)) && !(r & POLLPRI)) {
+			/* The socket failed: no digest can come. */
+			errno = sgiov_info(fd, &i) == 0 && i.err ? (int)i.err : EPIPE;
+			return -1;
+		}
+	}
+}
+
 int sgiov_map(int fd, struct sgiov_rings *r)
 {
 	struct sgiov_info i;
@@ -246,6 +325,10 @@ int sgiov_peek_mapped(int fd, struct sgiov_rings *r, const uint8_t **first, uint
 	if (!i.rx_msgs) {
 		errno = i.err ? (int)i.err : EAGAIN;
 		return -1;
+	}
+	if (i.rx_msg_err) {
+		n = 1;	/* a failed message: RX_CONSUME takes it off and says EBADMSG */
+		return ioctl(fd, SGIOV_IOC_RX_CONSUME, &n) < 0 ? -1 : (errno = EPROTO, -1);
 	}
 	pos = i.rx_head & (r->rx_size - 1);
 	n = i.rx_msg_left < r->rx_size - pos ? i.rx_msg_left : r->rx_size - pos;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "sgiov_abi.h"	/* SGIOV_STAGE_*, SGIOV_CHAIN, SGIOV_SERR_* */
 #include "sgiov_uapi.h"
 
 #ifdef __cplusplus
@@ -26,6 +27,11 @@ int sgiov_set_nonblock(int fd, int on);
 int sgiov_listen(int fd, uint16_t port);
 /* Port 0: loopback (the socket receives what it sends). Non-blocking: -1/EINPROGRESS, then sgiov_connect_result. */
 int sgiov_connect(int fd, uint16_t port);
+/*
+ * Connect with an executor chain: SGIOV_CHAIN(s1, s2, s3, s4) of SGIOV_STAGE_*
+ * (0: none). -1/EINVAL when the device cannot run the chain.
+ */
+int sgiov_connect_chain(int fd, uint16_t port, uint32_t chain);
 /* After a non-blocking connect: 0 connected, -1 with EINPROGRESS (still pending) or the failure's errno. */
 int sgiov_connect_result(int fd);
 /* A connection waiting on listener lfd as a new socket (flags: SGIOV_ACCEPT_*). */
@@ -38,6 +44,23 @@ ssize_t sgiov_recv(int fd, void *buf, size_t len);
 ssize_t sgiov_recv_msg(int fd, void *buf, size_t len);
 int sgiov_close(int fd);
 int sgiov_info(int fd, struct sgiov_info *info);
+
+/*
+ * The device-wide AES-256-GCM key (32 bytes) and encapsulation VNI (24 bits).
+ * fd: any /dev/sgiov descriptor, or -1 to open SGIOV_DEV_PATH for the call.
+ * Needs CAP_NET_ADMIN (-1/EPERM).
+ */
+int sgiov_set_crypto_key(int fd, const uint8_t key[32]);
+int sgiov_set_vni(int fd, uint32_t vni);
+/*
+ * The oldest digest the device sent for this socket (CRC32C of a message
+ * delivered through a CRC32C stage, or of one the look-aside engine
+ * consumed); dir (may be NULL): SGIOV_DIGEST_RX or SGIOV_DIGEST_TX.
+ * -1/EAGAIN when none waits.
+ */
+int sgiov_digest(int fd, uint32_t *crc, uint32_t *dir);
+/* The same, waiting up to timeout_ms (-1: forever) for one: -1/ETIMEDOUT. */
+int sgiov_digest_wait(int fd, uint32_t *crc, uint32_t *dir, int timeout_ms);
 
 /* Waits for events (POLLIN/POLLOUT) on one socket; returns revents, 0 on timeout, -1 on error. */
 int sgiov_wait(int fd, short events, int timeout_ms);
@@ -56,7 +79,11 @@ int sgiov_map(int fd, struct sgiov_rings *r);
 int sgiov_unmap(struct sgiov_rings *r);
 /* Copies len bytes into the mapped tx ring at the tail and publishes them as one message (-1/EAGAIN: no room). */
 int sgiov_send_mapped(int fd, struct sgiov_rings *r, const void *buf, uint32_t len);
-/* The next message in the mapped rx ring, in two parts (first, then second when it wraps); -1/EAGAIN when none. */
+/*
+ * The next message in the mapped rx ring, in two parts (first, then second
+ * when it wraps); -1/EAGAIN when none; -1/EBADMSG when it is a failed
+ * message (taken off the queue: the next call sees the one after it).
+ */
 int sgiov_peek_mapped(int fd, struct sgiov_rings *r, const uint8_t **first, uint32_t *first_len,
 		      const uint8_t **second, uint32_t *second_len);
 int sgiov_consume_mapped(int fd, uint32_t len);
