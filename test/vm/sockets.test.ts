@@ -8,7 +8,10 @@
  * others (4 KiB rings, so that thousands fit in 512 MiB of guest memory),
  * every message numbered and checksummed. Before them, sgiov-sockcheck checks
  * the semantics (loopback, partial reads, mapped rings, EOF, back-pressure,
- * errnos). Needs the setup and a build, like the other VM tests.
+ * errnos) and sgiov-chains the executor chains through the module's ioctls
+ * (key and VNI, ENCRYPT/DECRYPT, ENCAP/DECAP, a refused message as EBADMSG
+ * in its place, CRC32C and look-aside digests, chains the device refuses).
+ * Needs the setup and a build, like the other VM tests.
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
@@ -56,7 +59,7 @@ describe.sequential('SG-IOV sockets from a real guest', () => {
     } finally {
       if (vm.alive) await vm.stop();
     }
-    const report = vm.lines.filter((l) => ['sockcheck', 'ping', 'perf', 'stress', 'log', 'dp', 'rmmod_busy'].includes(l.kind)).map((l) => l.raw).join('\n');
+    const report = vm.lines.filter((l) => ['sockcheck', 'chains', 'ping', 'perf', 'stress', 'log', 'dp', 'rmmod_busy'].includes(l.kind)).map((l) => l.raw).join('\n');
     process.stderr.write(`${report}\n`);
 
     expect(vm.find('insmod')[0]?.fields.rc).toBe('0');
@@ -69,6 +72,21 @@ describe.sequential('SG-IOV sockets from a real guest', () => {
     expect(vm.find('sockcheck')[0]?.fields).toMatchObject({ failed: '0', rc: '0' });
     for (const name of ['loop_recv_part1', 'loop_recv_wrap', 'map_wrapped', 'refused', 'bp_filled', 'eof_zero', 'eof_send_epipe', 'serr_errno']) {
       expect(checks.some((c) => c.fields.name === name), name).toBe(true);
+    }
+
+    // Executor chains from the guest (sgiov-chains), also one check per line.
+    expect(vm.find('chains')[0]?.fields).toMatchObject({ failed: '0', rc: '0' });
+    expect(Number(vm.find('chains')[0]?.fields.checks)).toBeGreaterThan(50);
+    for (const name of [
+      'keys_aes', 'keys_vni', 'chain_unknown_stage', 'chain_lookaside_peer', 'chain_after_einval',
+      'enc_len', 'enc_not_plaintext', 'enc_fresh_iv', 'enc_wrap', 'encdec_plaintext',
+      'dec_plaintext', 'dec_failed_serr', 'dec_garbage_ebadmsg', 'dec_plaintext_after', 'dec_short_ebadmsg',
+      'dec_plaintext_last', 'dec_socket_ok', 'dec_map_ebadmsg', 'dec_map_plaintext',
+      'encap_header', 'decap_payload', 'decap_noheader_serr', 'decap_noheader_ebadmsg', 'decap_other_vni_ebadmsg',
+      'crc_digest', 'crc_digest_dir', 'crc_digests_in_order', 'la_digests', 'la_nothing_delivered',
+      'pair4_client_to_server', 'pair4_server_to_client', 'pair_crc_digest', 'pair_crc_back_digest',
+    ]) {
+      expect(checks.some((c) => c.fields.name === name && c.fields.ok === '1'), name).toBe(true);
     }
 
     const ping = vm.find('ping')[0];
@@ -104,6 +122,9 @@ describe.sequential('SG-IOV sockets from a real guest', () => {
     expect(emu.log.match(/socket error/g)?.length).toBe(1);
     expect(emu.log).toMatch(/message of 6000 bytes larger than the peer's 4096-byte ring/);
     expect(emu.log).not.toMatch(/signal rejected/);
+    // sgiov-chains' refused messages and chains reached the device as such.
+    expect(emu.log).toMatch(/message refused by a transformation/);
+    expect(emu.log).toMatch(/CONNECT with a bad chain/);
     expect(emu.alive).toBe(true);
   }, VM_S * 1000 + 30_000);
 });
