@@ -31,8 +31,8 @@ describe('sgiov CLI', () => {
 
   it('serves with custom ids, stops on SIGTERM with exit 0 and removes its socket', async () => {
     const dir = new RunDir();
+    const emu = new EmulatorProcess({ socketPath: dir.file('s.sock'), logPath: dir.file('e.log'), extraArgs: ['--vendor-id', '0x1af4', '--device-id', '0x10ff'] });
     try {
-      const emu = new EmulatorProcess({ socketPath: dir.file('s.sock'), logPath: dir.file('e.log'), extraArgs: ['--vendor-id', '0x1af4', '--device-id', '0x10ff'] });
       await emu.ready();
       expect(existsSync(dir.file('s.sock'))).toBe(true);
       await until(() => emu.log.includes('listening for a vfio-user client'), 5000);
@@ -41,6 +41,7 @@ describe('sgiov CLI', () => {
       expect(emu.proc.exitCode).toBe(0);
       expect(existsSync(dir.file('s.sock'))).toBe(false);
     } finally {
+      await emu.stop(); // by PID, also when an assertion failed
       dir.remove();
     }
   });
