@@ -10,12 +10,14 @@ import { defaultLevel, isLogLevel, LOG_LEVELS, makeLogger } from './util/log.js'
 import { EmulatorServer } from './server.js';
 import { ControlServer } from './control/server.js';
 import { createConnection } from 'node:net';
+import { DRF_HELP, DRF_USAGE, runDrf } from './sched/cli-drf.js'; // sgiov drf
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
 Usage:
   sgiov serve --socket PATH [options]
   sgiov ctl --control PATH COMMAND [ARGS-JSON]   send one control command, print the reply
+${DRF_USAGE}
   sgiov --help
 
 serve options:
@@ -29,6 +31,7 @@ serve options:
   -c, --control PATH         serve the control interface (JSON lines) on this UNIX socket
   -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
 
+${DRF_HELP}
 The emulator serves one client at a time; when QEMU disconnects, the device
 is reset and the emulator waits for the next one. SIGINT/SIGTERM stop it and
 remove the socket. Logs are JSON lines (pino) on stdout.
@@ -141,6 +144,7 @@ async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'serve': return await serve(rest);
       case 'ctl': return await ctl(rest);
+      case 'drf': return runDrf(rest);
       default: throw new UsageError(`unknown command '${cmd}'`);
     }
   } catch (e) {
