@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { progressiveFilling, type DrfTenant } from '../../emulator/sched/drf.js';
-import { JobScheduler, type SchedJob } from '../../emulator/sched/scheduler.js';
+import { schedulerDecisionNs } from '../../emulator/sched/bench.js';
+import { JobScheduler, SCHEDULER_KINDS, type SchedJob } from '../../emulator/sched/scheduler.js';
 import { simulate, type SimAccelerator, type SimTenant } from '../../emulator/sched/sim.js';
 
 const RDMA_CRYPTO: SimAccelerator[] = [{ name: 'rdma', capacityGbps: 100 }, { name: 'crypto', capacityGbps: 60 }];
@@ -204,5 +205,13 @@ describe('JobScheduler', () => {
     expect(s.next(0, 0.125)).toBeNull();
     expect(s.wakeAt(0)).toBeCloseTo(0.25, 12);
     expect(s.next(0, 0.25)).not.toBeNull();
+  });
+});
+
+describe('decision-cost benchmark', () => {
+  it.each(SCHEDULER_KINDS)('%s: runs and reports ns per decision (no timing asserted)', (kind) => {
+    const r = schedulerDecisionNs(kind, { tenants: 512, decisions: 5000, warmup: 1000 });
+    expect(r).toMatchObject({ kind, tenants: 512, accels: 4, decisions: 5000 });
+    expect(r.nsPerDecision).toBeGreaterThan(0);
   });
 });
