@@ -19,6 +19,7 @@ import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchDataPlane } from './bench-dataplane.js';
+import { schedulerDecisionTable } from '../sched/bench.js';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -184,6 +185,9 @@ async function main(): Promise<number> {
 
     // 4. the data plane: sockets, warp pipes, Cross-FIFO (emulators of its own)
     const dp = await benchDataPlane({ quick: values.quick, log: (m) => process.stderr.write(`bench: ${m}\n`) });
+    // 5. scheduler decision cost with 4,096 tenants
+    process.stderr.write('bench: scheduler decisions, 4096 tenants\n');
+    const sched = schedulerDecisionTable({ tenants: 4096, decisions: values.quick ? 100_000 : 400_000 });
 
     const result = {
       when: new Date().toISOString(),
@@ -196,6 +200,7 @@ async function main(): Promise<number> {
       dmaCopy4k: small,
       client: { requests },
       dataPlane: dp,
+      scheduler: sched,
     };
 
     const rows: [string, string, string, string][] = [
@@ -221,6 +226,8 @@ async function main(): Promise<number> {
       [`  AES-256-GCM engine, ${dp.crypto.msgBytes / 1024} KiB msgs (loopback pipe)`, '', '', `${dp.crypto.engineGBps.toFixed(3)} GB/s`],
       [`  baseline: node:crypto on the same buffers`, '', '', `${dp.crypto.nodeCryptoGBps.toFixed(3)} GB/s`],
       [`  engine / node:crypto`, '', '', dp.crypto.ratio.toFixed(3)],
+      ['scheduler decision per job (4,096 tenants, 4 accelerators)', '', '', ''],
+      ...sched.map((d): [string, string, string, string] => [`  ${d.kind}`, `${d.nsPerDecision.toFixed(0)} ns`, '', `n=${d.decisions}`]),
     ];
     const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
     const line = (r: string[]): string => r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
