@@ -274,7 +274,8 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
       { name: 'status', offset: 40, type: 'u32', doc: 'written by the device: 0 or an errno (SGIOV_STATUS_*)' },
       { name: 'result', offset: 44, type: 'u32', doc: 'written by the device: ACCEPT, CONNECT: the peer socket' },
       { name: 'cookie', offset: 48, type: 'u64', doc: 'the driver\'s own; the device never touches it' },
-      { name: 'reserved1', offset: 56, type: 'u64', doc: 'reserved, 0' },
+      { name: 'tenant', offset: 56, type: 'u32', doc: 'CREATE: the tenant the socket belongs to (0: the default tenant)' },
+      { name: 'reserved1', offset: 60, type: 'u32', doc: 'reserved, 0' },
     ],
   },
 };

@@ -74,7 +74,7 @@ class Allocator {
   }
 }
 
-export interface CmdFields { sid: number; port?: number; txAddr?: bigint; rxAddr?: bigint; txSize?: number; rxSize?: number; arg?: number; chain?: number }
+export interface CmdFields { sid: number; port?: number; txAddr?: bigint; rxAddr?: bigint; txSize?: number; rxSize?: number; arg?: number; chain?: number; tenant?: number }
 
 /** A chain code from stage names, first stage first (at most 4). */
 export function chainCode(...stages: (keyof typeof ENUMS.STAGE)[]): number {
@@ -221,6 +221,7 @@ export class SgiovSocketDriver {
     this.mem.setUint32(off + CMD.rx_size!, fields.rxSize ?? 0, true);
     this.mem.setUint32(off + CMD.arg!, fields.arg ?? 0, true);
     this.mem.setUint32(off + CMD.chain!, fields.chain ?? 0, true);
+    this.mem.setUint32(off + CMD.tenant!, fields.tenant ?? 0, true);
     this.signal(SIG.CMD, slot, 0);
     return slot;
   }
@@ -244,14 +245,14 @@ export class SgiovSocketDriver {
   // ---- sockets ---------------------------------------------------------------
 
   /** Creates a socket device with its two rings in guest memory. */
-  socket(opts: { txSize?: number; rxSize?: number } = {}): SgiovSocket {
+  socket(opts: { txSize?: number; rxSize?: number; tenant?: number } = {}): SgiovSocket {
     const txSize = opts.txSize ?? CONSTANTS.RING_DEFAULT;
     const rxSize = opts.rxSize ?? CONSTANTS.RING_DEFAULT;
     const sid = this.freeSids.pop() ?? this.nextSid++;
     const txOff = this.alloc.alloc(txSize);
     const rxOff = this.alloc.alloc(rxSize);
     try {
-      this.command(ENUMS.CMD_OP.CREATE, { sid, txAddr: this.addr(txOff), rxAddr: this.addr(rxOff), txSize, rxSize });
+      this.command(ENUMS.CMD_OP.CREATE, { sid, txAddr: this.addr(txOff), rxAddr: this.addr(rxOff), txSize, rxSize, tenant: opts.tenant ?? 0 });
     } catch (e) {
       this.alloc.release(txOff, txSize); this.alloc.release(rxOff, rxSize); this.freeSids.push(sid);
       throw e;
@@ -310,7 +311,7 @@ export class SgiovSocket {
   }
 
   /** Accepts one pending connection into a new socket; throws EAGAIN when none waits. */
-  accept(opts: { txSize?: number; rxSize?: number } = {}): SgiovSocket {
+  accept(opts: { txSize?: number; rxSize?: number; tenant?: number } = {}): SgiovSocket {
     const s = this.drv.socket(opts);
     try {
       this.drv.command(ENUMS.CMD_OP.ACCEPT, { sid: s.sid, arg: this.sid });

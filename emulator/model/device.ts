@@ -8,6 +8,8 @@ import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, REGISTERS, SHM, t
 import { RateLimitedLog } from '../util/log.js';
 import type { DeviceHost, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
+import { ACCEL_NAMES, type AccelName } from './dataplane/accelerators.js';
+import { isSchedulerKind, SCHEDULER_KINDS, type PolicyConfig } from '../sched/scheduler.js';
 
 const bit = (n: number): number => (1 << n) >>> 0;
 const errName = (code: number): string => Object.entries(ENUMS.ERR).find(([, v]) => v === code)?.[0] ?? String(code);
@@ -193,6 +195,56 @@ export class SgiovDevice implements PciDeviceModel {
     };
   }
 
+  /**
+   * `schedule`: accelerator capacities, tenants and the scheduling policy.
+   *   {"accelerators": {"rdma": 100, "crypto": 60}, "tenants": [{"name": "A", "weight": 2}], "policy": "drf"}
+   *   {"policy": "rr"}   switch the policy of the running configuration
+   *   {"off": true}      back to unscheduled (as fast as the host goes)
+   *   {}                 the current configuration
+   */
+  private schedule(args: Record<string, unknown>): unknown {
+    const dp = this.dp;
+    const policyOf = (v: unknown, vfs: unknown): PolicyConfig => {
+      if (!isSchedulerKind(String(v))) throw new Error(`schedule: policy '${String(v)}' is not one of ${SCHEDULER_KINDS.join(', ')}`);
+      if (v === 'sriov') {
+        if (vfs !== undefined && (!Number.isInteger(vfs) || (vfs as number) < 1)) throw new Error('schedule: vfs must be a whole number >= 1');
+        return vfs === undefined ? { kind: 'sriov' } : { kind: 'sriov', vfs: vfs as number };
+      }
+      return { kind: v as 'drf' | 'rr' | 'prio' };
+    };
+    if (args.off === true) { dp.configureFarm(null); return { scheduled: false }; }
+    if (args.accelerators === undefined && args.policy !== undefined) {
+      if (!dp.farm) throw new Error('schedule: nothing to switch; give accelerators and tenants first');
+      dp.farm.sched.setPolicy(policyOf(args.policy, args.vfs), this.host.nowNs() / 1e9);
+      return { scheduled: true, policy: dp.farm.sched.kind };
+    }
+    if (args.accelerators === undefined) return dp.farm ? { scheduled: true, ...dp.farm.cfg } : { scheduled: false };
+    const acc = args.accelerators;
+    if (typeof acc !== 'object' || acc === null || Array.isArray(acc)) throw new Error('schedule: "accelerators" is an object of name: Gbps');
+    const accels = Object.entries(acc as Record<string, unknown>).map(([name, gbps]) => {
+      if (!(ACCEL_NAMES as readonly string[]).includes(name)) throw new Error(`schedule: unknown accelerator '${name}' (known: ${ACCEL_NAMES.join(', ')})`);
+      if (typeof gbps !== 'number' || !(gbps > 0) || !Number.isFinite(gbps)) throw new Error(`schedule: accelerator '${name}' needs a capacity in Gbps > 0`);
+      return { name: name as AccelName, capacityGbps: gbps };
+    });
+    if (accels.length === 0) throw new Error('schedule: at least one accelerator');
+    const ten = args.tenants ?? [{ name: 'default' }];
+    if (!Array.isArray(ten) || ten.length === 0) throw new Error('schedule: "tenants" is a non-empty list');
+    const names = new Set<string>();
+    const tenants = ten.map((t: unknown, i: number) => {
+      const o = (typeof t === 'object' && t !== null ? t : {}) as Record<string, unknown>;
+      const name = typeof o.name === 'string' && o.name ? o.name : `tenant${i}`;
+      if (names.has(name)) throw new Error(`schedule: tenant '${name}' given twice`);
+      names.add(name);
+      const weight = o.weight === undefined ? 1 : o.weight;
+      if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new Error(`schedule: tenant '${name}': weight must be > 0`);
+      const priority = o.priority === undefined ? 0 : o.priority;
+      if (typeof priority !== 'number' || !Number.isFinite(priority)) throw new Error(`schedule: tenant '${name}': priority must be a number`);
+      return { name, weight, priority };
+    });
+    dp.configureFarm({ accels, tenants, policy: policyOf(args.policy ?? 'drf', args.vfs) });
+    return { scheduled: true, ...dp.farm!.cfg };
+  }
+
   /** Control-interface commands other than `status`; throws on an unknown one or bad arguments. */
   control(cmd: string, args: Record<string, unknown>): unknown {
     switch (cmd) {
@@ -205,8 +257,13 @@ export class SgiovDevice implements PciDeviceModel {
       case 'reset':
         this.reset('reset through the control interface');
         return { reset: true };
+      case 'schedule':
+        return this.schedule(args);
+      case 'tenants':
+        if (!this.dp.farm) throw new Error('tenants: the accelerators are not scheduled (see the schedule command)');
+        return { policy: this.dp.farm.sched.kind, tenants: this.dp.farm.report() };
       default:
-        throw new Error(`unknown command '${cmd}' (known: status, sockets, reset)`);
+        throw new Error(`unknown command '${cmd}' (known: status, sockets, reset, schedule, tenants)`);
     }
   }
 

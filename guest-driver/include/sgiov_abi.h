@@ -237,7 +237,8 @@ struct sgiov_cmd {
 	SGIOV_U32  status;      /* 0x28: written by the device: 0 or an errno (SGIOV_STATUS_*) */
 	SGIOV_U32  result;      /* 0x2c: written by the device: ACCEPT, CONNECT: the peer socket */
 	SGIOV_U64  cookie;      /* 0x30: the driver's own; the device never touches it */
-	SGIOV_U64  reserved1;   /* 0x38: reserved, 0 */
+	SGIOV_U32  tenant;      /* 0x38: CREATE: the tenant the socket belongs to (0: the default tenant) */
+	SGIOV_U32  reserved1;   /* 0x3c: reserved, 0 */
 } __attribute__((packed));
 _Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
 #endif /* __ASSEMBLER__ */
@@ -254,7 +255,8 @@ _Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
 #define SGIOV_CMD_OFF_STATUS                 0x28
 #define SGIOV_CMD_OFF_RESULT                 0x2c
 #define SGIOV_CMD_OFF_COOKIE                 0x30
-#define SGIOV_CMD_OFF_RESERVED1              0x38
+#define SGIOV_CMD_OFF_TENANT                 0x38
+#define SGIOV_CMD_OFF_RESERVED1              0x3c
 #define SGIOV_CMD_SIZE                       64
 
 #endif /* SGIOV_ABI_H */

@@ -24,6 +24,7 @@ import { RateLimitedLog } from '../../util/log.js';
 import type { DeviceHost } from '../host.js';
 import { runJob, generateJobs, split } from '../jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
+import { AcceleratorFarm, type FarmConfig } from './accelerators.js';
 import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
 
 const SIG = ENUMS.SIG_H2D;
@@ -70,6 +71,13 @@ const MOVE_BUDGET = 128;
 const D2H_BACKLOG_LIMIT = 1 << 16;
 
 const isPow2 = (v: number): boolean => v > 0 && (v & (v - 1)) === 0;
+/** Messages of one socket in the accelerators at once (scheduled mode). */
+const MAX_IN_FLIGHT = 8;
+/** The engine each stage runs on. */
+const STAGE_ENGINE: Record<number, string> = {
+  [ENUMS.STAGE.ENCRYPT]: 'crypto', [ENUMS.STAGE.DECRYPT]: 'crypto', [ENUMS.STAGE.ENCAP]: 'encap', [ENUMS.STAGE.DECAP]: 'encap',
+  [ENUMS.STAGE.CRC32C]: 'lookaside', [ENUMS.STAGE.LOOKASIDE_CRC32C]: 'lookaside',
+};
 
 /** A FIFO of 64-bit signals as u32 halves, growing as needed (no per-signal allocation). */
 export class SignalQueue {
@@ -128,6 +136,8 @@ export class DataPlane {
   /** The engines' key material (the driver writes it through registers). */
   readonly keys: EngineKeys = { aesKey: new Uint8Array(32), vni: 0 };
   private readonly chains = new Map<number, Chain>();
+  /** Scheduled accelerators, when configured (control interface); null: as fast as the host goes. */
+  farm: AcceleratorFarm | null = null;
 
   constructor(private readonly host: DeviceHost, maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT) {
     this.socks = new SocketTable(maxSockets);
@@ -180,6 +190,7 @@ export class DataPlane {
     this.waiters.clear();
     this.d2hBacklog.clear();
     this.irqPending = 0;
+    if (this.farm) this.farm = new AcceleratorFarm(this.farm.cfg); // queued jobs die with their sockets
     this.host.log.info({ reason }, 'data plane stopped');
   }
 
@@ -206,7 +217,7 @@ export class DataPlane {
     this.flushD2h(shm);
     const now = this.host.nowNs();
     if (work) this.lastWorkNs = now;
-    const more = this.readyAt < this.ready.length || this.d2hBacklog.length > 0;
+    const more = this.readyAt < this.ready.length || this.d2hBacklog.length > 0 || (this.farm !== null && this.farm.pending > 0);
     switch (this.cfg.h2dMode) {
       case ENUMS.H2D_MODE.POLL:
         return true;
@@ -330,6 +341,7 @@ export class DataPlane {
   }
 
   private moveMessages(): boolean {
+    if (this.farm) return this.moveScheduled(this.farm);
     const s = this.socks;
     let moved = 0;
     while (this.readyAt < this.ready.length && moved < MOVE_BUDGET) {
@@ -406,6 +418,76 @@ export class DataPlane {
     return 'moved';
   }
 
+  /**
+   * Scheduled mode: hand ready messages to the accelerators (each with its
+   * sink space reserved, so a finished job always fits), let the
+   * accelerators run what their schedulers pick, and move the messages
+   * whose chains are done.
+   */
+  private moveScheduled(farm: AcceleratorFarm): boolean {
+    const s = this.socks;
+    let work = false;
+    while (this.readyAt < this.ready.length) {
+      const sid = this.ready[this.readyAt++]!;
+      s.flags[sid] = s.flags[sid]! & ~FLAG_READY;
+      const q = s.txQueue.get(sid);
+      if (!q || s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) continue;
+      const peer = s.peer[sid]!;
+      if (peer === NO_PEER || !s.exists(peer)) { this.sockError(sid, SERR.NOT_CONNECTED, 'the peer is gone; queued messages cannot be delivered'); continue; }
+      const chain = this.chainOf(sid);
+      while (s.inFlight[sid]! < q.length && s.inFlight[sid]! < MAX_IN_FLIGHT) {
+        const len = q[s.inFlight[sid]!]!;
+        const out = chain.lookAside ? 0 : chain.transform.outLen(len);
+        const need = typeof out === 'number' ? out : 0;
+        if (s.rxFree(peer) - s.rxReserved[peer]! < need) {
+          s.flags[sid] = s.flags[sid]! | FLAG_BLOCKED;
+          const w = this.waiters.get(peer);
+          if (w) w.push(sid); else this.waiters.set(peer, [sid]);
+          break;
+        }
+        s.rxReserved[peer] = s.rxReserved[peer]! + need;
+        s.inFlight[sid] = s.inFlight[sid]! + 1;
+        const engines = chain.stages.map((st) => STAGE_ENGINE[st] ?? '');
+        if (peer !== sid) engines.push('rdma');
+        const accels = farm.accels(engines);
+        // Engines the farm does not model cost nothing: such a message moves at once.
+        if (accels.length === 0) this.finishScheduled(sid, need);
+        else farm.submit(s.tenant[sid]!, accels, len, { sid, need }, this.host.nowNs());
+        work = true;
+      }
+    }
+    this.ready = []; this.readyAt = 0;
+    farm.pump(this.host.nowNs(), (job) => {
+      const t = job.tag as { sid: number; need: number };
+      this.finishScheduled(t.sid, t.need);
+      work = true;
+    });
+    return work;
+  }
+
+  /** A message's chain has run on the accelerators: do the real work now. */
+  private finishScheduled(sid: number, need: number): void {
+    const s = this.socks;
+    if (s.inFlight[sid]! > 0) s.inFlight[sid] = s.inFlight[sid]! - 1;
+    const peer = s.peer[sid]!;
+    if (peer !== NO_PEER && s.exists(peer)) s.rxReserved[peer] = Math.max(0, s.rxReserved[peer]! - need);
+    const q = s.txQueue.get(sid);
+    if (!q || q.length === 0 || s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) return;
+    if (this.moveOne(sid, q[0]!) === 'moved') {
+      q.shift();
+      if (q.length === 0) { s.txQueue.delete(sid); if (s.state[sid] === SockState.CLOSING) this.finishClose(sid); }
+      else this.markReady(sid);
+    }
+  }
+
+  /** Scheduled mode: configure the accelerators and tenants, or go back to unscheduled (null). */
+  configureFarm(cfg: FarmConfig | null): void {
+    if (this.farm && this.farm.pending > 0) throw new Error(`${this.farm.pending} jobs are in the accelerators; stop the traffic first`);
+    this.farm = cfg ? new AcceleratorFarm(cfg) : null;
+    for (let sid = 0; sid < this.socks.capacity; sid++) { this.socks.inFlight[sid] = 0; this.socks.rxReserved[sid] = 0; }
+    this.host.log.info({ accelerators: cfg?.accels, tenants: cfg?.tenants.map((t) => t.name), policy: cfg?.policy }, cfg ? 'accelerators scheduled' : 'accelerators unscheduled');
+  }
+
   /** The sender's message has left its ring. */
   private consumed(sid: number, len: number): void {
     const s = this.socks;
@@ -437,7 +519,7 @@ export class DataPlane {
     switch (op) {
       case OP.CREATE:
         status = this.create(sid, Number(d.getBigUint64(CMD_FIELD.tx_addr!, true)), d.getUint32(CMD_FIELD.tx_size!, true),
-          Number(d.getBigUint64(CMD_FIELD.rx_addr!, true)), d.getUint32(CMD_FIELD.rx_size!, true));
+          Number(d.getBigUint64(CMD_FIELD.rx_addr!, true)), d.getUint32(CMD_FIELD.rx_size!, true), d.getUint32(CMD_FIELD.tenant!, true));
         break;
       case OP.LISTEN: status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true)); break;
       case OP.CONNECT: {
@@ -468,7 +550,7 @@ export class DataPlane {
     this.emit(D2H.CMD_DONE, slot, status);
   }
 
-  private create(sid: number, txAddr: number, txSize: number, rxAddr: number, rxSize: number): number {
+  private create(sid: number, txAddr: number, txSize: number, rxAddr: number, rxSize: number, tenant = 0): number {
     const s = this.socks;
     if (sid >= s.max) return ST.EINVAL;
     if (s.exists(sid)) return ST.EEXIST;
@@ -477,7 +559,9 @@ export class DataPlane {
     if (!this.host.dmaView(BigInt(txAddr), txSize) || !this.host.dmaView(BigInt(rxAddr), rxSize)) return ST.EFAULT;
     if (txAddr < rxAddr + rxSize && rxAddr < txAddr + txSize) return ST.EBUSY;
     if (this.rings.overlap(txAddr, txSize) >= 0 || this.rings.overlap(rxAddr, rxSize) >= 0) return ST.EBUSY;
+    if (this.farm && tenant >= this.farm.cfg.tenants.length) return ST.EINVAL; // no such tenant
     s.create(sid, txAddr, txSize, rxAddr, rxSize);
+    s.tenant[sid] = tenant;
     this.rings.add(txAddr, txSize, sid);
     this.rings.add(rxAddr, rxSize, sid);
     return ST.OK;

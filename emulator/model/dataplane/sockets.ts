@@ -43,6 +43,11 @@ export class SocketTable {
   pendingCmd = new Uint32Array(0);
   /** The chain code of the socket's pipes (CONNECT's chain field). */
   chain = new Uint32Array(0);
+  tenant = new Uint32Array(0);
+  /** rx ring bytes promised to messages in the accelerators (scheduled mode). */
+  rxReserved = new Uint32Array(0);
+  /** Messages of the socket's queue handed to the accelerators (scheduled mode). */
+  inFlight = new Uint16Array(0);
   /** Lengths of published messages not yet moved, per socket (only while non-empty). */
   readonly txQueue = new Map<number, number[]>();
   /** Connecting sockets waiting for accept, per listener. */
@@ -69,6 +74,7 @@ export class SocketTable {
     this.txAddr = grow(this.txAddr); this.rxAddr = grow(this.rxAddr); this.txSize = grow(this.txSize); this.rxSize = grow(this.rxSize);
     this.txHead = grow(this.txHead); this.txTail = grow(this.txTail); this.rxHead = grow(this.rxHead); this.rxTail = grow(this.rxTail);
     this.peer = grow(this.peer, NO_PEER); this.pendingCmd = grow(this.pendingCmd, NO_PEER); this.chain = grow(this.chain);
+    this.tenant = grow(this.tenant); this.rxReserved = grow(this.rxReserved); this.inFlight = grow(this.inFlight);
     this.capacity = cap;
   }
 
@@ -83,6 +89,7 @@ export class SocketTable {
     this.txAddr[sid] = txAddr; this.txSize[sid] = txSize; this.rxAddr[sid] = rxAddr; this.rxSize[sid] = rxSize;
     this.txHead[sid] = 0; this.txTail[sid] = 0; this.rxHead[sid] = 0; this.rxTail[sid] = 0;
     this.peer[sid] = NO_PEER; this.pendingCmd[sid] = NO_PEER; this.chain[sid] = 0;
+    this.tenant[sid] = 0; this.rxReserved[sid] = 0; this.inFlight[sid] = 0;
     this.open++;
   }
 
@@ -113,7 +120,7 @@ export class SocketTable {
 
   /** Typed-array bytes per socket slot, for the memory accounting. */
   static bytesPerSlot(): number {
-    return 1 + 1 + 1 + 2 + 8 + 8 + 4 * 9;
+    return 1 + 1 + 1 + 2 + 8 + 8 + 4 * 11 + 2;
   }
 }
 
