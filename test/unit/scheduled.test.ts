@@ -89,6 +89,8 @@ describe('scheduled accelerators on the data plane', () => {
     s.connect(CONSTANTS.PORT_LOOPBACK);
     s.send(new Uint8Array(100).fill(1));
     expect(s.recv().length).toBe(100); // loopback uses no modelled engine: moves at once
+    // a chain naming an engine the scheduled device does not have (no crypto here)
+    expect(() => drv.socket({ txSize: 4096, rxSize: 4096 }).connect(CONSTANTS.PORT_LOOPBACK, chainCode('ENCRYPT'))).toThrow(/EINVAL/);
     dev.control('schedule', { off: true });
     expect(() => dev.control('tenants', {})).toThrow(/not scheduled/);
   });

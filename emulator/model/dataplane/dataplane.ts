@@ -585,6 +585,11 @@ export class DataPlane {
     const c = decodeChain(chain, this.keys);
     if (typeof c === 'string') { this.guestErr.warn('chain', { sid, chain: '0x' + chain.toString(16), why: c }, 'CONNECT with a bad chain'); return [ST.EINVAL, 0]; }
     if (c.lookAside && port !== CONSTANTS.PORT_LOOPBACK) return [ST.EINVAL, 0]; // executor A has no peer
+    if (this.farm) {
+      // With scheduled accelerators the device has only those: a chain naming another engine is refused.
+      const missing = c.stages.map((st) => STAGE_ENGINE[st]).filter((e): e is string => e !== undefined && this.farm!.accels([e]).length === 0);
+      if (missing.length > 0) { this.guestErr.warn('chain-engine', { sid, missing }, 'CONNECT with a chain that needs an engine the device does not have'); return [ST.EINVAL, 0]; }
+    }
     s.chain[sid] = chain;
     if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
     if (s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
