@@ -20,6 +20,7 @@ import { randomFillSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchDataPlane } from './bench-dataplane.js';
 import { schedulerDecisionTable } from '../sched/bench.js';
+import { benchIsolation } from './bench-isolation.js';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -188,6 +189,9 @@ async function main(): Promise<number> {
     // 5. scheduler decision cost with 4,096 tenants
     process.stderr.write('bench: scheduler decisions, 4096 tenants\n');
     const sched = schedulerDecisionTable({ tenants: 4096, decisions: values.quick ? 100_000 : 400_000 });
+    // 6. isolation: a 4 KiB ping-pong tenant beside 8 saturating tenants (device time)
+    process.stderr.write('bench: isolation, sriov vs drf vs rr\n');
+    const iso = (['sriov', 'drf', 'rr'] as const).map((p) => benchIsolation(p, { rounds: values.quick ? 300 : 2000 }));
 
     const result = {
       when: new Date().toISOString(),
@@ -201,6 +205,7 @@ async function main(): Promise<number> {
       client: { requests },
       dataPlane: dp,
       scheduler: sched,
+      isolation: iso,
     };
 
     const rows: [string, string, string, string][] = [
@@ -228,6 +233,9 @@ async function main(): Promise<number> {
       [`  engine / node:crypto`, '', '', dp.crypto.ratio.toFixed(3)],
       ['scheduler decision per job (4,096 tenants, 4 accelerators)', '', '', ''],
       ...sched.map((d): [string, string, string, string] => [`  ${d.kind}`, `${d.nsPerDecision.toFixed(0)} ns`, '', `n=${d.decisions}`]),
+      ['isolation: 4 KiB ping-pong RTT beside 8 tenants saturating RDMA 100 Gbps (device time)', '', '', ''],
+      ...iso.map((r): [string, string, string, string] => [`  ${r.policy}`, `${r.rttUs.median.toFixed(1)} us`, `${r.rttUs.p99.toFixed(1)} us`, `bulk ${r.busyGbps.toFixed(1)} Gbps`]),
+      [`  p99 sriov / drf`, '', '', (iso[0]!.rttUs.p99 / iso[1]!.rttUs.p99).toFixed(2)],
     ];
     const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
     const line = (r: string[]): string => r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
