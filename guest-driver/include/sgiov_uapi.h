@@ -6,6 +6,7 @@
  *
  * Every open() of /dev/sgiov is one socket. Its life:
  *   SGIOV_IOC_CREATE   once: the two rings (power-of-two sizes, 4 KiB..256 MiB)
+ *                      and the tenant the socket belongs to (see Tenants)
  *   SGIOV_IOC_LISTEN   or SGIOV_IOC_CONNECT (port 0: loopback to itself)
  *   SGIOV_IOC_ACCEPT   on a listener: a new socket, returned as a new fd
  *   write()            sends one message (1 byte .. tx_size)
@@ -54,6 +55,21 @@
  *                      DECAP stages use them, including messages already
  *                      queued). CAP_NET_ADMIN only (EPERM); on any fd of
  *                      /dev/sgiov, in any state.
+ *
+ * Tenants (README, "DRF and the other schedulers"): when the device's
+ * accelerators are scheduled (the emulator's control command `schedule`),
+ * every socket belongs to one of the tenants configured there, named by its
+ * index in that list (0: the first, also the default). The messages a socket
+ * sends are queued and charged to its tenant on every engine its chain uses.
+ *   struct sgiov_create.tenant  chosen once, at CREATE; a tenant the device
+ *                      does not know fails CREATE with EINVAL (the socket
+ *                      stays NEW and may try again). An unscheduled device
+ *                      accepts any value.
+ *   SGIOV_IOC_ACCEPT   the accepted socket belongs to the listener's tenant.
+ *   SGIOV_IOC_INFO     reports it (struct sgiov_info.tenant).
+ * Binaries built before tenants send the 8-byte struct sgiov_create
+ * (SGIOV_IOC_CREATE_V0: tenant 0) and the 64-byte struct sgiov_info
+ * (SGIOV_IOC_INFO_V0: the fields before tenant); the module takes both.
  */
 #ifndef SGIOV_UAPI_H
 #define SGIOV_UAPI_H
@@ -67,7 +83,11 @@
 struct sgiov_create {
 	__u32 tx_size;		/* bytes, power of two; 0: the default (1 MiB) */
 	__u32 rx_size;
+	__u32 tenant;		/* the socket's tenant: an index in the device's schedule (0: the default) */
+	__u32 flags;		/* reserved, 0 (EINVAL otherwise) */
 };
+/* The size of struct sgiov_create before tenants (tx_size and rx_size only). */
+#define SGIOV_CREATE_SIZE_V0	8
 
 struct sgiov_port {
 	__u32 port;		/* LISTEN: 1..65535; CONNECT: 0..65535 (0 = loopback) */
@@ -103,13 +123,19 @@ struct sgiov_info {
 	__u32 digests;		/* digests waiting for SGIOV_IOC_DIGEST */
 	__u32 rx_msg_err;	/* the next message failed (SGIOV_SERR_*; rx_msg_left 0), or 0 */
 	__u32 msgs_failed;	/* failed messages received so far (read or not) */
+	__u32 tenant;		/* the socket's tenant (struct sgiov_create.tenant) */
 };
+/* The size of struct sgiov_info before tenants (up to msgs_failed). */
+#define SGIOV_INFO_SIZE_V0	64
 
 #define SGIOV_IOC_CREATE	_IOW(SGIOV_IOC_MAGIC, 1, struct sgiov_create)
 #define SGIOV_IOC_LISTEN	_IOW(SGIOV_IOC_MAGIC, 2, struct sgiov_port)
 #define SGIOV_IOC_CONNECT	_IOW(SGIOV_IOC_MAGIC, 3, struct sgiov_port)
 #define SGIOV_IOC_ACCEPT	_IOWR(SGIOV_IOC_MAGIC, 4, struct sgiov_accept)
 #define SGIOV_IOC_INFO		_IOR(SGIOV_IOC_MAGIC, 5, struct sgiov_info)
+/* The same calls as binaries built before tenants encode them (smaller structs). */
+#define SGIOV_IOC_CREATE_V0	_IOC(_IOC_WRITE, SGIOV_IOC_MAGIC, 1, SGIOV_CREATE_SIZE_V0)
+#define SGIOV_IOC_INFO_V0	_IOC(_IOC_READ, SGIOV_IOC_MAGIC, 5, SGIOV_INFO_SIZE_V0)
 /* Zero-copy: publish len bytes written at tx_tail in the mapped tx ring as one message. */
 #define SGIOV_IOC_TX_PUBLISH	_IOW(SGIOV_IOC_MAGIC, 6, __u32)
 /*

@@ -46,6 +46,10 @@
 #include "sgiov_uapi.h"
 #include "sgiov.h"
 
+/* The structs grew at their ends only: old binaries' sizes are prefixes. */
+static_assert(offsetof(struct sgiov_create, tenant) == SGIOV_CREATE_SIZE_V0);
+static_assert(offsetof(struct sgiov_info, tenant) == SGIOV_INFO_SIZE_V0);
+
 static unsigned int d2h_slots = 65536;
 module_param(d2h_slots, uint, 0444);
 MODULE_PARM_DESC(d2h_slots, "D2H FIFO slots (power of two, 64..1048576)");
@@ -102,6 +106,7 @@ struct sgiov_sock {
 	int state;			/* SGIOV_STATE_* */
 	int err;			/* positive errno: the socket failed (or connect did) */
 	bool peer_closed;
+	u32 tenant;			/* given at CREATE (accepted sockets: the listener's) */
 	u32 conn_events, conn_taken;	/* listener: CONN_PENDING seen / accounted for */
 
 	void *tx, *rx;
@@ -604,8 +609,8 @@ static bool sgiov_ring_size_ok(u32 v)
 	return is_power_of_2(v) && v >= SGIOV_RING_MIN && v <= SGIOV_RING_MAX;
 }
 
-/* Rings, a socket id and CREATE. */
-static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size)
+/* Rings, a socket id and CREATE (the device judges the tenant: EINVAL for one it does not know). */
+static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size, u32 tenant)
 {
 	struct sgiov *sg = s->sg;
 	struct device *dev = &sg->pdev->dev;
@@ -647,6 +652,7 @@ static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size)
 	c.rx_addr = s->rx_dma;
 	c.tx_size = tx_size;
 	c.rx_size = rx_size;
+	c.tenant = tenant;
 	ret = sgiov_cmd_sync(sg, &c, NULL, NULL, NULL);
 	if (ret == -ETIMEDOUT) {
 		sgiov_sock_leak(s, "CREATE not answered");
@@ -659,6 +665,7 @@ static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size)
 		sgiov_free_rings(s);
 		return ret;
 	}
+	s->tenant = tenant;
 	s->state = SGIOV_STATE_CREATED;
 	return 0;
 }
@@ -1062,7 +1069,7 @@ static long sgiov_ioc_accept(struct file *f, struct sgiov_sock *l, struct sgiov_
 			n = sgiov_sock_alloc(sg);
 			if (!n)
 				goto fail;
-			ret = sgiov_sock_create(n, a.tx_size, a.rx_size);
+			ret = sgiov_sock_create(n, a.tx_size, a.rx_size, l->tenant);
 			if (ret)
 				goto fail;
 		}
@@ -1126,6 +1133,7 @@ static void sgiov_fill_info(struct sgiov_sock *s, struct sgiov_info *i)
 	i->pending_conns = s->conn_events - s->conn_taken;
 	i->digests = s->dg_n;
 	i->msgs_failed = s->msgs_failed;
+	i->tenant = s->tenant;
 	spin_unlock_irqrestore(&s->sg->dp_lock, fl);
 }
 
@@ -1197,10 +1205,14 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return -ENODEV;
 	switch (cmd) {
 	case SGIOV_IOC_CREATE:
-		if (copy_from_user(&cr, ua, sizeof(cr)))
+	case SGIOV_IOC_CREATE_V0:	/* built before tenants: no tenant, no flags (0) */
+		memset(&cr, 0, sizeof(cr));
+		if (copy_from_user(&cr, ua, _IOC_SIZE(cmd)))
 			return -EFAULT;
+		if (cr.flags)
+			return -EINVAL;
 		mutex_lock(&s->lock);
-		ret = s->state == SGIOV_STATE_NEW ? sgiov_sock_create(s, cr.tx_size, cr.rx_size) : -EEXIST;
+		ret = s->state == SGIOV_STATE_NEW ? sgiov_sock_create(s, cr.tx_size, cr.rx_size, cr.tenant) : -EEXIST;
 		mutex_unlock(&s->lock);
 		return ret;
 	case SGIOV_IOC_LISTEN:
@@ -1235,8 +1247,9 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	case SGIOV_IOC_ACCEPT:
 		return sgiov_ioc_accept(f, s, ua);
 	case SGIOV_IOC_INFO:
+	case SGIOV_IOC_INFO_V0:		/* built before tenants: the fields up to msgs_failed */
 		sgiov_fill_info(s, &info);
-		return copy_to_user(ua, &info, sizeof(info)) ? -EFAULT : 0;
+		return copy_to_user(ua, &info, _IOC_SIZE(cmd)) ? -EFAULT : 0;
 	case SGIOV_IOC_TX_PUBLISH:
 		if (get_user(len, (u32 __user *)ua))
 			return -EFAULT;

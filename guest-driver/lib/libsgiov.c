@@ -11,9 +11,9 @@
 
 #include "libsgiov.h"
 
-int sgiov_socket_at(const char *dev, uint32_t tx_size, uint32_t rx_size)
+static int socket_create(const char *dev, uint32_t tx_size, uint32_t rx_size, uint32_t tenant)
 {
-	struct sgiov_create c = { .tx_size = tx_size, .rx_size = rx_size };
+	struct sgiov_create c = { .tx_size = tx_size, .rx_size = rx_size, .tenant = tenant };
 	int fd = open(dev ? dev : SGIOV_DEV_PATH, O_RDWR | O_CLOEXEC);
 	int e;
 
@@ -28,9 +28,19 @@ int sgiov_socket_at(const char *dev, uint32_t tx_size, uint32_t rx_size)
 	return fd;
 }
 
+int sgiov_socket_at(const char *dev, uint32_t tx_size, uint32_t rx_size)
+{
+	return socket_create(dev, tx_size, rx_size, 0);
+}
+
 int sgiov_socket(uint32_t tx_size, uint32_t rx_size)
 {
-	return sgiov_socket_at(NULL, tx_size, rx_size);
+	return socket_create(NULL, tx_size, rx_size, 0);
+}
+
+int sgiov_socket_tenant(uint32_t tx_size, uint32_t rx_size, uint32_t tenant)
+{
+	return socket_create(NULL, tx_size, rx_size, tenant);
 }
 
 int sgiov_set_nonblock(int fd, int on)

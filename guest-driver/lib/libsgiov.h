@@ -23,6 +23,12 @@ extern "C" {
 int sgiov_socket(uint32_t tx_size, uint32_t rx_size);
 /* The same on another device node (NULL: SGIOV_DEV_PATH). */
 int sgiov_socket_at(const char *dev, uint32_t tx_size, uint32_t rx_size);
+/*
+ * A new socket of a tenant: its index in the device's schedule (0: the
+ * default, what sgiov_socket gives). -1/EINVAL when the device does not know
+ * the tenant. Accepted sockets belong to their listener's tenant.
+ */
+int sgiov_socket_tenant(uint32_t tx_size, uint32_t rx_size, uint32_t tenant);
 int sgiov_set_nonblock(int fd, int on);
 int sgiov_listen(int fd, uint16_t port);
 /* Port 0: loopback (the socket receives what it sends). Non-blocking: -1/EINPROGRESS, then sgiov_connect_result. */
