@@ -30,27 +30,7 @@
 #define OTHER_VNI	0x654321u
 #define GROW		(SGIOV_CRYPTO_IV_LEN + SGIOV_CRYPTO_TAG_LEN)
 
-static int checks, failed;
-
-static void check(const char *name, long got, long want)
-{
-	checks++;
-	if (got != want)
-		failed++;
-	printf("check name=%s ok=%d got=%ld want=%ld\n", name, got == want, got, want);
-}
-
-/* -errno of a failed call, or its result. */
-static long res(long r)
-{
-	return r < 0 ? -errno : r;
-}
-
-static void fill(unsigned char *b, size_t n, unsigned int seed)
-{
-	for (size_t i = 0; i < n; i++)
-		b[i] = (unsigned char)(i * 31 + seed);
-}
+#include "check.h"
 
 /* CRC32C (Castagnoli, reflected polynomial 0x82f63b78), bit by bit. */
 static uint32_t crc32c(const unsigned char *p, size_t n)
