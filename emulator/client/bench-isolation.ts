@@ -21,12 +21,7 @@ export interface IsolationResult {
 function pair(drv: SgiovSocketDriver, port: number, tenant: number, ring: number): [SgiovSocket, SgiovSocket] {
   const l = drv.socket({ txSize: 4096, rxSize: 4096, tenant });
   l.listen(port);
-  const c = drv.socket({ txSize: ring, rxSize: ring, tenant });
-  const done = c.connectStart(port);
-  drv.waitUntil(() => l.pendingConnections > 0, 'pending');
-  const s = l.accept({ txSize: ring, rxSize: ring, tenant });
-  done();
-  return [c, s];
+  return drv.connectPair(l, { txSize: ring, rxSize: ring, tenant });
 }
 
 export function benchIsolation(policy: 'sriov' | 'drf' | 'rr', opts: { busy?: number; rounds?: number; rdmaGbps?: number } = {}): IsolationResult {

@@ -262,6 +262,22 @@ export class SgiovSocketDriver {
     return s;
   }
 
+  /**
+   * A connected pair through `listener`: connects `opts.client` (or a new
+   * socket with the given rings and tenant) with `opts.chain`, accepts it
+   * into a socket with the same rings and tenant, and returns [client, server].
+   */
+  connectPair(listener: SgiovSocket, opts: { txSize?: number; rxSize?: number; tenant?: number; chain?: number; client?: SgiovSocket } = {}): [SgiovSocket, SgiovSocket] {
+    if (listener.port === null) throw new SgiovError(`socket ${listener.sid} is not listening`, 'EINVAL');
+    const rings = { txSize: opts.txSize, rxSize: opts.rxSize, tenant: opts.tenant };
+    const client = opts.client ?? this.socket(rings);
+    const connected = client.connectStart(listener.port, opts.chain ?? 0);
+    this.waitUntil(() => listener.pendingConnections > 0, 'the connection request');
+    const server = listener.accept(rings);
+    connected();
+    return [client, server];
+  }
+
   /** @internal */
   released(s: SgiovSocket): void {
     this.sockets.delete(s.sid);
@@ -292,8 +308,12 @@ export class SgiovSocket {
 
   constructor(private readonly drv: SgiovSocketDriver, readonly sid: number, readonly txOff: number, readonly txSize: number, readonly rxOff: number, readonly rxSize: number) {}
 
+  /** The port this socket listens on, once listen() succeeded. */
+  port: number | null = null;
+
   listen(port: number): void {
     this.drv.command(ENUMS.CMD_OP.LISTEN, { sid: this.sid, port });
+    this.port = port;
   }
 
   /** Connects to a listener on `port` (CONSTANTS.PORT_LOOPBACK: a loopback pipe); waits for the accept. */

@@ -59,14 +59,7 @@ export function openPairs(drv: SgiovSocketDriver, sockets: number, ringSize: num
   const listener = drv.socket({ txSize: 4096, rxSize: 4096 });
   listener.listen(port);
   const pairs: [SgiovSocket, SgiovSocket][] = [];
-  for (let i = 0; i < Math.floor(sockets / 2); i++) {
-    const c = drv.socket({ txSize: ringSize, rxSize: ringSize });
-    const done = c.connectStart(port);
-    drv.waitUntil(() => listener.pendingConnections > 0, 'a pending connection');
-    const s = listener.accept({ txSize: ringSize, rxSize: ringSize });
-    done();
-    pairs.push([c, s]);
-  }
+  for (let i = 0; i < Math.floor(sockets / 2); i++) pairs.push(drv.connectPair(listener, { txSize: ringSize, rxSize: ringSize }));
   return { listener, pairs };
 }
 

@@ -96,11 +96,7 @@ describe('executors on the data plane', () => {
   it('I: encrypt then decrypt between two sockets delivers the plaintext, including messages that wrap', () => {
     const { drv } = rig();
     const l = drv.socket({ txSize: 4096, rxSize: 4096 }); l.listen(443);
-    const c = drv.socket({ txSize: 16384, rxSize: 16384 });
-    const done = c.connectStart(443, chainCode('ENCRYPT', 'DECRYPT'));
-    drv.waitUntil(() => l.pendingConnections > 0, 'pending');
-    const srv = l.accept({ txSize: 16384, rxSize: 16384 });
-    done();
+    const [c, srv] = drv.connectPair(l, { txSize: 16384, rxSize: 16384, chain: chainCode('ENCRYPT', 'DECRYPT') });
     for (let i = 0; i < 20; i++) { c.send(msg(3000 + i * 100, i)); expect(srv.recv()).toEqual(msg(3000 + i * 100, i)); }
     srv.send(msg(10, 9)); expect(c.recv()).toEqual(msg(10, 9)); // both directions run the chain
   });

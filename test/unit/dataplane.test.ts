@@ -12,11 +12,7 @@ function rig(opts: { memBytes?: number; maxSockets?: number; mode?: 'hybrid' | '
 function pair(drv: SgiovSocketDriver, port = 7000, size = 4096): [SgiovSocket, SgiovSocket, SgiovSocket] {
   const l = drv.socket({ txSize: 4096, rxSize: 4096 });
   l.listen(port);
-  const c = drv.socket({ txSize: size, rxSize: size });
-  const connected = c.connectStart(port);
-  drv.waitUntil(() => l.pendingConnections > 0, 'the connection request');
-  const a = l.accept({ txSize: size, rxSize: size });
-  connected();
+  const [c, a] = drv.connectPair(l, { txSize: size, rxSize: size });
   return [l, c, a];
 }
 
@@ -174,10 +170,7 @@ describe('data plane: bad signals fail one socket, the rest keep working', () =>
     const { drv, bystanderWorks } = withBystander();
     const l = drv.socket({ txSize: 4096, rxSize: 4096 }); l.listen(7200);
     const big = drv.socket({ txSize: 16384, rxSize: 4096 });
-    const done = big.connectStart(7200);
-    drv.waitUntil(() => l.pendingConnections > 0, 'pending');
-    l.accept({ txSize: 4096, rxSize: 4096 });
-    done();
+    drv.connectPair(l, { client: big, txSize: 4096, rxSize: 4096 });
     big.trySend(msg(8192, 1));
     drv.waitUntil(() => big.error !== null, 'SOCK_ERROR');
     expect(big.error).toBe('MSG_TOO_LARGE');

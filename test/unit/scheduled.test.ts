@@ -21,12 +21,7 @@ function rig(schedule: Record<string, unknown>) {
 function pair(drv: SgiovSocketDriver, port: number, tenant: number, chain = 0): [SgiovSocket, SgiovSocket] {
   const l = drv.socket({ txSize: 4096, rxSize: 4096, tenant });
   l.listen(port);
-  const c = drv.socket({ txSize: 1 << 20, rxSize: 1 << 20, tenant });
-  const done = c.connectStart(port, chain);
-  drv.waitUntil(() => l.pendingConnections > 0, 'pending');
-  const s = l.accept({ txSize: 1 << 20, rxSize: 1 << 20, tenant });
-  done();
-  return [c, s];
+  return drv.connectPair(l, { txSize: 1 << 20, rxSize: 1 << 20, tenant, chain });
 }
 
 /** Saturating load for `virtualMs` of device time; returns bytes delivered per pair. */
