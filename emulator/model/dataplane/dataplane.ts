@@ -353,14 +353,9 @@ export class DataPlane {
       const r = this.moveOne(sid, q[0]!);
       if (r === 'moved') {
         moved++;
-        q.shift();
-        if (q.length > 0) this.markReady(sid);
-        else { s.txQueue.delete(sid); if (s.state[sid] === SockState.CLOSING) this.finishClose(sid); }
+        this.dequeued(sid, q);
       } else if (r === 'blocked') {
-        const peer = s.peer[sid]!;
-        s.flags[sid] = s.flags[sid]! | FLAG_BLOCKED;
-        const w = this.waiters.get(peer);
-        if (w) w.push(sid); else this.waiters.set(peer, [sid]);
+        this.waitForRoom(sid, s.peer[sid]!);
       }
     }
     if (this.readyAt >= this.ready.length) { this.ready = []; this.readyAt = 0; } else if (this.readyAt > 4096) { this.ready = this.ready.slice(this.readyAt); this.readyAt = 0; }
@@ -440,9 +435,7 @@ export class DataPlane {
         const out = chain.lookAside ? 0 : chain.transform.outLen(len);
         const need = typeof out === 'number' ? out : 0;
         if (s.rxFree(peer) - s.rxReserved[peer]! < need) {
-          s.flags[sid] = s.flags[sid]! | FLAG_BLOCKED;
-          const w = this.waiters.get(peer);
-          if (w) w.push(sid); else this.waiters.set(peer, [sid]);
+          this.waitForRoom(sid, peer);
           break;
         }
         s.rxReserved[peer] = s.rxReserved[peer]! + need;
@@ -473,11 +466,22 @@ export class DataPlane {
     if (peer !== NO_PEER && s.exists(peer)) s.rxReserved[peer] = Math.max(0, s.rxReserved[peer]! - need);
     const q = s.txQueue.get(sid);
     if (!q || q.length === 0 || s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) return;
-    if (this.moveOne(sid, q[0]!) === 'moved') {
-      q.shift();
-      if (q.length === 0) { s.txQueue.delete(sid); if (s.state[sid] === SockState.CLOSING) this.finishClose(sid); }
-      else this.markReady(sid);
-    }
+    if (this.moveOne(sid, q[0]!) === 'moved') this.dequeued(sid, q);
+  }
+
+  /** The head message of `sid`'s queue has moved: go on with the next, or finish a pending close. */
+  private dequeued(sid: number, q: number[]): void {
+    q.shift();
+    if (q.length > 0) { this.markReady(sid); return; }
+    this.socks.txQueue.delete(sid);
+    if (this.socks.state[sid] === SockState.CLOSING) this.finishClose(sid);
+  }
+
+  /** `sid`'s next message waits for room in `peer`'s rx ring; an RX_HEAD there wakes it. */
+  private waitForRoom(sid: number, peer: number): void {
+    this.socks.flags[sid] = this.socks.flags[sid]! | FLAG_BLOCKED;
+    const w = this.waiters.get(peer);
+    if (w) w.push(sid); else this.waiters.set(peer, [sid]);
   }
 
   /** Scheduled mode: configure the accelerators and tenants, or go back to unscheduled (null). */
