@@ -15,13 +15,15 @@ import { SgiovDriver } from './sgiov-driver.js';
 import { chainCode, SgiovSocketDriver, type SgiovSocket } from './sockets.js';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { openPairs } from './stress.js';
+import { stats } from './bench-stats.js';
 import { VfioUserClient } from './vfio-user-client.js';
 
 export interface Stat { median: number; p99: number; n: number }
 
+/** Median and p99 of samples in any unit (the same quantile rule as bench-stats). */
 export function stat(samples: number[]): Stat {
-  const s = [...samples].sort((a, b) => a - b);
-  return { median: s[Math.floor(s.length / 2)] ?? NaN, p99: s[Math.min(s.length - 1, Math.floor(s.length * 0.99))] ?? NaN, n: s.length };
+  const st = stats(samples);
+  return { median: st.medianNs, p99: st.p99Ns, n: st.n };
 }
 
 const nowUs = (): number => Number(process.hrtime.bigint()) / 1000;
