@@ -219,7 +219,8 @@ export const ENUMS = {
    * only the digest to the sender (A).
    */
   STAGE: { NONE: 0, ENCRYPT: 1, DECRYPT: 2, ENCAP: 3, DECAP: 4, CRC32C: 5, LOOKASIDE_CRC32C: 6 },
-  CMD_OP: { CREATE: 1, LISTEN: 2, CONNECT: 3, ACCEPT: 4, CLOSE: 5 },
+  /** TENANT sets a tenant's weight and demand cap for the accelerator schedulers (tenant, arg, cap_mbps). */
+  CMD_OP: { CREATE: 1, LISTEN: 2, CONNECT: 3, ACCEPT: 4, CLOSE: 5, TENANT: 6 },
   /** Command status values are Linux errno numbers, so a driver can return -status. */
   STATUS: {
     OK: 0, ENOENT: 2, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16, EEXIST: 17, EINVAL: 22,
@@ -264,18 +265,18 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
       { name: 'op', offset: 0, type: 'u8', doc: 'SGIOV_CMD_OP_*' },
       { name: 'flags', offset: 1, type: 'u8', doc: 'reserved, 0' },
       { name: 'port', offset: 2, type: 'u16', doc: 'LISTEN, CONNECT: the port' },
-      { name: 'sid', offset: 4, type: 'u32', doc: 'the socket the command is for' },
+      { name: 'sid', offset: 4, type: 'u32', doc: 'the socket the command is for (TENANT: unused, 0)' },
       { name: 'tx_addr', offset: 8, type: 'u64', doc: 'CREATE: guest address of the tx ring' },
       { name: 'rx_addr', offset: 16, type: 'u64', doc: 'CREATE: guest address of the rx ring' },
       { name: 'tx_size', offset: 24, type: 'u32', doc: 'CREATE: tx ring size, a power of two' },
       { name: 'rx_size', offset: 28, type: 'u32', doc: 'CREATE: rx ring size, a power of two' },
-      { name: 'arg', offset: 32, type: 'u32', doc: 'ACCEPT: the listening socket' },
+      { name: 'arg', offset: 32, type: 'u32', doc: 'ACCEPT: the listening socket; TENANT: the weight in thousandths (1000: weight 1), >= 1' },
       { name: 'chain', offset: 36, type: 'u32', doc: 'CONNECT: the pipes\' transformations, SGIOV_CHAIN(s1..s4) of SGIOV_STAGE_* (0: none)' },
       { name: 'status', offset: 40, type: 'u32', doc: 'written by the device: 0 or an errno (SGIOV_STATUS_*)' },
       { name: 'result', offset: 44, type: 'u32', doc: 'written by the device: ACCEPT, CONNECT: the peer socket' },
       { name: 'cookie', offset: 48, type: 'u64', doc: 'the driver\'s own; the device never touches it' },
-      { name: 'tenant', offset: 56, type: 'u32', doc: 'CREATE: the tenant the socket belongs to (0: the default tenant)' },
-      { name: 'reserved1', offset: 60, type: 'u32', doc: 'reserved, 0' },
+      { name: 'tenant', offset: 56, type: 'u32', doc: 'CREATE: the tenant the socket belongs to (0: the default tenant); TENANT: the tenant to set' },
+      { name: 'cap_mbps', offset: 60, type: 'u32', doc: 'TENANT: the demand cap in Mbps per used accelerator (0: none); otherwise 0' },
     ],
   },
 };

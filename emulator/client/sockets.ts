@@ -74,7 +74,7 @@ class Allocator {
   }
 }
 
-export interface CmdFields { sid: number; port?: number; txAddr?: bigint; rxAddr?: bigint; txSize?: number; rxSize?: number; arg?: number; chain?: number; tenant?: number }
+export interface CmdFields { sid: number; port?: number; txAddr?: bigint; rxAddr?: bigint; txSize?: number; rxSize?: number; arg?: number; chain?: number; tenant?: number; capMbps?: number }
 
 /** A chain code from stage names, first stage first (at most 4). */
 export function chainCode(...stages: (keyof typeof ENUMS.STAGE)[]): number {
@@ -222,6 +222,7 @@ export class SgiovSocketDriver {
     this.mem.setUint32(off + CMD.arg!, fields.arg ?? 0, true);
     this.mem.setUint32(off + CMD.chain!, fields.chain ?? 0, true);
     this.mem.setUint32(off + CMD.tenant!, fields.tenant ?? 0, true);
+    this.mem.setUint32(off + CMD.cap_mbps!, fields.capMbps ?? 0, true);
     this.signal(SIG.CMD, slot, 0);
     return slot;
   }
@@ -240,6 +241,11 @@ export class SgiovSocketDriver {
     this.freeSlots.push(slot);
     if (r.status !== 0) throw new SgiovError(`command failed: ${ERRNO_NAME[r.status] ?? r.status}`, ERRNO_NAME[r.status] ?? `E${r.status}`, r.status);
     return r.result;
+  }
+
+  /** Sets a tenant's scheduler weight and demand cap (Gbps per used accelerator; omitted: none). */
+  setTenant(tenant: number, weight: number, capGbps?: number): void {
+    this.command(ENUMS.CMD_OP.TENANT, { sid: 0, tenant, arg: Math.round(weight * 1000), capMbps: capGbps === undefined ? 0 : Math.round(capGbps * 1000) });
   }
 
   // ---- sockets ---------------------------------------------------------------

@@ -8,7 +8,7 @@ import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, REGISTERS, SHM, t
 import { RateLimitedLog } from '../util/log.js';
 import type { DeviceHost, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
-import { ACCEL_NAMES, type AccelName } from './dataplane/accelerators.js';
+import { ACCEL_NAMES, DEFAULT_JOB_BYTES, type AccelName } from './dataplane/accelerators.js';
 import { isSchedulerKind, SCHEDULER_KINDS, type PolicyConfig } from '../sched/scheduler.js';
 
 const bit = (n: number): number => (1 << n) >>> 0;
@@ -197,7 +197,9 @@ export class SgiovDevice implements PciDeviceModel {
 
   /**
    * `schedule`: accelerator capacities, tenants and the scheduling policy.
-   *   {"accelerators": {"rdma": 100, "crypto": 60}, "tenants": [{"name": "A", "weight": 2}], "policy": "drf"}
+   *   {"accelerators": {"rdma": 100, "crypto": 60}, "tenants": [{"name": "A", "weight": 2}, {"name": "B", "cap": 40}],
+   *    "policy": "drf", "jobBytes": 16384}
+   *                      weight (> 0), priority (prio), cap (Gbps, demand cap), jobBytes (largest accelerator job)
    *   {"policy": "rr"}   switch the policy of the running configuration
    *   {"off": true}      back to unscheduled (as fast as the host goes)
    *   {}                 the current configuration
@@ -239,10 +241,38 @@ export class SgiovDevice implements PciDeviceModel {
       if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new Error(`schedule: tenant '${name}': weight must be > 0`);
       const priority = o.priority === undefined ? 0 : o.priority;
       if (typeof priority !== 'number' || !Number.isFinite(priority)) throw new Error(`schedule: tenant '${name}': priority must be a number`);
-      return { name, weight, priority };
+      if (o.cap === undefined) return { name, weight, priority };
+      const most = Math.max(...accels.map((a) => a.capacityGbps));
+      if (typeof o.cap !== 'number' || !(o.cap > 0) || !Number.isFinite(o.cap)) throw new Error(`schedule: tenant '${name}': cap must be a number of Gbps > 0`);
+      if (o.cap > most) throw new Error(`schedule: tenant '${name}': cap ${o.cap} Gbps is above every accelerator's capacity (largest ${most} Gbps)`);
+      return { name, weight, priority, capGbps: o.cap };
     });
-    dp.configureFarm({ accels, tenants, policy: policyOf(args.policy ?? 'drf', args.vfs) });
+    const jobBytes = args.jobBytes ?? DEFAULT_JOB_BYTES;
+    if (typeof jobBytes !== 'number' || !Number.isInteger(jobBytes) || jobBytes < 64 || jobBytes > CONSTANTS.RING_MAX) throw new Error(`schedule: jobBytes must be a whole number of bytes in 64..${CONSTANTS.RING_MAX}`);
+    dp.configureFarm({ accels, tenants, policy: policyOf(args.policy ?? 'drf', args.vfs), jobBytes });
     return { scheduled: true, ...dp.farm!.cfg };
+  }
+
+  /**
+   * `tenant`: change one tenant at run time, as the guest's TENANT command does.
+   *   {"tenant": "A", "weight": 2, "cap": 40}   cap null lifts the cap; absent fields stay
+   */
+  private tenant(args: Record<string, unknown>): unknown {
+    const farm = this.dp.farm;
+    if (!farm) throw new Error('tenant: the accelerators are not scheduled (see the schedule command)');
+    const i = farm.cfg.tenants.findIndex((t) => t.name === args.tenant);
+    if (i < 0) throw new Error(`tenant: unknown tenant '${String(args.tenant)}' (known: ${farm.cfg.tenants.map((t) => t.name).join(', ')})`);
+    const cur = farm.cfg.tenants[i]!;
+    const weight = args.weight === undefined ? cur.weight : args.weight;
+    if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new Error(`tenant: '${cur.name}': weight must be > 0`);
+    const cap = args.cap === undefined ? cur.capGbps : args.cap === null ? undefined : args.cap;
+    if (cap !== undefined && (typeof cap !== 'number' || !(cap > 0) || !Number.isFinite(cap))) throw new Error(`tenant: '${cur.name}': cap must be a number of Gbps > 0, or null`);
+    try {
+      farm.setTenant(i, { name: cur.name, weight, ...(cur.priority !== undefined ? { priority: cur.priority } : {}), ...(cap !== undefined ? { capGbps: cap } : {}) });
+    } catch (e) {
+      throw new Error(`tenant: ${(e as Error).message}`);
+    }
+    return { tenant: cur.name, weight, capGbps: cap ?? null };
   }
 
   /** Control-interface commands other than `status`; throws on an unknown one or bad arguments. */
@@ -262,8 +292,10 @@ export class SgiovDevice implements PciDeviceModel {
       case 'tenants':
         if (!this.dp.farm) throw new Error('tenants: the accelerators are not scheduled (see the schedule command)');
         return { policy: this.dp.farm.sched.kind, tenants: this.dp.farm.report() };
+      case 'tenant':
+        return this.tenant(args);
       default:
-        throw new Error(`unknown command '${cmd}' (known: status, sockets, reset, schedule, tenants)`);
+        throw new Error(`unknown command '${cmd}' (known: status, sockets, reset, schedule, tenants, tenant)`);
     }
   }
 

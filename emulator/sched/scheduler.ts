@@ -20,6 +20,13 @@
  *   complete(job, now)    the running job finished on its accelerator: the
  *                         index of the accelerator it is queued at next, or -1
  *   setPolicy(cfg, now)   switch the policy at run time; queues are kept
+ *   setTenant(i, spec)    change a tenant's weight, priority or cap at run time
+ *
+ * Demand caps: a capped tenant's jobs pass a shaper before they are queued:
+ * job k enters at max(its arrival, when job k-1 entered + its bytes * 8 /
+ * cap), so over any stretch the tenant offers at most its cap, and the
+ * policies divide the rest among the others as if it wanted no more
+ * (which is what DRF's demand cap means).
  *
  * One JobScheduler per device; each chooses its own policy.
  *
@@ -78,6 +85,12 @@ export interface TenantSpec {
   readonly weight?: number;
   /** prio: higher is served first, default 0. */
   readonly priority?: number;
+  /**
+   * Demand cap, Gbps per used accelerator (every policy): the tenant wants
+   * no more. Its jobs enter the queues no faster than this (a shaper in
+   * front of them), so what it leaves goes to the others.
+   */
+  readonly capGbps?: number;
 }
 
 export type PolicyConfig =
@@ -158,19 +171,16 @@ class DominantResourceFair implements Policy {
   readonly kind = 'drf';
   /** Per tenant: weighted dominant usage, seconds of its bottleneck accelerator per unit weight. */
   private tag: number[];
-  private invWeight: number[];
   private heaps: MinHeap[];
   /** Per accelerator: the tag its latest job was dispatched at (its virtual time, as in start-time fair queueing). */
   private vtime: number[];
   constructor(private ctx: Context) {
     this.tag = ctx.tenants.map(() => 0);
-    this.invWeight = ctx.tenants.map((t) => 1 / (t.weight ?? 1));
     this.heaps = ctx.accels.map(() => new MinHeap());
     this.vtime = ctx.accels.map(() => 0);
   }
   tenantAdded(tenant: number): void {
     this.tag[tenant] = 0;
-    this.invWeight[tenant] = 1 / (this.ctx.tenants[tenant]!.weight ?? 1);
   }
   activated(tenant: number, chain: readonly number[]): void {
     // Back from idle: no credit for the time it had nothing to send. Raise it
@@ -204,7 +214,8 @@ class DominantResourceFair implements Policy {
     if (job.stage === 0) {
       let z = Infinity;
       for (const a of job.accels) z = Math.min(z, this.ctx.accels[a]!.capacityGbps);
-      this.tag[t] = this.tag[t]! + (job.bytes * 8 * this.invWeight[t]!) / (z * 1e9);
+      // The weight is read per dispatch, so a weight changed at run time applies to the next job.
+      this.tag[t] = this.tag[t]! + (job.bytes * 8) / ((this.ctx.tenants[t]!.weight ?? 1) * z * 1e9);
     }
     const h = this.heaps[accel]!;
     h.pop();
@@ -285,6 +296,11 @@ export class JobScheduler {
   private queuedAt: number[];
   /** Per tenant: jobs queued or running anywhere. */
   private inSystem: number[] = [];
+  /** Demand caps: per tenant, when its next job may enter (seconds); jobs held until then, by entry time. */
+  private shapeNext: number[] = [];
+  private shaped = new MinHeap();
+  private shapedJobs = new Map<number, SchedJob>();
+  private shapeSeq = 0;
   private policy: Policy;
   private readonly ctx: Context;
   /** Decisions taken (jobs dispatched). */
@@ -312,13 +328,32 @@ export class JobScheduler {
   get tenants(): readonly TenantSpec[] { return this.tenantList; }
 
   private pushTenant(t: TenantSpec): number {
-    const w = t.weight ?? 1;
-    if (!(Number.isFinite(w) && w > 0)) throw new RangeError(`tenant '${t.name}': weight ${w} is not a number > 0`);
-    if (t.priority !== undefined && !Number.isFinite(t.priority)) throw new RangeError(`tenant '${t.name}': priority ${t.priority} is not a number`);
+    this.checkTenant(t);
     this.tenantList.push(t);
     for (const q of this.queues) q.push(new Fifo<SchedJob>());
     this.inSystem.push(0);
+    this.shapeNext.push(0);
     return this.tenantList.length - 1;
+  }
+
+  private checkTenant(t: TenantSpec): void {
+    const w = t.weight ?? 1;
+    if (!(Number.isFinite(w) && w > 0)) throw new RangeError(`tenant '${t.name}': weight ${w} is not a number > 0`);
+    if (t.priority !== undefined && !Number.isFinite(t.priority)) throw new RangeError(`tenant '${t.name}': priority ${t.priority} is not a number`);
+    if (t.capGbps !== undefined) {
+      const most = Math.max(...this.accelList.map((a) => a.capacityGbps));
+      if (!(Number.isFinite(t.capGbps) && t.capGbps > 0)) throw new RangeError(`tenant '${t.name}': cap ${t.capGbps} is not a number > 0`);
+      if (t.capGbps > most) throw new RangeError(`tenant '${t.name}': cap ${t.capGbps} Gbps is above every accelerator's capacity (largest ${most} Gbps)`);
+    }
+  }
+
+  /** Changes tenant `i`'s weight, priority or cap; queued jobs stay, the next decisions use the new values. */
+  setTenant(i: number, t: TenantSpec): void {
+    if (!(i >= 0 && i < this.tenantList.length)) throw new RangeError(`no tenant ${i}`);
+    this.checkTenant(t);
+    this.tenantList[i] = t;
+    // A cap lifted or raised: jobs held for the old one may enter now (kept in order).
+    if (t.capGbps === undefined) this.shapeNext[i] = 0;
   }
 
   /** A tenant that arrives at run time; returns its index. */
@@ -348,9 +383,40 @@ export class JobScheduler {
     }
     if (!(job.bytes > 0)) throw new RangeError(`job of ${job.bytes} bytes`);
     job.stage = 0;
+    const cap = this.tenantList[t]!.capGbps;
+    if (cap !== undefined) {
+      // The shaper: held while the tenant is ahead of its cap, or behind its own held jobs (order kept).
+      const at = Math.max(now, this.shapeNext[t]!);
+      this.shapeNext[t] = at + (job.bytes * 8) / (cap * 1e9);
+      if (at > now) {
+        const seq = this.shapeSeq++;
+        this.shapedJobs.set(seq, job);
+        this.shaped.push(at, seq, seq);
+        return;
+      }
+    }
+    this.admit(job, now);
+  }
+
+  private admit(job: SchedJob, now: number): void {
+    const t = job.tenant;
     if (this.inSystem[t]!++ === 0) this.policy.activated(t, job.accels, now);
     this.enqueue(job, job.accels[0]!, now);
   }
+
+  /** Lets in the capped jobs whose time has come. */
+  private releaseShaped(now: number): void {
+    const h = this.shaped;
+    while (h.size && h.peekKey() <= now) {
+      const seq = h.pop();
+      const job = this.shapedJobs.get(seq)!;
+      this.shapedJobs.delete(seq);
+      this.admit(job, now);
+    }
+  }
+
+  /** Jobs held by demand caps, not yet queued. */
+  get held(): number { return this.shapedJobs.size; }
 
   private enqueue(job: SchedJob, accel: number, now: number): void {
     const q = this.queues[accel]![job.tenant]!;
@@ -360,6 +426,7 @@ export class JobScheduler {
   }
 
   next(accel: number, now: number): SchedJob | null {
+    if (this.shaped.size && this.shaped.peekKey() <= now) this.releaseShaped(now);
     if (this.queuedAt[accel] === 0) return null;
     const t = this.policy.pick(accel, now);
     if (t < 0) return null;
@@ -372,7 +439,11 @@ export class JobScheduler {
     return job;
   }
 
-  wakeAt(accel: number): number { return this.queuedAt[accel] === 0 ? Infinity : this.policy.wakeAt(accel); }
+  /** When to ask `next(accel)` again after it returned null: a rate limit's or a demand cap's next release. */
+  wakeAt(accel: number): number {
+    const own = this.queuedAt[accel] === 0 ? Infinity : this.policy.wakeAt(accel);
+    return Math.min(own, this.shaped.peekKey());
+  }
 
   complete(job: SchedJob, now: number): number {
     job.stage++;

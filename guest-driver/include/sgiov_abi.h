@@ -171,6 +171,7 @@
 #define SGIOV_CMD_OP_CONNECT                 3
 #define SGIOV_CMD_OP_ACCEPT                  4
 #define SGIOV_CMD_OP_CLOSE                   5
+#define SGIOV_CMD_OP_TENANT                  6
 #define SGIOV_STATUS_OK                      0
 #define SGIOV_STATUS_ENOENT                  2
 #define SGIOV_STATUS_EAGAIN                  11
@@ -227,18 +228,18 @@ struct sgiov_cmd {
 	SGIOV_U8   op;          /* 0x00: SGIOV_CMD_OP_* */
 	SGIOV_U8   flags;       /* 0x01: reserved, 0 */
 	SGIOV_U16  port;        /* 0x02: LISTEN, CONNECT: the port */
-	SGIOV_U32  sid;         /* 0x04: the socket the command is for */
+	SGIOV_U32  sid;         /* 0x04: the socket the command is for (TENANT: unused, 0) */
 	SGIOV_U64  tx_addr;     /* 0x08: CREATE: guest address of the tx ring */
 	SGIOV_U64  rx_addr;     /* 0x10: CREATE: guest address of the rx ring */
 	SGIOV_U32  tx_size;     /* 0x18: CREATE: tx ring size, a power of two */
 	SGIOV_U32  rx_size;     /* 0x1c: CREATE: rx ring size, a power of two */
-	SGIOV_U32  arg;         /* 0x20: ACCEPT: the listening socket */
+	SGIOV_U32  arg;         /* 0x20: ACCEPT: the listening socket; TENANT: the weight in thousandths (1000: weight 1), >= 1 */
 	SGIOV_U32  chain;       /* 0x24: CONNECT: the pipes' transformations, SGIOV_CHAIN(s1..s4) of SGIOV_STAGE_* (0: none) */
 	SGIOV_U32  status;      /* 0x28: written by the device: 0 or an errno (SGIOV_STATUS_*) */
 	SGIOV_U32  result;      /* 0x2c: written by the device: ACCEPT, CONNECT: the peer socket */
 	SGIOV_U64  cookie;      /* 0x30: the driver's own; the device never touches it */
-	SGIOV_U32  tenant;      /* 0x38: CREATE: the tenant the socket belongs to (0: the default tenant) */
-	SGIOV_U32  reserved1;   /* 0x3c: reserved, 0 */
+	SGIOV_U32  tenant;      /* 0x38: CREATE: the tenant the socket belongs to (0: the default tenant); TENANT: the tenant to set */
+	SGIOV_U32  cap_mbps;    /* 0x3c: TENANT: the demand cap in Mbps per used accelerator (0: none); otherwise 0 */
 } __attribute__((packed));
 _Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
 #endif /* __ASSEMBLER__ */
@@ -256,7 +257,7 @@ _Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
 #define SGIOV_CMD_OFF_RESULT                 0x2c
 #define SGIOV_CMD_OFF_COOKIE                 0x30
 #define SGIOV_CMD_OFF_TENANT                 0x38
-#define SGIOV_CMD_OFF_RESERVED1              0x3c
+#define SGIOV_CMD_OFF_CAP_MBPS               0x3c
 #define SGIOV_CMD_SIZE                       64
 
 #endif /* SGIOV_ABI_H */

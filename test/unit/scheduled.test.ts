@@ -72,6 +72,76 @@ describe('scheduled accelerators on the data plane', () => {
     expect(vf[0]! + vf[1]!).toBeLessThan(85);
   }, 60_000);
 
+  it('a demand cap holds its tenant to the cap and drf gives the rest to the others (work-conserving)', () => {
+    const { bus, dev, drv } = rig({ accelerators: { rdma: 100 }, tenants: [{ name: 'A' }, { name: 'B', cap: 30 }], policy: 'drf' });
+    const a = pair(drv, 1000, 0);
+    const b = pair(drv, 1001, 1);
+    saturate(bus, dev, [a, b], 5);
+    const r = dev.control('tenants', {}) as { tenants: { capGbps: number | null; drfGbps: number }[] };
+    expect(r.tenants.map((t) => t.drfGbps)).toEqual([70, 30]);
+    expect(r.tenants[1]!.capGbps).toBe(30);
+    const g = saturate(bus, dev, [a, b], 20).map((x) => (x * 8) / 20e6);
+    expect(g[1]).toBeGreaterThan(30 * 0.97);
+    expect(g[1]).toBeLessThan(30 * 1.03);
+    expect(g[0]).toBeGreaterThan(70 * 0.97);
+    // Lifted at run time through the control interface: back to 50 / 50.
+    dev.control('tenant', { tenant: 'B', cap: null });
+    saturate(bus, dev, [a, b], 5);
+    const h = saturate(bus, dev, [a, b], 20).map((x) => (x * 8) / 20e6);
+    expect(h[0]).toBeGreaterThan(50 * 0.97);
+    expect(h[1]).toBeGreaterThan(50 * 0.97);
+  }, 60_000);
+
+  it('the driver sets weights and caps with the TENANT command; bad ones get an errno and nothing changes', () => {
+    const { bus, dev, drv } = rig({ accelerators: { rdma: 90 }, tenants: [{ name: 'A' }, { name: 'B' }], policy: 'drf' });
+    const a = pair(drv, 1000, 0);
+    const b = pair(drv, 1001, 1);
+    drv.setTenant(0, 2);
+    saturate(bus, dev, [a, b], 5);
+    const g = saturate(bus, dev, [a, b], 20).map((x) => (x * 8) / 20e6);
+    expect(g[0]).toBeGreaterThan(60 * 0.97); // weight 2 : 1 of 90 Gbps
+    expect(g[1]).toBeGreaterThan(30 * 0.97);
+    expect(g[1]).toBeLessThan(30 * 1.03);
+    expect(() => drv.setTenant(7, 1)).toThrow(/ENOENT/);
+    expect(() => drv.setTenant(1, 0)).toThrow(/EINVAL/);
+    expect(() => drv.setTenant(1, 1, 500)).toThrow(/EINVAL/); // cap above every capacity
+    const t = dev.control('tenants', {}) as { tenants: { weight: number; capGbps: number | null }[] };
+    expect(t.tenants.map((x) => [x.weight, x.capGbps])).toEqual([[2, null], [1, null]]);
+    drv.setTenant(1, 1, 10);
+    expect((dev.control('tenants', {}) as { tenants: { capGbps: number | null }[] }).tenants[1]!.capGbps).toBe(10);
+    expect(() => dev.control('tenant', { tenant: 'C' })).toThrow(/unknown tenant 'C'/);
+    expect(() => dev.control('tenant', { tenant: 'A', weight: -1 })).toThrow(/weight must be > 0/);
+    expect(() => dev.control('tenant', { tenant: 'A', cap: 91 })).toThrow(/above every accelerator/);
+    expect(() => dev.control('schedule', { accelerators: { rdma: 10 }, tenants: [{ name: 'A', cap: 11 }] })).toThrow(/cap 11 Gbps is above/);
+    // The device still moves data.
+    const c = pair(drv, 1002, 1);
+    c[0].send(new Uint8Array(1000).fill(7));
+    const deadline = bus.nowNs() + 1e9;
+    while (c[1].available() === 0 && bus.nowNs() < deadline) { dev.poll(); bus.advance(1000); }
+    expect(c[1].recv()).toEqual(new Uint8Array(1000).fill(7));
+  }, 60_000);
+
+  it('messages are cut into jobs: a small message waits behind at most one job of each busy tenant', () => {
+    const jobBytes = 16384;
+    const { bus, dev, drv } = rig({ accelerators: { rdma: 100 }, tenants: [{ name: 'lat' }, ...Array.from({ length: 4 }, (_, i) => ({ name: `bulk${i}` }))], policy: 'drf', jobBytes });
+    const lat = pair(drv, 999, 0);
+    const bulk = Array.from({ length: 4 }, (_, i) => pair(drv, 1000 + i, i + 1));
+    saturate(bus, dev, bulk, 2, 128 << 10);
+    let worst = 0;
+    for (let r = 0; r < 50; r++) {
+      const t0 = bus.nowNs();
+      lat[0].send(new Uint8Array(4096).fill(r));
+      while (lat[1].available() === 0) saturate(bus, dev, bulk, 0.002, 128 << 10);
+      expect(lat[1].recv()[0]).toBe(r);
+      worst = Math.max(worst, bus.nowNs() - t0);
+    }
+    // One 16 KiB job per busy tenant ahead of it, its own job, and the poll granularity (2 us per step).
+    const jobNs = (jobBytes * 8) / 100;
+    expect(worst).toBeLessThan(4 * jobNs + (4096 * 8) / 100 + 3 * 2000 + 1);
+    // Whole 128 KiB messages as single jobs would have taken more than this.
+    expect(worst).toBeLessThan(((128 << 10) * 8) / 100);
+  }, 60_000);
+
   it('refuses bad schedule arguments and a socket of an unknown tenant', () => {
     const { dev, drv } = rig({ accelerators: { rdma: 10 }, tenants: [{ name: 'A' }] });
     expect(() => dev.control('schedule', { accelerators: { warp: 1 } })).toThrow(/unknown accelerator 'warp'/);
@@ -88,5 +158,6 @@ describe('scheduled accelerators on the data plane', () => {
     expect(() => drv.socket({ txSize: 4096, rxSize: 4096 }).connect(CONSTANTS.PORT_LOOPBACK, chainCode('ENCRYPT'))).toThrow(/EINVAL/);
     dev.control('schedule', { off: true });
     expect(() => dev.control('tenants', {})).toThrow(/not scheduled/);
+    expect(() => drv.setTenant(0, 1)).toThrow(/ENOENT/); // TENANT with no scheduled accelerators
   });
 });

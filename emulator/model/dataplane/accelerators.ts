@@ -6,6 +6,12 @@
  * its chain for B * 8 / capacity ns (the paper's equal-bandwidth model);
  * when the last one finishes, the data plane does the real work.
  *
+ * A message is cut into jobs of at most `jobBytes` (default 16 KiB) for the
+ * accelerators, as the device's job generation does: the schedulers decide
+ * per job, so a tenant's small message waits behind at most one job of each
+ * other tenant, not behind whole large messages. The message moves when its
+ * last job has run its whole chain.
+ *
  * Without a configuration the data plane skips all this and moves data as
  * fast as the host allows.
  */
@@ -20,6 +26,16 @@ export interface FarmConfig {
   accels: { name: AccelName; capacityGbps: number }[];
   tenants: TenantSpec[];
   policy: PolicyConfig;
+  /** The largest job handed to the accelerators (bytes); longer messages are cut. */
+  jobBytes?: number;
+}
+
+export const DEFAULT_JOB_BYTES = 16 << 10;
+
+/** A message in the accelerators: its caller's tag and the jobs still to finish. */
+interface MessageJobs {
+  readonly tag: unknown;
+  left: number;
 }
 
 interface TenantStats {
@@ -57,18 +73,31 @@ export class AcceleratorFarm {
     return this.inFlight;
   }
 
+  /** A message of `bytes` for `accels` (chain order); `done` in pump() gets `tag` when all of it has run. */
   submit(tenant: number, accels: number[], bytes: number, tag: unknown, nowNs: number): void {
     const t = Math.min(Math.max(0, tenant), this.cfg.tenants.length - 1);
     for (const a of accels) this.stats[t]!.uses.add(a);
     this.inFlight++;
-    this.sched.submit({ tenant: t, accels, bytes, stage: 0, tag }, nowNs / 1e9);
+    const max = this.cfg.jobBytes ?? DEFAULT_JOB_BYTES;
+    const total = Math.max(1, bytes);
+    const msg: MessageJobs = { tag, left: Math.ceil(total / max) };
+    for (let off = 0; off < total; off += max) {
+      this.sched.submit({ tenant: t, accels, bytes: Math.min(max, total - off), stage: 0, tag: msg }, nowNs / 1e9);
+    }
+  }
+
+  /** Changes a tenant's weight, priority or demand cap at run time. */
+  setTenant(i: number, spec: TenantSpec): void {
+    this.sched.setTenant(i, spec);
+    this.cfg.tenants[i] = spec;
   }
 
   /**
    * Finishes the jobs whose time is up and starts queued ones on free
-   * accelerators. `done` gets each job whose whole chain has run.
+   * accelerators. `done` gets the tag of each message whose jobs have all
+   * run their whole chain.
    */
-  pump(nowNs: number, done: (job: SchedJob) => void): void {
+  pump(nowNs: number, done: (tag: unknown) => void): void {
     const now = nowNs / 1e9;
     for (let a = 0; a < this.running.length; a++) {
       let backToBack = false;
@@ -79,12 +108,15 @@ export class AcceleratorFarm {
           if (this.busyUntil[a]! > nowNs) break;
           this.running[a] = null;
           if (this.sched.complete(cur, now) < 0) {
-            this.inFlight--;
             const st = this.stats[cur.tenant]!;
             if (st.firstNs < 0) st.firstNs = nowNs;
             st.bytes += cur.bytes;
             st.lastNs = nowNs;
-            done(cur);
+            const msg = cur.tag as MessageJobs;
+            if (--msg.left === 0) {
+              this.inFlight--;
+              done(msg.tag);
+            }
           }
         }
         const job = this.sched.next(a, now);
@@ -101,14 +133,22 @@ export class AcceleratorFarm {
   }
 
   /** Per tenant: measured Gbps since its first completion, and the DRF allocation for what it uses. */
-  report(): { tenant: string; weight: number; uses: string[]; bytes: number; measuredGbps: number; drfGbps: number | null }[] {
+  report(): { tenant: string; weight: number; capGbps: number | null; uses: string[]; bytes: number; measuredGbps: number; drfGbps: number | null }[] {
     const active = this.cfg.tenants.map((t, i) => ({ t, i, st: this.stats[i]! })).filter((x) => x.st.uses.size > 0);
     let alloc: Map<string, number> | null = null;
     if (active.length > 0) {
       try {
         const r = progressiveFilling({
           resources: this.cfg.accels.map((a) => ({ name: a.name, capacity: a.capacityGbps })),
-          tenants: active.map((x) => ({ name: x.t.name, uses: [...x.st.uses].map((u) => this.cfg.accels[u]!.name), weight: x.t.weight ?? 1 })),
+          tenants: active.map((x) => {
+            const uses = [...x.st.uses];
+            const z = Math.min(...uses.map((u) => this.cfg.accels[u]!.capacityGbps));
+            return {
+              name: x.t.name, uses: uses.map((u) => this.cfg.accels[u]!.name), weight: x.t.weight ?? 1,
+              // A cap above what its chain can carry is no limit for it.
+              ...(x.t.capGbps !== undefined && x.t.capGbps < z ? { cap: x.t.capGbps } : {}),
+            };
+          }),
         });
         alloc = new Map(r.tenants.map((t) => [t.name, t.rate]));
       } catch { alloc = null; }
@@ -117,7 +157,7 @@ export class AcceleratorFarm {
       const st = this.stats[i]!;
       const span = st.lastNs - st.firstNs;
       return {
-        tenant: t.name, weight: t.weight ?? 1, uses: [...st.uses].map((u) => this.cfg.accels[u]!.name), bytes: st.bytes,
+        tenant: t.name, weight: t.weight ?? 1, capGbps: t.capGbps ?? null, uses: [...st.uses].map((u) => this.cfg.accels[u]!.name), bytes: st.bytes,
         measuredGbps: span > 0 ? (st.bytes * 8) / span : 0, drfGbps: alloc?.get(t.name) ?? null,
       };
     });

@@ -450,8 +450,8 @@ export class DataPlane {
       }
     }
     this.ready = []; this.readyAt = 0;
-    farm.pump(this.host.nowNs(), (job) => {
-      const t = job.tag as { sid: number; need: number };
+    farm.pump(this.host.nowNs(), (tag) => {
+      const t = tag as { sid: number; need: number };
       this.finishScheduled(t.sid, t.need);
       work = true;
     });
@@ -533,6 +533,7 @@ export class DataPlane {
         break;
       }
       case OP.ACCEPT: [status, result] = this.accept(sid, d.getUint32(CMD_FIELD.arg!, true)); break;
+      case OP.TENANT: status = this.setTenant(d.getUint32(CMD_FIELD.tenant!, true), d.getUint32(CMD_FIELD.arg!, true), d.getUint32(CMD_FIELD.cap_mbps!, true)); break;
       case OP.CLOSE: {
         const r = this.close(sid, slot);
         if (r === 'pending') return; // answered when the tx ring has drained
@@ -568,6 +569,22 @@ export class DataPlane {
     s.tenant[sid] = tenant;
     this.rings.add(txAddr, txSize, sid);
     this.rings.add(rxAddr, rxSize, sid);
+    return ST.OK;
+  }
+
+  /** TENANT: weight (thousandths) and demand cap (Mbps, 0: none) of a tenant of the scheduled accelerators. */
+  private setTenant(tenant: number, weightMilli: number, capMbps: number): number {
+    const farm = this.farm;
+    if (!farm) { this.guestErr.warn('tenant-unscheduled', { tenant }, 'TENANT while the accelerators are not scheduled'); return ST.ENOENT; }
+    const cur = farm.cfg.tenants[tenant];
+    if (!cur || weightMilli === 0) { this.guestErr.warn('tenant-bad', { tenant, weightMilli }, 'TENANT for an unknown tenant or with weight 0'); return cur ? ST.EINVAL : ST.ENOENT; }
+    try {
+      farm.setTenant(tenant, { ...cur, weight: weightMilli / 1000, ...(capMbps > 0 ? { capGbps: capMbps / 1000 } : { capGbps: undefined }) });
+    } catch (e) {
+      this.guestErr.warn('tenant-bad', { tenant, why: (e as Error).message }, 'TENANT refused');
+      return ST.EINVAL;
+    }
+    this.host.log.info({ tenant: cur.name, weight: weightMilli / 1000, capGbps: capMbps > 0 ? capMbps / 1000 : null }, 'tenant set by the driver');
     return ST.OK;
   }
 
