@@ -12,6 +12,8 @@ import { stat, type Stat } from './bench-dataplane.js';
 
 export interface IsolationResult {
   policy: string;
+  /** sriov: the virtual functions the accelerators are split into (each VF gets capacity / vfs). */
+  vfs: number | null;
   rdmaGbps: number;
   busyTenants: number;
   rttUs: Stat;
@@ -24,15 +26,16 @@ function pair(drv: SgiovSocketDriver, port: number, tenant: number, ring: number
   return drv.connectPair(l, { txSize: ring, rxSize: ring, tenant });
 }
 
-export function benchIsolation(policy: 'sriov' | 'drf' | 'rr', opts: { busy?: number; rounds?: number; rdmaGbps?: number } = {}): IsolationResult {
+export function benchIsolation(policy: 'sriov' | 'drf' | 'rr', opts: { busy?: number; rounds?: number; rdmaGbps?: number; vfs?: number } = {}): IsolationResult {
   const busy = opts.busy ?? 8;
+  const vfs = policy === 'sriov' ? opts.vfs ?? busy + 1 : null;
   const rounds = opts.rounds ?? 2000;
   const rdma = opts.rdmaGbps ?? 100;
   const { bus, dev } = enabledDevice(256 << 20);
   const a = busAccess(bus, dev);
   const drv = new SgiovSocketDriver(a, { d2hSlots: 65536, timeoutMs: 60_000 });
   const tenants = Array.from({ length: busy + 1 }, (_, i) => ({ name: i === 0 ? 'latency' : `bulk${i}` }));
-  dev.control('schedule', { accelerators: { rdma }, tenants, policy, vfs: busy + 1 });
+  dev.control('schedule', { accelerators: { rdma }, tenants, policy, ...(vfs !== null ? { vfs } : {}) });
   const [pc, ps] = pair(drv, 2000, 0, 65536);
   const bulk = Array.from({ length: busy }, (_, i) => pair(drv, 2001 + i, i + 1, 2 << 20));
   const ping = new Uint8Array(4096);
@@ -59,5 +62,5 @@ export function benchIsolation(policy: 'sriov' | 'drf' | 'rr', opts: { busy?: nu
     rtt.push((bus.nowNs() - start) / 1000);
   }
   const busyGbps = ((bulkBytes - bulk0) * 8) / (bus.nowNs() - t0);
-  return { policy, rdmaGbps: rdma, busyTenants: busy, rttUs: stat(rtt), busyGbps };
+  return { policy, vfs, rdmaGbps: rdma, busyTenants: busy, rttUs: stat(rtt), busyGbps };
 }

@@ -43,7 +43,11 @@
  *   capacity in the job's chain (equal bandwidth: B bytes on each of the
  *   chain's accelerators is a dominant share of B / Z). Every accelerator
  *   serves, among the tenants with a job queued there, the one with the
- *   smallest tag (ties: lower tenant index). So on a contended accelerator
+ *   smallest finish tag, its tag plus what its head job would add (ties:
+ *   lower tenant index): ordering by finish rather than start lets a small
+ *   job of a tenant within its share pass the large jobs of tenants level
+ *   with it, which is what keeps a latency-sensitive tenant's messages
+ *   short behind bulk ones (the isolation benchmark). So on a contended accelerator
  *   the tenants whose dominant share is smallest are served first, and a
  *   tenant held back elsewhere (by another saturated accelerator, or by its
  *   own demand) is served whenever it has work; in the fluid limit this is
@@ -115,6 +119,8 @@ interface Context {
   readonly accels: readonly AccelSpec[];
   readonly tenants: readonly TenantSpec[];
   queued(accel: number, tenant: number): number;
+  /** The tenant's next job queued at accel (it has one). */
+  head(accel: number, tenant: number): SchedJob;
   queuedTotal(accel: number): number;
 }
 
@@ -196,30 +202,39 @@ class DominantResourceFair implements Policy {
     const v = contended !== Infinity ? contended : idle;
     if (v > this.tag[tenant]!) this.tag[tenant] = v;
   }
-  backlogged(accel: number, tenant: number): void { this.heaps[accel]!.push(this.tag[tenant]!, tenant, tenant); }
+  /** The dominant usage one job adds: its bytes over the smallest capacity of its chain, per unit weight. */
+  private cost(job: SchedJob): number {
+    let z = Infinity;
+    for (const a of job.accels) z = Math.min(z, this.ctx.accels[a]!.capacityGbps);
+    // The weight is read per job, so a weight changed at run time applies to the next one.
+    return (job.bytes * 8) / ((this.ctx.tenants[job.tenant]!.weight ?? 1) * z * 1e9);
+  }
+  /** A tenant's finish tag at accel: its usage once its head job there has run. */
+  private key(accel: number, t: number): number {
+    const head = this.ctx.head(accel, t);
+    return this.tag[t]! + (head.stage === 0 ? this.cost(head) : 0);
+  }
+  backlogged(accel: number, tenant: number): void { this.heaps[accel]!.push(this.key(accel, tenant), tenant, tenant); }
   pick(accel: number): number {
     const h = this.heaps[accel]!;
-    // Tags only grow, so a stale entry sorts too early: refresh it and look again.
+    // A tenant's key changes only when it is dispatched (re-keyed then) or its
+    // weight changes: an entry that does not match is refreshed and looked at again.
     while (h.size) {
       const t = h.peekValue();
-      if (h.peekKey() === this.tag[t]) return t;
+      const k = this.key(accel, t);
+      if (h.peekKey() === k) return t;
       h.pop();
-      h.push(this.tag[t]!, t, t);
+      h.push(k, t, t);
     }
     return -1;
   }
   dispatched(job: SchedJob, accel: number, _now: number, still: boolean): void {
     const t = job.tenant;
     this.vtime[accel] = this.tag[t]!;
-    if (job.stage === 0) {
-      let z = Infinity;
-      for (const a of job.accels) z = Math.min(z, this.ctx.accels[a]!.capacityGbps);
-      // The weight is read per dispatch, so a weight changed at run time applies to the next job.
-      this.tag[t] = this.tag[t]! + (job.bytes * 8) / ((this.ctx.tenants[t]!.weight ?? 1) * z * 1e9);
-    }
+    if (job.stage === 0) this.tag[t] = this.tag[t]! + this.cost(job);
     const h = this.heaps[accel]!;
     h.pop();
-    if (still) h.push(this.tag[t]!, t, t);
+    if (still) h.push(this.key(accel, t), t, t);
   }
   wakeAt(): number { return Infinity; }
 }
@@ -317,6 +332,7 @@ export class JobScheduler {
       accels: this.accelList,
       tenants: this.tenantList,
       queued: (a, t) => self.queues[a]![t]!.length,
+      head: (a, t) => self.queues[a]![t]!.peek()!,
       queuedTotal: (a) => self.queuedAt[a]!,
     };
     for (const t of tenants) this.pushTenant(t);
