@@ -216,9 +216,13 @@ export const ENUMS = {
    * stage 2 in 15..8, ...; 0 ends it). In-line stages transform the message
    * (executors I and L); CRC32C passes it unchanged and sends its digest to
    * the receiver beside it (M); LOOKASIDE_CRC32C consumes it and returns
-   * only the digest to the sender (A).
+   * only the digest to the sender (A). Without FULL_COPY a message moves
+   * zero-copy (Z): straight from the sender's ring into the sink, the
+   * sender's space freed when it has landed. FULL_COPY (F) copies it into
+   * the device's staging memory first and frees the sender's space at
+   * once; it lands when the sink has room.
    */
-  STAGE: { NONE: 0, ENCRYPT: 1, DECRYPT: 2, ENCAP: 3, DECAP: 4, CRC32C: 5, LOOKASIDE_CRC32C: 6 },
+  STAGE: { NONE: 0, ENCRYPT: 1, DECRYPT: 2, ENCAP: 3, DECAP: 4, CRC32C: 5, LOOKASIDE_CRC32C: 6, FULL_COPY: 7 },
   /** TENANT sets a tenant's weight and demand cap for the accelerator schedulers (tenant, arg, cap_mbps). */
   CMD_OP: { CREATE: 1, LISTEN: 2, CONNECT: 3, ACCEPT: 4, CLOSE: 5, TENANT: 6 },
   /** Command status values are Linux errno numbers, so a driver can return -status. */

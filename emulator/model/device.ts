@@ -190,7 +190,7 @@ export class SgiovDevice implements PciDeviceModel {
       dma: { completed: st.dmaCompleted, state: st.dmaStatus, tag: st.dmaTag },
       dataPlane: {
         running: dp.running, sleeping: dp.sleeping, mode: dp.cfg.h2dMode, maxSockets: dp.socks.max,
-        socketsOpen: dp.socks.open, counters: { ...dp.counters },
+        socketsOpen: dp.socks.open, counters: { ...dp.counters }, staging: { usedBytes: dp.stagingUsed, bytes: dp.stagingBytes },
       },
     };
   }

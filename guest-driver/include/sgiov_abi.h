@@ -166,6 +166,7 @@
 #define SGIOV_STAGE_DECAP                    4
 #define SGIOV_STAGE_CRC32C                   5
 #define SGIOV_STAGE_LOOKASIDE_CRC32C         6
+#define SGIOV_STAGE_FULL_COPY                7
 #define SGIOV_CMD_OP_CREATE                  1
 #define SGIOV_CMD_OP_LISTEN                  2
 #define SGIOV_CMD_OP_CONNECT                 3

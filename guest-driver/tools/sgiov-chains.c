@@ -127,7 +127,7 @@ int main(void)
 
 	/* Chains the device cannot run: EINVAL; the socket then connects without one. */
 	s = sgiov_socket(4096, 4096);
-	check("chain_unknown_stage", res(sgiov_connect_chain(s, 0, SGIOV_CHAIN(7, 0, 0, 0))), -EINVAL);
+	check("chain_unknown_stage", res(sgiov_connect_chain(s, 0, SGIOV_CHAIN(0x7f, 0, 0, 0))), -EINVAL);
 	check("chain_gap", res(sgiov_connect_chain(s, 0, SGIOV_CHAIN(0, SGIOV_STAGE_ENCRYPT, 0, 0))), -EINVAL);
 	check("chain_lookaside_in_chain",
 	      res(sgiov_connect_chain(s, 0, SGIOV_CHAIN(SGIOV_STAGE_LOOKASIDE_CRC32C, SGIOV_STAGE_CRC32C, 0, 0))),

@@ -56,7 +56,9 @@ describe('engines', () => {
 
   it('decodes chains and refuses unknown stages or a look-aside in a chain', () => {
     expect(decodeChain(chainCode('ENCRYPT', 'DECRYPT'), keys)).toMatchObject({ stages: [1, 2], lookAside: false });
-    expect(decodeChain(0x07, keys)).toMatch(/unknown stage/);
+    expect(decodeChain(0x08, keys)).toMatch(/unknown stage/);
+    expect(decodeChain(chainCode("FULL_COPY", "FULL_COPY"), keys)).toMatch(/twice/);
+    expect(decodeChain(chainCode("FULL_COPY", "ENCRYPT"), keys)).toMatchObject({ fullCopy: true, stages: [7, 1] });
     expect(decodeChain(chainCode('LOOKASIDE_CRC32C', 'ENCRYPT'), keys)).toMatch(/alone/);
     expect(decodeChain(0x0100, keys)).toMatch(/empty/);
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CONSTANTS, ENUMS, reg, SHM } from '../../emulator/abi/abi.js';
-import { SgiovSocketDriver, SgiovError, type SgiovSocket } from '../../emulator/client/sockets.js';
+import { chainCode, SgiovSocketDriver, SgiovError, type SgiovSocket } from '../../emulator/client/sockets.js';
 import { busAccess, enabledDevice } from '../../emulator/testing/bus-access.js';
 
 function rig(opts: { memBytes?: number; maxSockets?: number; mode?: 'hybrid' | 'poll' | 'kick'; d2hSlots?: number } = {}) {
@@ -61,7 +61,7 @@ describe('data plane: sockets and warp pipes', () => {
     expect(s.recv()).toEqual(msg(1000, 1));
   });
 
-  it('connects through listen/accept and carries messages both ways, whole, once and in order (executor F)', () => {
+  it('connects through listen/accept and carries messages both ways, whole, once and in order (executor Z)', () => {
     const { drv } = rig();
     const [, c, a] = pair(drv);
     for (let i = 1; i <= 20; i++) c.send(msg(i * 37, i));
@@ -91,6 +91,51 @@ describe('data plane: sockets and warp pipes', () => {
     expect(c.trySend(msg(1024, 999))).toBe(false); // EAGAIN
     for (let i = 0; i < sent; i++) expect(a.recv()).toEqual(msg(1024, i));
     expect(a.tryRecv()).toBeNull();
+  });
+
+  it("executor Z holds the sender's space until delivery; F stages in device memory and frees it at once", () => {
+    const { dev, drv } = rig();
+    const l = drv.socket({ txSize: 4096, rxSize: 4096 });
+    l.listen(7010);
+    const [zc, za] = drv.connectPair(l, { txSize: 4096, rxSize: 4096 });
+    const [fc, fa] = drv.connectPair(l, { txSize: 4096, rxSize: 4096, chain: chainCode('FULL_COPY') });
+    const fill = (c: SgiovSocket): number => {
+      let n = 0;
+      while (c.trySend(msg(1024, n))) { n++; for (let i = 0; i < 4; i++) { drv.dev.wait(); drv.process(); } if (n > 64) break; }
+      return n;
+    };
+    // Z: the receiver's ring (4 KiB) fills, then the sender's: 8 messages, then EAGAIN.
+    expect(fill(zc)).toBe(8);
+    // F: the sender's ring drains into staging while the receiver reads nothing.
+    expect(fill(fc)).toBe(65);
+    expect(dev.dp.stagingUsed).toBe((65 - 4) * 1024);
+    for (let i = 0; i < 8; i++) expect(za.recv()).toEqual(msg(1024, i));
+    for (let i = 0; i < 65; i++) expect(fa.recv()).toEqual(msg(1024, i));
+    expect(dev.dp.stagingUsed).toBe(0);
+    expect(fa.tryRecv()).toBeNull();
+  });
+
+  it('executor F: staging memory is bounded; a full one back-pressures, and a socket failing frees its share', () => {
+    const { dev, drv } = rig();
+    dev.dp.stagingBytes = 8192;
+    const l = drv.socket({ txSize: 4096, rxSize: 4096 });
+    l.listen(7011);
+    const [c, a] = drv.connectPair(l, { txSize: 4096, rxSize: 4096, chain: chainCode('FULL_COPY') });
+    let n = 0;
+    while (c.trySend(msg(1024, n))) { n++; for (let i = 0; i < 4; i++) { drv.dev.wait(); drv.process(); } if (n > 64) break; }
+    expect(n).toBe(16); // 4 KiB in the sink, 8 KiB staged, 4 KiB in the sender's ring
+    expect(dev.dp.stagingUsed).toBe(8192);
+    for (let i = 0; i < 16; i++) expect(a.recv()).toEqual(msg(1024, i));
+    // A message larger than all staging memory moves as Z does.
+    const [c2, a2] = drv.connectPair(l, { txSize: 16384, rxSize: 16384, chain: chainCode('FULL_COPY', 'ENCRYPT', 'DECRYPT') });
+    c2.send(msg(12000, 5));
+    expect(a2.recv()).toEqual(msg(12000, 5));
+    // Staged messages of a socket whose peer goes away are freed, and the sender is told.
+    c.send(msg(1024, 1)); c.send(msg(1024, 2)); c.send(msg(1024, 3)); c.send(msg(1024, 4)); c.send(msg(1024, 5));
+    drv.waitUntil(() => dev.dp.stagingUsed > 0, 'staging');
+    a.close();
+    drv.waitUntil(() => dev.dp.stagingUsed === 0, 'staging freed');
+    expect(c.error).not.toBeNull();
   });
 
   it('delivers what was sent before close, then reports the peer closed', () => {

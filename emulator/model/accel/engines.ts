@@ -114,6 +114,8 @@ export interface Chain {
   digestToReceiver: boolean;
   /** Executor A: the message is consumed and only its digest returns to the sender. */
   lookAside: boolean;
+  /** Executor F: staged in device memory (the sender's space freed at once) rather than moved zero-copy (Z). */
+  fullCopy: boolean;
   /** The SERR code for a message the transformation refuses. */
   errorCode: number;
 }
@@ -130,6 +132,7 @@ export function decodeChain(code: number, keys: EngineKeys): Chain | string {
   const inline: Transform[] = [];
   let digestToReceiver = false;
   let lookAside = false;
+  let fullCopy = false;
   let errorCode: number = ENUMS.SERR.AUTH_FAILED;
   for (const st of stages) {
     switch (st) {
@@ -139,11 +142,15 @@ export function decodeChain(code: number, keys: EngineKeys): Chain | string {
       case S.DECAP: inline.push(decap(keys)); errorCode = ENUMS.SERR.BAD_ENCAP; break;
       case S.CRC32C: digestToReceiver = true; break;
       case S.LOOKASIDE_CRC32C: lookAside = true; break;
+      case S.FULL_COPY:
+        if (fullCopy) return 'FULL_COPY given twice';
+        fullCopy = true;
+        break;
       default: return `unknown stage ${st}`;
     }
   }
   if (lookAside && stages.length !== 1) return 'a look-aside stage stands alone';
-  return { code, stages, transform: compose(inline), digestToReceiver, lookAside, errorCode };
+  return { code, stages, transform: compose(inline), digestToReceiver, lookAside, fullCopy, errorCode };
 }
 
 /** Stages run in order; the first refusal stops the message. */

@@ -69,6 +69,8 @@ export const HYBRID_IDLE_NS = 200_000;
 const SIGNAL_BUDGET = 512;
 const MOVE_BUDGET = 128;
 const D2H_BACKLOG_LIMIT = 1 << 16;
+/** The device's staging memory for executor F (bytes). */
+export const STAGING_BYTES_DEFAULT = 64 << 20;
 
 const isPow2 = (v: number): boolean => v > 0 && (v & (v - 1)) === 0;
 /** Messages of one socket in the accelerators at once (scheduled mode). */
@@ -138,6 +140,13 @@ export class DataPlane {
   private readonly chains = new Map<number, Chain>();
   /** Scheduled accelerators, when configured (control interface); null: as fast as the host goes. */
   farm: AcceleratorFarm | null = null;
+  /** Executor F: the device memory messages are staged in, and what is in it now. */
+  stagingBytes = STAGING_BYTES_DEFAULT;
+  stagingUsed = 0;
+  /** Per socket: its staged messages, oldest first (already gone from its tx ring). */
+  private readonly staged = new Map<number, Uint8Array[]>();
+  /** Sockets with messages waiting for staging memory. */
+  private stagingWaiters = new Set<number>();
 
   constructor(private readonly host: DeviceHost, maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT) {
     this.socks = new SocketTable(maxSockets);
@@ -188,6 +197,7 @@ export class DataPlane {
     this.rings.clear();
     this.ready = []; this.readyAt = 0;
     this.waiters.clear();
+    this.staged.clear(); this.stagingUsed = 0; this.stagingWaiters.clear();
     this.d2hBacklog.clear();
     this.irqPending = 0;
     if (this.farm) this.farm = new AcceleratorFarm(this.farm.cfg); // queued jobs die with their sockets
@@ -348,7 +358,9 @@ export class DataPlane {
       const sid = this.ready[this.readyAt++]!;
       s.flags[sid] = s.flags[sid]! & ~FLAG_READY;
       const q = s.txQueue.get(sid);
-      if (!q || q.length === 0 || s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) continue;
+      if (s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) continue;
+      if (this.chainOf(sid).fullCopy) { if (this.moveStaged(sid, q)) moved++; continue; }
+      if (!q || q.length === 0) continue;
       // Round-robin: one message per socket per turn.
       const r = this.moveOne(sid, q[0]!);
       if (r === 'moved') {
@@ -362,8 +374,85 @@ export class DataPlane {
     return moved > 0;
   }
 
-  /** Moves the next message of `sid` through its chain into its sink ring, when there is room. */
-  private moveOne(sid: number, len: number): 'moved' | 'blocked' | 'failed' {
+  /**
+   * Executor F: copies what fits of `sid`'s queued messages into staging
+   * memory (its sender's ring space freed at once), then lands staged
+   * messages in order while the sink has room. A message larger than all
+   * staging memory, with none staged ahead of it, moves as Z does. Returns
+   * whether anything moved.
+   */
+  private moveStaged(sid: number, q: number[] | undefined): boolean {
+    const s = this.socks;
+    let progress = false;
+    let st = this.staged.get(sid);
+    while (q && q.length > 0 && q[0]! <= this.stagingBytes) {
+      const len = q[0]!;
+      if (this.stagingUsed + len > this.stagingBytes) { this.stagingWaiters.add(sid); break; }
+      const src = this.host.dmaView(BigInt(s.txAddr[sid]!), s.txSize[sid]!);
+      if (!src) { this.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory'); return progress; }
+      const buf = new Uint8Array(len);
+      let at = 0;
+      for (const seg of split(src.length, s.txHead[sid]! & (s.txSize[sid]! - 1), len)) { buf.set(src.subarray(seg.off, seg.off + seg.len), at); at += seg.len; }
+      this.stagingUsed += len;
+      if (st) st.push(buf); else this.staged.set(sid, (st = [buf]));
+      this.consumed(sid, len);
+      q.shift();
+      progress = true;
+    }
+    let blocked = false;
+    while (st && st.length > 0) {
+      const buf = st[0]!;
+      const r = this.moveOne(sid, buf.length, buf);
+      if (r === 'failed') return progress;
+      if (r === 'blocked') {
+        // Wait for room without FLAG_BLOCKED: new messages from the sender are still staged meanwhile.
+        const w = this.waiters.get(s.peer[sid]!);
+        if (!w) this.waiters.set(s.peer[sid]!, [sid]); else if (!w.includes(sid)) w.push(sid);
+        blocked = true;
+        break;
+      }
+      st.shift();
+      this.stagingUsed -= buf.length;
+      progress = true;
+      this.wakeStagingWaiters();
+    }
+    if (st && st.length === 0) { this.staged.delete(sid); st = undefined; }
+    if (!st && q && q.length > 0 && q[0]! > this.stagingBytes) {
+      const r = this.moveOne(sid, q[0]!);
+      if (r === 'moved') { q.shift(); progress = true; } else if (r === 'blocked') { this.waitForRoom(sid, s.peer[sid]!); blocked = true; }
+    }
+    if (q && q.length === 0) s.txQueue.delete(sid);
+    if (!st && !s.txQueue.has(sid)) {
+      if (s.state[sid] === SockState.CLOSING) this.finishClose(sid);
+    } else if (progress && !blocked && !this.stagingWaiters.has(sid)) {
+      this.markReady(sid);
+    }
+    return progress;
+  }
+
+  private wakeStagingWaiters(): void {
+    if (this.stagingWaiters.size === 0) return;
+    const w = this.stagingWaiters;
+    this.stagingWaiters = new Set();
+    for (const sid of w) if (this.socks.exists(sid)) this.markReady(sid);
+  }
+
+  /** Frees `sid`'s staged messages (its socket failed or was released). */
+  private dropStaged(sid: number): void {
+    const st = this.staged.get(sid);
+    if (!st) return;
+    for (const b of st) this.stagingUsed -= b.length;
+    this.staged.delete(sid);
+    this.stagingWaiters.delete(sid);
+    this.wakeStagingWaiters();
+  }
+
+  /**
+   * Moves the next message of `sid` through its chain into its sink ring,
+   * when there is room: from its tx ring (Z: zero-copy, its space freed
+   * now), or from `staged` (F: the space was freed when it was staged).
+   */
+  private moveOne(sid: number, len: number, staged?: Uint8Array): 'moved' | 'blocked' | 'failed' {
     const s = this.socks;
     const peer = s.peer[sid]!;
     if (peer === NO_PEER || !s.exists(peer) || s.state[peer] === SockState.ERROR) {
@@ -371,9 +460,9 @@ export class DataPlane {
       return 'failed';
     }
     const chain = this.chainOf(sid);
-    const src = this.host.dmaView(BigInt(s.txAddr[sid]!), s.txSize[sid]!);
+    const src = staged ?? this.host.dmaView(BigInt(s.txAddr[sid]!), s.txSize[sid]!);
     if (!src) { this.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory'); return 'failed'; }
-    const srcPos = s.txHead[sid]! & (s.txSize[sid]! - 1);
+    const srcPos = staged ? 0 : s.txHead[sid]! & (s.txSize[sid]! - 1);
     const txRing = (sid << 1) | ENUMS.RING_DIR.TX;
     const rxRing = (peer << 1) | ENUMS.RING_DIR.RX;
     if (chain.lookAside) {
@@ -386,7 +475,7 @@ export class DataPlane {
     }
     const t = chain.transform;
     const outLen = t.outLen(len);
-    if (typeof outLen === 'string') return this.refused(sid, len, rxRing, chain.errorCode, outLen);
+    if (typeof outLen === 'string') return this.refused(sid, staged ? 0 : len, rxRing, chain.errorCode, outLen);
     if (s.rxFree(peer) < outLen) return 'blocked';
     const dst = this.host.dmaView(BigInt(s.rxAddr[peer]!), s.rxSize[peer]!);
     if (!dst) { this.sockError(peer, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory'); return 'failed'; }
@@ -398,7 +487,7 @@ export class DataPlane {
       const jobs = generateJobs({ srcSize: src.length, srcPos, len, dstSize: dst.length, dstPos, outLen, bytewise: t.bytewise });
       for (const job of jobs) {
         const e = runJob(t, job, src, dst);
-        if (e !== null) return this.refused(sid, len, rxRing, chain.errorCode, e); // nothing was written
+        if (e !== null) return this.refused(sid, staged ? 0 : len, rxRing, chain.errorCode, e); // nothing was written
       }
     }
     s.rxTail[peer] = (s.rxTail[peer]! + outLen) >>> 0;
@@ -409,7 +498,7 @@ export class DataPlane {
       for (const seg of split(dst.length, dstPos, outLen)) crc = crc32c(dst.subarray(seg.off, seg.off + seg.len), crc);
       this.emit(D2H.DIGEST, rxRing, crc);
     }
-    this.consumed(sid, len);
+    if (staged) this.delivered(len); else this.consumed(sid, len);
     return 'moved';
   }
 
@@ -501,11 +590,17 @@ export class DataPlane {
     this.emit(D2H.TX_HEAD, (sid << 1) | ENUMS.RING_DIR.TX, s.txHead[sid]!);
   }
 
-  /** A transformation refused the message: the receiver learns (MSG_ERROR), the sender's ring moves on. */
+  /** A staged message has landed (its sender's space was freed when it was staged). */
+  private delivered(len: number): void {
+    this.counters.msgsMoved++;
+    this.counters.bytesMoved += len;
+  }
+
+  /** A transformation refused the message: the receiver learns (MSG_ERROR), the sender's ring moves on (len 0: it already has). */
   private refused(sid: number, len: number, rxRing: number, code: number, why: string): 'moved' {
     this.guestErr.warn(`refused-${code}`, { sid, code, why }, 'message refused by a transformation');
     this.emit(D2H.MSG_ERROR, rxRing, code);
-    this.consumed(sid, len);
+    if (len > 0) this.consumed(sid, len);
     return 'moved';
   }
 
@@ -664,7 +759,7 @@ export class DataPlane {
       for (const [l, b] of s.backlog) { const i = b.indexOf(sid); if (i >= 0) { b.splice(i, 1); if (b.length === 0) s.backlog.delete(l); } }
       this.answer(s.pendingCmd[sid]!, ST.ECONNREFUSED, 0);
     }
-    if (st === SockState.CONNECTED && (s.txQueue.get(sid)?.length ?? 0) > 0) {
+    if (st === SockState.CONNECTED && ((s.txQueue.get(sid)?.length ?? 0) > 0 || this.staged.has(sid))) {
       // Graceful: what was sent is still delivered, then the peer sees EOF.
       s.state[sid] = SockState.CLOSING;
       s.pendingCmd[sid] = slot;
@@ -689,9 +784,10 @@ export class DataPlane {
       s.peer[peer] = NO_PEER;
       this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_CLOSED);
       // A sender blocked on our ring, or with messages queued for us, is told.
-      if ((s.txQueue.get(peer)?.length ?? 0) > 0) this.sockError(peer, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
+      if ((s.txQueue.get(peer)?.length ?? 0) > 0 || this.staged.has(peer)) this.sockError(peer, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
     }
     this.waiters.delete(sid);
+    this.dropStaged(sid);
     this.rings.remove(s.txAddr[sid]!, s.txSize[sid]!);
     this.rings.remove(s.rxAddr[sid]!, s.rxSize[sid]!);
     s.free(sid);
@@ -706,6 +802,7 @@ export class DataPlane {
     s.state[sid] = SockState.ERROR;
     s.err[sid] = code;
     s.txQueue.delete(sid);
+    this.dropStaged(sid);
     this.host.log.warn({ sid, code, why }, 'socket error');
     this.emit(D2H.SOCK_ERROR, sid, code);
   }
@@ -784,7 +881,7 @@ export class DataPlane {
       if (!s.exists(sid)) continue;
       out.push({
         sid, state: names[s.state[sid]!], peer: s.peer[sid] === NO_PEER ? null : s.peer[sid], port: s.port[sid] || null,
-        chain: s.chain[sid], txSize: s.txSize[sid], rxSize: s.rxSize[sid], txQueued: s.txQueue.get(sid)?.length ?? 0,
+        chain: s.chain[sid], txSize: s.txSize[sid], rxSize: s.rxSize[sid], txQueued: s.txQueue.get(sid)?.length ?? 0, staged: this.staged.get(sid)?.length ?? 0,
         txUsed: s.txUsed(sid), rxUsed: s.rxUsed(sid), error: s.err[sid] || null,
       });
     }
