@@ -1,0 +1,219 @@
+/**
+ * The fabric's frame: a fixed 48-byte header and a payload, on a byte stream.
+ *
+ *   off size
+ *     0  u32  magic 'SGFB'
+ *     4  u8   version (1)
+ *     5  u8   type (link types below; the owner's from FIRST_DATA_TYPE)
+ *     6  u16  flags (none defined; carried for the owner)
+ *     8  u16  source node: its index in the cluster's sorted names
+ *    10  u16  reserved, 0
+ *    12  u64  link seq (data frames; 0 on link frames)
+ *    20  u64  cumulative ack: the last seq the sender has delivered
+ *    28  u32  channel  } opaque to the fabric: the owner's ids
+ *    32  u32  socket   }
+ *    36  u32  value    }
+ *    40  u32  payload length
+ *    44  u32  CRC32C over the payload, then header bytes 0..43
+ *
+ * Big-endian. The CRC covers the payload first so a sender computes the
+ * payload's part once and a retransmission (new ack, same payload) only
+ * re-hashes 44 header bytes. The payload goes out as the caller's segments
+ * (views into guest memory; a message that wraps a ring is two), never
+ * concatenated.
+ */
+import { crc32c } from '../model/accel/engines.js';
+
+export const MAGIC = 0x53474642;
+export const VERSION = 1;
+export const HEADER_LEN = 48;
+const CRC_OFF = 44;
+/** A 16 MiB payload: far above the data plane's 1 MiB messages, low enough that a bad length cannot make us allocate gigabytes. */
+export const DEFAULT_MAX_PAYLOAD = 16 << 20;
+
+/** The fabric's own frame types: never delivered to the owner. */
+export const LinkType = { HELLO: 1, WELCOME: 2, ACK: 3, HEARTBEAT: 4 } as const;
+/** Types from here up are the owner's: sequenced, acked, retransmitted, delivered in order. */
+export const FIRST_DATA_TYPE = 16;
+/** The data plane's frame types (its business: the fabric carries them without looking inside). */
+export const DataType = { CONNECT: 16, ACCEPTED: 17, MSG: 18, CREDIT: 19, CLOSE: 20 } as const;
+
+export interface FrameHeader {
+  type: number;
+  flags: number;
+  src: number;
+  seq: number;
+  ack: number;
+  channel: number;
+  socket: number;
+  value: number;
+}
+
+export interface Frame extends FrameHeader {
+  /** A view into a received chunk when the payload arrived whole, else its own buffer; never reused. */
+  payload: Uint8Array;
+}
+
+const TWO32 = 2 ** 32;
+const EMPTY = new Uint8Array(0);
+
+/** The payload's part of the frame CRC. */
+export function payloadCrc(segments: readonly Uint8Array[]): number {
+  let crc = 0;
+  for (const s of segments) crc = crc32c(s, crc);
+  return crc;
+}
+
+export function payloadLength(segments: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const s of segments) n += s.length;
+  return n;
+}
+
+/** The header for a payload of `length` bytes whose CRC part is `pcrc` (payloadCrc). */
+export function encodeHeader(h: FrameHeader, length: number, pcrc: number): Uint8Array {
+  const b = new Uint8Array(HEADER_LEN);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, MAGIC);
+  v.setUint8(4, VERSION);
+  v.setUint8(5, h.type);
+  v.setUint16(6, h.flags);
+  v.setUint16(8, h.src);
+  v.setUint32(12, Math.floor(h.seq / TWO32));
+  v.setUint32(16, h.seq >>> 0);
+  v.setUint32(20, Math.floor(h.ack / TWO32));
+  v.setUint32(24, h.ack >>> 0);
+  v.setUint32(28, h.channel);
+  v.setUint32(32, h.socket);
+  v.setUint32(36, h.value);
+  v.setUint32(40, length);
+  v.setUint32(CRC_OFF, crc32c(b.subarray(0, CRC_OFF), pcrc));
+  return b;
+}
+
+/** Header and payload segments, ready for a writev. */
+export function encodeFrame(h: FrameHeader, segments: readonly Uint8Array[]): Uint8Array[] {
+  return [encodeHeader(h, payloadLength(segments), payloadCrc(segments)), ...segments];
+}
+
+export type FrameErrorKind = 'badMagic' | 'badVersion' | 'tooLarge' | 'badCrc' | 'truncated';
+
+/** Malformed input: the stream cannot be trusted past it, so the connection goes. */
+export class FrameError extends Error {
+  constructor(readonly kind: FrameErrorKind, message: string) {
+    super(message);
+    this.name = 'FrameError';
+  }
+}
+
+function u32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+/**
+ * An incremental parser over a byte stream cut anywhere. The header is
+ * gathered in a 48-byte scratch buffer; a payload lying whole in one chunk
+ * is handed out as a view of it, only one spanning chunks gets a buffer of
+ * its own (allocated once, at its final size).
+ */
+export class FrameDecoder {
+  private readonly head = new Uint8Array(HEADER_LEN);
+  private readonly headCrcPart = this.head.subarray(0, CRC_OFF);
+  private headFill = 0;
+  /** Set while a payload is being gathered across chunks. */
+  private body: Uint8Array | null = null;
+  private bodyFill = 0;
+  private bodyCrc = 0;
+  private stopped = false;
+
+  constructor(private readonly onFrame: (f: Frame) => void, readonly maxPayload = DEFAULT_MAX_PAYLOAD) {}
+
+  /** Bytes of an unfinished frame held. */
+  get pending(): number {
+    return this.headFill + this.bodyFill;
+  }
+
+  /** No more frames from this decoder (the connection is being dropped). */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Parses `chunk`, calling onFrame for each whole frame; throws FrameError on malformed input and stops. */
+  push(chunk: Uint8Array): void {
+    let pos = 0;
+    while (!this.stopped) {
+      if (this.headFill < HEADER_LEN) {
+        if (pos === chunk.length) return;
+        const n = Math.min(HEADER_LEN - this.headFill, chunk.length - pos);
+        this.head.set(chunk.subarray(pos, pos + n), this.headFill);
+        this.headFill += n;
+        pos += n;
+        if (this.headFill < HEADER_LEN) return;
+        this.checkHead();
+      }
+      const len = u32(this.head, 40);
+      if (this.body === null && chunk.length - pos >= len) {
+        // The common case: the whole payload is in this chunk. No copy.
+        const payload = len === 0 ? EMPTY : chunk.subarray(pos, pos + len);
+        pos += len;
+        this.finish(payload, crc32c(payload));
+        continue;
+      }
+      if (pos === chunk.length) return;
+      if (this.body === null) {
+        this.body = new Uint8Array(len);
+        this.bodyCrc = 0;
+      }
+      const n = Math.min(len - this.bodyFill, chunk.length - pos);
+      const piece = chunk.subarray(pos, pos + n);
+      this.body.set(piece, this.bodyFill);
+      this.bodyCrc = crc32c(piece, this.bodyCrc);
+      this.bodyFill += n;
+      pos += n;
+      if (this.bodyFill === len) {
+        const body = this.body;
+        this.body = null;
+        this.bodyFill = 0;
+        this.finish(body, this.bodyCrc);
+      }
+    }
+  }
+
+  /** The stream ended: an unfinished frame is a truncated one. */
+  end(): void {
+    if (this.stopped || this.pending === 0) return;
+    this.fail('truncated', `stream ended ${this.pending} bytes into a frame`);
+  }
+
+  private checkHead(): void {
+    const magic = u32(this.head, 0);
+    if (magic !== MAGIC) this.fail('badMagic', `bad magic 0x${magic.toString(16)}`);
+    if (this.head[4] !== VERSION) this.fail('badVersion', `unsupported version ${this.head[4]}`);
+    const len = u32(this.head, 40);
+    if (len > this.maxPayload) this.fail('tooLarge', `payload length ${len} above the maximum ${this.maxPayload}`);
+  }
+
+  private finish(payload: Uint8Array, pcrc: number): void {
+    const h = this.head;
+    this.headFill = 0;
+    const want = u32(h, CRC_OFF);
+    const got = crc32c(this.headCrcPart, pcrc);
+    if (got !== want) this.fail('badCrc', `CRC32C 0x${got.toString(16)}, header says 0x${want.toString(16)}`);
+    this.onFrame({
+      type: h[5]!,
+      flags: (h[6]! << 8) | h[7]!,
+      src: (h[8]! << 8) | h[9]!,
+      seq: u32(h, 12) * TWO32 + u32(h, 16),
+      ack: u32(h, 20) * TWO32 + u32(h, 24),
+      channel: u32(h, 28),
+      socket: u32(h, 32),
+      value: u32(h, 36),
+      payload,
+    });
+  }
+
+  private fail(kind: FrameErrorKind, message: string): never {
+    this.stopped = true;
+    throw new FrameError(kind, message);
+  }
+}

@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { encodeFrame, FrameDecoder, FrameError, HEADER_LEN, type Frame, type FrameErrorKind, type FrameHeader } from '../../emulator/fabric/frame.js';
+
+const u32 = fc.integer({ min: 0, max: 0xffffffff });
+const header = fc.record({
+  type: fc.integer({ min: 0, max: 255 }),
+  flags: fc.integer({ min: 0, max: 0xffff }),
+  src: fc.integer({ min: 0, max: 0xffff }),
+  seq: fc.maxSafeNat(),
+  ack: fc.maxSafeNat(),
+  channel: u32,
+  socket: u32,
+  value: u32,
+});
+/** A payload as the sender holds it: up to three segments (a ring wrap gives two). */
+const segments = fc.array(fc.uint8Array({ maxLength: 3000 }), { maxLength: 3 });
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Cuts `bytes` at the given points, as TCP may. */
+function chunks(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  const out: Uint8Array[] = [];
+  let prev = 0;
+  for (const c of [...at, bytes.length]) {
+    out.push(bytes.slice(prev, c));
+    prev = c;
+  }
+  return out;
+}
+
+function decodeAll(stream: readonly Uint8Array[], max?: number): Frame[] {
+  const got: Frame[] = [];
+  const d = new FrameDecoder((f) => got.push(f), max);
+  for (const c of stream) d.push(c);
+  d.end();
+  return got;
+}
+
+function errorOf(stream: readonly Uint8Array[], max?: number): FrameErrorKind | 'none' {
+  try {
+    decodeAll(stream, max);
+    return 'none';
+  } catch (e) {
+    if (e instanceof FrameError) return e.kind;
+    throw e;
+  }
+}
+
+const H: FrameHeader = { type: 18, flags: 0, src: 1, seq: 7, ack: 3, channel: 10, socket: 20, value: 99 };
+
+describe('fabric frame codec', () => {
+  it('decodes what it encodes, however the stream is cut', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(header, segments), { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 40 }), (frames, cuts) => {
+        const stream = concat(frames.flatMap(([h, segs]) => encodeFrame(h, segs)));
+        const got = decodeAll(chunks(stream, cuts));
+        expect(got.length).toBe(frames.length);
+        got.forEach((f, i) => {
+          const [h, segs] = frames[i]!;
+          expect({ ...f, payload: undefined }).toEqual({ ...h, payload: undefined });
+          expect(Buffer.from(f.payload).equals(Buffer.from(concat(segs)))).toBe(true);
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('hands out a payload lying whole in one chunk as a view of it, without copying', () => {
+    const stream = concat(encodeFrame(H, [new Uint8Array([1, 2, 3]), new Uint8Array([4, 5])]));
+    const [f] = decodeAll([stream]);
+    expect(f!.payload.buffer).toBe(stream.buffer);
+    expect([...f!.payload]).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('reassembles a 1 MiB payload arriving in 64 KiB chunks', () => {
+    const payload = new Uint8Array(1 << 20).map((_, i) => (i * 31) & 0xff);
+    const stream = concat(encodeFrame(H, [payload.subarray(0, 100), payload.subarray(100)]));
+    const cuts = Array.from({ length: Math.floor(stream.length / 65536) }, (_, i) => (i + 1) * 65536);
+    const [f] = decodeAll(chunks(stream, cuts));
+    expect(Buffer.from(f!.payload).equals(Buffer.from(payload))).toBe(true);
+  });
+
+  it('detects each kind of malformed input', () => {
+    const good = concat(encodeFrame(H, [new Uint8Array(64).fill(7)]));
+    const patched = (off: number, byte: number): Uint8Array => {
+      const b = good.slice();
+      b[off] = byte;
+      return b;
+    };
+    expect(errorOf([good])).toBe('none');
+    expect(errorOf([patched(0, 0x00)])).toBe('badMagic');
+    expect(errorOf([patched(4, 2)])).toBe('badVersion');
+    // A length above the maximum is refused from the header alone, before any payload arrives.
+    expect(errorOf([good.subarray(0, HEADER_LEN)], 63)).toBe('tooLarge');
+    expect(errorOf([patched(HEADER_LEN + 10, 8)])).toBe('badCrc');
+    expect(errorOf([patched(30, 0xee)])).toBe('badCrc'); // a header field (channel) damaged
+    expect(errorOf([good.subarray(0, good.length - 1)])).toBe('truncated');
+    expect(errorOf([good.subarray(0, 20)])).toBe('truncated');
+  });
+
+  it('stops at the first malformed frame and delivers nothing after it', () => {
+    const good = concat(encodeFrame(H, []));
+    const bad = good.slice();
+    bad[0] = 0;
+    const got: Frame[] = [];
+    const d = new FrameDecoder((f) => got.push(f));
+    expect(() => d.push(concat([good, bad, good]))).toThrow(FrameError);
+    d.push(good);
+    expect(got.length).toBe(1);
+  });
+});
