@@ -27,7 +27,7 @@
  *     "reg":        register name (abi.ts; DOORBELL_DMA, DOORBELL_KICK) or BAR0 offset (mmio.*)
  *     "addr":       { "lo": a, "hi": a } with a a whole number or a "0x..." string:
  *                   [lo, hi), matches an access overlapping it   (mmio.*: BAR offset; dma.*: guest address)
- *     "node":       string or whole number >= 0           (fabric.*)
+ *     "node":       node name (the cluster description's) or number (fabric.*)
  *     "vector":     MSI-X vector 0..2047                  (irq)
  *   }
  *   "trigger"?: {   all optional; absent: fires on every match
