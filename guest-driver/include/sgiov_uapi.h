@@ -174,4 +174,18 @@ struct sgiov_keys {
 };
 #define SGIOV_IOC_SET_KEYS	_IOW(SGIOV_IOC_MAGIC, 10, struct sgiov_keys)
 
+/*
+ * A tenant's share of the scheduled accelerators: its weight and demand
+ * cap (device-wide, like the keys; any open socket of the device will do).
+ * ENOENT: no such tenant, or the accelerators are not scheduled; EINVAL:
+ * weight 0, or a cap above every accelerator's capacity.
+ */
+struct sgiov_tenant {
+	__u32 tenant;		/* an index in the device's schedule */
+	__u32 weight_milli;	/* the weight in thousandths (1000: weight 1), >= 1 */
+	__u32 cap_mbps;		/* demand cap in Mbps per used accelerator; 0: none */
+	__u32 flags;		/* reserved, 0 (EINVAL otherwise) */
+};
+#define SGIOV_IOC_SET_TENANT	_IOW(SGIOV_IOC_MAGIC, 11, struct sgiov_tenant)
+
 #endif /* SGIOV_UAPI_H */

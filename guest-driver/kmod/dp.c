@@ -1188,6 +1188,25 @@ static long sgiov_ioc_set_keys(struct sgiov *sg, struct sgiov_keys __user *ua)
 	return 0;
 }
 
+static long sgiov_ioc_set_tenant(struct sgiov *sg, struct sgiov_tenant __user *ua)
+{
+	struct sgiov_tenant t;
+	struct sgiov_cmd c = {};
+
+	/* A tenant must not raise its own share: as for the keys, an administrator's call. */
+	if (!capable(CAP_NET_ADMIN))
+		return -EPERM;
+	if (copy_from_user(&t, ua, sizeof(t)))
+		return -EFAULT;
+	if (t.flags || !t.weight_milli)
+		return -EINVAL;
+	c.op = SGIOV_CMD_OP_TENANT;
+	c.tenant = t.tenant;
+	c.arg = t.weight_milli;
+	c.cap_mbps = t.cap_mbps;
+	return sgiov_cmd_sync(sg, &c, NULL, NULL, NULL);
+}
+
 static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 {
 	struct sgiov_sock *s = f->private_data;
@@ -1244,6 +1263,8 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return sgiov_ioc_digest(s, ua);
 	case SGIOV_IOC_SET_KEYS:
 		return sgiov_ioc_set_keys(sg, ua);
+	case SGIOV_IOC_SET_TENANT:
+		return sgiov_ioc_set_tenant(sg, ua);
 	case SGIOV_IOC_ACCEPT:
 		return sgiov_ioc_accept(f, s, ua);
 	case SGIOV_IOC_INFO:

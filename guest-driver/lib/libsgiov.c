@@ -74,7 +74,8 @@ int sgiov_connect_chain(int fd, uint16_t port, uint32_t chain)
 	return ioctl(fd, SGIOV_IOC_CONNECT_CHAIN, &c) < 0 ? -1 : 0;
 }
 
-static int set_keys(int fd, struct sgiov_keys *k)
+/* A device-wide ioctl on fd, or on a descriptor of our own when fd < 0. */
+static int dev_ioctl(int fd, unsigned long req, void *arg)
 {
 	int own = -1, r, e;
 
@@ -83,10 +84,27 @@ static int set_keys(int fd, struct sgiov_keys *k)
 		if (fd < 0)
 			return -1;
 	}
-	r = ioctl(fd, SGIOV_IOC_SET_KEYS, k) < 0 ? -1 : 0;
+	r = ioctl(fd, req, arg) < 0 ? -1 : 0;
 	e = errno;
 	if (own >= 0)
 		close(own);
+	errno = e;
+	return r;
+}
+
+int sgiov_set_tenant(int fd, uint32_t tenant, uint32_t weight_milli, uint32_t cap_mbps)
+{
+	struct sgiov_tenant t = { .tenant = tenant, .weight_milli = weight_milli, .cap_mbps = cap_mbps };
+
+	return dev_ioctl(fd, SGIOV_IOC_SET_TENANT, &t);
+}
+
+static int set_keys(int fd, struct sgiov_keys *k)
+{
+	int r, e;
+
+	r = dev_ioctl(fd, SGIOV_IOC_SET_KEYS, k);
+	e = errno;
 	memset(k, 0, sizeof(*k));
 	errno = e;
 	return r;

@@ -59,6 +59,13 @@ int sgiov_info(int fd, struct sgiov_info *info);
 int sgiov_set_crypto_key(int fd, const uint8_t key[32]);
 int sgiov_set_vni(int fd, uint32_t vni);
 /*
+ * A tenant's weight (thousandths: 1000 is weight 1) and demand cap (Mbps
+ * per used accelerator, 0: none) for the device's accelerator schedulers.
+ * fd as above; needs CAP_NET_ADMIN. -1/ENOENT: no such tenant or nothing
+ * scheduled; -1/EINVAL: weight 0 or a cap above every capacity.
+ */
+int sgiov_set_tenant(int fd, uint32_t tenant, uint32_t weight_milli, uint32_t cap_mbps);
+/*
  * The oldest digest the device sent for this socket (CRC32C of a message
  * delivered through a CRC32C stage, or of one the look-aside engine
  * consumed); dir (may be NULL): SGIOV_DIGEST_RX or SGIOV_DIGEST_TX.

@@ -15,6 +15,7 @@
  * receivers drain what is still in flight (every message sent must arrive,
  * in order). Prints, line-buffered:
  *   tenants_phase name=warmup|measure|stop|drained t=S      (as they happen)
+ *   tenant_set name=A index=I weight_milli=W cap_mbps=C     (-T with a weight)
  *   check name=NAME ok=0|1 got=V want=V                    (setup checks: the
  *     calls of binaries built before tenants, reserved flags, -u's unknown tenant)
  *   tenants_conn name=A conn=I bytes=N gbps=X               (window, per connection)
@@ -43,6 +44,7 @@
 struct tenant {
 	char name[32];
 	uint32_t index, chain;
+	uint32_t weight_milli, cap_mbps;	/* set through SGIOV_IOC_SET_TENANT when weight_milli != 0 */
 	uint64_t win_bytes, win_msgs, sent, received, errors;
 };
 
@@ -71,8 +73,9 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: sgiov-tenants [-t seconds] [-w warmup] [-n conns_per_tenant] [-s msg_size] [-r ring]\n"
-		"                     [-p base_port] [-u unknown_tenant] [-T NAME:INDEX:CHAIN]...\n"
-		"  CHAIN: none, or stages joined by '+': enc, dec, encap, decap, crc\n"
+		"                     [-p base_port] [-u unknown_tenant] [-T NAME:INDEX:CHAIN[:WEIGHT[:CAP_MBPS]]]...\n"
+		"  CHAIN: none, or stages joined by '+': enc, dec, encap, decap, crc, copy (executor F)\n"
+		"  WEIGHT, CAP_MBPS: set the tenant's weight and demand cap first (SGIOV_IOC_SET_TENANT)\n"
 		"  default tenants: -T A:0:enc+dec -T B:1:none\n"
 		"  -u I: also check that a socket of tenant index I is refused (EINVAL)\n");
 	exit(2);
@@ -93,6 +96,7 @@ static int parse_chain(const char *s, uint32_t *chain)
 		else if (!strcmp(tok, "encap")) st = SGIOV_STAGE_ENCAP;
 		else if (!strcmp(tok, "decap")) st = SGIOV_STAGE_DECAP;
 		else if (!strcmp(tok, "crc")) st = SGIOV_STAGE_CRC32C;
+		else if (!strcmp(tok, "copy")) st = SGIOV_STAGE_FULL_COPY;
 		else return -1;
 		if (n == 4)
 			return -1;
@@ -104,7 +108,7 @@ static int parse_chain(const char *s, uint32_t *chain)
 static int add_tenant(const char *spec)
 {
 	struct tenant *t;
-	const char *a = strchr(spec, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+	const char *a = strchr(spec, ':'), *b = a ? strchr(a + 1, ':') : NULL, *c;
 	char *end;
 
 	if (!a || !b || a == spec || (size_t)(a - spec) >= sizeof(t->name) || ntenants == MAX_TENANTS)
@@ -113,8 +117,30 @@ static int add_tenant(const char *spec)
 	memset(t, 0, sizeof(*t));
 	memcpy(t->name, spec, a - spec);
 	t->index = strtoul(a + 1, &end, 0);
-	if (end != b || parse_chain(b + 1, &t->chain) < 0)
+	if (end != b)
 		return -1;
+	c = strchr(b + 1, ':');
+	if (c) {
+		/* CHAIN:WEIGHT[:CAP_MBPS] */
+		char chain[64];
+
+		if ((size_t)(c - b - 1) >= sizeof(chain))
+			return -1;
+		memcpy(chain, b + 1, c - b - 1);
+		chain[c - b - 1] = 0;
+		if (parse_chain(chain, &t->chain) < 0)
+			return -1;
+		t->weight_milli = (uint32_t)(strtod(c + 1, &end) * 1000 + 0.5);
+		if (!t->weight_milli || (*end && *end != ':'))
+			return -1;
+		if (*end == ':') {
+			t->cap_mbps = strtoul(end + 1, &end, 0);
+			if (*end)
+				return -1;
+		}
+	} else if (parse_chain(b + 1, &t->chain) < 0) {
+		return -1;
+	}
 	ntenants++;
 	return 0;
 }
@@ -329,12 +355,26 @@ int main(int argc, char **argv)
 		usage();
 
 	check_compat();
+	for (int i = 0; i < ntenants; i++) {
+		struct tenant *tn = &tenants[i];
+
+		if (!tn->weight_milli)
+			continue;
+		if (sgiov_set_tenant(-1, tn->index, tn->weight_milli, tn->cap_mbps) < 0) {
+			fprintf(stderr, "sgiov-tenants: %s: SGIOV_IOC_SET_TENANT: %s\n", tn->name, strerror(errno));
+			return 1;
+		}
+		printf("tenant_set name=%s index=%u weight_milli=%u cap_mbps=%u\n", tn->name, tn->index, tn->weight_milli, tn->cap_mbps);
+	}
 	if (unknown >= 0) {
 		int fd = sgiov_socket_tenant(4096, 4096, (uint32_t)unknown);
 
 		check("unknown_tenant_einval", fd < 0 ? errno : 0, EINVAL);
 		if (fd >= 0)
 			sgiov_close(fd);
+		check("set_unknown_tenant_enoent", sgiov_set_tenant(-1, (uint32_t)unknown, 1000, 0) < 0 ? errno : 0, ENOENT);
+		check("set_weight_zero_einval", sgiov_set_tenant(-1, 0, 0, 0) < 0 ? errno : 0, EINVAL);
+		check("set_cap_above_capacity_einval", sgiov_set_tenant(-1, 0, 1000, 0xffffffffu) < 0 ? errno : 0, EINVAL);
 	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
