@@ -1,0 +1,553 @@
+/**
+ * One reliable, ordered link to a peer node, over successive connections.
+ *
+ * A *session* is one run of link sequence numbers in each direction. It
+ * survives reconnects: the handshake carries the session and the last seq
+ * each side delivered, and each side retransmits what the other lacks. It
+ * ends (FAILED) when the link stays down past the deadline or the peer
+ * turns out to have lost it (restarted, or failed it on its own deadline);
+ * then every frame not acknowledged is handed back to the owner, never
+ * dropped silently, and numbering starts over in a fresh session.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../util/log.js';
+import { RateLimitedLog } from '../util/log.js';
+import { formatAddress, type Cluster } from './cluster.js';
+import { Conn, type ConnHandlers } from './conn.js';
+import { encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, type Frame, type FrameErrorKind } from './frame.js';
+import { dials, encodeHello, parseHello, refuseHello, type Hello } from './hello.js';
+import type { FabricTransport } from './transport.js';
+
+export interface LinkOptions {
+  /** A frame (a heartbeat when idle) goes out at least this often. */
+  heartbeatMs: number;
+  /** Nothing heard for this long: the connection is dead; also the limit for a connect + handshake. */
+  deadMs: number;
+  /** Not re-established within this: the session is FAILED. */
+  deadlineMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+  /** Bound on frames sent and not yet acknowledged: count and payload bytes. */
+  windowFrames: number;
+  windowBytes: number;
+  /** An ack waits at most this long for a frame to ride on. */
+  ackDelayMs: number;
+  maxPayload: number;
+}
+
+export const DEFAULT_LINK_OPTIONS: LinkOptions = {
+  heartbeatMs: 200,
+  deadMs: 600,
+  deadlineMs: 10_000,
+  backoffMinMs: 50,
+  backoffMaxMs: 2_000,
+  windowFrames: 1024,
+  windowBytes: 16 << 20,
+  ackDelayMs: 2,
+  maxPayload: 16 << 20,
+};
+
+export type LinkState = 'connecting' | 'up' | 'down' | 'failed';
+
+export interface LinkStateInfo {
+  reason: string;
+  session?: string;
+  resumed?: boolean;
+  retransmitted?: number;
+  failedFrames?: number;
+}
+
+/** A frame sent and kept until acknowledged; the segments are the caller's, not copies. */
+export interface SentFrame {
+  readonly seq: number;
+  readonly type: number;
+  readonly flags: number;
+  readonly channel: number;
+  readonly socket: number;
+  readonly value: number;
+  readonly segments: readonly Uint8Array[];
+  readonly bytes: number;
+  /** The payload's part of the CRC, so a retransmission does not hash the payload again. */
+  readonly pcrc: number;
+  transmitted: boolean;
+}
+
+/** Input refused, by kind: the frame decoder's kinds and the link's own. */
+export type BadKind = FrameErrorKind | 'outOfSequence' | 'unknownNode' | 'badHello' | 'unexpected';
+export type BadCounts = Record<BadKind, number>;
+
+export function zeroBadCounts(): BadCounts {
+  return { truncated: 0, tooLarge: 0, badCrc: 0, badMagic: 0, badVersion: 0, outOfSequence: 0, unknownNode: 0, badHello: 0, unexpected: 0 };
+}
+
+export interface LinkStats {
+  state: LinkState;
+  session: string;
+  peerIncarnation: string;
+  /** Data frames written (retransmissions included) and their payload bytes. */
+  framesSent: number;
+  bytesSent: number;
+  /** Data frames delivered to the owner and their payload bytes. */
+  framesReceived: number;
+  bytesReceived: number;
+  retransmitted: number;
+  duplicates: number;
+  /** Times the link came up again after being down. */
+  reconnects: number;
+  failures: number;
+  failedFrames: number;
+  unackedFrames: number;
+  unackedBytes: number;
+  bad: BadCounts;
+}
+
+export interface LinkEvents {
+  frame(f: Frame): void;
+  state(state: LinkState, info: LinkStateInfo): void;
+  /** The session failed; `frames` were not acknowledged (each may or may not have been delivered). */
+  failed(frames: SentFrame[]): void;
+  /** Every frame of the current session up to `seq` is delivered at the peer. */
+  acked(seq: number): void;
+  /** send() refused a frame and the window has room again. */
+  drain(): void;
+}
+
+export interface LinkContext {
+  cluster: Cluster;
+  incarnation: string;
+  transport: FabricTransport;
+  log: Logger;
+  opts: LinkOptions;
+}
+
+const newId = (): string => randomBytes(8).toString('hex');
+
+export class Link {
+  /** 'idle' until start(), so that the first state is announced too. */
+  private state: LinkState | 'idle' = 'idle';
+  private conn: Conn | null = null;
+  private up = false;
+  private everUp = false;
+  private closed = false;
+  private session = '';
+  private peerIncarnation = '';
+  private readonly selfIndex: number;
+  private readonly peerIndex: number;
+  private readonly dialer: boolean;
+  private readonly log: Logger;
+  private readonly warn: RateLimitedLog;
+  private readonly o: LinkOptions;
+
+  // Sending: frames [head, length) of `unacked` are unacknowledged, in seq order.
+  private sendSeq = 0;
+  private unacked: SentFrame[] = [];
+  private head = 0;
+  private unackedBytes = 0;
+  private wantDrain = false;
+  private lastTx = 0;
+
+  // Receiving.
+  private delivered = 0;
+  private pendingAckFrames = 0;
+  private pendingAckBytes = 0;
+  private ackFrames = 1;
+  private ackBytes = 1;
+  private lastRx = 0;
+
+  private backoff: number;
+  private dialAbort: AbortController | null = null;
+  private dialTimer: NodeJS.Timeout | null = null;
+  private handshakeTimer: NodeJS.Timeout | null = null;
+  private beatTimer: NodeJS.Timeout | null = null;
+  private ackTimer: NodeJS.Timeout | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
+
+  private readonly c = {
+    framesSent: 0, bytesSent: 0, framesReceived: 0, bytesReceived: 0,
+    retransmitted: 0, duplicates: 0, reconnects: 0, failures: 0, failedFrames: 0,
+  };
+  private readonly bad = zeroBadCounts();
+
+  constructor(readonly peer: string, private readonly ctx: LinkContext, private readonly ev: LinkEvents) {
+    this.o = ctx.opts;
+    this.selfIndex = ctx.cluster.names.indexOf(ctx.cluster.self);
+    this.peerIndex = ctx.cluster.names.indexOf(peer);
+    this.dialer = dials(ctx.cluster.self, peer);
+    this.log = ctx.log.child({ peer });
+    this.warn = new RateLimitedLog(this.log);
+    this.backoff = this.o.backoffMinMs;
+  }
+
+  start(): void {
+    this.setState('connecting', { reason: this.dialer ? 'dialing' : 'waiting for the peer to dial' });
+    if (this.dialer) this.dial();
+  }
+
+  /**
+   * Queues a data frame; false when the window is full (drain() follows once
+   * it has room). A frame goes out at once if the link is up, else when it
+   * comes up (or back to the owner through failed()).
+   */
+  send(type: number, flags: number, channel: number, socket: number, value: number, segments: readonly Uint8Array[]): number | null {
+    const bytes = payloadLength(segments);
+    if (bytes > this.o.maxPayload) throw new RangeError(`frame payload of ${bytes} bytes above the maximum ${this.o.maxPayload}`);
+    const n = this.unacked.length - this.head;
+    // An empty window takes any frame, so a frame larger than windowBytes is slow, not stuck.
+    if (n > 0 && (n >= this.o.windowFrames || this.unackedBytes + bytes > this.o.windowBytes)) {
+      this.wantDrain = true;
+      return null;
+    }
+    const f: SentFrame = { seq: ++this.sendSeq, type, flags, channel, socket, value, segments: [...segments], bytes, pcrc: payloadCrc(segments), transmitted: false };
+    this.unacked.push(f);
+    this.unackedBytes += bytes;
+    if (this.up) this.transmit(f);
+    else this.armDeadline();
+    return f.seq;
+  }
+
+  /** An accepted connection whose HELLO the fabric checked: it becomes this link's connection. */
+  adopt(conn: Conn, hello: Hello, peerDelivered: number): void {
+    if (this.closed) return conn.drop();
+    if (this.conn) this.lost(this.conn, `replaced by a new connection from ${conn.wire.remote}`);
+    this.cancelDial();
+    this.conn = conn;
+    conn.setHandlers(this.handlers(conn));
+    this.lastRx = performance.now();
+    const resume = hello.session !== '' && hello.session === this.session;
+    if (!resume) this.freshSession(hello.incarnation);
+    if (this.closed) return; // the owner closed the fabric from its failed() callback
+    this.peerIncarnation = hello.incarnation;
+    this.setPeerWindow(hello);
+    this.writeLink(LinkType.WELCOME, encodeHello(this.hello()));
+    this.goUp(resume ? peerDelivered : 0, resume);
+  }
+
+  /** Drops the current connection as a network cut would; false when there is none. */
+  cut(): boolean {
+    if (!this.conn) return false;
+    this.lost(this.conn, 'cut (debugCutLink)');
+    return true;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.cancelDial();
+    this.stopConnTimers();
+    this.clear('deadlineTimer');
+    this.conn?.drop();
+    this.conn = null;
+    this.up = false;
+  }
+
+  stats(): LinkStats {
+    return {
+      state: this.state === 'idle' ? 'connecting' : this.state, session: this.session, peerIncarnation: this.peerIncarnation, ...this.c,
+      unackedFrames: this.unacked.length - this.head, unackedBytes: this.unackedBytes, bad: { ...this.bad },
+    };
+  }
+
+  // --- connection life ----------------------------------------------------
+
+  private dial(): void {
+    if (this.closed) return;
+    const abort = new AbortController();
+    this.dialAbort = abort;
+    this.handshakeTimer = setTimeout(() => {
+      this.handshakeTimer = null;
+      if (this.conn) this.lost(this.conn, `no WELCOME within ${this.o.deadMs} ms`);
+      else {
+        abort.abort();
+        this.retry(`connect timed out after ${this.o.deadMs} ms`);
+      }
+    }, this.o.deadMs);
+    const addr = this.ctx.cluster.nodes.get(this.peer)!;
+    this.ctx.transport.connect(addr, abort.signal).then(
+      (wire) => {
+        if (abort.signal.aborted || this.closed) return wire.close();
+        this.dialAbort = null;
+        const conn = new Conn(wire, this.o.maxPayload);
+        conn.setHandlers(this.handlers(conn));
+        this.conn = conn;
+        this.lastRx = performance.now();
+        this.writeLink(LinkType.HELLO, encodeHello(this.hello()));
+      },
+      (e: Error) => {
+        if (abort.signal.aborted || this.closed) return;
+        this.dialAbort = null;
+        this.clear('handshakeTimer');
+        this.retry(`connect to ${formatAddress(addr)} failed: ${e.message}`);
+      },
+    );
+  }
+
+  private handlers(conn: Conn): ConnHandlers {
+    return {
+      frame: (f) => this.onFrame(conn, f),
+      bad: (e) => {
+        this.bad[e.kind]++;
+        this.warn.warn(`fabric-${e.kind}`, { kind: e.kind, remote: conn.wire.remote }, `bad frame from peer: ${e.message}`);
+        this.lost(conn, `bad frame (${e.kind}): ${e.message}`);
+      },
+      closed: (reason: string) => this.lost(conn, reason),
+    };
+  }
+
+  private retry(why: string): void {
+    this.log.debug({ why, inMs: this.backoff }, 'fabric dial failed, retrying');
+    this.armDeadline();
+    this.dialTimer = setTimeout(() => {
+      this.dialTimer = null;
+      this.dial();
+    }, this.backoff);
+    this.backoff = Math.min(this.backoff * 2, this.o.backoffMaxMs);
+  }
+
+  /** `conn` is gone (or is being let go); the link goes down and, as the dialer, dials again. */
+  private lost(conn: Conn, reason: string): void {
+    conn.drop();
+    if (conn !== this.conn) return;
+    this.conn = null;
+    const wasUp = this.up;
+    this.up = false;
+    this.stopConnTimers();
+    if (wasUp) this.setState('down', { reason, session: this.session });
+    else this.log.debug({ reason }, 'fabric handshake failed');
+    if (this.closed) return;
+    this.armDeadline();
+    if (this.dialer) this.retry(reason);
+  }
+
+  private goUp(peerDelivered: number, resumed: boolean): void {
+    this.clear('handshakeTimer');
+    // Frames the peer already has are released before anything is resent.
+    if (!this.ackUpTo(peerDelivered) || this.closed || !this.conn) return;
+    this.clear('deadlineTimer');
+    this.up = true;
+    this.backoff = this.o.backoffMinMs;
+    if (this.everUp) this.c.reconnects++;
+    this.everUp = true;
+    let retransmitted = 0;
+    for (let i = this.head; i < this.unacked.length && this.up; i++) {
+      const f = this.unacked[i]!;
+      if (f.transmitted) retransmitted++;
+      this.transmit(f);
+    }
+    this.c.retransmitted += retransmitted;
+    this.beatTimer = setInterval(() => this.beat(), Math.max(1, this.o.heartbeatMs / 2));
+    this.setState('up', { reason: resumed ? 'session resumed' : 'new session', session: this.session, resumed, retransmitted });
+  }
+
+  private beat(): void {
+    const now = performance.now();
+    if (now - this.lastRx >= this.o.deadMs) {
+      if (this.conn) this.lost(this.conn, `nothing heard from the peer for ${Math.round(now - this.lastRx)} ms`);
+      return;
+    }
+    if (now - this.lastTx >= this.o.heartbeatMs / 2) this.writeLink(LinkType.HEARTBEAT);
+  }
+
+  // --- sessions -----------------------------------------------------------
+
+  private hello(): Hello {
+    const { cluster } = this.ctx;
+    return {
+      from: cluster.self, to: this.peer, cluster: cluster.hash, incarnation: this.ctx.incarnation,
+      session: this.session, windowFrames: this.o.windowFrames, windowBytes: this.o.windowBytes,
+    };
+  }
+
+  private setPeerWindow(h: Hello): void {
+    // Ack at a quarter of the peer's window, so its sender never stalls waiting for one.
+    this.ackFrames = Math.max(1, Math.floor(h.windowFrames / 4));
+    this.ackBytes = Math.max(1, Math.floor(h.windowBytes / 4));
+  }
+
+  /**
+   * The handshake did not resume: a new session begins. An existing one is
+   * failed first; frames sent while there was no session at all (seq from
+   * 1, never seen by anyone) simply open the new one.
+   */
+  private freshSession(peerIncarnation: string, session = newId()): void {
+    if (this.session !== '') {
+      const restarted = this.peerIncarnation !== '' && peerIncarnation !== this.peerIncarnation;
+      this.fail(restarted ? `peer restarted (incarnation ${this.peerIncarnation} -> ${peerIncarnation})` : 'peer no longer has the session');
+    }
+    this.session = session;
+  }
+
+  private armDeadline(): void {
+    if (this.deadlineTimer || this.up || this.closed) return;
+    if (this.session === '' && this.unacked.length === this.head) return;
+    this.deadlineTimer = setTimeout(() => {
+      this.deadlineTimer = null;
+      if (this.up) return;
+      const handshaking = this.conn;
+      this.fail(`not re-established within ${this.o.deadlineMs} ms`);
+      // A HELLO in flight named the session just failed; its answer could resume it at the peer. Start the handshake over.
+      if (handshaking && handshaking === this.conn) this.lost(handshaking, 'session failed during the handshake');
+    }, this.o.deadlineMs);
+  }
+
+  /** Ends the session: unacknowledged frames go back to the owner, numbering restarts. */
+  private fail(reason: string): void {
+    const frames = this.unacked.slice(this.head);
+    this.unacked = [];
+    this.head = 0;
+    this.unackedBytes = 0;
+    this.sendSeq = 0;
+    this.delivered = 0;
+    this.pendingAckFrames = 0;
+    this.pendingAckBytes = 0;
+    this.session = '';
+    this.clear('ackTimer');
+    this.clear('deadlineTimer');
+    this.c.failures++;
+    this.c.failedFrames += frames.length;
+    this.setState('failed', { reason, failedFrames: frames.length });
+    this.ev.failed(frames);
+    this.maybeDrain();
+  }
+
+  // --- frames -------------------------------------------------------------
+
+  private onFrame(conn: Conn, f: Frame): void {
+    if (conn !== this.conn) return;
+    this.lastRx = performance.now();
+    if (f.src !== this.peerIndex) return this.protocolError('unknownNode', `frame with source id ${f.src}, '${this.peer}' is ${this.peerIndex}`);
+    if (!this.up) return this.onWelcome(f);
+    if (!this.ackUpTo(f.ack)) return;
+    if (f.type >= FIRST_DATA_TYPE) return this.onData(f);
+    if (f.type !== LinkType.ACK && f.type !== LinkType.HEARTBEAT) this.protocolError('unexpected', `link frame type ${f.type} on an established link`);
+  }
+
+  private onWelcome(f: Frame): void {
+    if (f.type !== LinkType.WELCOME) return this.protocolError('unexpected', `expected WELCOME, got frame type ${f.type}`);
+    const h = parseHello(f.payload);
+    if (typeof h === 'string') return this.protocolError('badHello', h);
+    if (h.session === '') return this.protocolError('badHello', 'WELCOME without a session');
+    const refusal = refuseHello(h, f.src, this.ctx.cluster, this.peer);
+    if (refusal) return this.protocolError(refusal.kind, refusal.why);
+    const resume = this.session !== '' && h.session === this.session;
+    if (!resume) {
+      this.freshSession(h.incarnation, h.session);
+      if (this.closed) return;
+    }
+    this.peerIncarnation = h.incarnation;
+    this.setPeerWindow(h);
+    this.goUp(resume ? f.ack : 0, resume);
+  }
+
+  private onData(f: Frame): void {
+    if (f.seq <= this.delivered) {
+      this.c.duplicates++;
+      return;
+    }
+    if (f.seq !== this.delivered + 1) return this.protocolError('outOfSequence', `seq ${f.seq} after ${this.delivered}`);
+    this.delivered = f.seq;
+    this.c.framesReceived++;
+    this.c.bytesReceived += f.payload.length;
+    this.pendingAckFrames++;
+    this.pendingAckBytes += f.payload.length;
+    this.ev.frame(f);
+    if (!this.up) return;
+    if (this.pendingAckFrames >= this.ackFrames || this.pendingAckBytes >= this.ackBytes) {
+      this.writeLink(LinkType.ACK);
+    } else if (!this.ackTimer) {
+      this.ackTimer = setTimeout(() => {
+        this.ackTimer = null;
+        if (this.up && this.pendingAckFrames > 0) this.writeLink(LinkType.ACK);
+      }, this.o.ackDelayMs);
+    }
+  }
+
+  /** Releases frames up to `ack`; false (and the connection reset) when it acks what was never sent. */
+  private ackUpTo(ack: number): boolean {
+    if (ack > this.sendSeq) {
+      this.protocolError('outOfSequence', `ack ${ack} beyond the last seq sent, ${this.sendSeq}`);
+      return false;
+    }
+    let released = false;
+    while (this.head < this.unacked.length && this.unacked[this.head]!.seq <= ack) {
+      this.unackedBytes -= this.unacked[this.head]!.bytes;
+      this.unacked[this.head++] = undefined as unknown as SentFrame;
+      released = true;
+    }
+    if (!released) return true;
+    // Compact now and then rather than shift() per frame.
+    if (this.head > 1024 && this.head * 2 > this.unacked.length) {
+      this.unacked = this.unacked.slice(this.head);
+      this.head = 0;
+    }
+    this.ev.acked(ack);
+    this.maybeDrain();
+    return true;
+  }
+
+  private maybeDrain(): void {
+    const n = this.unacked.length - this.head;
+    if (!this.wantDrain || (n > 0 && (n > this.o.windowFrames / 2 || this.unackedBytes > this.o.windowBytes / 2))) return;
+    this.wantDrain = false;
+    this.ev.drain();
+  }
+
+  /** The peer broke the protocol: counted, logged, connection reset (a reconnect resumes cleanly). */
+  private protocolError(kind: BadKind, why: string): void {
+    this.bad[kind]++;
+    this.warn.warn(`fabric-${kind}`, { kind, remote: this.conn?.wire.remote }, `fabric protocol error: ${why}`);
+    if (this.conn) this.lost(this.conn, `protocol error (${kind}): ${why}`);
+  }
+
+  private transmit(f: SentFrame): void {
+    const header = encodeHeader(
+      { type: f.type, flags: f.flags, src: this.selfIndex, seq: f.seq, ack: this.delivered, channel: f.channel, socket: f.socket, value: f.value },
+      f.bytes, f.pcrc,
+    );
+    this.write(f.segments.length === 1 ? [header, f.segments[0]!] : [header, ...f.segments]);
+    f.transmitted = true;
+    this.c.framesSent++;
+    this.c.bytesSent += f.bytes;
+  }
+
+  private writeLink(type: number, payload?: Uint8Array): void {
+    const segs = payload ? [payload] : [];
+    const header = encodeHeader({ type, flags: 0, src: this.selfIndex, seq: 0, ack: this.delivered, channel: 0, socket: 0, value: 0 }, payloadLength(segs), payloadCrc(segs));
+    this.write([header, ...segs]);
+  }
+
+  /** Every frame carries the cumulative ack, so any write settles the pending one. */
+  private write(chunks: readonly Uint8Array[]): void {
+    this.conn?.write(chunks);
+    this.lastTx = performance.now();
+    this.pendingAckFrames = 0;
+    this.pendingAckBytes = 0;
+    this.clear('ackTimer');
+  }
+
+  private setState(state: LinkState, info: LinkStateInfo): void {
+    if (state === this.state && state !== 'up' && state !== 'failed') return;
+    this.state = state;
+    const line = { state, ...info, peerIncarnation: this.peerIncarnation || undefined };
+    if (state === 'up' || state === 'connecting') this.log.info(line, `fabric link to ${this.peer} ${state}: ${info.reason}`);
+    else this.log.warn(line, `fabric link to ${this.peer} ${state}: ${info.reason}`);
+    this.ev.state(state, info);
+  }
+
+  private cancelDial(): void {
+    this.dialAbort?.abort();
+    this.dialAbort = null;
+    this.clear('dialTimer');
+  }
+
+  private stopConnTimers(): void {
+    this.clear('handshakeTimer');
+    this.clear('ackTimer');
+    if (this.beatTimer) clearInterval(this.beatTimer);
+    this.beatTimer = null;
+  }
+
+  private clear(name: 'dialTimer' | 'handshakeTimer' | 'ackTimer' | 'deadlineTimer'): void {
+    const t = this[name];
+    if (t) clearTimeout(t);
+    this[name] = null;
+  }
+}

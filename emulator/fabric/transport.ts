@@ -1,0 +1,34 @@
+/**
+ * What the fabric needs from a network: ordered byte streams between nodes.
+ * TCP (tcp.ts) is the one there is; an RDMA or in-memory transport can be
+ * added behind the same two interfaces without touching the links.
+ */
+import type { NodeAddress } from './cluster.js';
+
+/** One connection: a duplex byte stream. */
+export interface Wire {
+  /** "host:port" of this end and of the other, for log lines. */
+  readonly local: string;
+  readonly remote: string;
+  /** Queues the chunks as one write (header + payload segments: a writev), without copying them. */
+  write(chunks: readonly Uint8Array[]): void;
+  /** Sets the receiver of incoming chunks; nothing is read before one is set. */
+  onData(cb: (chunk: Uint8Array) => void): void;
+  /** Sets the callback for the end of the connection, whichever side ended it; called once. */
+  onClose(cb: (error?: Error) => void): void;
+  /** Drops the connection now; unsent data is discarded. */
+  close(): void;
+}
+
+export interface FabricListener {
+  /** The address actually bound (port 0 resolved). */
+  readonly address: NodeAddress;
+  /** Stops accepting; connections already handed out stay their owners' to close. */
+  close(): Promise<void>;
+}
+
+export interface FabricTransport {
+  listen(address: NodeAddress, onWire: (wire: Wire) => void): Promise<FabricListener>;
+  /** Rejects when the connection cannot be made or `signal` aborts first. */
+  connect(address: NodeAddress, signal: AbortSignal): Promise<Wire>;
+}
