@@ -228,7 +228,7 @@ export const ENUMS = {
   /** Command status values are Linux errno numbers, so a driver can return -status. */
   STATUS: {
     OK: 0, ENOENT: 2, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16, EEXIST: 17, EINVAL: 22,
-    EPIPE: 32, EMSGSIZE: 90, EADDRINUSE: 98, EISCONN: 106, ENOTCONN: 107, ECONNREFUSED: 111,
+    EPIPE: 32, EMSGSIZE: 90, EADDRINUSE: 98, ENETUNREACH: 101, EISCONN: 106, ENOTCONN: 107, ECONNREFUSED: 111,
   },
   EVENT: {
     /** A listener has a connection waiting for accept. */
@@ -250,6 +250,8 @@ export const ENUMS = {
     NOT_CONNECTED: 8,
     AUTH_FAILED: 9,
     BAD_ENCAP: 10,
+    /** The socket's peer is on another node and the link to it failed (or the peer broke the pipe protocol). */
+    LINK_FAILED: 20,
   },
 } as const;
 
@@ -274,7 +276,7 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
       { name: 'rx_addr', offset: 16, type: 'u64', doc: 'CREATE: guest address of the rx ring' },
       { name: 'tx_size', offset: 24, type: 'u32', doc: 'CREATE: tx ring size, a power of two' },
       { name: 'rx_size', offset: 28, type: 'u32', doc: 'CREATE: rx ring size, a power of two' },
-      { name: 'arg', offset: 32, type: 'u32', doc: 'ACCEPT: the listening socket; TENANT: the weight in thousandths (1000: weight 1), >= 1' },
+      { name: 'arg', offset: 32, type: 'u32', doc: 'ACCEPT: the listening socket; CONNECT: the node (0: this one; else 1 + its index in the cluster\'s sorted names); TENANT: the weight in thousandths (1000: weight 1), >= 1' },
       { name: 'chain', offset: 36, type: 'u32', doc: 'CONNECT: the pipes\' transformations, SGIOV_CHAIN(s1..s4) of SGIOV_STAGE_* (0: none)' },
       { name: 'status', offset: 40, type: 'u32', doc: 'written by the device: 0 or an errno (SGIOV_STATUS_*)' },
       { name: 'result', offset: 44, type: 'u32', doc: 'written by the device: ACCEPT, CONNECT: the peer socket' },

@@ -184,6 +184,7 @@
 #define SGIOV_STATUS_EPIPE                   32
 #define SGIOV_STATUS_EMSGSIZE                90
 #define SGIOV_STATUS_EADDRINUSE              98
+#define SGIOV_STATUS_ENETUNREACH             101
 #define SGIOV_STATUS_EISCONN                 106
 #define SGIOV_STATUS_ENOTCONN                107
 #define SGIOV_STATUS_ECONNREFUSED            111
@@ -200,6 +201,7 @@
 #define SGIOV_SERR_NOT_CONNECTED             8
 #define SGIOV_SERR_AUTH_FAILED               9
 #define SGIOV_SERR_BAD_ENCAP                 10
+#define SGIOV_SERR_LINK_FAILED               20
 
 /* A signal: type, id and value in one 64-bit word */
 #define SGIOV_SIG(type, id, value)           ((((unsigned long long)(type)) << SGIOV_SIG_TYPE_SHIFT) | (((unsigned long long)((id) & SGIOV_SIG_ID_MASK)) << SGIOV_SIG_ID_SHIFT) | (unsigned int)(value))
@@ -234,7 +236,7 @@ struct sgiov_cmd {
 	SGIOV_U64  rx_addr;     /* 0x10: CREATE: guest address of the rx ring */
 	SGIOV_U32  tx_size;     /* 0x18: CREATE: tx ring size, a power of two */
 	SGIOV_U32  rx_size;     /* 0x1c: CREATE: rx ring size, a power of two */
-	SGIOV_U32  arg;         /* 0x20: ACCEPT: the listening socket; TENANT: the weight in thousandths (1000: weight 1), >= 1 */
+	SGIOV_U32  arg;         /* 0x20: ACCEPT: the listening socket; CONNECT: the node (0: this one; else 1 + its index in the cluster's sorted names); TENANT: the weight in thousandths (1000: weight 1), >= 1 */
 	SGIOV_U32  chain;       /* 0x24: CONNECT: the pipes' transformations, SGIOV_CHAIN(s1..s4) of SGIOV_STAGE_* (0: none) */
 	SGIOV_U32  status;      /* 0x28: written by the device: 0 or an errno (SGIOV_STATUS_*) */
 	SGIOV_U32  result;      /* 0x2c: written by the device: ACCEPT, CONNECT: the peer socket */
