@@ -20,10 +20,12 @@ export interface FabricEvents {
   onFrame(node: string, frame: Frame): void;
   onLinkState?(node: string, state: LinkState, info: LinkStateInfo): void;
   /**
-   * A session with `node` ended; `frames` were sent in it and never
-   * acknowledged (each may or may not have reached the peer's owner).
+   * A session with `node` ended (`reason`: the deadline passed, the peer
+   * restarted, ...); `frames` were sent in it and never acknowledged (each
+   * may or may not have reached the peer's owner). Called for every failed
+   * session, with no frames too: whatever was paired with the node is gone.
    */
-  onFailed?(node: string, frames: SentFrame[]): void;
+  onFailed?(node: string, frames: SentFrame[], reason: string): void;
   /** All frames sent to `node` in the current session up to `seq` were delivered there; their segments are released. */
   onAcked?(node: string, seq: number): void;
   /** send() to `node` said 'full' and the window has room again. */
@@ -84,7 +86,7 @@ export class Fabric {
       this.links.set(node, new Link(node, ctx, {
         frame: (f) => events.onFrame(node, f),
         state: (s, info) => events.onLinkState?.(node, s, info),
-        failed: (frames) => events.onFailed?.(node, frames),
+        failed: (frames, reason) => events.onFailed?.(node, frames, reason),
         acked: (seq) => events.onAcked?.(node, seq),
         drain: () => events.onDrain?.(node),
       }));

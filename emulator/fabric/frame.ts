@@ -33,10 +33,12 @@ export const DEFAULT_MAX_PAYLOAD = 16 << 20;
 
 /** The fabric's own frame types: never delivered to the owner. */
 export const LinkType = { HELLO: 1, WELCOME: 2, ACK: 3, HEARTBEAT: 4 } as const;
-/** Types from here up are the owner's: sequenced, acked, retransmitted, delivered in order. */
+/**
+ * Types from here up are the owner's (the data plane numbers its CONNECT,
+ * MSG, CREDIT, ... from here): sequenced, acked, retransmitted, delivered
+ * in order, and never looked into.
+ */
 export const FIRST_DATA_TYPE = 16;
-/** The data plane's frame types (its business: the fabric carries them without looking inside). */
-export const DataType = { CONNECT: 16, ACCEPTED: 17, MSG: 18, CREDIT: 19, CLOSE: 20 } as const;
 
 export interface FrameHeader {
   type: number;

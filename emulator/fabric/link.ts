@@ -104,8 +104,8 @@ export interface LinkStats {
 export interface LinkEvents {
   frame(f: Frame): void;
   state(state: LinkState, info: LinkStateInfo): void;
-  /** The session failed; `frames` were not acknowledged (each may or may not have been delivered). */
-  failed(frames: SentFrame[]): void;
+  /** The session failed (`reason`); `frames` were not acknowledged (each may or may not have been delivered). */
+  failed(frames: SentFrame[], reason: string): void;
   /** Every frame of the current session up to `seq` is delivered at the peer. */
   acked(seq: number): void;
   /** send() refused a frame and the window has room again. */
@@ -184,9 +184,9 @@ export class Link {
   }
 
   /**
-   * Queues a data frame; false when the window is full (drain() follows once
-   * it has room). A frame goes out at once if the link is up, else when it
-   * comes up (or back to the owner through failed()).
+   * Queues a data frame and returns its seq, or null when the window is full
+   * (drain() follows once it has room). The frame goes out at once if the
+   * link is up, else when it comes up (or back to the owner through failed()).
    */
   send(type: number, flags: number, channel: number, socket: number, value: number, segments: readonly Uint8Array[]): number | null {
     const bytes = payloadLength(segments);
@@ -209,7 +209,6 @@ export class Link {
   adopt(conn: Conn, hello: Hello, peerDelivered: number): void {
     if (this.closed) return conn.drop();
     if (this.conn) this.lost(this.conn, `replaced by a new connection from ${conn.wire.remote}`);
-    this.cancelDial();
     this.conn = conn;
     conn.setHandlers(this.handlers(conn));
     this.lastRx = performance.now();
@@ -404,7 +403,7 @@ export class Link {
     this.c.failures++;
     this.c.failedFrames += frames.length;
     this.setState('failed', { reason, failedFrames: frames.length });
-    this.ev.failed(frames);
+    this.ev.failed(frames, reason);
     this.maybeDrain();
   }
 

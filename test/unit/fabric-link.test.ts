@@ -6,18 +6,21 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Fabric, type FabricOptions } from '../../emulator/fabric/fabric.js';
-import { DataType, type Frame } from '../../emulator/fabric/frame.js';
+import { FIRST_DATA_TYPE, type Frame } from '../../emulator/fabric/frame.js';
 import type { LinkState, LinkStateInfo, SentFrame } from '../../emulator/fabric/link.js';
 import { TcpTransport } from '../../emulator/fabric/tcp.js';
 import { freePorts, localCluster } from '../../emulator/fabric/testing.js';
 import type { FabricTransport, Wire } from '../../emulator/fabric/transport.js';
 import { until } from '../../qemu/vm.js';
 
+/** A data frame type, as the data plane would number one. */
+const MSG = FIRST_DATA_TYPE + 2;
+
 /** What a node's owner saw. */
 class Owner {
   readonly frames: { node: string; value: number; seq: number }[] = [];
   readonly states: { node: string; state: LinkState; info: LinkStateInfo }[] = [];
-  readonly failed: { node: string; frames: SentFrame[] }[] = [];
+  readonly failed: { node: string; frames: SentFrame[]; reason: string }[] = [];
   readonly acked = new Map<string, number>();
   /** Checks each frame's payload; set per test. */
   check: (node: string, f: Frame) => void = () => {};
@@ -33,7 +36,7 @@ class Owner {
         this.after(this.frames.length);
       },
       onLinkState: (node: string, state: LinkState, info: LinkStateInfo) => this.states.push({ node, state, info }),
-      onFailed: (node: string, frames: SentFrame[]) => this.failed.push({ node, frames }),
+      onFailed: (node: string, frames: SentFrame[], reason: string) => this.failed.push({ node, frames, reason }),
       onAcked: (node: string, seq: number) => this.acked.set(node, seq),
       onDrain: () => this.drain(),
     };
@@ -55,6 +58,22 @@ async function node(self: string, ports: Record<string, number>, opts: Partial<F
   fabrics.push(fabric);
   await fabric.start();
   return { fabric, owner };
+}
+
+/** Nodes a and b on fresh ports (a dials); `aOnly` are options for a alone. */
+async function pair(opts: Partial<FabricOptions> = {}, aOnly: Partial<FabricOptions> = {}) {
+  const [pa, pb] = await freePorts(2);
+  const ports = { a: pa!, b: pb! };
+  return { ports, a: await node('a', ports, { ...opts, ...aOnly }), b: await node('b', ports, opts) };
+}
+
+/** A node that stops dead (closes its fabric) on delivering its `k`-th frame; resolves when it is closed. */
+function stopAt(n: { fabric: Fabric; owner: Owner }, k: number): Promise<void> {
+  return new Promise((resolve) => {
+    n.owner.after = (count) => {
+      if (count === k) void n.fabric.close().then(resolve);
+    };
+  });
 }
 
 /** Random payloads as views into one pool: each frame is two segments (a ring wrap), the pool never changes. */
@@ -94,7 +113,7 @@ function pump(fabric: Fabric, owner: Owner, peer: string, from: number, to: numb
   return new Promise((resolve) => {
     const go = (): void => {
       for (; i < to; i++) {
-        const r = fabric.send(peer, DataType.MSG, { channel: 1, socket: 2 }, i, segs(i));
+        const r = fabric.send(peer, MSG, { channel: 1, socket: 2 }, i, segs(i));
         if (!r.ok) {
           expect(r.reason).toBe('full');
           return;
@@ -118,9 +137,7 @@ function inOrder(values: number[], from: number, to: number): void {
 
 describe('fabric links between nodes', () => {
   it('carries 10,000 frames of 0..256 KiB in order, exactly once, both ways', async () => {
-    const [pa, pb] = await freePorts(2);
-    const a = await node('a', { a: pa!, b: pb! });
-    const b = await node('b', { a: pa!, b: pb! });
+    const { a, b } = await pair();
     const big = new Payloads(10_000, 256 << 10);
     const small = new Payloads(1_000, 4096);
     let corrupt = 0;
@@ -142,9 +159,7 @@ describe('fabric links between nodes', () => {
   }, 180_000);
 
   it('delivers every frame once and in order while the connection is cut again and again', async () => {
-    const [pa, pb] = await freePorts(2);
-    const a = await node('a', { a: pa!, b: pb! }, { deadlineMs: 60_000 });
-    const b = await node('b', { a: pa!, b: pb! }, { deadlineMs: 60_000 });
+    const { a, b } = await pair({ deadlineMs: 60_000 });
     const load = new Payloads(3_000, 64 << 10);
     let corrupt = 0;
     b.owner.check = (_n, f) => void (load.matches(f.value, f.payload) || corrupt++);
@@ -169,11 +184,8 @@ describe('fabric links between nodes', () => {
   }, 180_000);
 
   it('notices a silent connection by its heartbeats, reconnects and resumes', async () => {
-    const [pa, pb] = await freePorts(2);
     const freezer = new FreezingTransport();
-    const opts = { heartbeatMs: 100, deadlineMs: 60_000 };
-    const a = await node('a', { a: pa!, b: pb! }, { ...opts, transport: freezer });
-    const b = await node('b', { a: pa!, b: pb! }, opts);
+    const { a, b } = await pair({ heartbeatMs: 100, deadlineMs: 60_000 }, { transport: freezer });
     const load = new Payloads(200, 1024);
     await pump(a.fabric, a.owner, 'b', 0, 100, (i) => load.segments(i));
     expect(await until(() => b.owner.frames.length === 100, 10_000)).toBe(true);
@@ -192,17 +204,12 @@ describe('fabric links between nodes', () => {
   }, 60_000);
 
   it('fails the session after the deadline with exactly the unacknowledged frames, and never resends them', async () => {
-    const [pa, pb] = await freePorts(2);
     const opts = { heartbeatMs: 100, deadlineMs: 300 };
-    const a = await node('a', { a: pa!, b: pb! }, opts);
-    let b = await node('b', { a: pa!, b: pb! }, opts);
+    const nodes = await pair(opts);
+    const { a, ports } = nodes;
+    let { b } = nodes;
     const load = new Payloads(300, 4096);
-    // b stops dead in the middle of the stream.
-    const bGone = new Promise<void>((resolve) => {
-      b.owner.after = (n) => {
-        if (n === 100) void b.fabric.close().then(resolve);
-      };
-    });
+    const bGone = stopAt(b, 100);
     const seqs = await pump(a.fabric, a.owner, 'b', 0, 200, (i) => load.segments(i));
     await bGone;
     expect(await until(() => a.owner.failed.length === 1, 10_000)).toBe(true);
@@ -218,11 +225,12 @@ describe('fabric links between nodes', () => {
     expect(delivered.length).toBeGreaterThanOrEqual(acked);
     // No silent loss: every frame was delivered or handed back (a frame may be both: delivered, its ack lost).
     expect(new Set([...delivered, ...failed.frames.map((f) => f.value)]).size).toBe(200);
-    expect(a.owner.states.find((s) => s.state === 'failed')?.info.reason).toMatch(/not re-established within 300 ms/);
+    expect(failed.reason).toMatch(/not re-established within 300 ms/);
+    expect(a.owner.states.find((s) => s.state === 'failed')?.info).toMatchObject({ reason: failed.reason, failedFrames: failed.frames.length });
     expect(a.fabric.stats().links.b).toMatchObject({ failures: 1, unackedFrames: 0, failedFrames: failed.frames.length });
 
     // b comes back: a fresh session carries only new frames; the failed ones are the owner's now.
-    b = await node('b', { a: pa!, b: pb! }, opts);
+    b = await node('b', ports, opts);
     await pump(a.fabric, a.owner, 'b', 1000, 1010, (i) => load.segments(i - 1000));
     expect(await until(() => b.owner.frames.length === 10, 10_000)).toBe(true);
     inOrder(b.owner.values('a'), 1000, 1010);
@@ -231,17 +239,12 @@ describe('fabric links between nodes', () => {
   }, 60_000);
 
   it('fails the old session at once when the peer comes back restarted, on either end', async () => {
-    const [pa, pb] = await freePorts(2);
-    const ports = { a: pa!, b: pb! };
     const opts = { heartbeatMs: 100, deadlineMs: 60_000 };
-    let a = await node('a', ports, opts);
-    let b = await node('b', ports, opts);
+    const nodes = await pair(opts);
+    const { ports } = nodes;
+    let { a, b } = nodes;
     const load = new Payloads(100, 8192);
-    const bGone = new Promise<void>((resolve) => {
-      b.owner.after = (n) => {
-        if (n === 50) void b.fabric.close().then(resolve);
-      };
-    });
+    const bGone = stopAt(b, 50);
     const seqs = await pump(a.fabric, a.owner, 'b', 0, 100, (i) => load.segments(i));
     await bGone;
     const oldB = b.fabric.incarnation;
@@ -270,13 +273,12 @@ describe('fabric links between nodes', () => {
   }, 60_000);
 
   it('reports an unknown node and refuses bad frame fields', async () => {
-    const [pa, pb] = await freePorts(2);
-    const a = await node('a', { a: pa!, b: pb! });
-    expect(a.fabric.send('zz', DataType.MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: false, reason: 'unknown-node' });
-    expect(a.fabric.send('a', DataType.MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: false, reason: 'unknown-node' });
+    const { a } = await pair();
+    expect(a.fabric.send('zz', MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: false, reason: 'unknown-node' });
+    expect(a.fabric.send('a', MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: false, reason: 'unknown-node' });
     expect(() => a.fabric.send('b', 3, { channel: 0, socket: 0 }, 0, [])).toThrow(/not a data type/);
-    expect(() => a.fabric.send('b', DataType.MSG, { channel: -1, socket: 0 }, 0, [])).toThrow(/u32/);
-    expect(() => a.fabric.send('b', DataType.MSG, { channel: 0, socket: 0 }, 0, [new Uint8Array((16 << 20) + 1)])).toThrow(/above the maximum/);
+    expect(() => a.fabric.send('b', MSG, { channel: -1, socket: 0 }, 0, [])).toThrow(/u32/);
+    expect(() => a.fabric.send('b', MSG, { channel: 0, socket: 0 }, 0, [new Uint8Array((16 << 20) + 1)])).toThrow(/above the maximum/);
   });
 });
 

@@ -8,10 +8,13 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Fabric, type FabricOptions } from '../../emulator/fabric/fabric.js';
-import { DataType, encodeFrame, encodeHeader, FrameDecoder, LinkType, type Frame, type FrameHeader } from '../../emulator/fabric/frame.js';
+import { encodeFrame, encodeHeader, FIRST_DATA_TYPE, FrameDecoder, LinkType, type Frame, type FrameHeader } from '../../emulator/fabric/frame.js';
 import { encodeHello, parseHello, type Hello } from '../../emulator/fabric/hello.js';
 import { freePorts, localCluster } from '../../emulator/fabric/testing.js';
 import { until } from '../../qemu/vm.js';
+
+/** A data frame type, as the data plane would number one. */
+const MSG = FIRST_DATA_TYPE + 2;
 
 /** Node 'a', by hand. Its source id is 0: 'a' sorts first in a, b, c. */
 class RawPeer {
@@ -38,7 +41,7 @@ class RawPeer {
   }
 
   send(h: Partial<FrameHeader>, payload: Uint8Array[] = []): void {
-    for (const c of encodeFrame({ type: DataType.MSG, flags: 0, src: 0, seq: 0, ack: 0, channel: 0, socket: 0, value: 0, ...h }, payload)) this.socket.write(c);
+    for (const c of encodeFrame({ type: MSG, flags: 0, src: 0, seq: 0, ack: 0, channel: 0, socket: 0, value: 0, ...h }, payload)) this.socket.write(c);
   }
 
   hello(over: Partial<Hello> = {}, head: Partial<FrameHeader> = {}): void {
@@ -109,7 +112,7 @@ async function setup(opts: Partial<FabricOptions> = {}, rawC = false) {
   /** b's own link to c still carries frames. */
   const bcWorks = async (): Promise<void> => {
     const n = cGot.length;
-    expect(b.send('c', DataType.MSG, { channel: 0, socket: 0 }, 42, [new Uint8Array([1, 2, 3])]).ok).toBe(true);
+    expect(b.send('c', MSG, { channel: 0, socket: 0 }, 42, [new Uint8Array([1, 2, 3])]).ok).toBe(true);
     expect(await until(() => cGot.length === n + 1, 5_000)).toBe(true);
     expect(cGot.at(-1)!.value).toBe(42);
   };
@@ -149,20 +152,20 @@ describe('fabric against a hostile peer', () => {
 
     let r = await RawPeer.connect(port);
     await r.join();
-    const frame = encodeFrame({ type: DataType.MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 }, payload(9));
+    const frame = encodeFrame({ type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 }, payload(9));
     r.socket.end(Buffer.concat([frame[0]!, frame[1]!.subarray(0, 50)]));
     expect(await until(() => bad().truncated === 1, 5_000)).toBe(true);
 
     r = await RawPeer.connect(port);
     await r.join();
-    const header = encodeHeader({ type: DataType.MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 0 }, 32 << 20, 0);
+    const header = encodeHeader({ type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 0 }, 32 << 20, 0);
     r.socket.write(header);
     expect(await r.gone()).toBe(true);
     expect(bad().tooLarge).toBe(1);
 
     r = await RawPeer.connect(port);
     await r.join();
-    const damaged = encodeFrame({ type: DataType.MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 }, payload(9));
+    const damaged = encodeFrame({ type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 }, payload(9));
     damaged[1]![7] = damaged[1]![7]! ^ 1;
     r.socket.write(Buffer.concat(damaged));
     expect(await r.gone()).toBe(true);
@@ -215,7 +218,7 @@ describe('fabric against a hostile peer', () => {
     expect((await helloOf(0)).session).toBe('');
     welcome(cConns[0]!, 'abcd');
     expect(await until(() => b.stats().links.c!.state === 'up', 5_000)).toBe(true);
-    expect(b.send('c', DataType.MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: true, seq: 1 });
+    expect(b.send('c', MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: true, seq: 1 });
     cConns[0]!.socket.destroy();
 
     // b dials again naming session abcd; c holds its answer until b's deadline has failed that session.
@@ -231,7 +234,7 @@ describe('fabric against a hostile peer', () => {
     const { b, port, drains, acked } = await setup({ windowFrames: 8, windowBytes: 256 << 10 });
     const r = await RawPeer.connect(port);
     await r.join();
-    const send = (value: number, size: number) => b.send('a', DataType.MSG, { channel: 5, socket: 6 }, value, [new Uint8Array(size)]);
+    const send = (value: number, size: number) => b.send('a', MSG, { channel: 5, socket: 6 }, value, [new Uint8Array(size)]);
 
     for (let i = 1; i <= 8; i++) expect(send(i, 10)).toEqual({ ok: true, seq: i });
     expect(send(9, 10)).toEqual({ ok: false, reason: 'full' });
