@@ -41,6 +41,11 @@ export class Conn {
     this.h = h;
   }
 
+  /** The largest payload accepted from here on. */
+  setMaxPayload(n: number): void {
+    this.decoder.maxPayload = n;
+  }
+
   write(chunks: readonly Uint8Array[]): void {
     if (!this.dropped) this.wire.write(chunks);
   }

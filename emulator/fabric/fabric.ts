@@ -56,6 +56,12 @@ export interface FabricStats {
   links: Record<string, LinkStats>;
 }
 
+/**
+ * Until its HELLO has named a node of the cluster, a connection may send no
+ * more than this: a stranger must not make us allocate a 16 MiB payload.
+ */
+const HELLO_MAX_PAYLOAD = 4096;
+
 const isU32 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
 
 export class Fabric {
@@ -96,7 +102,7 @@ export class Fabric {
   /** Listens on this node's address and starts the links (the lower-named end of each dials). */
   async start(): Promise<void> {
     const own = this.cluster.nodes.get(this.cluster.self)!;
-    this.listener = await this.transport.listen(own, (wire) => this.accept(new Conn(wire, this.opts.maxPayload)));
+    this.listener = await this.transport.listen(own, (wire) => this.accept(new Conn(wire, HELLO_MAX_PAYLOAD)));
     this.log.info({ address: this.listener.address, incarnation: this.incarnation, peers: [...this.links.keys()] }, 'fabric listening');
     for (const link of this.links.values()) link.start();
   }

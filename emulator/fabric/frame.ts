@@ -128,7 +128,8 @@ export class FrameDecoder {
   private bodyCrc = 0;
   private stopped = false;
 
-  constructor(private readonly onFrame: (f: Frame) => void, readonly maxPayload = DEFAULT_MAX_PAYLOAD) {}
+  /** `maxPayload` may change between frames (a connection is held to less until it has said who it is). */
+  constructor(private readonly onFrame: (f: Frame) => void, public maxPayload = DEFAULT_MAX_PAYLOAD) {}
 
   /** Bytes of an unfinished frame held. */
   get pending(): number {

@@ -211,6 +211,7 @@ export class Link {
     if (this.conn) this.lost(this.conn, `replaced by a new connection from ${conn.wire.remote}`);
     this.conn = conn;
     conn.setHandlers(this.handlers(conn));
+    conn.setMaxPayload(this.o.maxPayload);
     this.lastRx = performance.now();
     const resume = hello.session !== '' && hello.session === this.session;
     if (!resume) this.freshSession(hello.incarnation);

@@ -132,6 +132,8 @@ describe('fabric against a hostile peer', () => {
       ['not JSON', (r) => r.send({ type: LinkType.HELLO }, [new Uint8Array([0x7b])]), 'badHello'],
       ['data before HELLO', (r) => r.send({ seq: 1 }), 'badHello'],
       ['garbage', (r) => r.socket.write(Buffer.alloc(64, 0x41)), 'badMagic'],
+      // Before it has named itself a peer gets 4 KiB, not the 16 MiB a link allows.
+      ['a 1 MiB HELLO', (r) => r.send({ type: LinkType.HELLO }, [new Uint8Array(1 << 20)]), 'tooLarge'],
     ];
     for (const [what, act, kind] of cases) {
       const before = b.stats().refused[kind as 'badHello'];
@@ -141,7 +143,7 @@ describe('fabric against a hostile peer', () => {
       expect(r.frames, what).toEqual([]); // no WELCOME
       expect(b.stats().refused[kind as 'badHello'], what).toBe(before + 1);
     }
-    expect(b.stats().refused).toMatchObject({ unknownNode: 1, badHello: 7, badMagic: 1 });
+    expect(b.stats().refused).toMatchObject({ unknownNode: 1, badHello: 7, badMagic: 1, tooLarge: 1 });
     expect(b.stats().links.a!.state).toBe('connecting'); // none of them became the link
     await bcWorks();
   });
