@@ -11,9 +11,13 @@ import type { Cluster, NodeAddress } from './cluster.js';
 import { Conn } from './conn.js';
 import { FIRST_DATA_TYPE, LinkType, type Frame } from './frame.js';
 import { parseHello, refuseHello } from './hello.js';
-import { DEFAULT_LINK_OPTIONS, Link, zeroBadCounts, type BadCounts, type BadKind, type LinkOptions, type LinkState, type LinkStateInfo, type LinkStats, type SentFrame } from './link.js';
+import { DEFAULT_LINK_OPTIONS, Link, zeroBadCounts, type BadCounts, type BadKind, type LinkOptions, type LinkState, type LinkStateInfo, type LinkStats } from './link.js';
 import { TcpTransport } from './tcp.js';
 import type { FabricListener, FabricTransport } from './transport.js';
+import type { SentFrame } from './window.js';
+
+/** What the owner needs to name, from one place. */
+export type { BadCounts, Frame, LinkOptions, LinkState, LinkStateInfo, LinkStats, SentFrame };
 
 export interface FabricEvents {
   /** A peer's data frame, in order, exactly once per session. */

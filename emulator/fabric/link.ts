@@ -17,6 +17,7 @@ import { Conn, type ConnHandlers } from './conn.js';
 import { encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, type Frame, type FrameErrorKind } from './frame.js';
 import { dials, encodeHello, parseHello, refuseHello, type Hello } from './hello.js';
 import type { FabricTransport } from './transport.js';
+import { SendWindow, type SentFrame } from './window.js';
 
 export interface LinkOptions {
   /** A frame (a heartbeat when idle) goes out at least this often. */
@@ -55,21 +56,6 @@ export interface LinkStateInfo {
   resumed?: boolean;
   retransmitted?: number;
   failedFrames?: number;
-}
-
-/** A frame sent and kept until acknowledged; the segments are the caller's, not copies. */
-export interface SentFrame {
-  readonly seq: number;
-  readonly type: number;
-  readonly flags: number;
-  readonly channel: number;
-  readonly socket: number;
-  readonly value: number;
-  readonly segments: readonly Uint8Array[];
-  readonly bytes: number;
-  /** The payload's part of the CRC, so a retransmission does not hash the payload again. */
-  readonly pcrc: number;
-  transmitted: boolean;
 }
 
 /** Input refused, by kind: the frame decoder's kinds and the link's own. */
@@ -138,12 +124,9 @@ export class Link {
   private readonly warn: RateLimitedLog;
   private readonly o: LinkOptions;
 
-  // Sending: frames [head, length) of `unacked` are unacknowledged, in seq order.
+  // Sending.
   private sendSeq = 0;
-  private unacked: SentFrame[] = [];
-  private head = 0;
-  private unackedBytes = 0;
-  private wantDrain = false;
+  private readonly window: SendWindow;
   private lastTx = 0;
 
   // Receiving.
@@ -176,6 +159,7 @@ export class Link {
     this.log = ctx.log.child({ peer });
     this.warn = new RateLimitedLog(this.log);
     this.backoff = this.o.backoffMinMs;
+    this.window = new SendWindow(this.o.windowFrames, this.o.windowBytes);
   }
 
   start(): void {
@@ -191,15 +175,9 @@ export class Link {
   send(type: number, flags: number, channel: number, socket: number, value: number, segments: readonly Uint8Array[]): number | null {
     const bytes = payloadLength(segments);
     if (bytes > this.o.maxPayload) throw new RangeError(`frame payload of ${bytes} bytes above the maximum ${this.o.maxPayload}`);
-    const n = this.unacked.length - this.head;
-    // An empty window takes any frame, so a frame larger than windowBytes is slow, not stuck.
-    if (n > 0 && (n >= this.o.windowFrames || this.unackedBytes + bytes > this.o.windowBytes)) {
-      this.wantDrain = true;
-      return null;
-    }
+    if (!this.window.admits(bytes)) return null;
     const f: SentFrame = { seq: ++this.sendSeq, type, flags, channel, socket, value, segments: [...segments], bytes, pcrc: payloadCrc(segments), transmitted: false };
-    this.unacked.push(f);
-    this.unackedBytes += bytes;
+    this.window.push(f);
     if (this.up) this.transmit(f);
     else this.armDeadline();
     return f.seq;
@@ -242,7 +220,7 @@ export class Link {
   stats(): LinkStats {
     return {
       state: this.state === 'idle' ? 'connecting' : this.state, session: this.session, peerIncarnation: this.peerIncarnation, ...this.c,
-      unackedFrames: this.unacked.length - this.head, unackedBytes: this.unackedBytes, bad: { ...this.bad },
+      unackedFrames: this.window.count, unackedBytes: this.window.bytes, bad: { ...this.bad },
     };
   }
 
@@ -327,8 +305,7 @@ export class Link {
     if (this.everUp) this.c.reconnects++;
     this.everUp = true;
     let retransmitted = 0;
-    for (let i = this.head; i < this.unacked.length && this.up; i++) {
-      const f = this.unacked[i]!;
+    for (const f of this.window) {
       if (f.transmitted) retransmitted++;
       this.transmit(f);
     }
@@ -377,7 +354,7 @@ export class Link {
 
   private armDeadline(): void {
     if (this.deadlineTimer || this.up || this.closed) return;
-    if (this.session === '' && this.unacked.length === this.head) return;
+    if (this.session === '' && this.window.count === 0) return;
     this.deadlineTimer = setTimeout(() => {
       this.deadlineTimer = null;
       if (this.up) return;
@@ -390,10 +367,7 @@ export class Link {
 
   /** Ends the session: unacknowledged frames go back to the owner, numbering restarts. */
   private fail(reason: string): void {
-    const frames = this.unacked.slice(this.head);
-    this.unacked = [];
-    this.head = 0;
-    this.unackedBytes = 0;
+    const frames = this.window.takeAll();
     this.sendSeq = 0;
     this.delivered = 0;
     this.pendingAckFrames = 0;
@@ -466,28 +440,14 @@ export class Link {
       this.protocolError('outOfSequence', `ack ${ack} beyond the last seq sent, ${this.sendSeq}`);
       return false;
     }
-    let released = false;
-    while (this.head < this.unacked.length && this.unacked[this.head]!.seq <= ack) {
-      this.unackedBytes -= this.unacked[this.head]!.bytes;
-      this.unacked[this.head++] = undefined as unknown as SentFrame;
-      released = true;
-    }
-    if (!released) return true;
-    // Compact now and then rather than shift() per frame.
-    if (this.head > 1024 && this.head * 2 > this.unacked.length) {
-      this.unacked = this.unacked.slice(this.head);
-      this.head = 0;
-    }
+    if (!this.window.release(ack)) return true;
     this.ev.acked(ack);
     this.maybeDrain();
     return true;
   }
 
   private maybeDrain(): void {
-    const n = this.unacked.length - this.head;
-    if (!this.wantDrain || (n > 0 && (n > this.o.windowFrames / 2 || this.unackedBytes > this.o.windowBytes / 2))) return;
-    this.wantDrain = false;
-    this.ev.drain();
+    if (this.window.drainDue()) this.ev.drain();
   }
 
   /** The peer broke the protocol: counted, logged, connection reset (a reconnect resumes cleanly). */

@@ -5,9 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Fabric, type FabricOptions } from '../../emulator/fabric/fabric.js';
+import { Fabric, type FabricOptions, type LinkState, type LinkStateInfo, type SentFrame } from '../../emulator/fabric/fabric.js';
 import { FIRST_DATA_TYPE, type Frame } from '../../emulator/fabric/frame.js';
-import type { LinkState, LinkStateInfo, SentFrame } from '../../emulator/fabric/link.js';
 import { TcpTransport } from '../../emulator/fabric/tcp.js';
 import { freePorts, localCluster } from '../../emulator/fabric/testing.js';
 import type { FabricTransport, Wire } from '../../emulator/fabric/transport.js';
