@@ -10,8 +10,7 @@
  * dropped silently, and numbering starts over in a fresh session.
  */
 import { randomBytes } from 'node:crypto';
-import type { Logger } from '../util/log.js';
-import { RateLimitedLog } from '../util/log.js';
+import { RateLimitedLog, type Logger } from '../util/log.js';
 import { formatAddress, type Cluster } from './cluster.js';
 import { Conn, type ConnHandlers } from './conn.js';
 import { encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, type Frame, type FrameErrorKind } from './frame.js';
