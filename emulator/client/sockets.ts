@@ -322,17 +322,21 @@ export class SgiovSocket {
     this.port = port;
   }
 
-  /** Connects to a listener on `port` (CONSTANTS.PORT_LOOPBACK: a loopback pipe); waits for the accept. */
-  connect(port: number, chain = 0): void {
-    this.connectStart(port, chain)();
+  /**
+   * Connects to a listener on `port` (CONSTANTS.PORT_LOOPBACK: a loopback
+   * pipe) of node `node` (0: this device's node; otherwise a node id of the
+   * cluster, 1 + its index in the sorted names); waits for the accept.
+   */
+  connect(port: number, chain = 0, node = 0): void {
+    this.connectStart(port, chain, node)();
   }
 
   /**
    * Sends the connect request; the returned function waits for the accept
    * (or the refusal). `chain`: the pipes' transformations (chainCode()).
    */
-  connectStart(port: number, chain = 0): () => void {
-    const slot = this.drv.submit(ENUMS.CMD_OP.CONNECT, { sid: this.sid, port, chain });
+  connectStart(port: number, chain = 0, node = 0): () => void {
+    const slot = this.drv.submit(ENUMS.CMD_OP.CONNECT, { sid: this.sid, port, chain, arg: node });
     return () => { this.drv.complete(slot); };
   }
 

@@ -26,6 +26,7 @@ import { runJob, generateJobs, split } from '../jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
 import { AcceleratorFarm, type FarmConfig } from './accelerators.js';
 import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
+import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 
 const SIG = ENUMS.SIG_H2D;
 const D2H = ENUMS.SIG_D2H;
@@ -147,6 +148,8 @@ export class DataPlane {
   private readonly staged = new Map<number, Uint8Array[]>();
   /** Sockets with messages waiting for staging memory. */
   private stagingWaiters = new Set<number>();
+  /** Cross-node pipes, when the carrier gave this device a fabric (attachFabric). */
+  remote: RemotePipes | null = null;
 
   constructor(private readonly host: DeviceHost, maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT) {
     this.socks = new SocketTable(maxSockets);
@@ -198,6 +201,7 @@ export class DataPlane {
     this.ready = []; this.readyAt = 0;
     this.waiters.clear();
     this.staged.clear(); this.stagingUsed = 0; this.stagingWaiters.clear();
+    this.remote?.reset();
     this.d2hBacklog.clear();
     this.irqPending = 0;
     if (this.farm) this.farm = new AcceleratorFarm(this.farm.cfg); // queued jobs die with their sockets
@@ -224,6 +228,7 @@ export class DataPlane {
     const shm = this.shm()!;
     let work = this.consumeSignals(shm);
     work = this.moveMessages() || work;
+    if (this.remote) work = this.remote.flush() || work;
     this.flushD2h(shm);
     const now = this.host.nowNs();
     if (work) this.lastWorkNs = now;
@@ -309,7 +314,8 @@ export class DataPlane {
     const peer = s.peer[sid]!;
     const chain = this.chainOf(sid);
     const out = chain.transform.outLen(len);
-    if (!chain.lookAside && typeof out === 'number' && out > s.rxSize[peer]!) return this.sockError(sid, SERR.MSG_TOO_LARGE, `message of ${len} bytes${out !== len ? ` (${out} after ${chain.transform.name})` : ''} larger than the peer's ${s.rxSize[peer]}-byte ring`);
+    const peerRx = this.remote?.has(sid) ? this.remote.peerRxSize(sid) : s.rxSize[peer]!;
+    if (!chain.lookAside && typeof out === 'number' && out > peerRx) return this.sockError(sid, SERR.MSG_TOO_LARGE, `message of ${len} bytes${out !== len ? ` (${out} after ${chain.transform.name})` : ''} larger than the peer's ${peerRx}-byte ring`);
     s.txTail[sid] = tail;
     const q = s.txQueue.get(sid);
     if (q) q.push(len); else s.txQueue.set(sid, [len]);
@@ -323,6 +329,7 @@ export class DataPlane {
     const adv = (head - s.rxHead[sid]!) >>> 0;
     if (adv > s.rxUsed(sid)) return this.sockError(sid, SERR.BAD_HEAD, `RX_HEAD ${head} passes the ${s.rxUsed(sid)} bytes delivered`);
     s.rxHead[sid] = head;
+    if (this.remote?.has(sid)) this.remote.rxConsumed(sid, adv);
     const w = this.waiters.get(sid);
     if (w) {
       this.waiters.delete(sid);
@@ -359,6 +366,7 @@ export class DataPlane {
       s.flags[sid] = s.flags[sid]! & ~FLAG_READY;
       const q = s.txQueue.get(sid);
       if (s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) continue;
+      if (this.remote?.has(sid)) { if (this.moveRemote(sid, q)) moved++; continue; }
       if (this.chainOf(sid).fullCopy) { if (this.moveStaged(sid, q)) moved++; continue; }
       if (!q || q.length === 0) continue;
       // Round-robin: one message per socket per turn.
@@ -372,6 +380,14 @@ export class DataPlane {
     }
     if (this.readyAt >= this.ready.length) { this.ready = []; this.readyAt = 0; } else if (this.readyAt > 4096) { this.ready = this.ready.slice(this.readyAt); this.readyAt = 0; }
     return moved > 0;
+  }
+
+  /** A socket with a remote peer: its next message goes to the fabric when the peer's ring has room. */
+  private moveRemote(sid: number, q: number[] | undefined): boolean {
+    if (!q || q.length === 0) return false;
+    if (this.remote!.sendMessage(sid, q[0]!) !== 'sent') return false; // credit or window will wake it
+    this.dequeued(sid, q);
+    return true;
   }
 
   /**
@@ -516,6 +532,7 @@ export class DataPlane {
       s.flags[sid] = s.flags[sid]! & ~FLAG_READY;
       const q = s.txQueue.get(sid);
       if (!q || s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) continue;
+      if (this.remote?.has(sid)) { work = this.moveRemote(sid, q) || work; continue; } // not scheduled: the link is the limit
       const peer = s.peer[sid]!;
       if (peer === NO_PEER || !s.exists(peer)) { this.sockError(sid, SERR.NOT_CONNECTED, 'the peer is gone; queued messages cannot be delivered'); continue; }
       const chain = this.chainOf(sid);
@@ -573,6 +590,35 @@ export class DataPlane {
     if (w) w.push(sid); else this.waiters.set(peer, [sid]);
   }
 
+  /**
+   * Gives the device a fabric to other nodes (the carrier's, or an in-memory
+   * one in tests); returns the events the carrier reports to.
+   */
+  attachFabric(fabric: PipeFabric): PipeFabricEvents {
+    this.remote = new RemotePipes({
+      socks: this.socks, host: this.host, keys: this.keys,
+      emit: (t, i, v) => this.emit(t, i, v),
+      sockError: (sid, code, why) => this.sockError(sid, code, why),
+      consumed: (sid, len) => this.consumed(sid, len),
+      markReady: (sid) => this.markReady(sid),
+      answer: (slot, status, result) => this.answer(slot, status, result),
+      queueConnection: (l, id) => {
+        const b = this.socks.backlog.get(l);
+        if (b) b.push(id); else this.socks.backlog.set(l, [id]);
+        this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+      },
+    }, fabric);
+    // Whatever the fabric reports may leave D2H signals to flush: a sleeping poller wakes.
+    const ev = this.remote.events;
+    const wake = (): void => { this.sleeping = false; this.lastWorkNs = this.host.nowNs(); };
+    return {
+      frame: (...a) => { ev.frame(...a); wake(); },
+      acked: (n, q) => { ev.acked(n, q); wake(); },
+      failed: (n, why) => { ev.failed(n, why); wake(); },
+      drain: (n) => { ev.drain(n); wake(); },
+    };
+  }
+
   /** Scheduled mode: configure the accelerators and tenants, or go back to unscheduled (null). */
   configureFarm(cfg: FarmConfig | null): void {
     if (this.farm && this.farm.pending > 0) throw new Error(`${this.farm.pending} jobs are in the accelerators; stop the traffic first`);
@@ -622,7 +668,7 @@ export class DataPlane {
         break;
       case OP.LISTEN: status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true)); break;
       case OP.CONNECT: {
-        const r = this.connect(sid, d.getUint16(CMD_FIELD.port!, true), slot, d.getUint32(CMD_FIELD.chain!, true));
+        const r = this.connect(sid, d.getUint16(CMD_FIELD.port!, true), slot, d.getUint32(CMD_FIELD.chain!, true), d.getUint32(CMD_FIELD.arg!, true));
         if (r === 'pending') return; // answered at accept time
         [status, result] = r;
         break;
@@ -695,9 +741,16 @@ export class DataPlane {
     return ST.OK;
   }
 
-  private connect(sid: number, port: number, slot: number, chain: number): [number, number] | 'pending' {
+  private connect(sid: number, port: number, slot: number, chain: number, node = 0): [number, number] | 'pending' {
     const s = this.socks;
     if (!s.exists(sid)) return [ST.ENOENT, 0];
+    if (node !== 0 && !this.remote) return [ST.ENETUNREACH, 0]; // no fabric: only this node exists
+    if (node !== 0 && this.remote!.isRemote(node)) {
+      if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
+      if (s.state[sid] !== SockState.CREATED || port === CONSTANTS.PORT_LOOPBACK) return [ST.EINVAL, 0];
+      const r = this.remote!.connect(sid, node, port, slot, chain);
+      return r === 'pending' ? r : [r, 0];
+    }
     const c = decodeChain(chain, this.keys);
     if (typeof c === 'string') { this.guestErr.warn('chain', { sid, chain: '0x' + chain.toString(16), why: c }, 'CONNECT with a bad chain'); return [ST.EINVAL, 0]; }
     if (c.lookAside && port !== CONSTANTS.PORT_LOOPBACK) return [ST.EINVAL, 0]; // executor A has no peer
@@ -733,6 +786,7 @@ export class DataPlane {
     const peer = b?.shift();
     if (b && b.length === 0) s.backlog.delete(listener);
     if (peer === undefined) return [ST.EAGAIN, 0];
+    if (peer < 0) return this.remote!.accept(sid, peer); // a connection from another node
     s.state[sid] = SockState.CONNECTED; s.peer[sid] = peer; s.chain[sid] = s.chain[peer]!; // both directions run the chain
     s.state[peer] = SockState.CONNECTED; s.peer[peer] = sid;
     const slot = s.pendingCmd[peer]!;
@@ -748,6 +802,7 @@ export class DataPlane {
     if (st === SockState.CLOSING) return ST.EINVAL;
     if (st === SockState.LISTENING) {
       for (const c of s.backlog.get(sid) ?? []) {
+        if (c < 0) { this.remote!.refuse(c); continue; }
         const cs = s.pendingCmd[c]!;
         s.pendingCmd[c] = NO_PEER;
         s.state[c] = SockState.CREATED;
@@ -779,7 +834,8 @@ export class DataPlane {
   private release(sid: number): void {
     const s = this.socks;
     const peer = s.peer[sid]!;
-    if (peer !== NO_PEER && peer !== sid && s.exists(peer)) {
+    if (this.remote?.has(sid)) this.remote.closed(sid); // the peer hears CLOSE after what was sent
+    else if (peer !== NO_PEER && peer !== sid && s.exists(peer)) {
       s.flags[peer] = s.flags[peer]! | FLAG_PEER_CLOSED;
       s.peer[peer] = NO_PEER;
       this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_CLOSED);
@@ -802,6 +858,7 @@ export class DataPlane {
     s.state[sid] = SockState.ERROR;
     s.err[sid] = code;
     s.txQueue.delete(sid);
+    this.remote?.closed(sid);
     this.dropStaged(sid);
     this.host.log.warn({ sid, code, why }, 'socket error');
     this.emit(D2H.SOCK_ERROR, sid, code);
@@ -881,7 +938,7 @@ export class DataPlane {
       if (!s.exists(sid)) continue;
       out.push({
         sid, state: names[s.state[sid]!], peer: s.peer[sid] === NO_PEER ? null : s.peer[sid], port: s.port[sid] || null,
-        chain: s.chain[sid], txSize: s.txSize[sid], rxSize: s.rxSize[sid], txQueued: s.txQueue.get(sid)?.length ?? 0, staged: this.staged.get(sid)?.length ?? 0,
+        chain: s.chain[sid], txSize: s.txSize[sid], rxSize: s.rxSize[sid], txQueued: s.txQueue.get(sid)?.length ?? 0, staged: this.staged.get(sid)?.length ?? 0, remote: this.remote?.describe(sid) ?? null,
         txUsed: s.txUsed(sid), rxUsed: s.rxUsed(sid), error: s.err[sid] || null,
       });
     }
