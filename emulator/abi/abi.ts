@@ -6,7 +6,7 @@
  * header differs from what this file generates.
  */
 
-export const ABI_VERSION = { major: 1, minor: 0 } as const;
+export const ABI_VERSION = { major: 1, minor: 1 } as const;
 
 /** PCI identity (defaults; the CLI can override the ids). 0x1234 is the
  *  vendor id that QEMU's own example devices (edu, bochs) use for devices
@@ -179,19 +179,42 @@ export const ENUMS = {
     NOT_ENABLED: 7,
     /** DP_CONTROL.START with FIFOs or command slots badly configured (ERROR_ADDR: the register offset). */
     DP_BAD_CONFIG: 8,
+    /** An MMIO access failed (a completer abort; fault injection): a read returned all-ones, a write was dropped. ERROR_ADDR: the BAR offset. */
+    ACCESS_FAILED: 9,
+    /** A poisoned (corrupted) MMIO access, caught by its integrity check: a read returned all-ones, a write was discarded. ERROR_ADDR: the BAR offset. */
+    POISONED: 10,
+    /** The DMA engine's data failed its CRC check (read or written corrupted): DMA_STATUS is ERROR. ERROR_ADDR: the source or destination. */
+    DMA_CORRUPTED: 11,
+    /** The device reset itself (an internal fault): the data plane is stopped, every socket is gone, CONTROL.ENABLE is clear. Latched after the reset. */
+    DEVICE_RESET: 12,
   },
   H2D_MODE: { HYBRID: 0, POLL: 1, KICK: 2 },
   /** Host-to-device signal types. */
   SIG_H2D: {
-    /** id: tx ring; value: the ring's new tail. Publishes exactly one message: the bytes from the old tail. */
+    /** id: tx ring; value: the ring's new tail. Publishes exactly one message: the bytes from the old tail. A repeat of the current tail is ignored (counted). */
     TX_TAIL: 0x01,
-    /** id: rx ring; value: the ring's new head (bytes the application consumed). */
+    /** id: rx ring; value: the ring's new head (bytes the application consumed). A repeat is ignored. */
     RX_HEAD: 0x02,
     /** id: command slot index; run that command. */
     CMD: 0x03,
     NOP: 0x04,
+    /**
+     * value: a D2H FIFO index. A driver that zeroes each D2H slot after reading
+     * it finds a lost signal as a slot still 0 below the producer index; it
+     * sends RESYNC with that index and waits: the device writes the lost
+     * signal into that slot again (it keeps every signal it could not deliver
+     * until the driver asks or the data plane stops).
+     */
+    RESYNC: 0x05,
   },
-  /** Device-to-host signal types. */
+  /**
+   * Device-to-host signal types. The device may repeat a state signal
+   * (TX_HEAD, RX_TAIL, CMD_DONE, SOCK_ERROR, EVENT PEER_CLOSED): a driver
+   * treats a head or tail that does not move, a CMD_DONE for a slot it is
+   * not waiting on, and an error or event it already has as no news. Event
+   * signals (MSG_ERROR, DIGEST, DEV_ERROR, EVENT CONN_PENDING) are never
+   * repeated. A signal lost on its way is recovered with SIG_H2D_RESYNC.
+   */
   SIG_D2H: {
     /** id: tx ring; value: the ring's new head (space freed for the sender). */
     TX_HEAD: 0x81,
@@ -250,6 +273,16 @@ export const ENUMS = {
     NOT_CONNECTED: 8,
     AUTH_FAILED: 9,
     BAD_ENCAP: 10,
+    /** MSG_ERROR: the message's data failed the device's data-path CRC (corrupted when read or written); it is not delivered. */
+    CORRUPTED: 11,
+    /** SOCK_ERROR / DEV_ERROR: an H2D signal arrived poisoned (corrupted) and was discarded. */
+    POISONED: 12,
+    /** MSG_ERROR: a DMA of the message (from the sender's ring or into the receiver's) failed; it is not delivered. */
+    DMA_ERROR: 13,
+    /** DEV_ERROR (id 0xffffff): the device is resetting itself; every socket is gone (ERROR_CODE reads SGIOV_ERR_DEVICE_RESET). */
+    DEVICE_RESET: 14,
+    /** MSG_ERROR / SOCK_ERROR: an internal device fault (an accelerator job failed). */
+    DEVICE_FAULT: 15,
     /** The socket's peer is on another node and the link to it failed (or the peer broke the pipe protocol). */
     LINK_FAILED: 20,
   },
@@ -268,7 +301,7 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
     size: 64,
     doc: 'A command slot (CMD_BASE + index * 64). The driver fills it and sends SIG_H2D_CMD; the device writes status and result, then sends SIG_D2H_CMD_DONE.',
     fields: [
-      { name: 'op', offset: 0, type: 'u8', doc: 'SGIOV_CMD_OP_*' },
+      { name: 'op', offset: 0, type: 'u8', doc: 'SGIOV_CMD_OP_*; the device writes 0 here when it takes the command, and ignores a CMD signal for a slot whose op is 0 (a repeated signal)' },
       { name: 'flags', offset: 1, type: 'u8', doc: 'reserved, 0' },
       { name: 'port', offset: 2, type: 'u16', doc: 'LISTEN, CONNECT: the port' },
       { name: 'sid', offset: 4, type: 'u32', doc: 'the socket the command is for (TENANT: unused, 0)' },

@@ -7,7 +7,7 @@
 #define SGIOV_ABI_H
 
 #define SGIOV_ABI_MAJOR                      1
-#define SGIOV_ABI_MINOR                      0
+#define SGIOV_ABI_MINOR                      1
 
 /* PCI identity (defaults) */
 #define SGIOV_PCI_VENDOR_ID                  0x1234
@@ -142,6 +142,10 @@
 #define SGIOV_ERR_BAD_DOORBELL               6
 #define SGIOV_ERR_NOT_ENABLED                7
 #define SGIOV_ERR_DP_BAD_CONFIG              8
+#define SGIOV_ERR_ACCESS_FAILED              9
+#define SGIOV_ERR_POISONED                   10
+#define SGIOV_ERR_DMA_CORRUPTED              11
+#define SGIOV_ERR_DEVICE_RESET               12
 #define SGIOV_H2D_MODE_HYBRID                0
 #define SGIOV_H2D_MODE_POLL                  1
 #define SGIOV_H2D_MODE_KICK                  2
@@ -149,6 +153,7 @@
 #define SGIOV_SIG_H2D_RX_HEAD                2
 #define SGIOV_SIG_H2D_CMD                    3
 #define SGIOV_SIG_H2D_NOP                    4
+#define SGIOV_SIG_H2D_RESYNC                 5
 #define SGIOV_SIG_D2H_TX_HEAD                129
 #define SGIOV_SIG_D2H_RX_TAIL                130
 #define SGIOV_SIG_D2H_CMD_DONE               131
@@ -201,6 +206,11 @@
 #define SGIOV_SERR_NOT_CONNECTED             8
 #define SGIOV_SERR_AUTH_FAILED               9
 #define SGIOV_SERR_BAD_ENCAP                 10
+#define SGIOV_SERR_CORRUPTED                 11
+#define SGIOV_SERR_POISONED                  12
+#define SGIOV_SERR_DMA_ERROR                 13
+#define SGIOV_SERR_DEVICE_RESET              14
+#define SGIOV_SERR_DEVICE_FAULT              15
 #define SGIOV_SERR_LINK_FAILED               20
 
 /* A signal: type, id and value in one 64-bit word */
@@ -228,7 +238,7 @@
 #endif
 /* A command slot (CMD_BASE + index * 64). The driver fills it and sends SIG_H2D_CMD; the device writes status and result, then sends SIG_D2H_CMD_DONE. */
 struct sgiov_cmd {
-	SGIOV_U8   op;          /* 0x00: SGIOV_CMD_OP_* */
+	SGIOV_U8   op;          /* 0x00: SGIOV_CMD_OP_*; the device writes 0 here when it takes the command, and ignores a CMD signal for a slot whose op is 0 (a repeated signal) */
 	SGIOV_U8   flags;       /* 0x01: reserved, 0 */
 	SGIOV_U16  port;        /* 0x02: LISTEN, CONNECT: the port */
 	SGIOV_U32  sid;         /* 0x04: the socket the command is for (TENANT: unused, 0) */

@@ -86,6 +86,11 @@ export class AcceleratorFarm {
     }
   }
 
+  /** Holds accelerators (indexes) until `untilNs` of device time: no job of theirs finishes before (a fault's stall). */
+  stall(accels: number[], untilNs: number): void {
+    for (const a of accels) this.busyUntil[a] = Math.max(this.busyUntil[a]!, untilNs);
+  }
+
   /** Changes a tenant's weight, priority or demand cap at run time. */
   setTenant(i: number, spec: TenantSpec): void {
     this.sched.setTenant(i, spec);

@@ -26,6 +26,9 @@ import { runJob, generateJobs, split } from '../jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
 import { AcceleratorFarm, type FarmConfig } from './accelerators.js';
 import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
+import { FaultInjector, corruptValue, type Fault, type FaultContext } from '../../faults/injector.js';
+import { POINT, POINT_NAMES, type Point } from '../../faults/plan.js';
+import { d2hRepeatable, d2hSocket, faultCode, raiseIrq, readCorrupted, writeCorrupted, type GlobalFaultHandler } from '../../faults/hooks.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 
 const SIG = ENUMS.SIG_H2D;
@@ -63,6 +66,10 @@ export interface DataPlaneCounters {
   msgsMoved: number;
   bytesMoved: number;
   interrupts: number;
+  /** H2D signals ignored as repeats (a TX_TAIL or RX_HEAD that does not move, a CMD for a taken slot). */
+  repeats: number;
+  /** D2H signals written again on the driver's RESYNC. */
+  resyncs: number;
 }
 
 /** How long the hybrid poller spins without work before it asks for kicks. */
@@ -120,7 +127,7 @@ export class DataPlane {
   readonly cfg: DataPlaneConfig = defaultDataPlaneConfig();
   readonly socks: SocketTable;
   private readonly rings = new RingIndex();
-  readonly counters: DataPlaneCounters = { h2dSignals: 0, d2hSignals: 0, kicks: 0, signalErrors: 0, msgsMoved: 0, bytesMoved: 0, interrupts: 0 };
+  readonly counters: DataPlaneCounters = { h2dSignals: 0, d2hSignals: 0, kicks: 0, signalErrors: 0, msgsMoved: 0, bytesMoved: 0, interrupts: 0, repeats: 0, resyncs: 0 };
   running = false;
   /** The hybrid poller is asleep, waiting for a kick. */
   sleeping = false;
@@ -151,9 +158,27 @@ export class DataPlane {
   /** Cross-node pipes, when the carrier gave this device a fabric (attachFabric). */
   remote: RemotePipes | null = null;
 
-  constructor(private readonly host: DeviceHost, maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT) {
+  /** The device's fault injector (fault-injection points: dma.*, signal.*, irq, job.*; the fabric's fabric.*). */
+  readonly faults: FaultInjector;
+  /** The device applies reset and surprise_removal; without a device they are ignored. */
+  private readonly onGlobal: GlobalFaultHandler;
+  /** Faults: no work before this device time (a delay or stall held the engines). */
+  private pausedUntil = 0;
+  /** Faults: an H2D slot held (dropped: waiting for the driver to write it again; delayed: taken after the pause). */
+  private h2dHold = -1;
+  private h2dHoleWait = false;
+  /** Faults: the head of the D2H backlog is held until this time, then written unchecked. */
+  private d2hHoldUntil = -1;
+  /** Faults: D2H signals lost on their way, by FIFO index, until the driver asks (RESYNC). */
+  private readonly d2hLost = new Map<number, [number, number]>();
+  /** Faults: staged messages whose read was found corrupted or failed: the code their receiver gets. */
+  private readonly stagedFailed = new WeakMap<Uint8Array, number>();
+
+  constructor(private readonly host: DeviceHost, maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT, faults?: FaultInjector, onGlobal?: GlobalFaultHandler) {
     this.socks = new SocketTable(maxSockets);
     this.guestErr = new RateLimitedLog(host.log);
+    this.faults = faults ?? new FaultInjector(host.log);
+    this.onGlobal = onGlobal ?? (() => false);
   }
 
   private shmMem: Uint8Array | null = null;
@@ -187,14 +212,16 @@ export class DataPlane {
     const shm = this.shm()!;
     this.h2dCons = shm.getUint32(SHM.H2D_CONS, true);
     this.d2hProd = 0;
+    this.pausedUntil = 0; this.h2dHold = -1; this.d2hHoldUntil = -1; this.d2hLost.clear();
     this.writeD2hProd();
     this.host.log.info({ d2hSlots: c.d2hSlots, cmdSlots: c.cmdSlots, mode: c.h2dMode }, 'data plane started');
     return null;
   }
 
   stop(reason: string): void {
-    if (!this.running && this.socks.open === 0) return;
+    if (!this.running && !this.halted && this.socks.open === 0) return;
     this.running = false;
+    this.halted = false;
     for (let sid = 0; sid < this.socks.capacity; sid++) this.socks.free(sid);
     this.socks.listeners.clear();
     this.rings.clear();
@@ -206,6 +233,22 @@ export class DataPlane {
     this.irqPending = 0;
     if (this.farm) this.farm = new AcceleratorFarm(this.farm.cfg); // queued jobs die with their sockets
     this.host.log.info({ reason }, 'data plane stopped');
+  }
+
+  /** Stops all work at once, in the middle of a round, without freeing anything (a fault reset or removal; stop() follows). */
+  halt(): void {
+    this.running = false;
+    this.halted = true;
+  }
+
+  private halted = false;
+
+  /** A fault reset is coming: tell the driver through the D2H FIFO while it is still configured (DEV_ERROR id 0xffffff). */
+  announceReset(): void {
+    const shm = this.shm();
+    if (!shm || this.cfg.d2hSlots === 0) return;
+    this.emit(D2H.DEV_ERROR, 0xffffff, SERR.DEVICE_RESET);
+    this.flushD2h(shm);
   }
 
   kick(): void {
@@ -225,6 +268,7 @@ export class DataPlane {
   poll(): boolean {
     if (!this.running) return false;
     if (this.sleeping) return false;
+    if (this.pausedUntil > 0 && this.host.nowNs() < this.pausedUntil) return false; // a scheduled event wakes the carrier
     const shm = this.shm()!;
     let work = this.consumeSignals(shm);
     work = this.moveMessages() || work;
@@ -258,13 +302,18 @@ export class DataPlane {
     if (this.d2hBacklog.length > D2H_BACKLOG_LIMIT) return false; // the host is not reading: hold its signals
     const prod = shm.getUint32(SHM.H2D_PROD, true);
     let n = 0;
-    while (this.h2dCons !== prod && n < SIGNAL_BUDGET) {
+    while (this.h2dCons !== prod && n < SIGNAL_BUDGET && this.running) {
       const slot = SHM.H2D_RING + (this.h2dCons % SHM.H2D_SLOTS) * 8;
       const sig = shm.getBigUint64(slot, true);
+      let times = 1;
+      if (this.h2dHold >= 0 || this.faults.armed[POINT.SIGNAL_H2D]) {
+        times = this.h2dFault(shm, slot, sig);
+        if (times < 0) break;
+      }
       this.h2dCons = (this.h2dCons + 1) >>> 0;
       n++;
       this.counters.h2dSignals++;
-      this.signal(Number(sig >> 56n), Number((sig >> 32n) & 0xffffffn), Number(sig & 0xffffffffn));
+      for (let i = 0; i < times; i++) this.signal(Number(sig >> 56n), Number((sig >> 32n) & 0xffffffn), Number(sig & 0xffffffffn));
     }
     if (n > 0) shm.setUint32(SHM.H2D_CONS, this.h2dCons, true);
     return n > 0;
@@ -277,6 +326,7 @@ export class DataPlane {
       case SIG.RX_HEAD: return this.rxHead(id, value);
       case SIG.CMD: return this.command(id);
       case SIG.NOP: return;
+      case SIG.RESYNC: return this.resync(value);
       default: {
         const sid = id >>> 1;
         if (this.socks.exists(sid)) this.sockError(sid, SERR.UNKNOWN_SIGNAL, `unknown signal type 0x${type.toString(16)}`);
@@ -306,7 +356,8 @@ export class DataPlane {
     const s = this.socks;
     const size = s.txSize[sid]!;
     const len = (tail - s.txTail[sid]!) >>> 0;
-    if (len === 0 || len > size || ((tail - s.txHead[sid]!) >>> 0) > size) {
+    if (len === 0) { this.counters.repeats++; return; } // a repeated tail (a retrying driver): no news
+    if (len > size || ((tail - s.txHead[sid]!) >>> 0) > size) {
       return this.sockError(sid, SERR.BAD_TAIL, `TX_TAIL ${tail} moves the tail by ${len} in a ${size}-byte ring`);
     }
     if (s.state[sid] !== SockState.CONNECTED) return this.sockError(sid, SERR.NOT_CONNECTED, 'send on a socket that is not connected');
@@ -327,6 +378,7 @@ export class DataPlane {
     if (sid < 0) return;
     const s = this.socks;
     const adv = (head - s.rxHead[sid]!) >>> 0;
+    if (adv === 0) { this.counters.repeats++; return; }
     if (adv > s.rxUsed(sid)) return this.sockError(sid, SERR.BAD_HEAD, `RX_HEAD ${head} passes the ${s.rxUsed(sid)} bytes delivered`);
     s.rxHead[sid] = head;
     if (this.remote?.has(sid)) this.remote.rxConsumed(sid, adv);
@@ -408,7 +460,9 @@ export class DataPlane {
       if (!src) { this.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory'); return progress; }
       const buf = new Uint8Array(len);
       let at = 0;
-      for (const seg of split(src.length, s.txHead[sid]! & (s.txSize[sid]! - 1), len)) { buf.set(src.subarray(seg.off, seg.off + seg.len), at); at += seg.len; }
+      const pos = s.txHead[sid]! & (s.txSize[sid]! - 1);
+      for (const seg of split(src.length, pos, len)) { buf.set(src.subarray(seg.off, seg.off + seg.len), at); at += seg.len; }
+      if (this.faults.armed[POINT.DMA_READ]) this.stagingReadFault(sid, src, pos, len, buf);
       this.stagingUsed += len;
       if (st) st.push(buf); else this.staged.set(sid, (st = [buf]));
       this.consumed(sid, len);
@@ -468,7 +522,7 @@ export class DataPlane {
    * when there is room: from its tx ring (Z: zero-copy, its space freed
    * now), or from `staged` (F: the space was freed when it was staged).
    */
-  private moveOne(sid: number, len: number, staged?: Uint8Array): 'moved' | 'blocked' | 'failed' {
+  private moveOne(sid: number, len: number, staged?: Uint8Array, jobDone?: Fault | null): 'moved' | 'blocked' | 'failed' {
     const s = this.socks;
     const peer = s.peer[sid]!;
     if (peer === NO_PEER || !s.exists(peer) || s.state[peer] === SockState.ERROR) {
@@ -482,6 +536,8 @@ export class DataPlane {
     const txRing = (sid << 1) | ENUMS.RING_DIR.TX;
     const rxRing = (peer << 1) | ENUMS.RING_DIR.RX;
     if (chain.lookAside) {
+      const pre = this.faultsArmed(0) ? this.preMoveFaults(sid, peer, chain, src, srcPos, len, rxRing, staged) : null;
+      if (typeof pre === 'string') return pre;
       // Executor A: the engine reads the message; only its digest goes back to the sender.
       let crc = 0;
       for (const seg of split(src.length, srcPos, len)) crc = crc32c(src.subarray(seg.off, seg.off + seg.len), crc);
@@ -496,6 +552,13 @@ export class DataPlane {
     const dst = this.host.dmaView(BigInt(s.rxAddr[peer]!), s.rxSize[peer]!);
     if (!dst) { this.sockError(peer, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory'); return 'failed'; }
     const dstPos = s.rxTail[peer]! & (s.rxSize[peer]! - 1);
+    let after: Fault[] | null = null;
+    if (jobDone || this.faultsArmed(1)) {
+      const pre = this.preMoveFaults(sid, peer, chain, src, srcPos, len, rxRing, staged, BigInt(s.rxAddr[peer]! + dstPos), outLen);
+      if (typeof pre === 'string') return pre;
+      after = pre;
+      if (jobDone) (after ??= []).push(jobDone);
+    }
     if (t.bytewise && srcPos + len <= src.length && dstPos + len <= dst.length) {
       // The common case, no wrap on either side: one job, no job list.
       t.map!(src.subarray(srcPos, srcPos + len), dst.subarray(dstPos, dstPos + len));
@@ -504,6 +567,12 @@ export class DataPlane {
       for (const job of jobs) {
         const e = runJob(t, job, src, dst);
         if (e !== null) return this.refused(sid, staged ? 0 : len, rxRing, chain.errorCode, e); // nothing was written
+      }
+    }
+    if (after) {
+      // Written: the data path's CRC of what was meant against what landed (dma.write, job.complete).
+      for (const f of after) {
+        if (f.action === 'corrupt' && writeCorrupted(dst, dstPos, outLen, f)) return this.refused(sid, staged ? 0 : len, rxRing, SERR.CORRUPTED, 'message corrupted on its way into the sink ring (data-path CRC)');
       }
     }
     s.rxTail[peer] = (s.rxTail[peer]! + outLen) >>> 0;
@@ -549,30 +618,40 @@ export class DataPlane {
         const engines = chain.stages.map((st) => STAGE_ENGINE[st] ?? '');
         if (peer !== sid) engines.push('rdma');
         const accels = farm.accels(engines);
+        const tag: { sid: number; need: number; fail?: number; done?: Fault | null } = { sid, need };
+        const startNs = this.faults.armed[POINT.JOB_START] ? this.jobFaultsScheduled(POINT.JOB_START, farm, tag, len) : 0;
         // Engines the farm does not model cost nothing: such a message moves at once.
-        if (accels.length === 0) this.finishScheduled(sid, need);
-        else farm.submit(s.tenant[sid]!, accels, len, { sid, need }, this.host.nowNs());
+        if (accels.length === 0) this.finishScheduled(sid, need, tag);
+        else if (startNs > 0) this.host.schedule(startNs, () => { if (this.farm === farm && this.running) farm.submit(s.tenant[sid]!, accels, len, tag, this.host.nowNs()); });
+        else farm.submit(s.tenant[sid]!, accels, len, tag, this.host.nowNs());
         work = true;
       }
     }
     this.ready = []; this.readyAt = 0;
     farm.pump(this.host.nowNs(), (tag) => {
-      const t = tag as { sid: number; need: number };
-      this.finishScheduled(t.sid, t.need);
+      const t = tag as { sid: number; need: number; fail?: number; done?: Fault | null };
+      const wait = this.faults.armed[POINT.JOB_COMPLETE] ? this.jobFaultsScheduled(POINT.JOB_COMPLETE, farm, t, 0) : 0;
+      if (wait > 0) this.host.schedule(wait, () => { if (this.farm === farm && this.running) this.finishScheduled(t.sid, t.need, t); });
+      else this.finishScheduled(t.sid, t.need, t);
       work = true;
     });
     return work;
   }
 
   /** A message's chain has run on the accelerators: do the real work now. */
-  private finishScheduled(sid: number, need: number): void {
+  private finishScheduled(sid: number, need: number, tag?: { fail?: number; done?: Fault | null }): void {
     const s = this.socks;
     if (s.inFlight[sid]! > 0) s.inFlight[sid] = s.inFlight[sid]! - 1;
     const peer = s.peer[sid]!;
     if (peer !== NO_PEER && s.exists(peer)) s.rxReserved[peer] = Math.max(0, s.rxReserved[peer]! - need);
     const q = s.txQueue.get(sid);
     if (!q || q.length === 0 || s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) return;
-    if (this.moveOne(sid, q[0]!) === 'moved') this.dequeued(sid, q);
+    if (tag?.fail && peer !== NO_PEER && s.exists(peer)) {
+      this.refused(sid, q[0]!, (peer << 1) | ENUMS.RING_DIR.RX, tag.fail, 'accelerator job failed (fault injection)');
+      this.dequeued(sid, q);
+      return;
+    }
+    if (this.moveOne(sid, q[0]!, undefined, tag?.done) === 'moved') this.dequeued(sid, q);
   }
 
   /** The head message of `sid`'s queue has moved: go on with the next, or finish a pending close. */
@@ -658,6 +737,8 @@ export class DataPlane {
     if (!v) return this.devError(slot, SERR.RING_UNMAPPED, 'command slots no longer in mapped guest memory');
     const d = new DataView(v.buffer, v.byteOffset, v.byteLength);
     const op = d.getUint8(CMD_FIELD.op!);
+    if (op === 0) { this.counters.repeats++; return; } // taken already: a repeated CMD signal
+    d.setUint8(CMD_FIELD.op!, 0);
     const sid = d.getUint32(CMD_FIELD.sid!, true);
     let status: number;
     let result = 0;
@@ -887,19 +968,25 @@ export class DataPlane {
     let room = c.d2hSlots - ((this.d2hProd - cons) >>> 0);
     if (room < 0 || room > c.d2hSlots) room = 0; // a corrupt consumer index: wait for a sane one
     let n = 0;
+    let slots = 0;
     const q = this.d2hBacklog;
-    while (n < q.length && n < room) {
-      const at = ((this.d2hProd + n) % c.d2hSlots) * 8;
-      f.setUint32(at, q.lo(n), true);
-      f.setUint32(at + 4, q.hi(n), true);
-      n++;
+    if (this.d2hHoldUntil >= 0 || this.faults.armed[POINT.SIGNAL_D2H]) {
+      [n, slots] = this.flushD2hFaults(f, room);
+    } else {
+      while (n < q.length && n < room) {
+        const at = ((this.d2hProd + n) % c.d2hSlots) * 8;
+        f.setUint32(at, q.lo(n), true);
+        f.setUint32(at + 4, q.hi(n), true);
+        n++;
+      }
+      slots = n;
     }
-    if (n === 0) return;
+    if (slots === 0) return;
     q.drop(n);
-    this.d2hProd = (this.d2hProd + n) >>> 0;
-    this.counters.d2hSignals += n;
+    this.d2hProd = (this.d2hProd + slots) >>> 0;
+    this.counters.d2hSignals += slots;
     this.writeD2hProd();
-    this.irqPending += n;
+    this.irqPending += slots;
     this.maybeInterrupt(shm);
   }
 
@@ -917,7 +1004,7 @@ export class DataPlane {
       this.host.schedule(this.cfg.modUsecs * 1000, () => {
         this.irqTimer = false;
         const m = this.shm();
-        if (m && this.irqPending > 0 && m.getUint32(SHM.D2H_ARM, true) !== 0) this.fire(m);
+        if (m && this.running && this.irqPending > 0 && m.getUint32(SHM.D2H_ARM, true) !== 0) this.fire(m);
       });
     }
   }
@@ -925,7 +1012,220 @@ export class DataPlane {
   private fire(shm: DataView): void {
     shm.setUint32(SHM.D2H_ARM, 0, true);
     this.irqPending = 0;
-    if (this.host.raiseMsix(this.cfg.d2hVector)) this.counters.interrupts++;
+    this.counters.interrupts += raiseIrq(this.faults, this.host, this.cfg.d2hVector, this.onGlobal, () => this.running);
+  }
+
+  // ---- fault injection ---------------------------------------------------------
+
+  /** A point's context for socket `sid` (-1: none). */
+  private sockCtx(sid: number): { sid?: number; tenant?: number } {
+    if (sid < 0) return {};
+    return this.socks.exists(sid) ? { sid, tenant: this.socks.tenant[sid]! } : { sid };
+  }
+
+  /** No work before now + ns of device time (a delay or a stall holds the engines); a scheduled event wakes the carrier. */
+  private pause(ns: number): void {
+    const until = this.host.nowNs() + ns;
+    if (until <= this.pausedUntil) return;
+    this.pausedUntil = until;
+    this.host.schedule(ns, () => {});
+  }
+
+  /**
+   * signal.h2d on the signal in `slot`: how many times to run it (0: discarded,
+   * 2: duplicated), or -1 to stop before it. drop: the driver's write of the
+   * slot is lost: it reads 0 and the device waits there (the FIFO is in order)
+   * until the driver writes it again; delay: taken once the pause is over;
+   * corrupt: a poisoned signal, discarded and reported.
+   */
+  private h2dFault(shm: DataView, slot: number, sig: bigint): number {
+    if (this.h2dHold === this.h2dCons) {
+      if (!this.h2dHoleWait) { this.h2dHold = -1; return 1; } // delayed: its time has come
+      if (sig === 0n) return -1;
+      this.h2dHold = -1; // written again: a new arrival, checked as such
+    }
+    if (!this.faults.armed[POINT.SIGNAL_H2D]) return 1;
+    const type = Number(sig >> 56n);
+    const f = this.faults.check(POINT.SIGNAL_H2D, this.sockCtx(type === SIG.CMD ? -1 : Number((sig >> 33n) & 0x7fffffn)));
+    if (!f) return 1;
+    if (this.onGlobal(f, 'signal.h2d')) return -1;
+    switch (f.action) {
+      case 'drop':
+        shm.setBigUint64(slot, 0n, true);
+        this.h2dHold = this.h2dCons; this.h2dHoleWait = true;
+        return -1;
+      case 'delay':
+        this.h2dHold = this.h2dCons; this.h2dHoleWait = false;
+        this.pause(f.ns);
+        return -1;
+      case 'duplicate': return 2;
+      case 'corrupt': {
+        const bad = corruptValue(sig, 8, f);
+        if (bad === sig) return 1; // the bytes fell outside the signal: nothing changed
+        this.rejectSignal(bad, SERR.POISONED, 'poisoned H2D signal discarded');
+        return 0;
+      }
+      case 'error': this.rejectSignal(sig, faultCode(f, 'socket', SERR.DEVICE_FAULT), 'H2D signal failed (fault injection)'); return 0;
+      default: return 1;
+    }
+  }
+
+  /** A signal not run: SOCK_ERROR for the socket its id names when that exists, otherwise DEV_ERROR naming the id. */
+  private rejectSignal(sig: bigint, code: number, why: string): void {
+    const type = Number(sig >> 56n);
+    const id = Number((sig >> 32n) & 0xffffffn);
+    const sid = type === SIG.CMD ? -1 : id >>> 1;
+    if (sid >= 0 && this.socks.exists(sid)) this.sockError(sid, code, why);
+    else this.devError(id, code, why);
+  }
+
+  /**
+   * signal.d2h while flushing: returns [signals taken from the backlog, FIFO
+   * slots used]. drop / error: the slot's write is lost (the slot is left as
+   * it was; the signal is kept for RESYNC); corrupt: a poisoned write the
+   * host discards, the same; duplicate: a repeatable signal takes two slots;
+   * delay: the FIFO holds from this signal on, which is written unchecked later.
+   */
+  private flushD2hFaults(f: DataView, room: number): [number, number] {
+    const q = this.d2hBacklog;
+    const slotsN = this.cfg.d2hSlots;
+    let n = 0;
+    let slots = 0;
+    const put = (hi: number, lo: number): void => {
+      const at = ((this.d2hProd + slots) % slotsN) * 8;
+      f.setUint32(at, lo, true);
+      f.setUint32(at + 4, hi, true);
+      slots++;
+    };
+    while (n < q.length && slots < room) {
+      const hi = q.hi(n);
+      const lo = q.lo(n);
+      if (this.d2hHoldUntil >= 0) {
+        if (this.host.nowNs() < this.d2hHoldUntil) break;
+        this.d2hHoldUntil = -1;
+        put(hi, lo); n++;
+        continue;
+      }
+      const ft = this.faults.armed[POINT.SIGNAL_D2H] ? this.faults.check(POINT.SIGNAL_D2H, this.sockCtx(d2hSocket(hi >>> 24, hi & 0xffffff))) : null;
+      if (ft && this.onGlobal(ft, 'signal.d2h')) break;
+      const sig = (BigInt(hi) << 32n) | BigInt(lo);
+      if (ft?.action === 'delay') {
+        this.d2hHoldUntil = this.host.nowNs() + ft.ns;
+        this.host.schedule(ft.ns, () => {});
+        break;
+      } else if (ft?.action === 'drop' || ft?.action === 'error' || (ft?.action === 'corrupt' && corruptValue(sig, 8, ft) !== sig)) {
+        this.d2hLost.set((this.d2hProd + slots) >>> 0, [hi, lo]);
+        slots++;
+      } else {
+        put(hi, lo);
+        if (ft?.action === 'duplicate' && d2hRepeatable(hi >>> 24, lo) && slots < room) put(hi, lo);
+      }
+      n++;
+    }
+    return [n, slots];
+  }
+
+  /** Whether a move must look at the read side (0) or both sides (1) of its points. */
+  private faultsArmed(withWrite: 0 | 1): boolean {
+    const a = this.faults.armed;
+    const jobs = this.farm === null; // scheduled: job.* are checked at the accelerators
+    return a[POINT.DMA_READ] !== 0 || (jobs && a[POINT.JOB_START] !== 0) || (withWrite === 1 && (a[POINT.DMA_WRITE] !== 0 || (jobs && a[POINT.JOB_COMPLETE] !== 0)));
+  }
+
+  /** The contexts of a message's jobs at job.*: one per engine of its chain (rdma between two sockets), with its executor. */
+  private jobContexts(sid: number, peer: number, chain: Chain): FaultContext[] {
+    const engines = chain.stages.map((st) => STAGE_ENGINE[st]).filter((e): e is string => e !== undefined);
+    if (peer !== sid && !chain.lookAside) engines.push('rdma');
+    const executor = chain.lookAside ? 'A' : chain.digestToReceiver ? 'M' : chain.fullCopy ? 'F' : peer === sid ? 'L'
+      : engines.some((e) => e === 'crypto' || e === 'encap') ? 'I' : 'Z';
+    const tenant = this.socks.tenant[sid]!;
+    return engines.length > 0 ? engines.map((accel) => ({ accel, executor, sid, tenant })) : [{ executor, sid, tenant }];
+  }
+
+  /**
+   * dma.read and job.start (unscheduled) before a message moves, dma.write
+   * and job.complete (unscheduled) decided before its output is written when
+   * `dstAddr` is given. error: the message fails (MSG_ERROR to the receiver,
+   * the sender's space freed); corrupt on the read side: the CRC of the bytes
+   * as read is checked against the sender's and a mismatch fails it;
+   * delay / stall: the engines hold (pause). Returns the move's result when it
+   * ends here, else the faults to apply once the output is written.
+   */
+  private preMoveFaults(sid: number, peer: number, chain: Chain, src: Uint8Array, srcPos: number, len: number, rxRing: number,
+    staged: Uint8Array | undefined, dstAddr?: bigint, outLen = 0): 'moved' | 'failed' | Fault[] | null {
+    const s = this.socks;
+    const refuse = (code: number, why: string): 'moved' => this.refused(sid, staged ? 0 : len, rxRing, code, why);
+    const failed = staged ? this.stagedFailed.get(staged) : undefined;
+    if (failed !== undefined) return refuse(failed, 'the message failed when it was staged');
+    let after: Fault[] | null = null;
+    const apply = (f: Fault | null, where: string, read: boolean, fallback: number): 'moved' | 'failed' | null => {
+      if (!f) return null;
+      if (this.onGlobal(f, where)) return 'failed';
+      switch (f.action) {
+        case 'error': return refuse(faultCode(f, 'socket', fallback), `${where} failed (fault injection)`);
+        case 'delay': case 'stall': this.pause(f.ns); return null;
+        case 'corrupt':
+          if (read) return readCorrupted(src, srcPos, len, f) ? refuse(SERR.CORRUPTED, `message corrupted at ${where} (CRC mismatch)`) : null;
+          (after ??= []).push(f);
+          return null;
+        default: return null;
+      }
+    };
+    const a = this.faults.armed;
+    const jobs = this.farm === null ? this.jobContexts(sid, peer, chain) : [];
+    let r: 'moved' | 'failed' | null = null;
+    if (!staged && a[POINT.DMA_READ]) r = apply(this.faults.check(POINT.DMA_READ, { addr: BigInt(s.txAddr[sid]! + srcPos), len, sid, tenant: s.tenant[sid]! }), 'dma.read', true, SERR.DMA_ERROR);
+    if (a[POINT.JOB_START]) for (let i = 0; i < jobs.length && !r; i++) r = apply(this.faults.check(POINT.JOB_START, jobs[i]!), 'job.start', true, SERR.DEVICE_FAULT);
+    if (dstAddr !== undefined) {
+      if (!r && a[POINT.DMA_WRITE]) r = apply(this.faults.check(POINT.DMA_WRITE, { addr: dstAddr, len: outLen, sid: peer, tenant: s.tenant[peer]! }), 'dma.write', false, SERR.DMA_ERROR);
+      if (a[POINT.JOB_COMPLETE]) for (let i = 0; i < jobs.length && !r; i++) r = apply(this.faults.check(POINT.JOB_COMPLETE, jobs[i]!), 'job.complete', false, SERR.DEVICE_FAULT);
+    }
+    return r ?? after;
+  }
+
+  /** dma.read of executor F, when a message is copied into staging memory: a failure is remembered and reported when it lands. */
+  private stagingReadFault(sid: number, src: Uint8Array, pos: number, len: number, buf: Uint8Array): void {
+    const f = this.faults.check(POINT.DMA_READ, { addr: BigInt(this.socks.txAddr[sid]! + pos), len, sid, tenant: this.socks.tenant[sid]! });
+    if (!f || this.onGlobal(f, 'dma.read')) return;
+    if (f.action === 'error') this.stagedFailed.set(buf, faultCode(f, 'socket', SERR.DMA_ERROR));
+    else if (f.action === 'corrupt' && readCorrupted(src, pos, len, f)) this.stagedFailed.set(buf, SERR.CORRUPTED);
+    else if (f.action === 'delay') this.pause(f.ns);
+  }
+
+  /**
+   * job.start / job.complete with scheduled accelerators, once per engine of
+   * the message: error (or a corrupt input, caught by the job's CRC) fails it
+   * when it reaches the head of its queue; corrupt at completion corrupts
+   * what is written (and is caught there); stall holds an accelerator; delay
+   * returns the ns to hold the job.
+   */
+  private jobFaultsScheduled(point: Point, farm: AcceleratorFarm, tag: { sid: number; fail?: number; done?: Fault | null }, len: number): number {
+    const sid = tag.sid;
+    if (!this.socks.exists(sid)) return 0;
+    let wait = 0;
+    for (const ctx of this.jobContexts(sid, this.socks.peer[sid]!, this.chainOf(sid))) {
+      const f = this.faults.check(point, ctx);
+      if (!f || this.onGlobal(f, POINT_NAMES[point])) continue;
+      if (f.action === 'error') tag.fail ??= faultCode(f, 'socket', SERR.DEVICE_FAULT);
+      else if (f.action === 'corrupt') { if (point === POINT.JOB_COMPLETE) tag.done = f; else if (f.offset < len) tag.fail ??= SERR.CORRUPTED; }
+      else if (f.action === 'delay') wait = Math.max(wait, f.ns);
+      else if (f.action === 'stall') farm.stall(farm.accels([f.accel ?? ctx.accel ?? 'rdma']), this.host.nowNs() + f.ns);
+    }
+    return wait;
+  }
+
+  /** RESYNC: the driver found D2H slot `index` empty; write the signal lost there again. */
+  private resync(index: number): void {
+    const lost = this.d2hLost.get(index);
+    const c = this.cfg;
+    const fifo = lost ? this.host.dmaView(c.d2hBase, c.d2hSlots * 8) : null;
+    if (!lost || !fifo) { this.counters.repeats++; return; }
+    const f = new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength);
+    const at = (index % c.d2hSlots) * 8;
+    f.setUint32(at, lost[1], true);
+    f.setUint32(at + 4, lost[0], true);
+    this.d2hLost.delete(index);
+    this.counters.resyncs++;
   }
 
   /** Sockets from id `from` on, at most `limit`, for the control interface. */
