@@ -14,15 +14,20 @@
  *    32  u32  socket   }
  *    36  u32  value    }
  *    40  u32  payload length
- *    44  u32  CRC32C over the payload, then header bytes 0..43
+ *    44  u32  CRC-32 (IEEE, zlib's) over the payload, then header bytes 0..43
  *
- * Big-endian. The CRC covers the payload first so a sender computes the
+ * Big-endian. CRC-32 rather than CRC32C: node's zlib computes it natively
+ * (3.4 GB/s here against 0.27 GB/s for the JavaScript CRC32C), and the
+ * frame check must not be what limits a link. The CRC covers the payload first so a sender computes the
  * payload's part once and a retransmission (new ack, same payload) only
  * re-hashes 44 header bytes. The payload goes out as the caller's segments
  * (views into guest memory; a message that wraps a ring is two), never
  * concatenated.
  */
-import { crc32c } from '../model/accel/engines.js';
+import { crc32 } from 'node:zlib';
+
+/** CRC-32 of `data`, continuing from `crc`. */
+const frameCrc = (data: Uint8Array, crc = 0): number => crc32(data, crc);
 
 export const MAGIC = 0x53474642;
 export const VERSION = 1;
@@ -62,7 +67,7 @@ const EMPTY = new Uint8Array(0);
 /** The payload's part of the frame CRC. */
 export function payloadCrc(segments: readonly Uint8Array[]): number {
   let crc = 0;
-  for (const s of segments) crc = crc32c(s, crc);
+  for (const s of segments) crc = frameCrc(s, crc);
   return crc;
 }
 
@@ -89,7 +94,7 @@ export function encodeHeader(h: FrameHeader, length: number, pcrc: number): Uint
   v.setUint32(32, h.socket);
   v.setUint32(36, h.value);
   v.setUint32(40, length);
-  v.setUint32(CRC_OFF, crc32c(b.subarray(0, CRC_OFF), pcrc));
+  v.setUint32(CRC_OFF, frameCrc(b.subarray(0, CRC_OFF), pcrc));
   return b;
 }
 
@@ -159,7 +164,7 @@ export class FrameDecoder {
         // The common case: the whole payload is in this chunk. No copy.
         const payload = len === 0 ? EMPTY : chunk.subarray(pos, pos + len);
         pos += len;
-        this.finish(payload, crc32c(payload));
+        this.finish(payload, frameCrc(payload));
         continue;
       }
       if (pos === chunk.length) return;
@@ -170,7 +175,7 @@ export class FrameDecoder {
       const n = Math.min(len - this.bodyFill, chunk.length - pos);
       const piece = chunk.subarray(pos, pos + n);
       this.body.set(piece, this.bodyFill);
-      this.bodyCrc = crc32c(piece, this.bodyCrc);
+      this.bodyCrc = frameCrc(piece, this.bodyCrc);
       this.bodyFill += n;
       pos += n;
       if (this.bodyFill === len) {
@@ -200,7 +205,7 @@ export class FrameDecoder {
     const h = this.head;
     this.headFill = 0;
     const want = u32(h, CRC_OFF);
-    const got = crc32c(this.headCrcPart, pcrc);
+    const got = frameCrc(this.headCrcPart, pcrc);
     if (got !== want) this.fail('badCrc', `CRC32C 0x${got.toString(16)}, header says 0x${want.toString(16)}`);
     this.onFrame({
       type: h[5]!,

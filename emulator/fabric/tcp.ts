@@ -49,9 +49,38 @@ class TcpWire implements Wire {
   }
 }
 
+/** The descriptor under a node:net handle (Linux), or -1. */
+function fdOf(h: unknown): number {
+  const fd = (h as { _handle?: { fd?: number } } | null)?._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
 export class TcpTransport implements FabricTransport {
+  private readonly sockets = new Set<Socket>();
+  private readonly servers = new Set<ReturnType<typeof createServer>>();
+
+  /**
+   * The descriptors of its listeners and open connections: a carrier whose
+   * thread sleeps in its own poll(2) (the device loop) waits on them too,
+   * and gives the event loop a turn when one is readable.
+   */
+  fds(): number[] {
+    const out: number[] = [];
+    for (const x of this.servers) { const fd = fdOf(x); if (fd >= 0) out.push(fd); }
+    for (const x of this.sockets) { const fd = fdOf(x); if (fd >= 0) out.push(fd); }
+    return out;
+  }
+
+  private track(s: Socket): Socket {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
+    return s;
+  }
+
   async listen(address: NodeAddress, onWire: (wire: Wire) => void): Promise<FabricListener> {
-    const server = createServer((s) => onWire(new TcpWire(s)));
+    const server = createServer((s) => onWire(new TcpWire(this.track(s))));
+    this.servers.add(server);
+    server.once('close', () => this.servers.delete(server));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(address.port, address.host, () => {
@@ -71,7 +100,7 @@ export class TcpTransport implements FabricTransport {
   connect(address: NodeAddress, signal: AbortSignal): Promise<Wire> {
     return new Promise<Wire>((resolve, reject) => {
       if (signal.aborted) return reject(new Error(`connect to ${formatAddress(address)} aborted`));
-      const s = netConnect({ host: address.host, port: address.port });
+      const s = this.track(netConnect({ host: address.host, port: address.port }));
       const abort = (): void => {
         s.destroy();
         reject(new Error(`connect to ${formatAddress(address)} aborted`));
