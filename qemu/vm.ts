@@ -126,6 +126,8 @@ export interface VmOptions {
   /** Hard limit: QEMU is killed after this many seconds. */
   timeoutS?: number;
   extraAppend?: string;
+  /** Let the guest reboot (no -no-reboot): a reboot boots the same kernel and initramfs again. */
+  reboot?: boolean;
 }
 
 /** One `SGIOV: kind k=v ...` line printed by the guest's /init. */
@@ -176,7 +178,7 @@ export class QemuVm {
       // Shared guest RAM, so the device DMAs straight into it.
       '-object', `memory-backend-memfd,id=mem,size=${opts.memMiB ?? 512}M,share=on`,
       '-machine', 'q35,memory-backend=mem',
-      '-nic', 'none', '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot',
+      '-nic', 'none', '-display', 'none', '-monitor', 'none', '-serial', 'stdio', ...(opts.reboot ? [] : ['-no-reboot']),
       '-kernel', img.kernel, '-initrd', img.initramfs, '-append', append,
       '-device', JSON.stringify({ driver: 'vfio-user-pci', socket: { path: opts.socketPath, type: 'unix' } }),
     ];

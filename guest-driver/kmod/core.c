@@ -167,6 +167,11 @@ static bool sgiov_selftest(struct sgiov *sg)
 	ktime_t t0;
 	size_t i;
 
+	/* A device that stopped answering would only make this wait out its timeout. */
+	if (READ_ONCE(sg->gone)) {
+		fail("the device is gone (surprise removal)");
+		goto failed;
+	}
 	sgiov_fill_pattern(sg->src, SGIOV_BUF_SIZE, run);
 	memset(sg->dst, 0, SGIOV_BUF_SIZE);
 
@@ -343,8 +348,19 @@ ATTRIBUTE_GROUPS(sgiov);
 
 /* ---- probe / remove ----------------------------------------------------- */
 
+/* Error vector, interrupt causes and ENABLE: at probe and after a device reset (dp.c). */
+void sgiov_core_enable(struct sgiov *sg)
+{
+	wr32(sg, SGIOV_REG_ERR_VECTOR, SGIOV_VEC_ERR);
+	wr32(sg, SGIOV_REG_IRQ_MASK, SGIOV_IRQ_DMA_DONE | SGIOV_IRQ_ERROR);
+	wr32(sg, SGIOV_REG_CONTROL, SGIOV_CONTROL_ENABLE);
+}
+
 static void sgiov_quiesce(struct sgiov *sg)
 {
+	/* After a surprise removal every access would only fail in the VMM. */
+	if (READ_ONCE(sg->gone))
+		return;
 	wr32(sg, SGIOV_REG_IRQ_MASK, 0);
 	wr32(sg, SGIOV_REG_CONTROL, 0);
 	rd32(sg, SGIOV_REG_STATUS);	/* flush the posted writes */
@@ -479,9 +495,7 @@ static int sgiov_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	}
 
 	pci_set_drvdata(pdev, sg);
-	wr32(sg, SGIOV_REG_ERR_VECTOR, SGIOV_VEC_ERR);
-	wr32(sg, SGIOV_REG_IRQ_MASK, SGIOV_IRQ_DMA_DONE | SGIOV_IRQ_ERROR);
-	wr32(sg, SGIOV_REG_CONTROL, SGIOV_CONTROL_ENABLE);
+	sgiov_core_enable(sg);
 
 	dev_info(dev, "SG-IOV ABI %u.%u, caps 0x%x, %d of %u MSI-X vectors, BAR%d %pR, buffers src %pad dst %pad\n",
 		 version >> 16, version & 0xffff, caps, sg->nvec, hw_vecs,

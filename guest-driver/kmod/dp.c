@@ -11,7 +11,20 @@
  * producer index into a coherent word, and raises MSI-X vector 2 when
  * armed. The handler processes until the FIFO is empty, re-arms, and looks
  * again (a signal written just before the arm would otherwise wait).
- * A 20 ms timer does the same, and kicks a device that sleeps on work.
+ * A timer (poll_ms, 20 ms) does the same, so a lost interrupt costs a
+ * tick rather than a hang, and kicks a device that sleeps on work.
+ *
+ * Robustness: every wait is bounded (cmd_timeout_ms for commands,
+ * io_timeout_ms for send room, receive, connect and accept; ETIMEDOUT) and
+ * waits in slices of SGIOV_RETRY_MS, at the end of which it retries what is
+ * idempotent (look at the D2H FIFO, ring the KICK doorbell, resend RX_HEAD).
+ * The timer reads DP_STATUS every health_ms, and every SGIOV_STALL_MS while
+ * someone waits and no signal comes: all-ones (with ID all-ones too) is a
+ * surprise removal (every call fails with ENODEV, poll reports
+ * EPOLLERR | EPOLLHUP, rmmod works once the files are closed); RUNNING gone
+ * is a device reset (the sockets fail with ECONNRESET and the data plane
+ * starts again, so new sockets work). An epoch, +1 at each reset, keeps a
+ * signal meant for the old device from reaching the new one.
  *
  * Socket bookkeeping mirrors emulator/client/sockets.ts: free-running u32
  * head/tail byte counters per ring; one TX_TAIL per message; message
@@ -50,6 +63,15 @@
 static_assert(offsetof(struct sgiov_create, tenant) == SGIOV_CREATE_SIZE_V0);
 static_assert(offsetof(struct sgiov_info, tenant) == SGIOV_INFO_SIZE_V0);
 
+#define SGIOV_TIMER_MS		20
+#define SGIOV_H2D_SPIN_MS	2000
+#define SGIOV_H2D_LOOK_MS	10	/* a full H2D FIFO: DP_STATUS read this often while spinning */
+#define SGIOV_RETRY_MS		1000	/* a wait's slice: then idempotent retries */
+#define SGIOV_STALL_MS		100	/* a waiter and no D2H signal this long: check the device */
+#define SGIOV_ENDS_MIN		16
+#define SGIOV_FAILED_MAX	65536	/* unread failed messages a socket holds before it fails */
+#define SGIOV_DIGESTS_MIN	16
+
 static unsigned int d2h_slots = 65536;
 module_param(d2h_slots, uint, 0444);
 MODULE_PARM_DESC(d2h_slots, "D2H FIFO slots (power of two, 64..1048576)");
@@ -66,15 +88,18 @@ module_param(irq_mod_usecs, uint, 0444);
 static unsigned int cmd_timeout_ms = 30000;
 module_param(cmd_timeout_ms, uint, 0644);
 MODULE_PARM_DESC(cmd_timeout_ms, "how long a command may take before it fails with ETIMEDOUT");
+static unsigned int io_timeout_ms = 60000;
+module_param(io_timeout_ms, uint, 0644);
+MODULE_PARM_DESC(io_timeout_ms, "how long a blocking read, write, connect or accept waits before ETIMEDOUT (0: no limit)");
+static unsigned int poll_ms = SGIOV_TIMER_MS;
+module_param(poll_ms, uint, 0644);
+MODULE_PARM_DESC(poll_ms, "period of the timer that polls the D2H FIFO (a lost interrupt costs at most this), 1..1000");
+static unsigned int health_ms = 1000;
+module_param(health_ms, uint, 0644);
+MODULE_PARM_DESC(health_ms, "how often the timer reads DP_STATUS to notice a removed or reset device (sooner while a call waits)");
 static unsigned int digest_max = 65536;
 module_param(digest_max, uint, 0644);
 MODULE_PARM_DESC(digest_max, "digests kept per socket until read (SGIOV_IOC_DIGEST); later ones are dropped");
-
-#define SGIOV_TIMER_MS		20
-#define SGIOV_H2D_SPIN_MS	2000
-#define SGIOV_ENDS_MIN		16
-#define SGIOV_FAILED_MAX	65536	/* unread failed messages a socket holds before it fails */
-#define SGIOV_DIGESTS_MIN	16
 
 enum { SLOT_FREE, SLOT_SYNC, SLOT_CONNECT, SLOT_CLOSE, SLOT_ORPHAN };
 
@@ -83,6 +108,7 @@ struct sgiov_slot {
 	bool done;
 	u32 status, result;
 	u32 snap;			/* SYNC with a socket: its conn_events at the answer */
+	u32 epoch;			/* the device generation it was sent to */
 	struct sgiov_sock *sock;
 };
 
@@ -101,6 +127,7 @@ struct sgiov_sock {
 	struct sgiov *sg;
 	struct list_head node;		/* sg->sock_list */
 	u32 sid;
+	u32 epoch;			/* the device generation that knows it (has_sid) */
 	bool has_sid;			/* in the table, known to the device */
 	bool closing;			/* the file is gone; CLOSE sent */
 	int state;			/* SGIOV_STATE_* */
@@ -146,25 +173,47 @@ static void sgiov_kick(struct sgiov *sg)
 	sg->kicks++;
 }
 
-/* Publishes one signal. Writes before the call (rings, command slots) are seen first. */
-static int sgiov_h2d(struct sgiov *sg, u32 type, u32 id, u32 value)
+static int sgiov_dp_health(struct sgiov *sg);
+
+/*
+ * Publishes one signal for the device generation `epoch` (ECONNRESET when
+ * the device was reset since: the signal names a socket or slot the new
+ * device does not know). Writes before the call (rings, command slots) are
+ * seen first.
+ */
+static int sgiov_h2d(struct sgiov *sg, u32 epoch, u32 type, u32 id, u32 value)
 {
 	u64 sig = SGIOV_SIG(type, id, value);
-	ktime_t end = 0;
+	ktime_t end = 0, look = 0, now;
+	int ret;
 
 	spin_lock(&sg->h2d_lock);
+	if (epoch != sg->epoch) {
+		spin_unlock(&sg->h2d_lock);
+		return -ECONNRESET;
+	}
 	while ((u32)(sg->h2d_prod - shm_rd(sg, SGIOV_SHM_H2D_CONS)) >= SGIOV_SHM_H2D_SLOTS) {
 		if (READ_ONCE(sg->dead)) {
 			spin_unlock(&sg->h2d_lock);
 			return -ENODEV;
 		}
+		now = ktime_get();
 		if (!end) {
-			end = ktime_add_ms(ktime_get(), SGIOV_H2D_SPIN_MS);
-		} else if (ktime_after(ktime_get(), end)) {
+			end = ktime_add_ms(now, SGIOV_H2D_SPIN_MS);
+			look = ktime_add_ms(now, SGIOV_H2D_LOOK_MS);
+		} else if (ktime_after(now, end)) {
 			spin_unlock(&sg->h2d_lock);
 			dev_err_ratelimited(&sg->pdev->dev, "H2D FIFO full for %u ms: device not consuming\n",
 					    SGIOV_H2D_SPIN_MS);
 			return -EIO;
+		} else if (ktime_after(now, look)) {
+			/* A removed or reset device never consumes: do not spin out the whole bound. */
+			look = ktime_add_ms(now, SGIOV_H2D_LOOK_MS);
+			ret = sgiov_dp_health(sg);
+			if (ret) {
+				spin_unlock(&sg->h2d_lock);
+				return ret;
+			}
 		}
 		if (shm_rd(sg, SGIOV_SHM_H2D_FLAGS) & SGIOV_SHM_FLAG_NEED_KICK)
 			sgiov_kick(sg);
@@ -405,6 +454,7 @@ static void sgiov_d2h_service(struct sgiov *sg)
 				sgiov_d2h_one(sg, sig);
 			}
 			shm_wr(sg, SGIOV_SHM_D2H_CONS, sg->d2h_cons);
+			WRITE_ONCE(sg->last_d2h, jiffies);
 		}
 		shm_wr(sg, SGIOV_SHM_D2H_ARM, 1);
 		mb();	/* the arm before the second look */
@@ -424,26 +474,156 @@ static irqreturn_t sgiov_d2h_isr(int irq, void *data)
 	return IRQ_HANDLED;
 }
 
+/*
+ * The device stopped answering (BAR0 reads all-ones): every call fails with
+ * ENODEV from now on, every waiter wakes. Any context; MMIO is not touched
+ * again (the VMM would only log each access as failed).
+ */
+static void sgiov_mark_gone(struct sgiov *sg)
+{
+	struct sgiov_sock *s;
+	unsigned long fl;
+	bool first;
+
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	first = !sg->dead;
+	WRITE_ONCE(sg->gone, true);
+	WRITE_ONCE(sg->dead, true);
+	list_for_each_entry(s, &sg->sock_list, node)
+		wake_up_interruptible_all(&s->wq);
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	wake_up_all(&sg->cmd_wq);
+	if (first) {
+		snprintf(sg->dp_result, sizeof(sg->dp_result), "gone: the device stopped answering (surprise removal)");
+		dev_err(&sg->pdev->dev, "device gone (BAR0 reads all-ones): every socket call now fails with ENODEV\n");
+	}
+}
+
+/*
+ * One look at the device: 0 when its data plane runs, -ENODEV when it is
+ * gone (marked so), -ECONNRESET when it was reset (reset_work queued).
+ * One or two trapped reads; any context.
+ */
+static int sgiov_dp_health(struct sgiov *sg)
+{
+	unsigned long fl;
+	u32 st;
+
+	if (READ_ONCE(sg->dead))
+		return -ENODEV;
+	st = readl(sg->regs + SGIOV_REG_DP_STATUS);
+	sg->health_reads++;
+	if (st == ~0u) {
+		/* No register reads all-ones on a live device; ID confirms it was not one bad read. */
+		if (readl(sg->regs + SGIOV_REG_ID) != ~0u)
+			return 0;
+		sgiov_mark_gone(sg);
+		return -ENODEV;
+	}
+	if (st & SGIOV_DP_STATUS_RUNNING)
+		return 0;
+	/* Queued under dp_lock, where remove sets dead: no work is queued after it cancels. */
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	if (!sg->dead && !sg->reset_queued) {
+		sg->reset_queued = true;
+		queue_work(sg->wq, &sg->reset_work);
+	}
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	return -ECONNRESET;
+}
+
 static void sgiov_timer_fn(struct timer_list *t)
 {
 	struct sgiov *sg = from_timer(sg, t, timer);
+	unsigned long now = jiffies;
 
 	if (READ_ONCE(sg->dead))
 		return;
-	if (READ_ONCE(*sg->d2h_prod) != READ_ONCE(sg->d2h_cons))
+	if (READ_ONCE(*sg->d2h_prod) != READ_ONCE(sg->d2h_cons)) {
+		sg->polled++;	/* signals the interrupt has not (yet) announced */
 		sgiov_d2h_service(sg);
+	}
 	if ((shm_rd(sg, SGIOV_SHM_H2D_FLAGS) & SGIOV_SHM_FLAG_NEED_KICK) &&
 	    shm_rd(sg, SGIOV_SHM_H2D_CONS) != READ_ONCE(sg->h2d_prod))
 		sgiov_kick(sg);
-	mod_timer(&sg->timer, jiffies + msecs_to_jiffies(SGIOV_TIMER_MS));
+	/*
+	 * A removed or reset device sends nothing, so silence alone says
+	 * little; DP_STATUS says which. Read it every health_ms, and every
+	 * SGIOV_STALL_MS while a call waits and no signal came for as long.
+	 */
+	if (time_after_eq(now, sg->last_health + msecs_to_jiffies(READ_ONCE(health_ms))) ||
+	    (atomic_read(&sg->waiters) &&
+	     time_after_eq(now, READ_ONCE(sg->last_d2h) + msecs_to_jiffies(SGIOV_STALL_MS)) &&
+	     time_after_eq(now, sg->last_health + msecs_to_jiffies(SGIOV_STALL_MS)))) {
+		sg->last_health = now;
+		if (sgiov_dp_health(sg) == -ENODEV)
+			return;	/* nothing more to poll: not re-armed */
+	}
+	mod_timer(&sg->timer, now + msecs_to_jiffies(clamp(READ_ONCE(poll_ms), 1u, 1000u)));
 }
+
+/* The idempotent retries of a wait's slice: a late or lost interrupt, a missed kick. */
+static void sgiov_nudge(struct sgiov *sg)
+{
+	if (READ_ONCE(sg->dead))
+		return;
+	sg->retries++;
+	sgiov_d2h_service(sg);
+	sgiov_kick(sg);	/* wakes a sleeping device; harmless to an awake one */
+}
+
+/* A wait's budget in jiffies: io_timeout_ms, or no limit. */
+static long sgiov_io_budget(void)
+{
+	unsigned int ms = READ_ONCE(io_timeout_ms);
+
+	return ms ? (long)msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
+}
+
+/*
+ * Waits interruptibly for cond on wq within the caller's budget *left
+ * (jiffies, MAX_SCHEDULE_TIMEOUT: none; what is used is taken off), in
+ * slices of SGIOV_RETRY_MS; a slice that ends without cond runs `retry`.
+ * The waiter is counted, so the timer looks at the device sooner.
+ * 0 once cond holds, -ETIMEDOUT when the budget is spent, -ERESTARTSYS.
+ */
+#define sgiov_wait(sg, wq, cond, left, retry)					\
+({										\
+	long __ret = 0, __slice, __r;						\
+										\
+	atomic_inc(&(sg)->waiters);						\
+	while (!(cond)) {							\
+		if (*(left) <= 0) {						\
+			__ret = -ETIMEDOUT;					\
+			break;							\
+		}								\
+		__slice = min_t(long, *(left), msecs_to_jiffies(SGIOV_RETRY_MS)); \
+		__r = wait_event_interruptible_timeout(wq, cond, __slice);	\
+		if (__r < 0) {							\
+			__ret = __r;						\
+			break;							\
+		}								\
+		if (*(left) != MAX_SCHEDULE_TIMEOUT)				\
+			*(left) -= __slice - __r;				\
+		if (__r > 0)							\
+			break;							\
+		retry;								\
+	}									\
+	atomic_dec(&(sg)->waiters);						\
+	(int)__ret;								\
+})
 
 /* ---- commands -------------------------------------------------------------- */
 
-/* Takes a slot, fills it and sends the CMD signal; returns the slot or an errno. */
+/*
+ * Takes a slot, fills it and sends the CMD signal to the device generation
+ * `epoch` (the one that knows the sockets the command names); returns the
+ * slot or an errno.
+ */
 static int sgiov_cmd_submit(struct sgiov *sg, const struct sgiov_cmd *c, u8 kind,
-			    struct sgiov_sock *s, bool nonblock)
+			    struct sgiov_sock *s, bool nonblock, u32 epoch)
 {
+	long left = msecs_to_jiffies(cmd_timeout_ms);
 	unsigned long fl;
 	u32 slot;
 	int ret;
@@ -453,24 +633,37 @@ static int sgiov_cmd_submit(struct sgiov *sg, const struct sgiov_cmd *c, u8 kind
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
 		if (nonblock)
 			return -EAGAIN;
-		if (!wait_event_timeout(sg->cmd_wq, READ_ONCE(sg->slot_nfree) || READ_ONCE(sg->dead),
-					msecs_to_jiffies(cmd_timeout_ms)))
-			return -ETIMEDOUT;
+		atomic_inc(&sg->waiters);
+		left = wait_event_timeout(sg->cmd_wq, READ_ONCE(sg->slot_nfree) || READ_ONCE(sg->dead), left);
+		atomic_dec(&sg->waiters);
 		if (READ_ONCE(sg->dead))
 			return -ENODEV;
+		if (!left)
+			return -ETIMEDOUT;
 		spin_lock_irqsave(&sg->dp_lock, fl);
+	}
+	if (epoch != sg->epoch) {
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		return -ECONNRESET;
 	}
 	slot = sg->slot_free[--sg->slot_nfree];
 	sg->slots[slot].kind = kind;
 	sg->slots[slot].sock = s;
 	sg->slots[slot].done = false;
+	sg->slots[slot].epoch = epoch;
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 
 	memcpy((struct sgiov_cmd *)sg->cmds + slot, c, sizeof(*c));
-	ret = sgiov_h2d(sg, SGIOV_SIG_H2D_CMD, slot, 0);
+	ret = sgiov_h2d(sg, epoch, SGIOV_SIG_H2D_CMD, slot, 0);
 	if (ret) {
 		spin_lock_irqsave(&sg->dp_lock, fl);
-		sgiov_slot_put(sg, slot);
+		/*
+		 * A reset in between (a new epoch) has freed a CONNECT or CLOSE
+		 * slot already, and may have reused it; a SYNC slot it only
+		 * answers, and it stays ours.
+		 */
+		if (kind == SLOT_SYNC || sg->epoch == epoch)
+			sgiov_slot_put(sg, slot);
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
 		return ret;
 	}
@@ -478,22 +671,35 @@ static int sgiov_cmd_submit(struct sgiov *sg, const struct sgiov_cmd *c, u8 kind
 }
 
 /*
- * Runs a command and waits for its answer (bounded by cmd_timeout_ms).
- * Returns 0 or a negative errno (the device's status, negated).
+ * Runs a command and waits for its answer (bounded by cmd_timeout_ms, not
+ * interruptible: the slot is the device's until it answers). Every
+ * SGIOV_RETRY_MS without an answer the D2H FIFO is looked at and the
+ * device kicked (a lost interrupt or kick); the command itself is not
+ * sent again, as the device would run it twice. Returns 0 or a negative
+ * errno (the device's status, negated; ETIMEDOUT; ENODEV; ECONNRESET).
  */
 static int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sgiov_sock *s,
-			  u32 *result, u32 *snap)
+			  u32 *result, u32 *snap, u32 epoch)
 {
+	long left = msecs_to_jiffies(cmd_timeout_ms), slice, r;
 	struct sgiov_slot *sl;
 	unsigned long fl;
 	int slot, ret;
 
-	slot = sgiov_cmd_submit(sg, c, SLOT_SYNC, s, false);
+	slot = sgiov_cmd_submit(sg, c, SLOT_SYNC, s, false, epoch);
 	if (slot < 0)
 		return slot;
 	sl = &sg->slots[slot];
-	wait_event_timeout(sg->cmd_wq, READ_ONCE(sl->done) || READ_ONCE(sg->dead),
-			   msecs_to_jiffies(cmd_timeout_ms));
+	atomic_inc(&sg->waiters);
+	while (left > 0) {
+		slice = min_t(long, left, msecs_to_jiffies(SGIOV_RETRY_MS));
+		r = wait_event_timeout(sg->cmd_wq, READ_ONCE(sl->done) || READ_ONCE(sg->dead), slice);
+		left -= slice - r;
+		if (r)
+			break;
+		sgiov_nudge(sg);
+	}
+	atomic_dec(&sg->waiters);
 	spin_lock_irqsave(&sg->dp_lock, fl);
 	if (!sl->done) {
 		sl->kind = SLOT_ORPHAN;	/* freed when (if) the answer comes */
@@ -596,9 +802,10 @@ static void sgiov_sock_release(struct sgiov_sock *s)
 		return;
 	}
 	c.sid = s->sid;
-	ret = sgiov_cmd_submit(sg, &c, SLOT_CLOSE, s, false);
+	ret = sgiov_cmd_submit(sg, &c, SLOT_CLOSE, s, false, s->epoch);
 	if (ret < 0) {
-		if (!READ_ONCE(sg->dead))
+		/* ECONNRESET: the device that knew it was reset, and forgot it. */
+		if (!READ_ONCE(sg->dead) && ret != -ECONNRESET)
 			sgiov_sock_leak(s, "CLOSE could not be sent");
 		sgiov_sock_free(s);
 	}
@@ -624,6 +831,7 @@ static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size, u32
 		rx_size = SGIOV_RING_DEFAULT;
 	if (!sgiov_ring_size_ok(tx_size) || !sgiov_ring_size_ok(rx_size))
 		return -EINVAL;
+	kfree(s->ends);		/* an earlier CREATE that failed */
 	s->ends = kmalloc_array(SGIOV_ENDS_MIN, sizeof(*s->ends), GFP_KERNEL);
 	if (!s->ends)
 		return -ENOMEM;
@@ -643,6 +851,7 @@ static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size, u32
 	}
 	spin_lock_irqsave(&sg->dp_lock, fl);
 	s->sid = sid;
+	s->epoch = sg->epoch;
 	s->has_sid = true;
 	sg->socks[sid] = s;
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
@@ -653,7 +862,7 @@ static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size, u32
 	c.tx_size = tx_size;
 	c.rx_size = rx_size;
 	c.tenant = tenant;
-	ret = sgiov_cmd_sync(sg, &c, NULL, NULL, NULL);
+	ret = sgiov_cmd_sync(sg, &c, NULL, NULL, NULL, s->epoch);
 	if (ret == -ETIMEDOUT) {
 		sgiov_sock_leak(s, "CREATE not answered");
 		return ret;
@@ -723,6 +932,7 @@ static int sgiov_rx_consume(struct sgiov_sock *s, u32 head, u32 n, u32 left)
 {
 	struct sgiov *sg = s->sg;
 	unsigned long fl;
+	int ret;
 
 	spin_lock_irqsave(&sg->dp_lock, fl);
 	s->rx_head = head + n;
@@ -731,7 +941,26 @@ static int sgiov_rx_consume(struct sgiov_sock *s, u32 head, u32 n, u32 left)
 		s->ends_n--;
 	}
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
-	return sgiov_h2d(sg, SGIOV_SIG_H2D_RX_HEAD, SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_RX), head + n);
+	ret = sgiov_h2d(sg, s->epoch, SGIOV_SIG_H2D_RX_HEAD, SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_RX), head + n);
+	/*
+	 * A message that arrived before a reset or a removal is in our memory
+	 * and was read: the head only matters to a device that forgot the ring.
+	 */
+	return ret == -ECONNRESET || ret == -ENODEV ? 0 : ret;
+}
+
+/*
+ * A reader's retry: RX_HEAD again (the device takes the same head as a
+ * no-op), in case the last one was lost and holds the peer's next message
+ * back for want of room; rx_mutex held.
+ */
+static void sgiov_rx_retry(struct sgiov_sock *s)
+{
+	sgiov_nudge(s->sg);
+	if (READ_ONCE(s->state) == SGIOV_STATE_CONNECTED && !READ_ONCE(s->err) &&
+	    READ_ONCE(s->has_sid))
+		sgiov_h2d(s->sg, s->epoch, SGIOV_SIG_H2D_RX_HEAD,
+			  SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_RX), s->rx_head);
 }
 
 /* Takes a failed message (the next entry) off the receive queue; rx_mutex held. */
@@ -753,6 +982,7 @@ static int sgiov_rx_drop_failed(struct sgiov_sock *s)
 static int sgiov_rx_next(struct sgiov_sock *s, bool nonblock, u32 *head, u32 *left, u32 *serr)
 {
 	struct sgiov *sg = s->sg;
+	long budget = sgiov_io_budget();
 	unsigned long fl;
 	int ret;
 
@@ -773,7 +1003,7 @@ static int sgiov_rx_next(struct sgiov_sock *s, bool nonblock, u32 *head, u32 *le
 			return ret;
 		if (nonblock)
 			return -EAGAIN;
-		ret = wait_event_interruptible(s->wq, sgiov_rx_ready(s));
+		ret = sgiov_wait(sg, s->wq, sgiov_rx_ready(s), &budget, sgiov_rx_retry(s));
 		if (ret)
 			return ret;
 	}
@@ -845,6 +1075,7 @@ static bool sgiov_tx_ready(struct sgiov_sock *s, u32 len)
 static int sgiov_tx_wait(struct sgiov_sock *s, u32 len, bool nonblock)
 {
 	struct sgiov *sg = s->sg;
+	long budget = sgiov_io_budget();
 	unsigned long fl;
 	int ret;
 
@@ -857,7 +1088,7 @@ static int sgiov_tx_wait(struct sgiov_sock *s, u32 len, bool nonblock)
 			return ret;
 		if (nonblock)
 			return -EAGAIN;
-		ret = wait_event_interruptible(s->wq, sgiov_tx_ready(s, len));
+		ret = sgiov_wait(sg, s->wq, sgiov_tx_ready(s, len), &budget, sgiov_nudge(sg));
 		if (ret)
 			return ret;
 	}
@@ -874,7 +1105,7 @@ static int sgiov_tx_publish(struct sgiov_sock *s, u32 len)
 	tail = s->tx_tail + len;
 	s->tx_tail = tail;
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
-	return sgiov_h2d(sg, SGIOV_SIG_H2D_TX_TAIL, SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_TX), tail);
+	return sgiov_h2d(sg, s->epoch, SGIOV_SIG_H2D_TX_TAIL, SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_TX), tail);
 }
 
 static ssize_t sgiov_write(struct file *f, const char __user *buf, size_t count, loff_t *ppos)
@@ -985,6 +1216,7 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 	struct sgiov *sg = s->sg;
 	struct sgiov_cmd c = { .op = SGIOV_CMD_OP_CONNECT };
 	bool nonblock = f->f_flags & O_NONBLOCK;
+	long budget = sgiov_io_budget();
 	unsigned long fl;
 	int ret;
 
@@ -993,7 +1225,11 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 	mutex_lock(&s->lock);
 	switch (s->state) {
 	case SGIOV_STATE_CREATED:
-		break;
+		if (s->has_sid)
+			break;
+		/* A device reset forgot it (its err says so): it cannot connect again. */
+		mutex_unlock(&s->lock);
+		return -ECONNRESET;
 	case SGIOV_STATE_CONNECTING:
 		mutex_unlock(&s->lock);
 		return -EALREADY;
@@ -1011,10 +1247,12 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 	c.sid = s->sid;
 	c.port = port;
 	c.chain = chain;	/* judged by the device: EINVAL for a chain it cannot run */
-	ret = sgiov_cmd_submit(sg, &c, SLOT_CONNECT, s, nonblock);
+	ret = sgiov_cmd_submit(sg, &c, SLOT_CONNECT, s, nonblock, s->epoch);
 	if (ret < 0) {
 		spin_lock_irqsave(&sg->dp_lock, fl);
 		s->state = SGIOV_STATE_CREATED;
+		if (ret == -ECONNRESET)
+			sgiov_set_err(s, ECONNRESET);
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
 		mutex_unlock(&s->lock);
 		return ret;
@@ -1022,9 +1260,9 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 	mutex_unlock(&s->lock);
 	if (nonblock)
 		return -EINPROGRESS;
-	/* Interrupted: the connection goes on, as with TCP. */
-	ret = wait_event_interruptible(s->wq, READ_ONCE(s->state) != SGIOV_STATE_CONNECTING ||
-				       READ_ONCE(sg->dead));
+	/* Interrupted or timed out: the connection goes on, as with TCP (poll for EPOLLOUT). */
+	ret = sgiov_wait(sg, s->wq, READ_ONCE(s->state) != SGIOV_STATE_CONNECTING || READ_ONCE(sg->dead),
+			 &budget, sgiov_nudge(sg));
 	if (ret)
 		return ret;
 	if (READ_ONCE(sg->dead))
@@ -1039,6 +1277,7 @@ static long sgiov_ioc_accept(struct file *f, struct sgiov_sock *l, struct sgiov_
 	bool nonblock = f->f_flags & O_NONBLOCK;
 	struct sgiov_sock *n = NULL;
 	struct sgiov_accept a;
+	long budget = sgiov_io_budget();
 	unsigned long fl;
 	u32 snap = 0;
 	int ret, fd;
@@ -1055,8 +1294,8 @@ static long sgiov_ioc_accept(struct file *f, struct sgiov_sock *l, struct sgiov_
 			ret = -EAGAIN;
 			if (nonblock)
 				goto fail;
-			ret = wait_event_interruptible(l->wq, READ_ONCE(l->conn_events) != READ_ONCE(l->conn_taken) ||
-						       READ_ONCE(l->err) || READ_ONCE(sg->dead));
+			ret = sgiov_wait(sg, l->wq, READ_ONCE(l->conn_events) != READ_ONCE(l->conn_taken) ||
+					 READ_ONCE(l->err) || READ_ONCE(sg->dead), &budget, sgiov_nudge(sg));
 			if (ret)
 				goto fail;
 			ret = READ_ONCE(sg->dead) ? -ENODEV : -READ_ONCE(l->err);
@@ -1075,7 +1314,7 @@ static long sgiov_ioc_accept(struct file *f, struct sgiov_sock *l, struct sgiov_
 		}
 		c.sid = n->sid;
 		c.arg = l->sid;
-		ret = sgiov_cmd_sync(sg, &c, l, NULL, &snap);
+		ret = sgiov_cmd_sync(sg, &c, l, NULL, &snap, l->epoch);
 		if (ret != -EAGAIN)
 			break;
 		/* Every connection announced so far was taken (or withdrawn). */
@@ -1204,7 +1443,7 @@ static long sgiov_ioc_set_tenant(struct sgiov *sg, struct sgiov_tenant __user *u
 	c.tenant = t.tenant;
 	c.arg = t.weight_milli;
 	c.cap_mbps = t.cap_mbps;
-	return sgiov_cmd_sync(sg, &c, NULL, NULL, NULL);
+	return sgiov_cmd_sync(sg, &c, NULL, NULL, NULL, READ_ONCE(sg->epoch));
 }
 
 static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
@@ -1231,7 +1470,8 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		if (cr.flags)
 			return -EINVAL;
 		mutex_lock(&s->lock);
-		ret = s->state == SGIOV_STATE_NEW ? sgiov_sock_create(s, cr.tx_size, cr.rx_size, cr.tenant) : -EEXIST;
+		ret = s->state == SGIOV_STATE_NEW && !s->has_sid ?
+		      sgiov_sock_create(s, cr.tx_size, cr.rx_size, cr.tenant) : -EEXIST;
 		mutex_unlock(&s->lock);
 		return ret;
 	case SGIOV_IOC_LISTEN:
@@ -1245,7 +1485,7 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 			c.op = SGIOV_CMD_OP_LISTEN;
 			c.sid = s->sid;
 			c.port = p.port;
-			ret = sgiov_cmd_sync(sg, &c, NULL, NULL, NULL);
+			ret = sgiov_cmd_sync(sg, &c, NULL, NULL, NULL, s->epoch);
 			if (!ret)
 				WRITE_ONCE(s->state, SGIOV_STATE_LISTENING);
 		}
@@ -1323,10 +1563,14 @@ static ssize_t dp_show(struct device *dev, struct device_attribute *attr, char *
 
 	if (!sg->dp_up)
 		return sysfs_emit(buf, "off: %s\n", sg->dp_result);
-	return sysfs_emit(buf, "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu dev_errors=%llu\n",
+	if (READ_ONCE(sg->gone))	/* no MMIO: the VMM would only log it as failed */
+		return sysfs_emit(buf, "%s resets=%llu health_reads=%llu\n", sg->dp_result,
+				  sg->resets, sg->health_reads);
+	return sysfs_emit(buf, "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu dev_errors=%llu polled=%llu retries=%llu health_reads=%llu resets=%llu\n",
 			  sg->misc_name, sg->d2h_slots, sg->cmd_slots, sg->max_socks,
 			  readl(sg->regs + SGIOV_REG_SOCKETS_OPEN), sg->h2d_sent, sg->d2h_seen,
-			  sg->kicks, sg->d2h_irqs, sg->stray, sg->dev_errors);
+			  sg->kicks, sg->d2h_irqs, sg->stray, sg->dev_errors, sg->polled,
+			  sg->retries, sg->health_reads, sg->resets);
 }
 DEVICE_ATTR_RO(dp);
 
@@ -1356,11 +1600,149 @@ static void sgiov_dp_free_mem(struct sgiov *sg)
 #define dpfail(fmt, ...) \
 	snprintf(sg->dp_result, sizeof(sg->dp_result), fmt, ##__VA_ARGS__)
 
+/*
+ * Empties both FIFOs, programs the data plane and starts it (at probe, and
+ * after a device reset with h2d_lock held: register writes only). The
+ * device resumes H2D at its consumer index: h2d_prod must equal it.
+ * 0, or -EIO when it does not run (dp_result says why).
+ */
+static int sgiov_dp_start(struct sgiov *sg)
+{
+	u32 st;
+
+	sg->d2h_cons = 0;
+	WRITE_ONCE(*sg->d2h_prod, 0);
+	shm_wr(sg, SGIOV_SHM_D2H_CONS, 0);
+	shm_wr(sg, SGIOV_SHM_H2D_PROD, sg->h2d_prod);
+	writel(h2d_mode, sg->regs + SGIOV_REG_H2D_MODE);
+	writeq(sg->d2h_dma, sg->regs + SGIOV_REG_D2H_BASE);
+	writel(sg->d2h_slots, sg->regs + SGIOV_REG_D2H_SLOTS);
+	writel(SGIOV_VEC_D2H, sg->regs + SGIOV_REG_D2H_VECTOR);
+	writeq(sg->d2h_prod_dma, sg->regs + SGIOV_REG_D2H_PROD_ADDR);
+	writeq(sg->cmds_dma, sg->regs + SGIOV_REG_CMD_BASE);
+	writel(sg->cmd_slots, sg->regs + SGIOV_REG_CMD_SLOTS);
+	writel(irq_mod_count, sg->regs + SGIOV_REG_IRQ_MOD_COUNT);
+	writel(irq_mod_usecs, sg->regs + SGIOV_REG_IRQ_MOD_USECS);
+	writel(SGIOV_DP_CONTROL_START, sg->regs + SGIOV_REG_DP_CONTROL);
+	st = readl(sg->regs + SGIOV_REG_DP_STATUS);
+	if (st == ~0u || !(st & SGIOV_DP_STATUS_RUNNING)) {
+		dpfail("the device refused to start: DP_STATUS 0x%x, ERROR_CODE %u, ERROR_ADDR 0x%llx", st,
+		       readl(sg->regs + SGIOV_REG_ERROR_CODE),
+		       (unsigned long long)readq(sg->regs + SGIOV_REG_ERROR_ADDR));
+		return -EIO;
+	}
+	shm_wr(sg, SGIOV_SHM_D2H_ARM, 1);
+	return 0;
+}
+
+/*
+ * The device was reset (DP_STATUS no longer RUNNING): it forgot every
+ * socket, every command in flight, both FIFOs' positions and its registers.
+ * Nothing is re-established behind the applications' backs (the peers'
+ * state went with the device's): every socket the device knew fails with
+ * ECONNRESET (messages already delivered to it can still be read), every
+ * command in flight is answered ECONNRESET, and the data plane starts again
+ * from empty FIFOs, so sockets opened from now on work. The AES key and VNI
+ * are the device's defaults again until SGIOV_IOC_SET_KEYS.
+ */
+static void sgiov_reset_work(struct work_struct *w)
+{
+	struct sgiov *sg = container_of(w, struct sgiov, reset_work);
+	struct sgiov_sock *s, *tmp;
+	unsigned int nfailed = 0, i;
+	LIST_HEAD(gone);
+	unsigned long fl;
+	u32 st;
+	int ret;
+
+	st = readl(sg->regs + SGIOV_REG_DP_STATUS);
+	if (st == ~0u || (st & SGIOV_DP_STATUS_RUNNING)) {
+		spin_lock_irqsave(&sg->dp_lock, fl);
+		sg->reset_queued = false;
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		if (st == ~0u)
+			sgiov_dp_health(sg);	/* gone rather than reset */
+		return;		/* else a bad read, not a reset */
+	}
+
+	/* h2d_lock first: no signal of the old generation goes out after this. */
+	spin_lock(&sg->h2d_lock);
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	sg->reset_queued = false;
+	if (sg->dead) {
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		spin_unlock(&sg->h2d_lock);
+		return;
+	}
+	sg->epoch++;
+	list_for_each_entry_safe(s, tmp, &sg->sock_list, node) {
+		if (!s->has_sid)
+			continue;
+		sgiov_unlink(s);
+		if (s->closing) {		/* its CLOSE will never be answered */
+			list_move(&s->node, &gone);
+			continue;
+		}
+		if (s->state != SGIOV_STATE_NEW) {
+			sgiov_set_err(s, ECONNRESET);
+			nfailed++;
+		}
+		if (s->state == SGIOV_STATE_CONNECTING)
+			s->state = SGIOV_STATE_CREATED;
+		wake_up_interruptible_all(&s->wq);
+	}
+	for (i = 0; i < sg->cmd_slots; i++) {
+		struct sgiov_slot *sl = &sg->slots[i];
+
+		switch (sl->kind) {
+		case SLOT_SYNC:		/* its waiter takes the answer and frees it */
+			if (!sl->done) {
+				sl->status = ECONNRESET;
+				sl->result = 0;
+				sl->snap = 0;
+				sl->done = true;
+			}
+			break;
+		case SLOT_CONNECT:	/* the socket failed above */
+		case SLOT_CLOSE:	/* the socket is on `gone` */
+		case SLOT_ORPHAN:
+			sgiov_slot_put(sg, i);
+			break;
+		}
+	}
+	/* The device's reset zeroed the H2D indexes in BAR2; it resumes at its consumer. */
+	sg->h2d_prod = shm_rd(sg, SGIOV_SHM_H2D_CONS);
+	sg->resets++;
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+
+	sgiov_core_enable(sg);
+	spin_lock_irqsave(&sg->dp_lock, fl);	/* the D2H consumer: not under the ISR's feet */
+	ret = sgiov_dp_start(sg);
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	spin_unlock(&sg->h2d_lock);
+	wake_up_all(&sg->cmd_wq);
+
+	list_for_each_entry_safe(s, tmp, &gone, node) {
+		spin_lock_irqsave(&sg->dp_lock, fl);
+		list_move(&s->node, &sg->sock_list);	/* sgiov_sock_free takes it off again */
+		spin_unlock_irqrestore(&sg->dp_lock, fl);
+		sgiov_sock_free(s);
+	}
+	if (ret) {
+		dev_err(&sg->pdev->dev, "device reset: the data plane does not start again (%s)\n",
+			sg->dp_result);
+		sgiov_mark_gone(sg);
+		return;
+	}
+	dev_warn(&sg->pdev->dev, "device reset: %u sockets failed with ECONNRESET, data plane restarted\n",
+		 nfailed);
+}
+
 int sgiov_dp_probe(struct sgiov *sg)
 {
 	struct pci_dev *pdev = sg->pdev;
 	struct device *dev = &pdev->dev;
-	u32 caps = readl(sg->regs + SGIOV_REG_CAPS), i, st;
+	u32 caps = readl(sg->regs + SGIOV_REG_CAPS), i;
 	int ret;
 
 	spin_lock_init(&sg->h2d_lock);
@@ -1370,6 +1752,8 @@ int sgiov_dp_probe(struct sgiov *sg)
 	ida_init(&sg->sid_ida);
 	INIT_LIST_HEAD(&sg->sock_list);
 	timer_setup(&sg->timer, sgiov_timer_fn, 0);
+	INIT_WORK(&sg->reset_work, sgiov_reset_work);
+	atomic_set(&sg->waiters, 0);
 
 	if (!(caps & SGIOV_CAP_SOCKETS) || !(caps & SGIOV_CAP_SHM_FIFO)) {
 		dpfail("the device has no socket data plane (caps 0x%x)", caps);
@@ -1424,31 +1808,12 @@ int sgiov_dp_probe(struct sgiov *sg)
 	}
 	sg->irq_d2h_ok = true;
 
-	/* Configure and start. */
 	sg->h2d_prod = shm_rd(sg, SGIOV_SHM_H2D_PROD);
-	sg->d2h_cons = 0;
-	WRITE_ONCE(*sg->d2h_prod, 0);
-	shm_wr(sg, SGIOV_SHM_D2H_CONS, 0);
-	writel(h2d_mode, sg->regs + SGIOV_REG_H2D_MODE);
-	writeq(sg->d2h_dma, sg->regs + SGIOV_REG_D2H_BASE);
-	writel(sg->d2h_slots, sg->regs + SGIOV_REG_D2H_SLOTS);
-	writel(SGIOV_VEC_D2H, sg->regs + SGIOV_REG_D2H_VECTOR);
-	writeq(sg->d2h_prod_dma, sg->regs + SGIOV_REG_D2H_PROD_ADDR);
-	writeq(sg->cmds_dma, sg->regs + SGIOV_REG_CMD_BASE);
-	writel(sg->cmd_slots, sg->regs + SGIOV_REG_CMD_SLOTS);
-	writel(irq_mod_count, sg->regs + SGIOV_REG_IRQ_MOD_COUNT);
-	writel(irq_mod_usecs, sg->regs + SGIOV_REG_IRQ_MOD_USECS);
-	writel(SGIOV_DP_CONTROL_START, sg->regs + SGIOV_REG_DP_CONTROL);
-	st = readl(sg->regs + SGIOV_REG_DP_STATUS);
-	if (!(st & SGIOV_DP_STATUS_RUNNING)) {
-		dpfail("the device refused to start: ERROR_CODE %u, ERROR_ADDR 0x%llx",
-		       readl(sg->regs + SGIOV_REG_ERROR_CODE),
-		       (unsigned long long)readq(sg->regs + SGIOV_REG_ERROR_ADDR));
-		ret = -EIO;
+	ret = sgiov_dp_start(sg);
+	if (ret)
 		goto err;
-	}
 	WRITE_ONCE(sg->dp_up, true);
-	shm_wr(sg, SGIOV_SHM_D2H_ARM, 1);
+	sg->last_d2h = sg->last_health = jiffies;
 	mod_timer(&sg->timer, jiffies + msecs_to_jiffies(SGIOV_TIMER_MS));
 
 	strscpy(sg->misc_name, DRV_NAME, sizeof(sg->misc_name));
@@ -1488,7 +1853,7 @@ err:
 /* Stops the device's data plane: it forgets every socket and writes nothing more. */
 static void sgiov_dp_stop(struct sgiov *sg)
 {
-	if (!sg->dp_up)
+	if (!sg->dp_up || READ_ONCE(sg->gone))
 		return;
 	writel(0, sg->regs + SGIOV_REG_DP_CONTROL);
 	readl(sg->regs + SGIOV_REG_DP_STATUS);	/* flush */
@@ -1505,6 +1870,11 @@ void sgiov_dp_remove(struct sgiov *sg)
 	if (sg->misc_ok)
 		misc_deregister(&sg->misc);	/* no new opens */
 	sg->misc_ok = false;
+	/* Set under dp_lock, where the health check queues reset_work: none after the cancel. */
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	WRITE_ONCE(sg->dead, true);
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	cancel_work_sync(&sg->reset_work);
 	sgiov_dp_stop(sg);
 	timer_delete_sync(&sg->timer);
 	if (sg->irq_d2h_ok)

@@ -57,6 +57,13 @@ struct sgiov {
 	/* ---- data plane (dp.c) ---- */
 	bool dp_up;			/* probed and started */
 	bool dead;			/* removed: every operation fails with ENODEV */
+	bool gone;			/* surprise removal: BAR0 reads all-ones; no more MMIO */
+	u32 epoch;			/* +1 at each device reset (h2d_lock and dp_lock) */
+	bool reset_queued;		/* reset_work queued (dp_lock) */
+	struct work_struct reset_work;	/* re-initialises the data plane after a device reset */
+	atomic_t waiters;		/* tasks blocked in a wait of the module */
+	unsigned long last_d2h;		/* jiffies of the last D2H signal processed */
+	unsigned long last_health;	/* jiffies of the timer's last DP_STATUS read */
 	char dp_result[SGIOV_RESULT_LEN];
 	void __iomem *shm;		/* BAR2: H2D FIFO and the index words */
 	bool irq_d2h_ok;
@@ -94,7 +101,12 @@ struct sgiov {
 
 	/* counters */
 	u64 d2h_seen, h2d_sent, kicks, d2h_irqs, stray, dev_errors;
+	u64 polled;			/* timer ticks that found D2H signals (an interrupt late or lost) */
+	u64 health_reads, resets, retries;
 };
+
+/* core.c */
+void sgiov_core_enable(struct sgiov *sg);
 
 /* dp.c */
 int sgiov_dp_probe(struct sgiov *sg);

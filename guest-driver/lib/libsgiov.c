@@ -371,3 +371,28 @@ int sgiov_consume_mapped(int fd, uint32_t len)
 {
 	return ioctl(fd, SGIOV_IOC_RX_CONSUME, &len) < 0 ? -1 : 0;
 }
+
+const char *sgiov_errname(int err)
+{
+	switch (err) {
+	case 0:			return "ok";
+	case ENODEV:		return "ENODEV";
+	case ETIMEDOUT:		return "ETIMEDOUT";
+	case ECONNRESET:	return "ECONNRESET";
+	case EAGAIN:		return "EAGAIN";
+	case EINTR:		return "EINTR";
+	case EIO:		return "EIO";
+	case EPIPE:		return "EPIPE";
+	case ENOTCONN:		return "ENOTCONN";
+	case ECONNREFUSED:	return "ECONNREFUSED";
+	case EINVAL:		return "EINVAL";
+	case EBADF:		return "EBADF";
+	case EMSGSIZE:		return "EMSGSIZE";
+	case EPROTO:		return "EPROTO";
+	case EFAULT:		return "EFAULT";
+	case EBADMSG:		return "EBADMSG";
+	case ENOMEM:		return "ENOMEM";
+	case EMFILE:		return "EMFILE";
+	default:		return "E?";
+	}
+}

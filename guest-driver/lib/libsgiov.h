@@ -101,6 +101,13 @@ int sgiov_peek_mapped(int fd, struct sgiov_rings *r, const uint8_t **first, uint
 		      const uint8_t **second, uint32_t *second_len);
 int sgiov_consume_mapped(int fd, uint32_t len);
 
+/*
+ * The symbolic name of an errno the module returns ("ENODEV", ...; "ok"
+ * for 0, "E?" for one not listed), for tools that report errnos in lines a
+ * harness parses.
+ */
+const char *sgiov_errname(int err);
+
 #ifdef __cplusplus
 }
 #endif

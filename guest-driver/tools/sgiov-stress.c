@@ -16,11 +16,24 @@
  *
  * The receiver classifies each message: in order, corrupted (wrong size,
  * checksum or content), duplicated (a sequence number seen before),
- * reordered (arrived after a later one); missing ones are lost. A socket
- * closes (gracefully) once it has sent and received everything. Prints:
- *   stress sockets=N conns=N big=N msgs=N max_size=N small_ring=N sent=N received=N bytes=N wrapped=N full_ring=N lost=N duplicated=N reordered=N corrupted=N errors=N seconds=S
- * (wrapped: messages that wrapped both rings; full_ring: messages as large as their rings)
- * and exits 0 only when lost, duplicated, reordered, corrupted and errors are 0.
+ * reordered (arrived after a later one). A socket closes (gracefully)
+ * once it has sent and received everything.
+ *
+ * A send or receive that fails with an errno (other than EAGAIN) stops
+ * that socket; its first errno is kept. Each message sent (send()
+ * returned its length) then ends in exactly one class: delivered (the
+ * peer received it), failed (not received, and one end of its connection
+ * reported an errno: the loss was reported), or lost (neither: a silent
+ * loss). So sent = delivered + failed + lost, and a fault campaign wants
+ * lost = 0. Messages never sent because their socket failed first are
+ * "unsent"; without an errno (a run that timed out) they count as lost.
+ * Prints:
+ *   stress sockets=N conns=N big=N msgs=N max_size=N small_ring=N sent=N received=N bytes=N wrapped=N full_ring=N lost=N duplicated=N reordered=N corrupted=N errors=N seconds=S delivered=N failed=N unsent=N failed_socks=N first_errno=NAME
+ * (wrapped: messages that wrapped both rings; full_ring: messages as large as their rings;
+ * errors: errnos and timeouts; failed_socks: sockets stopped by an errno)
+ * and exits 0 only when lost, duplicated, reordered, corrupted and errors are 0;
+ * with -E (errnos expected: a fault or lifecycle run) errnos do not count,
+ * a timeout still does.
  */
 #include <errno.h>
 #include <poll.h>
@@ -39,7 +52,8 @@ struct end {
 	int fd;
 	uint32_t conn;
 	uint8_t side;		/* 0: connected, 1: accepted */
-	uint8_t done, eof, want_out;
+	uint8_t done, eof, want_out, stop;
+	int err;		/* the first errno a send or receive failed with */
 	uint32_t sent, expect, got;
 	uint32_t tx_pos;	/* bytes sent, modulo the ring (the peer's rx ring has the same size and fill) */
 	uint64_t *seen;		/* bitmap of sequence numbers received */
@@ -48,6 +62,8 @@ struct end {
 static uint32_t n_socks = 4096, n_msgs = 8, max_size = 65536, small_ring = 4096, n_big = 4;
 static uint32_t batch = 256, port = 7200, timeout_s = 300, seed = 1;
 static uint64_t sent, received, bytes, lost, duplicated, reordered, corrupted, errors, wrapped, full_ring;
+static uint64_t delivered, failed, unsent, failed_socks, timed_out;
+static int first_errno, errnos_expected;
 static uint8_t *sbuf, *rbuf;
 
 static uint32_t mix(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
@@ -207,7 +223,7 @@ static double now_s(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: sgiov-stress [-n sockets] [-m msgs] [-s max_size] [-r small_ring] [-b big_conns]\n"
-			"                    [-B batch] [-p port] [-t timeout_s] [-S seed]\n");
+			"                    [-B batch] [-p port] [-t timeout_s] [-S seed] [-E]\n");
 	exit(2);
 }
 
@@ -218,6 +234,24 @@ static void finish(int ep, struct end *e, uint32_t *open)
 	e->fd = -1;
 	e->done = 1;
 	(*open)--;
+}
+
+/* A send or receive failed with err: the socket stops, its loss is reported. */
+static void sock_failed(struct end *e, const char *what, int err)
+{
+	if (!e->err) {
+		e->err = err;
+		failed_socks++;
+		if (!first_errno)
+			first_errno = err;
+		/* Thousands of sockets fail together when the device goes: report a few. */
+		if (failed_socks <= 4)
+			fprintf(stderr, "sgiov-stress: %s on connection %u side %u: %s\n", what, e->conn, e->side,
+				strerror(err));
+	}
+	errors++;
+	e->stop = 1;
+	e->eof = 1;
 }
 
 static void set_events(int ep, struct end *e, int out)
@@ -239,10 +273,11 @@ int main(int argc, char **argv)
 	double t0, deadline;
 	int opt, lfd, ep;
 
-	while ((opt = getopt(argc, argv, "n:m:s:r:b:B:p:t:S:")) != -1) {
-		unsigned long v = strtoul(optarg, NULL, 0);
+	while ((opt = getopt(argc, argv, "n:m:s:r:b:B:p:t:S:E")) != -1) {
+		unsigned long v = optarg ? strtoul(optarg, NULL, 0) : 0;
 
 		switch (opt) {
+		case 'E': errnos_expected = 1; break;
 		case 'n': n_socks = v; break;
 		case 'm': n_msgs = v; break;
 		case 's': max_size = v; break;
@@ -343,6 +378,7 @@ int main(int argc, char **argv)
 		if (now_s() > deadline) {
 			fprintf(stderr, "sgiov-stress: timed out after %u s with %u sockets open\n", timeout_s, open_ends);
 			errors++;
+			timed_out = 1;
 			break;
 		}
 		for (int k = 0; k < n; k++) {
@@ -360,17 +396,13 @@ int main(int argc, char **argv)
 				} else if (r == 0) {
 					e->eof = 1;
 				} else {
-					if (errno != EAGAIN) {
-						fprintf(stderr, "sgiov-stress: recv on socket %ld: %s\n", (long)(e - ends), strerror(errno));
-						errors++;
-						e->eof = 1;
-						e->sent = n_msgs;
-					}
+					if (errno != EAGAIN)
+						sock_failed(e, "recv", errno);
 					break;
 				}
 			}
 			/* Send what fits. */
-			if (ev & (EPOLLOUT | EPOLLERR)) {
+			if ((ev & (EPOLLOUT | EPOLLERR)) && !e->stop) {
 				for (budget = 64; budget && e->sent < n_msgs; budget--) {
 					uint32_t len = msg_size(e->conn, e->side, e->sent);
 					ssize_t w;
@@ -392,28 +424,43 @@ int main(int argc, char **argv)
 					} else if (w < 0 && errno == EAGAIN) {
 						break;
 					} else {
-						fprintf(stderr, "sgiov-stress: send on socket %ld: %s\n", (long)(e - ends), strerror(errno));
-						errors++;
-						e->sent = n_msgs;
+						sock_failed(e, "send", w < 0 ? errno : EIO);
 						break;
 					}
 				}
 			}
-			if (e->sent >= n_msgs && (e->got >= n_msgs || e->eof))
+			if ((e->stop || e->sent >= n_msgs) && (e->got >= n_msgs || e->eof))
 				finish(ep, e, &open_ends);
 			else
-				set_events(ep, e, e->sent < n_msgs);
+				set_events(ep, e, !e->stop && e->sent < n_msgs);
 		}
 	}
+	/* Each of the peer's messages, from the receiver's side. */
 	for (i = 0; i < n_socks; i++) {
-		lost += n_msgs - ends[i].got;
-		if (ends[i].fd >= 0)
-			sgiov_close(ends[i].fd);
+		struct end *e = &ends[i], *p = &ends[i ^ 1];
+		int reported = e->err || p->err;
+
+		for (uint32_t s = 0; s < n_msgs; s++) {
+			if (s < p->sent && test_seen(e, s))
+				delivered++;
+			else if (s < p->sent)
+				reported ? failed++ : lost++;
+			else if (test_seen(e, s))
+				;	/* never sent yet received: counted as corrupted or duplicated above */
+			else
+				reported ? unsent++ : lost++;
+		}
+		if (e->fd >= 0)
+			sgiov_close(e->fd);
 	}
-	printf("stress sockets=%u conns=%u big=%u msgs=%u max_size=%u small_ring=%u sent=%llu received=%llu bytes=%llu wrapped=%llu full_ring=%llu lost=%llu duplicated=%llu reordered=%llu corrupted=%llu errors=%llu seconds=%.2f\n",
+	printf("stress sockets=%u conns=%u big=%u msgs=%u max_size=%u small_ring=%u sent=%llu received=%llu bytes=%llu wrapped=%llu full_ring=%llu lost=%llu duplicated=%llu reordered=%llu corrupted=%llu errors=%llu seconds=%.2f delivered=%llu failed=%llu unsent=%llu failed_socks=%llu first_errno=%s\n",
 	       n_socks, n_conns, n_big, n_msgs, max_size, small_ring,
 	       (unsigned long long)sent, (unsigned long long)received, (unsigned long long)bytes,
 	       (unsigned long long)wrapped, (unsigned long long)full_ring, (unsigned long long)lost, (unsigned long long)duplicated, (unsigned long long)reordered,
-	       (unsigned long long)corrupted, (unsigned long long)errors, now_s() - t0);
-	return lost || duplicated || reordered || corrupted || errors ? 1 : 0;
+	       (unsigned long long)corrupted, (unsigned long long)errors, now_s() - t0,
+	       (unsigned long long)delivered, (unsigned long long)failed, (unsigned long long)unsent,
+	       (unsigned long long)failed_socks, sgiov_errname(first_errno));
+	if (lost || duplicated || reordered || corrupted || timed_out)
+		return 1;
+	return errors && !errnos_expected ? 1 : 0;
 }
