@@ -10,6 +10,10 @@ import type { DeviceHost, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
 import { ACCEL_NAMES, DEFAULT_JOB_BYTES, type AccelName } from './dataplane/accelerators.js';
 import { isSchedulerKind, SCHEDULER_KINDS, type PolicyConfig } from '../sched/scheduler.js';
+import { FaultInjector, corruptValue, faultsControl, applyCorrupt, type Fault } from '../faults/injector.js';
+import { POINT } from '../faults/plan.js';
+import { faultCode, raiseIrq } from '../faults/hooks.js';
+import { crc32c } from './accel/engines.js';
 
 const bit = (n: number): number => (1 << n) >>> 0;
 const errName = (code: number): string => Object.entries(ENUMS.ERR).find(([, v]) => v === code)?.[0] ?? String(code);
@@ -54,6 +58,8 @@ interface RegBehaviour {
 export interface DeviceConfig {
   msixVectors: number;
   maxSockets?: number;
+  /** The device's fault injector (default: one with no rules). */
+  faults?: FaultInjector;
 }
 
 const U32 = 0xffff_ffffn;
@@ -65,10 +71,21 @@ export class SgiovDevice implements PciDeviceModel {
   /** offset -> register, for the dispatch; built from the ABI table. */
   private readonly byOffset = new Map<number, { def: RegisterDef; b: RegBehaviour }>();
   readonly dp: DataPlane;
+  /** Fault injection: one injector for the whole device (the data plane and the fabric use it too). */
+  readonly faults: FaultInjector;
+  /**
+   * Surprise removal (a fault): MMIO reads return all-ones, writes are
+   * ignored, no DMA, no interrupts, the data plane stopped. Cleared by a
+   * reset from the host side (control `reset` or faults `reinsert`, a new client).
+   */
+  removed = false;
+  /** Fault resets applied (device.reset-point removals are counted by the injector). */
+  faultResets = 0;
 
   constructor(private readonly host: DeviceHost, private readonly cfg: DeviceConfig = { msixVectors: BARS.MSIX_VECTORS }) {
     this.guestErr = new RateLimitedLog(host.log);
-    this.dp = new DataPlane(host, cfg.maxSockets ?? CONSTANTS.MAX_SOCKETS_DEFAULT);
+    this.faults = cfg.faults ?? new FaultInjector(host.log);
+    this.dp = new DataPlane(host, cfg.maxSockets ?? CONSTANTS.MAX_SOCKETS_DEFAULT, this.faults, (f, where) => this.globalFault(f, where));
     const behaviours = this.behaviours();
     for (const def of REGISTERS) {
       const b = behaviours[def.name];
@@ -92,7 +109,7 @@ export class SgiovDevice implements PciDeviceModel {
         read: (s) => num(s.control),
         write: (s, v) => {
           if (Number(v) & bit(BITS.CONTROL.RESET)) {
-            this.reset('CONTROL.RESET written by the guest');
+            this.guestReset('CONTROL.RESET written by the guest');
             return;
           }
           s.control = Number(v) & bit(BITS.CONTROL.ENABLE);
@@ -174,6 +191,7 @@ export class SgiovDevice implements PciDeviceModel {
   }
 
   poll(): boolean {
+    if (this.removed) return false;
     return this.dp.poll();
   }
 
@@ -192,6 +210,7 @@ export class SgiovDevice implements PciDeviceModel {
         running: dp.running, sleeping: dp.sleeping, mode: dp.cfg.h2dMode, maxSockets: dp.socks.max,
         socketsOpen: dp.socks.open, counters: { ...dp.counters }, staging: { usedBytes: dp.stagingUsed, bytes: dp.stagingBytes },
       },
+      faults: { removed: this.removed, resets: this.faultResets, state: this.faults.state, rules: this.faults.list().rules.length, injections: this.faults.list().injections },
     };
   }
 
@@ -287,6 +306,14 @@ export class SgiovDevice implements PciDeviceModel {
       case 'reset':
         this.reset('reset through the control interface');
         return { reset: true };
+      case 'faults':
+        if (args.op === 'reinsert') {
+          // The card is back in its slot: as after power-on.
+          const was = this.removed;
+          this.reset('re-inserted through the control interface');
+          return { reinserted: true, wasRemoved: was };
+        }
+        return faultsControl(this.faults, args);
       case 'schedule':
         return this.schedule(args);
       case 'tenants':
@@ -295,7 +322,7 @@ export class SgiovDevice implements PciDeviceModel {
       case 'tenant':
         return this.tenant(args);
       default:
-        throw new Error(`unknown command '${cmd}' (known: status, sockets, reset, schedule, tenants, tenant)`);
+        throw new Error(`unknown command '${cmd}' (known: status, sockets, reset, schedule, tenants, tenant, faults)`);
     }
   }
 
@@ -308,12 +335,49 @@ export class SgiovDevice implements PciDeviceModel {
   }
 
   reset(reason: string): void {
+    this.removed = false;
     this.s = powerOnState();
     this.dp.stop(reason);
     Object.assign(this.dp.cfg, defaultDataPlaneConfig());
     const shm = this.host.deviceMemory();
     if (shm) shm.fill(0, 0, Math.min(SHM.H2D_RING, shm.length)); // indexes and flags back to 0
     this.host.log.info({ reason }, 'device reset');
+  }
+
+  /** A reset the guest asked for: the device.reset point sees it (a surprise removal there makes the reset the last thing the device does). */
+  private guestReset(reason: string): void {
+    const f = this.faults.armed[POINT.DEVICE_RESET] ? this.faults.check(POINT.DEVICE_RESET) : null;
+    this.reset(reason);
+    if (f) this.globalFault(f, 'device.reset');
+  }
+
+  /**
+   * reset and surprise_removal, from any point. A reset is the device
+   * resetting itself as if the guest had: the driver is told first (D2H
+   * DEV_ERROR DEVICE_RESET while the FIFO is configured), then everything
+   * goes back to power-on and ERROR_CODE latches DEVICE_RESET (DP_STATUS
+   * reads 0). It runs after the current access or round (the data plane is
+   * halted at once). Returns true when `f` was one of them.
+   */
+  private globalFault(f: Fault, where: string): boolean {
+    if (f.action === 'surprise_removal') {
+      if (!this.removed) {
+        this.removed = true;
+        this.dp.halt();
+        this.host.log.warn({ where, rule: f.rule }, 'surprise removal (fault injection): the device stops answering');
+      }
+      return true;
+    }
+    if (f.action !== 'reset') return false;
+    this.dp.halt();
+    this.host.schedule(0, () => {
+      if (this.removed) return;
+      this.dp.announceReset();
+      this.faultResets++;
+      this.reset(`fault injection at ${where} (rule ${f.rule})`);
+      this.s.errorCode = ERR.DEVICE_RESET;
+    });
+    return true;
   }
 
   /** A copy of the state, for tests and the control interface. */
@@ -325,6 +389,30 @@ export class SgiovDevice implements PciDeviceModel {
 
   barRead(bar: number, offset: number, size: number): bigint {
     const ones = size >= 8 ? U64 : (1n << BigInt(size * 8)) - 1n;
+    if (this.removed) return ones;
+    if (this.faults.armed[POINT.MMIO_READ]) {
+      const f = this.faults.check(POINT.MMIO_READ, bar === BARS.REGS_BAR ? { reg: offset, addr: offset, len: size } : { addr: offset, len: size });
+      if (f && !this.globalFault(f, 'mmio.read')) {
+        // A failed read completes with all-ones (a completer abort), a poisoned one too; both are latched.
+        if (f.action === 'all_ones') return ones;
+        if (f.action === 'error') return this.mmioFailed(faultCode(f, 'device', ERR.ACCESS_FAILED), offset, 'MMIO read failed (fault injection)', ones);
+        if (f.action === 'corrupt') {
+          const v = this.read(bar, offset, size, ones);
+          return corruptValue(v, size, f) === v ? v : this.mmioFailed(ERR.POISONED, offset, 'poisoned MMIO read completion', ones);
+        }
+      }
+      if (this.removed) return ones;
+    }
+    return this.read(bar, offset, size, ones);
+  }
+
+  /** An MMIO access a fault failed: latched (STATUS.ERROR, ERROR_CODE, the error interrupt) and answered with `value`. */
+  private mmioFailed(code: ErrorCode | number, offset: number, why: string, value: bigint): bigint {
+    this.latchError(code as ErrorCode, BigInt(offset), why);
+    return value;
+  }
+
+  private read(bar: number, offset: number, size: number, ones: bigint): bigint {
     if (bar === BARS.SHM_BAR) return this.shmAccess(offset, size) ?? this.badAccess('read', bar, offset, size, 'shared-memory BAR takes aligned 4- or 8-byte accesses', ones);
     if (bar !== BARS.REGS_BAR) return this.badAccess('read', bar, offset, size, 'no such BAR', ones);
     if (offset >= DOORBELLS.BASE && offset < DOORBELLS.BASE + DOORBELLS.SIZE) {
@@ -338,6 +426,20 @@ export class SgiovDevice implements PciDeviceModel {
   }
 
   barWrite(bar: number, offset: number, size: number, value: bigint): void {
+    if (this.removed) return;
+    if (this.faults.armed[POINT.MMIO_WRITE]) {
+      const f = this.faults.check(POINT.MMIO_WRITE, bar === BARS.REGS_BAR ? { reg: offset, addr: offset, len: size } : { addr: offset, len: size });
+      if (f && !this.globalFault(f, 'mmio.write')) {
+        if (f.action === 'drop') return; // a lost posted write: only a read-back shows it
+        if (f.action === 'error') { this.mmioFailed(faultCode(f, 'device', ERR.ACCESS_FAILED), offset, 'MMIO write failed (fault injection)', 0n); return; }
+        if (f.action === 'corrupt' && corruptValue(value, size, f) !== value) { this.mmioFailed(ERR.POISONED, offset, 'poisoned MMIO write discarded', 0n); return; }
+      }
+      if (this.removed) return;
+    }
+    this.write(bar, offset, size, value);
+  }
+
+  private write(bar: number, offset: number, size: number, value: bigint): void {
     if (bar === BARS.SHM_BAR) {
       if (this.shmAccess(offset, size, value) === null) this.badAccess('write', bar, offset, size, 'shared-memory BAR takes aligned 4- or 8-byte accesses', 0n);
       return;
@@ -409,7 +511,8 @@ export class SgiovDevice implements PciDeviceModel {
     this.host.schedule(0, () => this.runDma(job));
   }
 
-  private runDma(job: { src: bigint; dst: bigint; len: number; op: number; vector: number; tag: number }): void {
+  private runDma(job: { src: bigint; dst: bigint; len: number; op: number; vector: number; tag: number }, checked = 0): void {
+    if (this.removed) return; // a vanished device does no DMA
     const fail = (code: ErrorCode, addr: bigint, why: string): void => {
       this.s.dmaStatus = ENUMS.DMA_STATE.ERROR;
       this.s.dmaTag = job.tag;
@@ -424,11 +527,36 @@ export class SgiovDevice implements PciDeviceModel {
     if (!src) return fail(ERR.DMA_UNMAPPED, job.src, 'DMA read from guest memory no region covers');
     const dst = this.host.dmaView(job.dst, job.len);
     if (!dst) return fail(ERR.DMA_UNMAPPED, job.dst, 'DMA write to guest memory no region covers');
+    // dma.read, then dma.write: error fails the job as an unmapped DMA does; delay runs it later
+    // (checked: the points already decided); corrupt is caught by the engine's CRC of the data.
+    type Corrupt = Fault & { action: 'corrupt' };
+    const bad: (Corrupt | null)[] = [null, null];
+    for (const [point, addr, bit] of [[POINT.DMA_READ, job.src, 1], [POINT.DMA_WRITE, job.dst, 2]] as const) {
+      if ((checked & bit) !== 0 || !this.faults.armed[point]) continue;
+      const f = this.faults.check(point, { addr, len: job.len });
+      checked |= bit;
+      if (!f || this.globalFault(f, point === POINT.DMA_READ ? 'dma.read' : 'dma.write')) { if (this.removed) return; continue; }
+      if (f.action === 'error') return fail(faultCode(f, 'device', ERR.DMA_UNMAPPED) as ErrorCode, addr, 'DMA failed (fault injection)');
+      if (f.action === 'delay') { this.host.schedule(f.ns, () => this.runDma(job, checked)); return; }
+      if (f.action === 'corrupt') bad[bit - 1] = f as Corrupt;
+    }
+    if (bad[0]) {
+      // The data read is corrupted in flight: the engine checks it against the source's CRC before it writes.
+      const got = src.slice();
+      applyCorrupt(got, bad[0]);
+      if (crc32c(got) !== crc32c(src)) return fail(ERR.DMA_CORRUPTED, job.src, 'DMA data corrupted on the read (CRC mismatch); nothing written');
+    }
     if (job.op === ENUMS.DMA_OP.COPY) {
       dst.set(src); // TypedArray.set copies as if through a temporary when the ranges overlap
     } else {
       const from = src.buffer === dst.buffer ? src.slice() : src;
       for (let i = 0; i < job.len; i++) dst[i] = ~from[i]! & 0xff;
+    }
+    if (bad[1]) {
+      // The data lands corrupted: the engine's CRC of what it wrote against what is there.
+      const meant = crc32c(dst);
+      applyCorrupt(dst, bad[1]);
+      if (crc32c(dst) !== meant) return fail(ERR.DMA_CORRUPTED, job.dst, 'DMA data corrupted on the write (CRC mismatch)');
     }
     this.s.dmaStatus = ENUMS.DMA_STATE.DONE;
     this.s.dmaTag = job.tag;
@@ -447,9 +575,15 @@ export class SgiovDevice implements PciDeviceModel {
   }
 
   private interrupt(cause: number, vector: number): void {
+    if (this.removed) return;
     this.s.irqStatus = (this.s.irqStatus | bit(cause)) >>> 0;
     if (!(this.s.irqMask & bit(cause))) return;
     if (vector >= this.cfg.msixVectors) return;
+    if (this.faults.armed[POINT.IRQ]) {
+      // Through the irq point: dropped, delayed or duplicated (the driver recovers by reading IRQ_STATUS / DMA_STATUS).
+      this.s.irqCount = (this.s.irqCount + raiseIrq(this.faults, this.host, vector, (f, w) => this.globalFault(f, w), () => !this.removed)) >>> 0;
+      return;
+    }
     if (this.host.raiseMsix(vector)) this.s.irqCount = (this.s.irqCount + 1) >>> 0;
     else this.guestErr.warn('msix', { vector }, 'MSI-X vector not set up by the guest; interrupt not delivered');
   }
