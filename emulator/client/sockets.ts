@@ -44,6 +44,14 @@ export interface DriverOptions {
   mode?: 'hybrid' | 'poll' | 'kick';
   /** Give up waiting for the device after this long. */
   timeoutMs?: number;
+  /**
+   * Recovery (ABI 1.1): after this long without the device taking the oldest
+   * H2D signal, write its slot again (a lost write; idempotent); after this
+   * long with a D2H slot still empty, ask again (RESYNC). Default 5 ms.
+   */
+  retryMs?: number;
+  /** While waiting, check the device's health (ID, DP_STATUS) this often. Default 100 ms. */
+  healthMs?: number;
 }
 
 /** A simple first-fit allocator over the driver's guest memory, 4 KiB aligned. */
@@ -102,11 +110,26 @@ export class SgiovSocketDriver {
   /** Signals the device rejected without naming a socket (DEV_ERROR). */
   readonly devErrors: { id: number; code: string }[] = [];
   d2hSeen = 0;
+  /** Recovery: what the driver did to ride out lost or repeated signals. */
+  readonly recovery = { h2dRewrites: 0, d2hResyncs: 0, repeatsIgnored: 0, cmdResent: 0 };
+  /** Set once the device reset itself ('DEVICE_RESET') or vanished ('DEVICE_REMOVED'): every socket has failed. */
+  deviceLost: string | null = null;
+  private readonly retryMs: number;
+  private readonly healthMs: number;
+  /** What was written to each H2D slot, to write it again when the device does not take it. */
+  private readonly h2dShadow = new BigUint64Array(SHM.H2D_SLOTS);
+  private h2dSeenCons = 0;
+  private h2dStallSince = 0;
+  private d2hHoleSince = 0;
+  /** Command slots waiting for CMD_DONE (a repeated CMD_DONE for any other is no news). */
+  private readonly cmdWaiting = new Set<number>();
 
   constructor(readonly dev: DeviceAccess, opts: DriverOptions = {}) {
     this.d2hSlots = opts.d2hSlots ?? 65536;
     this.cmdSlots = opts.cmdSlots ?? 256;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.retryMs = opts.retryMs ?? 5;
+    this.healthMs = opts.healthMs ?? 100;
     this.alloc = new Allocator(dev.mem.length);
     this.shm = new DataView(dev.shm.buffer, dev.shm.byteOffset, dev.shm.byteLength);
     this.mem = new DataView(dev.mem.buffer, dev.mem.byteOffset, dev.mem.byteLength);
@@ -123,6 +146,8 @@ export class SgiovSocketDriver {
     dev.writeReg('CMD_BASE', this.addr(this.cmdOff));
     dev.writeReg('CMD_SLOTS', this.cmdSlots);
     this.h2dProd = this.shm.getUint32(SHM.H2D_PROD, true);
+    this.h2dSeenCons = this.h2dProd;
+    dev.mem.fill(0, this.d2hOff, this.d2hOff + this.d2hSlots * 8); // a slot still 0 below the producer is a lost signal
     this.d2hCons = 0;
     this.shm.setUint32(SHM.D2H_CONS, 0, true);
     dev.writeReg('DP_CONTROL', 1);
@@ -148,6 +173,7 @@ export class SgiovSocketDriver {
   signalRaw(sig: bigint): void {
     this.waitUntil(() => ((this.h2dProd - this.shm.getUint32(SHM.H2D_CONS, true)) >>> 0) < SHM.H2D_SLOTS, 'room in the H2D FIFO');
     this.shm.setBigUint64(SHM.H2D_RING + (this.h2dProd % SHM.H2D_SLOTS) * 8, sig, true);
+    this.h2dShadow[this.h2dProd % SHM.H2D_SLOTS] = sig;
     this.h2dProd = (this.h2dProd + 1) >>> 0;
     this.shm.setUint32(SHM.H2D_PROD, this.h2dProd, true);
     if (this.kickAlways || (this.shm.getUint32(SHM.H2D_FLAGS, true) & 1)) this.dev.kick();
@@ -158,9 +184,14 @@ export class SgiovSocketDriver {
   /** Reads every D2H signal the device has produced; returns how many. */
   process(): number {
     const prod = this.mem.getUint32(this.prodOff, true);
+    if (this.h2dProd !== this.h2dSeenCons) this.h2dRetry();
     let n = 0;
     while (this.d2hCons !== prod) {
-      const sig = this.mem.getBigUint64(this.d2hOff + (this.d2hCons % this.d2hSlots) * 8, true);
+      const at = this.d2hOff + (this.d2hCons % this.d2hSlots) * 8;
+      const sig = this.mem.getBigUint64(at, true);
+      if (sig === 0n) { this.d2hLost(); break; } // lost on its way: ask for it, keep the order
+      this.mem.setBigUint64(at, 0n, true);
+      this.d2hHoleSince = 0;
       this.d2hCons = (this.d2hCons + 1) >>> 0;
       n++;
       this.handle(Number(sig >> 56n), Number((sig >> 32n) & 0xffffffn), Number(sig & 0xffffffffn));
@@ -170,11 +201,52 @@ export class SgiovSocketDriver {
     return n;
   }
 
+  /** The oldest H2D signal is not taken: after retryMs write its slot again and kick (the device waits at a lost write). */
+  private h2dRetry(): void {
+    const cons = this.shm.getUint32(SHM.H2D_CONS, true);
+    const now = Date.now();
+    if (cons !== this.h2dSeenCons) { this.h2dSeenCons = cons; this.h2dStallSince = now; return; }
+    if (this.h2dStallSince === 0) { this.h2dStallSince = now; return; }
+    if (now - this.h2dStallSince < this.retryMs) return;
+    this.shm.setBigUint64(SHM.H2D_RING + (cons % SHM.H2D_SLOTS) * 8, this.h2dShadow[cons % SHM.H2D_SLOTS]!, true);
+    this.recovery.h2dRewrites++;
+    this.h2dStallSince = now;
+    this.dev.kick();
+  }
+
+  /** D2H slot d2hCons is empty below the producer: RESYNC it (again every retryMs until it comes). */
+  private d2hLost(): void {
+    const now = Date.now();
+    if (this.d2hHoleSince !== 0 && now - this.d2hHoleSince < this.retryMs) return;
+    this.d2hHoleSince = now;
+    this.recovery.d2hResyncs++;
+    this.signal(ENUMS.SIG_H2D.RESYNC, 0, this.d2hCons);
+  }
+
+  /**
+   * Reads ID and DP_STATUS: a device that reads all-ones is gone (surprise
+   * removal), one whose data plane stopped has reset. Either fails every
+   * socket (ENODEV / ECONNRESET). Returns deviceLost.
+   */
+  checkHealth(): string | null {
+    if (this.deviceLost) return this.deviceLost;
+    if (Number(this.dev.readReg('ID')) === 0xffff_ffff) this.lose('DEVICE_REMOVED');
+    else if ((Number(this.dev.readReg('DP_STATUS')) & 1) === 0) this.lose('DEVICE_RESET');
+    return this.deviceLost;
+  }
+
+  private lose(why: string): void {
+    this.deviceLost = why;
+    for (const s of this.sockets.values()) s.onError(-1, why);
+  }
+
   private handle(type: number, id: number, value: number): void {
     switch (type) {
-      case D2H.RX_TAIL: this.sockets.get(id >>> 1)?.onRxTail(value); break;
+      case D2H.RX_TAIL: if (!this.sockets.get(id >>> 1)?.onRxTail(value)) this.recovery.repeatsIgnored++; break;
       case D2H.TX_HEAD: this.sockets.get(id >>> 1)?.onTxHead(value); break;
       case D2H.CMD_DONE: {
+        if (!this.cmdWaiting.has(id)) { this.recovery.repeatsIgnored++; break; } // a repeat, or an answer already taken
+        this.cmdWaiting.delete(id);
         const off = this.cmdOff + id * CONSTANTS.CMD_SLOT_SIZE;
         this.cmdDone.set(id, { status: value, result: this.mem.getUint32(off + CMD.result!, true) });
         break;
@@ -183,18 +255,31 @@ export class SgiovSocketDriver {
       case D2H.MSG_ERROR: this.sockets.get(id >>> 1)?.onMsgError(value); break;
       case D2H.DIGEST: this.sockets.get(id >>> 1)?.onDigest(value); break;
       case D2H.SOCK_ERROR: this.sockets.get(id)?.onError(value); break;
-      case D2H.DEV_ERROR: this.devErrors.push({ id, code: SERR_NAME[value] ?? String(value) }); break;
+      case D2H.DEV_ERROR:
+        this.devErrors.push({ id, code: SERR_NAME[value] ?? String(value) });
+        if (value === ENUMS.SERR.DEVICE_RESET) this.lose('DEVICE_RESET');
+        // A poisoned CMD signal was discarded: the command did not run; send it again (the device ignores a taken one).
+        else if (value === ENUMS.SERR.POISONED && this.cmdWaiting.has(id)) { this.recovery.cmdResent++; this.signal(ENUMS.SIG_H2D.CMD, id, 0); }
+        break;
       default: this.devErrors.push({ id, code: `unknown D2H signal 0x${type.toString(16)}` });
     }
   }
 
   /** Pumps until `pred` holds; throws ETIMEDOUT after the driver's timeout. */
   waitUntil(pred: () => boolean, what: string): void {
-    const end = Date.now() + this.timeoutMs;
+    const start = Date.now();
+    const end = start + this.timeoutMs;
+    let health = start + this.healthMs;
     for (;;) {
       this.process();
       if (pred()) return;
-      if (Date.now() > end) throw new SgiovError(`timed out waiting for ${what}`, 'ETIMEDOUT');
+      const now = Date.now();
+      if (now > health) {
+        health = now + this.healthMs;
+        const lost = this.checkHealth();
+        if (lost) throw new SgiovError(`${lost === 'DEVICE_REMOVED' ? 'the device is gone' : 'the device reset'} while waiting for ${what}`, lost === 'DEVICE_REMOVED' ? 'ENODEV' : 'ECONNRESET');
+      }
+      if (now > end) throw new SgiovError(`timed out waiting for ${what}`, 'ETIMEDOUT');
       this.dev.wait();
     }
   }
@@ -223,6 +308,7 @@ export class SgiovSocketDriver {
     this.mem.setUint32(off + CMD.chain!, fields.chain ?? 0, true);
     this.mem.setUint32(off + CMD.tenant!, fields.tenant ?? 0, true);
     this.mem.setUint32(off + CMD.cap_mbps!, fields.capMbps ?? 0, true);
+    this.cmdWaiting.add(slot);
     this.signal(SIG.CMD, slot, 0);
     return slot;
   }
@@ -490,11 +576,17 @@ export class SgiovSocket {
   }
 
   private check(): void {
-    if (this.error) throw new SgiovError(`socket ${this.sid} failed: ${this.error}`, 'EPROTO');
+    if (this.error) throw new SgiovError(`socket ${this.sid} failed: ${this.error}`, this.error === 'DEVICE_REMOVED' ? 'ENODEV' : this.error === 'DEVICE_RESET' ? 'ECONNRESET' : 'EPROTO');
   }
 
   /** @internal D2H handlers */
-  onRxTail(tail: number): void { this.rxEnds.push(tail); this.rxTail = tail; }
+  /** False for a tail that does not move (a repeated RX_TAIL: no news). */
+  onRxTail(tail: number): boolean {
+    if (tail === this.rxTail) return false;
+    this.rxEnds.push(tail);
+    this.rxTail = tail;
+    return true;
+  }
   onMsgError(code: number): void { this.rxEnds.push(-code); }
   /** Digests the device sent beside messages (executor M) or for consumed ones (executor A), oldest first. */
   readonly digests: number[] = [];
@@ -504,7 +596,7 @@ export class SgiovSocket {
     if (ev === ENUMS.EVENT.CONN_PENDING) this.pendingConnections++;
     else if (ev === ENUMS.EVENT.PEER_CLOSED) this.peerClosed = true;
   }
-  onError(code: number): void { this.error = SERR_NAME[code] ?? `SERR ${code}`; }
+  onError(code: number, name?: string): void { this.error ??= name ?? SERR_NAME[code] ?? `SERR ${code}`; }
   /** Bytes delivered and not yet consumed. */
   get rxPending(): number { return (this.rxTail - this.rxHead) >>> 0; }
 }
