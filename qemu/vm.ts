@@ -71,6 +71,8 @@ export interface EmulatorOptions {
   logPath: string;
   logLevel?: string;
   extraArgs?: string[];
+  /** Run it inside this network namespace (`ip netns exec`, which execs: the PID stays the emulator's). */
+  netns?: string;
 }
 
 /** The emulator as a separate process (node dist/emulator/cli.js serve). */
@@ -83,7 +85,8 @@ export class EmulatorProcess {
     const cli = join(repoRoot(), 'dist', 'emulator', 'cli.js');
     if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build`);
     this.out = createWriteStream(opts.logPath);
-    this.proc = spawn(process.execPath, [cli, 'serve', '--socket', opts.socketPath, '--log-level', opts.logLevel ?? 'debug', ...(opts.extraArgs ?? [])], {
+    const argv = [cli, 'serve', '--socket', opts.socketPath, '--log-level', opts.logLevel ?? 'debug', ...(opts.extraArgs ?? [])];
+    this.proc = spawn(opts.netns ? 'ip' : process.execPath, opts.netns ? ['netns', 'exec', opts.netns, process.execPath, ...argv] : argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const sink = (d: Buffer): void => { this.out.write(d); this.text += d.toString(); };

@@ -64,20 +64,58 @@ export function openPairs(drv: SgiovSocketDriver, sockets: number, ringSize: num
 }
 
 export function runStress(drv: SgiovSocketDriver, o: StressOptions): StressReport {
-  const rand = rng(o.seed ?? 1);
   const { listener, pairs } = openPairs(drv, o.sockets, o.ringSize, o.port);
+  const r = stressPairs(pairs, o, (pred, what) => drv.waitUntil(pred, what), () => drv.dev.wait());
+  for (const [c, s] of pairs) { c.close(); s.close(); }
+  listener.close();
+  return r;
+}
+
+/** Pairs whose client is on `clientDrv`'s device and server on `serverDrv`'s, on node `node` (cross-node pipes). */
+export function openCrossPairs(clientDrv: SgiovSocketDriver, serverDrv: SgiovSocketDriver, node: number, sockets: number, ringSize: number, port = 9000): { listener: SgiovSocket; pairs: [SgiovSocket, SgiovSocket][] } {
+  const listener = serverDrv.socket({ txSize: 4096, rxSize: 4096 });
+  listener.listen(port);
+  const pairs: [SgiovSocket, SgiovSocket][] = [];
+  for (let i = 0; i < Math.floor(sockets / 2); i++) {
+    const c = clientDrv.socket({ txSize: ringSize, rxSize: ringSize });
+    const done = c.connectStart(port, 0, node);
+    serverDrv.waitUntil(() => listener.pendingConnections > 0, 'the remote connection request');
+    const s = listener.accept({ txSize: ringSize, rxSize: ringSize });
+    done();
+    pairs.push([c, s]);
+  }
+  return { listener, pairs };
+}
+
+export interface PairsReport extends StressReport {
+  /** Pairs whose client or server socket failed with an error (reported to the application). */
+  failedPairs: number;
+  /** Messages not received on failed pairs: sent, then reported failed through the socket error. */
+  failedReported: number;
+}
+
+/**
+ * The workload over pairs already open (on one device or across two):
+ * `wait(pred, what)` waits for the devices, `tick()` lets them run once.
+ * A pair whose socket fails stops; its undelivered messages count as
+ * failed-and-reported (`lost` counts only those on pairs that did not fail).
+ */
+export function stressPairs(pairs: [SgiovSocket, SgiovSocket][], o: Omit<StressOptions, 'sockets' | 'port'>, wait: (pred: () => boolean, what: string) => void, tick: () => void): PairsReport {
+  const rand = rng(o.seed ?? 1);
   const maxSize = Math.min(o.maxSize, o.ringSize);
-  const r: StressReport = { pairs: pairs.length, sent: 0, received: 0, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, bytes: 0 };
+  const r: PairsReport = { pairs: pairs.length, sent: 0, received: 0, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, bytes: 0, failedPairs: 0, failedReported: 0 };
   const nextSeq = new Uint32Array(pairs.length);
   const expect = new Uint32Array(pairs.length);
   const seen = pairs.map(() => new Set<number>());
-  const total = pairs.length * o.messagesPerPair;
+  const got = new Uint32Array(pairs.length);
+  const failed = (p: number): boolean => pairs[p]![0].error !== null || pairs[p]![1].error !== null;
   let lastProgress = 0;
   const receive = (): void => {
     for (let p = 0; p < pairs.length; p++) {
       const s = pairs[p]![1];
-      for (let m = s.tryRecv(); m; m = s.tryRecv()) {
+      for (let m = s.error ? null : s.tryRecv(); m; m = s.error ? null : s.tryRecv()) {
         r.received++;
+        got[p]!++;
         r.bytes += m.length;
         const d = new DataView(m.buffer, m.byteOffset, m.byteLength);
         const pair = m.length >= 12 ? d.getUint32(0, true) : -1;
@@ -91,20 +129,28 @@ export function runStress(drv: SgiovSocketDriver, o: StressOptions): StressRepor
     }
     if (o.progress && r.received - lastProgress >= 10_000) { lastProgress = r.received; o.progress(r.received); }
   };
-  while (r.sent < total) {
+  const live = (p: number): boolean => nextSeq[p]! < o.messagesPerPair && !failed(p);
+  for (;;) {
+    let any = false;
     for (let p = 0; p < pairs.length; p++) {
-      if (nextSeq[p]! >= o.messagesPerPair) continue;
+      if (!live(p)) continue;
+      any = true;
       const size = o.minSize + Math.floor(rand() * (maxSize - o.minSize + 1));
       const m = makeMessage(p, nextSeq[p]!, size, rand);
-      if (pairs[p]![0].trySend(m)) { nextSeq[p]!++; r.sent++; }
+      try {
+        if (pairs[p]![0].trySend(m)) { nextSeq[p]!++; r.sent++; }
+      } catch { /* the socket failed: counted below */ }
     }
     receive();
+    if (!any) break;
   }
-  drv.waitUntil(() => { receive(); return r.received + r.corrupted >= r.sent; }, 'the last messages');
+  const settled = (): boolean => { receive(); return pairs.every((_, p) => failed(p) || got[p]! >= nextSeq[p]!); };
+  wait(settled, 'the last messages');
   // Late duplicates would show up now.
-  for (let i = 0; i < 100; i++) { drv.dev.wait(); receive(); }
-  for (let p = 0; p < pairs.length; p++) r.lost += o.messagesPerPair - seen[p]!.size;
-  for (const [c, s] of pairs) { c.close(); s.close(); }
-  listener.close();
+  for (let i = 0; i < 100; i++) { tick(); receive(); }
+  for (let p = 0; p < pairs.length; p++) {
+    const missing = nextSeq[p]! - seen[p]!.size;
+    if (failed(p)) { r.failedPairs++; r.failedReported += missing; } else r.lost += missing;
+  }
   return r;
 }

@@ -250,6 +250,54 @@ export class VfuServer implements DeviceHost {
     }
   }
 
+  /**
+   * The same loop, giving the thread's event loop a turn between slices, so
+   * that other I/O of this thread (the fabric's TCP sockets, its timers) is
+   * served. `io.fds()` lists the descriptors that I/O waits on: an idle wait
+   * in poll(2) includes them, and while the device spins they are looked at
+   * with the vfio-user socket; when one is readable the loop yields at once.
+   * A busy slice also ends after `io.sliceUs` (default 200 us), so timers
+   * and partly written sockets are never starved.
+   */
+  async runAsync(stop: () => boolean, io: { fds: () => number[]; sliceUs?: number }, idleMs = 50): Promise<void> {
+    const sliceNs = BigInt((io.sliceUs ?? 200) * 1000);
+    for (;;) {
+      if (stop()) return;
+      const end = process.hrtime.bigint() + sliceNs;
+      for (;;) {
+        const timeout = this.nextTimeoutMs(idleMs);
+        if (timeout === 0 && ++this.spins % 16 !== 0) {
+          this.runDueEvents();
+          this.busy = this.attached && this.model !== null && this.model.poll();
+          if (process.hrtime.bigint() > end) break;
+          continue;
+        }
+        const extra = io.fds();
+        const n = 1 + extra.length;
+        if (this.pollSet.length < n * 8) this.pollSet = Buffer.alloc(n * 8 * 2);
+        const fd = this.n.vfu_get_poll_fd(this.ctx);
+        for (let i = 0; i < n; i++) {
+          this.pollSet.writeInt32LE(i === 0 ? fd : extra[i - 1]!, i * 8);
+          this.pollSet.writeInt16LE(POLLIN, i * 8 + 4);
+          this.pollSet.writeInt16LE(0, i * 8 + 6);
+        }
+        const r = this.n.poll(this.pollSet, n, timeout);
+        if (r < 0 && this.n.errno() !== EINTR) throw new Error(`poll failed: errno ${this.n.errno()}`);
+        const vfuReady = r > 0 && this.pollSet.readInt16LE(6) !== 0;
+        if (vfuReady) {
+          if (!this.attached) this.tryAttach();
+          else this.serveRequests();
+        }
+        this.runDueEvents();
+        this.busy = this.attached && this.model !== null && this.model.poll();
+        // Another descriptor is ready (its owner reads it in the event loop), or we slept: yield now.
+        if ((r > 0 && !vfuReady) || r > 1 || timeout > 0 || process.hrtime.bigint() > end) break;
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  private pollSet = Buffer.alloc(64);
   private busy = false;
   private spins = 0;
 
