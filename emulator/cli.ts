@@ -8,9 +8,12 @@ import { BARS, CONSTANTS } from './abi/abi.js';
 import { DEFAULT_IDENTITY, parseId, type PciIdentity } from './pci/config.js';
 import { defaultLevel, isLogLevel, LOG_LEVELS, makeLogger } from './util/log.js';
 import { EmulatorServer } from './server.js';
+import { clusterFromOptions, formatAddress, type Cluster } from './fabric/cluster.js';
+import type { WorkerFabricConfig } from './transport/worker.js';
 import { ControlServer } from './control/server.js';
 import { createConnection } from 'node:net';
 import { DRF_HELP, DRF_USAGE, runDrf } from './sched/cli-drf.js'; // sgiov drf
+import { loadPlan, PlanError } from './faults/plan.js';
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
@@ -29,6 +32,11 @@ serve options:
       --msix-vectors N       MSI-X vectors, 2..2048   (default ${BARS.MSIX_VECTORS})
       --max-sockets N        socket devices at most, 1..8388607 (default ${CONSTANTS.MAX_SOCKETS_DEFAULT})
   -c, --control PATH         serve the control interface (JSON lines) on this UNIX socket
+      --cluster FILE         cross-node pipes: the cluster ({"self": "a", "nodes": {"a": "host:port", ...}})
+      --node NAME=HOST:PORT  the same from flags, one per node (repeated); with --self NAME
+      --self NAME            this node's name (overrides the file's "self")
+      --link-deadline MS     a link down this long fails its sockets (default 10000)
+      --faults PLAN          load a fault-injection plan (JSON; examples in faults/) at start
   -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
 
 ${DRF_HELP}
@@ -41,7 +49,7 @@ SGIOV_LIBVFIO_USER (path of libvfio-user.so.0), SGIOV_LOG_LEVEL.
 
 class UsageError extends Error {}
 
-function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity; msixVectors: number; maxSockets: number; logLevel: ReturnType<typeof defaultLevel>; control: string | undefined } {
+function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity; msixVectors: number; maxSockets: number; logLevel: ReturnType<typeof defaultLevel>; control: string | undefined; fabric?: WorkerFabricConfig; faultsPlan?: string } {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -54,6 +62,11 @@ function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity
       'msix-vectors': { type: 'string' },
       'max-sockets': { type: 'string' },
       control: { type: 'string', short: 'c' },
+      cluster: { type: 'string' },
+      node: { type: 'string', multiple: true },
+      self: { type: 'string' },
+      'link-deadline': { type: 'string' },
+      faults: { type: 'string' },
       'log-level': { type: 'string', short: 'l' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -75,7 +88,26 @@ function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity
   if (!Number.isInteger(maxSockets) || maxSockets < 1 || maxSockets > 0x7fffff) throw new UsageError(`--max-sockets: '${values['max-sockets']}' is not a whole number in 1..8388607`);
   const level = values['log-level'] ?? defaultLevel();
   if (!isLogLevel(level)) throw new UsageError(`--log-level: '${level}' is not one of ${LOG_LEVELS.join(', ')}`);
-  return { socketPath: values.socket, identity, msixVectors, maxSockets, logLevel: level, control: values.control };
+  let fabric: WorkerFabricConfig | undefined;
+  if (values.cluster !== undefined || values.node !== undefined || values.self !== undefined) {
+    let cluster: Cluster;
+    try {
+      cluster = clusterFromOptions({ cluster: values.cluster, node: values.node, self: values.self });
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const deadline = values['link-deadline'] === undefined ? undefined : Number(values['link-deadline']);
+    if (deadline !== undefined && (!Number.isInteger(deadline) || deadline < 1)) throw new UsageError(`--link-deadline: '${values['link-deadline']}' is not a whole number of ms >= 1`);
+    // The worker gets it as plain data (a structured clone).
+    fabric = { self: cluster.self, nodes: [...cluster.nodes].map(([n, a]) => [n, formatAddress(a)]), ...(deadline !== undefined ? { deadlineMs: deadline } : {}) };
+  } else if (values['link-deadline'] !== undefined) {
+    throw new UsageError('--link-deadline: only with --cluster or --node');
+  }
+  if (values.faults !== undefined) {
+    // Validated here, so that a bad plan stops the start naming the field.
+    try { loadPlan(values.faults); } catch (e) { if (e instanceof PlanError) throw new UsageError(`--faults: ${e.message}`); throw e; }
+  }
+  return { socketPath: values.socket, identity, msixVectors, maxSockets, logLevel: level, control: values.control, ...(fabric ? { fabric } : {}), ...(values.faults !== undefined ? { faultsPlan: values.faults } : {}) };
 }
 
 async function serve(argv: string[]): Promise<number> {

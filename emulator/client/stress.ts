@@ -15,8 +15,9 @@ export interface StressOptions {
   ringSize: number;
   port?: number;
   seed?: number;
-  /** Called every so often with the messages received so far. */
+  /** Called every `progressEvery` (default 10,000) messages received, with the count so far. */
   progress?: (received: number) => void;
+  progressEvery?: number;
 }
 
 export interface StressReport {
@@ -127,7 +128,7 @@ export function stressPairs(pairs: [SgiovSocket, SgiovSocket][], o: Omit<StressO
         expect[p] = seq + 1;
       }
     }
-    if (o.progress && r.received - lastProgress >= 10_000) { lastProgress = r.received; o.progress(r.received); }
+    if (o.progress && r.received - lastProgress >= (o.progressEvery ?? 10_000)) { lastProgress = r.received; o.progress(r.received); }
   };
   const live = (p: number): boolean => nextSeq[p]! < o.messagesPerPair && !failed(p);
   for (;;) {

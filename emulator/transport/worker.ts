@@ -7,7 +7,18 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
 import { makeLogger, type LogLevel } from '../util/log.js';
 import { SgiovDevice } from '../model/device.js';
 import { VfuServer } from './vfu-server.js';
+import { FabricCarrier } from './fabric-carrier.js';
+import { clusterFromOptions } from '../fabric/cluster.js';
 import type { PciIdentity } from '../pci/config.js';
+import { FaultInjector } from '../faults/injector.js';
+import { loadPlan } from '../faults/plan.js';
+
+/** Cross-node pipes: this node and the cluster, as [name, "host:port"] pairs. */
+export interface WorkerFabricConfig {
+  self: string;
+  nodes: [string, string][];
+  deadlineMs?: number;
+}
 
 export interface WorkerConfig {
   socketPath: string;
@@ -15,6 +26,9 @@ export interface WorkerConfig {
   msixVectors: number;
   maxSockets: number;
   logLevel: LogLevel;
+  fabric?: WorkerFabricConfig;
+  /** A fault plan file (the CLI validated it), loaded into the device's injector at start. */
+  faultsPlan?: string;
 }
 
 export type ToWorker = { type: 'stop' } | { type: 'stats' } | { type: 'control'; id: number; cmd: string; args: Record<string, unknown> };
@@ -34,7 +48,34 @@ const log = makeLogger(cfg.logLevel, { write: (s: string) => { post({ type: 'log
 
 let stopping = false;
 const server = new VfuServer({ socketPath: cfg.socketPath, identity: cfg.identity, msixVectors: cfg.msixVectors, log });
-try {
+let carrier: FabricCarrier | null = null;
+
+/** Control messages arrive while this thread is busy in its own loop. */
+function drainControl(model: SgiovDevice): boolean {
+  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
+    const msg = m.message as ToWorker;
+    if (msg.type === 'stop') stopping = true;
+    else if (msg.type === 'stats') post({ type: 'stats', stats: server.stats });
+    else if (msg.type === 'control') {
+      try {
+        let result: unknown;
+        if (msg.cmd === 'status') result = { transport: server.stats, device: model.status(), ...(carrier ? { fabric: carrier.stats(), pipes: model.dp.remote?.counters } : {}) };
+        else if (msg.cmd === 'fabric') {
+          if (!carrier) throw new Error('fabric: this emulator has no cluster (--cluster or --node)');
+          result = carrier.stats();
+        } else result = model.control(msg.cmd, msg.args);
+        post({ type: 'control', id: msg.id, ok: true, result });
+      } catch (e) {
+        post({ type: 'control', id: msg.id, ok: false, error: (e as Error).message });
+      }
+    }
+  }
+  return stopping;
+}
+
+async function main(): Promise<void> {
+  const modelLog = log.child({ sub: 'model' });
+  const faults = new FaultInjector(modelLog, cfg.faultsPlan ? loadPlan(cfg.faultsPlan) : undefined);
   const model = new SgiovDevice({
     dmaView: (a, l) => server.dmaView(a, l),
     busMasterEnabled: () => server.busMasterEnabled(),
@@ -42,29 +83,32 @@ try {
     schedule: (d, f) => server.schedule(d, f),
     nowNs: () => server.nowNs(),
     deviceMemory: () => server.deviceMemory(),
-    log: log.child({ sub: 'model' }),
-  }, { msixVectors: cfg.msixVectors, maxSockets: cfg.maxSockets });
+    log: modelLog,
+  }, { msixVectors: cfg.msixVectors, maxSockets: cfg.maxSockets, faults });
   server.open(model);
+  if (cfg.fabric) {
+    // parseServe validated it; rebuilt here from plain data.
+    const cluster = clusterFromOptions({ node: cfg.fabric.nodes.map(([n, a]) => `${n}=${a}`), self: cfg.fabric.self });
+    carrier = new FabricCarrier({ cluster, log, ...(cfg.fabric.deadlineMs !== undefined ? { deadlineMs: cfg.fabric.deadlineMs } : {}) });
+    carrier.attach(model.dp);
+    await carrier.start();
+    log.info({ nodes: carrier.nodes }, 'cross-node pipes: node ids for CONNECT');
+  }
   post({ type: 'ready' });
-  server.run(() => {
-    // Control messages arrive while this thread is busy in its own loop.
-    for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
-      const msg = m.message as ToWorker;
-      if (msg.type === 'stop') stopping = true;
-      else if (msg.type === 'stats') post({ type: 'stats', stats: server.stats });
-      else if (msg.type === 'control') {
-        try {
-          const result = msg.cmd === 'status' ? { transport: server.stats, device: model.status() } : model.control(msg.cmd, msg.args);
-          post({ type: 'control', id: msg.id, ok: true, result });
-        } catch (e) {
-          post({ type: 'control', id: msg.id, ok: false, error: (e as Error).message });
-        }
-      }
-    }
-    return stopping;
-  });
+  if (carrier) {
+    const c = carrier;
+    // The fabric's sockets and timers live in this thread's event loop: the device loop gives it turns.
+    await server.runAsync(() => drainControl(model), { fds: () => c.fds() }, 5);
+  } else {
+    server.run(() => drainControl(model));
+  }
+}
+
+try {
+  await main();
 } catch (err) {
   post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
 } finally {
+  await (carrier as FabricCarrier | null)?.close();
   server.close();
 }

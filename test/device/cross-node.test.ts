@@ -1,0 +1,190 @@
+/**
+ * Cross-node warp pipes between two emulator processes, each in its own
+ * network namespace (a veth pair the test makes), each with its own
+ * VM-less client (this process): the stress workload across the link, the
+ * link cut and restored (nothing lost with a long deadline; sockets failed
+ * cleanly with a short one), and one emulator killed. Needs root for the
+ * namespaces; every process is stopped by its PID and the namespaces are
+ * deleted.
+ */
+import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
+import { createConnection } from 'node:net';
+import { CONSTANTS } from '../../emulator/abi/abi.js';
+import { clientAccess } from '../../emulator/client/remote-access.js';
+import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
+import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
+import { openCrossPairs, stressPairs } from '../../emulator/client/stress.js';
+import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
+import { NetnsPair } from '../../qemu/netns.js';
+import { EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
+
+const PORT = 7411;
+/** Node ids: 1 + the index in the sorted names. */
+const NODE_A = 1;
+const NODE_B = 2;
+
+interface Node { emu: EmulatorProcess; client: VfioUserClient; drv: SgiovSocketDriver; ctl: string }
+interface Cluster { net: NetnsPair; dir: RunDir; a: Node; b: Node; keep: boolean }
+
+let live: Cluster | null = null;
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+async function startNode(net: NetnsPair, dir: RunDir, name: 'a' | 'b', deadlineMs: number): Promise<Node> {
+  const sock = dir.file(`${name}.sock`);
+  const emu = new EmulatorProcess({
+    socketPath: sock, logPath: dir.file(`${name}.log`), logLevel: 'info', netns: name === 'a' ? net.nsA : net.nsB,
+    extraArgs: ['--node', `a=${net.ipA}:${PORT}`, '--node', `b=${net.ipB}:${PORT}`, '--self', name, '--link-deadline', String(deadlineMs), '--control', dir.file(`${name}.ctl`)],
+  });
+  await emu.ready();
+  const client = VfioUserClient.connect(sock, { memBytes: 64 << 20 });
+  const d = new SgiovDriver(client);
+  d.bringUp();
+  const drv = new SgiovSocketDriver(clientAccess(client, 1 << 20), { d2hSlots: 65536, timeoutMs: 30_000 });
+  return { emu, client, drv, ctl: dir.file(`${name}.ctl`) };
+}
+
+async function startCluster(deadlineMs: number): Promise<Cluster> {
+  const net = NetnsPair.create('xn');
+  const dir = new RunDir('sgiov-crossnode-');
+  const c: Cluster = { net, dir, a: null as unknown as Node, b: null as unknown as Node, keep: false };
+  live = c;
+  c.a = await startNode(net, dir, 'a', deadlineMs);
+  c.b = await startNode(net, dir, 'b', deadlineMs);
+  onTestFailed(() => { c.keep = true; });
+  // Both links up before traffic: the fabric logs each state change.
+  if (!(await until(() => /"state":"up"|link up/.test(c.a.emu.log) && /"state":"up"|link up/.test(c.b.emu.log), 10_000))) {
+    throw new Error(`the link did not come up:\n${c.a.emu.log.slice(-1500)}\n${c.b.emu.log.slice(-1500)}`);
+  }
+  return c;
+}
+
+afterEach(async () => {
+  const c = live;
+  live = null;
+  if (!c) return;
+  for (const n of [c.a, c.b]) { try { n?.client.close(); } catch { /* gone */ } }
+  await Promise.all([c.a?.emu.stop(), c.b?.emu.stop()]);
+  c.net.remove();
+  if (c.keep) process.stderr.write(`cross-node test files kept in ${c.dir.path}\n`);
+  else c.dir.remove();
+});
+
+/** Waits on both devices (the TS drivers spin; the emulators run in their own processes). */
+const both = (c: Cluster) => ({
+  wait: (pred: () => boolean, what: string) => c.a.drv.waitUntil(() => { c.b.drv.process(); return pred(); }, what),
+  tick: () => { c.a.drv.dev.wait(); c.a.drv.process(); c.b.drv.process(); },
+});
+
+describe.skipIf(!NetnsPair.available())('cross-node pipes between two emulators in two network namespaces', () => {
+  it('carries the stress workload both ways across the link: nothing lost, duplicated, reordered or corrupted', async () => {
+    const c = await startCluster(20_000);
+    const ab = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 64, 65536, 9000);
+    const ba = openCrossPairs(c.b.drv, c.a.drv, NODE_A, 64, 65536, 9100);
+    const w = both(c);
+    const r1 = stressPairs(ab.pairs, { messagesPerPair: 60, minSize: 1, maxSize: 65536, ringSize: 65536, seed: 11 }, w.wait, w.tick);
+    const r2 = stressPairs(ba.pairs, { messagesPerPair: 60, minSize: 1, maxSize: 65536, ringSize: 65536, seed: 12 }, w.wait, w.tick);
+    for (const r of [r1, r2]) expect(r).toMatchObject({ pairs: 32, sent: 1920, received: 1920, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, failedPairs: 0 });
+    // The messages went over the fabric, not around it.
+    const st = await control(c.a, 'status') as { pipes: { msgsOut: number; msgsIn: number; unknownSocket: number }; fabric: { links: Record<string, { framesSent?: number }> } };
+    expect(st.pipes.msgsOut).toBe(1920);
+    expect(st.pipes.msgsIn).toBe(1920);
+    expect(st.pipes.unknownSocket).toBe(0);
+  }, 120_000);
+
+  it('the link cut and restored within the deadline: the sessions resume, nothing is lost or duplicated', async () => {
+    const c = await startCluster(30_000);
+    const { pairs } = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 32, 16384, 9200);
+    const w = both(c);
+    let cut = false;
+    const r = stressPairs(pairs, {
+      messagesPerPair: 150, minSize: 1, maxSize: 16384, ringSize: 16384, seed: 5, progressEvery: 800,
+      progress: () => {
+        if (cut) return;
+        cut = true;
+        c.net.down();
+        sleepSync(2500); // longer than the fabric's dead-peer time (600 ms): the connections drop
+        c.net.up();
+      },
+    }, w.wait, w.tick);
+    expect(cut).toBe(true);
+    expect(r).toMatchObject({ sent: 2400, received: 2400, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, failedPairs: 0 });
+    expect(c.a.emu.log + c.b.emu.log).toMatch(/resumed/);
+  }, 120_000);
+
+  it('the link down past a short deadline: the paired sockets fail with LINK_FAILED on both sides, reported, none lost silently; local pipes go on', async () => {
+    const c = await startCluster(1_000);
+    const { pairs } = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 16, 16384, 9300);
+    const w = both(c);
+    let cut = false;
+    const r = stressPairs(pairs, {
+      messagesPerPair: 200, minSize: 1, maxSize: 16384, ringSize: 16384, seed: 9, progressEvery: 300,
+      progress: () => {
+        if (cut) return;
+        cut = true;
+        c.net.down();
+        // Wait (driving the devices) until the sockets have failed: dead peer 600 ms + deadline 1 s.
+        c.a.drv.waitUntil(() => { c.b.drv.process(); return pairs.every(([x, y]) => x.error !== null && y.error !== null); }, 'the link failure');
+        c.net.up();
+      },
+    }, w.wait, w.tick);
+    expect(r.lost).toBe(0);
+    expect(r.duplicated).toBe(0);
+    expect(r.corrupted).toBe(0);
+    expect(r.failedPairs).toBe(8);
+    expect(r.received + r.failedReported).toBe(r.sent);
+    for (const [x, y] of pairs) { expect(x.error).toMatch(/20|LINK/); expect(y.error).toMatch(/20|LINK/); }
+    // Each node goes on: a local pipe works, and after the link is back a new cross connection works.
+    const s = c.a.drv.socket({ txSize: 4096, rxSize: 4096 });
+    s.connect(CONSTANTS.PORT_LOOPBACK);
+    s.send(new Uint8Array([1, 2, 3]));
+    expect([...s.recv()]).toEqual([1, 2, 3]);
+    const again = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 2, 16384, 9400).pairs[0]!;
+    again[0].send(new Uint8Array([4, 5]));
+    c.a.drv.waitUntil(() => { c.b.drv.process(); return again[1].available() > 0; }, 'a message after the failure');
+    expect([...again[1].recv()]).toEqual([4, 5]);
+  }, 120_000);
+
+  it('one emulator killed: the other fails its paired sockets with a clear error and keeps serving its client', async () => {
+    const c = await startCluster(1_500);
+    const { pairs } = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 8, 16384, 9500);
+    pairs[0]![0].send(new Uint8Array(100).fill(1));
+    c.a.drv.waitUntil(() => { c.b.drv.process(); return pairs[0]![1].available() > 0; }, 'the first message');
+    c.b.client.close();
+    c.b.emu.proc.kill('SIGKILL');
+    await until(() => !c.b.emu.alive, 5000);
+    c.a.drv.waitUntil(() => pairs.every(([x]) => x.error !== null), 'the failure of every paired socket');
+    for (const [x] of pairs) expect(x.error).toMatch(/20|LINK/);
+    expect(c.a.emu.alive).toBe(true);
+    expect(await until(() => /link to node b failed/.test(c.a.emu.log), 5000)).toBe(true);
+    const s = c.a.drv.socket({ txSize: 4096, rxSize: 4096 });
+    s.connect(CONSTANTS.PORT_LOOPBACK);
+    s.send(new Uint8Array([9]));
+    expect([...s.recv()]).toEqual([9]);
+    // A connect to the dead node: refused with an errno, not a hang.
+    expect(() => c.a.drv.socket({ txSize: 4096, rxSize: 4096 }).connect(PORT, 0, NODE_B)).toThrow(/ENETUNREACH|ECONNREFUSED|ETIMEDOUT/);
+    const st = await control(c.a, 'status') as { pipes: { linkFailures: number } };
+    expect(st.pipes.linkFailures).toBeGreaterThanOrEqual(1);
+  }, 120_000);
+});
+
+/** One control command to a node's emulator. */
+function control(n: Node, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(n.ctl);
+    let buf = '';
+    c.setEncoding('utf8');
+    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
+    c.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      c.end();
+      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
+      if (r.ok) resolve(r.result); else reject(new Error(r.error));
+    });
+    c.on('error', reject);
+  });
+}
