@@ -26,6 +26,10 @@ export interface FaultStressOptions {
   deadlineMs?: number;
   /** Injections so far (for the time to recover). */
   injections?: () => number;
+  /** Pair i belongs to tenant i % tenants (default 1: all tenant 0). */
+  tenants?: number;
+  /** Pair i's pipes run chainFor(i) (default none: executor Z). */
+  chainFor?: (pair: number) => number;
 }
 
 export interface FaultStressReport {
@@ -46,6 +50,8 @@ export interface FaultStressReport {
   deviceLost: string | null;
   /** From the first injection to the next message delivered or failure reported (ms), or null (no injection, or nothing after it). */
   recoverMs: number | null;
+  /** When the first injection was seen (Date.now()), or null. */
+  injectedAt: number | null;
   wallMs: number;
 }
 
@@ -58,7 +64,7 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
   const rand = rng(o.seed ?? 1);
   const r: FaultStressReport = {
     pairs: 0, sent: 0, delivered: 0, failed: 0, lost: 0, duplicated: 0, corrupted: 0, reordered: 0, pairsFailed: 0,
-    deviceLost: null, recoverMs: null, wallMs: 0,
+    deviceLost: null, recoverMs: null, injectedAt: null, wallMs: 0,
   };
   let firstInjection = 0;
   const progress = (): void => {
@@ -74,7 +80,7 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
     listener.listen(o.port ?? 9000);
     for (let i = 0; i < Math.floor(o.sockets / 2) && !drv.deviceLost; i++) {
       try {
-        const [c, s] = drv.connectPair(listener, { txSize: o.ringSize, rxSize: o.ringSize });
+        const [c, s] = drv.connectPair(listener, { txSize: o.ringSize, rxSize: o.ringSize, tenant: i % (o.tenants ?? 1), chain: o.chainFor?.(i) ?? 0 });
         pairs.push({ c, s, sent: 0, seen: new Set(), maxSeq: -1, refused: 0, dead: false });
       } catch (e) {
         if (!(e instanceof SgiovError)) throw e;
@@ -159,6 +165,7 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
     if (p.dead) { r.pairsFailed++; r.failed += Math.max(0, missing); } else r.lost += Math.max(0, missing);
   }
   r.deviceLost = drv.deviceLost;
+  r.injectedAt = firstInjection || null;
   // Close what still works; a failed device fails these too (reported, not counted).
   if (!drv.deviceLost) {
     for (const p of pairs) for (const s of [p.c, p.s]) { try { s.close(); } catch { /* failed socket */ } }

@@ -1,0 +1,154 @@
+/**
+ * The fault campaign (`npm run faults`): the stress workload under each plan
+ * in faults/*.json in turn, one table row per plan: injections, messages
+ * sent, delivered, failed-and-reported, lost, duplicated, corrupted
+ * delivered, time to recover. Exits non-zero when any row lost, duplicated
+ * or delivered corrupted messages.
+ *
+ * The workload is pluggable (CampaignWorkload): the one here runs the device
+ * model on the in-memory bus with the TypeScript driver; a VM workload
+ * (the guest's sgiov-stress against an emulator started with --faults)
+ * implements the same interface and goes into WORKLOADS.
+ *
+ *   node dist/emulator/faults/campaign.js [--workload memory] [--messages N] [--json] [PLAN.json ...]
+ */
+import { readdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { chainCode, SgiovSocketDriver } from '../client/sockets.js';
+import { busAccess, enabledDevice } from '../testing/bus-access.js';
+import { repoRoot } from '../util/paths.js';
+import type { SgiovDevice } from '../model/device.js';
+import { loadPlan, POINT_NAMES, type Plan, type Point } from './plan.js';
+import { runFaultStress, type FaultStressReport } from './workload.js';
+
+export interface CampaignRow {
+  plan: string;
+  /** The faults the plan injects, as point:action of its rules. */
+  fault: string;
+  injections: number;
+  sent: number;
+  delivered: number;
+  failed: number;
+  lost: number;
+  duplicated: number;
+  corrupted: number;
+  /** From the first injection to the next progress (a delivery, a reported failure), or for a lost device to the first message through a fresh driver after the host's reset. */
+  recoverMs: number | null;
+  deviceLost: string | null;
+  wallMs: number;
+}
+
+export interface CampaignWorkload {
+  readonly name: string;
+  run(plan: Plan, file: string, opts: { messagesPerPair: number }): Promise<CampaignRow> | CampaignRow;
+}
+
+/** Injections that did something (arming rules, action none, only count). */
+function injected(dev: SgiovDevice): number {
+  let n = 0;
+  for (let p = 0; p < POINT_NAMES.length; p++) n += dev.faults.injected(p as Point) - dev.faults.injected(p as Point, 'none');
+  return n;
+}
+
+export function describePlan(plan: Plan): string {
+  return [...new Set(plan.rules.filter((r) => r.action.action !== 'none').map((r) => `${r.point}:${r.action.action}`))].join(', ');
+}
+
+/**
+ * The device model on the in-memory bus, the TypeScript socket driver, 8
+ * pairs: tenants 0 and 1 alternate, every fourth pair runs ENCRYPT+DECRYPT
+ * (executor I), the D2H interrupt is on vector 2 and armed before every
+ * wait (as a driver that sleeps would), so every example plan finds its
+ * points. A lost device is brought back as the host would (control reset)
+ * and probed with a fresh driver.
+ */
+export const memoryWorkload: CampaignWorkload = {
+  name: 'memory',
+  run(plan, file, opts) {
+    const { bus, dev } = enabledDevice(64 << 20);
+    dev.faults.load(plan);
+    const base = busAccess(bus, dev);
+    const access = { ...base, wait: () => { new DataView(bus.shm.buffer).setUint32(0x100, 1, true); base.wait(); } };
+    access.writeReg('D2H_VECTOR', 2);
+    const drv = new SgiovSocketDriver(access, { d2hSlots: 4096, timeoutMs: 5000 });
+    const chain = chainCode('ENCRYPT', 'DECRYPT');
+    const rep: FaultStressReport = runFaultStress(drv, {
+      sockets: 16, messagesPerPair: opts.messagesPerPair, minSize: 16, maxSize: 3000, ringSize: 4096, seed: 1, tenants: 2,
+      chainFor: (i) => (i % 4 === 3 ? chain : 0), injections: () => injected(dev), deadlineMs: 30_000,
+    });
+    let recoverMs = rep.recoverMs;
+    if (rep.deviceLost) {
+      // The host's recovery: a reset through the control interface, then a new driver.
+      dev.control('reset', {});
+      access.writeReg('CONTROL', 1);
+      const drv2 = new SgiovSocketDriver(access, { d2hSlots: 1024, timeoutMs: 5000 });
+      const s = drv2.socket({ txSize: 4096, rxSize: 4096 });
+      s.connect(0);
+      s.send(Uint8Array.of(1, 2, 3));
+      const back = s.recv();
+      recoverMs = back.length === 3 && rep.injectedAt !== null ? Date.now() - rep.injectedAt : null;
+    }
+    return {
+      plan: basename(file, '.json'), fault: describePlan(plan), injections: injected(dev), sent: rep.sent, delivered: rep.delivered,
+      failed: rep.failed, lost: rep.lost, duplicated: rep.duplicated, corrupted: rep.corrupted, recoverMs, deviceLost: rep.deviceLost, wallMs: rep.wallMs,
+    };
+  },
+};
+
+export const WORKLOADS: Record<string, CampaignWorkload> = { memory: memoryWorkload };
+
+export async function runCampaign(workload: CampaignWorkload, files: string[], opts: { messagesPerPair: number }, progress?: (r: CampaignRow) => void): Promise<CampaignRow[]> {
+  const rows: CampaignRow[] = [];
+  for (const f of files) {
+    const row = await workload.run(loadPlan(f), f, opts);
+    rows.push(row);
+    progress?.(row);
+  }
+  return rows;
+}
+
+const COLUMNS: [string, (r: CampaignRow) => string][] = [
+  ['plan', (r) => r.plan], ['fault', (r) => r.fault], ['injections', (r) => String(r.injections)], ['sent', (r) => String(r.sent)],
+  ['delivered', (r) => String(r.delivered)], ['failed-reported', (r) => String(r.failed)], ['lost', (r) => String(r.lost)],
+  ['duplicated', (r) => String(r.duplicated)], ['corrupted', (r) => String(r.corrupted)],
+  ['recover ms', (r) => (r.injections === 0 ? '-' : r.recoverMs === null ? 'never' : String(r.recoverMs))],
+  ['device', (r) => r.deviceLost ?? 'ok'],
+];
+
+export function formatTable(rows: CampaignRow[]): string {
+  const cells = [COLUMNS.map(([h]) => h), ...rows.map((r) => COLUMNS.map(([, f]) => f(r)))];
+  const w = COLUMNS.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+  return cells.map((c) => c.map((x, i) => (i < 2 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+/** The contract: nothing lost, duplicated or delivered corrupted, in any row. */
+export const broken = (rows: CampaignRow[]): CampaignRow[] => rows.filter((r) => r.lost > 0 || r.duplicated > 0 || r.corrupted > 0);
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: { workload: { type: 'string', default: 'memory' }, messages: { type: 'string', default: '1000' }, json: { type: 'boolean', default: false } },
+  });
+  const workload = WORKLOADS[values.workload];
+  if (!workload) { process.stderr.write(`faults: unknown workload '${values.workload}' (known: ${Object.keys(WORKLOADS).join(', ')})\n`); return 2; }
+  const messagesPerPair = Number(values.messages);
+  if (!Number.isInteger(messagesPerPair) || messagesPerPair < 1) { process.stderr.write(`faults: --messages '${values.messages}' is not a whole number >= 1\n`); return 2; }
+  const dir = join(repoRoot(), 'faults');
+  const files = positionals.length > 0 ? positionals : readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => join(dir, f));
+  process.stderr.write(`fault campaign: ${files.length} plans, workload ${workload.name}, 8 pairs x ${messagesPerPair} messages\n`);
+  const rows = await runCampaign(workload, files, { messagesPerPair }, (r) => process.stderr.write(`  ${r.plan}: ${r.injections} injections, ${r.wallMs} ms\n`));
+  process.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : formatTable(rows));
+  const bad = broken(rows);
+  if (bad.length > 0) {
+    process.stderr.write(`fault campaign: the contract failed under ${bad.map((r) => r.plan).join(', ')} (lost, duplicated or corrupted messages)\n`);
+    return 1;
+  }
+  const idle = rows.filter((r) => r.injections === 0).map((r) => r.plan);
+  if (idle.length > 0) process.stderr.write(`fault campaign: no injection under ${idle.join(', ')} (its points are not on this workload's path)\n`);
+  return 0;
+}
+
+if (process.argv[1] && basename(process.argv[1]) === 'campaign.js') {
+  main(process.argv.slice(2)).then((c) => { process.exitCode = c; }, (e) => { process.stderr.write(`faults: ${(e as Error).stack ?? String(e)}\n`); process.exitCode = 1; });
+}
