@@ -23,6 +23,30 @@
  * With O_NONBLOCK, CONNECT returns EINPROGRESS (poll for EPOLLOUT, then
  * SGIOV_IOC_INFO's err), ACCEPT/read/write EAGAIN.
  *
+ * Faults (README, "In the guest"):
+ *   ETIMEDOUT          a blocking read, write (room in the ring), CONNECT or
+ *                      ACCEPT waited sgiov.io_timeout_ms (module parameter,
+ *                      default 60000; 0: no limit) and nothing is consumed
+ *                      or sent; a CONNECT goes on (poll for EPOLLOUT). A
+ *                      command the device does not answer in
+ *                      sgiov.cmd_timeout_ms (30000) fails the same way.
+ *   ENODEV             the device is gone (surprise removal: it stopped
+ *                      answering; or the driver was unbound). Every call on
+ *                      every socket fails at once, open() too; messages
+ *                      already delivered can still be read; poll reports
+ *                      EPOLLERR | EPOLLHUP. Close the files, then rmmod works.
+ *   ECONNRESET         the device was reset: it forgot every socket, so each
+ *                      socket it knew is failed (read after the messages
+ *                      already delivered, write, LISTEN, CONNECT, ACCEPT;
+ *                      poll: EPOLLERR), not re-established. The data plane
+ *                      restarts by itself: new sockets (open, CREATE) work.
+ *                      Messages sent and not delivered are lost with the
+ *                      device; SGIOV_IOC_INFO's tx_head/tx_tail tell how
+ *                      many bytes were still unacknowledged. The AES key and
+ *                      VNI are the device's defaults again.
+ *   A lost interrupt   costs a tick of the module's polling timer
+ *                      (sgiov.poll_ms, 20 ms), never a hang.
+ *
  * Executor chains (README, "Accelerators and executor chains"):
  *   SGIOV_IOC_CONNECT_CHAIN  CONNECT with a chain: up to four SGIOV_STAGE_*
  *                      codes, SGIOV_CHAIN(s1, s2, s3, s4) from sgiov_abi.h
@@ -187,5 +211,20 @@ struct sgiov_tenant {
 	__u32 flags;		/* reserved, 0 (EINVAL otherwise) */
 };
 #define SGIOV_IOC_SET_TENANT	_IOW(SGIOV_IOC_MAGIC, 11, struct sgiov_tenant)
+
+/*
+ * CONNECT to a listener on another node of the emulator's cluster (cross-
+ * node warp pipes). node: 0 is this node, otherwise 1 + the node's index in
+ * the cluster's sorted names (the emulator logs the table at start). Then
+ * as SGIOV_IOC_CONNECT_CHAIN. ENETUNREACH: no such node, or the device has
+ * no cluster. A socket whose link fails later gets ENETUNREACH.
+ */
+struct sgiov_connect_node {
+	__u32 port;		/* as struct sgiov_port */
+	__u32 chain;		/* as struct sgiov_connect */
+	__u32 node;
+	__u32 flags;		/* reserved, 0 (EINVAL otherwise) */
+};
+#define SGIOV_IOC_CONNECT_NODE	_IOW(SGIOV_IOC_MAGIC, 12, struct sgiov_connect_node)
 
 #endif /* SGIOV_UAPI_H */

@@ -53,6 +53,10 @@ static const char *sgiov_err_name(u32 code)
 	case SGIOV_ERR_BAD_DOORBELL:		return "BAD_DOORBELL";
 	case SGIOV_ERR_NOT_ENABLED:		return "NOT_ENABLED";
 	case SGIOV_ERR_DP_BAD_CONFIG:		return "DP_BAD_CONFIG";
+	case SGIOV_ERR_ACCESS_FAILED:		return "ACCESS_FAILED";
+	case SGIOV_ERR_POISONED:		return "POISONED";
+	case SGIOV_ERR_DMA_CORRUPTED:		return "DMA_CORRUPTED";
+	case SGIOV_ERR_DEVICE_RESET:		return "DEVICE_RESET";
 	default:				return "unknown";
 	}
 }

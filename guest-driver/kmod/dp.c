@@ -242,6 +242,12 @@ static int sgiov_serr_errno(u32 serr)
 	case SGIOV_SERR_NOT_CONNECTED:	return ENOTCONN;
 	case SGIOV_SERR_SOCKET_CLOSED:	return EPIPE;
 	case SGIOV_SERR_RING_UNMAPPED:	return EFAULT;
+	case SGIOV_SERR_DEVICE_RESET:	return ECONNRESET;
+	case SGIOV_SERR_LINK_FAILED:	return ENETUNREACH;
+	case SGIOV_SERR_CORRUPTED:
+	case SGIOV_SERR_POISONED:
+	case SGIOV_SERR_DMA_ERROR:
+	case SGIOV_SERR_DEVICE_FAULT:	return EIO;
 	default:			return EPROTO;
 	}
 }
@@ -255,7 +261,7 @@ static void sgiov_slot_put(struct sgiov *sg, u32 slot)
 {
 	sg->slots[slot].kind = SLOT_FREE;
 	sg->slots[slot].sock = NULL;
-	sg->slot_free[sg->slot_nfree++] = slot;
+	sg->slot_free[(sg->slot_head + sg->slot_nfree++) % sg->cmd_slots] = slot;
 }
 
 /* Removes a socket from the table; dp_lock held. */
@@ -342,6 +348,10 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 		s = sgiov_lookup(sg, id >> 1);
 		if (!s || (id & 1) != SGIOV_RING_DIR_RX)
 			break;
+		if (val == s->rx_tail) {	/* repeated: no news (messages are never empty) */
+			sg->repeats++;
+			return;
+		}
 		if (!sgiov_push_end(s, val, 0))
 			sgiov_set_err(s, ENOMEM);
 		s->rx_tail = val;
@@ -377,6 +387,15 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 			break;
 		sl = &sg->slots[id];
 		cmd = (struct sgiov_cmd *)sg->cmds + id;
+		/*
+		 * The device zeroes op when it takes a command: a CMD_DONE for a
+		 * slot whose command it has not taken yet, or one already
+		 * answered, is a repeat of an earlier answer.
+		 */
+		if (READ_ONCE(cmd->op) || (sl->kind == SLOT_SYNC && sl->done)) {
+			sg->repeats++;
+			return;
+		}
 		s = sl->sock;
 		switch (sl->kind) {
 		case SLOT_SYNC:
@@ -426,6 +445,14 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 		wake_up_interruptible_all(&s->wq);
 		return;
 	case SGIOV_SIG_D2H_DEV_ERROR:
+		if (val == SGIOV_SERR_DEVICE_RESET) {
+			/* The device says it is resetting itself: restart without waiting for the timer. */
+			if (!sg->dead && !sg->reset_queued) {
+				sg->reset_queued = true;
+				queue_work(sg->wq, &sg->reset_work);
+			}
+			return;
+		}
 		sg->dev_errors++;
 		dev_warn_ratelimited(&sg->pdev->dev, "device rejected a signal for id %u: SERR %u\n", id, val);
 		return;
@@ -646,7 +673,9 @@ static int sgiov_cmd_submit(struct sgiov *sg, const struct sgiov_cmd *c, u8 kind
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
 		return -ECONNRESET;
 	}
-	slot = sg->slot_free[--sg->slot_nfree];
+	slot = sg->slot_free[sg->slot_head];
+	sg->slot_head = (sg->slot_head + 1) % sg->cmd_slots;
+	sg->slot_nfree--;
 	sg->slots[slot].kind = kind;
 	sg->slots[slot].sock = s;
 	sg->slots[slot].done = false;
@@ -698,6 +727,10 @@ static int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sg
 		if (r)
 			break;
 		sgiov_nudge(sg);
+		/* Not taken yet (op still set): the CMD signal was lost; the device ignores a repeat. */
+		if (READ_ONCE(((struct sgiov_cmd *)sg->cmds + slot)->op) &&
+		    !sgiov_h2d(sg, epoch, SGIOV_SIG_H2D_CMD, slot, 0))
+			sg->cmd_resent++;
 	}
 	atomic_dec(&sg->waiters);
 	spin_lock_irqsave(&sg->dp_lock, fl);
@@ -1211,7 +1244,7 @@ out:
 	return ret;
 }
 
-static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u32 chain)
+static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u32 chain, u32 node)
 {
 	struct sgiov *sg = s->sg;
 	struct sgiov_cmd c = { .op = SGIOV_CMD_OP_CONNECT };
@@ -1247,6 +1280,7 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 	c.sid = s->sid;
 	c.port = port;
 	c.chain = chain;	/* judged by the device: EINVAL for a chain it cannot run */
+	c.arg = node;		/* 0: this node; the device answers ENETUNREACH for one it does not know */
 	ret = sgiov_cmd_submit(sg, &c, SLOT_CONNECT, s, nonblock, s->epoch);
 	if (ret < 0) {
 		spin_lock_irqsave(&sg->dp_lock, fl);
@@ -1454,6 +1488,7 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	struct sgiov_create cr;
 	struct sgiov_port p;
 	struct sgiov_connect cc;
+	struct sgiov_connect_node cn;
 	struct sgiov_info info;
 	struct sgiov_cmd c = {};
 	u32 len, head, left, serr;
@@ -1494,11 +1529,17 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	case SGIOV_IOC_CONNECT:
 		if (copy_from_user(&p, ua, sizeof(p)))
 			return -EFAULT;
-		return sgiov_ioc_connect(f, s, p.port, 0);
+		return sgiov_ioc_connect(f, s, p.port, 0, 0);
 	case SGIOV_IOC_CONNECT_CHAIN:
 		if (copy_from_user(&cc, ua, sizeof(cc)))
 			return -EFAULT;
-		return sgiov_ioc_connect(f, s, cc.port, cc.chain);
+		return sgiov_ioc_connect(f, s, cc.port, cc.chain, 0);
+	case SGIOV_IOC_CONNECT_NODE:
+		if (copy_from_user(&cn, ua, sizeof(cn)))
+			return -EFAULT;
+		if (cn.flags)
+			return -EINVAL;
+		return sgiov_ioc_connect(f, s, cn.port, cn.chain, cn.node);
 	case SGIOV_IOC_DIGEST:
 		return sgiov_ioc_digest(s, ua);
 	case SGIOV_IOC_SET_KEYS:
@@ -1566,11 +1607,11 @@ static ssize_t dp_show(struct device *dev, struct device_attribute *attr, char *
 	if (READ_ONCE(sg->gone))	/* no MMIO: the VMM would only log it as failed */
 		return sysfs_emit(buf, "%s resets=%llu health_reads=%llu\n", sg->dp_result,
 				  sg->resets, sg->health_reads);
-	return sysfs_emit(buf, "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu dev_errors=%llu polled=%llu retries=%llu health_reads=%llu resets=%llu\n",
+	return sysfs_emit(buf, "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu dev_errors=%llu polled=%llu retries=%llu health_reads=%llu resets=%llu repeats=%llu cmd_resent=%llu\n",
 			  sg->misc_name, sg->d2h_slots, sg->cmd_slots, sg->max_socks,
 			  readl(sg->regs + SGIOV_REG_SOCKETS_OPEN), sg->h2d_sent, sg->d2h_seen,
 			  sg->kicks, sg->d2h_irqs, sg->stray, sg->dev_errors, sg->polled,
-			  sg->retries, sg->health_reads, sg->resets);
+			  sg->retries, sg->health_reads, sg->resets, sg->repeats, sg->cmd_resent);
 }
 DEVICE_ATTR_RO(dp);
 
@@ -1797,7 +1838,8 @@ int sgiov_dp_probe(struct sgiov *sg)
 		goto err;
 	}
 	for (i = 0; i < sg->cmd_slots; i++)
-		sg->slot_free[i] = sg->cmd_slots - 1 - i;
+		sg->slot_free[i] = i;
+	sg->slot_head = 0;
 	sg->slot_nfree = sg->cmd_slots;
 
 	snprintf(sg->irq_name[2], sizeof(sg->irq_name[2]), "sgiov-d2h@%s", pci_name(pdev));

@@ -82,8 +82,8 @@ struct sgiov {
 	dma_addr_t cmds_dma;
 	u32 cmd_slots;
 	struct sgiov_slot *slots;
-	u32 *slot_free;			/* stack of free slot numbers */
-	u32 slot_nfree;
+	u32 *slot_free;			/* FIFO of free slot numbers: a slot is reused last, so a */
+	u32 slot_head, slot_nfree;	/* repeated CMD_DONE cannot meet its next command */
 	wait_queue_head_t cmd_wq;	/* sync answers and free slots */
 
 	u32 max_socks;
@@ -102,7 +102,7 @@ struct sgiov {
 	/* counters */
 	u64 d2h_seen, h2d_sent, kicks, d2h_irqs, stray, dev_errors;
 	u64 polled;			/* timer ticks that found D2H signals (an interrupt late or lost) */
-	u64 health_reads, resets, retries;
+	u64 health_reads, resets, retries, repeats, cmd_resent;
 };
 
 /* core.c */

@@ -39,6 +39,20 @@ function vm(e: EmulatorProcess, name: string, scenario: string, extra = '', rebo
   return new QemuVm({ socketPath: e.opts.socketPath, consolePath: dir.file(`${name}.console.log`), scenario, timeoutS: VM_MS / 1000 - 10, extraAppend: extra, reboot });
 }
 
+/** An emulator of its own and one VM against it for `body`; both stopped by PID afterwards. */
+async function withVm(name: string, scenario: string, extra: string, opts: { control?: boolean; reboot?: boolean },
+  body: (e: EmulatorProcess, v: QemuVm) => Promise<void>): Promise<void> {
+  const e = await emulator(name, opts.control);
+  let v: QemuVm | undefined;
+  try {
+    v = vm(e, name, scenario, extra, opts.reboot);
+    await body(e, v);
+  } finally {
+    await v?.stop();
+    await e.stop();
+  }
+}
+
 /** One control command, its reply's result (throws on an error reply). */
 function control(path: string, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -70,6 +84,29 @@ function expectNoSilentLoss(s: GuestLine | undefined): void {
   expect(num(s, 'reordered'), s!.raw).toBe(0);
   expect(num(s, 'corrupted'), s!.raw).toBe(0);
   expect(num(s, 'sent'), s!.raw).toBe(num(s, 'delivered') + num(s, 'failed'));
+}
+
+/** A surprise removal under blocked calls: each ends with an errno, later calls fail at once, rmmod works. */
+function expectRemovalHandled(v: QemuVm): { w: Record<string, GuestLine>; s: GuestLine | undefined } {
+  const w = waits(v);
+  for (const op of ['read', 'write', 'accept']) {
+    expect(['ENODEV', 'ETIMEDOUT'], `${op}: ${w[op]?.raw}`).toContain(w[op]?.fields.errno);
+  }
+  expect(num(w.poll, 'revents') & 0x18, w.poll?.raw).toBe(0x18); // POLLERR | POLLHUP
+  for (const op of ['read', 'write', 'accept', 'poll']) {
+    const l = w[op]!;
+    for (const k of ['after_write', 'after_info', 'after_open']) expect(l.fields[k], `${op} ${k}: ${l.raw}`).toBe('ENODEV');
+    expect(num(l, 'after_ms'), l.raw).toBeLessThan(1000); // promptly: nothing waits any more
+  }
+  for (const l of v.find('wait_done')) expect(l.fields.rc, l.raw).toBe('0');
+  const s = v.find('stress')[0];
+  expectNoSilentLoss(s);
+  expect(num(s, 'failed_socks'), s?.raw).toBeGreaterThan(0);
+  expect(s?.fields.first_errno, s?.raw).toBe('ENODEV');
+  expect(v.find('stress_done')[0]?.fields.rc).toBe('0');
+  expect(v.find('dp').at(-1)?.raw).toMatch(/^dp gone/);
+  expect(v.find('rmmod')[0]?.fields.rc, v.find('rmmod')[0]?.raw).toBe('0');
+  return { w, s };
 }
 
 describe.sequential('lifecycle faults in real VMs', () => {
@@ -110,14 +147,11 @@ describe.sequential('lifecycle faults in real VMs', () => {
 
   it('works again after the guest reboots: DMA regions remapped, self-test and sockets pass', async () => {
     keepOnFailure();
-    const e = await emulator('reboot');
-    let v: QemuVm | undefined;
-    try {
-      v = vm(e, 'reboot', 'round', 'sgiov.stress=-n,64,-m,16,-s,65536', true);
+    await withVm('reboot', 'round', 'sgiov.stress=-n,64,-m,16,-s,65536', { reboot: true }, async (e, v) => {
       await v.waitFor((l) => l.kind === 'reboot_round', 90_000);
       const regionsAtReboot = (e.log.match(/DMA region registered/g) ?? []).length;
-      await v.waitFor((l) => l.kind === 'start' && v!.find('start').length >= 2, 60_000);
-      await v.waitFor((l) => l.kind === 'reboot_round' && v!.find('reboot_round').length >= 2, 90_000);
+      await v.waitFor((l) => l.kind === 'start' && v.find('start').length >= 2, 60_000);
+      await v.waitFor((l) => l.kind === 'reboot_round' && v.find('reboot_round').length >= 2, 90_000);
       const rounds = v.find('reboot_round');
       expect(rounds[0]!.fields.boot_id).not.toBe(rounds[1]!.fields.boot_id); // two boots of one QEMU
       for (const r of rounds) expect(r.fields.rc).toBe('0');
@@ -131,60 +165,64 @@ describe.sequential('lifecycle faults in real VMs', () => {
       expect((e.log.match(/DMA region registered/g) ?? []).length).toBeGreaterThan(regionsAtReboot);
       expect(e.log).toMatch(/DMA region unregistered/);
       process.stderr.write(`lifecycle: reboot: ${(e.log.match(/DMA region registered/g) ?? []).length} DMA regions registered, ${(e.log.match(/DMA region unregistered/g) ?? []).length} unregistered, ${(e.log.match(/device reset/g) ?? []).length} device resets\n`);
-    } finally {
-      await v?.stop();
-      await e.stop();
-    }
+    });
   }, VM_MS * 2);
 
   it('fails every blocked call cleanly when the emulator is killed (surprise removal), and unloads', async () => {
     keepOnFailure();
-    const e = await emulator('removal');
-    let v: QemuVm | undefined;
-    try {
-      v = vm(e, 'removal', 'pull', 'sgiov.pull=removal');
+    await withVm('removal', 'pull', 'sgiov.pull=removal', {}, async (e, v) => {
       await v.waitFor((l) => l.kind === 'pull_ready', 90_000);
       const killedAt = Date.now();
       process.kill(e.pid, 'SIGKILL');
       await until(() => !e.alive, 5000);
       const lastWait = await v.waitFor((l) => l.kind === 'wait_done' && l.fields.op === 'poll', 60_000);
       const done = await v.waitFor((l) => l.kind === 'done', 60_000);
-      const w = waits(v);
-      for (const op of ['read', 'write', 'accept']) {
-        expect(['ENODEV', 'ETIMEDOUT'], `${op}: ${w[op]?.raw}`).toContain(w[op]?.fields.errno);
-      }
-      expect(num(w.poll, 'revents') & 0x18, w.poll?.raw).toBe(0x18); // POLLERR | POLLHUP
-      for (const op of ['read', 'write', 'accept', 'poll']) {
-        const l = w[op]!;
-        for (const k of ['after_write', 'after_info', 'after_open']) expect(l.fields[k], `${op} ${k}: ${l.raw}`).toBe('ENODEV');
-        expect(num(l, 'after_ms'), l.raw).toBeLessThan(1000); // promptly: nothing waits any more
-      }
-      for (const l of v.find('wait_done')) expect(l.fields.rc, l.raw).toBe('0');
-      const s = v.find('stress')[0];
-      expectNoSilentLoss(s);
-      expect(num(s, 'failed_socks'), s?.raw).toBeGreaterThan(0);
-      expect(s?.fields.first_errno, s?.raw).toBe('ENODEV');
-      expect(v.find('stress_done')[0]?.fields.rc).toBe('0');
-      expect(v.find('dp').at(-1)?.raw).toMatch(/^dp gone/);
-      expect(v.find('rmmod')[0]?.fields.rc, v.find('rmmod')[0]?.raw).toBe('0');
+      const { w, s } = expectRemovalHandled(v);
       expect(done.fields.rc).toBe('0');
       // What QEMU 11 does when its vfio-user server vanishes: it keeps the VM
       // running, BAR reads return all-ones, and it logs each failed access.
       expect(v.output).toMatch(/vfio_region_read\(.*\) failed/);
-      const exitedAlone = await until(() => !v!.alive, 15_000);
+      const exitedAlone = await until(() => !v.alive, 15_000);
       process.stderr.write(`lifecycle: emulator killed: waits reported ${((lastWait.at - killedAt) / 1000).toFixed(1)} s after the kill (read ${w.read?.fields.errno} after ${w.read?.fields.ms} ms in all), stress ${s?.raw}; QEMU ${exitedAlone ? 'powered off' : 'still running after poweroff'}\n`);
-    } finally {
-      await v?.stop();
-      await e.stop();
-    }
+    });
+  }, VM_MS);
+
+  it('fails every blocked call cleanly when the device is pulled by the fault injector (surprise_removal)', async () => {
+    keepOnFailure();
+    await withVm('yank', 'pull', 'sgiov.pull=removal', { control: true }, async (e, v) => {
+      await v.waitFor((l) => l.kind === 'pull_ready', 90_000);
+      // The next MMIO read (the module's health check, or any other) finds the card gone.
+      await control(dir.file('yank.ctl'), 'faults', { op: 'add', rule: { point: 'mmio.read', do: { action: 'surprise_removal' } } });
+      const done = await v.waitFor((l) => l.kind === 'done', 90_000);
+      expectRemovalHandled(v);
+      expect(done.fields.rc).toBe('0');
+      expect(e.alive).toBe(true);
+    });
+  }, VM_MS);
+
+  it('rides out lost D2H interrupts and repeated D2H signals without losing a message', async () => {
+    keepOnFailure();
+    await withVm('flaky', 'round', 'sgiov.stress=-n,64,-m,64,-s,65536', { control: true }, async (e, v) => {
+      // Armed before the guest boots (the VM's QEMU connects once the emulator answers).
+      for (const rule of [
+        { name: 'lose-irq', point: 'irq', match: { vector: 2 }, trigger: { probability: 0.3 }, do: { action: 'drop' } },
+        { name: 'twice', point: 'signal.d2h', trigger: { every: 40 }, do: { action: 'duplicate' } },
+      ]) await control(dir.file('flaky.ctl'), 'faults', { op: 'add', rule });
+      await v.waitFor((l) => l.kind === 'reboot_round', 120_000);
+      const s = v.find('stress')[0];
+      expect(s?.fields.rc, s?.raw).toBe('0');
+      expectNoSilentLoss(s);
+      expect(num(s, 'delivered')).toBe(64 * 64);
+      for (const l of v.find('selftest')) expect(l.fields.result, l.raw).toBe('pass');
+      const injected = JSON.stringify(await control(dir.file('flaky.ctl'), 'faults', { op: 'list' }));
+      process.stderr.write(`lifecycle: lost interrupts and repeats: ${s?.raw}; injector: ${injected.slice(0, 600)}\n`);
+      expect(e.alive).toBe(true);
+    });
   }, VM_MS);
 
   it('fails the sockets with ECONNRESET when the device is reset, and new sockets work', async () => {
     keepOnFailure();
-    const e = await emulator('reset', true);
-    let v: QemuVm | undefined;
-    try {
-      v = vm(e, 'reset', 'pull', 'sgiov.pull=reset');
+    await withVm('reset', 'pull', 'sgiov.pull=reset', { control: true }, async (e, v) => {
       await v.waitFor((l) => l.kind === 'pull_ready', 90_000);
       expect(await control(dir.file('reset.ctl'), 'reset')).toEqual({ reset: true });
       const done = await v.waitFor((l) => l.kind === 'done', 90_000);
@@ -209,18 +247,12 @@ describe.sequential('lifecycle faults in real VMs', () => {
       expect(v.find('rmmod')[0]?.fields.rc).toBe('0');
       expect(done.fields.rc).toBe('0');
       expect(e.log).toMatch(/reset through the control interface/);
-    } finally {
-      await v?.stop();
-      await e.stop();
-    }
+    });
   }, VM_MS);
 
   it('bounds every wait (ETIMEDOUT) and recovers interrupts that never come by polling', async () => {
     keepOnFailure();
-    const e = await emulator('timeouts');
-    let v: QemuVm | undefined;
-    try {
-      v = vm(e, 'timeouts', 'timeouts');
+    await withVm('timeouts', 'timeouts', '', {}, async (e, v) => {
       const done = await v.waitFor((l) => l.kind === 'done', 120_000);
       const w = waits(v);
       for (const op of ['read', 'write', 'accept']) {
@@ -239,9 +271,6 @@ describe.sequential('lifecycle faults in real VMs', () => {
       expect(num(dp, 'd2h_irqs'), dp?.raw).toBe(0);
       expect(done.fields.rc).toBe('0');
       process.stderr.write(`lifecycle: no interrupts: ping median ${ping?.fields.median_us} us, p99 ${ping?.fields.p99_us} us; ${dp?.raw}\n`);
-    } finally {
-      await v?.stop();
-      await e.stop();
-    }
+    });
   }, VM_MS);
 });
