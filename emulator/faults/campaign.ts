@@ -33,7 +33,7 @@ export interface CampaignRow {
   lost: number;
   duplicated: number;
   corrupted: number;
-  /** From the first injection to the next progress (a delivery, a reported failure), or for a lost device to the first message through a fresh driver after the host's reset. */
+  /** From the first injection to the next progress (a delivery, a reported failure), or for a lost device to the first message through a fresh driver after the host's reset; ms of the workload's clock (memory: device time). */
   recoverMs: number | null;
   deviceLost: string | null;
   wallMs: number;
@@ -75,7 +75,7 @@ export const memoryWorkload: CampaignWorkload = {
     const chain = chainCode('ENCRYPT', 'DECRYPT');
     const rep: FaultStressReport = runFaultStress(drv, {
       sockets: 16, messagesPerPair: opts.messagesPerPair, minSize: 16, maxSize: 3000, ringSize: 4096, seed: 1, tenants: 2,
-      chainFor: (i) => (i % 4 === 3 ? chain : 0), injections: () => injected(dev), deadlineMs: 30_000,
+      chainFor: (i) => (i % 4 === 3 ? chain : 0), injections: () => injected(dev), deadlineMs: 30_000, clock: () => bus.nowNs() / 1e6,
     });
     let recoverMs = rep.recoverMs;
     if (rep.deviceLost) {
@@ -87,7 +87,7 @@ export const memoryWorkload: CampaignWorkload = {
       s.connect(0);
       s.send(Uint8Array.of(1, 2, 3));
       const back = s.recv();
-      recoverMs = back.length === 3 && rep.injectedAt !== null ? Date.now() - rep.injectedAt : null;
+      recoverMs = back.length === 3 && rep.injectedAt !== null ? bus.nowNs() / 1e6 - rep.injectedAt : null;
     }
     return {
       plan: basename(file, '.json'), fault: describePlan(plan), injections: injected(dev), sent: rep.sent, delivered: rep.delivered,
@@ -112,7 +112,7 @@ const COLUMNS: [string, (r: CampaignRow) => string][] = [
   ['plan', (r) => r.plan], ['fault', (r) => r.fault], ['injections', (r) => String(r.injections)], ['sent', (r) => String(r.sent)],
   ['delivered', (r) => String(r.delivered)], ['failed-reported', (r) => String(r.failed)], ['lost', (r) => String(r.lost)],
   ['duplicated', (r) => String(r.duplicated)], ['corrupted', (r) => String(r.corrupted)],
-  ['recover ms', (r) => (r.injections === 0 ? '-' : r.recoverMs === null ? 'never' : String(r.recoverMs))],
+  ['recover ms', (r) => (r.injections === 0 ? '-' : r.recoverMs === null ? 'never' : r.recoverMs.toFixed(3))],
   ['device', (r) => r.deviceLost ?? 'ok'],
 ];
 

@@ -26,6 +26,8 @@ export interface FaultStressOptions {
   deadlineMs?: number;
   /** Injections so far (for the time to recover). */
   injections?: () => number;
+  /** The clock of the time to recover, in ms (default wall time; the in-memory bus passes device time). */
+  clock?: () => number;
   /** Pair i belongs to tenant i % tenants (default 1: all tenant 0). */
   tenants?: number;
   /** Pair i's pipes run chainFor(i) (default none: executor Z). */
@@ -50,7 +52,7 @@ export interface FaultStressReport {
   deviceLost: string | null;
   /** From the first injection to the next message delivered or failure reported (ms), or null (no injection, or nothing after it). */
   recoverMs: number | null;
-  /** When the first injection was seen (Date.now()), or null. */
+  /** When the first injection was seen (on the clock), or null. */
   injectedAt: number | null;
   wallMs: number;
 }
@@ -66,11 +68,12 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
     pairs: 0, sent: 0, delivered: 0, failed: 0, lost: 0, duplicated: 0, corrupted: 0, reordered: 0, pairsFailed: 0,
     deviceLost: null, recoverMs: null, injectedAt: null, wallMs: 0,
   };
-  let firstInjection = 0;
+  const clock = o.clock ?? Date.now;
+  let firstInjection: number | null = null;
   const progress = (): void => {
-    if (r.recoverMs === null && firstInjection > 0) r.recoverMs = Date.now() - firstInjection;
+    if (r.recoverMs === null && firstInjection !== null) r.recoverMs = clock() - firstInjection;
   };
-  const watch = (): void => { if (firstInjection === 0 && (o.injections?.() ?? 0) > 0) firstInjection = Date.now(); };
+  const watch = (): void => { if (firstInjection === null && (o.injections?.() ?? 0) > 0) firstInjection = clock(); };
 
   // Setup under faults too: a pair that cannot be opened is not used.
   const pairs: Pair[] = [];
@@ -165,7 +168,7 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
     if (p.dead) { r.pairsFailed++; r.failed += Math.max(0, missing); } else r.lost += Math.max(0, missing);
   }
   r.deviceLost = drv.deviceLost;
-  r.injectedAt = firstInjection || null;
+  r.injectedAt = firstInjection;
   // Close what still works; a failed device fails these too (reported, not counted).
   if (!drv.deviceLost) {
     for (const p of pairs) for (const s of [p.c, p.s]) { try { s.close(); } catch { /* failed socket */ } }
