@@ -43,7 +43,7 @@ function exited(p: ChildProcess): boolean {
 }
 
 /** Sends SIGTERM to `pid`, then SIGKILL after `graceMs`; resolves when it is gone. */
-async function stopProcess(p: ChildProcess, graceMs: number): Promise<void> {
+export async function stopProcess(p: ChildProcess, graceMs: number): Promise<void> {
   if (exited(p) || p.pid === undefined) return;
   const gone = new Promise<void>((r) => p.once('exit', () => r()));
   process.kill(p.pid, 'SIGTERM');

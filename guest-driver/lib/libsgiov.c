@@ -74,6 +74,13 @@ int sgiov_connect_chain(int fd, uint16_t port, uint32_t chain)
 	return ioctl(fd, SGIOV_IOC_CONNECT_CHAIN, &c) < 0 ? -1 : 0;
 }
 
+int sgiov_connect_node(int fd, uint32_t node, uint16_t port, uint32_t chain)
+{
+	struct sgiov_connect_node c = { .port = port, .chain = chain, .node = node };
+
+	return ioctl(fd, SGIOV_IOC_CONNECT_NODE, &c) < 0 ? -1 : 0;
+}
+
 /* A device-wide ioctl on fd, or on a descriptor of our own when fd < 0. */
 static int dev_ioctl(int fd, unsigned long req, void *arg)
 {

@@ -38,6 +38,8 @@ int sgiov_connect(int fd, uint16_t port);
  * (0: none). -1/EINVAL when the device cannot run the chain.
  */
 int sgiov_connect_chain(int fd, uint16_t port, uint32_t chain);
+/* CONNECT to `port` on cluster node `node` (0: this node; 1 + the index of its name, sorted). */
+int sgiov_connect_node(int fd, uint32_t node, uint16_t port, uint32_t chain);
 /* After a non-blocking connect: 0 connected, -1 with EINPROGRESS (still pending) or the failure's errno. */
 int sgiov_connect_result(int fd);
 /* A connection waiting on listener lfd as a new socket (flags: SGIOV_ACCEPT_*). */

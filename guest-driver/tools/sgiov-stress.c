@@ -27,6 +27,14 @@
  * loss). So sent = delivered + failed + lost, and a fault campaign wants
  * lost = 0. Messages never sent because their socket failed first are
  * "unsent"; without an errno (a run that timed out) they count as lost.
+ *
+ * Across two nodes (cross-node warp pipes), one process on each: -L on the
+ * node that listens (it accepts the N/2 connections: the "accepted" side of
+ * each), -C NODE on the other (it makes the N/2 connections to the
+ * listener's node id NODE: the "connected" side). Both sides send and
+ * check as above; each counts the peer's messages it did not receive as
+ * failed (its socket reported an errno) or lost, assuming the peer sent all
+ * -m (a peer that could not would have failed the connection).
  * Prints:
  *   stress sockets=N conns=N big=N msgs=N max_size=N small_ring=N sent=N received=N bytes=N wrapped=N full_ring=N lost=N duplicated=N reordered=N corrupted=N errors=N seconds=S delivered=N failed=N unsent=N failed_socks=N first_errno=NAME
  * (wrapped: messages that wrapped both rings; full_ring: messages as large as their rings;
@@ -64,6 +72,9 @@ static uint32_t batch = 256, port = 7200, timeout_s = 300, seed = 1;
 static uint64_t sent, received, bytes, lost, duplicated, reordered, corrupted, errors, wrapped, full_ring;
 static uint64_t delivered, failed, unsent, failed_socks, timed_out;
 static int first_errno, errnos_expected;
+/* Split across nodes: 0 both sides here; 1 the listening side (-L); 2 the connecting side (-C). */
+static int split;
+static uint32_t peer_node;
 static uint8_t *sbuf, *rbuf;
 
 static uint32_t mix(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
@@ -223,7 +234,7 @@ static double now_s(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: sgiov-stress [-n sockets] [-m msgs] [-s max_size] [-r small_ring] [-b big_conns]\n"
-			"                    [-B batch] [-p port] [-t timeout_s] [-S seed] [-E]\n");
+			"                    [-B batch] [-p port] [-t timeout_s] [-S seed] [-E] [-L | -C node]\n");
 	exit(2);
 }
 
@@ -273,11 +284,13 @@ int main(int argc, char **argv)
 	double t0, deadline;
 	int opt, lfd, ep;
 
-	while ((opt = getopt(argc, argv, "n:m:s:r:b:B:p:t:S:E")) != -1) {
+	while ((opt = getopt(argc, argv, "n:m:s:r:b:B:p:t:S:ELC:")) != -1) {
 		unsigned long v = optarg ? strtoul(optarg, NULL, 0) : 0;
 
 		switch (opt) {
 		case 'E': errnos_expected = 1; break;
+		case 'L': split = 1; break;
+		case 'C': split = 2; peer_node = v; break;
 		case 'n': n_socks = v; break;
 		case 'm': n_msgs = v; break;
 		case 's': max_size = v; break;
@@ -322,8 +335,8 @@ int main(int argc, char **argv)
 	t0 = now_s();
 	deadline = t0 + timeout_s;
 	ep = epoll_create1(EPOLL_CLOEXEC);
-	lfd = sgiov_socket(4096, 4096);
-	if (ep < 0 || lfd < 0 || sgiov_listen(lfd, port) < 0) {
+	lfd = split == 2 ? -1 : sgiov_socket(4096, 4096);
+	if (ep < 0 || (split != 2 && (lfd < 0 || sgiov_listen(lfd, port) < 0))) {
 		perror("sgiov-stress: listener");
 		return 1;
 	}
@@ -332,7 +345,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < n_conns; i += batch) {
 		uint32_t hi = i + batch < n_conns ? i + batch : n_conns;
 
-		for (j = i; j < hi; j++) {
+		for (j = i; j < hi && split != 1; j++) {
 			struct end *c = &ends[2 * j];
 
 			c->fd = sgiov_socket(conn_ring(j), conn_ring(j));
@@ -340,12 +353,13 @@ int main(int argc, char **argv)
 				fprintf(stderr, "sgiov-stress: socket %u: %s\n", 2 * j, strerror(errno));
 				return 1;
 			}
-			if (sgiov_connect(c->fd, port) < 0 && errno != EINPROGRESS) {
+			if ((split == 2 ? sgiov_connect_node(c->fd, peer_node, port, 0) : sgiov_connect(c->fd, port)) < 0 &&
+			    errno != EINPROGRESS) {
 				fprintf(stderr, "sgiov-stress: connect %u: %s\n", j, strerror(errno));
 				return 1;
 			}
 		}
-		for (j = i; j < hi; j++) {
+		for (j = i; j < hi && split != 2; j++) {
 			struct end *a = &ends[2 * j + 1];
 
 			a->fd = sgiov_accept(lfd, conn_ring(j), conn_ring(j), SGIOV_ACCEPT_NONBLOCK | SGIOV_ACCEPT_CLOEXEC);
@@ -357,6 +371,8 @@ int main(int argc, char **argv)
 		for (j = 2 * i; j < 2 * hi; j++) {
 			struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = &ends[j] };
 
+			if (ends[j].fd < 0)
+				continue;	/* the other node's side */
 			ends[j].want_out = 1;
 			if (epoll_ctl(ep, EPOLL_CTL_ADD, ends[j].fd, &ev) < 0) {
 				perror("sgiov-stress: epoll_ctl");
@@ -364,10 +380,11 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	sgiov_close(lfd);
+	if (lfd >= 0)
+		sgiov_close(lfd);
 	fprintf(stderr, "sgiov-stress: %u connections up in %.2f s\n", n_conns, now_s() - t0);
 
-	open_ends = n_socks;
+	open_ends = split ? n_conns : n_socks;
 	while (open_ends > 0) {
 		int n = epoll_wait(ep, evs, 1024, 1000);
 
@@ -439,6 +456,11 @@ int main(int argc, char **argv)
 	for (i = 0; i < n_socks; i++) {
 		struct end *e = &ends[i], *p = &ends[i ^ 1];
 		int reported = e->err || p->err;
+
+		if (split && (int)e->side != 2 - split)
+			continue;	/* the other node's end */
+		if (split)
+			p->sent = n_msgs;	/* the peer is on the other node: it sent all, or failed the connection */
 
 		for (uint32_t s = 0; s < n_msgs; s++) {
 			if (s < p->sent && test_seen(e, s))
