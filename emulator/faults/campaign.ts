@@ -22,21 +22,16 @@ import type { SgiovDevice } from '../model/device.js';
 import { loadPlan, POINT_NAMES, type Plan, type Point } from './plan.js';
 import { runFaultStress, type FaultStressReport } from './workload.js';
 
-export interface CampaignRow {
+/**
+ * One plan's row: the workload's account (FaultStressReport), where
+ * recoverMs runs, for a lost device, to the first message through a fresh
+ * driver after the host's reset (ms of the workload's clock; memory: device time).
+ */
+export interface CampaignRow extends Pick<FaultStressReport, 'sent' | 'delivered' | 'failed' | 'lost' | 'duplicated' | 'corrupted' | 'recoverMs' | 'deviceLost' | 'wallMs'> {
   plan: string;
   /** The faults the plan injects, as point:action of its rules. */
   fault: string;
   injections: number;
-  sent: number;
-  delivered: number;
-  failed: number;
-  lost: number;
-  duplicated: number;
-  corrupted: number;
-  /** From the first injection to the next progress (a delivery, a reported failure), or for a lost device to the first message through a fresh driver after the host's reset; ms of the workload's clock (memory: device time). */
-  recoverMs: number | null;
-  deviceLost: string | null;
-  wallMs: number;
 }
 
 export interface CampaignWorkload {

@@ -11,17 +11,10 @@
  * A message of a pair that kept working which never arrived is lost.
  */
 import { SgiovError, type SgiovSocket, type SgiovSocketDriver } from '../client/sockets.js';
-import { checksum, makeMessage, rng } from '../client/stress.js';
+import { checksum, makeMessage, rng, type StressOptions } from '../client/stress.js';
 
-export interface FaultStressOptions {
-  /** Sockets in all (pairs: sockets / 2). */
-  sockets: number;
-  messagesPerPair: number;
-  minSize: number;
-  maxSize: number;
-  ringSize: number;
-  port?: number;
-  seed?: number;
+/** The stress workload's options (stress.ts), and: */
+export interface FaultStressOptions extends Omit<StressOptions, 'progress'> {
   /** Give up on the last messages after this long (wall time). */
   deadlineMs?: number;
   /** Injections so far (for the time to recover). */
