@@ -123,7 +123,7 @@ export async function benchFabric(opts: { quick?: boolean; log?: (m: string) => 
       const c = VfioUserClient.connect(dir.file(`${name}.sock`), { memBytes: 64 << 20 });
       clients.push(c);
       new SgiovDriver(c).bringUp();
-      drvs.push(new SgiovSocketDriver(clientAccess(c, 1 << 20), { d2hSlots: 65536, timeoutMs: 60_000 }));
+      drvs.push(new SgiovSocketDriver(clientAccess(c, 1 << 20), { d2hSlots: 65536, timeoutMs: 60_000, mode: process.env.SGIOV_FABRIC_MODE as 'kick' | 'hybrid' | undefined ?? 'kick' }));
     }
     const [da, db] = drvs as [SgiovSocketDriver, SgiovSocketDriver];
     // Wait for the link: a connect fails with ENETUNREACH until it is up.

@@ -264,6 +264,10 @@ export class VfuServer implements DeviceHost {
     for (;;) {
       if (stop()) return;
       const end = process.hrtime.bigint() + sliceNs;
+      // The event loop's turn may have given the device work (a frame from
+      // the fabric): look before deciding to sleep.
+      this.runDueEvents();
+      this.busy = this.attached && this.model !== null && this.model.poll();
       for (;;) {
         const timeout = this.nextTimeoutMs(idleMs);
         if (timeout === 0 && ++this.spins % 16 !== 0) {
