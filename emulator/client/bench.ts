@@ -21,6 +21,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchDataPlane } from './bench-dataplane.js';
 import { schedulerDecisionTable } from '../sched/bench.js';
 import { benchIsolation } from './bench-isolation.js';
+import { benchFabric } from './bench-fabric.js';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -183,6 +184,10 @@ async function main(): Promise<number> {
       benchIsolation('drf', { rounds: isoRounds }), benchIsolation('rr', { rounds: isoRounds }),
     ];
 
+    // 7. cross-node pipes between two namespaces, beside plain TCP between them
+    process.stderr.write('bench: cross-node pipes vs plain TCP (two network namespaces)\n');
+    const fabric = await benchFabric({ quick: values.quick, log: (m) => process.stderr.write(`bench: ${m}\n`) });
+
     const result = {
       when: new Date().toISOString(),
       commit: gitCommit(),
@@ -196,6 +201,7 @@ async function main(): Promise<number> {
       dataPlane: dp,
       scheduler: sched,
       isolation: iso,
+      crossNode: fabric,
     };
 
     const rows: [string, string, string, string][] = [
@@ -227,6 +233,18 @@ async function main(): Promise<number> {
       ...iso.map((r): [string, string, string, string] => [`  ${r.policy}${r.vfs !== null ? ` (${r.vfs} VFs)` : ''}`, `${r.rttUs.median.toFixed(1)} us`, `${r.rttUs.p99.toFixed(1)} us`, `bulk ${r.busyGbps.toFixed(1)} Gbps`]),
       [`  p99 sriov (128 VFs) / drf; sriov (9 VFs) / drf`, '', '', `${(iso[0]!.rttUs.p99 / iso[2]!.rttUs.p99).toFixed(2)}; ${(iso[1]!.rttUs.p99 / iso[2]!.rttUs.p99).toFixed(2)}`],
     ];
+    if ('skipped' in fabric) rows.push([`cross-node pipes: skipped (${fabric.skipped})`, '', '', '']);
+    else {
+      rows.push(
+        ['cross-node pipes (two emulators, two network namespaces, a veth pair)', '', '', ''],
+        [`  128 KiB stream over one pipe`, '', '', `${fabric.stream.pipeGBps.toFixed(3)} GB/s`],
+        [`  baseline: plain TCP stream between the namespaces`, '', '', `${fabric.stream.tcpGBps.toFixed(3)} GB/s`],
+        [`  pipe / TCP (goal >= 0.8)`, '', '', fabric.stream.ratio.toFixed(3)],
+        [`  4 KiB ping-pong RTT over one pipe`, `${fabric.pingPong.pipeUs.median.toFixed(1)} us`, `${fabric.pingPong.pipeUs.p99.toFixed(1)} us`, `n=${fabric.pingPong.pipeUs.n}`],
+        [`  baseline: plain TCP ping-pong`, `${fabric.pingPong.tcpUs.median.toFixed(1)} us`, `${fabric.pingPong.tcpUs.p99.toFixed(1)} us`, `n=${fabric.pingPong.tcpUs.n}`],
+        [`  pipe / TCP median RTT (goal <= 1.5)`, '', '', fabric.pingPong.ratio.toFixed(2)],
+      );
+    }
     const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
     const line = (r: string[]): string => r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
     process.stdout.write(`sgiov bench ${result.when} commit ${result.commit ?? '?'} on ${result.machine.cpus} x ${result.machine.cpu}, node ${process.version}\n`);
