@@ -9,6 +9,7 @@
  * needs the device's answer pumps until it comes (DeviceAccess.wait).
  */
 import { CONSTANTS, ENUMS, reg, SHM, STRUCTS } from '../abi/abi.js';
+import { atomicLoad64, atomicStore64 } from '../faults/hooks.js';
 
 const D2H = ENUMS.SIG_D2H;
 const SIG = ENUMS.SIG_H2D;
@@ -188,7 +189,8 @@ export class SgiovSocketDriver {
     let n = 0;
     while (this.d2hCons !== prod) {
       const at = this.d2hOff + (this.d2hCons % this.d2hSlots) * 8;
-      const sig = this.mem.getBigUint64(at, true);
+      // A slot waited on (RESYNC sent) may be written while it is read: one 8-byte load there.
+      const sig = this.d2hHoleSince !== 0 ? atomicLoad64(this.mem, at) : this.mem.getBigUint64(at, true);
       if (sig === 0n) { this.d2hLost(); break; } // lost on its way: ask for it, keep the order
       this.mem.setBigUint64(at, 0n, true);
       this.d2hHoleSince = 0;
@@ -201,17 +203,19 @@ export class SgiovSocketDriver {
     return n;
   }
 
-  /** The oldest H2D signal is not taken: after retryMs write its slot again and kick (the device waits at a lost write). */
+  /** The oldest H2D signal is not taken: after retryMs write its slot again (the device waits at a lost write), and kick when it sleeps. */
   private h2dRetry(): void {
     const cons = this.shm.getUint32(SHM.H2D_CONS, true);
     const now = Date.now();
     if (cons !== this.h2dSeenCons) { this.h2dSeenCons = cons; this.h2dStallSince = now; return; }
     if (this.h2dStallSince === 0) { this.h2dStallSince = now; return; }
     if (now - this.h2dStallSince < this.retryMs) return;
-    this.shm.setBigUint64(SHM.H2D_RING + (cons % SHM.H2D_SLOTS) * 8, this.h2dShadow[cons % SHM.H2D_SLOTS]!, true);
+    // The device may be reading this slot right now: one 8-byte store.
+    atomicStore64(this.shm, SHM.H2D_RING + (cons % SHM.H2D_SLOTS) * 8, this.h2dShadow[cons % SHM.H2D_SLOTS]!);
     this.recovery.h2dRewrites++;
     this.h2dStallSince = now;
-    this.dev.kick();
+    // A device polling the FIFO needs no kick (a trapped access); one asleep asks for it.
+    if (this.kickAlways || (this.shm.getUint32(SHM.H2D_FLAGS, true) & 1)) this.dev.kick();
   }
 
   /** D2H slot d2hCons is empty below the producer: RESYNC it (again every retryMs until it comes). */

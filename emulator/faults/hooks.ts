@@ -87,6 +87,23 @@ export function raiseIrq(inj: FaultInjector, host: DeviceHost, vector: number, o
   return n;
 }
 
+/**
+ * An 8-byte slot read or written in one access (Atomics on a BigUint64Array:
+ * little-endian on the x86 hosts this runs on), for slots the other side may
+ * read or write at the same time (a lost signal being written again). An
+ * unaligned view falls back to DataView.
+ */
+export function atomicLoad64(v: DataView, at: number): bigint {
+  const abs = v.byteOffset + at;
+  return abs % 8 === 0 ? Atomics.load(new BigUint64Array(v.buffer, abs, 1), 0) : v.getBigUint64(at, true);
+}
+
+export function atomicStore64(v: DataView, at: number, value: bigint): void {
+  const abs = v.byteOffset + at;
+  if (abs % 8 === 0) Atomics.store(new BigUint64Array(v.buffer, abs, 1), 0, value);
+  else v.setBigUint64(at, value, true);
+}
+
 const D2H = ENUMS.SIG_D2H;
 /** D2H signals a driver can take twice without harm (ABI: SIG_D2H); the others are never repeated. */
 export function d2hRepeatable(type: number, value: number): boolean {

@@ -28,7 +28,7 @@ import { AcceleratorFarm, type FarmConfig } from './accelerators.js';
 import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
 import { FaultInjector, corruptValue, type Fault, type FaultContext } from '../../faults/injector.js';
 import { POINT, POINT_NAMES, type Point } from '../../faults/plan.js';
-import { d2hRepeatable, d2hSocket, faultCode, raiseIrq, readCorrupted, writeCorrupted, type GlobalFaultHandler } from '../../faults/hooks.js';
+import { atomicLoad64, atomicStore64, d2hRepeatable, d2hSocket, faultCode, raiseIrq, readCorrupted, writeCorrupted, type GlobalFaultHandler } from '../../faults/hooks.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 
 const SIG = ENUMS.SIG_H2D;
@@ -304,7 +304,8 @@ export class DataPlane {
     let n = 0;
     while (this.h2dCons !== prod && n < SIGNAL_BUDGET && this.running) {
       const slot = SHM.H2D_RING + (this.h2dCons % SHM.H2D_SLOTS) * 8;
-      const sig = shm.getBigUint64(slot, true);
+      // A slot the device waits at (a lost write) is written again by the driver while the device reads: one 8-byte load.
+      const sig = this.h2dHold === this.h2dCons ? atomicLoad64(shm, slot) : shm.getBigUint64(slot, true);
       let times = 1;
       if (this.h2dHold >= 0 || this.faults.armed[POINT.SIGNAL_H2D]) {
         times = this.h2dFault(shm, slot, sig);
@@ -1051,7 +1052,7 @@ export class DataPlane {
     if (this.onGlobal(f, 'signal.h2d')) return -1;
     switch (f.action) {
       case 'drop':
-        shm.setBigUint64(slot, 0n, true);
+        atomicStore64(shm, slot, 0n); // the driver may be writing it again already
         this.h2dHold = this.h2dCons; this.h2dHoleWait = true;
         return -1;
       case 'delay':
@@ -1220,10 +1221,8 @@ export class DataPlane {
     const c = this.cfg;
     const fifo = lost ? this.host.dmaView(c.d2hBase, c.d2hSlots * 8) : null;
     if (!lost || !fifo) { this.counters.repeats++; return; }
-    const f = new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength);
-    const at = (index % c.d2hSlots) * 8;
-    f.setUint32(at, lost[1], true);
-    f.setUint32(at + 4, lost[0], true);
+    // The driver polls this slot while it waits: one 8-byte store, never a half-written signal.
+    atomicStore64(new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength), (index % c.d2hSlots) * 8, (BigInt(lost[0]) << 32n) | BigInt(lost[1]));
     this.d2hLost.delete(index);
     this.counters.resyncs++;
   }
