@@ -168,8 +168,13 @@ export async function benchDataPlane(opts: { quick?: boolean; log?: (s: string) 
         enc.connect(CONSTANTS.PORT_LOOPBACK, chainCode('ENCRYPT'));
         const total = streamBytes / 4;
         stream(s.drv, enc, enc, msgBytes, total / 4, true); // warm up
-        const engine = stream(s.drv, enc, enc, msgBytes, total, true);
-        const base = nodeCryptoGBps(msgBytes, total);
+        // Engine and baseline in turns, best of three each: a busy moment of
+        // the machine then lowers one round, not one side of the ratio.
+        let engine = 0, base = 0;
+        for (let r = 0; r < 3; r++) {
+          engine = Math.max(engine, stream(s.drv, enc, enc, msgBytes, total / 2, true));
+          base = Math.max(base, nodeCryptoGBps(msgBytes, total / 2));
+        }
         cryptoRes = { msgBytes, totalBytes: total, engineGBps: engine, nodeCryptoGBps: base, ratio: engine / base };
       }
       log(`ping-pong 4 KiB, H2D mode ${mode}`);

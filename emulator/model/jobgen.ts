@@ -94,6 +94,12 @@ export interface Transform {
   map?(src: Uint8Array, dst: Uint8Array): void;
   /** Whole-message transformations: the output for `input`, or an error text. */
   whole?(input: Uint8Array): Uint8Array | string;
+  /**
+   * The same output as pieces in order, when the engine produces it so
+   * (IV, ciphertext, tag): the job writes each into the sink, saving the
+   * copy that would assemble them first.
+   */
+  wholeParts?(input: Uint8Array): Uint8Array[] | string;
 }
 
 /**
@@ -121,10 +127,30 @@ export function runJob(t: Transform, job: Job, src: Uint8Array, dst: Uint8Array)
     return null;
   }
   const input = gather(src, job.src);
+  if (t.wholeParts) {
+    const parts = t.wholeParts(input);
+    if (typeof parts === 'string') return parts;
+    scatterParts(parts, dst, job.dst);
+    return null;
+  }
   const out = t.whole!(input);
   if (typeof out === 'string') return out;
   scatter(out, dst, job.dst);
   return null;
+}
+
+/** Writes `parts`, one after the other, over the sink segments `segs` (their lengths add up). */
+export function scatterParts(parts: Uint8Array[], ring: Uint8Array, segs: Segment[]): void {
+  let si = 0, so = 0;
+  for (const p of parts) {
+    for (let at = 0; at < p.length;) {
+      const seg = segs[si]!;
+      const n = Math.min(p.length - at, seg.len - so);
+      ring.set(p.subarray(at, at + n), seg.off + so);
+      at += n; so += n;
+      if (so === seg.len) { si++; so = 0; }
+    }
+  }
 }
 
 /** The bytes of `segs` as one array: a view when there is one segment, a copy otherwise. */

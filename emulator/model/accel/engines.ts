@@ -24,17 +24,23 @@ export function encrypt(keys: EngineKeys): Transform {
     name: 'encrypt', bytewise: false,
     outLen: (len) => len + IV + TAG,
     whole: (input) => {
-      const iv = randomFillSync(new Uint8Array(IV));
-      const c = createCipheriv('aes-256-gcm', keys.aesKey, iv);
+      const parts = sealParts(keys, input);
       const out = new Uint8Array(input.length + IV + TAG);
-      out.set(iv, 0);
-      let at = IV;
-      const a = c.update(input); out.set(a, at); at += a.length;
-      const b = c.final(); out.set(b, at); at += b.length;
-      out.set(c.getAuthTag(), at);
+      let at = 0;
+      for (const p of parts) { out.set(p, at); at += p.length; }
       return out;
     },
+    // Straight into the sink: node:crypto allocates the ciphertext anyway.
+    wholeParts: (input) => sealParts(keys, input),
   };
+}
+
+function sealParts(keys: EngineKeys, input: Uint8Array): Uint8Array[] {
+  const iv = randomFillSync(new Uint8Array(IV));
+  const c = createCipheriv('aes-256-gcm', keys.aesKey, iv);
+  const a = c.update(input);
+  const b = c.final();
+  return b.length > 0 ? [iv, a, b, c.getAuthTag()] : [iv, a, c.getAuthTag()];
 }
 
 /** AES-256-GCM decrypt: rejects a message whose tag does not verify. */
