@@ -6,14 +6,16 @@
  * or delivered corrupted messages.
  *
  * The workload is pluggable (CampaignWorkload): the one here runs the device
- * model on the in-memory bus with the TypeScript driver; a VM workload
- * (the guest's sgiov-stress against an emulator started with --faults)
- * implements the same interface and goes into WORKLOADS.
+ * model on the in-memory bus with the TypeScript driver; the VM workload
+ * (qemu/campaign.ts: the guest's sgiov.ko and sgiov-stress against an
+ * emulator started with --faults) implements the same interface, and its
+ * entry point (`npm run faults`) runs campaignMain with both.
  *
- *   node dist/emulator/faults/campaign.js [--workload memory] [--messages N] [--json] [PLAN.json ...]
+ *   node dist/emulator/faults/campaign.js [--messages N] [--json] [PLAN.json ...]   (in memory)
  */
 import { readdirSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chainCode, SgiovSocketDriver } from '../client/sockets.js';
 import { busAccess, enabledDevice } from '../testing/bus-access.js';
@@ -27,15 +29,23 @@ import { runFaultStress, type FaultStressReport } from './workload.js';
  * recoverMs runs, for a lost device, to the first message through a fresh
  * driver after the host's reset (ms of the workload's clock; memory: device time).
  */
-export interface CampaignRow extends Pick<FaultStressReport, 'sent' | 'delivered' | 'failed' | 'lost' | 'duplicated' | 'corrupted' | 'recoverMs' | 'deviceLost' | 'wallMs'> {
+export interface CampaignRow extends Pick<FaultStressReport, 'sent' | 'delivered' | 'failed' | 'lost' | 'duplicated' | 'corrupted' | 'reordered' | 'recoverMs' | 'deviceLost' | 'wallMs'> {
   plan: string;
   /** The faults the plan injects, as point:action of its rules. */
   fault: string;
   injections: number;
+  /** The driver's recovery counters (resyncs, rewrites, repeats ignored, ...), as k=v. */
+  driver?: string;
+  /** Why the plan did not run on this workload (then every count is 0). */
+  skipped?: string;
+  /** The device did not work again after the fault (the host's recovery failed). */
+  unrecovered?: boolean;
 }
 
 export interface CampaignWorkload {
   readonly name: string;
+  /** Why `plan` cannot run on this workload, or null. */
+  skip?(plan: Plan): string | null;
   run(plan: Plan, file: string, opts: { messagesPerPair: number }): Promise<CampaignRow> | CampaignRow;
 }
 
@@ -86,7 +96,8 @@ export const memoryWorkload: CampaignWorkload = {
     }
     return {
       plan: basename(file, '.json'), fault: describePlan(plan), injections: injected(dev), sent: rep.sent, delivered: rep.delivered,
-      failed: rep.failed, lost: rep.lost, duplicated: rep.duplicated, corrupted: rep.corrupted, recoverMs, deviceLost: rep.deviceLost, wallMs: rep.wallMs,
+      failed: rep.failed, lost: rep.lost, duplicated: rep.duplicated, corrupted: rep.corrupted, reordered: rep.reordered, recoverMs, deviceLost: rep.deviceLost, wallMs: rep.wallMs,
+      driver: Object.entries(drv.recovery).filter(([, n]) => n > 0).map(([k, n]) => `${k}=${n}`).join(' '),
     };
   },
 };
@@ -96,7 +107,11 @@ export const WORKLOADS: Record<string, CampaignWorkload> = { memory: memoryWorkl
 export async function runCampaign(workload: CampaignWorkload, files: string[], opts: { messagesPerPair: number }, progress?: (r: CampaignRow) => void): Promise<CampaignRow[]> {
   const rows: CampaignRow[] = [];
   for (const f of files) {
-    const row = await workload.run(loadPlan(f), f, opts);
+    const plan = loadPlan(f);
+    const why = workload.skip?.(plan) ?? null;
+    const row: CampaignRow = why !== null
+      ? { plan: basename(f, '.json'), fault: describePlan(plan), injections: 0, sent: 0, delivered: 0, failed: 0, lost: 0, duplicated: 0, corrupted: 0, reordered: 0, recoverMs: null, deviceLost: null, wallMs: 0, skipped: why }
+      : await workload.run(plan, f, opts);
     rows.push(row);
     progress?.(row);
   }
@@ -108,42 +123,56 @@ const COLUMNS: [string, (r: CampaignRow) => string][] = [
   ['delivered', (r) => String(r.delivered)], ['failed-reported', (r) => String(r.failed)], ['lost', (r) => String(r.lost)],
   ['duplicated', (r) => String(r.duplicated)], ['corrupted', (r) => String(r.corrupted)],
   ['recover ms', (r) => (r.injections === 0 ? '-' : r.recoverMs === null ? 'never' : r.recoverMs.toFixed(3))],
-  ['device', (r) => r.deviceLost ?? 'ok'],
+  ['device', (r) => (r.skipped !== undefined ? 'skipped' : r.unrecovered ? `${r.deviceLost ?? 'ok'}, not back` : r.deviceLost ?? 'ok')],
 ];
 
+/** The table; a last column says what each row's driver did to recover, or why the plan was skipped. */
 export function formatTable(rows: CampaignRow[]): string {
-  const cells = [COLUMNS.map(([h]) => h), ...rows.map((r) => COLUMNS.map(([, f]) => f(r)))];
-  const w = COLUMNS.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
-  return cells.map((c) => c.map((x, i) => (i < 2 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+  const cols: [string, (r: CampaignRow) => string][] = rows.some((r) => r.driver || r.skipped)
+    ? [...COLUMNS, ['driver', (r) => r.skipped ?? (r.driver || '-')]] : COLUMNS;
+  const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f]) => f(r)))];
+  const w = cols.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+  const left = (i: number): boolean => i < 2 || i === COLUMNS.length;
+  return cells.map((c) => c.map((x, i) => (left(i) ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ').trimEnd()).join('\n') + '\n';
 }
 
-/** The contract: nothing lost, duplicated or delivered corrupted, in any row. */
-export const broken = (rows: CampaignRow[]): CampaignRow[] => rows.filter((r) => r.lost > 0 || r.duplicated > 0 || r.corrupted > 0);
+/** The contract: nothing lost, duplicated, reordered or delivered corrupted, and the device back, in every row. */
+export const broken = (rows: CampaignRow[]): CampaignRow[] =>
+  rows.filter((r) => r.lost > 0 || r.duplicated > 0 || r.corrupted > 0 || r.reordered > 0 || r.unrecovered === true);
 
-async function main(argv: string[]): Promise<number> {
+/**
+ * The campaign's command line: `--workload NAME` (or `--memory`) among
+ * `workloads`, `--messages N` per pair, `--json`, plan files (default:
+ * faults/*.json). Returns the exit code: 1 when the contract failed.
+ */
+export async function campaignMain(argv: string[], workloads: Record<string, CampaignWorkload>, defaultWorkload: string): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
-    options: { workload: { type: 'string', default: 'memory' }, messages: { type: 'string', default: '1000' }, json: { type: 'boolean', default: false } },
+    options: {
+      workload: { type: 'string', default: defaultWorkload }, memory: { type: 'boolean', default: false },
+      messages: { type: 'string', default: '1000' }, json: { type: 'boolean', default: false },
+    },
   });
-  const workload = WORKLOADS[values.workload];
-  if (!workload) { process.stderr.write(`faults: unknown workload '${values.workload}' (known: ${Object.keys(WORKLOADS).join(', ')})\n`); return 2; }
+  const name = values.memory ? 'memory' : values.workload;
+  const workload = workloads[name];
+  if (!workload) { process.stderr.write(`faults: unknown workload '${name}' (known: ${Object.keys(workloads).join(', ')})\n`); return 2; }
   const messagesPerPair = Number(values.messages);
   if (!Number.isInteger(messagesPerPair) || messagesPerPair < 1) { process.stderr.write(`faults: --messages '${values.messages}' is not a whole number >= 1\n`); return 2; }
   const dir = join(repoRoot(), 'faults');
   const files = positionals.length > 0 ? positionals : readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => join(dir, f));
-  process.stderr.write(`fault campaign: ${files.length} plans, workload ${workload.name}, 8 pairs x ${messagesPerPair} messages\n`);
-  const rows = await runCampaign(workload, files, { messagesPerPair }, (r) => process.stderr.write(`  ${r.plan}: ${r.injections} injections, ${r.wallMs} ms\n`));
+  process.stderr.write(`fault campaign: ${files.length} plans, workload ${workload.name}, ${messagesPerPair} messages per ${workload.name === 'memory' ? 'pair, 8 pairs' : 'socket'}\n`);
+  const rows = await runCampaign(workload, files, { messagesPerPair }, (r) => process.stderr.write(`  ${r.plan}: ${r.skipped ?? `${r.injections} injections, ${r.wallMs} ms`}\n`));
   process.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : formatTable(rows));
   const bad = broken(rows);
   if (bad.length > 0) {
-    process.stderr.write(`fault campaign: the contract failed under ${bad.map((r) => r.plan).join(', ')} (lost, duplicated or corrupted messages)\n`);
+    process.stderr.write(`fault campaign: the contract failed under ${bad.map((r) => r.plan).join(', ')} (lost, duplicated, reordered or corrupted messages, or a device not back)\n`);
     return 1;
   }
-  const idle = rows.filter((r) => r.injections === 0).map((r) => r.plan);
+  const idle = rows.filter((r) => r.injections === 0 && r.skipped === undefined).map((r) => r.plan);
   if (idle.length > 0) process.stderr.write(`fault campaign: no injection under ${idle.join(', ')} (its points are not on this workload's path)\n`);
   return 0;
 }
 
-if (process.argv[1] && basename(process.argv[1]) === 'campaign.js') {
-  main(process.argv.slice(2)).then((c) => { process.exitCode = c; }, (e) => { process.stderr.write(`faults: ${(e as Error).stack ?? String(e)}\n`); process.exitCode = 1; });
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  campaignMain(process.argv.slice(2), WORKLOADS, 'memory').then((c) => { process.exitCode = c; }, (e) => { process.stderr.write(`faults: ${(e as Error).stack ?? String(e)}\n`); process.exitCode = 1; });
 }

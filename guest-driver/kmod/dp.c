@@ -13,6 +13,14 @@
  * again (a signal written just before the arm would otherwise wait).
  * A timer (poll_ms, 20 ms) does the same, so a lost interrupt costs a
  * tick rather than a hang, and kicks a device that sleeps on work.
+ * Each D2H slot is zeroed once read (signals are never 0), so a slot still
+ * 0 below the producer index is a signal lost on its way (ABI 1.1): the
+ * consumer stops there, sends SIG_H2D_RESYNC with the slot's index (from a
+ * work item: no H2D under dp_lock or in the ISR), again every
+ * SGIOV_RESYNC_MS, and goes on once the device has written the signal
+ * there again (the timer looks), so signals are still taken in order. A
+ * state signal the device repeats (TX_HEAD, RX_TAIL, CMD_DONE, SOCK_ERROR,
+ * EVENT PEER_CLOSED) is no news and only counted.
  *
  * Robustness: every wait is bounded (cmd_timeout_ms for commands,
  * io_timeout_ms for send room, receive, connect and accept; ETIMEDOUT) and
@@ -68,6 +76,7 @@ static_assert(offsetof(struct sgiov_info, tenant) == SGIOV_INFO_SIZE_V0);
 #define SGIOV_H2D_LOOK_MS	10	/* a full H2D FIFO: DP_STATUS read this often while spinning */
 #define SGIOV_RETRY_MS		1000	/* a wait's slice: then idempotent retries */
 #define SGIOV_STALL_MS		100	/* a waiter and no D2H signal this long: check the device */
+#define SGIOV_RESYNC_MS		50	/* a lost D2H signal: RESYNC again this often until it comes */
 #define SGIOV_ENDS_MIN		16
 #define SGIOV_FAILED_MAX	65536	/* unread failed messages a socket holds before it fails */
 #define SGIOV_DIGESTS_MIN	16
@@ -379,6 +388,10 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 		s = sgiov_lookup(sg, id >> 1);
 		if (!s || (id & 1) != SGIOV_RING_DIR_TX)
 			break;
+		if (val == s->tx_head) {	/* repeated: no news (messages are never empty) */
+			sg->repeats++;
+			return;
+		}
 		s->tx_head = val;
 		wake_up_interruptible_all(&s->wq);
 		return;
@@ -431,16 +444,25 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 		s = sgiov_lookup(sg, id);
 		if (!s)
 			break;
-		if (val == SGIOV_EVENT_CONN_PENDING)
-			s->conn_events++;
-		else if (val == SGIOV_EVENT_PEER_CLOSED)
+		if (val == SGIOV_EVENT_CONN_PENDING) {
+			s->conn_events++;	/* an event: never repeated */
+		} else if (val == SGIOV_EVENT_PEER_CLOSED) {
+			if (s->peer_closed) {	/* a state: may be repeated */
+				sg->repeats++;
+				return;
+			}
 			s->peer_closed = true;
+		}
 		wake_up_interruptible_all(&s->wq);
 		return;
 	case SGIOV_SIG_D2H_SOCK_ERROR:
 		s = sgiov_lookup(sg, id);
 		if (!s)
 			break;
+		if (s->err == sgiov_serr_errno(val)) {	/* repeated: the socket failed already */
+			sg->repeats++;
+			return;
+		}
 		sgiov_set_err(s, sgiov_serr_errno(val));
 		wake_up_interruptible_all(&s->wq);
 		return;
@@ -460,11 +482,37 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 	sg->stray++;
 }
 
-/* Processes the D2H FIFO until empty, with interrupts re-armed. */
+/*
+ * D2H slot d2h_cons reads 0 below the producer index: its signal was lost
+ * on the way. Asks for it (RESYNC, from resync_work) at once, then every
+ * SGIOV_RESYNC_MS while it stays empty; dp_lock held. Returns whether to
+ * queue resync_work.
+ */
+static bool sgiov_d2h_hole(struct sgiov *sg)
+{
+	unsigned long now = jiffies;
+
+	if (!sg->hole) {
+		sg->hole = true;
+		sg->hole_epoch = sg->epoch;
+		sg->holes++;
+	} else if (time_before(now, sg->hole_asked + msecs_to_jiffies(SGIOV_RESYNC_MS))) {
+		return false;
+	}
+	sg->hole_asked = now;
+	return true;
+}
+
+/*
+ * Processes the D2H FIFO until empty (or up to a lost signal), with
+ * interrupts re-armed. Each slot is zeroed once read, before the consumer
+ * index gives it back to the device.
+ */
 static void sgiov_d2h_service(struct sgiov *sg)
 {
 	unsigned long fl;
-	u32 prod;
+	bool ask = false;
+	u32 prod, n;
 
 	spin_lock_irqsave(&sg->dp_lock, fl);
 	if (!sg->dp_up || sg->dead)
@@ -473,23 +521,55 @@ static void sgiov_d2h_service(struct sgiov *sg)
 		prod = READ_ONCE(*sg->d2h_prod);
 		if (prod != sg->d2h_cons) {
 			dma_rmb();	/* the slots after the index */
-			while (sg->d2h_cons != prod) {
-				u64 sig = READ_ONCE(sg->d2h[sg->d2h_cons & (sg->d2h_slots - 1)]);
+			for (n = 0; sg->d2h_cons != prod; n++) {
+				u64 *slot = &sg->d2h[sg->d2h_cons & (sg->d2h_slots - 1)];
+				/* One 8-byte load: the device may be writing a RESYNCed slot now. */
+				u64 sig = READ_ONCE(*slot);
 
+				if (!sig) {	/* lost: ask for it, and take nothing after it first */
+					ask = sgiov_d2h_hole(sg);
+					break;
+				}
+				WRITE_ONCE(*slot, 0);
+				sg->hole = false;
 				sg->d2h_cons++;
 				sg->d2h_seen++;
 				sgiov_d2h_one(sg, sig);
 			}
-			shm_wr(sg, SGIOV_SHM_D2H_CONS, sg->d2h_cons);
-			WRITE_ONCE(sg->last_d2h, jiffies);
+			if (n) {
+				dma_wmb();	/* the zeroed slots before the index that frees them */
+				shm_wr(sg, SGIOV_SHM_D2H_CONS, sg->d2h_cons);
+				WRITE_ONCE(sg->last_d2h, jiffies);
+			}
 		}
 		shm_wr(sg, SGIOV_SHM_D2H_ARM, 1);
 		mb();	/* the arm before the second look */
-		if (READ_ONCE(*sg->d2h_prod) == sg->d2h_cons)
+		/* A hole is looked at again by the timer (the device's RESYNC raises no interrupt). */
+		if (sg->hole || READ_ONCE(*sg->d2h_prod) == sg->d2h_cons)
 			break;
 	}
 out:
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	if (ask)
+		queue_work(sg->wq, &sg->resync_work);
+}
+
+/* Sends RESYNC for the lost D2H signal the consumer waits at (process context: h2d_lock). */
+static void sgiov_resync_work(struct work_struct *w)
+{
+	struct sgiov *sg = container_of(w, struct sgiov, resync_work);
+	unsigned long fl;
+	u32 idx, epoch;
+	bool hole;
+
+	spin_lock_irqsave(&sg->dp_lock, fl);
+	hole = sg->hole && !sg->dead;
+	idx = sg->d2h_cons;
+	epoch = sg->hole_epoch;
+	spin_unlock_irqrestore(&sg->dp_lock, fl);
+	/* ECONNRESET: the device was reset since, and its FIFO started again empty. */
+	if (hole && !sgiov_h2d(sg, epoch, SGIOV_SIG_H2D_RESYNC, 0, idx))
+		sg->resyncs++;
 }
 
 static irqreturn_t sgiov_d2h_isr(int irq, void *data)
@@ -1607,11 +1687,12 @@ static ssize_t dp_show(struct device *dev, struct device_attribute *attr, char *
 	if (READ_ONCE(sg->gone))	/* no MMIO: the VMM would only log it as failed */
 		return sysfs_emit(buf, "%s resets=%llu health_reads=%llu\n", sg->dp_result,
 				  sg->resets, sg->health_reads);
-	return sysfs_emit(buf, "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu dev_errors=%llu polled=%llu retries=%llu health_reads=%llu resets=%llu repeats=%llu cmd_resent=%llu\n",
+	return sysfs_emit(buf, "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu dev_errors=%llu polled=%llu retries=%llu health_reads=%llu resets=%llu repeats=%llu cmd_resent=%llu holes=%llu resyncs=%llu\n",
 			  sg->misc_name, sg->d2h_slots, sg->cmd_slots, sg->max_socks,
 			  readl(sg->regs + SGIOV_REG_SOCKETS_OPEN), sg->h2d_sent, sg->d2h_seen,
 			  sg->kicks, sg->d2h_irqs, sg->stray, sg->dev_errors, sg->polled,
-			  sg->retries, sg->health_reads, sg->resets, sg->repeats, sg->cmd_resent);
+			  sg->retries, sg->health_reads, sg->resets, sg->repeats, sg->cmd_resent,
+			  sg->holes, sg->resyncs);
 }
 DEVICE_ATTR_RO(dp);
 
@@ -1652,6 +1733,8 @@ static int sgiov_dp_start(struct sgiov *sg)
 	u32 st;
 
 	sg->d2h_cons = 0;
+	sg->hole = false;
+	memset(sg->d2h, 0, (size_t)sg->d2h_slots * 8);	/* a 0 slot is a lost signal */
 	WRITE_ONCE(*sg->d2h_prod, 0);
 	shm_wr(sg, SGIOV_SHM_D2H_CONS, 0);
 	shm_wr(sg, SGIOV_SHM_H2D_PROD, sg->h2d_prod);
@@ -1794,6 +1877,7 @@ int sgiov_dp_probe(struct sgiov *sg)
 	INIT_LIST_HEAD(&sg->sock_list);
 	timer_setup(&sg->timer, sgiov_timer_fn, 0);
 	INIT_WORK(&sg->reset_work, sgiov_reset_work);
+	INIT_WORK(&sg->resync_work, sgiov_resync_work);
 	atomic_set(&sg->waiters, 0);
 
 	if (!(caps & SGIOV_CAP_SOCKETS) || !(caps & SGIOV_CAP_SHM_FIFO)) {
@@ -1922,6 +2006,7 @@ void sgiov_dp_remove(struct sgiov *sg)
 	if (sg->irq_d2h_ok)
 		free_irq(pci_irq_vector(sg->pdev, SGIOV_VEC_D2H), sg);
 	sg->irq_d2h_ok = false;
+	cancel_work_sync(&sg->resync_work);	/* dead: nothing queues it again */
 	flush_workqueue(sg->wq);
 
 	/* Everyone waiting learns the device is gone; closing sockets are freed here. */

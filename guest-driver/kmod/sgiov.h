@@ -77,6 +77,16 @@ struct sgiov {
 	u32 d2h_slots, d2h_cons;
 	u32 *d2h_prod;			/* the device's producer index word (coherent) */
 	dma_addr_t d2h_prod_dma;
+	/*
+	 * Lost D2H signals: a slot still 0 below the producer index. The
+	 * consumer stops there and resync_work sends RESYNC with its index
+	 * (h2d_lock may not be taken under dp_lock nor in the ISR), again
+	 * every SGIOV_RESYNC_MS until the device fills it.
+	 */
+	bool hole;			/* d2h_cons is a slot found empty (dp_lock) */
+	u32 hole_epoch;			/* the device generation that left it */
+	unsigned long hole_asked;	/* jiffies of the last RESYNC queued for it */
+	struct work_struct resync_work;
 
 	void *cmds;			/* struct sgiov_cmd[cmd_slots] (coherent) */
 	dma_addr_t cmds_dma;
@@ -103,6 +113,7 @@ struct sgiov {
 	u64 d2h_seen, h2d_sent, kicks, d2h_irqs, stray, dev_errors;
 	u64 polled;			/* timer ticks that found D2H signals (an interrupt late or lost) */
 	u64 health_reads, resets, retries, repeats, cmd_resent;
+	u64 holes, resyncs;		/* lost D2H signals found, RESYNCs sent */
 };
 
 /* core.c */

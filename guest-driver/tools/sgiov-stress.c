@@ -35,8 +35,14 @@
  * check as above; each counts the peer's messages it did not receive as
  * failed (its socket reported an errno) or lost, assuming the peer sent all
  * -m (a peer that could not would have failed the connection).
+ * For fault campaigns (points matched by tenant or executor): -T N puts
+ * connection j's connecting socket in tenant j % N (the accepted side is the
+ * listener's, tenant 0); -c K connects every K-th connection (j % K == K - 1)
+ * through ENCRYPT+DECRYPT (executor I). stall_ms is the longest time the
+ * run went without a message delivered or a socket failing (its longest
+ * stall: a fault that holds the traffic shows there).
  * Prints:
- *   stress sockets=N conns=N big=N msgs=N max_size=N small_ring=N sent=N received=N bytes=N wrapped=N full_ring=N lost=N duplicated=N reordered=N corrupted=N errors=N seconds=S delivered=N failed=N unsent=N failed_socks=N first_errno=NAME
+ *   stress sockets=N conns=N big=N msgs=N max_size=N small_ring=N sent=N received=N bytes=N wrapped=N full_ring=N lost=N duplicated=N reordered=N corrupted=N errors=N seconds=S delivered=N failed=N unsent=N failed_socks=N first_errno=NAME stall_ms=N
  * (wrapped: messages that wrapped both rings; full_ring: messages as large as their rings;
  * errors: errnos and timeouts; failed_socks: sockets stopped by an errno)
  * and exits 0 only when lost, duplicated, reordered, corrupted and errors are 0;
@@ -68,14 +74,32 @@ struct end {
 };
 
 static uint32_t n_socks = 4096, n_msgs = 8, max_size = 65536, small_ring = 4096, n_big = 4;
-static uint32_t batch = 256, port = 7200, timeout_s = 300, seed = 1;
+static uint32_t batch = 256, port = 7200, timeout_s = 300, seed = 1, n_tenants = 1, chain_every;
 static uint64_t sent, received, bytes, lost, duplicated, reordered, corrupted, errors, wrapped, full_ring;
 static uint64_t delivered, failed, unsent, failed_socks, timed_out;
 static int first_errno, errnos_expected;
+static double last_progress, stall_s;	/* progress: a message delivered or a socket failed */
 /* Split across nodes: 0 both sides here; 1 the listening side (-L); 2 the connecting side (-C). */
 static int split;
 static uint32_t peer_node;
 static uint8_t *sbuf, *rbuf;
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void progress(void)
+{
+	double t = now_s();
+
+	if (last_progress && t - last_progress > stall_s)
+		stall_s = t - last_progress;
+	last_progress = t;
+}
 
 static uint32_t mix(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
 {
@@ -196,6 +220,7 @@ static void on_message(struct end *e, const uint8_t *b, uint32_t len)
 {
 	uint32_t peer = 1 - e->side, s;
 
+	progress();
 	received++;
 	bytes += len;
 	if (len >= 8)
@@ -223,18 +248,11 @@ static void on_message(struct end *e, const uint8_t *b, uint32_t len)
 	}
 }
 
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: sgiov-stress [-n sockets] [-m msgs] [-s max_size] [-r small_ring] [-b big_conns]\n"
-			"                    [-B batch] [-p port] [-t timeout_s] [-S seed] [-E] [-L | -C node]\n");
+			"                    [-B batch] [-p port] [-t timeout_s] [-S seed] [-T tenants] [-c chain_every]\n"
+			"                    [-E] [-L | -C node]\n");
 	exit(2);
 }
 
@@ -251,6 +269,7 @@ static void finish(int ep, struct end *e, uint32_t *open)
 static void sock_failed(struct end *e, const char *what, int err)
 {
 	if (!e->err) {
+		progress();
 		e->err = err;
 		failed_socks++;
 		if (!first_errno)
@@ -284,7 +303,7 @@ int main(int argc, char **argv)
 	double t0, deadline;
 	int opt, lfd, ep;
 
-	while ((opt = getopt(argc, argv, "n:m:s:r:b:B:p:t:S:ELC:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:m:s:r:b:B:p:t:S:T:c:ELC:")) != -1) {
 		unsigned long v = optarg ? strtoul(optarg, NULL, 0) : 0;
 
 		switch (opt) {
@@ -300,11 +319,14 @@ int main(int argc, char **argv)
 		case 'p': port = v; break;
 		case 't': timeout_s = v; break;
 		case 'S': seed = v; break;
+		case 'T': n_tenants = v; break;
+		case 'c': chain_every = v; break;
 		default: usage();
 		}
 	}
 	if (n_socks < 2 || n_socks % 2 || !n_msgs || !max_size || max_size > (1u << 28) ||
-	    small_ring < 4096 || (small_ring & (small_ring - 1)) || !batch || !port || port > 65535)
+	    small_ring < 4096 || (small_ring & (small_ring - 1)) || !batch || !port || port > 65535 ||
+	    !n_tenants)
 		usage();
 	n_conns = n_socks / 2;
 	if (n_big > n_conns)
@@ -333,6 +355,7 @@ int main(int argc, char **argv)
 			return 1;
 	}
 	t0 = now_s();
+	last_progress = t0;
 	deadline = t0 + timeout_s;
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	lfd = split == 2 ? -1 : sgiov_socket(4096, 4096);
@@ -347,14 +370,18 @@ int main(int argc, char **argv)
 
 		for (j = i; j < hi && split != 1; j++) {
 			struct end *c = &ends[2 * j];
+			uint32_t chain = chain_every && j % chain_every == chain_every - 1 ?
+					 SGIOV_CHAIN(SGIOV_STAGE_ENCRYPT, SGIOV_STAGE_DECRYPT, 0, 0) : 0;
+			int r;
 
-			c->fd = sgiov_socket(conn_ring(j), conn_ring(j));
+			c->fd = sgiov_socket_tenant(conn_ring(j), conn_ring(j), j % n_tenants);
 			if (c->fd < 0 || sgiov_set_nonblock(c->fd, 1) < 0) {
 				fprintf(stderr, "sgiov-stress: socket %u: %s\n", 2 * j, strerror(errno));
 				return 1;
 			}
-			if ((split == 2 ? sgiov_connect_node(c->fd, peer_node, port, 0) : sgiov_connect(c->fd, port)) < 0 &&
-			    errno != EINPROGRESS) {
+			r = split == 2 ? sgiov_connect_node(c->fd, peer_node, port, chain) :
+			    chain ? sgiov_connect_chain(c->fd, port, chain) : sgiov_connect(c->fd, port);
+			if (r < 0 && errno != EINPROGRESS) {
 				fprintf(stderr, "sgiov-stress: connect %u: %s\n", j, strerror(errno));
 				return 1;
 			}
@@ -475,13 +502,13 @@ int main(int argc, char **argv)
 		if (e->fd >= 0)
 			sgiov_close(e->fd);
 	}
-	printf("stress sockets=%u conns=%u big=%u msgs=%u max_size=%u small_ring=%u sent=%llu received=%llu bytes=%llu wrapped=%llu full_ring=%llu lost=%llu duplicated=%llu reordered=%llu corrupted=%llu errors=%llu seconds=%.2f delivered=%llu failed=%llu unsent=%llu failed_socks=%llu first_errno=%s\n",
+	printf("stress sockets=%u conns=%u big=%u msgs=%u max_size=%u small_ring=%u sent=%llu received=%llu bytes=%llu wrapped=%llu full_ring=%llu lost=%llu duplicated=%llu reordered=%llu corrupted=%llu errors=%llu seconds=%.2f delivered=%llu failed=%llu unsent=%llu failed_socks=%llu first_errno=%s stall_ms=%.0f\n",
 	       n_socks, n_conns, n_big, n_msgs, max_size, small_ring,
 	       (unsigned long long)sent, (unsigned long long)received, (unsigned long long)bytes,
 	       (unsigned long long)wrapped, (unsigned long long)full_ring, (unsigned long long)lost, (unsigned long long)duplicated, (unsigned long long)reordered,
 	       (unsigned long long)corrupted, (unsigned long long)errors, now_s() - t0,
 	       (unsigned long long)delivered, (unsigned long long)failed, (unsigned long long)unsent,
-	       (unsigned long long)failed_socks, sgiov_errname(first_errno));
+	       (unsigned long long)failed_socks, sgiov_errname(first_errno), stall_s * 1000);
 	if (lost || duplicated || reordered || corrupted || timed_out)
 		return 1;
 	return errors && !errnos_expected ? 1 : 0;

@@ -1,0 +1,180 @@
+/**
+ * The fault campaign in a VM (`npm run faults`): for each plan, an emulator
+ * started with `serve --faults PLAN --control CTL` and a QEMU VM booted
+ * against it with the `campaign` scenario of qemu/init, which loads sgiov.ko
+ * (lowered timeouts), runs `sgiov-stress -E` (tenants 0 and 1, every fourth
+ * connection through ENCRYPT+DECRYPT, so the example plans' matches find
+ * traffic), and reports. A device the fault removed is brought back by the
+ * host (control `reset`) when the guest says so; the guest reloads the
+ * module and sends a few messages through new sockets (campaign_probe).
+ *
+ * One row per plan (emulator/faults/campaign.ts): injections from the
+ * control `faults` list, sent / delivered / failed-and-reported / lost /
+ * duplicated / corrupted / reordered from sgiov-stress, the module's
+ * recovery counters (holes, resyncs, repeats, ...) from its `dp` attribute,
+ * and the time to recover: for a device that stayed, the run's longest
+ * stall (stress `stall_ms`: no message delivered and no socket failed for
+ * that long); for a device lost (reset or removed), from the first
+ * injection (the emulator's log) to the guest's probe through new sockets.
+ * Plans on cross-node points (fabric.*) need two nodes and are skipped.
+ *
+ *   node dist/qemu/campaign.js [--memory] [--messages N] [--json] [PLAN.json ...]
+ *
+ * Every process is stopped by its PID; the run directory is removed unless
+ * a row broke the contract (or SGIOV_KEEP=1).
+ */
+import { connect } from 'node:net';
+import { basename, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { campaignMain, describePlan, memoryWorkload, type CampaignRow, type CampaignWorkload } from '../emulator/faults/campaign.js';
+import type { Plan } from '../emulator/faults/plan.js';
+import { EmulatorProcess, QemuVm, RunDir, type GuestLine } from './vm.js';
+
+/** One control command's result (throws on an error reply). */
+export function controlCall(path: string, cmd: string, args: Record<string, unknown> = {}, ms = 10_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const c = connect(path);
+    let buf = '';
+    const t = setTimeout(() => { c.destroy(); reject(new Error(`control ${cmd}: no answer in ${ms} ms`)); }, ms);
+    c.setEncoding('utf8');
+    c.on('error', (e) => { clearTimeout(t); reject(e); });
+    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
+    c.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(t);
+      c.end();
+      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
+      if (r.ok) resolve(r.result); else reject(new Error(`control ${cmd}: ${r.error}`));
+    });
+  });
+}
+
+export interface VmCampaignOptions {
+  /** sgiov-stress arguments besides -E and -m (default: 64 sockets, 4 KiB messages, 2 tenants, every 4th connection encrypted). */
+  stress?: string[];
+  /** sgiov.ko parameters (default: 5 s timeouts). */
+  kmod?: string[];
+  /** Where runs go (default: a new temp dir per workload). */
+  dir?: RunDir;
+  /** Per-VM limit in seconds (default 240). */
+  timeoutS?: number;
+  /** Progress lines (default: none). */
+  log?: (s: string) => void;
+}
+
+export const DEFAULT_STRESS = ['-n', '64', '-s', '4096', '-T', '2', '-c', '4'];
+export const DEFAULT_KMOD = ['io_timeout_ms=5000', 'cmd_timeout_ms=5000'];
+
+const num = (l: GuestLine | undefined, k: string): number => Number(l?.fields[k] ?? NaN);
+
+/** k=v fields of the module's `dp` attribute that say what it recovered from (non-zero ones). */
+const RECOVERY_FIELDS = ['holes', 'resyncs', 'repeats', 'retries', 'cmd_resent', 'polled', 'resets', 'stray', 'dev_errors'];
+
+function recoveryOf(dp: GuestLine | undefined): string {
+  if (!dp) return '';
+  return RECOVERY_FIELDS.filter((k) => Number(dp.fields[k] ?? 0) > 0).map((k) => `${k}=${dp.fields[k]}`).join(' ');
+}
+
+/** Injections that did something (action none only counts or moves the plan's state). */
+function injectionsOf(list: unknown): number {
+  const inj = (list as { injections?: Record<string, Record<string, number>> }).injections ?? {};
+  let n = 0;
+  for (const byAction of Object.values(inj)) for (const [a, k] of Object.entries(byAction)) if (a !== 'none') n += k;
+  return n;
+}
+
+/** When the first fault that did something was injected (the emulator's log, ms since the epoch), or null. */
+function firstInjection(e: EmulatorProcess): number | null {
+  for (const r of e.records()) {
+    if (r.msg === 'fault injected' && r.action !== 'none' && typeof r.time === 'string') return Date.parse(r.time);
+  }
+  return null;
+}
+
+/** The VM workload: one emulator (with the plan) and one VM per plan. */
+export function vmWorkload(o: VmCampaignOptions = {}): CampaignWorkload & { dir: RunDir } {
+  const dir = o.dir ?? new RunDir('sgiov-faults-');
+  const log = o.log ?? ((): void => {});
+  let n = 0;
+  return {
+    name: 'vm',
+    dir,
+    skip(plan: Plan): string | null {
+      return plan.rules.some((r) => r.point.startsWith('fabric.')) ? 'needs two nodes (cross-node pipes): not in a one-VM campaign' : null;
+    },
+    async run(plan, file, opts): Promise<CampaignRow> {
+      const name = `${++n}-${basename(file, '.json')}`;
+      const t0 = Date.now();
+      const ctl = dir.file(`${name}.ctl`);
+      const e = new EmulatorProcess({
+        socketPath: dir.file(`${name}.sock`), logPath: dir.file(`${name}.emulator.log`), logLevel: 'info',
+        extraArgs: ['--control', ctl, '--faults', file],
+      });
+      let v: QemuVm | undefined;
+      try {
+        await e.ready();
+        const stress = [...(o.stress ?? DEFAULT_STRESS), '-m', String(opts.messagesPerPair)];
+        const timeoutS = o.timeoutS ?? 240;
+        v = new QemuVm({
+          socketPath: e.opts.socketPath, consolePath: dir.file(`${name}.console.log`), scenario: 'campaign', timeoutS,
+          extraAppend: `sgiov.kmod=${(o.kmod ?? DEFAULT_KMOD).join(',')} sgiov.stress=${stress.join(',')} sgiov.tool_timeout=${timeoutS - 60}`,
+        });
+        const vm = v;
+        const after = await vm.waitFor((l) => l.kind === 'campaign_after' || l.kind === 'done', timeoutS * 1000);
+        const state = after.fields.state;
+        if (state === 'removed') {
+          // The host's part: the card back in its slot, at power-on (the guest reloads the module).
+          log(`  ${name}: device removed; control reset`);
+          await controlCall(ctl, 'reset');
+        }
+        await vm.waitFor((l) => l.kind === 'done', timeoutS * 1000);
+        await vm.exit(30_000);
+        const list = await controlCall(ctl, 'faults', { op: 'list' });
+        const s = vm.find('stress')[0];
+        const dps = vm.find('dp');
+        const dpAfter = dps.find((l) => l.at >= (vm.find('stress_done')[0]?.at ?? Infinity));
+        const probe = vm.find('campaign_probe')[0];
+        const resets = Number(dpAfter?.fields.resets ?? 0);
+        const deviceLost = state === 'removed' ? 'DEVICE_REMOVED' : resets > 0 ? 'DEVICE_RESET' : state === 'ok' ? null : 'DATA_PLANE_OFF';
+        const injectedAt = firstInjection(e);
+        const injections = injectionsOf(list);
+        let recoverMs: number | null = null;
+        if (injections > 0) {
+          if (deviceLost) recoverMs = probe && num(probe, 'rc') === 0 && injectedAt !== null ? probe.at - injectedAt : null;
+          else if (s) recoverMs = num(s, 'stall_ms');
+        }
+        if (!s) throw new Error(`${name}: no stress line from the guest (console: ${vm.opts.consolePath})`);
+        return {
+          plan: basename(file, '.json'), fault: describePlan(plan), injections,
+          sent: num(s, 'sent'), delivered: num(s, 'delivered'), failed: num(s, 'failed'), lost: num(s, 'lost'),
+          duplicated: num(s, 'duplicated'), corrupted: num(s, 'corrupted'), reordered: num(s, 'reordered'),
+          recoverMs, deviceLost, wallMs: Date.now() - t0, driver: recoveryOf(dpAfter),
+          unrecovered: !probe || num(probe, 'rc') !== 0 || num(probe, 'lost') !== 0,
+        };
+      } finally {
+        await v?.stop();
+        await e.stop();
+      }
+    },
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const vm = vmWorkload({ log: (s) => process.stderr.write(s + '\n') });
+  // The VM workload's default is smaller than the in-memory one's (TCG): 64 sockets x 256 messages.
+  const args = argv.some((a) => a === '--messages' || a.startsWith('--messages=')) || argv.includes('--memory') ? argv : ['--messages', '256', ...argv];
+  let code = 2;
+  try {
+    code = await campaignMain(args, { vm, memory: memoryWorkload }, 'vm');
+  } finally {
+    if (code === 0 && process.env.SGIOV_KEEP !== '1') vm.dir.remove();
+    else process.stderr.write(`fault campaign: run files kept in ${vm.dir.path}\n`);
+  }
+  return code;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then((c) => { process.exitCode = c; }, (e) => { process.stderr.write(`faults: ${(e as Error).stack ?? String(e)}\n`); process.exitCode = 1; });
+}
