@@ -41,6 +41,11 @@ export class Conn {
     this.h = h;
   }
 
+  /** Sees each frame's bytes before the CRC check (FrameDecoder.tap: fault injection). */
+  setTap(tap: (head: Uint8Array, payload: Uint8Array) => boolean): void {
+    this.decoder.tap = tap;
+  }
+
   /** The largest payload accepted from here on. */
   setMaxPayload(n: number): void {
     this.decoder.maxPayload = n;

@@ -12,12 +12,13 @@ import { Conn } from './conn.js';
 import { FIRST_DATA_TYPE, LinkType, type Frame } from './frame.js';
 import { parseHello, refuseHello } from './hello.js';
 import { DEFAULT_LINK_OPTIONS, Link, zeroBadCounts, type BadCounts, type BadKind, type LinkOptions, type LinkState, type LinkStateInfo, type LinkStats } from './link.js';
+import type { WireFault, WireFaults, WireFrame } from './faults.js';
 import { TcpTransport } from './tcp.js';
 import type { FabricListener, FabricTransport } from './transport.js';
 import type { SentFrame } from './window.js';
 
 /** What the owner needs to name, from one place. */
-export type { BadCounts, Frame, LinkOptions, LinkState, LinkStateInfo, LinkStats, SentFrame };
+export type { BadCounts, Frame, LinkOptions, LinkState, LinkStateInfo, LinkStats, SentFrame, WireFault, WireFaults, WireFrame };
 
 export interface FabricEvents {
   /** A peer's data frame, in order, exactly once per session. */
@@ -40,6 +41,8 @@ export interface FabricOptions extends Partial<LinkOptions> {
   cluster: Cluster;
   transport?: FabricTransport;
   log?: Logger;
+  /** Fault injection on the wire: what each link does to the frames it writes and reads (faults.ts). */
+  faults?: WireFaults;
 }
 
 /** The owner's ids and value, carried opaquely in the frame header. */
@@ -83,14 +86,14 @@ export class Fabric {
   private closed = false;
 
   constructor(options: FabricOptions, private readonly events: FabricEvents) {
-    const { cluster, transport, log, ...linkOpts } = options;
+    const { cluster, transport, log, faults, ...linkOpts } = options;
     this.cluster = cluster;
     this.transport = transport ?? new TcpTransport();
     this.log = (log ?? silentLogger()).child({ sub: 'fabric', node: cluster.self });
     this.warn = new RateLimitedLog(this.log);
     const heartbeatMs = linkOpts.heartbeatMs ?? DEFAULT_LINK_OPTIONS.heartbeatMs;
-    this.opts = { ...DEFAULT_LINK_OPTIONS, deadMs: 3 * heartbeatMs, ...linkOpts };
-    const ctx = { cluster, incarnation: this.incarnation, transport: this.transport, log: this.log, opts: this.opts };
+    this.opts = { ...DEFAULT_LINK_OPTIONS, deadMs: 3 * heartbeatMs, rtoMs: 4 * heartbeatMs, ...linkOpts };
+    const ctx = { cluster, incarnation: this.incarnation, transport: this.transport, log: this.log, opts: this.opts, ...(faults ? { faults } : {}) };
     for (const node of cluster.names) {
       if (node === cluster.self) continue;
       this.links.set(node, new Link(node, ctx, {

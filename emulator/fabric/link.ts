@@ -8,12 +8,20 @@
  * turns out to have lost it (restarted, or failed it on its own deadline);
  * then every frame not acknowledged is handed back to the owner, never
  * dropped silently, and numbering starts over in a fresh session.
+ *
+ * A frame lost on the wire (faults.ts injects such losses) leaves a gap the
+ * receiver sees at the next data frame (it resets the connection); when no
+ * frame follows, the retransmission timeout does: the oldest unacknowledged
+ * frame waiting rtoMs with no ack progress resets the connection, and the
+ * resume resends it. Every frame, heartbeats too, carries the cumulative
+ * ack, so a lost ACK is made good by the next frame or heartbeat.
  */
 import { randomBytes } from 'node:crypto';
 import { RateLimitedLog, type Logger } from '../util/log.js';
 import { formatAddress, type Cluster } from './cluster.js';
 import { Conn, type ConnHandlers } from './conn.js';
-import { encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, type Frame, type FrameErrorKind } from './frame.js';
+import { corruptChunks, type WireFault, type WireFaults } from './faults.js';
+import { encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, peekHeader, type Frame, type FrameErrorKind } from './frame.js';
 import { dials, encodeHello, parseHello, refuseHello, type Hello } from './hello.js';
 import type { FabricTransport } from './transport.js';
 import { SendWindow, type SentFrame } from './window.js';
@@ -32,6 +40,14 @@ export interface LinkOptions {
   windowBytes: number;
   /** An ack waits at most this long for a frame to ride on. */
   ackDelayMs: number;
+  /**
+   * Retransmission timeout: frames unacknowledged and no ack progress for
+   * this long reset the connection, so the resume resends them (a frame lost
+   * with nothing after it). Above the heartbeat interval, which carries the
+   * ack when an ACK frame is lost, and above deadMs, so that a silent peer is
+   * reported as such (default 4 heartbeat intervals).
+   */
+  rtoMs: number;
   maxPayload: number;
 }
 
@@ -44,6 +60,7 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = {
   windowFrames: 1024,
   windowBytes: 16 << 20,
   ackDelayMs: 2,
+  rtoMs: 800,
   maxPayload: 16 << 20,
 };
 
@@ -76,6 +93,8 @@ export interface LinkStats {
   framesReceived: number;
   bytesReceived: number;
   retransmitted: number;
+  /** Connections reset by the retransmission timeout. */
+  rtoResets: number;
   duplicates: number;
   /** Times the link came up again after being down. */
   reconnects: number;
@@ -103,6 +122,8 @@ export interface LinkContext {
   transport: FabricTransport;
   log: Logger;
   opts: LinkOptions;
+  /** Fault injection on the wire (faults.ts); absent: none. */
+  faults?: WireFaults;
 }
 
 const newId = (): string => randomBytes(8).toString('hex');
@@ -144,9 +165,21 @@ export class Link {
   private ackTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
 
+  /** Since when the oldest unacknowledged frame has waited with no ack progress (the RTO's clock). */
+  private ackWaitSince = 0;
+  // Injected faults (faults.ts): an outage (no connection before outageUntil), output or input held in order, a recv fault for the frame being decoded.
+  private outageUntil = 0;
+  private txHold: (readonly Uint8Array[])[] | null = null;
+  private txHoldUntil = 0;
+  private txHoldTimer: NodeJS.Timeout | null = null;
+  private rxHold: Frame[] | null = null;
+  private rxHoldUntil = 0;
+  private rxHoldTimer: NodeJS.Timeout | null = null;
+  private rxFault: WireFault | null = null;
+
   private readonly c = {
     framesSent: 0, bytesSent: 0, framesReceived: 0, bytesReceived: 0,
-    retransmitted: 0, duplicates: 0, reconnects: 0, failures: 0, failedFrames: 0,
+    retransmitted: 0, rtoResets: 0, duplicates: 0, reconnects: 0, failures: 0, failedFrames: 0,
   };
   private readonly bad = zeroBadCounts();
 
@@ -176,6 +209,7 @@ export class Link {
     if (bytes > this.o.maxPayload) throw new RangeError(`frame payload of ${bytes} bytes above the maximum ${this.o.maxPayload}`);
     if (!this.window.admits(bytes)) return null;
     const f: SentFrame = { seq: ++this.sendSeq, type, flags, channel, socket, value, segments: [...segments], bytes, pcrc: payloadCrc(segments), transmitted: false };
+    if (this.window.count === 0) this.ackWaitSince = performance.now();
     this.window.push(f);
     if (this.up) this.transmit(f);
     else this.armDeadline();
@@ -185,9 +219,13 @@ export class Link {
   /** An accepted connection whose HELLO the fabric checked: it becomes this link's connection. */
   adopt(conn: Conn, hello: Hello, peerDelivered: number): void {
     if (this.closed) return conn.drop();
+    if (performance.now() < this.outageUntil) {
+      this.log.debug({ remote: conn.wire.remote }, 'fabric connection refused: the link is down (fault injection)');
+      return conn.drop();
+    }
     if (this.conn) this.lost(this.conn, `replaced by a new connection from ${conn.wire.remote}`);
     this.conn = conn;
-    conn.setHandlers(this.handlers(conn));
+    this.own(conn);
     conn.setMaxPayload(this.o.maxPayload);
     this.lastRx = performance.now();
     const resume = hello.session !== '' && hello.session === this.session;
@@ -243,7 +281,7 @@ export class Link {
         if (abort.signal.aborted || this.closed) return wire.close();
         this.dialAbort = null;
         const conn = new Conn(wire, this.o.maxPayload);
-        conn.setHandlers(this.handlers(conn));
+        this.own(conn);
         this.conn = conn;
         this.lastRx = performance.now();
         this.writeLink(LinkType.HELLO, encodeHello(this.hello()));
@@ -255,6 +293,12 @@ export class Link {
         this.retry(`connect to ${formatAddress(addr)} failed: ${e.message}`);
       },
     );
+  }
+
+  /** Takes `conn`'s events (and, with fault injection, sees its frames before their CRC check). */
+  private own(conn: Conn): void {
+    conn.setHandlers(this.handlers(conn));
+    if (this.ctx.faults) conn.setTap(this.tap);
   }
 
   private handlers(conn: Conn): ConnHandlers {
@@ -270,12 +314,14 @@ export class Link {
   }
 
   private retry(why: string): void {
-    this.log.debug({ why, inMs: this.backoff }, 'fabric dial failed, retrying');
+    // Not before an injected outage ends.
+    const inMs = Math.max(this.backoff, this.outageUntil - performance.now());
+    this.log.debug({ why, inMs }, 'fabric dial failed, retrying');
     this.armDeadline();
     this.dialTimer = setTimeout(() => {
       this.dialTimer = null;
       this.dial();
-    }, this.backoff);
+    }, inMs);
     this.backoff = Math.min(this.backoff * 2, this.o.backoffMaxMs);
   }
 
@@ -304,6 +350,7 @@ export class Link {
     if (this.everUp) this.c.reconnects++;
     this.everUp = true;
     let retransmitted = 0;
+    this.ackWaitSince = performance.now();
     for (const f of this.window) {
       if (f.transmitted) retransmitted++;
       this.transmit(f);
@@ -317,6 +364,14 @@ export class Link {
     const now = performance.now();
     if (now - this.lastRx >= this.o.deadMs) {
       if (this.conn) this.lost(this.conn, `nothing heard from the peer for ${Math.round(now - this.lastRx)} ms`);
+      return;
+    }
+    if (this.window.count > 0 && now - this.ackWaitSince >= this.o.rtoMs && this.conn) {
+      // A frame lost with nothing after it (the receiver sees no gap) or acks lost for that long: the resume resends.
+      this.c.rtoResets++;
+      const why = `retransmission timeout: no ack for ${Math.round(now - this.ackWaitSince)} ms with ${this.window.count} frames unacknowledged`;
+      this.warn.warn('fabric-rto', { unacked: this.window.count }, `fabric link to ${this.peer}: ${why}`);
+      this.lost(this.conn, why);
       return;
     }
     if (now - this.lastTx >= this.o.heartbeatMs / 2) this.writeLink(LinkType.HEARTBEAT);
@@ -384,12 +439,31 @@ export class Link {
   // --- frames -------------------------------------------------------------
 
   private onFrame(conn: Conn, f: Frame): void {
+    const fault = this.rxFault;
+    this.rxFault = null;
     if (conn !== this.conn) return;
+    if (fault !== null && this.recvFault(conn, f, fault)) return;
+    this.rx(conn, f);
+  }
+
+  /** A frame off the connection, in order: taken now, or queued behind those an injected delay holds. */
+  private rx(conn: Conn, f: Frame): void {
+    if (conn !== this.conn) return;
+    if (this.rxHold !== null) this.rxHold.push(f);
+    else this.take(f);
+  }
+
+  private take(f: Frame): void {
     this.lastRx = performance.now();
     if (f.src !== this.peerIndex) return this.protocolError('unknownNode', `frame with source id ${f.src}, '${this.peer}' is ${this.peerIndex}`);
     if (!this.up) return this.onWelcome(f);
     if (!this.ackUpTo(f.ack)) return;
     if (f.type >= FIRST_DATA_TYPE) return this.onData(f);
+    if (f.type === LinkType.HELLO || f.type === LinkType.WELCOME) {
+      // The handshake repeated on the connection it established: a duplicated packet, nothing new.
+      this.c.duplicates++;
+      return;
+    }
     if (f.type !== LinkType.ACK && f.type !== LinkType.HEARTBEAT) this.protocolError('unexpected', `link frame type ${f.type} on an established link`);
   }
 
@@ -440,6 +514,7 @@ export class Link {
       return false;
     }
     if (!this.window.release(ack)) return true;
+    this.ackWaitSince = performance.now();
     this.ev.acked(ack);
     this.maybeDrain();
     return true;
@@ -461,7 +536,7 @@ export class Link {
       { type: f.type, flags: f.flags, src: this.selfIndex, seq: f.seq, ack: this.delivered, channel: f.channel, socket: f.socket, value: f.value },
       f.bytes, f.pcrc,
     );
-    this.write(f.segments.length === 1 ? [header, f.segments[0]!] : [header, ...f.segments]);
+    this.write(f.segments.length === 1 ? [header, f.segments[0]!] : [header, ...f.segments], f.type, f.seq, f.channel, f.socket, f.bytes);
     f.transmitted = true;
     this.c.framesSent++;
     this.c.bytesSent += f.bytes;
@@ -469,17 +544,145 @@ export class Link {
 
   private writeLink(type: number, payload?: Uint8Array): void {
     const segs = payload ? [payload] : [];
-    const header = encodeHeader({ type, flags: 0, src: this.selfIndex, seq: 0, ack: this.delivered, channel: 0, socket: 0, value: 0 }, payloadLength(segs), payloadCrc(segs));
-    this.write([header, ...segs]);
+    const bytes = payloadLength(segs);
+    const header = encodeHeader({ type, flags: 0, src: this.selfIndex, seq: 0, ack: this.delivered, channel: 0, socket: 0, value: 0 }, bytes, payloadCrc(segs));
+    this.write([header, ...segs], type, 0, 0, 0, bytes);
   }
 
-  /** Every frame carries the cumulative ack, so any write settles the pending one. */
-  private write(chunks: readonly Uint8Array[]): void {
-    this.conn?.write(chunks);
+  /**
+   * Every frame carries the cumulative ack, so any write settles the pending
+   * one (a write an injected fault loses included: the next frame or
+   * heartbeat carries the ack).
+   */
+  private write(chunks: readonly Uint8Array[], type: number, seq: number, channel: number, socket: number, bytes: number): void {
+    const conn = this.conn;
+    if (conn) {
+      const fx = this.ctx.faults;
+      const fault = fx && fx.armed[fx.sendPoint] ? fx.send(this.peer, { type, seq, channel, socket, bytes }) : null;
+      if (fault === null) this.out(conn, chunks);
+      else this.sendFault(conn, chunks, fault);
+    }
     this.lastTx = performance.now();
     this.pendingAckFrames = 0;
     this.pendingAckBytes = 0;
     this.clear('ackTimer');
+  }
+
+  // --- injected faults (faults.ts) ----------------------------------------
+
+  /** Writes a frame, or queues it behind those an injected delay holds. */
+  private out(conn: Conn, chunks: readonly Uint8Array[]): void {
+    if (this.txHold !== null) this.txHold.push(chunks);
+    else conn.write(chunks);
+  }
+
+  /** What the network does to a frame being sent. */
+  private sendFault(conn: Conn, chunks: readonly Uint8Array[], f: WireFault): void {
+    switch (f.action) {
+      case 'drop': return;
+      case 'duplicate': this.out(conn, chunks); return this.out(conn, chunks);
+      case 'corrupt': return this.out(conn, corruptChunks(chunks, f.offset, f.xor));
+      case 'delay':
+        this.holdTx(f.ns / 1e6);
+        return this.out(conn, chunks);
+      case 'link_down':
+        this.outageUntil = Math.max(this.outageUntil, performance.now() + f.ns / 1e6);
+        return this.cutSoon(conn, `link down for ${f.ns / 1e6} ms (fault injection)`);
+      case 'error': return this.cutSoon(conn, 'connection reset (fault injection)');
+    }
+  }
+
+  /**
+   * The connection goes now (nothing more is written), the link learns it
+   * after the current call: a fault may strike in the middle of goUp() or
+   * of the owner's send().
+   */
+  private cutSoon(conn: Conn, why: string): void {
+    conn.drop();
+    queueMicrotask(() => this.lost(conn, why));
+  }
+
+  /** Holds the output for `ms` more (from now): what is written meanwhile waits behind, in order. */
+  private holdTx(ms: number): void {
+    this.txHoldUntil = Math.max(this.txHoldUntil, performance.now() + ms);
+    this.txHold ??= [];
+    if (this.txHoldTimer) return;
+    const flush = (): void => {
+      const wait = this.txHoldUntil - performance.now();
+      if (wait > 0.5) {
+        this.txHoldTimer = setTimeout(flush, wait);
+        return;
+      }
+      this.txHoldTimer = null;
+      const q = this.txHold ?? [];
+      this.txHold = null;
+      for (const chunks of q) this.conn?.write(chunks);
+    };
+    this.txHoldTimer = setTimeout(flush, ms);
+  }
+
+  /** The same for the input: frames decoded meanwhile are taken after, in order. */
+  private holdRx(ms: number): void {
+    this.rxHoldUntil = Math.max(this.rxHoldUntil, performance.now() + ms);
+    this.rxHold ??= [];
+    if (this.rxHoldTimer) return;
+    const flush = (): void => {
+      const wait = this.rxHoldUntil - performance.now();
+      if (wait > 0.5) {
+        this.rxHoldTimer = setTimeout(flush, wait);
+        return;
+      }
+      this.rxHoldTimer = null;
+      const q = this.rxHold ?? [];
+      this.rxHold = null;
+      const conn = this.conn;
+      for (const f of q) {
+        if (this.conn !== conn || this.rxHold !== null) break;
+        this.take(f);
+      }
+    };
+    this.rxHoldTimer = setTimeout(flush, ms);
+  }
+
+  /**
+   * Sees each frame the connection decodes, before its CRC check: asks the
+   * owner's recv() and applies a `corrupt` to the bytes (the CRC check that
+   * follows refuses the frame); any other fault waits for onFrame.
+   */
+  private readonly tap = (head: Uint8Array, payload: Uint8Array): boolean => {
+    const fx = this.ctx.faults!;
+    if (!fx.armed[fx.recvPoint]) return false;
+    const h = peekHeader(head);
+    const f = fx.recv(this.peer, { type: h.type, seq: h.seq, channel: h.channel, socket: h.socket, bytes: payload.length });
+    if (f === null) return false;
+    if (f.action === 'corrupt') {
+      corruptChunks([head, payload], f.offset, f.xor, false);
+      return true;
+    }
+    this.rxFault = f;
+    return false;
+  };
+
+  /** What the network does to a frame received; true when the frame is not to be taken as it is. */
+  private recvFault(conn: Conn, f: Frame, fault: WireFault): boolean {
+    switch (fault.action) {
+      case 'drop': return true;
+      case 'duplicate':
+        this.rx(conn, f);
+        this.rx(conn, f);
+        return true;
+      case 'delay':
+        this.holdRx(fault.ns / 1e6);
+        return false;
+      case 'link_down':
+        this.outageUntil = Math.max(this.outageUntil, performance.now() + fault.ns / 1e6);
+        this.lost(conn, `link down for ${fault.ns / 1e6} ms (fault injection)`);
+        return true;
+      case 'error':
+        this.lost(conn, 'connection reset (fault injection)');
+        return true;
+      case 'corrupt': return false; // applied by the tap, and the frame passed its CRC: the bytes hit were outside it
+    }
   }
 
   private setState(state: LinkState, info: LinkStateInfo): void {
@@ -500,11 +703,17 @@ export class Link {
   private stopConnTimers(): void {
     this.clear('handshakeTimer');
     this.clear('ackTimer');
+    // Frames an injected delay held belong to the connection: the resume resends what they carried.
+    this.clear('txHoldTimer');
+    this.clear('rxHoldTimer');
+    this.txHold = null;
+    this.rxHold = null;
+    this.rxFault = null;
     if (this.beatTimer) clearInterval(this.beatTimer);
     this.beatTimer = null;
   }
 
-  private clear(name: 'dialTimer' | 'handshakeTimer' | 'ackTimer' | 'deadlineTimer'): void {
+  private clear(name: 'dialTimer' | 'handshakeTimer' | 'ackTimer' | 'deadlineTimer' | 'txHoldTimer' | 'rxHoldTimer'): void {
     const t = this[name];
     if (t) clearTimeout(t);
     this[name] = null;

@@ -42,6 +42,8 @@ export interface FaultContext {
   /** Bytes from addr (default 1), for address-range matching. */
   readonly len?: number;
   readonly node?: string | number;
+  /** The same node's number (fabric.*: its id), so a rule's `node` matches the name or the id. */
+  readonly nodeId?: number;
   readonly vector?: number;
 }
 
@@ -92,7 +94,7 @@ function matches(m: Match, c: FaultContext): boolean {
   if (m.executor !== undefined && c.executor !== m.executor) return false;
   if (m.reg !== undefined && c.reg !== m.reg) return false;
   if (m.vector !== undefined && c.vector !== m.vector) return false;
-  if (m.node !== undefined && (c.node === undefined || String(c.node) !== m.node)) return false;
+  if (m.node !== undefined && (c.node === undefined || String(c.node) !== m.node) && (c.nodeId === undefined || String(c.nodeId) !== m.node)) return false;
   if (m.addr !== undefined) {
     if (c.addr === undefined) return false;
     // An access matches when any of its bytes falls in [lo, hi).

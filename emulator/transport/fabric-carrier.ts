@@ -8,13 +8,26 @@
  * (zero-copy: the TCP write reads the guest's ring); the fabric's events
  * (frames in order, acknowledgements, failed sessions, an open window) go
  * back to the data plane.
+ *
+ * Fault injection: the device's injector answers the fabric's fabric.send
+ * and fabric.recv points for every frame on the wire (fabric/faults.ts says
+ * what each action does). Context: `node` = the peer's name and `nodeId` its
+ * id (a rule's `node` matches either); for the data plane's frames `sid` =
+ * this node's socket: the sender (the frame's socket field) at fabric.send,
+ * the receiver (its channel field) at fabric.recv, except a REFUSED sent and
+ * a CONNECT received, which name no local socket; `tenant` = that socket's.
+ * The fabric's own frames (handshake, ACK, heartbeat) carry only `node`.
  */
 import type { Logger } from '../util/log.js';
 import type { Cluster } from '../fabric/cluster.js';
-import { Fabric, type FabricOptions, type FabricStats } from '../fabric/fabric.js';
+import { Fabric, type FabricOptions, type FabricStats, type WireFault, type WireFaults, type WireFrame } from '../fabric/fabric.js';
+import { FIRST_DATA_TYPE } from '../fabric/frame.js';
 import { TcpTransport } from '../fabric/tcp.js';
+import type { Fault, FaultInjector } from '../faults/injector.js';
+import { POINT, type Point } from '../faults/plan.js';
 import type { DataPlane } from '../model/dataplane/dataplane.js';
-import type { PipeFabric, PipeFabricEvents } from '../model/dataplane/remote.js';
+import { PIPE_FRAME, type PipeFabric, type PipeFabricEvents } from '../model/dataplane/remote.js';
+import { RateLimitedLog } from '../util/log.js';
 
 export interface FabricCarrierOptions {
   cluster: Cluster;
@@ -22,6 +35,8 @@ export interface FabricCarrierOptions {
   /** A link down longer than this fails its sockets (ms). */
   deadlineMs?: number;
   heartbeatMs?: number;
+  /** The device's injector: its fabric.send / fabric.recv rules act on the frames on the wire. */
+  faults?: FaultInjector;
 }
 
 export class FabricCarrier {
@@ -29,15 +44,17 @@ export class FabricCarrier {
   private readonly transport = new TcpTransport();
   private events: PipeFabricEvents | null = null;
   private readonly ids = new Map<string, number>();
+  private dp: DataPlane | null = null;
 
   constructor(private readonly o: FabricCarrierOptions) {
     o.cluster.names.forEach((n, i) => this.ids.set(n, i + 1));
+    const id = (node: string): number => this.ids.get(node) ?? 0;
     const opts: FabricOptions = {
       cluster: o.cluster, transport: this.transport, log: o.log,
       ...(o.deadlineMs !== undefined ? { deadlineMs: o.deadlineMs } : {}),
       ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
+      ...(o.faults ? { faults: wireFaults(o.faults, o.log, id, (sid) => this.dp?.socks.tenant[sid]) } : {}),
     };
-    const id = (node: string): number => this.ids.get(node) ?? 0;
     this.fabric = new Fabric(opts, {
       onFrame: (node, f) => this.events?.frame(id(node), f.type, f.flags, f.channel, f.socket, f.value, f.payload),
       onAcked: (node, seq) => this.events?.acked(id(node), seq),
@@ -54,6 +71,7 @@ export class FabricCarrier {
 
   /** Gives the data plane its PipeFabric. */
   attach(dp: DataPlane): void {
+    this.dp = dp;
     const names = this.o.cluster.names;
     const view: PipeFabric = {
       selfId: this.ids.get(this.o.cluster.self)!,
@@ -84,5 +102,41 @@ export class FabricCarrier {
 
   close(): Promise<void> {
     return this.fabric.close();
+  }
+
+}
+
+/**
+ * An injector's fabric.* points as a fabric asks them (the fabric reads
+ * `armed` for each frame: nothing more while no rule is live there). The
+ * context is built only for a frame a rule could hit: see the top of this file.
+ */
+export function wireFaults(inj: FaultInjector, log: Logger, nodeId: (peer: string) => number, tenantOf: (sid: number) => number | undefined = () => undefined): WireFaults {
+  const skipped = new RateLimitedLog(log);
+  const ask = (point: Point, peer: string, sid: number | undefined): WireFault | null => {
+    const tenant = sid === undefined ? undefined : tenantOf(sid);
+    const fault = inj.check(point, {
+      node: peer, nodeId: nodeId(peer),
+      ...(sid !== undefined ? { sid } : {}), ...(tenant !== undefined ? { tenant } : {}),
+    });
+    return fault === null ? null : wireFault(fault, skipped);
+  };
+  const data = (f: WireFrame): boolean => f.type >= FIRST_DATA_TYPE;
+  return {
+    armed: inj.armed, sendPoint: POINT.FABRIC_SEND, recvPoint: POINT.FABRIC_RECV,
+    send: (peer, f) => ask(POINT.FABRIC_SEND, peer, data(f) && f.type !== PIPE_FRAME.REFUSED ? f.socket : undefined),
+    recv: (peer, f) => ask(POINT.FABRIC_RECV, peer, data(f) && f.type !== PIPE_FRAME.CONNECT ? f.channel : undefined),
+  };
+}
+
+/** A plan's action as the fabric applies it; reset and surprise_removal are the device's, not the wire's (counted, logged, not applied here). */
+function wireFault(f: Fault, log: RateLimitedLog): WireFault | null {
+  switch (f.action) {
+    case 'drop': case 'duplicate': case 'error': return { action: f.action };
+    case 'delay': case 'link_down': return { action: f.action, ns: f.ns };
+    case 'corrupt': return { action: 'corrupt', offset: f.offset, xor: f.xor };
+    default:
+      log.warn(`fabric-fault-${f.rule}`, { rule: f.rule, action: f.action }, 'fault action not applied at a fabric point');
+      return null;
   }
 }
