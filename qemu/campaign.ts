@@ -23,6 +23,7 @@
  * Every process is stopped by its PID; the run directory is removed unless
  * a row broke the contract (or SGIOV_KEEP=1).
  */
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,12 +146,15 @@ export function vmWorkload(o: VmCampaignOptions = {}): CampaignWorkload & { dir:
           if (deviceLost) recoverMs = probe && num(probe, 'rc') === 0 && injectedAt !== null ? probe.at - injectedAt : null;
           else if (s) recoverMs = num(s, 'stall_ms');
         }
+        const driver = recoveryOf(dpAfter);
         if (!s) throw new Error(`${name}: no stress line from the guest (console: ${vm.opts.consolePath})`);
         return {
           plan: basename(file, '.json'), fault: describePlan(plan), injections,
           sent: num(s, 'sent'), delivered: num(s, 'delivered'), failed: num(s, 'failed'), lost: num(s, 'lost'),
           duplicated: num(s, 'duplicated'), corrupted: num(s, 'corrupted'), reordered: num(s, 'reordered'),
-          recoverMs, deviceLost, wallMs: Date.now() - t0, driver: recoveryOf(dpAfter),
+          recoverMs, deviceLost, wallMs: Date.now() - t0,
+          // A fault-free run: its longest stall is what TCG costs anyway.
+          driver: plan.rules.length === 0 && s ? `stall_ms=${s.fields.stall_ms} without faults${driver ? ` ${driver}` : ''}` : driver,
           unrecovered: !probe || num(probe, 'rc') !== 0 || num(probe, 'lost') !== 0,
         };
       } finally {
@@ -161,13 +165,21 @@ export function vmWorkload(o: VmCampaignOptions = {}): CampaignWorkload & { dir:
   };
 }
 
+/** A plan with no rules (row "baseline"), written into `dir`. */
+export function baselinePlan(dir: RunDir): string {
+  const f = dir.file('baseline.json');
+  writeFileSync(f, JSON.stringify({ description: 'no faults: the same workload, for comparison', rules: [] }));
+  return f;
+}
+
 async function main(argv: string[]): Promise<number> {
   const vm = vmWorkload({ log: (s) => process.stderr.write(s + '\n') });
   // The VM workload's default is smaller than the in-memory one's (TCG): 64 sockets x 256 messages.
   const args = argv.some((a) => a === '--messages' || a.startsWith('--messages=')) || argv.includes('--memory') ? argv : ['--messages', '256', ...argv];
   let code = 2;
   try {
-    code = await campaignMain(args, { vm, memory: memoryWorkload }, 'vm');
+    // A fault-free round first: the longest stall TCG costs without faults, beside each plan's.
+    code = await campaignMain(args, { vm, memory: memoryWorkload }, 'vm', (w) => (w === vm ? [baselinePlan(vm.dir)] : []));
   } finally {
     if (code === 0 && process.env.SGIOV_KEEP !== '1') vm.dir.remove();
     else process.stderr.write(`fault campaign: run files kept in ${vm.dir.path}\n`);

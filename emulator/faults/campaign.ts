@@ -122,7 +122,7 @@ const COLUMNS: [string, (r: CampaignRow) => string][] = [
   ['plan', (r) => r.plan], ['fault', (r) => r.fault], ['injections', (r) => String(r.injections)], ['sent', (r) => String(r.sent)],
   ['delivered', (r) => String(r.delivered)], ['failed-reported', (r) => String(r.failed)], ['lost', (r) => String(r.lost)],
   ['duplicated', (r) => String(r.duplicated)], ['corrupted', (r) => String(r.corrupted)],
-  ['recover ms', (r) => (r.injections === 0 ? '-' : r.recoverMs === null ? 'never' : r.recoverMs.toFixed(3))],
+  ['recover ms', (r) => (r.injections === 0 ? '-' : r.recoverMs === null ? 'never' : Number.isInteger(r.recoverMs) ? String(r.recoverMs) : r.recoverMs.toFixed(3))],
   ['device', (r) => (r.skipped !== undefined ? 'skipped' : r.unrecovered ? `${r.deviceLost ?? 'ok'}, not back` : r.deviceLost ?? 'ok')],
 ];
 
@@ -143,9 +143,11 @@ export const broken = (rows: CampaignRow[]): CampaignRow[] =>
 /**
  * The campaign's command line: `--workload NAME` (or `--memory`) among
  * `workloads`, `--messages N` per pair, `--json`, plan files (default:
- * faults/*.json). Returns the exit code: 1 when the contract failed.
+ * faults/*.json; `first(workload)` may put more before them, e.g. a
+ * fault-free baseline). Returns the exit code: 1 when the contract failed.
  */
-export async function campaignMain(argv: string[], workloads: Record<string, CampaignWorkload>, defaultWorkload: string): Promise<number> {
+export async function campaignMain(argv: string[], workloads: Record<string, CampaignWorkload>, defaultWorkload: string,
+  first?: (w: CampaignWorkload) => string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
     options: {
@@ -159,7 +161,7 @@ export async function campaignMain(argv: string[], workloads: Record<string, Cam
   const messagesPerPair = Number(values.messages);
   if (!Number.isInteger(messagesPerPair) || messagesPerPair < 1) { process.stderr.write(`faults: --messages '${values.messages}' is not a whole number >= 1\n`); return 2; }
   const dir = join(repoRoot(), 'faults');
-  const files = positionals.length > 0 ? positionals : readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => join(dir, f));
+  const files = [...(first?.(workload) ?? []), ...(positionals.length > 0 ? positionals : readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => join(dir, f)))];
   process.stderr.write(`fault campaign: ${files.length} plans, workload ${workload.name}, ${messagesPerPair} messages per ${workload.name === 'memory' ? 'pair, 8 pairs' : 'socket'}\n`);
   const rows = await runCampaign(workload, files, { messagesPerPair }, (r) => process.stderr.write(`  ${r.plan}: ${r.skipped ?? `${r.injections} injections, ${r.wallMs} ms`}\n`));
   process.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : formatTable(rows));
