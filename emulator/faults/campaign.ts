@@ -130,7 +130,8 @@ const COLUMNS: [string, (r: CampaignRow) => string][] = [
 export function formatTable(rows: CampaignRow[]): string {
   const cols: [string, (r: CampaignRow) => string][] = rows.some((r) => r.driver || r.skipped)
     ? [...COLUMNS, ['driver', (r) => r.skipped ?? (r.driver || '-')]] : COLUMNS;
-  const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f]) => f(r)))];
+  // A skipped plan ran nothing: no figures.
+  const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f], i) => (r.skipped !== undefined && i >= 2 && i < COLUMNS.length - 1 ? '-' : f(r))))];
   const w = cols.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
   const left = (i: number): boolean => i < 2 || i === COLUMNS.length;
   return cells.map((c) => c.map((x, i) => (left(i) ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ').trimEnd()).join('\n') + '\n';
@@ -170,7 +171,7 @@ export async function campaignMain(argv: string[], workloads: Record<string, Cam
     process.stderr.write(`fault campaign: the contract failed under ${bad.map((r) => r.plan).join(', ')} (lost, duplicated, reordered or corrupted messages, or a device not back)\n`);
     return 1;
   }
-  const idle = rows.filter((r) => r.injections === 0 && r.skipped === undefined).map((r) => r.plan);
+  const idle = rows.filter((r) => r.injections === 0 && r.skipped === undefined && r.fault !== '').map((r) => r.plan);
   if (idle.length > 0) process.stderr.write(`fault campaign: no injection under ${idle.join(', ')} (its points are not on this workload's path)\n`);
   return 0;
 }
