@@ -7,76 +7,14 @@
  * namespaces; every process is stopped by its PID and the namespaces are
  * deleted.
  */
-import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
-import { createConnection } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
 import { CONSTANTS } from '../../emulator/abi/abi.js';
-import { clientAccess } from '../../emulator/client/remote-access.js';
-import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
-import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { openCrossPairs, stressPairs } from '../../emulator/client/stress.js';
-import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { NetnsPair } from '../../qemu/netns.js';
-import { EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
+import { until } from '../../qemu/vm.js';
+import { NODE_A, NODE_B, PORT, both, control, sleepSync, startCluster, stopCluster } from './cross-node-helpers.js';
 
-const PORT = 7411;
-/** Node ids: 1 + the index in the sorted names. */
-const NODE_A = 1;
-const NODE_B = 2;
-
-interface Node { emu: EmulatorProcess; client: VfioUserClient; drv: SgiovSocketDriver; ctl: string }
-interface Cluster { net: NetnsPair; dir: RunDir; a: Node; b: Node; keep: boolean }
-
-let live: Cluster | null = null;
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-async function startNode(net: NetnsPair, dir: RunDir, name: 'a' | 'b', deadlineMs: number): Promise<Node> {
-  const sock = dir.file(`${name}.sock`);
-  const emu = new EmulatorProcess({
-    socketPath: sock, logPath: dir.file(`${name}.log`), logLevel: 'info', netns: name === 'a' ? net.nsA : net.nsB,
-    extraArgs: ['--node', `a=${net.ipA}:${PORT}`, '--node', `b=${net.ipB}:${PORT}`, '--self', name, '--link-deadline', String(deadlineMs), '--control', dir.file(`${name}.ctl`)],
-  });
-  await emu.ready();
-  const client = VfioUserClient.connect(sock, { memBytes: 64 << 20 });
-  const d = new SgiovDriver(client);
-  d.bringUp();
-  const drv = new SgiovSocketDriver(clientAccess(client, 1 << 20), { d2hSlots: 65536, timeoutMs: 30_000 });
-  return { emu, client, drv, ctl: dir.file(`${name}.ctl`) };
-}
-
-async function startCluster(deadlineMs: number): Promise<Cluster> {
-  const net = NetnsPair.create('xn');
-  const dir = new RunDir('sgiov-crossnode-');
-  const c: Cluster = { net, dir, a: null as unknown as Node, b: null as unknown as Node, keep: false };
-  live = c;
-  c.a = await startNode(net, dir, 'a', deadlineMs);
-  c.b = await startNode(net, dir, 'b', deadlineMs);
-  onTestFailed(() => { c.keep = true; });
-  // Both links up before traffic: the fabric logs each state change.
-  if (!(await until(() => /"state":"up"|link up/.test(c.a.emu.log) && /"state":"up"|link up/.test(c.b.emu.log), 10_000))) {
-    throw new Error(`the link did not come up:\n${c.a.emu.log.slice(-1500)}\n${c.b.emu.log.slice(-1500)}`);
-  }
-  return c;
-}
-
-afterEach(async () => {
-  const c = live;
-  live = null;
-  if (!c) return;
-  for (const n of [c.a, c.b]) { try { n?.client.close(); } catch { /* gone */ } }
-  await Promise.all([c.a?.emu.stop(), c.b?.emu.stop()]);
-  c.net.remove();
-  if (c.keep) process.stderr.write(`cross-node test files kept in ${c.dir.path}\n`);
-  else c.dir.remove();
-});
-
-/** Waits on both devices (the TS drivers spin; the emulators run in their own processes). */
-const both = (c: Cluster) => ({
-  wait: (pred: () => boolean, what: string) => c.a.drv.waitUntil(() => { c.b.drv.process(); return pred(); }, what),
-  tick: () => { c.a.drv.dev.wait(); c.a.drv.process(); c.b.drv.process(); },
-});
+afterEach(stopCluster);
 
 describe.skipIf(!NetnsPair.available())('cross-node pipes between two emulators in two network namespaces', () => {
   it('carries the stress workload both ways across the link: nothing lost, duplicated, reordered or corrupted', async () => {
@@ -169,22 +107,3 @@ describe.skipIf(!NetnsPair.available())('cross-node pipes between two emulators 
     expect(st.pipes.linkFailures).toBeGreaterThanOrEqual(1);
   }, 120_000);
 });
-
-/** One control command to a node's emulator. */
-function control(n: Node, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(n.ctl);
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      c.end();
-      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (r.ok) resolve(r.result); else reject(new Error(r.error));
-    });
-    c.on('error', reject);
-  });
-}
