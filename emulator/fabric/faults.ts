@@ -69,3 +69,51 @@ export function corruptChunks(chunks: readonly Uint8Array[], offset: number, xor
   }
   return out;
 }
+
+/**
+ * A link's output or input held by injected delays: while held, items queue
+ * in order; when the last delay has passed they are released together.
+ */
+export class Hold<T> {
+  private queue: T[] | null = null;
+  private until = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly release: (items: T[]) => void) {}
+
+  get active(): boolean {
+    return this.queue !== null;
+  }
+
+  /** Queues `item` behind the held ones (only while active). */
+  push(item: T): void {
+    this.queue?.push(item);
+  }
+
+  /** Holds for `ms` more from now (a longer hold already running stands). */
+  extend(ms: number): void {
+    this.until = Math.max(this.until, performance.now() + ms);
+    this.queue ??= [];
+    if (!this.timer) this.timer = setTimeout(this.flush, ms);
+  }
+
+  /** Drops what is held (its connection is gone). */
+  cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.queue = null;
+    this.until = 0;
+  }
+
+  private readonly flush = (): void => {
+    const wait = this.until - performance.now();
+    if (wait > 0.5) {
+      this.timer = setTimeout(this.flush, wait);
+      return;
+    }
+    this.timer = null;
+    const items = this.queue ?? [];
+    this.queue = null;
+    this.release(items);
+  };
+}

@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { RateLimitedLog, type Logger } from '../util/log.js';
 import { formatAddress, type Cluster } from './cluster.js';
 import { Conn, type ConnHandlers } from './conn.js';
-import { corruptChunks, type WireFault, type WireFaults } from './faults.js';
+import { corruptChunks, Hold, type WireFault, type WireFaults } from './faults.js';
 import { encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, peekHeader, type Frame, type FrameErrorKind } from './frame.js';
 import { dials, encodeHello, parseHello, refuseHello, type Hello } from './hello.js';
 import type { FabricTransport } from './transport.js';
@@ -169,12 +169,16 @@ export class Link {
   private ackWaitSince = 0;
   // Injected faults (faults.ts): an outage (no connection before outageUntil), output or input held in order, a recv fault for the frame being decoded.
   private outageUntil = 0;
-  private txHold: (readonly Uint8Array[])[] | null = null;
-  private txHoldUntil = 0;
-  private txHoldTimer: NodeJS.Timeout | null = null;
-  private rxHold: Frame[] | null = null;
-  private rxHoldUntil = 0;
-  private rxHoldTimer: NodeJS.Timeout | null = null;
+  private readonly txHold = new Hold<readonly Uint8Array[]>((q) => {
+    for (const chunks of q) this.conn?.write(chunks);
+  });
+  private readonly rxHold = new Hold<Frame>((q) => {
+    const conn = this.conn;
+    for (const f of q) {
+      if (this.conn !== conn || this.rxHold.active) break;
+      this.take(f);
+    }
+  });
   private rxFault: WireFault | null = null;
 
   private readonly c = {
@@ -449,7 +453,7 @@ export class Link {
   /** A frame off the connection, in order: taken now, or queued behind those an injected delay holds. */
   private rx(conn: Conn, f: Frame): void {
     if (conn !== this.conn) return;
-    if (this.rxHold !== null) this.rxHold.push(f);
+    if (this.rxHold.active) this.rxHold.push(f);
     else this.take(f);
   }
 
@@ -572,7 +576,7 @@ export class Link {
 
   /** Writes a frame, or queues it behind those an injected delay holds. */
   private out(conn: Conn, chunks: readonly Uint8Array[]): void {
-    if (this.txHold !== null) this.txHold.push(chunks);
+    if (this.txHold.active) this.txHold.push(chunks);
     else conn.write(chunks);
   }
 
@@ -583,7 +587,7 @@ export class Link {
       case 'duplicate': this.out(conn, chunks); return this.out(conn, chunks);
       case 'corrupt': return this.out(conn, corruptChunks(chunks, f.offset, f.xor));
       case 'delay':
-        this.holdTx(f.ns / 1e6);
+        this.txHold.extend(f.ns / 1e6);
         return this.out(conn, chunks);
       case 'link_down':
         this.outageUntil = Math.max(this.outageUntil, performance.now() + f.ns / 1e6);
@@ -600,48 +604,6 @@ export class Link {
   private cutSoon(conn: Conn, why: string): void {
     conn.drop();
     queueMicrotask(() => this.lost(conn, why));
-  }
-
-  /** Holds the output for `ms` more (from now): what is written meanwhile waits behind, in order. */
-  private holdTx(ms: number): void {
-    this.txHoldUntil = Math.max(this.txHoldUntil, performance.now() + ms);
-    this.txHold ??= [];
-    if (this.txHoldTimer) return;
-    const flush = (): void => {
-      const wait = this.txHoldUntil - performance.now();
-      if (wait > 0.5) {
-        this.txHoldTimer = setTimeout(flush, wait);
-        return;
-      }
-      this.txHoldTimer = null;
-      const q = this.txHold ?? [];
-      this.txHold = null;
-      for (const chunks of q) this.conn?.write(chunks);
-    };
-    this.txHoldTimer = setTimeout(flush, ms);
-  }
-
-  /** The same for the input: frames decoded meanwhile are taken after, in order. */
-  private holdRx(ms: number): void {
-    this.rxHoldUntil = Math.max(this.rxHoldUntil, performance.now() + ms);
-    this.rxHold ??= [];
-    if (this.rxHoldTimer) return;
-    const flush = (): void => {
-      const wait = this.rxHoldUntil - performance.now();
-      if (wait > 0.5) {
-        this.rxHoldTimer = setTimeout(flush, wait);
-        return;
-      }
-      this.rxHoldTimer = null;
-      const q = this.rxHold ?? [];
-      this.rxHold = null;
-      const conn = this.conn;
-      for (const f of q) {
-        if (this.conn !== conn || this.rxHold !== null) break;
-        this.take(f);
-      }
-    };
-    this.rxHoldTimer = setTimeout(flush, ms);
   }
 
   /**
@@ -672,7 +634,7 @@ export class Link {
         this.rx(conn, f);
         return true;
       case 'delay':
-        this.holdRx(fault.ns / 1e6);
+        this.rxHold.extend(fault.ns / 1e6);
         return false;
       case 'link_down':
         this.outageUntil = Math.max(this.outageUntil, performance.now() + fault.ns / 1e6);
@@ -704,16 +666,14 @@ export class Link {
     this.clear('handshakeTimer');
     this.clear('ackTimer');
     // Frames an injected delay held belong to the connection: the resume resends what they carried.
-    this.clear('txHoldTimer');
-    this.clear('rxHoldTimer');
-    this.txHold = null;
-    this.rxHold = null;
+    this.txHold.cancel();
+    this.rxHold.cancel();
     this.rxFault = null;
     if (this.beatTimer) clearInterval(this.beatTimer);
     this.beatTimer = null;
   }
 
-  private clear(name: 'dialTimer' | 'handshakeTimer' | 'ackTimer' | 'deadlineTimer' | 'txHoldTimer' | 'rxHoldTimer'): void {
+  private clear(name: 'dialTimer' | 'handshakeTimer' | 'ackTimer' | 'deadlineTimer'): void {
     const t = this[name];
     if (t) clearTimeout(t);
     this[name] = null;

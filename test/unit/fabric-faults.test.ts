@@ -152,11 +152,13 @@ describe.each(POINTS)('fault injection at %s', (point) => {
       seed: 3, rules: [
         { name: 'payload', point, match: { sid: SID }, trigger: { every: 71, count: 8 }, do: { action: 'corrupt', offset: 60, xor: [0xff, 0x01] } },
         { name: 'header', point, trigger: { every: 89, count: 6 }, do: { action: 'corrupt', offset: 21, xor: 0x40 } },
+        // The length: on the wire the stream is misframed, so the CRC fails wherever the receiver thinks the frame ends.
+        { name: 'length', point, match: { sid: SID }, trigger: { every: 113, count: 3 }, do: { action: 'corrupt', offset: 42, xor: [0x01, 0x10] } },
       ],
     };
     const { a, b } = await pair(p);
     await run(a, b);
-    expect(injected(a, b, point, 'corrupt')).toBe(28);
+    expect(injected(a, b, point, 'corrupt')).toBe(34);
     expect(sum(a, b, (s) => s.bad.badCrc)).toBeGreaterThan(0);
   }, 90_000);
 
@@ -170,6 +172,13 @@ describe.each(POINTS)('fault injection at %s', (point) => {
     const { a, b } = await pair(plan(point, { trigger: { every: 500, count: 3 }, do: { action: 'link_down', ms: 150 } }));
     await run(a, b);
     expect(injected(a, b, point, 'link_down')).toBeGreaterThanOrEqual(4);
+    expect(sum(a, b, (s) => s.reconnects)).toBeGreaterThan(0);
+  }, 90_000);
+
+  it('error: the connection is reset (a TCP RST), the resume resends', async () => {
+    const { a, b } = await pair(plan(point, { trigger: { every: 400, count: 3 }, do: { action: 'error', status: 'ECONNRESET' } }));
+    await run(a, b);
+    expect(a.inj.injected(pointNo(point), 'error') + b.inj.injected(pointNo(point), 'error')).toBeGreaterThanOrEqual(4);
     expect(sum(a, b, (s) => s.reconnects)).toBeGreaterThan(0);
   }, 90_000);
 
