@@ -90,9 +90,11 @@ describe.skipIf(!NetnsPair.available())('cross-node pipes between two emulators 
     const { pairs } = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 8, 16384, 9500);
     pairs[0]![0].send(new Uint8Array(100).fill(1));
     c.a.drv.waitUntil(() => { c.b.drv.process(); return pairs[0]![1].available() > 0; }, 'the first message');
-    c.b.client.close();
+    // Killed first: closing b's client first would reset b's device, which closes
+    // its sockets properly (the peers see PEER_CLOSED, not a failure) if it wins the race.
     c.b.emu.proc.kill('SIGKILL');
     await until(() => !c.b.emu.alive, 5000);
+    c.b.client.close();
     c.a.drv.waitUntil(() => pairs.every(([x]) => x.error !== null), 'the failure of every paired socket');
     for (const [x] of pairs) expect(x.error).toMatch(/20|LINK/);
     expect(c.a.emu.alive).toBe(true);
