@@ -57,8 +57,37 @@ export interface FrameHeader {
 }
 
 export interface Frame extends FrameHeader {
-  /** A view into a received chunk when the payload arrived whole, else its own buffer; never reused. */
-  payload: Uint8Array;
+  /**
+   * The payload as it arrived: one view into a received chunk, or, for a
+   * payload that spanned several socket reads, a view into each (never
+   * copied together: the receiver writes them where they go). Never reused.
+   */
+  parts: readonly Uint8Array[];
+  /** The payload in one piece: `parts[0]`, or the parts copied together (made on first use). */
+  readonly payload: Uint8Array;
+  /** Payload bytes. */
+  readonly length: number;
+}
+
+/** A decoded frame; `payload` joins its parts only when someone asks for it. */
+class DecodedFrame implements Frame {
+  private joined: Uint8Array | null = null;
+  readonly length: number;
+  constructor(readonly type: number, readonly flags: number, readonly src: number, readonly seq: number, readonly ack: number,
+    readonly channel: number, readonly socket: number, readonly value: number, readonly parts: readonly Uint8Array[]) {
+    this.length = parts.length === 1 ? parts[0]!.length : payloadLength(parts);
+  }
+
+  get payload(): Uint8Array {
+    if (this.parts.length === 1) return this.parts[0]!;
+    if (this.joined === null) {
+      const out = new Uint8Array(this.length);
+      let at = 0;
+      for (const p of this.parts) { out.set(p, at); at += p.length; }
+      this.joined = out;
+    }
+    return this.joined;
+  }
 }
 
 const TWO32 = 2 ** 32;
@@ -118,32 +147,23 @@ function u32(b: Uint8Array, o: number): number {
 }
 
 /** The frame an encoded header describes (not checked: a decoder's tap reads one before the CRC). */
-export function peekHeader(h: Uint8Array, payload: Uint8Array = EMPTY): Frame {
-  return {
-    type: h[5]!,
-    flags: (h[6]! << 8) | h[7]!,
-    src: (h[8]! << 8) | h[9]!,
-    seq: u32(h, 12) * TWO32 + u32(h, 16),
-    ack: u32(h, 20) * TWO32 + u32(h, 24),
-    channel: u32(h, 28),
-    socket: u32(h, 32),
-    value: u32(h, 36),
-    payload,
-  };
+export function peekHeader(h: Uint8Array, payload: Uint8Array | readonly Uint8Array[] = EMPTY): Frame {
+  return new DecodedFrame(h[5]!, (h[6]! << 8) | h[7]!, (h[8]! << 8) | h[9]!, u32(h, 12) * TWO32 + u32(h, 16), u32(h, 20) * TWO32 + u32(h, 24),
+    u32(h, 28), u32(h, 32), u32(h, 36), payload instanceof Uint8Array ? [payload] : payload);
 }
 
 /**
  * An incremental parser over a byte stream cut anywhere. The header is
- * gathered in a 48-byte scratch buffer; a payload lying whole in one chunk
- * is handed out as a view of it, only one spanning chunks gets a buffer of
- * its own (allocated once, at its final size).
+ * gathered in a 48-byte scratch buffer; a payload is handed out as views of
+ * the chunks it arrived in (one when it lay whole in one chunk), never
+ * copied together.
  */
 export class FrameDecoder {
   private readonly head = new Uint8Array(HEADER_LEN);
   private readonly headCrcPart = this.head.subarray(0, CRC_OFF);
   private headFill = 0;
-  /** Set while a payload is being gathered across chunks. */
-  private body: Uint8Array | null = null;
+  /** Set while a payload is being gathered across chunks: views of them. */
+  private body: Uint8Array[] | null = null;
   private bodyFill = 0;
   private bodyCrc = 0;
   private stopped = false;
@@ -190,12 +210,12 @@ export class FrameDecoder {
       }
       if (pos === chunk.length) return;
       if (this.body === null) {
-        this.body = new Uint8Array(len);
+        this.body = [];
         this.bodyCrc = 0;
       }
       const n = Math.min(len - this.bodyFill, chunk.length - pos);
       const piece = chunk.subarray(pos, pos + n);
-      this.body.set(piece, this.bodyFill);
+      this.body.push(piece);
       this.bodyCrc = frameCrc(piece, this.bodyCrc);
       this.bodyFill += n;
       pos += n;
@@ -222,14 +242,19 @@ export class FrameDecoder {
     if (len > this.maxPayload) this.fail('tooLarge', `payload length ${len} above the maximum ${this.maxPayload}`);
   }
 
-  private finish(payload: Uint8Array, pcrc: number): void {
+  private finish(parts: Uint8Array | Uint8Array[], pcrc: number): void {
     const h = this.head;
     this.headFill = 0;
-    if (this.tap !== null && this.tap(h, payload)) pcrc = frameCrc(payload);
+    if (this.tap !== null) {
+      // Fault injection sees (and may change) the payload in one piece: it is the rare path.
+      const payload = parts instanceof Uint8Array ? parts : peekHeader(h, parts).payload;
+      parts = payload;
+      if (this.tap(h, payload)) pcrc = frameCrc(payload);
+    }
     const want = u32(h, CRC_OFF);
     const got = frameCrc(this.headCrcPart, pcrc);
     if (got !== want) this.fail('badCrc', `CRC32C 0x${got.toString(16)}, header says 0x${want.toString(16)}`);
-    this.onFrame(peekHeader(h, payload));
+    this.onFrame(peekHeader(h, parts));
   }
 
   private fail(kind: FrameErrorKind, message: string): never {

@@ -496,9 +496,9 @@ export class Link {
     if (f.seq !== this.delivered + 1) return this.protocolError('outOfSequence', `seq ${f.seq} after ${this.delivered}`);
     this.delivered = f.seq;
     this.c.framesReceived++;
-    this.c.bytesReceived += f.payload.length;
+    this.c.bytesReceived += f.length;
     this.pendingAckFrames++;
-    this.pendingAckBytes += f.payload.length;
+    this.pendingAckBytes += f.length;
     this.ev.frame(f);
     if (!this.up) return;
     if (this.pendingAckFrames >= this.ackFrames || this.pendingAckBytes >= this.ackBytes) {

@@ -78,7 +78,7 @@ export class MemoryFabric {
         const payload = concat(f.segments);
         this.tamper?.({ type: f.type, payload });
         this.wire.push({ from, to, type: f.type, channel: f.channel, socket: f.socket, value: f.value, payload });
-        dst.frame(from, f.type, f.flags, f.channel, f.socket, f.value, payload);
+        dst.frame(from, f.type, f.flags, f.channel, f.socket, f.value, [payload]);
         n++;
       }
       this.events.get(from)!.acked(to, batch[batch.length - 1]!.seq);
@@ -97,7 +97,7 @@ export class MemoryFabric {
 
   /** Injects a raw frame as if node `from` had sent it to `to` (bad-input tests). */
   inject(from: string, to: string, type: number, flags: number, channel: number, socket: number, value: number, payload: Uint8Array = new Uint8Array(0)): void {
-    this.events.get(this.id(to))!.frame(this.id(from), type, flags, channel, socket, value, payload);
+    this.events.get(this.id(to))!.frame(this.id(from), type, flags, channel, socket, value, [payload]);
   }
 }
 

@@ -56,7 +56,7 @@ export class FabricCarrier {
       ...(o.faults ? { faults: wireFaults(o.faults, o.log, id, (sid) => this.dp?.socks.tenant[sid]) } : {}),
     };
     this.fabric = new Fabric(opts, {
-      onFrame: (node, f) => this.events?.frame(id(node), f.type, f.flags, f.channel, f.socket, f.value, f.payload),
+      onFrame: (node, f) => this.events?.frame(id(node), f.type, f.flags, f.channel, f.socket, f.value, f.parts),
       onAcked: (node, seq) => this.events?.acked(id(node), seq),
       onFailed: (node, _frames, why) => this.events?.failed(id(node), why ?? 'session lost'),
       onLinkState: (node, state, info) => { if (state === 'failed') this.events?.failed(id(node), info.reason); },

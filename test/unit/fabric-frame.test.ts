@@ -67,12 +67,24 @@ describe('fabric frame codec', () => {
         expect(got.length).toBe(frames.length);
         got.forEach((f, i) => {
           const [h, segs] = frames[i]!;
-          expect({ ...f, payload: undefined }).toEqual({ ...h, payload: undefined });
+          const { type, flags, src, seq, ack, channel, socket, value } = f;
+          expect({ type, flags, src, seq, ack, channel, socket, value }).toEqual({ ...h });
           expect(Buffer.from(f.payload).equals(Buffer.from(concat(segs)))).toBe(true);
+          expect(f.length).toBe(f.payload.length);
         });
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('hands out a payload spanning socket reads as views of each, not joined', () => {
+    const stream = concat(encodeFrame(H, [new Uint8Array(1000).fill(7)]));
+    const cuts = [stream.subarray(0, 300), stream.subarray(300, 700), stream.subarray(700)];
+    const [f] = decodeAll(cuts);
+    expect(f!.parts.length).toBe(3);
+    expect(f!.parts[1]!.buffer).toBe(cuts[1]!.buffer); // a view of the second read, not a copy
+    expect(f!.length).toBe(1000);
+    expect(f!.payload.every((b) => b === 7)).toBe(true);
   });
 
   it('hands out a payload lying whole in one chunk as a view of it, without copying', () => {

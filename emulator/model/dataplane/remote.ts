@@ -70,7 +70,8 @@ export interface PipeFabric {
 
 /** What the fabric tells the data plane (DataPlane forwards these to RemotePipes). */
 export interface PipeFabricEvents {
-  frame(node: number, type: number, flags: number, channel: number, socket: number, value: number, payload: Uint8Array): void;
+  /** A frame from `node`; its payload as the pieces it arrived in (views of the socket's reads: written where they go, not joined first). */
+  frame(node: number, type: number, flags: number, channel: number, socket: number, value: number, payload: readonly Uint8Array[]): void;
   acked(node: number, seq: number): void;
   /** The session with `node` ended with frames unacknowledged (or the link failed): everything paired with it is gone. */
   failed(node: number, why: string): void;
@@ -365,11 +366,12 @@ export class RemotePipes {
     this.dp.sockError(sid, SERR.LINK_FAILED, `peer broke the pipe protocol: ${why}`);
   }
 
-  private onFrame(node: number, type: number, flags: number, channel: number, socket: number, value: number, payload: Uint8Array): void {
+  private onFrame(node: number, type: number, flags: number, channel: number, socket: number, value: number, parts: readonly Uint8Array[]): void {
     this.counters.framesIn++;
     const s = this.dp.socks;
     switch (type) {
       case PIPE_FRAME.CONNECT: {
+        const payload = join(parts);
         if (payload.length < 8) { this.counters.protocolErrors++; return; }
         const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
         const l = s.listeners.get(channel);
@@ -407,7 +409,7 @@ export class RemotePipes {
         this.dp.answer(slot, value || ST.ECONNREFUSED, 0);
         return;
       }
-      case PIPE_FRAME.MSG: return this.onMessage(node, flags, channel, socket, value, payload);
+      case PIPE_FRAME.MSG: return this.onMessage(node, flags, channel, socket, value, parts);
       case PIPE_FRAME.CREDIT: {
         const e = this.ends.get(channel);
         if (!e || e.node !== node || e.rsid !== socket) { this.drop(node, 'credit', { sid: channel }); return; }
@@ -432,11 +434,11 @@ export class RemotePipes {
     }
   }
 
-  private onMessage(node: number, flags: number, dst: number, src: number, expect: number, payload: Uint8Array): void {
+  private onMessage(node: number, flags: number, dst: number, src: number, expect: number, parts: readonly Uint8Array[]): void {
     const s = this.dp.socks;
     const e = this.ends.get(dst);
     if (!e || e.node !== node || e.rsid !== src || (s.state[dst] !== SockState.CONNECTED && s.state[dst] !== SockState.CLOSING)) {
-      this.drop(node, 'message', { sid: dst, from: src, bytes: payload.length });
+      this.drop(node, 'message', { sid: dst, from: src, bytes: parts.reduce((n, p) => n + p.length, 0) });
       return;
     }
     this.counters.msgsIn++;
@@ -446,7 +448,9 @@ export class RemotePipes {
     const ring = this.dp.host.dmaView(BigInt(s.rxAddr[dst]!), s.rxSize[dst]!);
     if (!ring) { this.dp.sockError(dst, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory'); return; }
     const at = s.rxTail[dst]! & (s.rxSize[dst]! - 1);
-    const n = runMessage(e.in.transform, payload, 0, payload.length, ring, at);
+    // Z: the received pieces go straight into the ring; receiver-side stages take the message whole.
+    if (e.in.transform === COPY && partsLength(parts) > expect) return this.violation(dst, `a message of ${partsLength(parts)} bytes announced as ${expect}`);
+    const n = e.in.transform === COPY ? copyParts(parts, ring, at) : runMessage(e.in.transform, join(parts), 0, partsLength(parts), ring, at);
     if (typeof n === 'string') {
       // Refused by a receiver-side stage (a bad tag): the receiver learns in order; the sender gets its credit back.
       this.guestErr.warn(`refused-${e.in.errorCode}`, { sid: dst, why: n }, 'message refused by a transformation');
@@ -511,13 +515,32 @@ export class RemotePipes {
   }
 }
 
+const partsLength = (parts: readonly Uint8Array[]): number => parts.reduce((n, p) => n + p.length, 0);
+
+function join(parts: readonly Uint8Array[]): Uint8Array {
+  return parts.length === 1 ? parts[0]! : concat(parts);
+}
+
+/** Writes `parts` into `ring` from `at`, wrapping; returns the bytes written. */
+function copyParts(parts: readonly Uint8Array[], ring: Uint8Array, at: number): number {
+  const total = partsLength(parts);
+  let pos = at;
+  for (const p of parts) {
+    const first = Math.min(p.length, ring.length - pos);
+    ring.set(p.subarray(0, first), pos);
+    if (first < p.length) ring.set(p.subarray(first), 0);
+    pos = (pos + p.length) % ring.length;
+  }
+  return total;
+}
+
 function mapped(t: Transform, input: Uint8Array): Uint8Array {
   const out = new Uint8Array(input.length);
   t.map!(input, out);
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
+function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) { out.set(p, at); at += p.length; }
