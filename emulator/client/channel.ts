@@ -14,7 +14,7 @@
  */
 import { EAGAIN, EINTR, Libc, type Ptr } from '../transport/native.js';
 import {
-  commandName, FLAG_ERROR, FLAG_TYPE_COMMAND, FLAG_TYPE_MASK, FLAG_TYPE_REPLY, HEADER_SIZE, VfioUserError,
+  commandName, FLAG_ERROR, FLAG_TYPE_COMMAND, FLAG_NO_REPLY, FLAG_TYPE_MASK, FLAG_TYPE_REPLY, HEADER_SIZE, VfioUserError,
 } from './vfio-user-protocol.js';
 
 const EOPNOTSUPP = 95;
@@ -150,6 +150,27 @@ export class VfioUserChannel {
       if (!keepFds) this.closeFds(this.replyFds);
       return size - HEADER_SIZE;
     }
+  }
+
+  /**
+   * Sends the request in the send buffer without waiting: flagged NO_REPLY,
+   * so the server sends none (a posted write, as MMIO writes are on PCIe:
+   * a doorbell costs one sendmsg instead of a round trip).
+   */
+  post(cmd: number, payloadLen: number): void {
+    this.ensureOpen(cmd);
+    const id = this.msgId;
+    this.msgId = (this.msgId + 1) & 0xffff;
+    const total = HEADER_SIZE + payloadLen;
+    const h = this.sendBuf.dv;
+    h.setUint16(0, id, true);
+    h.setUint16(2, cmd, true);
+    h.setUint32(4, total, true);
+    h.setUint32(8, FLAG_TYPE_COMMAND | FLAG_NO_REPLY, true);
+    h.setUint32(12, 0, true);
+    this.sendAll(cmd, this.sendBuf.ptr, total, []);
+    this.stats.requests++;
+    this.stats.bytesSent += total;
   }
 
   /** Closes the socket (idempotent); `why` is what later calls report. */

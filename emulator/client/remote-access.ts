@@ -6,6 +6,7 @@
 import { BARS, DOORBELLS, reg } from '../abi/abi.js';
 import type { DeviceAccess } from './sockets.js';
 import type { VfioUserClient } from './vfio-user-client.js';
+import { VFIO_PCI_BAR0_REGION_INDEX } from './vfio-user-protocol.js';
 
 /** `memOffset`: where in the client's memory the socket driver's part begins (below it is free for others). */
 export function clientAccess(c: VfioUserClient, memOffset = 0): DeviceAccess {
@@ -17,7 +18,8 @@ export function clientAccess(c: VfioUserClient, memOffset = 0): DeviceAccess {
     shm,
     readReg: (name) => c.bar0Read(reg(name).offset, reg(name).width),
     writeReg: (name, v) => c.bar0Write(reg(name).offset, BigInt(v), reg(name).width),
-    kick: () => c.bar0Write(DOORBELLS.KICK, 1n, 4),
+    // Posted, as a guest's MMIO write is: the client does not wait for the device to take it.
+    kick: () => c.regionPost(VFIO_PCI_BAR0_REGION_INDEX, DOORBELLS.KICK, 1),
     // The emulator is another process: spinning on shared memory is the fastest wait.
     wait: () => {},
   };

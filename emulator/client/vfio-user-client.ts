@@ -205,6 +205,16 @@ export class VfioUserClient {
     this.ch.transact(CMD.REGION_WRITE, REGION_ACCESS_SIZE + size);
   }
 
+  /** A posted REGION_WRITE of a 4-byte `value` (no reply waited for: a doorbell). */
+  regionPost(index: number, offset: number, value: number): void {
+    const s = this.ch.send;
+    s.setBigUint64(HEADER_SIZE, BigInt(offset), true);
+    s.setUint32(HEADER_SIZE + 8, index, true);
+    s.setUint32(HEADER_SIZE + 12, 4, true);
+    s.setUint32(HEADER_SIZE + REGION_ACCESS_SIZE, value >>> 0, true);
+    this.ch.post(CMD.REGION_WRITE, REGION_ACCESS_SIZE + 4);
+  }
+
   /** REGION_READ of any length (split by the server's max_data_xfer_size); returns a copy. */
   regionReadBytes(index: number, offset: number, len: number): Uint8Array {
     const out = new Uint8Array(len);
