@@ -170,11 +170,33 @@ describe.sequential('lifecycle faults in real VMs', () => {
 
   it('fails every blocked call cleanly when the emulator is killed (surprise removal), and unloads', async () => {
     keepOnFailure();
-    await withVm('removal', 'pull', 'sgiov.pull=removal', {}, async (e, v) => {
-      await v.waitFor((l) => l.kind === 'pull_ready', 90_000);
-      const killedAt = Date.now();
-      process.kill(e.pid, 'SIGKILL');
-      await until(() => !e.alive, 5000);
+    // QEMU 11.1.3's vfio-user client sometimes aborts itself when its server
+    // vanishes (util/error.c: error_setv: Assertion `*errp == NULL' failed),
+    // taking the guest with it: nothing of the guest's to test then. That
+    // run is reported and the kill tried again, up to three times in all.
+    for (let attempt = 1; ; attempt++) {
+      let qemuAborted = false;
+      await withVm(`removal${attempt}`, 'pull', 'sgiov.pull=removal', {}, async (e, v) => {
+        await v.waitFor((l) => l.kind === 'pull_ready', 90_000);
+        const killedAt = Date.now();
+        process.kill(e.pid, 'SIGKILL');
+        await until(() => !e.alive, 5000);
+        await until(() => v.lines.some((l) => l.kind === 'wait_done' && l.fields.op === 'poll') || !v.alive, 60_000);
+        if (!v.alive && /error_setv: Assertion/.test(v.output)) {
+          qemuAborted = true;
+          process.stderr.write(`lifecycle: emulator killed: QEMU aborted on the vanished server (attempt ${attempt}): ${v.output.match(/.*Assertion.*/)?.[0] ?? ''}\n`);
+          return;
+        }
+        await killedRemovalChecks(v, killedAt);
+      });
+      if (!qemuAborted) break;
+      expect(attempt, 'QEMU aborted every time its vfio-user server was killed').toBeLessThan(3);
+    }
+  }, VM_MS * 3);
+
+  /** After the emulator was killed: every blocked call failed cleanly, the stress run lost nothing, the module unloaded. */
+  async function killedRemovalChecks(v: QemuVm, killedAt: number): Promise<void> {
+    {
       const lastWait = await v.waitFor((l) => l.kind === 'wait_done' && l.fields.op === 'poll', 60_000);
       const done = await v.waitFor((l) => l.kind === 'done', 60_000);
       const { w, s } = expectRemovalHandled(v);
@@ -184,8 +206,8 @@ describe.sequential('lifecycle faults in real VMs', () => {
       expect(v.output).toMatch(/vfio_region_read\(.*\) failed/);
       const exitedAlone = await until(() => !v.alive, 15_000);
       process.stderr.write(`lifecycle: emulator killed: waits reported ${((lastWait.at - killedAt) / 1000).toFixed(1)} s after the kill (read ${w.read?.fields.errno} after ${w.read?.fields.ms} ms in all), stress ${s?.raw}; QEMU ${exitedAlone ? 'powered off' : 'still running after poweroff'}\n`);
-    });
-  }, VM_MS);
+    }
+  }
 
   it('fails every blocked call cleanly when the device is pulled by the fault injector (surprise_removal)', async () => {
     keepOnFailure();
