@@ -16,7 +16,11 @@
  * stall (stress `stall_ms`: no message delivered and no socket failed for
  * that long); for a device lost (reset or removed), from the first
  * injection (the emulator's log) to the guest's probe through new sockets.
- * Plans on cross-node points (fabric.*) need two nodes and are skipped.
+ * Plans on cross-node points (fabric.*) run on two nodes: two emulators in
+ * two network namespaces (the plan loaded into node a's), a VM on each,
+ * sgiov-stress split across them (-L on b, -C 2 on a); the row adds up
+ * both guests' figures, recover ms is node a's longest stall (without root
+ * for the namespaces they are skipped).
  *
  *   node dist/qemu/campaign.js [--memory] [--messages N] [--json] [PLAN.json ...]
  *
@@ -29,7 +33,8 @@ import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { campaignMain, describePlan, memoryWorkload, type CampaignRow, type CampaignWorkload } from '../emulator/faults/campaign.js';
 import type { Plan } from '../emulator/faults/plan.js';
-import { EmulatorProcess, QemuVm, RunDir, type GuestLine } from './vm.js';
+import { NetnsPair } from './netns.js';
+import { EmulatorProcess, QemuVm, RunDir, until, type GuestLine } from './vm.js';
 
 /** One control command's result (throws on an error reply). */
 export function controlCall(path: string, cmd: string, args: Record<string, unknown> = {}, ms = 10_000): Promise<unknown> {
@@ -103,10 +108,11 @@ export function vmWorkload(o: VmCampaignOptions = {}): CampaignWorkload & { dir:
     name: 'vm',
     dir,
     skip(plan: Plan): string | null {
-      return plan.rules.some((r) => r.point.startsWith('fabric.')) ? 'needs two nodes (cross-node pipes): not in a one-VM campaign' : null;
+      return isFabricPlan(plan) && !NetnsPair.available() ? 'needs two nodes (cross-node pipes), and namespaces need root' : null;
     },
     async run(plan, file, opts): Promise<CampaignRow> {
       const name = `${++n}-${basename(file, '.json')}`;
+      if (isFabricPlan(plan)) return twoNodes(dir, name, plan, file, opts.messagesPerPair, o);
       const t0 = Date.now();
       const ctl = dir.file(`${name}.ctl`);
       const e = new EmulatorProcess({
@@ -163,6 +169,75 @@ export function vmWorkload(o: VmCampaignOptions = {}): CampaignWorkload & { dir:
       }
     },
   };
+}
+
+const isFabricPlan = (plan: Plan): boolean => plan.rules.some((r) => r.point.startsWith('fabric.'));
+
+/**
+ * A fabric plan: node a (the plan loaded, its guest connecting: -C 2) and
+ * node b (its guest listening: -L), each emulator in its own namespace.
+ * The row sums both guests' figures; recover ms is node a's longest stall.
+ */
+async function twoNodes(dir: RunDir, name: string, plan: Plan, file: string, messages: number, o: VmCampaignOptions): Promise<CampaignRow> {
+  const t0 = Date.now();
+  const net = NetnsPair.create('camp');
+  const emus: EmulatorProcess[] = [];
+  const vms: QemuVm[] = [];
+  const timeoutS = o.timeoutS ?? 240;
+  try {
+    for (const node of ['a', 'b'] as const) {
+      const e = new EmulatorProcess({
+        socketPath: dir.file(`${name}-${node}.sock`), logPath: dir.file(`${name}-${node}.emulator.log`), logLevel: 'info', netns: node === 'a' ? net.nsA : net.nsB,
+        extraArgs: ['--node', `a=${net.ipA}:7420`, '--node', `b=${net.ipB}:7420`, '--self', node, '--link-deadline', '30000', '--control', dir.file(`${name}-${node}.ctl`),
+          ...(node === 'a' ? ['--faults', file] : [])],
+      });
+      emus.push(e);
+      await e.ready();
+    }
+    const boot = (node: 'a' | 'b', mode: string): QemuVm => {
+      const stress = [mode, '-n', '64', '-s', '4096', '-p', '7350', '-m', String(messages)];
+      // Node b's guest blocks in accept while node a's boots: its wait must outlast a boot.
+      const kmod = node === 'b' ? (o.kmod ?? DEFAULT_KMOD).map((p) => (p.startsWith('io_timeout_ms=') ? 'io_timeout_ms=60000' : p)) : o.kmod ?? DEFAULT_KMOD;
+      const v = new QemuVm({
+        socketPath: dir.file(`${name}-${node}.sock`), consolePath: dir.file(`${name}-${node}.console.log`), scenario: 'campaign', timeoutS,
+        extraAppend: `sgiov.kmod=${kmod.join(',')} sgiov.stress=${stress.join(',')} sgiov.tool_timeout=${timeoutS - 60}`,
+      });
+      vms.push(v);
+      return v;
+    };
+    const vb = boot('b', '-L');
+    // Node a's guest connects once node b's listens (a client would retry).
+    let listening = false;
+    for (const end = Date.now() + 120_000; !listening && Date.now() < end && vb.alive;) {
+      const r = await controlCall(dir.file(`${name}-b.ctl`), 'sockets', { limit: 16 }).catch(() => null) as { sockets: { state: string; port: number | null }[] } | null;
+      listening = r?.sockets.some((x) => x.state === 'listening' && x.port === 7350) ?? false;
+      if (!listening) await until(() => false, 200);
+    }
+    if (!listening) throw new Error(`${name}: node b's guest never listened (console: ${vb.opts.consolePath})`);
+    boot('a', '-C,2');
+    await Promise.all(vms.map((v) => v.waitFor((l) => l.kind === 'done', timeoutS * 1000)));
+    await Promise.all(vms.map((v) => v.exit(30_000)));
+    const list = await controlCall(dir.file(`${name}-a.ctl`), 'faults', { op: 'list' });
+    const st = vms.map((v) => v.find('stress')[0]);
+    if (st.some((x) => !x)) throw new Error(`${name}: a guest printed no stress line (consoles in ${dir.path})`);
+    const sum = (k: string): number => st.reduce((acc, x) => acc + num(x, k), 0);
+    const probes = vms.map((v) => v.find('campaign_probe')[0]);
+    const injections = injectionsOf(list);
+    const links = emus.map((e) => (e.log.match(/fabric link to . (down|failed)/g) ?? []).length).reduce((x, y) => x + y, 0);
+    return {
+      plan: basename(file, '.json'), fault: describePlan(plan), injections,
+      sent: sum('sent'), delivered: sum('delivered'), failed: sum('failed'), lost: sum('lost'),
+      duplicated: sum('duplicated'), corrupted: sum('corrupted'), reordered: sum('reordered'),
+      // Node a's longest stall: node b's includes the wait for a's guest to boot and connect.
+      recoverMs: injections > 0 ? num(st[1], 'stall_ms') : null, deviceLost: null, wallMs: Date.now() - t0,
+      driver: `two nodes; link down/failed ${links}x`,
+      unrecovered: probes.some((p) => !p || num(p, 'rc') !== 0 || num(p, 'lost') !== 0),
+    };
+  } finally {
+    for (const v of vms) await v.stop();
+    await Promise.all(emus.map((e) => e.stop()));
+    net.remove();
+  }
 }
 
 /** A plan with no rules (row "baseline"), written into `dir`. */
