@@ -297,6 +297,8 @@ export class SgiovSocketDriver {
 
   /** Sends a command without waiting; complete(slot) collects the answer. */
   submit(op: number, fields: CmdFields): number {
+    // op 0 marks a slot the device has taken (ABI 1.1): it would ignore the command and never answer.
+    if (!Number.isInteger(op) || op < 1 || op > 255) throw new SgiovError(`command op ${op} is not 1..255`, 'EINVAL');
     this.waitUntil(() => this.freeSlots.length > 0, 'a free command slot');
     const slot = this.freeSlots.pop()!;
     const off = this.cmdOff + slot * CONSTANTS.CMD_SLOT_SIZE;
