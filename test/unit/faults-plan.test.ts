@@ -1,7 +1,7 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { reg } from '../../emulator/abi/abi.js';
 import { ACTION_NAMES, ACTION_POINTS, POINT, POINT_NAMES, PlanError, loadPlan, toNs, validatePlan } from '../../emulator/faults/plan.js';
 import { repoRoot } from '../../emulator/util/paths.js';
@@ -153,6 +153,7 @@ describe('fault plan validation', () => {
 
 describe('loadPlan', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sgiov-faults-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('names a missing file', () => {
     expect(() => loadPlan(join(dir, 'nope.json'))).toThrow(/^faults plan '.*nope\.json': no such file$/);
