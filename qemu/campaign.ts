@@ -28,34 +28,12 @@
  * a row broke the contract (or SGIOV_KEEP=1).
  */
 import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { campaignMain, describePlan, memoryWorkload, type CampaignRow, type CampaignWorkload } from '../emulator/faults/campaign.js';
 import type { Plan } from '../emulator/faults/plan.js';
 import { NetnsPair } from './netns.js';
-import { EmulatorProcess, QemuVm, RunDir, until, type GuestLine } from './vm.js';
-
-/** One control command's result (throws on an error reply). */
-export function controlCall(path: string, cmd: string, args: Record<string, unknown> = {}, ms = 10_000): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const c = connect(path);
-    let buf = '';
-    const t = setTimeout(() => { c.destroy(); reject(new Error(`control ${cmd}: no answer in ${ms} ms`)); }, ms);
-    c.setEncoding('utf8');
-    c.on('error', (e) => { clearTimeout(t); reject(e); });
-    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(t);
-      c.end();
-      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (r.ok) resolve(r.result); else reject(new Error(`control ${cmd}: ${r.error}`));
-    });
-  });
-}
+import { controlCall, EmulatorProcess, guestListening, QemuVm, RunDir, type GuestLine } from './vm.js';
 
 export interface VmCampaignOptions {
   /** sgiov-stress arguments besides -E and -m (default: 64 sockets, 4 KiB messages, 2 tenants, every 4th connection encrypted). */
@@ -206,14 +184,7 @@ async function twoNodes(dir: RunDir, name: string, plan: Plan, file: string, mes
       return v;
     };
     const vb = boot('b', '-L');
-    // Node a's guest connects once node b's listens (a client would retry).
-    let listening = false;
-    for (const end = Date.now() + 120_000; !listening && Date.now() < end && vb.alive;) {
-      const r = await controlCall(dir.file(`${name}-b.ctl`), 'sockets', { limit: 16 }).catch(() => null) as { sockets: { state: string; port: number | null }[] } | null;
-      listening = r?.sockets.some((x) => x.state === 'listening' && x.port === 7350) ?? false;
-      if (!listening) await until(() => false, 200);
-    }
-    if (!listening) throw new Error(`${name}: node b's guest never listened (console: ${vb.opts.consolePath})`);
+    if (!(await guestListening(dir.file(`${name}-b.ctl`), 7350, vb))) throw new Error(`${name}: node b's guest never listened (console: ${vb.opts.consolePath})`);
     boot('a', '-C,2');
     await Promise.all(vms.map((v) => v.waitFor((l) => l.kind === 'done', timeoutS * 1000)));
     await Promise.all(vms.map((v) => v.exit(30_000)));

@@ -7,6 +7,7 @@
  * are removed by stop()/cleanup().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -240,4 +241,40 @@ export class QemuVm {
     await stopProcess(this.proc, 2000);
     await new Promise<void>((r) => this.console.end(r));
   }
+}
+
+/** One command to an emulator's control socket (JSON lines): its result; throws on an error reply or no answer in `ms`. */
+export function controlCall(path: string, cmd: string, args: Record<string, unknown> = {}, ms = 10_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const c = connect(path);
+    let buf = '';
+    const t = setTimeout(() => { c.destroy(); reject(new Error(`control ${cmd}: no answer in ${ms} ms`)); }, ms);
+    c.setEncoding('utf8');
+    c.on('error', (e) => { clearTimeout(t); reject(e); });
+    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
+    c.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(t);
+      c.end();
+      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
+      if (r.ok) resolve(r.result); else reject(new Error(`control ${cmd}: ${r.error}`));
+    });
+  });
+}
+
+/**
+ * Waits until the emulator behind control socket `ctl` has a socket
+ * listening on `port` (a guest's listener is up), while `vm` lives; false
+ * after `ms`. A node's guest connects to another's only then, as a client
+ * would retry.
+ */
+export async function guestListening(ctl: string, port: number, vm: QemuVm, ms = 120_000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end && vm.alive;) {
+    const r = await controlCall(ctl, 'sockets', { limit: 16 }).catch(() => null) as { sockets: { state: string; port: number | null }[] } | null;
+    if (r?.sockets.some((x) => x.state === 'listening' && x.port === port)) return true;
+    await sleep(200);
+  }
+  return false;
 }

@@ -4,13 +4,12 @@
  * VM-less client in the test's process; cleanup by PID; the control socket.
  */
 import { onTestFailed } from 'vitest';
-import { createConnection } from 'node:net';
 import { clientAccess } from '../../emulator/client/remote-access.js';
 import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
 import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { NetnsPair } from '../../qemu/netns.js';
-import { EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
+import { controlCall, EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
 
 export const PORT = 7411;
 /** Node ids: 1 + the index in the sorted names. */
@@ -79,20 +78,4 @@ export const both = (c: Cluster) => ({
 });
 
 /** One control command to a node's emulator. */
-export function control(n: Node, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(n.ctl);
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      c.end();
-      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (r.ok) resolve(r.result); else reject(new Error(r.error));
-    });
-    c.on('error', reject);
-  });
-}
+export const control = (n: Node, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> => controlCall(n.ctl, cmd, args);

@@ -9,7 +9,6 @@
  * sequence or from a node outside the cluster never reach the data plane:
  * the fabric refuses them; test/unit/fabric-peer.test.ts sends those.)
  */
-import { createConnection } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONSTANTS, ENUMS } from '../../emulator/abi/abi.js';
 import { clientAccess } from '../../emulator/client/remote-access.js';
@@ -20,7 +19,7 @@ import { Fabric } from '../../emulator/fabric/fabric.js';
 import type { Frame } from '../../emulator/fabric/frame.js';
 import { freePorts, localCluster } from '../../emulator/fabric/testing.js';
 import { PIPE_FRAME } from '../../emulator/model/dataplane/remote.js';
-import { EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
+import { controlCall, EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
 
 let dir: RunDir;
 let emu: EmulatorProcess;
@@ -29,23 +28,7 @@ let drv: SgiovSocketDriver;
 let peer: Fabric;
 const got: Frame[] = [];
 
-function control(cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(dir.file('a.ctl'));
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      c.end();
-      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (r.ok) resolve(r.result); else reject(new Error(r.error));
-    });
-    c.on('error', reject);
-  });
-}
+const control = (cmd: string, args: Record<string, unknown> = {}): Promise<unknown> => controlCall(dir.file('a.ctl'), cmd, args);
 
 interface Pipes { msgsIn: number; unknownSocket: number; protocolErrors: number }
 const pipes = async (): Promise<Pipes> => ((await control('status')) as { pipes: Pipes }).pipes;

@@ -9,10 +9,9 @@
  * numbered and checksummed, both directions: zero lost, duplicated,
  * reordered or corrupted. Needs root (namespaces), the setup and a build.
  */
-import { createConnection } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { NetnsPair } from '../../qemu/netns.js';
-import { EmulatorProcess, QemuVm, RunDir, until, type GuestLine } from '../../qemu/vm.js';
+import { EmulatorProcess, guestListening, QemuVm, RunDir, type GuestLine } from '../../qemu/vm.js';
 
 const SOCKETS = 2048;
 const MSGS = 8;
@@ -24,24 +23,6 @@ let net: NetnsPair | null = null;
 let dir: RunDir;
 const emus: EmulatorProcess[] = [];
 let keep = false;
-
-function control(path: string, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(path);
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      c.end();
-      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (r.ok) resolve(r.result); else reject(new Error(r.error));
-    });
-    c.on('error', reject);
-  });
-}
 
 beforeAll(async () => {
   if (!NetnsPair.available()) return;
@@ -77,12 +58,7 @@ describe.skipIf(!NetnsPair.available())('cross-node pipes between two VMs', () =
     let vmA: QemuVm | null = null;
     try {
       // Node a's guest connects once node b's guest is listening (as a client would retry).
-      let listening = false;
-      for (const end = Date.now() + 120_000; !listening && Date.now() < end && vmB.alive;) {
-        const r = await control(dir.file('b.ctl'), 'sockets', { limit: 16 }).catch(() => null) as { sockets: { state: string; port: number | null }[] } | null;
-        listening = r?.sockets.some((s) => s.state === 'listening' && s.port === PORT) ?? false;
-        if (!listening) await until(() => false, 200);
-      }
+      const listening = await guestListening(dir.file('b.ctl'), PORT, vmB);
       expect(listening, `node b's guest never listened:\n${vmB.output.slice(-3000)}`).toBe(true);
       vmA = new QemuVm({ socketPath: dir.file('a.sock'), consolePath: dir.file('a.console.log'), scenario: 'sockets', timeoutS: VM_S, extraAppend: stress('-C,2') });
       await Promise.all([vmA.waitFor((l) => l.kind === 'done', (VM_S - 10) * 1000), vmB.waitFor((l) => l.kind === 'done', (VM_S - 10) * 1000)]);

@@ -6,9 +6,8 @@
  * is stopped by its PID in `finally`, and the run directory is removed
  * (kept when a test fails).
  */
-import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { EmulatorProcess, QemuVm, RunDir, until, type GuestLine } from '../../qemu/vm.js';
+import { controlCall, EmulatorProcess, QemuVm, RunDir, until, type GuestLine } from '../../qemu/vm.js';
 
 const VM_MS = 150_000;
 
@@ -53,24 +52,6 @@ async function withVm(name: string, scenario: string, extra: string, opts: { con
   }
 }
 
-/** One control command, its reply's result (throws on an error reply). */
-function control(path: string, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const c = connect(path);
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('error', reject);
-    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      c.end();
-      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (r.ok) resolve(r.result); else reject(new Error(r.error));
-    });
-  });
-}
 
 const num = (l: GuestLine | undefined, k: string): number => Number(l?.fields[k]);
 const waits = (v: QemuVm): Record<string, GuestLine> => Object.fromEntries(v.find('wait').map((l) => [l.fields.op!, l]));
@@ -220,7 +201,7 @@ describe.sequential('lifecycle faults in real VMs', () => {
     await withVm('yank', 'pull', 'sgiov.pull=removal', { control: true }, async (e, v) => {
       await v.waitFor((l) => l.kind === 'pull_ready', 90_000);
       // The next MMIO read (the module's health check, or any other) finds the card gone.
-      await control(dir.file('yank.ctl'), 'faults', { op: 'add', rule: { point: 'mmio.read', do: { action: 'surprise_removal' } } });
+      await controlCall(dir.file('yank.ctl'), 'faults', { op: 'add', rule: { point: 'mmio.read', do: { action: 'surprise_removal' } } });
       const done = await v.waitFor((l) => l.kind === 'done', 90_000);
       expectRemovalHandled(v);
       expect(done.fields.rc).toBe('0');
@@ -235,14 +216,14 @@ describe.sequential('lifecycle faults in real VMs', () => {
       for (const rule of [
         { name: 'lose-irq', point: 'irq', match: { vector: 2 }, trigger: { probability: 0.3 }, do: { action: 'drop' } },
         { name: 'twice', point: 'signal.d2h', trigger: { every: 40 }, do: { action: 'duplicate' } },
-      ]) await control(dir.file('flaky.ctl'), 'faults', { op: 'add', rule });
+      ]) await controlCall(dir.file('flaky.ctl'), 'faults', { op: 'add', rule });
       await v.waitFor((l) => l.kind === 'reboot_round', 120_000);
       const s = v.find('stress')[0];
       expect(s?.fields.rc, s?.raw).toBe('0');
       expectNoSilentLoss(s);
       expect(num(s, 'delivered')).toBe(64 * 64);
       for (const l of v.find('selftest')) expect(l.fields.result, l.raw).toBe('pass');
-      const injected = JSON.stringify(await control(dir.file('flaky.ctl'), 'faults', { op: 'list' }));
+      const injected = JSON.stringify(await controlCall(dir.file('flaky.ctl'), 'faults', { op: 'list' }));
       process.stderr.write(`lifecycle: lost interrupts and repeats: ${s?.raw}; injector: ${injected.slice(0, 600)}\n`);
       expect(e.alive).toBe(true);
     });
@@ -252,7 +233,7 @@ describe.sequential('lifecycle faults in real VMs', () => {
     keepOnFailure();
     await withVm('reset', 'pull', 'sgiov.pull=reset', { control: true }, async (e, v) => {
       await v.waitFor((l) => l.kind === 'pull_ready', 90_000);
-      expect(await control(dir.file('reset.ctl'), 'reset')).toEqual({ reset: true });
+      expect(await controlCall(dir.file('reset.ctl'), 'reset')).toEqual({ reset: true });
       const done = await v.waitFor((l) => l.kind === 'done', 90_000);
       const w = waits(v);
       for (const op of ['read', 'write', 'accept']) expect(w[op]?.fields.errno, w[op]?.raw).toBe('ECONNRESET');
