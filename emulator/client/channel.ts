@@ -113,19 +113,7 @@ export class VfioUserChannel {
    * (closed unless `keepFds`).
    */
   transact(cmd: number, payloadLen: number, fds: readonly number[] = [], keepFds = false): number {
-    this.ensureOpen(cmd);
-    const id = this.msgId;
-    this.msgId = (this.msgId + 1) & 0xffff;
-    const total = HEADER_SIZE + payloadLen;
-    const h = this.sendBuf.dv;
-    h.setUint16(0, id, true);
-    h.setUint16(2, cmd, true);
-    h.setUint32(4, total, true);
-    h.setUint32(8, FLAG_TYPE_COMMAND, true);
-    h.setUint32(12, 0, true);
-    this.sendAll(cmd, this.sendBuf.ptr, total, fds);
-    this.stats.requests++;
-    this.stats.bytesSent += total;
+    const id = this.sendRequest(cmd, payloadLen, FLAG_TYPE_COMMAND, fds);
     for (;;) {
       const size = this.receiveMessage(cmd);
       const r = this.recvBuf.dv;
@@ -158,6 +146,11 @@ export class VfioUserChannel {
    * a doorbell costs one sendmsg instead of a round trip).
    */
   post(cmd: number, payloadLen: number): void {
+    this.sendRequest(cmd, payloadLen, FLAG_TYPE_COMMAND | FLAG_NO_REPLY, []);
+  }
+
+  /** Writes the header before the request in the send buffer and sends it; returns its message id. */
+  private sendRequest(cmd: number, payloadLen: number, flags: number, fds: readonly number[]): number {
     this.ensureOpen(cmd);
     const id = this.msgId;
     this.msgId = (this.msgId + 1) & 0xffff;
@@ -166,11 +159,12 @@ export class VfioUserChannel {
     h.setUint16(0, id, true);
     h.setUint16(2, cmd, true);
     h.setUint32(4, total, true);
-    h.setUint32(8, FLAG_TYPE_COMMAND | FLAG_NO_REPLY, true);
+    h.setUint32(8, flags, true);
     h.setUint32(12, 0, true);
-    this.sendAll(cmd, this.sendBuf.ptr, total, []);
+    this.sendAll(cmd, this.sendBuf.ptr, total, fds);
     this.stats.requests++;
     this.stats.bytesSent += total;
+    return id;
   }
 
   /** Closes the socket (idempotent); `why` is what later calls report. */
