@@ -476,9 +476,8 @@ export class DataPlane {
       const r = this.moveOne(sid, buf.length, buf);
       if (r === 'failed') return progress;
       if (r === 'blocked') {
-        // Wait for room without FLAG_BLOCKED: new messages from the sender are still staged meanwhile.
-        const w = this.waiters.get(s.peer[sid]!);
-        if (!w) this.waiters.set(s.peer[sid]!, [sid]); else if (!w.includes(sid)) w.push(sid);
+        // The sender is not held: its new messages are still staged meanwhile.
+        this.waitForRoom(sid, s.peer[sid]!, false);
         blocked = true;
         break;
       }
@@ -663,11 +662,22 @@ export class DataPlane {
     if (this.socks.state[sid] === SockState.CLOSING) this.finishClose(sid);
   }
 
-  /** `sid`'s next message waits for room in `peer`'s rx ring; an RX_HEAD there wakes it. */
-  private waitForRoom(sid: number, peer: number): void {
-    this.socks.flags[sid] = this.socks.flags[sid]! | FLAG_BLOCKED;
+  /**
+   * `sid`'s next message waits for room in `peer`'s rx ring; an RX_HEAD there
+   * wakes it. `holdSender` false (executor F): its new messages still go to
+   * staging meanwhile.
+   */
+  private waitForRoom(sid: number, peer: number, holdSender = true): void {
     const w = this.waiters.get(peer);
-    if (w) w.push(sid); else this.waiters.set(peer, [sid]);
+    if (holdSender) {
+      // Held (FLAG_BLOCKED): nothing marks it ready again before the RX_HEAD, so it is listed once.
+      this.socks.flags[sid] = this.socks.flags[sid]! | FLAG_BLOCKED;
+      if (w) w.push(sid); else this.waiters.set(peer, [sid]);
+    } else if (!w) {
+      this.waiters.set(peer, [sid]);
+    } else if (!w.includes(sid)) {
+      w.push(sid); // not held: it may come back here before the RX_HEAD
+    }
   }
 
   /**
