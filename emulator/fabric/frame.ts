@@ -25,6 +25,7 @@
  * concatenated.
  */
 import { crc32 } from 'node:zlib';
+import { byteLength, joinBytes } from '../util/bytes.js';
 
 /** CRC-32 of `data`, continuing from `crc`. */
 const frameCrc = (data: Uint8Array, crc = 0): number => crc32(data, crc);
@@ -75,18 +76,11 @@ class DecodedFrame implements Frame {
   readonly length: number;
   constructor(readonly type: number, readonly flags: number, readonly src: number, readonly seq: number, readonly ack: number,
     readonly channel: number, readonly socket: number, readonly value: number, readonly parts: readonly Uint8Array[]) {
-    this.length = parts.length === 1 ? parts[0]!.length : payloadLength(parts);
+    this.length = byteLength(parts);
   }
 
   get payload(): Uint8Array {
-    if (this.parts.length === 1) return this.parts[0]!;
-    if (this.joined === null) {
-      const out = new Uint8Array(this.length);
-      let at = 0;
-      for (const p of this.parts) { out.set(p, at); at += p.length; }
-      this.joined = out;
-    }
-    return this.joined;
+    return (this.joined ??= joinBytes(this.parts));
   }
 }
 
@@ -100,11 +94,7 @@ export function payloadCrc(segments: readonly Uint8Array[]): number {
   return crc;
 }
 
-export function payloadLength(segments: readonly Uint8Array[]): number {
-  let n = 0;
-  for (const s of segments) n += s.length;
-  return n;
-}
+export const payloadLength: (segments: readonly Uint8Array[]) => number = byteLength;
 
 /** The header for a payload of `length` bytes whose CRC part is `pcrc` (payloadCrc). */
 export function encodeHeader(h: FrameHeader, length: number, pcrc: number): Uint8Array {

@@ -8,6 +8,7 @@
  */
 import type { DataPlane } from '../model/dataplane/dataplane.js';
 import type { PipeFabric, PipeFabricEvents } from '../model/dataplane/remote.js';
+import { joinBytes } from '../util/bytes.js';
 
 interface Queued {
   seq: number;
@@ -75,7 +76,8 @@ export class MemoryFabric {
       const dst = this.events.get(to)!;
       const batch = q.splice(0, q.length);
       for (const f of batch) {
-        const payload = concat(f.segments);
+        // A copy: the tamper hook must not touch the sender's ring.
+        const payload = Uint8Array.from(joinBytes(f.segments));
         this.tamper?.({ type: f.type, payload });
         this.wire.push({ from, to, type: f.type, channel: f.channel, socket: f.socket, value: f.value, payload });
         dst.frame(from, f.type, f.flags, f.channel, f.socket, f.value, [payload]);
@@ -99,11 +101,4 @@ export class MemoryFabric {
   inject(from: string, to: string, type: number, flags: number, channel: number, socket: number, value: number, payload: Uint8Array = new Uint8Array(0)): void {
     this.events.get(this.id(to))!.frame(this.id(from), type, flags, channel, socket, value, [payload]);
   }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
 }

@@ -7,6 +7,7 @@
 import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import { CONSTANTS, ENUMS } from '../../abi/abi.js';
 import { COPY, type Transform } from '../jobgen.js';
+import { joinBytes } from '../../util/bytes.js';
 
 const IV = CONSTANTS.CRYPTO_IV_LEN;
 const TAG = CONSTANTS.CRYPTO_TAG_LEN;
@@ -23,13 +24,7 @@ export function encrypt(keys: EngineKeys): Transform {
   return {
     name: 'encrypt', bytewise: false,
     outLen: (len) => len + IV + TAG,
-    whole: (input) => {
-      const parts = sealParts(keys, input);
-      const out = new Uint8Array(input.length + IV + TAG);
-      let at = 0;
-      for (const p of parts) { out.set(p, at); at += p.length; }
-      return out;
-    },
+    whole: (input) => joinBytes(sealParts(keys, input)),
     // Straight into the sink: node:crypto allocates the ciphertext anyway.
     wholeParts: (input) => sealParts(keys, input),
   };

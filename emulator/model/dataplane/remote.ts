@@ -44,6 +44,7 @@ import { COPY, runMessage, split, type Transform } from '../jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
 import { RateLimitedLog } from '../../util/log.js';
 import { NO_PEER, SockState, type SocketTable } from './sockets.js';
+import { byteLength, joinBytes } from '../../util/bytes.js';
 
 const D2H = ENUMS.SIG_D2H;
 const ST = ENUMS.STATUS;
@@ -283,7 +284,7 @@ export class RemotePipes {
         payload = segs; // zero-copy: the ring's own bytes go to the wire
       } else {
         // Sender-side stages: the engine's output is what travels.
-        const input = segs.length === 1 ? segs[0]! : concat(segs);
+        const input = joinBytes(segs);
         const out = t.bytewise ? mapped(t, input) : t.whole!(input);
         if (typeof out === 'string') { flags = MSG_FLAG_REFUSED; value = e.out.errorCode; } else payload = [out];
       }
@@ -371,7 +372,7 @@ export class RemotePipes {
     const s = this.dp.socks;
     switch (type) {
       case PIPE_FRAME.CONNECT: {
-        const payload = join(parts);
+        const payload = joinBytes(parts);
         if (payload.length < 8) { this.counters.protocolErrors++; return; }
         const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
         const l = s.listeners.get(channel);
@@ -438,7 +439,7 @@ export class RemotePipes {
     const s = this.dp.socks;
     const e = this.ends.get(dst);
     if (!e || e.node !== node || e.rsid !== src || (s.state[dst] !== SockState.CONNECTED && s.state[dst] !== SockState.CLOSING)) {
-      this.drop(node, 'message', { sid: dst, from: src, bytes: parts.reduce((n, p) => n + p.length, 0) });
+      this.drop(node, 'message', { sid: dst, from: src, bytes: byteLength(parts) });
       return;
     }
     this.counters.msgsIn++;
@@ -449,8 +450,8 @@ export class RemotePipes {
     if (!ring) { this.dp.sockError(dst, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory'); return; }
     const at = s.rxTail[dst]! & (s.rxSize[dst]! - 1);
     // Z: the received pieces go straight into the ring; receiver-side stages take the message whole.
-    if (e.in.transform === COPY && partsLength(parts) > expect) return this.violation(dst, `a message of ${partsLength(parts)} bytes announced as ${expect}`);
-    const n = e.in.transform === COPY ? copyParts(parts, ring, at) : runMessage(e.in.transform, join(parts), 0, partsLength(parts), ring, at);
+    if (e.in.transform === COPY && byteLength(parts) > expect) return this.violation(dst, `a message of ${byteLength(parts)} bytes announced as ${expect}`);
+    const n = e.in.transform === COPY ? copyParts(parts, ring, at) : runMessage(e.in.transform, joinBytes(parts), 0, byteLength(parts), ring, at);
     if (typeof n === 'string') {
       // Refused by a receiver-side stage (a bad tag): the receiver learns in order; the sender gets its credit back.
       this.guestErr.warn(`refused-${e.in.errorCode}`, { sid: dst, why: n }, 'message refused by a transformation');
@@ -515,15 +516,9 @@ export class RemotePipes {
   }
 }
 
-const partsLength = (parts: readonly Uint8Array[]): number => parts.reduce((n, p) => n + p.length, 0);
-
-function join(parts: readonly Uint8Array[]): Uint8Array {
-  return parts.length === 1 ? parts[0]! : concat(parts);
-}
-
 /** Writes `parts` into `ring` from `at`, wrapping; returns the bytes written. */
 function copyParts(parts: readonly Uint8Array[], ring: Uint8Array, at: number): number {
-  const total = partsLength(parts);
+  const total = byteLength(parts);
   let pos = at;
   for (const p of parts) {
     const first = Math.min(p.length, ring.length - pos);
@@ -540,9 +535,3 @@ function mapped(t: Transform, input: Uint8Array): Uint8Array {
   return out;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
-}
