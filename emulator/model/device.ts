@@ -279,9 +279,9 @@ export class SgiovDevice implements PciDeviceModel {
   private tenant(args: Record<string, unknown>): unknown {
     const farm = this.dp.farm;
     if (!farm) throw new Error('tenant: the accelerators are not scheduled (see the schedule command)');
-    const i = farm.cfg.tenants.findIndex((t) => t.name === args.tenant);
-    if (i < 0) throw new Error(`tenant: unknown tenant '${String(args.tenant)}' (known: ${farm.cfg.tenants.map((t) => t.name).join(', ')})`);
-    const cur = farm.cfg.tenants[i]!;
+    const i = farm.tenants.findIndex((t) => t.name === args.tenant);
+    if (i < 0) throw new Error(`tenant: unknown tenant '${String(args.tenant)}' (known: ${farm.tenants.map((t) => t.name).join(', ')})`);
+    const cur = farm.tenants[i]!;
     const weight = args.weight === undefined ? cur.weight : args.weight;
     if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new Error(`tenant: '${cur.name}': weight must be > 0`);
     const cap = args.cap === undefined ? cur.capGbps : args.cap === null ? undefined : args.cap;

@@ -317,6 +317,7 @@ export class JobScheduler {
   private shapedJobs = new Map<number, SchedJob>();
   private shapeSeq = 0;
   private policy: Policy;
+  private policyCfg: PolicyConfig;
   private readonly ctx: Context;
   /** Decisions taken (jobs dispatched). */
   decisions = 0;
@@ -337,9 +338,12 @@ export class JobScheduler {
     };
     for (const t of tenants) this.pushTenant(t);
     this.policy = makePolicy(policy, this.ctx);
+    this.policyCfg = policy;
   }
 
   get kind(): SchedulerKind { return this.policy.kind; }
+  /** The configuration of the policy in force (the last setPolicy's). */
+  get policyConfig(): PolicyConfig { return this.policyCfg; }
   get accels(): readonly AccelSpec[] { return this.accelList; }
   get tenants(): readonly TenantSpec[] { return this.tenantList; }
 
@@ -386,6 +390,7 @@ export class JobScheduler {
       for (let t = 0; t < this.tenantList.length; t++) if (this.queues[a]![t]!.length > 0) p.backlogged(a, t, now);
     }
     this.policy = p;
+    this.policyCfg = cfg;
   }
 
   submit(job: SchedJob, now: number): void {

@@ -65,6 +65,8 @@ describe('scheduled accelerators on the data plane', () => {
     expect(rr[0]).toBeGreaterThan(50 * 0.95); // round-robin on RDMA: 50 / 50
     expect(rr[1]).toBeGreaterThan(50 * 0.95);
     dev.control('schedule', { policy: 'sriov' });
+    // The configuration reported (and kept when the data plane restarts) is the one in force.
+    expect((dev.control('schedule', {}) as { policy: { kind: string } }).policy.kind).toBe('sriov');
     saturate(bus, dev, [a, b], 5);
     const vf = saturate(bus, dev, [a, b], 20).map((x) => (x * 8) / 20e6);
     expect(vf[0]).toBeLessThan(30 * 1.05); // a VF gets half of each accelerator: crypto 30 binds A
@@ -109,6 +111,7 @@ describe('scheduled accelerators on the data plane', () => {
     expect(t.tenants.map((x) => [x.weight, x.capGbps])).toEqual([[2, null], [1, null]]);
     drv.setTenant(1, 1, 10);
     expect((dev.control('tenants', {}) as { tenants: { capGbps: number | null }[] }).tenants[1]!.capGbps).toBe(10);
+    expect((dev.control('schedule', {}) as { tenants: { weight: number; capGbps?: number }[] }).tenants.map((x) => [x.weight, x.capGbps])).toEqual([[2, undefined], [1, 10]]);
     expect(() => dev.control('tenant', { tenant: 'C' })).toThrow(/unknown tenant 'C'/);
     expect(() => dev.control('tenant', { tenant: 'A', weight: -1 })).toThrow(/weight must be > 0/);
     expect(() => dev.control('tenant', { tenant: 'A', cap: 91 })).toThrow(/above every accelerator/);

@@ -54,12 +54,25 @@ export class AcceleratorFarm {
   private readonly stats: TenantStats[];
   private inFlight = 0;
 
-  constructor(readonly cfg: FarmConfig) {
-    this.sched = new JobScheduler(cfg.accels.map((a) => ({ name: a.name, capacityGbps: a.capacityGbps })), cfg.tenants, cfg.policy);
-    cfg.accels.forEach((a, i) => this.index.set(a.name, i));
-    this.busyUntil = cfg.accels.map(() => 0);
-    this.running = cfg.accels.map(() => null);
-    this.stats = cfg.tenants.map(() => ({ bytes: 0, firstNs: -1, lastNs: 0, uses: new Set<number>() }));
+  /**
+   * The configuration as it stands now: the tenants and the policy are the
+   * scheduler's (changed at run time by setTenant and setPolicy), not a
+   * second copy to keep in step.
+   */
+  get cfg(): FarmConfig {
+    return { ...this.base, tenants: [...this.sched.tenants], policy: this.sched.policyConfig };
+  }
+
+  get tenants(): readonly TenantSpec[] {
+    return this.sched.tenants;
+  }
+
+  constructor(private readonly base: FarmConfig) {
+    this.sched = new JobScheduler(base.accels.map((a) => ({ name: a.name, capacityGbps: a.capacityGbps })), base.tenants, base.policy);
+    base.accels.forEach((a, i) => this.index.set(a.name, i));
+    this.busyUntil = base.accels.map(() => 0);
+    this.running = base.accels.map(() => null);
+    this.stats = base.tenants.map(() => ({ bytes: 0, firstNs: -1, lastNs: 0, uses: new Set<number>() }));
   }
 
   /** Accelerator indexes for engine names, skipping engines this farm does not model. */
@@ -75,10 +88,10 @@ export class AcceleratorFarm {
 
   /** A message of `bytes` for `accels` (chain order); `done` in pump() gets `tag` when all of it has run. */
   submit(tenant: number, accels: number[], bytes: number, tag: unknown, nowNs: number): void {
-    const t = Math.min(Math.max(0, tenant), this.cfg.tenants.length - 1);
+    const t = Math.min(Math.max(0, tenant), this.sched.tenants.length - 1);
     for (const a of accels) this.stats[t]!.uses.add(a);
     this.inFlight++;
-    const max = this.cfg.jobBytes ?? DEFAULT_JOB_BYTES;
+    const max = this.base.jobBytes ?? DEFAULT_JOB_BYTES;
     const total = Math.max(1, bytes);
     const msg: MessageJobs = { tag, left: Math.ceil(total / max) };
     for (let off = 0; off < total; off += max) {
@@ -94,7 +107,6 @@ export class AcceleratorFarm {
   /** Changes a tenant's weight, priority or demand cap at run time. */
   setTenant(i: number, spec: TenantSpec): void {
     this.sched.setTenant(i, spec);
-    this.cfg.tenants[i] = spec;
   }
 
   /**
@@ -131,7 +143,7 @@ export class AcceleratorFarm {
         // (the poll loop notices late; the accelerator did not idle); an
         // idle accelerator starts now.
         const start = backToBack ? this.busyUntil[a]! : Math.max(this.busyUntil[a]!, nowNs);
-        this.busyUntil[a] = start + (job.bytes * 8) / this.cfg.accels[a]!.capacityGbps;
+        this.busyUntil[a] = start + (job.bytes * 8) / this.base.accels[a]!.capacityGbps;
         backToBack = true;
       }
     }
@@ -139,17 +151,17 @@ export class AcceleratorFarm {
 
   /** Per tenant: measured Gbps since its first completion, and the DRF allocation for what it uses. */
   report(): { tenant: string; weight: number; capGbps: number | null; uses: string[]; bytes: number; measuredGbps: number; drfGbps: number | null }[] {
-    const active = this.cfg.tenants.map((t, i) => ({ t, i, st: this.stats[i]! })).filter((x) => x.st.uses.size > 0);
+    const active = this.sched.tenants.map((t, i) => ({ t, i, st: this.stats[i]! })).filter((x) => x.st.uses.size > 0);
     let alloc: Map<string, number> | null = null;
     if (active.length > 0) {
       try {
         const r = progressiveFilling({
-          resources: this.cfg.accels.map((a) => ({ name: a.name, capacity: a.capacityGbps })),
+          resources: this.base.accels.map((a) => ({ name: a.name, capacity: a.capacityGbps })),
           tenants: active.map((x) => {
             const uses = [...x.st.uses];
-            const z = Math.min(...uses.map((u) => this.cfg.accels[u]!.capacityGbps));
+            const z = Math.min(...uses.map((u) => this.base.accels[u]!.capacityGbps));
             return {
-              name: x.t.name, uses: uses.map((u) => this.cfg.accels[u]!.name), weight: x.t.weight ?? 1,
+              name: x.t.name, uses: uses.map((u) => this.base.accels[u]!.name), weight: x.t.weight ?? 1,
               // A cap above what its chain can carry is no limit for it.
               ...(x.t.capGbps !== undefined && x.t.capGbps < z ? { cap: x.t.capGbps } : {}),
             };
@@ -158,11 +170,11 @@ export class AcceleratorFarm {
         alloc = new Map(r.tenants.map((t) => [t.name, t.rate]));
       } catch { alloc = null; }
     }
-    return this.cfg.tenants.map((t, i) => {
+    return this.sched.tenants.map((t, i) => {
       const st = this.stats[i]!;
       const span = st.lastNs - st.firstNs;
       return {
-        tenant: t.name, weight: t.weight ?? 1, capGbps: t.capGbps ?? null, uses: [...st.uses].map((u) => this.cfg.accels[u]!.name), bytes: st.bytes,
+        tenant: t.name, weight: t.weight ?? 1, capGbps: t.capGbps ?? null, uses: [...st.uses].map((u) => this.base.accels[u]!.name), bytes: st.bytes,
         measuredGbps: span > 0 ? (st.bytes * 8) / span : 0, drfGbps: alloc?.get(t.name) ?? null,
       };
     });

@@ -797,7 +797,7 @@ export class DataPlane {
     if (!this.host.dmaView(BigInt(txAddr), txSize) || !this.host.dmaView(BigInt(rxAddr), rxSize)) return ST.EFAULT;
     if (txAddr < rxAddr + rxSize && rxAddr < txAddr + txSize) return ST.EBUSY;
     if (this.rings.overlap(txAddr, txSize) >= 0 || this.rings.overlap(rxAddr, rxSize) >= 0) return ST.EBUSY;
-    if (this.farm && tenant >= this.farm.cfg.tenants.length) return ST.EINVAL; // no such tenant
+    if (this.farm && tenant >= this.farm.tenants.length) return ST.EINVAL; // no such tenant
     s.create(sid, txAddr, txSize, rxAddr, rxSize);
     s.tenant[sid] = tenant;
     this.rings.add(txAddr, txSize, sid);
@@ -809,7 +809,7 @@ export class DataPlane {
   private setTenant(tenant: number, weightMilli: number, capMbps: number): number {
     const farm = this.farm;
     if (!farm) { this.guestErr.warn('tenant-unscheduled', { tenant }, 'TENANT while the accelerators are not scheduled'); return ST.ENOENT; }
-    const cur = farm.cfg.tenants[tenant];
+    const cur = farm.tenants[tenant];
     if (!cur || weightMilli === 0) { this.guestErr.warn('tenant-bad', { tenant, weightMilli }, 'TENANT for an unknown tenant or with weight 0'); return cur ? ST.EINVAL : ST.ENOENT; }
     try {
       farm.setTenant(tenant, { ...cur, weight: weightMilli / 1000, ...(capMbps > 0 ? { capGbps: capMbps / 1000 } : { capGbps: undefined }) });
