@@ -35,6 +35,10 @@ export interface VfuStats {
   barAccesses: number;
 }
 
+/** A device loop's round that only spun: it neither waited nor looked at other descriptors. */
+const SPUN = Object.freeze({ slept: false, otherReady: false });
+const NONE: readonly number[] = [];
+const NO_FDS = (): readonly number[] => NONE;
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MASTER = 0x4;
 
@@ -51,7 +55,6 @@ export class VfuServer implements DeviceHost {
   private eventSeq = 0;
   private attached = false;
   private model: PciDeviceModel | null = null;
-  private readonly pollBuf = Buffer.alloc(8);
   /** The shared-memory BAR: a memfd QEMU maps into the guest, mapped here too. */
   private shmFd = -1;
   private shmPtr: Ptr = 0n;
@@ -226,28 +229,7 @@ export class VfuServer implements DeviceHost {
    * disconnect reset the device and wait for the next client.
    */
   run(stop: () => boolean, idleMs = 50): void {
-    while (!stop()) {
-      const timeout = this.nextTimeoutMs(idleMs);
-      // While the device polls shared memory, look at the socket only every
-      // few rounds: a poll(2) per round would cost more than the round.
-      if (timeout === 0 && ++this.spins % 16 !== 0) {
-        this.runDueEvents();
-        this.busy = this.attached && this.model !== null && this.model.poll();
-        continue;
-      }
-      const fd = this.n.vfu_get_poll_fd(this.ctx);
-      this.pollBuf.writeInt32LE(fd, 0);
-      this.pollBuf.writeInt16LE(POLLIN, 4);
-      this.pollBuf.writeInt16LE(0, 6);
-      const r = this.n.poll(this.pollBuf, 1, timeout);
-      if (r < 0 && this.n.errno() !== EINTR) throw new Error(`poll failed: errno ${this.n.errno()}`);
-      if (r > 0) {
-        if (!this.attached) this.tryAttach();
-        else this.serveRequests();
-      }
-      this.runDueEvents();
-      this.busy = this.attached && this.model !== null && this.model.poll();
-    }
+    while (!stop()) this.round(idleMs, NO_FDS);
   }
 
   /**
@@ -269,36 +251,48 @@ export class VfuServer implements DeviceHost {
       this.runDueEvents();
       this.busy = this.attached && this.model !== null && this.model.poll();
       for (;;) {
-        const timeout = this.nextTimeoutMs(idleMs);
-        if (timeout === 0 && ++this.spins % 16 !== 0) {
-          this.runDueEvents();
-          this.busy = this.attached && this.model !== null && this.model.poll();
-          if (process.hrtime.bigint() > end) break;
-          continue;
-        }
-        const extra = io.fds();
-        const n = 1 + extra.length;
-        if (this.pollSet.length < n * 8) this.pollSet = Buffer.alloc(n * 8 * 2);
-        const fd = this.n.vfu_get_poll_fd(this.ctx);
-        for (let i = 0; i < n; i++) {
-          this.pollSet.writeInt32LE(i === 0 ? fd : extra[i - 1]!, i * 8);
-          this.pollSet.writeInt16LE(POLLIN, i * 8 + 4);
-          this.pollSet.writeInt16LE(0, i * 8 + 6);
-        }
-        const r = this.n.poll(this.pollSet, n, timeout);
-        if (r < 0 && this.n.errno() !== EINTR) throw new Error(`poll failed: errno ${this.n.errno()}`);
-        const vfuReady = r > 0 && this.pollSet.readInt16LE(6) !== 0;
-        if (vfuReady) {
-          if (!this.attached) this.tryAttach();
-          else this.serveRequests();
-        }
-        this.runDueEvents();
-        this.busy = this.attached && this.model !== null && this.model.poll();
+        const r = this.round(idleMs, io.fds);
         // Another descriptor is ready (its owner reads it in the event loop), or we slept: yield now.
-        if ((r > 0 && !vfuReady) || r > 1 || timeout > 0 || process.hrtime.bigint() > end) break;
+        if (r.otherReady || r.slept || process.hrtime.bigint() > end) break;
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
+  }
+
+  /**
+   * One round of the loop: work that is due and the device's own poll; and,
+   * when the device is idle or on every 16th round while it spins (a poll(2)
+   * per round would cost more than the round), a poll(2) of the vfio-user
+   * socket and of `extraFds()` for up to the idle timeout, serving the
+   * client's requests. Says whether it waited, and whether one of the extra
+   * descriptors is readable.
+   */
+  private round(idleMs: number, extraFds: () => readonly number[]): { slept: boolean; otherReady: boolean } {
+    const timeout = this.nextTimeoutMs(idleMs);
+    if (timeout === 0 && ++this.spins % 16 !== 0) {
+      this.runDueEvents();
+      this.busy = this.attached && this.model !== null && this.model.poll();
+      return SPUN;
+    }
+    const extra = extraFds();
+    const n = 1 + extra.length;
+    if (this.pollSet.length < n * 8) this.pollSet = Buffer.alloc(n * 8 * 2);
+    const fd = this.n.vfu_get_poll_fd(this.ctx);
+    for (let i = 0; i < n; i++) {
+      this.pollSet.writeInt32LE(i === 0 ? fd : extra[i - 1]!, i * 8);
+      this.pollSet.writeInt16LE(POLLIN, i * 8 + 4);
+      this.pollSet.writeInt16LE(0, i * 8 + 6);
+    }
+    const r = this.n.poll(this.pollSet, n, timeout);
+    if (r < 0 && this.n.errno() !== EINTR) throw new Error(`poll failed: errno ${this.n.errno()}`);
+    const vfuReady = r > 0 && this.pollSet.readInt16LE(6) !== 0;
+    if (vfuReady) {
+      if (!this.attached) this.tryAttach();
+      else this.serveRequests();
+    }
+    this.runDueEvents();
+    this.busy = this.attached && this.model !== null && this.model.poll();
+    return { slept: timeout > 0, otherReady: (r > 0 && !vfuReady) || r > 1 };
   }
 
   private pollSet = Buffer.alloc(64);
