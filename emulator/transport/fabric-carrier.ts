@@ -58,8 +58,8 @@ export class FabricCarrier {
     this.fabric = new Fabric(opts, {
       onFrame: (node, f) => this.events?.frame(id(node), f.type, f.flags, f.channel, f.socket, f.value, f.parts),
       onAcked: (node, seq) => this.events?.acked(id(node), seq),
-      onFailed: (node, _frames, why) => this.events?.failed(id(node), why ?? 'session lost'),
-      onLinkState: (node, state, info) => { if (state === 'failed') this.events?.failed(id(node), info.reason); },
+      // A failed session always comes with onFailed (the link's state change to 'failed' is the same event).
+      onFailed: (node, _frames, why) => this.events?.failed(id(node), why),
       onDrain: (node) => this.events?.drain(id(node)),
     });
   }
