@@ -165,8 +165,8 @@ async function twoNodes(dir: RunDir, name: string, plan: Plan, file: string, mes
   try {
     for (const node of ['a', 'b'] as const) {
       const e = new EmulatorProcess({
-        socketPath: dir.file(`${name}-${node}.sock`), logPath: dir.file(`${name}-${node}.emulator.log`), logLevel: 'info', netns: node === 'a' ? net.nsA : net.nsB,
-        extraArgs: ['--node', `a=${net.ipA}:7420`, '--node', `b=${net.ipB}:7420`, '--self', node, '--link-deadline', '30000', '--control', dir.file(`${name}-${node}.ctl`),
+        socketPath: dir.file(`${name}-${node}.sock`), logPath: dir.file(`${name}-${node}.emulator.log`), logLevel: 'info', netns: net.node(node, 7420).netns,
+        extraArgs: [...net.node(node, 7420).cluster, '--link-deadline', '30000', '--control', dir.file(`${name}-${node}.ctl`),
           ...(node === 'a' ? ['--faults', file] : [])],
       });
       emus.push(e);

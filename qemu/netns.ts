@@ -62,6 +62,18 @@ export class NetnsPair {
     return p;
   }
 
+  /**
+   * Where node `node` of a two-node cluster runs and how its emulator is told
+   * the cluster: its namespace, and `serve`'s flags naming both nodes at
+   * `port` and itself.
+   */
+  node(node: 'a' | 'b', port: number): { netns: string; cluster: string[] } {
+    return {
+      netns: node === 'a' ? this.nsA : this.nsB,
+      cluster: ['--node', `a=${this.ipA}:${port}`, '--node', `b=${this.ipB}:${port}`, '--self', node],
+    };
+  }
+
   /** Cuts the link (both ends down: TCP sees nothing more, as on a pulled cable). */
   down(): void {
     ip('-n', this.nsA, 'link', 'set', this.vethA, 'down');

@@ -118,8 +118,8 @@ export async function benchFabric(opts: { quick?: boolean; log?: (m: string) => 
     const drvs: SgiovSocketDriver[] = [];
     for (const name of ['a', 'b'] as const) {
       const emu = new EmulatorProcess({
-        socketPath: dir.file(`${name}.sock`), logPath: dir.file(`${name}.log`), logLevel: 'warn', netns: name === 'a' ? net.nsA : net.nsB,
-        extraArgs: ['--node', `a=${net.ipA}:${FABRIC_PORT}`, '--node', `b=${net.ipB}:${FABRIC_PORT}`, '--self', name],
+        socketPath: dir.file(`${name}.sock`), logPath: dir.file(`${name}.log`), logLevel: 'warn', netns: net.node(name, FABRIC_PORT).netns,
+        extraArgs: net.node(name, FABRIC_PORT).cluster,
       });
       emus.push(emu);
       await emu.ready();

@@ -28,8 +28,8 @@ export function sleepSync(ms: number): void {
 async function startNode(net: NetnsPair, dir: RunDir, name: 'a' | 'b', deadlineMs: number, extraArgs: readonly string[]): Promise<Node> {
   const sock = dir.file(`${name}.sock`);
   const emu = new EmulatorProcess({
-    socketPath: sock, logPath: dir.file(`${name}.log`), logLevel: 'info', netns: name === 'a' ? net.nsA : net.nsB,
-    extraArgs: ['--node', `a=${net.ipA}:${PORT}`, '--node', `b=${net.ipB}:${PORT}`, '--self', name, '--link-deadline', String(deadlineMs), '--control', dir.file(`${name}.ctl`), ...extraArgs],
+    socketPath: sock, logPath: dir.file(`${name}.log`), logLevel: 'info', netns: net.node(name, PORT).netns,
+    extraArgs: [...net.node(name, PORT).cluster, '--link-deadline', String(deadlineMs), '--control', dir.file(`${name}.ctl`), ...extraArgs],
   });
   await emu.ready();
   const client = VfioUserClient.connect(sock, { memBytes: 64 << 20 });

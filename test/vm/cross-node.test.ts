@@ -30,8 +30,8 @@ beforeAll(async () => {
   dir = new RunDir('sgiov-vmcross-');
   for (const name of ['a', 'b'] as const) {
     const emu = new EmulatorProcess({
-      socketPath: dir.file(`${name}.sock`), logPath: dir.file(`${name}.log`), logLevel: 'info', netns: name === 'a' ? net.nsA : net.nsB,
-      extraArgs: ['--node', `a=${net.ipA}:${FABRIC_PORT}`, '--node', `b=${net.ipB}:${FABRIC_PORT}`, '--self', name, '--control', dir.file(`${name}.ctl`)],
+      socketPath: dir.file(`${name}.sock`), logPath: dir.file(`${name}.log`), logLevel: 'info', netns: net.node(name, FABRIC_PORT).netns,
+      extraArgs: [...net.node(name, FABRIC_PORT).cluster, '--control', dir.file(`${name}.ctl`)],
     });
     emus.push(emu);
     await emu.ready();
