@@ -109,9 +109,24 @@ export class EmulatorProcess {
     return out;
   }
 
+  /** The control socket's path when it was started with `--control`. */
+  get controlPath(): string | undefined {
+    const a = this.opts.extraArgs ?? [];
+    const i = a.findIndex((x) => x === '--control' || x === '-c');
+    return i >= 0 ? a[i + 1] : undefined;
+  }
+
+  /**
+   * Resolves once the vfio-user socket and, with `--control`, the control
+   * socket are there: the control server listens after the device thread
+   * starts, so a test that talks to it right after the vfio-user socket
+   * appeared could find no socket yet (seen in CI: connect ENOENT).
+   */
   async ready(ms = 10_000): Promise<void> {
     // The log line needs level info; the socket file appears at any level.
-    const ok = await until(() => this.text.includes('listening for a vfio-user client') || existsSync(this.opts.socketPath) || !this.alive, ms);
+    const ctl = this.controlPath;
+    const ok = await until(() => !this.alive || ((this.text.includes('listening for a vfio-user client') || existsSync(this.opts.socketPath))
+      && (ctl === undefined || existsSync(ctl))), ms);
     if (!ok || !this.alive) throw new Error(`emulator did not start:\n${this.text.slice(-2000)}`);
   }
 
