@@ -42,7 +42,7 @@ export class Conn {
   }
 
   /** Sees each frame's bytes before the CRC check (FrameDecoder.tap: fault injection). */
-  setTap(tap: (head: Uint8Array, payload: Uint8Array) => boolean): void {
+  setTap(tap: (head: Uint8Array, payload: () => Uint8Array) => boolean): void {
     this.decoder.tap = tap;
   }
 

@@ -136,6 +136,11 @@ function u32(b: Uint8Array, o: number): number {
   return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 }
 
+/** The payload length an encoded header announces. */
+export function announcedLength(h: Uint8Array): number {
+  return u32(h, 40);
+}
+
 /** The frame an encoded header describes (not checked: a decoder's tap reads one before the CRC). */
 export function peekHeader(h: Uint8Array, payload: Uint8Array | readonly Uint8Array[] = EMPTY): Frame {
   return new DecodedFrame(h[5]!, (h[6]! << 8) | h[7]!, (h[8]! << 8) | h[9]!, u32(h, 12) * TWO32 + u32(h, 16), u32(h, 20) * TWO32 + u32(h, 24),
@@ -158,11 +163,14 @@ export class FrameDecoder {
   private bodyCrc = 0;
   private stopped = false;
   /**
-   * Sees each whole frame's header (this decoder's scratch buffer) and payload
-   * before the CRC check; true when it changed their bytes (fault injection:
-   * the CRC is then computed over what it left). Null: no cost but the test.
+   * Sees each whole frame's header (this decoder's scratch buffer) before
+   * the CRC check, and its payload in one piece if it calls `payload()`
+   * (which copies a payload that spans chunks together: a tap with no
+   * rule armed must not call it); true when it changed their bytes (fault
+   * injection: the CRC is then computed over what it left). Null: no cost
+   * but the test.
    */
-  tap: ((head: Uint8Array, payload: Uint8Array) => boolean) | null = null;
+  tap: ((head: Uint8Array, payload: () => Uint8Array) => boolean) | null = null;
 
   /** `maxPayload` may change between frames (a connection is held to less until it has said who it is). */
   constructor(private readonly onFrame: (f: Frame) => void, public maxPayload = DEFAULT_MAX_PAYLOAD) {}
@@ -236,10 +244,13 @@ export class FrameDecoder {
     const h = this.head;
     this.headFill = 0;
     if (this.tap !== null) {
-      // Fault injection sees (and may change) the payload in one piece: it is the rare path.
-      const payload = parts instanceof Uint8Array ? parts : peekHeader(h, parts).payload;
-      parts = payload;
-      if (this.tap(h, payload)) pcrc = frameCrc(payload);
+      // Fault injection sees (and may change) the payload in one piece, made only when it asks: the rare path.
+      let joined: Uint8Array | null = null;
+      const whole = parts;
+      const payload = (): Uint8Array => (joined ??= whole instanceof Uint8Array ? whole : joinBytes(whole));
+      const changed = this.tap(h, payload);
+      if (joined !== null) parts = joined;
+      if (changed) pcrc = frameCrc(payload());
     }
     const want = u32(h, CRC_OFF);
     const got = frameCrc(this.headCrcPart, pcrc);

@@ -21,7 +21,7 @@ import { RateLimitedLog, type Logger } from '../util/log.js';
 import { formatAddress, type Cluster } from './cluster.js';
 import { Conn, type ConnHandlers } from './conn.js';
 import { corruptChunks, Hold, type WireFault, type WireFaults } from './faults.js';
-import { encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, peekHeader, type Frame, type FrameErrorKind } from './frame.js';
+import { announcedLength, encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, peekHeader, type Frame, type FrameErrorKind } from './frame.js';
 import { dials, encodeHello, parseHello, refuseHello, type Hello } from './hello.js';
 import type { FabricTransport } from './transport.js';
 import { SendWindow, type SentFrame } from './window.js';
@@ -611,14 +611,14 @@ export class Link {
    * owner's recv() and applies a `corrupt` to the bytes (the CRC check that
    * follows refuses the frame); any other fault waits for onFrame.
    */
-  private readonly tap = (head: Uint8Array, payload: Uint8Array): boolean => {
+  private readonly tap = (head: Uint8Array, payload: () => Uint8Array): boolean => {
     const fx = this.ctx.faults!;
     if (!fx.armed[fx.recvPoint]) return false;
     const h = peekHeader(head);
-    const f = fx.recv(this.peer, { type: h.type, seq: h.seq, channel: h.channel, socket: h.socket, bytes: payload.length });
+    const f = fx.recv(this.peer, { type: h.type, seq: h.seq, channel: h.channel, socket: h.socket, bytes: announcedLength(head) });
     if (f === null) return false;
     if (f.action === 'corrupt') {
-      corruptChunks([head, payload], f.offset, f.xor, false);
+      corruptChunks([head, payload()], f.offset, f.xor, false);
       return true;
     }
     this.rxFault = f;
