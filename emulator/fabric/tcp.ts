@@ -1,7 +1,10 @@
 /**
- * The fabric over TCP (node:net). Nagle is off: frames are written whole
- * (header and payload corked into one writev), and the link layer batches
- * its own acks, so waiting for more bytes would only add latency.
+ * The fabric over TCP (node:net). Nagle is off: the frames a round of the
+ * device loop produced (a message and the credit beside it, say) are
+ * written together as one writev when the loop calls flush(), or at the
+ * end of the current task when the write came from the event loop (a
+ * heartbeat, an acknowledgement): one system call and one wake-up of the
+ * peer per batch instead of one per frame, and no waiting for more bytes.
  */
 import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { formatAddress, type NodeAddress } from './cluster.js';
@@ -13,8 +16,11 @@ class TcpWire implements Wire {
   private closedWith: { error?: Error } | null = null;
   private closeCb: ((error?: Error) => void) | null = null;
   private error: Error | undefined;
+  /** Chunks written since the last flush, and whether a flush at the end of the task is queued. */
+  private pending: Uint8Array[] = [];
+  private flushQueued = false;
 
-  constructor(private readonly socket: Socket) {
+  constructor(private readonly socket: Socket, private readonly unflushed: Set<TcpWire>) {
     socket.setNoDelay(true);
     this.local = `${socket.localAddress}:${socket.localPort}`;
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
@@ -28,8 +34,24 @@ class TcpWire implements Wire {
 
   write(chunks: readonly Uint8Array[]): void {
     if (this.socket.destroyed) return;
+    for (const c of chunks) if (c.length > 0) this.pending.push(c);
+    if (this.pending.length === 0) return;
+    this.unflushed.add(this);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => { this.flushQueued = false; this.flush(); });
+    }
+  }
+
+  /** Hands what was written since the last flush to the socket as one corked write. */
+  flush(): void {
+    this.unflushed.delete(this);
+    if (this.pending.length === 0) return;
+    const chunks = this.pending;
+    this.pending = [];
+    if (this.socket.destroyed) return;
     this.socket.cork();
-    for (const c of chunks) if (c.length > 0) this.socket.write(c);
+    for (const c of chunks) this.socket.write(c);
     this.socket.uncork();
   }
 
@@ -45,6 +67,9 @@ class TcpWire implements Wire {
   }
 
   close(): void {
+    // What was written before the close goes to the socket first, as it
+    // would have without the batching (a cut drops what follows it).
+    this.flush();
     this.socket.destroy();
   }
 }
@@ -58,6 +83,13 @@ function fdOf(h: unknown): number {
 export class TcpTransport implements FabricTransport {
   private readonly sockets = new Set<Socket>();
   private readonly servers = new Set<ReturnType<typeof createServer>>();
+  private readonly unflushed = new Set<TcpWire>();
+
+  /** Writes out every connection's batched frames (the device loop calls it after each round). */
+  flush(): void {
+    if (this.unflushed.size === 0) return;
+    for (const w of [...this.unflushed]) w.flush();
+  }
 
   /**
    * The descriptors of its listeners and open connections: a carrier whose
@@ -78,7 +110,7 @@ export class TcpTransport implements FabricTransport {
   }
 
   async listen(address: NodeAddress, onWire: (wire: Wire) => void): Promise<FabricListener> {
-    const server = createServer((s) => onWire(new TcpWire(this.track(s))));
+    const server = createServer((s) => onWire(new TcpWire(this.track(s), this.unflushed)));
     this.servers.add(server);
     server.once('close', () => this.servers.delete(server));
     await new Promise<void>((resolve, reject) => {
@@ -113,7 +145,7 @@ export class TcpTransport implements FabricTransport {
       s.once('connect', () => {
         signal.removeEventListener('abort', abort);
         s.removeAllListeners('error');
-        resolve(new TcpWire(s));
+        resolve(new TcpWire(s, this.unflushed));
       });
     });
   }

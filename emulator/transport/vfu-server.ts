@@ -239,24 +239,33 @@ export class VfuServer implements DeviceHost {
    * in poll(2) includes them, and while the device spins they are looked at
    * with the vfio-user socket; when one is readable the loop yields at once.
    * A busy slice also ends after `io.sliceUs` (default 200 us), so timers
-   * and partly written sockets are never starved.
+   * and partly written sockets are never starved. `io.flush()` runs after
+   * every round, before the next one may sleep: that I/O's writes batched
+   * during the round go out then.
    */
-  async runAsync(stop: () => boolean, io: { fds: () => number[]; sliceUs?: number }, idleMs = 50): Promise<void> {
+  async runAsync(stop: () => boolean, io: { fds: () => number[]; flush?: () => void; sliceUs?: number }, idleMs = 50): Promise<void> {
     const sliceNs = BigInt((io.sliceUs ?? 200) * 1000);
     for (;;) {
       if (stop()) return;
       const end = process.hrtime.bigint() + sliceNs;
       // The event loop's turn may have given the device work (a frame from
       // the fabric): look before deciding to sleep.
-      this.runDueEvents();
-      this.busy = this.attached && this.model !== null && this.model.poll();
+      this.pollDevice();
+      io.flush?.();
       for (;;) {
         const r = this.round(idleMs, io.fds);
+        io.flush?.();
         // Another descriptor is ready (its owner reads it in the event loop), or we slept: yield now.
         if (r.otherReady || r.slept || process.hrtime.bigint() > end) break;
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
+  }
+
+  /** Due work and a round of the device's own poll, now (also for input that reached the device outside the loop). */
+  pollDevice(): void {
+    this.runDueEvents();
+    this.busy = this.attached && this.model !== null && this.model.poll();
   }
 
   /**
