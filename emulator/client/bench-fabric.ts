@@ -129,7 +129,7 @@ export async function benchFabric(opts: { quick?: boolean; log?: (m: string) => 
       const access = clientAccess(c, 1 << 20);
       // Three processes on two vCPUs: a client that spins takes a CPU the emulators need; it naps instead.
       access.wait = nap;
-      drvs.push(new SgiovSocketDriver(access, { d2hSlots: 65536, timeoutMs: 60_000, mode: process.env.SGIOV_FABRIC_MODE as 'kick' | 'hybrid' | undefined ?? 'kick' }));
+      drvs.push(new SgiovSocketDriver(access, { d2hSlots: 65536, timeoutMs: 60_000, irqWait: process.env.SGIOV_BENCH_IRQ !== '0', mode: process.env.SGIOV_FABRIC_MODE as 'kick' | 'hybrid' | undefined ?? 'kick' }));
     }
     const [da, db] = drvs as [SgiovSocketDriver, SgiovSocketDriver];
     // Wait for the link: a connect fails with ENETUNREACH until it is up.

@@ -22,5 +22,6 @@ export function clientAccess(c: VfioUserClient, memOffset = 0): DeviceAccess {
     kick: () => c.regionPost(VFIO_PCI_BAR0_REGION_INDEX, DOORBELLS.KICK, 1),
     // The emulator is another process: spinning on shared memory is the fastest wait.
     wait: () => {},
+    waitIrq: (vector, ms) => { c.waitIrq(vector, ms); },
   };
 }

@@ -28,6 +28,13 @@ export interface DeviceAccess {
   kick(): void;
   /** Lets the device make progress (in-memory bus: run it; remote device: yield briefly). */
   wait(): void;
+  /**
+   * Optional: sleeps until MSI-X `vector` fires or `timeoutMs` passes (a
+   * device in another process). With it and DriverOptions.irqWait the
+   * driver waits as a kernel driver does: arm the D2H interrupt, look once
+   * more, sleep.
+   */
+  waitIrq?(vector: number, timeoutMs: number): void;
 }
 
 export class SgiovError extends Error {
@@ -53,7 +60,18 @@ export interface DriverOptions {
   retryMs?: number;
   /** While waiting, check the device's health (ID, DP_STATUS) this often. Default 100 ms. */
   healthMs?: number;
+  /**
+   * Wait for D2H signals by interrupt (needs DeviceAccess.waitIrq) instead
+   * of polling with wait(). Each sleep is bounded (1 ms), so a lost
+   * interrupt costs at most that: the driver then looks at the FIFO anyway.
+   */
+  irqWait?: boolean;
+  /** The MSI-X vector for D2H signals when irqWait is on. Default 0. */
+  d2hVector?: number;
 }
+
+/** The longest sleep of an interrupt wait: a lost interrupt is found by looking at the FIFO after it. */
+const IRQ_WAIT_MS = 1;
 
 /** A simple first-fit allocator over the driver's guest memory, 4 KiB aligned. */
 class Allocator {
@@ -117,6 +135,8 @@ export class SgiovSocketDriver {
   deviceLost: string | null = null;
   private readonly retryMs: number;
   private readonly healthMs: number;
+  /** The D2H vector when waiting by interrupt, else -1. */
+  private readonly irqVector: number;
   /** What was written to each H2D slot, to write it again when the device does not take it. */
   private readonly h2dShadow = new BigUint64Array(SHM.H2D_SLOTS);
   private h2dSeenCons = 0;
@@ -131,6 +151,7 @@ export class SgiovSocketDriver {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.retryMs = opts.retryMs ?? 5;
     this.healthMs = opts.healthMs ?? 100;
+    this.irqVector = opts.irqWait && dev.waitIrq ? opts.d2hVector ?? 0 : -1;
     this.alloc = new Allocator(dev.mem.length);
     this.shm = new DataView(dev.shm.buffer, dev.shm.byteOffset, dev.shm.byteLength);
     this.mem = new DataView(dev.mem.buffer, dev.mem.byteOffset, dev.mem.byteLength);
@@ -146,6 +167,7 @@ export class SgiovSocketDriver {
     dev.writeReg('D2H_PROD_ADDR', this.addr(this.prodOff));
     dev.writeReg('CMD_BASE', this.addr(this.cmdOff));
     dev.writeReg('CMD_SLOTS', this.cmdSlots);
+    if (this.irqVector >= 0) dev.writeReg('D2H_VECTOR', this.irqVector);
     this.h2dProd = this.shm.getUint32(SHM.H2D_PROD, true);
     this.h2dSeenCons = this.h2dProd;
     dev.mem.fill(0, this.d2hOff, this.d2hOff + this.d2hSlots * 8); // a slot still 0 below the producer is a lost signal
@@ -284,8 +306,23 @@ export class SgiovSocketDriver {
         if (lost) throw new SgiovError(`${lost === 'DEVICE_REMOVED' ? 'the device is gone' : 'the device reset'} while waiting for ${what}`, lost === 'DEVICE_REMOVED' ? 'ENODEV' : 'ECONNRESET');
       }
       if (now > end) throw new SgiovError(`timed out waiting for ${what}`, 'ETIMEDOUT');
-      this.dev.wait();
+      if (this.irqVector >= 0) { if (this.sleepForIrq(pred)) return; } else this.dev.wait();
     }
+  }
+
+  /**
+   * Arms the D2H interrupt, looks once more (a signal written before the
+   * device saw the arm raises none), and sleeps until the interrupt or the
+   * bounded timeout. The device clears the arm when it fires. True when
+   * `pred` held on that last look (a predicate may take what it found, a
+   * message, so it is not asked twice).
+   */
+  private sleepForIrq(pred: () => boolean): boolean {
+    this.shm.setUint32(SHM.D2H_ARM, 1, true);
+    this.process();
+    if (pred()) return true;
+    this.dev.waitIrq!(this.irqVector, IRQ_WAIT_MS);
+    return false;
   }
 
   // ---- commands --------------------------------------------------------------
