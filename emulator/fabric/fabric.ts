@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { silentLogger, RateLimitedLog, type Logger } from '../util/log.js';
 import type { Cluster, NodeAddress } from './cluster.js';
 import { Conn } from './conn.js';
-import { FIRST_DATA_TYPE, LinkType, type Frame } from './frame.js';
+import { FIRST_DATA_TYPE, FRAME_CRC_IMPL, LinkType, type Frame } from './frame.js';
 import { parseHello, refuseHello } from './hello.js';
 import { DEFAULT_LINK_OPTIONS, Link, zeroBadCounts, type BadCounts, type BadKind, type LinkOptions, type LinkState, type LinkStateInfo, type LinkStats } from './link.js';
 import type { WireFault, WireFaults, WireFrame } from './faults.js';
@@ -110,7 +110,7 @@ export class Fabric {
   async start(): Promise<void> {
     const own = this.cluster.nodes.get(this.cluster.self)!;
     this.listener = await this.transport.listen(own, (wire) => this.accept(new Conn(wire, HELLO_MAX_PAYLOAD)));
-    this.log.info({ address: this.listener.address, incarnation: this.incarnation, peers: [...this.links.keys()] }, 'fabric listening');
+    this.log.info({ address: this.listener.address, incarnation: this.incarnation, peers: [...this.links.keys()], crc: FRAME_CRC_IMPL }, 'fabric listening');
     for (const link of this.links.values()) link.start();
   }
 

@@ -16,8 +16,9 @@
  *    40  u32  payload length
  *    44  u32  CRC-32 (IEEE, zlib's) over the payload, then header bytes 0..43
  *
- * Big-endian. CRC-32 rather than CRC32C: node's zlib computes it natively
- * (3.4 GB/s here against 0.27 GB/s for the JavaScript CRC32C), and the
+ * Big-endian. CRC-32 rather than CRC32C: libdeflate computes it at 24 GB/s
+ * here and node's zlib at 3.4 GB/s where libdeflate is missing (0.27 GB/s
+ * for a JavaScript CRC32C), and the
  * frame check must not be what limits a link. The CRC covers the payload first so a sender computes the
  * payload's part once and a retransmission (new ack, same payload) only
  * re-hashes 44 header bytes. The payload goes out as the caller's segments
@@ -25,10 +26,17 @@
  * concatenated.
  */
 import { crc32 } from 'node:zlib';
+import { libdeflateCrc32 } from '../transport/native.js';
 import { byteLength, joinBytes } from '../util/bytes.js';
 
+const fastCrc = libdeflateCrc32();
+/** Below this many bytes zlib's table code is as quick as a native call. */
+const FAST_CRC_MIN = 512;
+/** Which CRC-32 code the frames use (for the fabric's start-up log line). */
+export const FRAME_CRC_IMPL = fastCrc ? 'libdeflate' : 'zlib';
+
 /** CRC-32 of `data`, continuing from `crc`. */
-const frameCrc = (data: Uint8Array, crc = 0): number => crc32(data, crc);
+const frameCrc = (data: Uint8Array, crc = 0): number => (fastCrc !== null && data.length >= FAST_CRC_MIN ? fastCrc(crc, data) : crc32(data, crc));
 
 export const MAGIC = 0x53474642;
 export const VERSION = 1;

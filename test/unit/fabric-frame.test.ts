@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { encodeFrame, FrameDecoder, FrameError, HEADER_LEN, type Frame, type FrameErrorKind, type FrameHeader } from '../../emulator/fabric/frame.js';
+import { crc32 } from 'node:zlib';
+import { libdeflateCrc32 } from '../../emulator/transport/native.js';
+import { encodeFrame, FRAME_CRC_IMPL, FrameDecoder, FrameError, HEADER_LEN, type Frame, type FrameErrorKind, type FrameHeader } from '../../emulator/fabric/frame.js';
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const header = fc.record({
@@ -129,5 +131,19 @@ describe('fabric frame codec', () => {
     expect(() => d.push(concat([good, bad, good]))).toThrow(FrameError);
     d.push(good);
     expect(got.length).toBe(1);
+  });
+});
+
+describe('the frame CRC', () => {
+  it('libdeflate (installed by the setup) gives zlib\'s CRC-32 for any view, length and starting value', () => {
+    const fast = libdeflateCrc32();
+    expect(fast, 'libdeflate0 is installed by scripts/setup.sh').not.toBeNull();
+    expect(FRAME_CRC_IMPL).toBe('libdeflate');
+    fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 70_000 }), fc.nat(), fc.nat(), u32, (bytes, a, b, start) => {
+      const from = a % (bytes.length + 1);
+      const to = from + (b % (bytes.length - from + 1));
+      const view = bytes.subarray(from, to);
+      expect(fast!(start, view)).toBe(crc32(view, start));
+    }), { numRuns: 300 });
   });
 });
