@@ -18,6 +18,12 @@ export interface Hello {
   incarnation: string;
   /** The link session the sender is in ('' for none). */
   session: string;
+  /**
+   * The last session the sender failed ('' for none; absent from older
+   * senders). With `session` '' it tells "I left your session" from "I
+   * never saw the WELCOME that opened it".
+   */
+  left?: string;
   /** The sender's unacked window, so the receiver acks well before it fills. */
   windowFrames: number;
   windowBytes: number;
@@ -45,6 +51,7 @@ export function parseHello(payload: Uint8Array): Hello | string {
   const count = (k: string): boolean => Number.isSafeInteger(o[k]) && (o[k] as number) > 0;
   if (!str('from', /^[a-z0-9_-]{1,32}$/) || !str('to', /^[a-z0-9_-]{1,32}$/)) return 'HELLO: bad from/to';
   if (!str('incarnation', ID) || !str('session', ID)) return 'HELLO: bad incarnation/session';
+  if (o.left !== undefined && !str('left', ID)) return 'HELLO: bad left';
   if (!Number.isInteger(o.cluster) || !count('windowFrames') || !count('windowBytes')) return 'HELLO: bad cluster/window';
   return o as unknown as Hello;
 }

@@ -136,6 +136,8 @@ export class Link {
   private everUp = false;
   private closed = false;
   private session = '';
+  /** The last session this end failed: the HELLO says so (hello.ts). */
+  private left = '';
   private peerIncarnation = '';
   private readonly selfIndex: number;
   private readonly peerIndex: number;
@@ -233,12 +235,18 @@ export class Link {
     conn.setMaxPayload(this.o.maxPayload);
     this.lastRx = performance.now();
     const resume = hello.session !== '' && hello.session === this.session;
-    if (!resume) this.freshSession(hello.incarnation);
+    // A dialer with no session that did not leave ours, and has not
+    // restarted, never saw the WELCOME that opened it (the connection went
+    // first): it holds nothing of the session, which goes on from its
+    // first frame instead of failing everything sent in it.
+    const unseen = !resume && hello.session === '' && this.session !== '' && (hello.left ?? '') !== this.session
+      && hello.incarnation === this.peerIncarnation;
+    if (!resume && !unseen) this.freshSession(hello.incarnation);
     if (this.closed) return; // the owner closed the fabric from its failed() callback
     this.peerIncarnation = hello.incarnation;
     this.setPeerWindow(hello);
     this.writeLink(LinkType.WELCOME, encodeHello(this.hello()));
-    this.goUp(resume ? peerDelivered : 0, resume);
+    this.goUp(resume ? peerDelivered : 0, resume || unseen);
   }
 
   /** Drops the current connection as a network cut would; false when there is none. */
@@ -387,7 +395,7 @@ export class Link {
     const { cluster } = this.ctx;
     return {
       from: cluster.self, to: this.peer, cluster: cluster.hash, incarnation: this.ctx.incarnation,
-      session: this.session, windowFrames: this.o.windowFrames, windowBytes: this.o.windowBytes,
+      session: this.session, left: this.left, windowFrames: this.o.windowFrames, windowBytes: this.o.windowBytes,
     };
   }
 
@@ -426,6 +434,7 @@ export class Link {
   /** Ends the session: unacknowledged frames go back to the owner, numbering restarts. */
   private fail(reason: string): void {
     const frames = this.window.takeAll();
+    if (this.session !== '') this.left = this.session;
     this.sendSeq = 0;
     this.delivered = 0;
     this.pendingAckFrames = 0;

@@ -221,6 +221,20 @@ describe('recovery of a lone loss', () => {
     expect(await until(() => a.ackedSeq === 1, 5_000)).toBe(true);
   }, 30_000);
 
+  it('a WELCOME lost on the wire: the dialer comes back without a session and the acceptor\'s session goes on, nothing failed', async () => {
+    // a dials b (the lower name dials); b's first frame to a is the WELCOME that opens the session.
+    // b's frames are queued before the link is up, so the session has frames in flight when it opens.
+    const { a, b } = await pair({ rules: [] }, plan('fabric.send', { trigger: { nth: 1 }, do: { action: 'drop' } }));
+    await Promise.all([pump(a, b, 300), pump(b, a, 300)]);
+    expect(await until(() => a.got.length === 300 && b.got.length === 300, 20_000, 10)).toBe(true);
+    exactlyOnce(a, 300);
+    exactlyOnce(b, 300);
+    expect(b.inj.injected(POINT.FABRIC_SEND, 'drop')).toBe(1);
+    expect(a.failures + b.failures).toBe(0);
+    expect(link(a).failures + link(b).failures).toBe(0);
+    expect(link(a).reconnects + link(b).reconnects).toBeGreaterThan(0);
+  }, 60_000);
+
   it('a lost ACK is made good by the next frame that carries the cumulative ack', async () => {
     const { a, b } = await pair({ rules: [] });
     expect(await until(() => link(a).state === 'up' && link(b).state === 'up', 10_000)).toBe(true);
