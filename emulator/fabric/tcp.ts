@@ -5,10 +5,52 @@
  * end of the current task when the write came from the event loop (a
  * heartbeat, an acknowledgement): one system call and one wake-up of the
  * peer per batch instead of one per frame, and no waiting for more bytes.
+ *
+ * Reads: by node in the event loop ('data' events), or, with `directReads`,
+ * by the thread that owns the transport when it finds a socket readable in
+ * its own poll(2) (the emulator's device loop calls readReady): read(2)
+ * straight into an append-only arena whose views go to the frame decoder.
+ * That saves the turn of the event loop between poll(2) and the data, a
+ * Buffer and a stream event per chunk; node never reads those sockets
+ * (stopNodeReading).
  */
 import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { Libc } from '../transport/native.js';
 import { formatAddress, type NodeAddress } from './cluster.js';
 import type { FabricListener, FabricTransport, Wire } from './transport.js';
+
+const EAGAIN = 11;
+const EINTR = 4;
+/** One read(2) takes at most this much; a socket with more is read again, up to READ_ROUNDS times per call. */
+const READ_MAX = 256 << 10;
+const READ_ROUNDS = 8;
+const ARENA_BYTES = 4 << 20;
+
+/**
+ * Where direct reads land: appended, never overwritten, so views handed out
+ * stay valid however long the decoder keeps them (a frame that spans reads);
+ * a full arena is replaced and left to the garbage collector with its views.
+ */
+class ReadArena {
+  private buf = Buffer.allocUnsafeSlow(ARENA_BYTES);
+  private pos = 0;
+
+  /** Room for one read. */
+  space(): Buffer {
+    if (this.buf.length - this.pos < READ_MAX) {
+      this.buf = Buffer.allocUnsafeSlow(ARENA_BYTES);
+      this.pos = 0;
+    }
+    return this.buf.subarray(this.pos, this.pos + READ_MAX);
+  }
+
+  /** Takes `n` bytes just read into space(). */
+  take(n: number): Uint8Array {
+    const v = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+}
 
 class TcpWire implements Wire {
   readonly local: string;
@@ -20,8 +62,12 @@ class TcpWire implements Wire {
   private pending: Uint8Array[] = [];
   private flushQueued = false;
 
-  constructor(private readonly socket: Socket, private readonly unflushed: Set<TcpWire>) {
+  private dataCb: ((chunk: Uint8Array) => void) | null = null;
+  readonly fd: number;
+
+  constructor(private readonly socket: Socket, private readonly unflushed: Set<TcpWire>, private readonly arena: ReadArena | null) {
     socket.setNoDelay(true);
+    this.fd = fdOf(socket);
     this.local = `${socket.localAddress}:${socket.localPort}`;
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     // Without an 'error' listener a reset peer would crash the process; the cause is reported through onClose.
@@ -56,8 +102,36 @@ class TcpWire implements Wire {
   }
 
   onData(cb: (chunk: Uint8Array) => void): void {
+    if (this.arena) { this.dataCb = cb; return; }
     this.socket.removeAllListeners('data');
     this.socket.on('data', cb);
+  }
+
+  /**
+   * Direct reads: takes what the socket holds now (up to READ_ROUNDS reads)
+   * and hands it to the data callback; the end of the stream or an error
+   * closes the wire as node would have.
+   */
+  readNow(): void {
+    const arena = this.arena;
+    if (!arena || this.fd < 0) return;
+    const libc = Libc.get();
+    for (let i = 0; i < READ_ROUNDS && !this.socket.destroyed; i++) {
+      const room = arena.space();
+      const n = libc.read(this.fd, room, room.length);
+      if (n > 0) {
+        const chunk = arena.take(n);
+        this.dataCb?.(chunk);
+        if (n < room.length) return;
+        continue;
+      }
+      if (n === 0) { this.socket.destroy(); return; }
+      const e = libc.errno();
+      if (e === EAGAIN) return;
+      if (e === EINTR) continue;
+      this.socket.destroy(Object.assign(new Error(`read: errno ${e}`), { errno: e }));
+      return;
+    }
   }
 
   onClose(cb: (error?: Error) => void): void {
@@ -74,6 +148,22 @@ class TcpWire implements Wire {
   }
 }
 
+/**
+ * Makes node leave a socket's incoming bytes to readNow: paused (so a
+ * 'data' listener would not resume it) and its handle's read stopped. An
+ * accepted socket starts reading when it is made, but nothing is read
+ * before the event loop's next poll phase, so calling this from the
+ * connection callback loses nothing.
+ */
+function stopNodeReading(s: Socket): void {
+  s.pause();
+  const h = (s as unknown as { _handle?: { reading?: boolean; readStop?: () => number } | null })._handle;
+  if (h && typeof h.readStop === 'function') {
+    h.reading = false;
+    h.readStop();
+  }
+}
+
 /** The descriptor under a node:net handle (Linux), or -1. */
 function fdOf(h: unknown): number {
   const fd = (h as { _handle?: { fd?: number } } | null)?._handle?.fd;
@@ -84,6 +174,38 @@ export class TcpTransport implements FabricTransport {
   private readonly sockets = new Set<Socket>();
   private readonly servers = new Set<ReturnType<typeof createServer>>();
   private readonly unflushed = new Set<TcpWire>();
+  /** Direct-read wires by descriptor. */
+  private readonly direct = new Map<number, TcpWire>();
+  private readonly arena: ReadArena | null;
+
+  constructor(opts: { directReads?: boolean } = {}) {
+    this.arena = opts.directReads ? new ReadArena() : null;
+  }
+
+  /**
+   * With directReads: reads the wires among `fds` (descriptors the caller's
+   * poll(2) found readable) and returns the descriptors left to the event
+   * loop (listeners: node accepts).
+   */
+  readReady(fds: readonly number[]): number[] {
+    const rest: number[] = [];
+    for (const fd of fds) {
+      const w = this.direct.get(fd);
+      if (w) w.readNow(); else rest.push(fd);
+    }
+    return rest;
+  }
+
+  private wire(s: Socket): TcpWire {
+    if (this.arena) stopNodeReading(s);
+    const w = new TcpWire(this.track(s), this.unflushed, this.arena);
+    if (this.arena && w.fd >= 0) {
+      const fd = w.fd;
+      this.direct.set(fd, w);
+      s.once('close', () => { if (this.direct.get(fd) === w) this.direct.delete(fd); });
+    }
+    return w;
+  }
 
   /** Writes out every connection's batched frames (the device loop calls it after each round). */
   flush(): void {
@@ -110,7 +232,7 @@ export class TcpTransport implements FabricTransport {
   }
 
   async listen(address: NodeAddress, onWire: (wire: Wire) => void): Promise<FabricListener> {
-    const server = createServer((s) => onWire(new TcpWire(this.track(s), this.unflushed)));
+    const server = createServer((s) => onWire(this.wire(s)));
     this.servers.add(server);
     server.once('close', () => this.servers.delete(server));
     await new Promise<void>((resolve, reject) => {
@@ -132,7 +254,9 @@ export class TcpTransport implements FabricTransport {
   connect(address: NodeAddress, signal: AbortSignal): Promise<Wire> {
     return new Promise<Wire>((resolve, reject) => {
       if (signal.aborted) return reject(new Error(`connect to ${formatAddress(address)} aborted`));
-      const s = this.track(netConnect({ host: address.host, port: address.port }));
+      const s = netConnect({ host: address.host, port: address.port });
+      // Paused before it connects, node does not start reading it (direct reads).
+      if (this.arena) s.pause();
       const abort = (): void => {
         s.destroy();
         reject(new Error(`connect to ${formatAddress(address)} aborted`));
@@ -145,7 +269,7 @@ export class TcpTransport implements FabricTransport {
       s.once('connect', () => {
         signal.removeEventListener('abort', abort);
         s.removeAllListeners('error');
-        resolve(new TcpWire(s, this.unflushed));
+        resolve(this.wire(s));
       });
     });
   }

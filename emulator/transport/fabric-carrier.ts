@@ -44,16 +44,23 @@ export interface FabricCarrierOptions {
    * this task instead of when the device loop next gets its turn.
    */
   afterInput?: () => void;
+  /**
+   * The fabric's sockets are read by the device loop (readReady) rather
+   * than by node in the event loop (tcp.ts, "Reads"). Only for a carrier
+   * whose thread runs VfuServer.runAsync with readReady as `io.readable`.
+   */
+  directReads?: boolean;
 }
 
 export class FabricCarrier {
   readonly fabric: Fabric;
-  private readonly transport = new TcpTransport();
+  private readonly transport: TcpTransport;
   private events: PipeFabricEvents | null = null;
   private readonly ids = new Map<string, number>();
   private dp: DataPlane | null = null;
 
   constructor(private readonly o: FabricCarrierOptions) {
+    this.transport = new TcpTransport({ directReads: o.directReads === true });
     o.cluster.names.forEach((n, i) => this.ids.set(n, i + 1));
     const id = (node: string): number => this.ids.get(node) ?? 0;
     const opts: FabricOptions = {
@@ -111,6 +118,11 @@ export class FabricCarrier {
   /** Writes out the frames batched since the last call (the device loop calls it after each round). */
   flush(): void {
     this.transport.flush();
+  }
+
+  /** Reads the fabric's sockets among `fds` (found readable by the device loop); returns the descriptors left to the event loop. */
+  readReady(fds: readonly number[]): readonly number[] {
+    return this.transport.readReady(fds);
   }
 
   /** Descriptors the fabric's I/O waits on (the device loop polls them beside its own). */

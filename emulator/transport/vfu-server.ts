@@ -38,7 +38,23 @@ export interface VfuStats {
 /** A device loop's round that only spun: it neither waited nor looked at other descriptors. */
 const SPUN = Object.freeze({ slept: false, otherReady: false });
 const NONE: readonly number[] = [];
-const NO_FDS = (): readonly number[] => NONE;
+const NO_IO: LoopIo = { fds: () => NONE };
+
+/** Other I/O of the device thread that the loop waits on beside the vfio-user socket. */
+export interface LoopIo {
+  /** Descriptors to wait on. */
+  fds: () => readonly number[];
+  /**
+   * Handles those of them poll(2) found readable, in the loop (before the
+   * device's poll of that round), and returns the ones left to the event
+   * loop; without it all are left to the event loop.
+   */
+  readable?: (fds: readonly number[]) => readonly number[];
+  /** Runs after every round, before the next may sleep (writes batched during it). */
+  flush?: () => void;
+  /** A busy slice ends after this long (default 200 us). */
+  sliceUs?: number;
+}
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MASTER = 0x4;
 
@@ -229,7 +245,7 @@ export class VfuServer implements DeviceHost {
    * disconnect reset the device and wait for the next client.
    */
   run(stop: () => boolean, idleMs = 50): void {
-    while (!stop()) this.round(idleMs, NO_FDS);
+    while (!stop()) this.round(idleMs, NO_IO);
   }
 
   /**
@@ -237,13 +253,14 @@ export class VfuServer implements DeviceHost {
    * that other I/O of this thread (the fabric's TCP sockets, its timers) is
    * served. `io.fds()` lists the descriptors that I/O waits on: an idle wait
    * in poll(2) includes them, and while the device spins they are looked at
-   * with the vfio-user socket; when one is readable the loop yields at once.
-   * A busy slice also ends after `io.sliceUs` (default 200 us), so timers
-   * and partly written sockets are never starved. `io.flush()` runs after
-   * every round, before the next one may sleep: that I/O's writes batched
-   * during the round go out then.
+   * with the vfio-user socket; those `io.readable` takes are read in the
+   * loop, for any other the loop yields at once. A busy slice also ends
+   * after `io.sliceUs` (default 200 us), so timers and partly written
+   * sockets are never starved. `io.flush()` runs after every round, before
+   * the next one may sleep: that I/O's writes batched during the round go
+   * out then.
    */
-  async runAsync(stop: () => boolean, io: { fds: () => number[]; flush?: () => void; sliceUs?: number }, idleMs = 50): Promise<void> {
+  async runAsync(stop: () => boolean, io: LoopIo, idleMs = 50): Promise<void> {
     const sliceNs = BigInt((io.sliceUs ?? 200) * 1000);
     for (;;) {
       if (stop()) return;
@@ -253,9 +270,9 @@ export class VfuServer implements DeviceHost {
       this.pollDevice();
       io.flush?.();
       for (;;) {
-        const r = this.round(idleMs, io.fds);
+        const r = this.round(idleMs, io);
         io.flush?.();
-        // Another descriptor is ready (its owner reads it in the event loop), or we slept: yield now.
+        // A descriptor is ready that its owner reads in the event loop, or we slept: yield now.
         if (r.otherReady || r.slept || process.hrtime.bigint() > end) break;
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -272,18 +289,19 @@ export class VfuServer implements DeviceHost {
    * One round of the loop: work that is due and the device's own poll; and,
    * when the device is idle or on every 16th round while it spins (a poll(2)
    * per round would cost more than the round), a poll(2) of the vfio-user
-   * socket and of `extraFds()` for up to the idle timeout, serving the
-   * client's requests. Says whether it waited, and whether one of the extra
-   * descriptors is readable.
+   * socket and of `io.fds()` for up to the idle timeout, serving the
+   * client's requests and handing readable extra descriptors to
+   * `io.readable`. Says whether it waited, and whether an extra descriptor
+   * is readable that is left to the event loop.
    */
-  private round(idleMs: number, extraFds: () => readonly number[]): { slept: boolean; otherReady: boolean } {
+  private round(idleMs: number, io: LoopIo): { slept: boolean; otherReady: boolean } {
     const timeout = this.nextTimeoutMs(idleMs);
     if (timeout === 0 && ++this.spins % 16 !== 0) {
       this.runDueEvents();
       this.busy = this.attached && this.model !== null && this.model.poll();
       return SPUN;
     }
-    const extra = extraFds();
+    const extra = io.fds();
     const n = 1 + extra.length;
     if (this.pollSet.length < n * 8) this.pollSet = Buffer.alloc(n * 8 * 2);
     const fd = this.n.vfu_get_poll_fd(this.ctx);
@@ -299,9 +317,15 @@ export class VfuServer implements DeviceHost {
       if (!this.attached) this.tryAttach();
       else this.serveRequests();
     }
+    let otherReady = (r > 0 && !vfuReady) || r > 1;
+    if (otherReady && io.readable) {
+      const ready: number[] = [];
+      for (let i = 1; i < n; i++) if (this.pollSet.readInt16LE(i * 8 + 6) !== 0) ready.push(extra[i - 1]!);
+      otherReady = io.readable(ready).length > 0;
+    }
     this.runDueEvents();
     this.busy = this.attached && this.model !== null && this.model.poll();
-    return { slept: timeout > 0, otherReady: (r > 0 && !vfuReady) || r > 1 };
+    return { slept: timeout > 0, otherReady };
   }
 
   private pollSet = Buffer.alloc(64);

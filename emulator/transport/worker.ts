@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   if (cfg.fabric) {
     // parseServe validated it; rebuilt here from plain data.
     const cluster = clusterFromOptions({ node: cfg.fabric.nodes.map(([n, a]) => `${n}=${a}`), self: cfg.fabric.self });
-    carrier = new FabricCarrier({ cluster, log, faults: model.faults, afterInput: () => { server.pollDevice(); carrier?.flush(); }, ...(cfg.fabric.deadlineMs !== undefined ? { deadlineMs: cfg.fabric.deadlineMs } : {}) });
+    carrier = new FabricCarrier({ cluster, log, faults: model.faults, afterInput: () => { server.pollDevice(); carrier?.flush(); }, directReads: true, ...(cfg.fabric.deadlineMs !== undefined ? { deadlineMs: cfg.fabric.deadlineMs } : {}) });
     carrier.attach(model.dp);
     await carrier.start();
     log.info({ nodes: carrier.nodes }, 'cross-node pipes: node ids for CONNECT');
@@ -98,7 +98,7 @@ async function main(): Promise<void> {
   if (carrier) {
     const c = carrier;
     // The fabric's sockets and timers live in this thread's event loop: the device loop gives it turns.
-    await server.runAsync(() => drainControl(model), { fds: () => c.fds(), flush: () => c.flush() }, 5);
+    await server.runAsync(() => drainControl(model), { fds: () => c.fds(), readable: (fds) => c.readReady(fds), flush: () => c.flush() }, 5);
   } else {
     server.run(() => drainControl(model));
   }
