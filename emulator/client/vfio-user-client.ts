@@ -28,7 +28,7 @@ import {
   PCI_STATUS, PCI_STATUS_CAP_LIST, REGION_ACCESS_SIZE, REGION_INFO_SIZE, VFIO_DEVICE_FLAGS_PCI, VFIO_IRQ_SET_ACTION_TRIGGER,
   VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR5_REGION_INDEX,
   VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_USER_F_DMA_REGION_READ, VFIO_USER_F_DMA_REGION_WRITE,
-  VFIO_USER_VERSION_MAJOR, VFIO_USER_VERSION_MINOR, type RegionInfo, type ServerCapabilities,
+  VFIO_USER_VERSION_MAJOR, VFIO_USER_VERSION_MINOR, VfioUserError, type RegionInfo, type ServerCapabilities,
 } from './vfio-user-protocol.js';
 
 export interface ConnectOptions {
@@ -51,6 +51,16 @@ export interface DeviceInfo {
 }
 
 /** One mapped area of an mmap-able region. */
+/** An ioeventfd of a region (VFIO_USER_DEVICE_GET_REGION_IO_FDS): writing its eventfd stands for a write at `offset`. */
+export interface IoEventFd {
+  offset: number;
+  size: number;
+  /** The eventfd (the client owns it; closed by close()). */
+  fd: number;
+  flags: number;
+  datamatch: bigint;
+}
+
 export interface MappedArea {
   /** Offset of the area within the region. */
   offset: number;
@@ -473,6 +483,7 @@ export class VfioUserClient {
     this.ch?.release();
     this.dmaMapped = false;
     this.closeIrqFds();
+    for (const fd of this.ioFds.splice(0)) this.libc.close(fd);
     for (const list of this.areas.values()) for (const a of list) this.libc.munmap(a.ptr, a.len);
     this.areas.clear();
     this.memView = null;
@@ -612,6 +623,57 @@ export class VfioUserClient {
       if (n < 0 && this.libc.errno() === EINTR) continue;
       return; // EAGAIN: nothing new
     }
+  }
+
+  private readonly ioFds: number[] = [];
+
+  /**
+   * VFIO_USER_DEVICE_GET_REGION_IO_FDS: the ioeventfds the server set up in
+   * region `index` (none when it set up none, or does not know the
+   * command: a VfioUserError is turned into an empty list). The eventfds
+   * stay open until close().
+   */
+  regionIoFds(index: number): IoEventFd[] {
+    const REQ = 16;
+    const SUB = 40;
+    let argsz = REQ + 8 * SUB;
+    for (let attempt = 0; ; attempt++) {
+      const s = this.ch.send;
+      s.setUint32(HEADER_SIZE, argsz, true);
+      s.setUint32(HEADER_SIZE + 4, 0, true);
+      s.setUint32(HEADER_SIZE + 8, index, true);
+      s.setUint32(HEADER_SIZE + 12, 0, true);
+      let n: number;
+      try {
+        n = this.ch.transact(CMD.DEVICE_GET_REGION_IO_FDS, REQ, [], true);
+      } catch (e) {
+        if (e instanceof VfioUserError) return [];
+        throw e;
+      }
+      const fds = this.ch.replyFds.splice(0);
+      const r = new DataView(this.ch.recv.buffer, this.ch.recv.byteOffset + HEADER_SIZE, n);
+      const need = n >= REQ ? r.getUint32(0, true) : 0;
+      const count = n >= REQ ? r.getUint32(12, true) : 0;
+      if (need > argsz && attempt === 0) { for (const fd of fds) this.libc.close(fd); argsz = need; continue; }
+      const out: IoEventFd[] = [];
+      for (let i = 0; i < count && REQ + (i + 1) * SUB <= n; i++) {
+        const o = REQ + i * SUB;
+        const fd = fds[r.getUint32(o + 16, true)];
+        if (fd === undefined || r.getUint32(o + 20, true) !== 0 /* IOEVENTFD */) continue;
+        out.push({ offset: Number(r.getBigUint64(o, true)), size: Number(r.getBigUint64(o + 8, true)), fd, flags: r.getUint32(o + 24, true), datamatch: r.getBigUint64(o + 32, true) });
+      }
+      // Keep the fds an entry uses; close any other.
+      for (const fd of fds) if (out.some((x) => x.fd === fd)) this.ioFds.push(fd); else this.libc.close(fd);
+      return out;
+    }
+  }
+
+  private readonly ioValue = Buffer.alloc(8);
+
+  /** A write through an ioeventfd from regionIoFds: the eventfd counts `value` (any non-zero value makes it readable). */
+  writeIoEventFd(e: IoEventFd, value = 1n): void {
+    this.ioValue.writeBigUInt64LE(value);
+    if (this.libc.write(e.fd, this.ioValue, 8) !== 8) throw new Error(`write to the ioeventfd at 0x${e.offset.toString(16)} failed: errno ${this.libc.errno()}`);
   }
 
   private closeIrqFds(): void {

@@ -117,6 +117,7 @@ export class Native {
   readonly vfu_run_ctx: (ctx: Ptr) => number;
   readonly vfu_destroy_ctx: (ctx: Ptr) => void;
   readonly vfu_irq_trigger: (ctx: Ptr, subindex: number) => number;
+  readonly vfu_create_ioeventfd: (ctx: Ptr, region: number, fd: number, offset: number, size: number, flags: number, datamatch: bigint) => number;
   readonly poll: (fds: Buffer, nfds: number, timeoutMs: number) => number;
 
   private constructor(path: string) {
@@ -140,6 +141,7 @@ export class Native {
     this.vfu_run_ctx = lib.func('int vfu_run_ctx(void *ctx)');
     this.vfu_destroy_ctx = lib.func('void vfu_destroy_ctx(void *ctx)');
     this.vfu_irq_trigger = lib.func('int vfu_irq_trigger(void *ctx, uint32_t subindex)');
+    this.vfu_create_ioeventfd = lib.func('int vfu_create_ioeventfd(void *ctx, uint32_t region_idx, int fd, size_t offset, uint32_t size, uint32_t flags, uint64_t datamatch)');
     this.poll = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
   }
 

@@ -10,13 +10,13 @@
  * that it can also run the device's scheduled events and stop on request.
  */
 import { unlinkSync } from 'node:fs';
-import { BARS } from '../abi/abi.js';
+import { BARS, DOORBELLS } from '../abi/abi.js';
 import type { DeviceHost, PciDeviceModel } from '../model/host.js';
 import { DmaRegions } from '../model/dma-regions.js';
 import { msixCapability, pcieCapability, type PciIdentity } from '../pci/config.js';
 import type { Logger } from '../util/log.js';
 import {
-  ECONNRESET, EINTR, ENOTCONN, ESHUTDOWN, LIBVFIO_USER_FLAG_ATTACH_NB, LOG_DEBUG, LOG_ERR, LOG_INFO, Libc, MAP_FAILED, MAP_SHARED, Native, PROT_READ, PROT_WRITE,
+  ECONNRESET, EFD_CLOEXEC, EFD_NONBLOCK, EINTR, ENOTCONN, ESHUTDOWN, LIBVFIO_USER_FLAG_ATTACH_NB, LOG_DEBUG, LOG_ERR, LOG_INFO, Libc, MAP_FAILED, MAP_SHARED, Native, PROT_READ, PROT_WRITE,
   PCI_HEADER_TYPE_NORMAL, POLLIN, VFU_DEV_MSIX_IRQ, VFU_DEV_TYPE_PCI, VFU_PCI_TYPE_EXPRESS, VFU_REGION_FLAG_MEM,
   VFU_REGION_FLAG_RW, VFU_RESET_TYPES, VFU_TRANS_SOCK, type DmaInfoValue, type Ptr,
 } from './native.js';
@@ -33,6 +33,8 @@ export interface VfuStats {
   attached: boolean;
   dmaRegions: number;
   barAccesses: number;
+  /** KICK doorbells rung through the ioeventfd (a client that asked for it writes the eventfd instead of a message). */
+  ioeventfdKicks: number;
 }
 
 /** A device loop's round that only spun: it neither waited nor looked at other descriptors. */
@@ -75,7 +77,10 @@ export class VfuServer implements DeviceHost {
   private shmFd = -1;
   private shmPtr: Ptr = 0n;
   private shmView: Uint8Array | null = null;
-  readonly stats: VfuStats = { clients: 0, attached: false, dmaRegions: 0, barAccesses: 0 };
+  readonly stats: VfuStats = { clients: 0, attached: false, dmaRegions: 0, barAccesses: 0, ioeventfdKicks: 0 };
+  /** The KICK doorbell's ioeventfd (-1: none), and 8 bytes to read it into. */
+  private kickFd = -1;
+  private readonly kickBuf = Buffer.alloc(8);
 
   constructor(private readonly opts: VfuServerOptions) {
     this.log = opts.log.child({ sub: 'vfu' });
@@ -159,6 +164,7 @@ export class VfuServer implements DeviceHost {
     };
     const flags = VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM;
     check('vfu_setup_region(BAR0)', this.n.vfu_setup_region(ctx, BARS.REGS_BAR, BARS.REGS_BAR_SIZE, barCb(BARS.REGS_BAR), flags, null, 0, -1, 0));
+    this.setupKickEventfd(ctx);
     // The shared-memory BAR: the host writes H2D signals straight into it
     // (no trap); the device polls it. One fd for the whole region, as QEMU
     // accepts only one per region.
@@ -180,6 +186,37 @@ export class VfuServer implements DeviceHost {
     check('vfu_setup_device_reset_cb', this.n.vfu_setup_device_reset_cb(ctx, reset));
     check('vfu_realize_ctx', this.n.vfu_realize_ctx(ctx));
     this.log.info({ socket: socketPath, ids: id, msixVectors }, 'listening for a vfio-user client');
+  }
+
+  /**
+   * The KICK doorbell as an ioeventfd (VFIO_USER_DEVICE_GET_REGION_IO_FDS):
+   * a client that asks for it writes the eventfd instead of sending a
+   * REGION_WRITE message, and the device loop polls it beside the socket;
+   * a client that does not (QEMU today) writes the register as before.
+   * Without it the device works as before, with a log line.
+   */
+  private setupKickEventfd(ctx: Ptr): void {
+    const libc = Libc.get();
+    const fd = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) { this.log.warn({ errno: libc.errno() }, 'no eventfd for the KICK doorbell; kicks come as messages only'); return; }
+    if (this.n.vfu_create_ioeventfd(ctx, BARS.REGS_BAR, fd, DOORBELLS.KICK, 4, 0, 0n) !== 0) {
+      this.log.warn({ errno: this.n.errno() }, 'vfu_create_ioeventfd failed; kicks come as messages only');
+      libc.close(fd);
+      return;
+    }
+    this.kickFd = fd;
+  }
+
+  /** The KICK ioeventfd was written: one kick, however many writes it counted (a kick only says "look"). */
+  private kickFromEventfd(): void {
+    Libc.get().read(this.kickFd, this.kickBuf, 8);
+    if (!this.attached || !this.model) return;
+    this.stats.ioeventfdKicks++;
+    try {
+      this.model.barWrite(BARS.REGS_BAR, DOORBELLS.KICK, 4, 1n);
+    } catch (err) {
+      this.log.error({ err }, 'KICK through the ioeventfd failed inside the model');
+    }
   }
 
   private openSharedMemory(): void {
@@ -302,27 +339,27 @@ export class VfuServer implements DeviceHost {
       return SPUN;
     }
     const extra = io.fds();
-    const n = 1 + extra.length;
+    // [vfio-user socket, KICK ioeventfd (when there is one), the extra descriptors]
+    const own = this.kickFd >= 0 ? 2 : 1;
+    const n = own + extra.length;
     if (this.pollSet.length < n * 8) this.pollSet = Buffer.alloc(n * 8 * 2);
     const fd = this.n.vfu_get_poll_fd(this.ctx);
     for (let i = 0; i < n; i++) {
-      this.pollSet.writeInt32LE(i === 0 ? fd : extra[i - 1]!, i * 8);
+      this.pollSet.writeInt32LE(i === 0 ? fd : i < own ? this.kickFd : extra[i - own]!, i * 8);
       this.pollSet.writeInt16LE(POLLIN, i * 8 + 4);
       this.pollSet.writeInt16LE(0, i * 8 + 6);
     }
     const r = this.n.poll(this.pollSet, n, timeout);
     if (r < 0 && this.n.errno() !== EINTR) throw new Error(`poll failed: errno ${this.n.errno()}`);
-    const vfuReady = r > 0 && this.pollSet.readInt16LE(6) !== 0;
-    if (vfuReady) {
+    const revents = (i: number): boolean => r > 0 && this.pollSet.readInt16LE(i * 8 + 6) !== 0;
+    if (revents(0)) {
       if (!this.attached) this.tryAttach();
       else this.serveRequests();
     }
-    let otherReady = (r > 0 && !vfuReady) || r > 1;
-    if (otherReady && io.readable) {
-      const ready: number[] = [];
-      for (let i = 1; i < n; i++) if (this.pollSet.readInt16LE(i * 8 + 6) !== 0) ready.push(extra[i - 1]!);
-      otherReady = io.readable(ready).length > 0;
-    }
+    if (own === 2 && revents(1)) this.kickFromEventfd();
+    const ready: number[] = [];
+    for (let i = own; i < n; i++) if (revents(i)) ready.push(extra[i - own]!);
+    const otherReady = ready.length > 0 && (io.readable ? io.readable(ready).length > 0 : true);
     this.runDueEvents();
     this.busy = this.attached && this.model !== null && this.model.poll();
     return { slept: timeout > 0, otherReady };
@@ -403,6 +440,10 @@ export class VfuServer implements DeviceHost {
     }
     for (const cb of this.callbacks) this.n.unregister(cb);
     this.callbacks.length = 0;
+    if (this.kickFd >= 0) {
+      Libc.get().close(this.kickFd);
+      this.kickFd = -1;
+    }
     if (this.shmView) {
       this.shmView = null;
       Libc.get().munmap(this.shmPtr, BARS.SHM_BAR_SIZE);

@@ -4,7 +4,7 @@
  * from the emulator, and the TypeScript socket driver.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONSTANTS, ENUMS, SHM } from '../../emulator/abi/abi.js';
+import { CONSTANTS, DOORBELLS, ENUMS, SHM } from '../../emulator/abi/abi.js';
 import { clientAccess } from '../../emulator/client/remote-access.js';
 import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { runStress } from '../../emulator/client/stress.js';
@@ -15,10 +15,10 @@ let rig: Rig;
 beforeAll(async () => { rig = await startRig('sockets'); });
 afterAll(async () => { await rig?.stop(); });
 
-function socketDriver(memBytes: number, opts: { mode?: 'hybrid' | 'poll' | 'kick'; irqWait?: boolean } = {}): SgiovSocketDriver {
+function socketDriver(memBytes: number, opts: { mode?: 'hybrid' | 'poll' | 'kick'; irqWait?: boolean; ioeventfd?: boolean } = {}): SgiovSocketDriver {
   rig.closeAll();
   const d = rig.driver({ memBytes });
-  return new SgiovSocketDriver(clientAccess(d.client, 1 << 20), { d2hSlots: 65536, mode: opts.mode, timeoutMs: 20_000, irqWait: opts.irqWait, d2hVector: 3 });
+  return new SgiovSocketDriver(clientAccess(d.client, 1 << 20, { ioeventfd: opts.ioeventfd }), { d2hSlots: 65536, mode: opts.mode, timeoutMs: 20_000, irqWait: opts.irqWait, d2hVector: 3 });
 }
 
 const msg = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff);
@@ -73,6 +73,26 @@ describe('the data plane through vfio-user', () => {
     expect(irqs).toBeLessThanOrEqual(300);
     const r = runStress(drv, { sockets: 64, messagesPerPair: 100, minSize: 1, maxSize: 16384, ringSize: 16384, seed: 11 });
     expect(r).toMatchObject({ sent: 3200, received: 3200, lost: 0, duplicated: 0, reordered: 0, corrupted: 0 });
+  });
+
+  it('in kick mode the KICK doorbell goes through the emulator\'s ioeventfd: no vfio-user message per kick; without it, one each', () => {
+    rig.keepOnFailure();
+    const client = () => rig.clients[0]!;
+    const kicksAsMessages = (ioeventfd: boolean): number => {
+      const drv = socketDriver(8 << 20, { mode: 'kick', ioeventfd });
+      if (ioeventfd) {
+        const fds = client().regionIoFds(0);
+        expect(fds.map((f) => f.offset)).toContain(DOORBELLS.KICK);
+      }
+      const s = drv.socket({ txSize: 4096, rxSize: 4096 });
+      s.connect(CONSTANTS.PORT_LOOPBACK);
+      const before = client().stats.requests;
+      // The device sleeps in kick mode: each message moves only because a kick woke it.
+      for (let i = 0; i < 200; i++) { s.send(msg(64, i)); expect(s.recv()).toEqual(msg(64, i)); }
+      return client().stats.requests - before;
+    };
+    expect(kicksAsMessages(true)).toBe(0);
+    expect(kicksAsMessages(false)).toBeGreaterThanOrEqual(200);
   });
 
   it('a bad signal fails one socket; the others keep working', async () => {
