@@ -114,7 +114,8 @@ class TcpWire implements Wire {
    */
   readNow(): void {
     const arena = this.arena;
-    if (!arena || this.fd < 0) return;
+    // Nobody to take the bytes yet: they wait in the kernel.
+    if (!arena || this.fd < 0 || this.dataCb === null) return;
     const libc = Libc.get();
     for (let i = 0; i < READ_ROUNDS && !this.socket.destroyed; i++) {
       const room = arena.space();
