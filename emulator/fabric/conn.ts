@@ -23,7 +23,8 @@ export class Conn {
   /** The owner sets the handlers at once: the wire reports nothing before the next tick. */
   constructor(readonly wire: Wire, maxPayload: number) {
     this.decoder = new FrameDecoder((f) => this.h.frame(f), maxPayload);
-    wire.onData((chunk) => this.guard(() => this.decoder.push(chunk)));
+    wire.onData((chunk) => this.guard(() => this.decoder.push(chunk)), { headerNext: () => this.decoder.headerNext });
+    if (wire.readExactly) this.decoder.pull = (views, n) => wire.readExactly!(views, n);
     wire.onClose((error) => {
       if (this.dropped) return;
       this.guard(() => this.decoder.end());
@@ -44,6 +45,11 @@ export class Conn {
   /** Sees each frame's bytes before the CRC check (FrameDecoder.tap: fault injection). */
   setTap(tap: (head: Uint8Array, payload: () => Uint8Array) => boolean): void {
     this.decoder.tap = tap;
+  }
+
+  /** Where a large payload may go straight from the wire (FrameDecoder.placer); used only when the wire can read exactly. */
+  setPlacer(placer: (head: Uint8Array) => Uint8Array[] | null): void {
+    this.decoder.placer = placer;
   }
 
   /** The largest payload accepted from here on. */

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { silentLogger, RateLimitedLog, type Logger } from '../util/log.js';
 import type { Cluster, NodeAddress } from './cluster.js';
 import { Conn } from './conn.js';
-import { FIRST_DATA_TYPE, FRAME_CRC_IMPL, LinkType, type Frame } from './frame.js';
+import { FIRST_DATA_TYPE, FRAME_CRC_IMPL, LinkType, type Frame, type FrameHeader } from './frame.js';
 import { parseHello, refuseHello } from './hello.js';
 import { DEFAULT_LINK_OPTIONS, Link, zeroBadCounts, type BadCounts, type BadKind, type LinkOptions, type LinkState, type LinkStateInfo, type LinkStats } from './link.js';
 import type { WireFault, WireFaults, WireFrame } from './faults.js';
@@ -35,6 +35,8 @@ export interface FabricEvents {
   onAcked?(node: string, seq: number): void;
   /** send() to `node` said 'full' and the window has room again. */
   onDrain?(node: string): void;
+  /** Where a data frame's payload from `node` may go straight from the wire (LinkEvents.place). */
+  onPlace?(node: string, h: FrameHeader, length: number): Uint8Array[] | null;
 }
 
 export interface FabricOptions extends Partial<LinkOptions> {
@@ -102,6 +104,7 @@ export class Fabric {
         failed: (frames, reason) => events.onFailed?.(node, frames, reason),
         acked: (seq) => events.onAcked?.(node, seq),
         drain: () => events.onDrain?.(node),
+        ...(events.onPlace ? { place: (h: FrameHeader, length: number) => events.onPlace!(node, h, length) } : {}),
       }));
     }
   }

@@ -42,6 +42,8 @@ export const MAGIC = 0x53474642;
 export const VERSION = 1;
 export const HEADER_LEN = 48;
 const CRC_OFF = 44;
+/** Payloads from this size may be placed (FrameDecoder.placer): below it a copy costs less than the extra read. */
+export const PLACE_MIN = 16 << 10;
 /** A 16 MiB payload: far above the data plane's 1 MiB messages, low enough that a bad length cannot make us allocate gigabytes. */
 export const DEFAULT_MAX_PAYLOAD = 16 << 20;
 
@@ -179,6 +181,20 @@ export class FrameDecoder {
    * but the test.
    */
   tap: ((head: Uint8Array, payload: () => Uint8Array) => boolean) | null = null;
+  /**
+   * Placement (the receiver's zero-copy path): for a header whose payload
+   * of PLACE_MIN bytes or more did not all come in the chunk, `placer` may
+   * name where the payload goes (views whose lengths add up to it: a sink
+   * ring, say), and `pull` reads exactly the rest of it from the wire into
+   * those views now, if that much is waiting (false: nothing read). Both
+   * succeed or the frame takes the usual path; the payload is then handed
+   * out as the placer's views. Everything happens within one push(), so
+   * the views are never written after the placer's checks could go stale.
+   */
+  placer: ((head: Uint8Array) => Uint8Array[] | null) | null = null;
+  pull: ((views: readonly Uint8Array[], n: number) => boolean) | null = null;
+  /** Whether the last payload was a placeable size: the reader then reads the next header alone. */
+  private lastLarge = false;
 
   /** `maxPayload` may change between frames (a connection is held to less until it has said who it is). */
   constructor(private readonly onFrame: (f: Frame) => void, public maxPayload = DEFAULT_MAX_PAYLOAD) {}
@@ -186,6 +202,11 @@ export class FrameDecoder {
   /** Bytes of an unfinished frame held. */
   get pending(): number {
     return this.headFill + this.bodyFill;
+  }
+
+  /** At a frame boundary after a large payload: the next read is best a header alone (so a placed payload is read straight to its place). */
+  get headerNext(): boolean {
+    return this.lastLarge && this.headFill === 0 && this.body === null && this.placer !== null && this.pull !== null;
   }
 
   /** No more frames from this decoder (the connection is being dropped). */
@@ -207,6 +228,11 @@ export class FrameDecoder {
         this.checkHead();
       }
       const len = u32(this.head, 40);
+      if (this.body === null) this.lastLarge = len >= PLACE_MIN;
+      if (this.body === null && len >= PLACE_MIN && chunk.length - pos < len && this.place(chunk.subarray(pos), len)) {
+        pos = chunk.length;
+        continue;
+      }
       if (this.body === null && chunk.length - pos >= len) {
         // The common case: the whole payload is in this chunk. No copy.
         const payload = len === 0 ? EMPTY : chunk.subarray(pos, pos + len);
@@ -232,6 +258,36 @@ export class FrameDecoder {
         this.finish(body, this.bodyCrc);
       }
     }
+  }
+
+  /**
+   * The payload of the header in `head` (`len` bytes, `first` of them in
+   * hand) straight to where the placer says, the rest pulled from the
+   * wire; true when the frame was finished that way.
+   */
+  private place(first: Uint8Array, len: number): boolean {
+    if (this.placer === null || this.pull === null) return false;
+    const views = this.placer(this.head);
+    if (views === null) return false;
+    // What is in hand goes first; the pull takes the rest, or nothing.
+    let skip = first.length;
+    const rest: Uint8Array[] = [];
+    for (const v of views) {
+      if (skip >= v.length) { skip -= v.length; continue; }
+      rest.push(skip > 0 ? v.subarray(skip) : v);
+      skip = 0;
+    }
+    if (!this.pull(rest, len - first.length)) return false;
+    let off = 0;
+    let crc = 0;
+    for (const v of views) {
+      const n = Math.min(v.length, first.length - off);
+      if (n > 0) v.set(first.subarray(off, off + n));
+      off += Math.max(0, n);
+      crc = frameCrc(v, crc);
+    }
+    this.finish(views, crc);
+    return true;
   }
 
   /** The stream ended: an unfinished frame is a truncated one. */

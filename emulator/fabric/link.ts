@@ -21,7 +21,7 @@ import { RateLimitedLog, type Logger } from '../util/log.js';
 import { formatAddress, type Cluster } from './cluster.js';
 import { Conn, type ConnHandlers } from './conn.js';
 import { corruptChunks, Hold, type WireFault, type WireFaults } from './faults.js';
-import { announcedLength, encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, peekHeader, type Frame, type FrameErrorKind } from './frame.js';
+import { announcedLength, encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, peekHeader, type Frame, type FrameErrorKind, type FrameHeader } from './frame.js';
 import { dials, encodeHello, parseHello, refuseHello, type Hello } from './hello.js';
 import type { FabricTransport } from './transport.js';
 import { SendWindow, type SentFrame } from './window.js';
@@ -114,6 +114,14 @@ export interface LinkEvents {
   acked(seq: number): void;
   /** send() refused a frame and the window has room again. */
   drain(): void;
+  /**
+   * Optional: where the payload (`length` bytes) of the data frame `h` may
+   * be written straight from the wire (views adding up to `length`), or
+   * null. Asked only for the next frame in sequence on an established link
+   * with no injected receive fault in play; frame() follows at once if the
+   * frame checks out.
+   */
+  place?(h: FrameHeader, length: number): Uint8Array[] | null;
 }
 
 export interface LinkContext {
@@ -311,6 +319,17 @@ export class Link {
   private own(conn: Conn): void {
     conn.setHandlers(this.handlers(conn));
     if (this.ctx.faults) conn.setTap(this.tap);
+    if (this.ev.place) conn.setPlacer((head) => this.place(conn, head));
+  }
+
+  /** FrameDecoder.placer for `conn`: only the frame take() will deliver next, and only with no receive fault in play. */
+  private place(conn: Conn, head: Uint8Array): Uint8Array[] | null {
+    if (conn !== this.conn || !this.up || this.rxHold.active || this.rxFault !== null) return null;
+    const fx = this.ctx.faults;
+    if (fx && fx.armed[fx.recvPoint]) return null;
+    const h = peekHeader(head);
+    if (h.src !== this.peerIndex || h.type < FIRST_DATA_TYPE || h.seq !== this.delivered + 1) return null;
+    return this.ev.place!(h, announcedLength(head));
   }
 
   private handlers(conn: Conn): ConnHandlers {

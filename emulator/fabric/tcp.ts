@@ -17,6 +17,7 @@
 import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { Libc } from '../transport/native.js';
 import { formatAddress, type NodeAddress } from './cluster.js';
+import { FrameError, HEADER_LEN } from './frame.js';
 import type { FabricListener, FabricTransport, Wire } from './transport.js';
 
 const EAGAIN = 11;
@@ -63,6 +64,7 @@ class TcpWire implements Wire {
   private flushQueued = false;
 
   private dataCb: ((chunk: Uint8Array) => void) | null = null;
+  private hints: { headerNext(): boolean } | null = null;
   readonly fd: number;
 
   constructor(private readonly socket: Socket, private readonly unflushed: Set<TcpWire>, private readonly arena: ReadArena | null) {
@@ -89,6 +91,27 @@ class TcpWire implements Wire {
     }
   }
 
+  readExactly(views: readonly Uint8Array[], n: number): boolean {
+    if (!this.arena || this.fd < 0 || this.socket.destroyed) return false;
+    const libc = Libc.get();
+    if (libc.readable(this.fd) < n) return false;
+    let left = n;
+    for (const v of views) {
+      let off = 0;
+      const want = Math.min(v.length, left);
+      while (off < want) {
+        const r = libc.read(this.fd, v.subarray(off, want) as Buffer, want - off);
+        if (r > 0) { off += r; continue; }
+        if (r < 0 && libc.errno() === EINTR) continue;
+        // FIONREAD promised the bytes: a stream that ends or fails here has lost part of a frame; the connection goes and the link resends.
+        throw new FrameError('truncated', `read of a placed payload failed after ${n - left + off} of ${n} bytes (errno ${r < 0 ? libc.errno() : 0})`);
+      }
+      left -= want;
+      if (left === 0) break;
+    }
+    return true;
+  }
+
   /** Hands what was written since the last flush to the socket as one corked write. */
   flush(): void {
     this.unflushed.delete(this);
@@ -101,8 +124,8 @@ class TcpWire implements Wire {
     this.socket.uncork();
   }
 
-  onData(cb: (chunk: Uint8Array) => void): void {
-    if (this.arena) { this.dataCb = cb; return; }
+  onData(cb: (chunk: Uint8Array) => void, hints?: { headerNext(): boolean }): void {
+    if (this.arena) { this.dataCb = cb; this.hints = hints ?? null; return; }
     this.socket.removeAllListeners('data');
     this.socket.on('data', cb);
   }
@@ -118,12 +141,14 @@ class TcpWire implements Wire {
     if (!arena || this.fd < 0 || this.dataCb === null) return;
     const libc = Libc.get();
     for (let i = 0; i < READ_ROUNDS && !this.socket.destroyed; i++) {
+      // A header alone when the receiver may then read the payload to its place (readExactly).
+      const max = this.hints?.headerNext() ? HEADER_LEN : READ_MAX;
       const room = arena.space();
-      const n = libc.read(this.fd, room, room.length);
+      const n = libc.read(this.fd, room, max);
       if (n > 0) {
         const chunk = arena.take(n);
         this.dataCb?.(chunk);
-        if (n < room.length) return;
+        if (n < max) return;
         continue;
       }
       if (n === 0) { this.socket.destroy(); return; }

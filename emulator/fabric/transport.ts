@@ -12,8 +12,18 @@ export interface Wire {
   readonly remote: string;
   /** Queues the chunks as one write (header + payload segments: a writev), without copying them. */
   write(chunks: readonly Uint8Array[]): void;
-  /** Sets the receiver of incoming chunks; nothing is read before one is set. */
-  onData(cb: (chunk: Uint8Array) => void): void;
+  /**
+   * Sets the receiver of incoming chunks; nothing is read before one is
+   * set. `hints.headerNext()`: the receiver would rather have a frame
+   * header alone next (a transport that reads on its own may honour it).
+   */
+  onData(cb: (chunk: Uint8Array) => void, hints?: { headerNext(): boolean }): void;
+  /**
+   * Optional (a transport whose owner reads): reads exactly `n` bytes into
+   * `views`, in order, now, if that many are waiting; false when fewer are
+   * (nothing is read then). Called from within the data callback.
+   */
+  readExactly?(views: readonly Uint8Array[], n: number): boolean;
   /** Sets the callback for the end of the connection, whichever side ended it; called once. */
   onClose(cb: (error?: Error) => void): void;
   /** Drops the connection now; unsent data is discarded. */

@@ -75,6 +75,7 @@ export class FabricCarrier {
       // A failed session always comes with onFailed (the link's state change to 'failed' is the same event).
       onFailed: (node, _frames, why) => { this.events?.failed(id(node), why); this.input(); },
       onDrain: (node) => { this.events?.drain(id(node)); this.input(); },
+      onPlace: (node, h, length) => this.events?.place?.(id(node), h.type, h.flags, h.channel, h.socket, h.value, length) ?? null,
     });
   }
 

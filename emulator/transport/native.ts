@@ -283,6 +283,8 @@ export class Libc {
   readonly write: (fd: number, buf: Ptr | Buffer, n: number) => number;
   readonly poll: (fds: Ptr | Buffer, nfds: number, timeoutMs: number) => number;
   readonly close: (fd: number) => number;
+  private readonly ioctl: (fd: number, req: number, argType: string, arg: Buffer) => number;
+  private readonly intOut = Buffer.alloc(4);
 
   // Native scratch for sendWithFds/recvWithFds: one msghdr, one iovec and a
   // control buffer each way, allocated once (the client is synchronous).
@@ -311,6 +313,7 @@ export class Libc {
     this.write = libc.func('intptr_t write(int fd, const void *buf, size_t n)');
     this.poll = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
     this.close = libc.func('int close(int fd)');
+    this.ioctl = libc.func('int ioctl(int fd, unsigned long req, ...)');
     const ctl = cmsgSpace(4 * LIBC_MAX_FDS);
     this.sendHdr = this.alloc(MSGHDR_SIZE + 16);
     this.recvHdr = this.alloc(MSGHDR_SIZE + 16);
@@ -329,6 +332,11 @@ export class Libc {
 
   errno(): number {
     return koffi.errno();
+  }
+
+  /** Bytes waiting to be read on socket `fd` (ioctl FIONREAD), or -1. */
+  readable(fd: number): number {
+    return this.ioctl(fd, 0x541b /* FIONREAD */, 'void *', this.intOut) === 0 ? this.intOut.readInt32LE(0) : -1;
   }
 
   /** Native memory that never moves (koffi.alloc); release with free(). */

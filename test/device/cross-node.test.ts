@@ -26,10 +26,15 @@ describe.skipIf(!NetnsPair.available())('cross-node pipes between two emulators 
     const r2 = stressPairs(ba.pairs, { messagesPerPair: 60, minSize: 1, maxSize: 65536, ringSize: 65536, seed: 12 }, w.wait, w.tick);
     for (const r of [r1, r2]) expect(r).toMatchObject({ pairs: 32, sent: 1920, received: 1920, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, failedPairs: 0 });
     // The messages went over the fabric, not around it.
-    const st = await control(c.a, 'status') as { pipes: { msgsOut: number; msgsIn: number; unknownSocket: number }; fabric: { links: Record<string, { framesSent?: number }> } };
+    type Status = { pipes: { msgsOut: number; msgsIn: number; msgsPlaced: number; unknownSocket: number } };
+    const st = await control(c.a, 'status') as Status;
     expect(st.pipes.msgsOut).toBe(1920);
     expect(st.pipes.msgsIn).toBe(1920);
     expect(st.pipes.unknownSocket).toBe(0);
+    // Large messages landed straight in the receivers' rings (verified intact above), the rest through a copy.
+    const stB = await control(c.b, 'status') as Status;
+    process.stderr.write(`cross-node: messages placed straight in the ring: a ${st.pipes.msgsPlaced}, b ${stB.pipes.msgsPlaced} of 1920 each\n`);
+    expect(st.pipes.msgsPlaced + stB.pipes.msgsPlaced).toBeGreaterThan(0);
   }, 120_000);
 
   it('the link cut and restored within the deadline: the sessions resume, nothing is lost or duplicated', async () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { crc32 } from 'node:zlib';
 import { libdeflateCrc32 } from '../../emulator/transport/native.js';
-import { encodeFrame, FRAME_CRC_IMPL, FrameDecoder, FrameError, HEADER_LEN, type Frame, type FrameErrorKind, type FrameHeader } from '../../emulator/fabric/frame.js';
+import { encodeFrame, FRAME_CRC_IMPL, FrameDecoder, FrameError, HEADER_LEN, PLACE_MIN, type Frame, type FrameErrorKind, type FrameHeader } from '../../emulator/fabric/frame.js';
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const header = fc.record({
@@ -145,5 +145,80 @@ describe('the frame CRC', () => {
       const view = bytes.subarray(from, to);
       expect(fast!(start, view)).toBe(crc32(view, start));
     }), { numRuns: 300 });
+  });
+});
+
+describe('placement (the receiver writes a large payload straight to where it goes)', () => {
+  /**
+   * A wire as the device loop reads it: `stream` is what the peer sent;
+   * reads take at most `maxRead` bytes (48 when the decoder asks for a
+   * header alone), and pull() serves exactly n bytes only when n are
+   * "waiting", i.e. within the next `waiting` bytes.
+   */
+  function readAll(stream: Uint8Array, opts: { maxRead: number; waiting: number; place: (i: number) => boolean }): { frames: Frame[]; placed: number } {
+    const frames: Frame[] = [];
+    let pos = 0;
+    let placed = 0;
+    let frameNo = 0;
+    const d = new FrameDecoder((f) => frames.push(f));
+    d.placer = (head) => {
+      const len = new DataView(head.buffer, head.byteOffset).getUint32(40);
+      if (!opts.place(frameNo)) return null;
+      // Two pieces, as a ring that wraps gives.
+      const a = new Uint8Array(Math.floor(len / 3));
+      return [a, new Uint8Array(len - a.length)];
+    };
+    d.pull = (views, n) => {
+      if (n > opts.waiting) return false;
+      let off = 0;
+      for (const v of views) { const k = Math.min(v.length, n - off); v.set(stream.subarray(pos, pos + k), 0); pos += k; off += k; }
+      placed++;
+      return true;
+    };
+    while (pos < stream.length) {
+      const max = d.headerNext ? HEADER_LEN : opts.maxRead;
+      const c = stream.slice(pos, pos + max);
+      pos += c.length;
+      const before = frames.length;
+      d.push(c);
+      frameNo += frames.length - before;
+    }
+    d.end();
+    return { frames, placed };
+  }
+
+  it('delivers every frame intact, placed or not, however reads are cut and whatever is waiting', () => {
+    const big = fc.uint8Array({ minLength: PLACE_MIN, maxLength: PLACE_MIN * 3 });
+    const small = fc.uint8Array({ maxLength: 2000 });
+    fc.assert(fc.property(fc.array(fc.oneof(big, small), { minLength: 1, maxLength: 10 }), fc.integer({ min: 1, max: 70_000 }), fc.integer({ min: 0, max: 100_000 }), fc.nat(),
+      (payloads, maxRead, waiting, mask) => {
+        const stream = concat(payloads.flatMap((p, i) => encodeFrame({ ...H, seq: i + 1 }, [p])));
+        const { frames, placed } = readAll(stream, { maxRead, waiting, place: (i) => ((mask >> (i % 30)) & 1) === 0 });
+        expect(frames.length).toBe(payloads.length);
+        frames.forEach((f, i) => {
+          expect(f.seq).toBe(i + 1);
+          expect(Buffer.from(f.payload).equals(Buffer.from(payloads[i]!))).toBe(true);
+        });
+        expect(placed).toBeLessThanOrEqual(payloads.filter((p) => p.length >= PLACE_MIN).length);
+      }), { numRuns: 300 });
+  });
+
+  it('places a large payload when the rest of it is waiting: the frame\'s parts are the placer\'s views', () => {
+    const p = Uint8Array.from({ length: 100_000 }, (_, i) => (i * 7) & 0xff);
+    const stream = concat([...encodeFrame({ ...H, seq: 1 }, [p]), ...encodeFrame({ ...H, seq: 2 }, [p])]);
+    // The first read takes a header and some payload; the second frame's header is read alone.
+    const { frames, placed } = readAll(stream, { maxRead: 4096, waiting: 1 << 20, place: () => true });
+    expect(placed).toBe(2);
+    for (const f of frames) {
+      expect(f.parts.length).toBe(2);
+      expect(Buffer.from(f.payload).equals(Buffer.from(p))).toBe(true);
+    }
+  });
+
+  it('a placed payload that fails its CRC is refused like any other', () => {
+    const p = new Uint8Array(PLACE_MIN * 2).fill(5);
+    const stream = concat(encodeFrame({ ...H, seq: 1 }, [p]));
+    stream[HEADER_LEN + 10_000] ^= 1;
+    expect(() => readAll(stream, { maxRead: 1000, waiting: 1 << 20, place: () => true })).toThrow(FrameError);
   });
 });

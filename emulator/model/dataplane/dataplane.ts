@@ -706,6 +706,7 @@ export class DataPlane {
       acked: (n, q) => { ev.acked(n, q); wake(); },
       failed: (n, why) => { ev.failed(n, why); wake(); },
       drain: (n) => { ev.drain(n); wake(); },
+      place: ev.place,
     };
   }
 

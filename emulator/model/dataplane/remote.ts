@@ -77,6 +77,13 @@ export interface PipeFabricEvents {
   /** The session with `node` ended with frames unacknowledged (or the link failed): everything paired with it is gone. */
   failed(node: number, why: string): void;
   drain(node: number): void;
+  /**
+   * Optional: where the `length`-byte payload of a frame from `node` may be
+   * written before frame() delivers it (the receiver's ring), or null. The
+   * frame follows at once if it checks out; if not, the bytes sit in ring
+   * space not yet published, which the next message overwrites.
+   */
+  place?(node: number, type: number, flags: number, channel: number, socket: number, value: number, length: number): Uint8Array[] | null;
 }
 
 /** The data plane's internals remote pipes act through. */
@@ -136,6 +143,8 @@ export interface RemoteCounters {
   framesOut: number;
   msgsOut: number;
   msgsIn: number;
+  /** Messages whose payload the wire wrote straight into the receiver's ring (place()): no copy in the emulator. */
+  msgsPlaced: number;
   /** Frames for a socket that does not exist or is not paired with the sender: dropped. */
   unknownSocket: number;
   /** Frames that break the protocol (more than the credit, a bad payload): dropped, the socket failed. */
@@ -153,7 +162,7 @@ export class RemotePipes {
   private readonly blocked = new Map<number, Set<number>>();
   private readonly owing = new Set<number>();
   private readonly guestErr: RateLimitedLog;
-  readonly counters: RemoteCounters = { framesIn: 0, framesOut: 0, msgsOut: 0, msgsIn: 0, unknownSocket: 0, protocolErrors: 0, linkFailures: 0 };
+  readonly counters: RemoteCounters = { framesIn: 0, framesOut: 0, msgsOut: 0, msgsIn: 0, msgsPlaced: 0, unknownSocket: 0, protocolErrors: 0, linkFailures: 0 };
 
   constructor(private readonly dp: PipeOwner, readonly fabric: PipeFabric) {
     this.guestErr = new RateLimitedLog(dp.host.log);
@@ -355,7 +364,30 @@ export class RemotePipes {
     acked: (node, seq) => this.onAcked(node, seq),
     failed: (node, why) => this.onFailed(node, why),
     drain: (node) => this.onDrain(node),
+    place: (node, type, flags, channel, socket, value, length) => this.place(node, type, flags, channel, socket, value, length),
   };
+
+  /**
+   * A message for a socket whose ring takes it as it is (no receiver-side
+   * stage, room for it, its announced size) lands straight in the ring at
+   * the tail: the views of that space. onMessage then finds the bytes in
+   * place and publishes them; any check that would refuse the message
+   * refuses placement first.
+   */
+  private place(node: number, type: number, flags: number, dst: number, src: number, expect: number, length: number): Uint8Array[] | null {
+    if (type !== PIPE_FRAME.MSG || flags !== 0 || length !== expect) return null;
+    const s = this.dp.socks;
+    const e = this.ends.get(dst);
+    if (!e || e.node !== node || e.rsid !== src || e.in.transform !== COPY) return null;
+    if (s.state[dst] !== SockState.CONNECTED && s.state[dst] !== SockState.CLOSING) return null;
+    if (expect > s.rxFree(dst)) return null;
+    const size = s.rxSize[dst]!;
+    const ring = this.dp.host.dmaView(BigInt(s.rxAddr[dst]!), size);
+    if (!ring) return null;
+    const at = s.rxTail[dst]! & (size - 1);
+    const first = Math.min(length, size - at);
+    return first === length ? [ring.subarray(at, at + length)] : [ring.subarray(at, size), ring.subarray(0, length - first)];
+  }
 
   private drop(node: number, what: string, detail: Record<string, unknown>): void {
     this.counters.unknownSocket++;
@@ -451,6 +483,7 @@ export class RemotePipes {
     const at = s.rxTail[dst]! & (s.rxSize[dst]! - 1);
     // Z: the received pieces go straight into the ring; receiver-side stages take the message whole.
     if (e.in.transform === COPY && byteLength(parts) > expect) return this.violation(dst, `a message of ${byteLength(parts)} bytes announced as ${expect}`);
+    if (e.in.transform === COPY && inPlace(parts, ring, at)) this.counters.msgsPlaced++;
     const n = e.in.transform === COPY ? copyParts(parts, ring, at) : runMessage(e.in.transform, joinBytes(parts), 0, byteLength(parts), ring, at);
     if (typeof n === 'string') {
       // Refused by a receiver-side stage (a bad tag): the receiver learns in order; the sender gets its credit back.
@@ -517,10 +550,16 @@ export class RemotePipes {
 }
 
 /** Writes `parts` into `ring` from `at`, wrapping; returns the bytes written. */
+/** Whether `part` already lies at `pos` of `ring` (placed by the wire). */
+const inPlace = (parts: readonly Uint8Array[], ring: Uint8Array, pos: number): boolean =>
+  parts.length > 0 && parts[0]!.buffer === ring.buffer && parts[0]!.byteOffset === ring.byteOffset + pos;
+
 function copyParts(parts: readonly Uint8Array[], ring: Uint8Array, at: number): number {
   const total = byteLength(parts);
   let pos = at;
   for (const p of parts) {
+    // Placed: already where it goes (place()), nothing to copy.
+    if (inPlace([p], ring, pos)) { pos = (pos + p.length) % ring.length; continue; }
     const first = Math.min(p.length, ring.length - pos);
     ring.set(p.subarray(0, first), pos);
     if (first < p.length) ring.set(p.subarray(first), 0);
