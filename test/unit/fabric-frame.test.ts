@@ -218,7 +218,7 @@ describe('placement (the receiver writes a large payload straight to where it go
   it('a placed payload that fails its CRC is refused like any other', () => {
     const p = new Uint8Array(PLACE_MIN * 2).fill(5);
     const stream = concat(encodeFrame({ ...H, seq: 1 }, [p]));
-    stream[HEADER_LEN + 10_000] ^= 1;
+    stream[HEADER_LEN + 10_000] = stream[HEADER_LEN + 10_000]! ^ 1;
     expect(() => readAll(stream, { maxRead: 1000, waiting: 1 << 20, place: () => true })).toThrow(FrameError);
   });
 });
