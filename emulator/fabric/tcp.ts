@@ -241,8 +241,9 @@ export class TcpTransport implements FabricTransport {
 
   /**
    * The descriptors of its listeners and open connections: a carrier whose
-   * thread sleeps in its own poll(2) (the device loop) waits on them too,
-   * and gives the event loop a turn when one is readable.
+   * thread sleeps in its own poll(2) (the device loop) waits on them too;
+   * it reads the connections itself (readReady, with directReads) and
+   * gives the event loop a turn for the rest (accepts).
    */
   fds(): number[] {
     const out: number[] = [];

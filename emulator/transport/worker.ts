@@ -97,7 +97,8 @@ async function main(): Promise<void> {
   post({ type: 'ready' });
   if (carrier) {
     const c = carrier;
-    // The fabric's sockets and timers live in this thread's event loop: the device loop gives it turns.
+    // The device loop reads the fabric's sockets itself and writes what a round sent; accepts,
+    // timers and write completions live in this thread's event loop, which the loop gives turns.
     await server.runAsync(() => drainControl(model), { fds: () => c.fds(), readable: (fds) => c.readReady(fds), flush: () => c.flush() }, 5);
   } else {
     server.run(() => drainControl(model));

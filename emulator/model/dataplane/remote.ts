@@ -22,7 +22,9 @@
  *
  * Executor Z across nodes: a message leaves the sender's tx ring as views
  * of the ring (no copy in the device; the fabric writes them to the wire)
- * and lands in the receiver's rx ring straight from the received frame.
+ * and lands in the receiver's rx ring: read straight into it when the
+ * fabric asks place() and the whole message is waiting, else copied once
+ * from the received frame.
  * The sender's ring space is the retransmission buffer: TX_HEAD moves only
  * when the fabric acknowledges the frame (delivered into the peer's ring),
  * so a reconnect can resend it and nothing is copied to be kept.
