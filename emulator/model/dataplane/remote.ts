@@ -379,16 +379,19 @@ export class RemotePipes {
   private place(node: number, type: number, flags: number, dst: number, src: number, expect: number, length: number): Uint8Array[] | null {
     if (type !== PIPE_FRAME.MSG || flags !== 0 || length !== expect) return null;
     const s = this.dp.socks;
-    const e = this.ends.get(dst);
-    if (!e || e.node !== node || e.rsid !== src || e.in.transform !== COPY) return null;
-    if (s.state[dst] !== SockState.CONNECTED && s.state[dst] !== SockState.CLOSING) return null;
-    if (expect > s.rxFree(dst)) return null;
+    const e = this.receiver(node, dst, src);
+    if (!e || e.in.transform !== COPY || expect > s.rxFree(dst)) return null;
     const size = s.rxSize[dst]!;
     const ring = this.dp.host.dmaView(BigInt(s.rxAddr[dst]!), size);
     if (!ring) return null;
-    const at = s.rxTail[dst]! & (size - 1);
-    const first = Math.min(length, size - at);
-    return first === length ? [ring.subarray(at, at + length)] : [ring.subarray(at, size), ring.subarray(0, length - first)];
+    return split(size, s.rxTail[dst]! & (size - 1), length).map((g) => ring.subarray(g.off, g.off + g.len));
+  }
+
+  /** The end `dst` when it is paired with (`node`, `src`) and may still receive; else null. */
+  private receiver(node: number, dst: number, src: number): RemoteEnd | null {
+    const e = this.ends.get(dst);
+    const st = this.dp.socks.state[dst];
+    return e && e.node === node && e.rsid === src && (st === SockState.CONNECTED || st === SockState.CLOSING) ? e : null;
   }
 
   private drop(node: number, what: string, detail: Record<string, unknown>): void {
@@ -471,8 +474,8 @@ export class RemotePipes {
 
   private onMessage(node: number, flags: number, dst: number, src: number, expect: number, parts: readonly Uint8Array[]): void {
     const s = this.dp.socks;
-    const e = this.ends.get(dst);
-    if (!e || e.node !== node || e.rsid !== src || (s.state[dst] !== SockState.CONNECTED && s.state[dst] !== SockState.CLOSING)) {
+    const e = this.receiver(node, dst, src);
+    if (!e) {
       this.drop(node, 'message', { sid: dst, from: src, bytes: byteLength(parts) });
       return;
     }
