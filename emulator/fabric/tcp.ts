@@ -15,13 +15,11 @@
  * (stopNodeReading).
  */
 import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
-import { Libc } from '../transport/native.js';
+import { EAGAIN, EINTR, Libc } from '../transport/native.js';
 import { formatAddress, type NodeAddress } from './cluster.js';
 import { FrameError, HEADER_LEN } from './frame.js';
 import type { FabricListener, FabricTransport, Wire } from './transport.js';
 
-const EAGAIN = 11;
-const EINTR = 4;
 /** One read(2) takes at most this much; a socket with more is read again, up to READ_ROUNDS times per call. */
 const READ_MAX = 256 << 10;
 const READ_ROUNDS = 8;
@@ -146,8 +144,7 @@ class TcpWire implements Wire {
       const room = arena.space();
       const n = libc.read(this.fd, room, max);
       if (n > 0) {
-        const chunk = arena.take(n);
-        this.dataCb?.(chunk);
+        this.dataCb(arena.take(n));
         if (n < max) return;
         continue;
       }
