@@ -38,13 +38,6 @@ export interface FabricCarrierOptions {
   /** The device's injector: its fabric.send / fabric.recv rules act on the frames on the wire. */
   faults?: FaultInjector;
   /**
-   * Runs a round of the device at once after the fabric handed the data
-   * plane something (frames read from a socket, acknowledgements): the
-   * D2H signals for a message that landed reach the guest at the end of
-   * this task instead of when the device loop next gets its turn.
-   */
-  afterInput?: () => void;
-  /**
    * The fabric's sockets are read by the device loop (readReady) rather
    * than by node in the event loop (tcp.ts, "Reads"). Only for a carrier
    * whose thread runs VfuServer.runAsync with readReady as `io.readable`.
@@ -70,11 +63,11 @@ export class FabricCarrier {
       ...(o.faults ? { faults: wireFaults(o.faults, o.log, id, (sid) => this.dp?.socks.tenant[sid]) } : {}),
     };
     this.fabric = new Fabric(opts, {
-      onFrame: (node, f) => { this.events?.frame(id(node), f.type, f.flags, f.channel, f.socket, f.value, f.parts); this.input(); },
-      onAcked: (node, seq) => { this.events?.acked(id(node), seq); this.input(); },
+      onFrame: (node, f) => this.events?.frame(id(node), f.type, f.flags, f.channel, f.socket, f.value, f.parts),
+      onAcked: (node, seq) => this.events?.acked(id(node), seq),
       // A failed session always comes with onFailed (the link's state change to 'failed' is the same event).
-      onFailed: (node, _frames, why) => { this.events?.failed(id(node), why); this.input(); },
-      onDrain: (node) => { this.events?.drain(id(node)); this.input(); },
+      onFailed: (node, _frames, why) => this.events?.failed(id(node), why),
+      onDrain: (node) => this.events?.drain(id(node)),
       onPlace: (node, h, length) => this.events?.place?.(id(node), h.type, h.flags, h.channel, h.socket, h.value, length) ?? null,
     });
   }
@@ -104,16 +97,6 @@ export class FabricCarrier {
 
   start(): Promise<void> {
     return this.fabric.start();
-  }
-
-  private inputQueued = false;
-
-  /** One afterInput per task, however many frames the chunk held. */
-  private input(): void {
-    const after = this.o.afterInput;
-    if (!after || this.inputQueued) return;
-    this.inputQueued = true;
-    queueMicrotask(() => { this.inputQueued = false; after(); });
   }
 
   /** Writes out the frames batched since the last call (the device loop calls it after each round). */

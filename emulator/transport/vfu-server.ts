@@ -316,8 +316,8 @@ export class VfuServer implements DeviceHost {
     }
   }
 
-  /** Due work and a round of the device's own poll, now (also for input that reached the device outside the loop). */
-  pollDevice(): void {
+  /** Due work and a round of the device's own poll. */
+  private pollDevice(): void {
     this.runDueEvents();
     this.busy = this.attached && this.model !== null && this.model.poll();
   }

@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   if (cfg.fabric) {
     // parseServe validated it; rebuilt here from plain data.
     const cluster = clusterFromOptions({ node: cfg.fabric.nodes.map(([n, a]) => `${n}=${a}`), self: cfg.fabric.self });
-    carrier = new FabricCarrier({ cluster, log, faults: model.faults, afterInput: () => { server.pollDevice(); carrier?.flush(); }, directReads: true, ...(cfg.fabric.deadlineMs !== undefined ? { deadlineMs: cfg.fabric.deadlineMs } : {}) });
+    carrier = new FabricCarrier({ cluster, log, faults: model.faults, directReads: true, ...(cfg.fabric.deadlineMs !== undefined ? { deadlineMs: cfg.fabric.deadlineMs } : {}) });
     carrier.attach(model.dp);
     await carrier.start();
     log.info({ nodes: carrier.nodes }, 'cross-node pipes: node ids for CONNECT');
