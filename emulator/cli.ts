@@ -49,7 +49,16 @@ SGIOV_LIBVFIO_USER (path of libvfio-user.so.0), SGIOV_LOG_LEVEL.
 
 class UsageError extends Error {}
 
-function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity; msixVectors: number; maxSockets: number; logLevel: ReturnType<typeof defaultLevel>; control: string | undefined; fabric?: WorkerFabricConfig; faultsPlan?: string } {
+function parseServe(argv: string[]): {
+  socketPath: string;
+  identity: PciIdentity;
+  msixVectors: number;
+  maxSockets: number;
+  logLevel: ReturnType<typeof defaultLevel>;
+  control: string | undefined;
+  fabric?: WorkerFabricConfig;
+  faultsPlan?: string;
+} {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -77,17 +86,21 @@ function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity
   try {
     if (values['vendor-id']) identity.vendorId = parseId(values['vendor-id'], 16, '--vendor-id');
     if (values['device-id']) identity.deviceId = parseId(values['device-id'], 16, '--device-id');
-    if (values['subsys-vendor-id']) identity.subsysVendorId = parseId(values['subsys-vendor-id'], 16, '--subsys-vendor-id');
+    if (values['subsys-vendor-id'])
+      identity.subsysVendorId = parseId(values['subsys-vendor-id'], 16, '--subsys-vendor-id');
     if (values['subsys-id']) identity.subsysId = parseId(values['subsys-id'], 16, '--subsys-id');
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
   const msixVectors = values['msix-vectors'] ? Number(values['msix-vectors']) : BARS.MSIX_VECTORS;
-  if (!Number.isInteger(msixVectors) || msixVectors < 2 || msixVectors > 2048) throw new UsageError(`--msix-vectors: '${values['msix-vectors']}' is not a whole number in 2..2048`);
+  if (!Number.isInteger(msixVectors) || msixVectors < 2 || msixVectors > 2048)
+    throw new UsageError(`--msix-vectors: '${values['msix-vectors']}' is not a whole number in 2..2048`);
   const maxSockets = values['max-sockets'] ? Number(values['max-sockets']) : CONSTANTS.MAX_SOCKETS_DEFAULT;
-  if (!Number.isInteger(maxSockets) || maxSockets < 1 || maxSockets > 0x7fffff) throw new UsageError(`--max-sockets: '${values['max-sockets']}' is not a whole number in 1..8388607`);
+  if (!Number.isInteger(maxSockets) || maxSockets < 1 || maxSockets > 0x7fffff)
+    throw new UsageError(`--max-sockets: '${values['max-sockets']}' is not a whole number in 1..8388607`);
   const level = values['log-level'] ?? defaultLevel();
-  if (!isLogLevel(level)) throw new UsageError(`--log-level: '${level}' is not one of ${LOG_LEVELS.join(', ')}`);
+  if (!isLogLevel(level))
+    throw new UsageError(`--log-level: '${level}' is not one of ${LOG_LEVELS.join(', ')}`);
   let fabric: WorkerFabricConfig | undefined;
   if (values.cluster !== undefined || values.node !== undefined || values.self !== undefined) {
     let cluster: Cluster;
@@ -97,23 +110,44 @@ function parseServe(argv: string[]): { socketPath: string; identity: PciIdentity
       throw new UsageError((e as Error).message);
     }
     const deadline = values['link-deadline'] === undefined ? undefined : Number(values['link-deadline']);
-    if (deadline !== undefined && (!Number.isInteger(deadline) || deadline < 1)) throw new UsageError(`--link-deadline: '${values['link-deadline']}' is not a whole number of ms >= 1`);
+    if (deadline !== undefined && (!Number.isInteger(deadline) || deadline < 1))
+      throw new UsageError(`--link-deadline: '${values['link-deadline']}' is not a whole number of ms >= 1`);
     // The worker gets it as plain data (a structured clone).
-    fabric = { self: cluster.self, nodes: [...cluster.nodes].map(([n, a]) => [n, formatAddress(a)]), ...(deadline !== undefined ? { deadlineMs: deadline } : {}) };
+    fabric = {
+      self: cluster.self,
+      nodes: [...cluster.nodes].map(([n, a]) => [n, formatAddress(a)]),
+      ...(deadline !== undefined ? { deadlineMs: deadline } : {}),
+    };
   } else if (values['link-deadline'] !== undefined) {
     throw new UsageError('--link-deadline: only with --cluster or --node');
   }
   if (values.faults !== undefined) {
     // Validated here, so that a bad plan stops the start naming the field.
-    try { loadPlan(values.faults); } catch (e) { if (e instanceof PlanError) throw new UsageError(`--faults: ${e.message}`); throw e; }
+    try {
+      loadPlan(values.faults);
+    } catch (e) {
+      if (e instanceof PlanError) throw new UsageError(`--faults: ${e.message}`);
+      throw e;
+    }
   }
-  return { socketPath: values.socket, identity, msixVectors, maxSockets, logLevel: level, control: values.control, ...(fabric ? { fabric } : {}), ...(values.faults !== undefined ? { faultsPlan: values.faults } : {}) };
+  return {
+    socketPath: values.socket,
+    identity,
+    msixVectors,
+    maxSockets,
+    logLevel: level,
+    control: values.control,
+    ...(fabric ? { fabric } : {}),
+    ...(values.faults !== undefined ? { faultsPlan: values.faults } : {}),
+  };
 }
 
 async function serve(argv: string[]): Promise<number> {
   const cfg = parseServe(argv);
   const log = makeLogger(cfg.logLevel);
-  const out = (line: string): void => { process.stdout.write(line.endsWith('\n') ? line : line + '\n'); };
+  const out = (line: string): void => {
+    process.stdout.write(line.endsWith('\n') ? line : line + '\n');
+  };
   const server = new EmulatorServer(cfg, log.child({ sub: 'main' }), out);
   let stopping = false;
   const stop = (sig: string): void => {
@@ -128,7 +162,11 @@ async function serve(argv: string[]): Promise<number> {
   try {
     await server.start();
     if (cfg.control) {
-      control = new ControlServer(cfg.control, (cmd, args) => server.request(cmd, args), log.child({ sub: 'control' }));
+      control = new ControlServer(
+        cfg.control,
+        (cmd, args) => server.request(cmd, args),
+        log.child({ sub: 'control' }),
+      );
       await control.listen();
     }
   } catch (e) {
@@ -143,41 +181,70 @@ async function serve(argv: string[]): Promise<number> {
 
 /** sgiov ctl: one request to a running emulator's control interface. */
 async function ctl(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { control: { type: 'string', short: 'c' } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { control: { type: 'string', short: 'c' } },
+  });
   if (!values.control) throw new UsageError('--control PATH is required');
   const [cmd, json, ...extra] = positionals;
   if (!cmd) throw new UsageError('a COMMAND is required (status, sockets, ...)');
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
   let args: unknown = {};
   if (json !== undefined) {
-    try { args = JSON.parse(json); } catch { throw new UsageError(`ARGS-JSON: '${json}' is not JSON`); }
+    try {
+      args = JSON.parse(json);
+    } catch {
+      throw new UsageError(`ARGS-JSON: '${json}' is not JSON`);
+    }
   }
   const reply = await new Promise<string>((resolve, reject) => {
     const c = createConnection(values.control!);
     let buf = '';
     c.setEncoding('utf8');
     c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => { buf += d; const nl = buf.indexOf('\n'); if (nl >= 0) { c.end(); resolve(buf.slice(0, nl)); } });
+    c.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        c.end();
+        resolve(buf.slice(0, nl));
+      }
+    });
     c.on('error', (e) => reject(new Error(`control socket ${values.control}: ${e.message}`)));
   });
   const r = JSON.parse(reply) as { ok: boolean; result?: unknown; error?: string };
-  if (!r.ok) { process.stderr.write(`sgiov ctl: ${r.error}\n`); return 1; }
+  if (!r.ok) {
+    process.stderr.write(`sgiov ctl: ${r.error}\n`);
+    return 1;
+  }
   process.stdout.write(JSON.stringify(r.result, null, 2) + '\n');
   return 0;
 }
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help' || rest.includes('--help') || rest.includes('-h')) {
+  if (
+    !cmd ||
+    cmd === '--help' ||
+    cmd === '-h' ||
+    cmd === 'help' ||
+    rest.includes('--help') ||
+    rest.includes('-h')
+  ) {
     process.stdout.write(HELP);
     return cmd ? 0 : 2;
   }
   try {
     switch (cmd) {
-      case 'serve': return await serve(rest);
-      case 'ctl': return await ctl(rest);
-      case 'drf': return runDrf(rest);
-      default: throw new UsageError(`unknown command '${cmd}'`);
+      case 'serve':
+        return await serve(rest);
+      case 'ctl':
+        return await ctl(rest);
+      case 'drf':
+        return runDrf(rest);
+      default:
+        throw new UsageError(`unknown command '${cmd}'`);
     }
   } catch (e) {
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
@@ -188,7 +255,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => {
-  process.stderr.write(`sgiov: ${(e as Error).stack ?? String(e)}\n`);
-  process.exitCode = 1;
-});
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`sgiov: ${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -14,11 +14,17 @@ export class EmulatorServer {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 
-  constructor(private readonly cfg: WorkerConfig, private readonly log: Logger, private readonly writeLine: (line: string) => void) {}
+  constructor(
+    private readonly cfg: WorkerConfig,
+    private readonly log: Logger,
+    private readonly writeLine: (line: string) => void,
+  ) {}
 
   /** Resolves when the socket is listening; rejects when setup failed. */
   start(): Promise<void> {
-    const w = new Worker(fileURLToPath(new URL('./transport/worker.js', import.meta.url)), { workerData: this.cfg });
+    const w = new Worker(fileURLToPath(new URL('./transport/worker.js', import.meta.url)), {
+      workerData: this.cfg,
+    });
     this.worker = w;
     this.exited = new Promise((resolve) => w.once('exit', resolve));
     return new Promise((resolve, reject) => {
@@ -27,12 +33,20 @@ export class EmulatorServer {
         else if (m.type === 'control') {
           const p = this.pending.get(m.id);
           this.pending.delete(m.id);
-          if (p) { if (m.ok) p.resolve(m.result); else p.reject(new Error(m.error ?? 'failed')); }
+          if (p) {
+            if (m.ok) p.resolve(m.result);
+            else p.reject(new Error(m.error ?? 'failed'));
+          }
+        } else if (m.type === 'ready') resolve();
+        else if (m.type === 'fatal') {
+          this.log.fatal({ error: m.message }, 'device thread failed');
+          reject(new Error(m.message));
         }
-        else if (m.type === 'ready') resolve();
-        else if (m.type === 'fatal') { this.log.fatal({ error: m.message }, 'device thread failed'); reject(new Error(m.message)); }
       });
-      w.on('error', (err) => { this.log.fatal({ err }, 'device thread crashed'); reject(err); });
+      w.on('error', (err) => {
+        this.log.fatal({ err }, 'device thread crashed');
+        reject(err);
+      });
       w.once('exit', (code) => reject(new Error(`device thread exited with code ${code}`)));
     });
   }
@@ -56,7 +70,9 @@ export class EmulatorServer {
   async stop(): Promise<void> {
     if (!this.worker) return;
     this.worker.postMessage({ type: 'stop' } satisfies ToWorker);
-    const t = setTimeout(() => { void this.worker?.terminate(); }, 3000);
+    const t = setTimeout(() => {
+      void this.worker?.terminate();
+    }, 3000);
     await this.exited;
     clearTimeout(t);
     this.worker = null;

@@ -27,7 +27,8 @@ export class NetnsPair {
     this.nsB = `sgiov-${tag}-${id}-b`;
     this.vethA = `sgv${id}a`.slice(0, 15);
     this.vethB = `sgv${id}b`.slice(0, 15);
-    const x = 100 + (process.pid % 100), y = Math.floor(Math.random() * 250);
+    const x = 100 + (process.pid % 100),
+      y = Math.floor(Math.random() * 250);
     this.ipA = `10.${x}.${y}.1`;
     this.ipB = `10.${x}.${y}.2`;
   }
@@ -50,7 +51,10 @@ export class NetnsPair {
       ip('link', 'add', p.vethA, 'type', 'veth', 'peer', 'name', p.vethB);
       ip('link', 'set', p.vethA, 'netns', p.nsA);
       ip('link', 'set', p.vethB, 'netns', p.nsB);
-      for (const [ns, dev, addr] of [[p.nsA, p.vethA, p.ipA], [p.nsB, p.vethB, p.ipB]] as const) {
+      for (const [ns, dev, addr] of [
+        [p.nsA, p.vethA, p.ipA],
+        [p.nsB, p.vethB, p.ipB],
+      ] as const) {
         ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', dev);
         ip('-n', ns, 'link', 'set', dev, 'up');
         ip('-n', ns, 'link', 'set', 'lo', 'up');
@@ -89,7 +93,11 @@ export class NetnsPair {
     if (this.removed) return;
     this.removed = true;
     for (const ns of [this.nsA, this.nsB]) {
-      try { ip('netns', 'del', ns); } catch { /* not made */ }
+      try {
+        ip('netns', 'del', ns);
+      } catch {
+        /* not made */
+      }
     }
   }
 }

@@ -48,7 +48,9 @@ export async function stopProcess(p: ChildProcess, graceMs: number): Promise<voi
   if (exited(p) || p.pid === undefined) return;
   const gone = new Promise<void>((r) => p.once('exit', () => r()));
   process.kill(p.pid, 'SIGTERM');
-  const t = setTimeout(() => { if (!exited(p) && p.pid !== undefined) process.kill(p.pid, 'SIGKILL'); }, graceMs);
+  const t = setTimeout(() => {
+    if (!exited(p) && p.pid !== undefined) process.kill(p.pid, 'SIGKILL');
+  }, graceMs);
   await gone;
   clearTimeout(t);
 }
@@ -86,25 +88,50 @@ export class EmulatorProcess {
     const cli = join(repoRoot(), 'dist', 'emulator', 'cli.js');
     if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build`);
     this.out = createWriteStream(opts.logPath);
-    const argv = [cli, 'serve', '--socket', opts.socketPath, '--log-level', opts.logLevel ?? 'debug', ...(opts.extraArgs ?? [])];
-    this.proc = spawn(opts.netns ? 'ip' : process.execPath, opts.netns ? ['netns', 'exec', opts.netns, process.execPath, ...argv] : argv, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const sink = (d: Buffer): void => { this.out.write(d); this.text += d.toString(); };
+    const argv = [
+      cli,
+      'serve',
+      '--socket',
+      opts.socketPath,
+      '--log-level',
+      opts.logLevel ?? 'debug',
+      ...(opts.extraArgs ?? []),
+    ];
+    this.proc = spawn(
+      opts.netns ? 'ip' : process.execPath,
+      opts.netns ? ['netns', 'exec', opts.netns, process.execPath, ...argv] : argv,
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const sink = (d: Buffer): void => {
+      this.out.write(d);
+      this.text += d.toString();
+    };
     this.proc.stdout!.on('data', sink);
     this.proc.stderr!.on('data', sink);
   }
 
-  get pid(): number { return this.proc.pid!; }
-  get alive(): boolean { return !exited(this.proc); }
+  get pid(): number {
+    return this.proc.pid!;
+  }
+  get alive(): boolean {
+    return !exited(this.proc);
+  }
   /** Everything it logged so far. */
-  get log(): string { return this.text; }
+  get log(): string {
+    return this.text;
+  }
   /** Its log as parsed JSON lines (non-JSON lines skipped). */
   records(): Record<string, unknown>[] {
     const out: Record<string, unknown>[] = [];
     for (const line of this.text.split('\n')) {
       if (!line.startsWith('{')) continue;
-      try { out.push(JSON.parse(line) as Record<string, unknown>); } catch { /* partial line */ }
+      try {
+        out.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        /* partial line */
+      }
     }
     return out;
   }
@@ -125,8 +152,13 @@ export class EmulatorProcess {
   async ready(ms = 10_000): Promise<void> {
     // The log line needs level info; the socket file appears at any level.
     const ctl = this.controlPath;
-    const ok = await until(() => !this.alive || ((this.text.includes('listening for a vfio-user client') || existsSync(this.opts.socketPath))
-      && (ctl === undefined || existsSync(ctl))), ms);
+    const ok = await until(
+      () =>
+        !this.alive ||
+        ((this.text.includes('listening for a vfio-user client') || existsSync(this.opts.socketPath)) &&
+          (ctl === undefined || existsSync(ctl))),
+      ms,
+    );
     if (!ok || !this.alive) throw new Error(`emulator did not start:\n${this.text.slice(-2000)}`);
   }
 
@@ -184,22 +216,61 @@ export class QemuVm {
   private killTimer: NodeJS.Timeout;
   readonly startedAt = Date.now();
 
-  constructor(readonly opts: VmOptions, img: GuestImage = guestImage()) {
+  constructor(
+    readonly opts: VmOptions,
+    img: GuestImage = guestImage(),
+  ) {
     const t = img.tree;
     // iomem=relaxed lets the guest's sgiov-mmio tool map BAR0 while the driver holds it.
-    const append = ['console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4', 'iomem=relaxed', `sgiov.run=${opts.scenario}`, opts.extraAppend ?? ''].join(' ').trim();
+    const append = [
+      'console=ttyS0',
+      'panic=-1',
+      'quiet',
+      'loglevel=4',
+      'iomem=relaxed',
+      `sgiov.run=${opts.scenario}`,
+      opts.extraAppend ?? '',
+    ]
+      .join(' ')
+      .trim();
     const args = [
-      '--library-path', join(t, 'usr/lib/x86_64-linux-gnu'),
+      '--library-path',
+      join(t, 'usr/lib/x86_64-linux-gnu'),
       join(t, 'usr/bin/qemu-system-x86_64'),
-      '-L', join(t, 'usr/share/qemu'), '-L', join(t, 'usr/share/seabios'),
-      '-accel', 'tcg', '-cpu', 'max', '-smp', '1',
-      '-m', String(opts.memMiB ?? 512),
+      '-L',
+      join(t, 'usr/share/qemu'),
+      '-L',
+      join(t, 'usr/share/seabios'),
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-smp',
+      '1',
+      '-m',
+      String(opts.memMiB ?? 512),
       // Shared guest RAM, so the device DMAs straight into it.
-      '-object', `memory-backend-memfd,id=mem,size=${opts.memMiB ?? 512}M,share=on`,
-      '-machine', 'q35,memory-backend=mem',
-      '-nic', 'none', '-display', 'none', '-monitor', 'none', '-serial', 'stdio', ...(opts.reboot ? [] : ['-no-reboot']),
-      '-kernel', img.kernel, '-initrd', img.initramfs, '-append', append,
-      '-device', JSON.stringify({ driver: 'vfio-user-pci', socket: { path: opts.socketPath, type: 'unix' } }),
+      '-object',
+      `memory-backend-memfd,id=mem,size=${opts.memMiB ?? 512}M,share=on`,
+      '-machine',
+      'q35,memory-backend=mem',
+      '-nic',
+      'none',
+      '-display',
+      'none',
+      '-monitor',
+      'none',
+      '-serial',
+      'stdio',
+      ...(opts.reboot ? [] : ['-no-reboot']),
+      '-kernel',
+      img.kernel,
+      '-initrd',
+      img.initramfs,
+      '-append',
+      append,
+      '-device',
+      JSON.stringify({ driver: 'vfio-user-pci', socket: { path: opts.socketPath, type: 'unix' } }),
     ];
     this.console = createWriteStream(opts.consolePath);
     this.proc = spawn(join(t, 'usr/lib64/ld-linux-x86-64.so.2'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -209,16 +280,30 @@ export class QemuVm {
       this.text += s;
       const parts = (this.partial + s).split('\n');
       this.partial = parts.pop()!;
-      for (const p of parts) { const g = parseGuestLine(p); if (g) this.lines.push(g); }
+      for (const p of parts) {
+        const g = parseGuestLine(p);
+        if (g) this.lines.push(g);
+      }
     };
     this.proc.stdout!.on('data', sink);
     this.proc.stderr!.on('data', sink);
-    this.killTimer = setTimeout(() => { if (!exited(this.proc)) this.proc.kill('SIGKILL'); }, (opts.timeoutS ?? 120) * 1000);
+    this.killTimer = setTimeout(
+      () => {
+        if (!exited(this.proc)) this.proc.kill('SIGKILL');
+      },
+      (opts.timeoutS ?? 120) * 1000,
+    );
   }
 
-  get pid(): number { return this.proc.pid!; }
-  get alive(): boolean { return !exited(this.proc); }
-  get output(): string { return this.text; }
+  get pid(): number {
+    return this.proc.pid!;
+  }
+  get alive(): boolean {
+    return !exited(this.proc);
+  }
+  get output(): string {
+    return this.text;
+  }
 
   find(kind: string): GuestLine[] {
     return this.lines.filter((l) => l.kind === kind);
@@ -226,15 +311,22 @@ export class QemuVm {
 
   async waitFor(pred: (l: GuestLine) => boolean, ms: number): Promise<GuestLine> {
     let hit: GuestLine | undefined;
-    const ok = await until(() => { hit = this.lines.find(pred); return hit !== undefined || !this.alive; }, ms);
+    const ok = await until(() => {
+      hit = this.lines.find(pred);
+      return hit !== undefined || !this.alive;
+    }, ms);
     hit ??= this.lines.find(pred);
-    if (!ok || !hit) throw new Error(`guest line not seen within ${ms} ms (console: ${this.opts.consolePath})\n${this.text.slice(-3000)}`);
+    if (!ok || !hit)
+      throw new Error(
+        `guest line not seen within ${ms} ms (console: ${this.opts.consolePath})\n${this.text.slice(-3000)}`,
+      );
     return hit;
   }
 
   /** Waits for QEMU to exit on its own (the guest powers off). */
   async exit(ms: number): Promise<number | null> {
-    if (!(await until(() => !this.alive, ms, 50))) throw new Error(`QEMU still running after ${ms} ms (console: ${this.opts.consolePath})`);
+    if (!(await until(() => !this.alive, ms, 50)))
+      throw new Error(`QEMU still running after ${ms} ms (console: ${this.opts.consolePath})`);
     clearTimeout(this.killTimer);
     await new Promise<void>((r) => this.console.end(r));
     return this.proc.exitCode;
@@ -259,13 +351,24 @@ export class QemuVm {
 }
 
 /** One command to an emulator's control socket (JSON lines): its result; throws on an error reply or no answer in `ms`. */
-export function controlCall(path: string, cmd: string, args: Record<string, unknown> = {}, ms = 10_000): Promise<unknown> {
+export function controlCall(
+  path: string,
+  cmd: string,
+  args: Record<string, unknown> = {},
+  ms = 10_000,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const c = connect(path);
     let buf = '';
-    const t = setTimeout(() => { c.destroy(); reject(new Error(`control ${cmd}: no answer in ${ms} ms`)); }, ms);
+    const t = setTimeout(() => {
+      c.destroy();
+      reject(new Error(`control ${cmd}: no answer in ${ms} ms`));
+    }, ms);
     c.setEncoding('utf8');
-    c.on('error', (e) => { clearTimeout(t); reject(e); });
+    c.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
     c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
     c.on('data', (d: string) => {
       buf += d;
@@ -274,7 +377,8 @@ export function controlCall(path: string, cmd: string, args: Record<string, unkn
       clearTimeout(t);
       c.end();
       const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (r.ok) resolve(r.result); else reject(new Error(`control ${cmd}: ${r.error}`));
+      if (r.ok) resolve(r.result);
+      else reject(new Error(`control ${cmd}: ${r.error}`));
     });
   });
 }
@@ -286,8 +390,10 @@ export function controlCall(path: string, cmd: string, args: Record<string, unkn
  * would retry.
  */
 export async function guestListening(ctl: string, port: number, vm: QemuVm, ms = 120_000): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end && vm.alive;) {
-    const r = await controlCall(ctl, 'sockets', { limit: 16 }).catch(() => null) as { sockets: { state: string; port: number | null }[] } | null;
+  for (const end = Date.now() + ms; Date.now() < end && vm.alive; ) {
+    const r = (await controlCall(ctl, 'sockets', { limit: 16 }).catch(() => null)) as {
+      sockets: { state: string; port: number | null }[];
+    } | null;
     if (r?.sockets.some((x) => x.state === 'listening' && x.port === port)) return true;
     await sleep(200);
   }

@@ -10,7 +10,18 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { repoRoot } from '../util/paths.js';
-import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, PCI_IDS, REGISTERS, SHM, STRUCTS } from './abi.js';
+import {
+  ABI_VERSION,
+  BARS,
+  BITS,
+  CONSTANTS,
+  DOORBELLS,
+  ENUMS,
+  PCI_IDS,
+  REGISTERS,
+  SHM,
+  STRUCTS,
+} from './abi.js';
 
 const hex = (n: number, pad = 0): string => '0x' + n.toString(16).padStart(pad, '0');
 
@@ -36,10 +47,12 @@ export function generateHeader(): string {
   for (const [k, v] of Object.entries(PCI_IDS)) out.push(define(`SGIOV_PCI_${k}`, hex(v, 4)));
   out.push('');
   out.push('/* BAR layout */');
-  for (const [k, v] of Object.entries(BARS)) out.push(define(`SGIOV_${k}`, k.endsWith('BAR') || k.endsWith('VECTORS') ? String(v) : hex(v)));
+  for (const [k, v] of Object.entries(BARS))
+    out.push(define(`SGIOV_${k}`, k.endsWith('BAR') || k.endsWith('VECTORS') ? String(v) : hex(v)));
   out.push('');
   out.push('/* Shared-memory BAR layout (byte offsets; H2D_SLOTS is a count) */');
-  for (const [k, v] of Object.entries(SHM)) out.push(define(`SGIOV_SHM_${k}`, k.endsWith('SLOTS') ? String(v) : hex(v, 3)));
+  for (const [k, v] of Object.entries(SHM))
+    out.push(define(`SGIOV_SHM_${k}`, k.endsWith('SLOTS') ? String(v) : hex(v, 3)));
   out.push('');
   out.push('/* Constants */');
   for (const [k, v] of Object.entries(CONSTANTS)) out.push(define(`SGIOV_${k}`, hex(v)));
@@ -63,12 +76,22 @@ export function generateHeader(): string {
   }
   out.push('');
   out.push('/* A signal: type, id and value in one 64-bit word */');
-  out.push(define('SGIOV_SIG(type, id, value)', '((((unsigned long long)(type)) << SGIOV_SIG_TYPE_SHIFT) | (((unsigned long long)((id) & SGIOV_SIG_ID_MASK)) << SGIOV_SIG_ID_SHIFT) | (unsigned int)(value))'));
+  out.push(
+    define(
+      'SGIOV_SIG(type, id, value)',
+      '((((unsigned long long)(type)) << SGIOV_SIG_TYPE_SHIFT) | (((unsigned long long)((id) & SGIOV_SIG_ID_MASK)) << SGIOV_SIG_ID_SHIFT) | (unsigned int)(value))',
+    ),
+  );
   out.push(define('SGIOV_SIG_TYPE(sig)', '((unsigned int)((sig) >> SGIOV_SIG_TYPE_SHIFT))'));
   out.push(define('SGIOV_SIG_ID(sig)', '((unsigned int)((sig) >> SGIOV_SIG_ID_SHIFT) & SGIOV_SIG_ID_MASK)'));
   out.push(define('SGIOV_SIG_VALUE(sig)', '((unsigned int)(sig))'));
   out.push(define('SGIOV_RING_ID(sid, dir)', '(((sid) << 1) | (dir))'));
-  out.push(define('SGIOV_CHAIN(s1, s2, s3, s4)', '((unsigned int)(s1) | ((unsigned int)(s2) << 8) | ((unsigned int)(s3) << 16) | ((unsigned int)(s4) << 24))'));
+  out.push(
+    define(
+      'SGIOV_CHAIN(s1, s2, s3, s4)',
+      '((unsigned int)(s1) | ((unsigned int)(s2) << 8) | ((unsigned int)(s3) << 16) | ((unsigned int)(s4) << 24))',
+    ),
+  );
   out.push('');
   out.push('/* Structures in guest memory (little-endian) */');
   out.push('#ifndef __ASSEMBLER__');
@@ -88,13 +111,17 @@ export function generateHeader(): string {
   for (const [name, st] of Object.entries(STRUCTS)) {
     out.push(`/* ${st.doc} */`);
     out.push(`struct sgiov_${name} {`);
-    for (const f of st.fields) out.push(`\t${('SGIOV_' + f.type.toUpperCase()).padEnd(10)} ${(f.name + ';').padEnd(12)} /* ${hex(f.offset, 2)}: ${f.doc} */`);
+    for (const f of st.fields)
+      out.push(
+        `\t${('SGIOV_' + f.type.toUpperCase()).padEnd(10)} ${(f.name + ';').padEnd(12)} /* ${hex(f.offset, 2)}: ${f.doc} */`,
+      );
     out.push('} __attribute__((packed));');
     out.push(`_Static_assert(sizeof(struct sgiov_${name}) == ${st.size}, "struct sgiov_${name} size");`);
   }
   out.push('#endif /* __ASSEMBLER__ */');
   for (const [name, st] of Object.entries(STRUCTS)) {
-    for (const f of st.fields) out.push(define(`SGIOV_${name.toUpperCase()}_OFF_${f.name.toUpperCase()}`, hex(f.offset, 2)));
+    for (const f of st.fields)
+      out.push(define(`SGIOV_${name.toUpperCase()}_OFF_${f.name.toUpperCase()}`, hex(f.offset, 2)));
     out.push(define(`SGIOV_${name.toUpperCase()}_SIZE`, String(st.size)));
   }
   out.push('');
@@ -105,7 +132,10 @@ export function generateHeader(): string {
 
 /** The C header's #defines as `NAME=value` shell assignments (expressions evaluated). */
 export function generateShell(): string {
-  const out = ['# SG-IOV guest/device ABI for shell scripts. GENERATED from emulator/abi/abi.ts', '# by `npm run gen-header`; do not edit by hand.'];
+  const out = [
+    '# SG-IOV guest/device ABI for shell scripts. GENERATED from emulator/abi/abi.ts',
+    '# by `npm run gen-header`; do not edit by hand.',
+  ];
   for (const line of generateHeader().split('\n')) {
     const m = /^#define (SGIOV_\w+)\s+(\S.*?)\s*(\/\*.*)?$/.exec(line); // function-like macros have '(' after the name: no match
     if (!m || m[1] === 'SGIOV_ABI_H' || /^SGIOV_U\d+$/.test(m[1]!)) continue;
@@ -119,7 +149,10 @@ export const HEADER_PATH = join(repoRoot(), 'guest-driver', 'include', 'sgiov_ab
 export const SHELL_PATH = join(repoRoot(), 'guest-driver', 'include', 'sgiov_abi.sh');
 
 function main(argv: string[]): number {
-  const files: [string, string][] = [[HEADER_PATH, generateHeader()], [SHELL_PATH, generateShell()]];
+  const files: [string, string][] = [
+    [HEADER_PATH, generateHeader()],
+    [SHELL_PATH, generateShell()],
+  ];
   if (argv.includes('--write')) {
     for (const [path, text] of files) writeFileSync(path, text);
     return 0;
@@ -128,7 +161,11 @@ function main(argv: string[]): number {
     let rc = 0;
     for (const [path, text] of files) {
       let committed = '';
-      try { committed = readFileSync(path, 'utf8'); } catch { /* missing counts as stale */ }
+      try {
+        committed = readFileSync(path, 'utf8');
+      } catch {
+        /* missing counts as stale */
+      }
       if (committed !== text) {
         process.stderr.write(`${path} is stale: run npm run gen-header\n`);
         rc = 1;
@@ -140,4 +177,5 @@ function main(argv: string[]): number {
   return 0;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.exitCode = main(process.argv.slice(2));
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1])
+  process.exitCode = main(process.argv.slice(2));

@@ -18,7 +18,11 @@ import { openPairs } from './stress.js';
 import { stats } from './bench-stats.js';
 import { VfioUserClient } from './vfio-user-client.js';
 
-export interface Stat { median: number; p99: number; n: number }
+export interface Stat {
+  median: number;
+  p99: number;
+  n: number;
+}
 
 /** Median and p99 of samples in any unit (the same quantile rule as bench-stats). */
 export function stat(samples: number[]): Stat {
@@ -29,7 +33,17 @@ export function stat(samples: number[]): Stat {
 const nowUs = (): number => Number(process.hrtime.bigint()) / 1000;
 
 export interface DataPlaneBench {
-  stream: { msgBytes: number; ringBytes: number; totalBytes: number; copyGBps: number; zeroCopyGBps: number; memcpyGBps: number; memcpyHotGBps: number; copyRatio: number; zeroCopyRatio: number };
+  stream: {
+    msgBytes: number;
+    ringBytes: number;
+    totalBytes: number;
+    copyGBps: number;
+    zeroCopyGBps: number;
+    memcpyGBps: number;
+    memcpyHotGBps: number;
+    copyRatio: number;
+    zeroCopyRatio: number;
+  };
   pingPong: { mode: string; rttUs: Stat }[];
   scaling: { sockets: number; rttUs: Stat }[];
   scalingRatio: number;
@@ -43,7 +57,9 @@ function nodeCryptoGBps(msgBytes: number, totalBytes: number): number {
   const buf = new Uint8Array(msgBytes).fill(3);
   const once = (): void => {
     const c = createCipheriv('aes-256-gcm', key, randomBytes(12));
-    c.update(buf); c.final(); c.getAuthTag();
+    c.update(buf);
+    c.final();
+    c.getAuthTag();
   };
   for (let i = 0; i < 50; i++) once();
   const t0 = nowUs();
@@ -59,11 +75,19 @@ class Session {
   drv!: SgiovSocketDriver;
 
   async open(memBytes: number, mode: 'hybrid' | 'poll' | 'kick' = 'hybrid'): Promise<this> {
-    this.emu = new EmulatorProcess({ socketPath: this.dir.file('s.sock'), logPath: this.dir.file('e.log'), logLevel: 'warn' });
+    this.emu = new EmulatorProcess({
+      socketPath: this.dir.file('s.sock'),
+      logPath: this.dir.file('e.log'),
+      logLevel: 'warn',
+    });
     await this.emu.ready();
     this.client = VfioUserClient.connect(this.dir.file('s.sock'), { memBytes });
     new SgiovDriver(this.client).bringUp();
-    this.drv = new SgiovSocketDriver(clientAccess(this.client, 1 << 20), { d2hSlots: 65536, mode, timeoutMs: 60_000 });
+    this.drv = new SgiovSocketDriver(clientAccess(this.client, 1 << 20), {
+      d2hSlots: 65536,
+      mode,
+      timeoutMs: 60_000,
+    });
     return this;
   }
 
@@ -105,7 +129,8 @@ function memcpyGBps(msgBytes: number, ringBytes: number, totalBytes: number): { 
   const dst = new Uint8Array(ringBytes);
   const walk = (): number => {
     const t0 = nowUs();
-    for (let done = 0, p = 0; done < totalBytes; done += msgBytes, p = (p + msgBytes) % ringBytes) dst.set(src.subarray(p, p + msgBytes), p);
+    for (let done = 0, p = 0; done < totalBytes; done += msgBytes, p = (p + msgBytes) % ringBytes)
+      dst.set(src.subarray(p, p + msgBytes), p);
     return totalBytes / ((nowUs() - t0) * 1000);
   };
   walk();
@@ -119,7 +144,14 @@ function memcpyGBps(msgBytes: number, ringBytes: number, totalBytes: number): { 
 }
 
 /** One pipe (executor F): the sender keeps the tx ring full, the receiver drains it. */
-function stream(drv: SgiovSocketDriver, tx: SgiovSocket, rx: SgiovSocket, msgBytes: number, totalBytes: number, zeroCopy: boolean): number {
+function stream(
+  drv: SgiovSocketDriver,
+  tx: SgiovSocket,
+  rx: SgiovSocket,
+  msgBytes: number,
+  totalBytes: number,
+  zeroCopy: boolean,
+): number {
   const m = new Uint8Array(msgBytes).fill(0xa5);
   let sent = 0;
   let got = 0;
@@ -131,13 +163,23 @@ function stream(drv: SgiovSocketDriver, tx: SgiovSocket, rx: SgiovSocket, msgByt
       sent += msgBytes;
     }
     for (;;) {
-      if (zeroCopy) { const n = rx.tryRecvInPlace(); if (n < 0) break; got += n; } else { const r = rx.tryRecv(); if (!r) break; got += r.length; }
+      if (zeroCopy) {
+        const n = rx.tryRecvInPlace();
+        if (n < 0) break;
+        got += n;
+      } else {
+        const r = rx.tryRecv();
+        if (!r) break;
+        got += r.length;
+      }
     }
   }
   return totalBytes / ((nowUs() - t0) * 1000);
 }
 
-export async function benchDataPlane(opts: { quick?: boolean; log?: (s: string) => void } = {}): Promise<DataPlaneBench> {
+export async function benchDataPlane(
+  opts: { quick?: boolean; log?: (s: string) => void } = {},
+): Promise<DataPlaneBench> {
   const log = opts.log ?? (() => {});
   const quick = opts.quick ?? false;
   const rounds = quick ? 500 : 5000;
@@ -160,7 +202,17 @@ export async function benchDataPlane(opts: { quick?: boolean; log?: (s: string) 
         const copy = stream(s.drv, a, b, msgBytes, streamBytes / 4, false);
         const zc = stream(s.drv, a, b, msgBytes, streamBytes, true);
         const base = memcpyGBps(msgBytes, ringBytes, streamBytes);
-        streamRes = { msgBytes, ringBytes, totalBytes: streamBytes, copyGBps: copy, zeroCopyGBps: zc, memcpyGBps: base.rings, memcpyHotGBps: base.hot, copyRatio: copy / base.rings, zeroCopyRatio: zc / base.rings };
+        streamRes = {
+          msgBytes,
+          ringBytes,
+          totalBytes: streamBytes,
+          copyGBps: copy,
+          zeroCopyGBps: zc,
+          memcpyGBps: base.rings,
+          memcpyHotGBps: base.hot,
+          copyRatio: copy / base.rings,
+          zeroCopyRatio: zc / base.rings,
+        };
       }
       if (mode === 'hybrid') {
         log('crypto engine: AES-256-GCM over a loopback pipe (executor L), 128 KiB messages');
@@ -170,12 +222,19 @@ export async function benchDataPlane(opts: { quick?: boolean; log?: (s: string) 
         stream(s.drv, enc, enc, msgBytes, total / 4, true); // warm up
         // Engine and baseline in turns, best of three each: a busy moment of
         // the machine then lowers one round, not one side of the ratio.
-        let engine = 0, base = 0;
+        let engine = 0,
+          base = 0;
         for (let r = 0; r < 3; r++) {
           engine = Math.max(engine, stream(s.drv, enc, enc, msgBytes, total / 2, true));
           base = Math.max(base, nodeCryptoGBps(msgBytes, total / 2));
         }
-        cryptoRes = { msgBytes, totalBytes: total, engineGBps: engine, nodeCryptoGBps: base, ratio: engine / base };
+        cryptoRes = {
+          msgBytes,
+          totalBytes: total,
+          engineGBps: engine,
+          nodeCryptoGBps: base,
+          ratio: engine / base,
+        };
       }
       log(`ping-pong 4 KiB, H2D mode ${mode}`);
       pingPongs.push({ mode, rttUs: pingPong(s.drv, a, b, rounds) });
@@ -196,21 +255,40 @@ export async function benchDataPlane(opts: { quick?: boolean; log?: (s: string) 
     const idle: SgiovSocket[] = [];
     const rssBefore = s.rssBytes();
     for (const n of steps) {
-      while (idle.length + 3 < n) { const x = s.drv.socket({ txSize: ring, rxSize: ring }); x.connect(CONSTANTS.PORT_LOOPBACK); idle.push(x); }
+      while (idle.length + 3 < n) {
+        const x = s.drv.socket({ txSize: ring, rxSize: ring });
+        x.connect(CONSTANTS.PORT_LOOPBACK);
+        idle.push(x);
+      }
       log(`ping-pong 4 KiB with ${n} sockets open`);
       scaling.push({ sockets: n, rttUs: pingPong(s.drv, a, b, rounds) });
     }
     const rssAfter = s.rssBytes();
-    memory = { sockets: idle.length, rssBeforeMiB: rssBefore / 2 ** 20, rssAfterMiB: rssAfter / 2 ** 20, bytesPerSocket: (rssAfter - rssBefore) / idle.length };
+    memory = {
+      sockets: idle.length,
+      rssBeforeMiB: rssBefore / 2 ** 20,
+      rssAfterMiB: rssAfter / 2 ** 20,
+      bytesPerSocket: (rssAfter - rssBefore) / idle.length,
+    };
   } finally {
     await s.close();
   }
   const first = scaling[0]!.rttUs.median;
   const last = scaling[scaling.length - 1]!.rttUs.median;
-  return { stream: streamRes!, pingPong: pingPongs, scaling, scalingRatio: last / first, memory, crypto: cryptoRes! };
+  return {
+    stream: streamRes!,
+    pingPong: pingPongs,
+    scaling,
+    scalingRatio: last / first,
+    memory,
+    crypto: cryptoRes!,
+  };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const r = await benchDataPlane({ quick: process.argv.includes('--quick'), log: (m) => process.stderr.write(m + '\n') });
+  const r = await benchDataPlane({
+    quick: process.argv.includes('--quick'),
+    log: (m) => process.stderr.write(m + '\n'),
+  });
   process.stdout.write(JSON.stringify(r, null, 2) + '\n');
 }

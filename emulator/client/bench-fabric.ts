@@ -29,7 +29,9 @@ export interface FabricBench {
 const nowUs = (): number => Number(process.hrtime.bigint()) / 1000;
 const napCell = new Int32Array(new SharedArrayBuffer(4));
 /** Gives the CPU away for about `ms` (the kernel's timer slack decides the rest). */
-const nap = (ms = Number(process.env.SGIOV_BENCH_NAP_MS ?? 0.02)): void => { if (ms > 0) Atomics.wait(napCell, 0, 0, ms); };
+const nap = (ms = Number(process.env.SGIOV_BENCH_NAP_MS ?? 0.02)): void => {
+  if (ms > 0) Atomics.wait(napCell, 0, 0, ms);
+};
 const FABRIC_PORT = 7413;
 const TCP_PORT = 7414;
 
@@ -73,7 +75,9 @@ if (role === 'server') {
 `;
 
 function inNs(ns: string, args: string[]): ReturnType<typeof spawn> {
-  return spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', TCP_SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', TCP_SCRIPT, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 }
 
 function firstLine(p: ReturnType<typeof spawn>, timeoutMs: number): Promise<string> {
@@ -83,17 +87,36 @@ function firstLine(p: ReturnType<typeof spawn>, timeoutMs: number): Promise<stri
     p.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
       const nl = buf.indexOf('\n');
-      if (nl >= 0) { clearTimeout(t); resolve(buf.slice(0, nl)); }
+      if (nl >= 0) {
+        clearTimeout(t);
+        resolve(buf.slice(0, nl));
+      }
     });
-    p.once('exit', (code) => { if (!buf.includes('\n')) { clearTimeout(t); reject(new Error(`the TCP baseline exited with ${code}`)); } });
+    p.once('exit', (code) => {
+      if (!buf.includes('\n')) {
+        clearTimeout(t);
+        reject(new Error(`the TCP baseline exited with ${code}`));
+      }
+    });
   });
 }
 
-async function tcpBaseline(net: NetnsPair, streamSeconds: number, rounds: number): Promise<{ streamGBps: number; rttUs: Stat }> {
+async function tcpBaseline(
+  net: NetnsPair,
+  streamSeconds: number,
+  rounds: number,
+): Promise<{ streamGBps: number; rttUs: Stat }> {
   const server = inNs(net.nsB, ['server', String(TCP_PORT), net.ipB]);
   try {
     await firstLine(server, 10_000);
-    const st = inNs(net.nsA, ['client', net.ipB, String(TCP_PORT), 'stream', String(128 << 10), String(streamSeconds)]);
+    const st = inNs(net.nsA, [
+      'client',
+      net.ipB,
+      String(TCP_PORT),
+      'stream',
+      String(128 << 10),
+      String(streamSeconds),
+    ]);
     const s = JSON.parse(await firstLine(st, (streamSeconds + 30) * 1000)) as { bytes: number; us: number };
     await stopProcess(st, 2000);
     const pp = inNs(net.nsA, ['client', net.ipB, String(TCP_PORT), 'pingpong', '4096', String(rounds)]);
@@ -105,7 +128,9 @@ async function tcpBaseline(net: NetnsPair, streamSeconds: number, rounds: number
   }
 }
 
-export async function benchFabric(opts: { quick?: boolean; log?: (m: string) => void } = {}): Promise<FabricBench | { skipped: string }> {
+export async function benchFabric(
+  opts: { quick?: boolean; log?: (m: string) => void } = {},
+): Promise<FabricBench | { skipped: string }> {
   if (!NetnsPair.available()) return { skipped: 'needs root and iproute2 for the network namespaces' };
   const log = opts.log ?? (() => {});
   const seconds = opts.quick ? 1.5 : 4;
@@ -118,7 +143,10 @@ export async function benchFabric(opts: { quick?: boolean; log?: (m: string) => 
     const drvs: SgiovSocketDriver[] = [];
     for (const name of ['a', 'b'] as const) {
       const emu = new EmulatorProcess({
-        socketPath: dir.file(`${name}.sock`), logPath: dir.file(`${name}.log`), logLevel: 'warn', netns: net.node(name, FABRIC_PORT).netns,
+        socketPath: dir.file(`${name}.sock`),
+        logPath: dir.file(`${name}.log`),
+        logLevel: 'warn',
+        netns: net.node(name, FABRIC_PORT).netns,
         extraArgs: net.node(name, FABRIC_PORT).cluster,
       });
       emus.push(emu);
@@ -129,14 +157,26 @@ export async function benchFabric(opts: { quick?: boolean; log?: (m: string) => 
       const access = clientAccess(c, 1 << 20);
       // Three processes on two vCPUs: a client that spins takes a CPU the emulators need; it naps instead.
       access.wait = nap;
-      drvs.push(new SgiovSocketDriver(access, { d2hSlots: 65536, timeoutMs: 60_000, irqWait: process.env.SGIOV_BENCH_IRQ !== '0', mode: process.env.SGIOV_FABRIC_MODE as 'kick' | 'hybrid' | undefined ?? 'kick' }));
+      drvs.push(
+        new SgiovSocketDriver(access, {
+          d2hSlots: 65536,
+          timeoutMs: 60_000,
+          irqWait: process.env.SGIOV_BENCH_IRQ !== '0',
+          mode: (process.env.SGIOV_FABRIC_MODE as 'kick' | 'hybrid' | undefined) ?? 'kick',
+        }),
+      );
     }
     const [da, db] = drvs as [SgiovSocketDriver, SgiovSocketDriver];
     // Wait for the link: a connect fails with ENETUNREACH until it is up.
     const deadline = Date.now() + 15_000;
     let pair: [import('./sockets.js').SgiovSocket, import('./sockets.js').SgiovSocket] | null = null;
     for (let port = 9000; !pair; port++) {
-      try { pair = openCrossPairs(da, db, 2, 2, 4 << 20, port).pairs[0]!; } catch (e) { if (Date.now() > deadline) throw e; await new Promise((r) => setTimeout(r, 100)); }
+      try {
+        pair = openCrossPairs(da, db, 2, 2, 4 << 20, port).pairs[0]!;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
     const [tx, rx] = pair;
 
@@ -148,13 +188,19 @@ export async function benchFabric(opts: { quick?: boolean; log?: (m: string) => 
       while (nowUs() - t0 < us) {
         let moved = false;
         while (tx.trySendPrepared(msg)) moved = true;
-        for (let n = rx.tryRecvInPlace(); n >= 0; n = rx.tryRecvInPlace()) { got += n; moved = true; }
+        for (let n = rx.tryRecvInPlace(); n >= 0; n = rx.tryRecvInPlace()) {
+          got += n;
+          moved = true;
+        }
         db.process();
         da.process();
         if (!moved) nap();
       }
       const end = nowUs() + 2_000_000;
-      while (tx.txFree() < tx.txSize && nowUs() < end) { for (let n = rx.tryRecvInPlace(); n >= 0; n = rx.tryRecvInPlace()) got += n; da.process(); }
+      while (tx.txFree() < tx.txSize && nowUs() < end) {
+        for (let n = rx.tryRecvInPlace(); n >= 0; n = rx.tryRecvInPlace()) got += n;
+        da.process();
+      }
       return got / ((nowUs() - t0) * 1000);
     };
     runStream(300_000); // warm up: JIT, TCP windows
@@ -189,10 +235,16 @@ export async function benchFabric(opts: { quick?: boolean; log?: (m: string) => 
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  benchFabric({ quick: process.argv.includes('--quick'), log: (m) => process.stderr.write(`bench: ${m}\n`) }).then((r) => {
-    process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-  }, (e: unknown) => {
-    process.stderr.write(`bench-fabric: ${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exitCode = 1;
-  });
+  benchFabric({
+    quick: process.argv.includes('--quick'),
+    log: (m) => process.stderr.write(`bench: ${m}\n`),
+  }).then(
+    (r) => {
+      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    },
+    (e: unknown) => {
+      process.stderr.write(`bench-fabric: ${e instanceof Error ? e.stack : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

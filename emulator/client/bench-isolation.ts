@@ -20,15 +20,23 @@ export interface IsolationResult {
   busyGbps: number;
 }
 
-function pair(drv: SgiovSocketDriver, port: number, tenant: number, ring: number): [SgiovSocket, SgiovSocket] {
+function pair(
+  drv: SgiovSocketDriver,
+  port: number,
+  tenant: number,
+  ring: number,
+): [SgiovSocket, SgiovSocket] {
   const l = drv.socket({ txSize: 4096, rxSize: 4096, tenant });
   l.listen(port);
   return drv.connectPair(l, { txSize: ring, rxSize: ring, tenant });
 }
 
-export function benchIsolation(policy: 'sriov' | 'drf' | 'rr', opts: { busy?: number; rounds?: number; rdmaGbps?: number; vfs?: number } = {}): IsolationResult {
+export function benchIsolation(
+  policy: 'sriov' | 'drf' | 'rr',
+  opts: { busy?: number; rounds?: number; rdmaGbps?: number; vfs?: number } = {},
+): IsolationResult {
   const busy = opts.busy ?? 8;
-  const vfs = policy === 'sriov' ? opts.vfs ?? busy + 1 : null;
+  const vfs = policy === 'sriov' ? (opts.vfs ?? busy + 1) : null;
   const rounds = opts.rounds ?? 2000;
   const rdma = opts.rdmaGbps ?? 100;
   const { bus, dev } = enabledDevice(256 << 20);
@@ -43,7 +51,9 @@ export function benchIsolation(policy: 'sriov' | 'drf' | 'rr', opts: { busy?: nu
   let bulkBytes = 0;
   const step = (): void => {
     for (const [c, s] of bulk) {
-      while (c.trySendPrepared(big)) { /* keep them saturated */ }
+      while (c.trySendPrepared(big)) {
+        /* keep them saturated */
+      }
       for (let n = s.tryRecvInPlace(); n >= 0; n = s.tryRecvInPlace()) bulkBytes += n;
     }
     dev.poll();

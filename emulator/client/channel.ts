@@ -14,7 +14,14 @@
  */
 import { EAGAIN, EINTR, Libc, type Ptr } from '../transport/native.js';
 import {
-  commandName, FLAG_ERROR, FLAG_TYPE_COMMAND, FLAG_NO_REPLY, FLAG_TYPE_MASK, FLAG_TYPE_REPLY, HEADER_SIZE, VfioUserError,
+  commandName,
+  FLAG_ERROR,
+  FLAG_TYPE_COMMAND,
+  FLAG_NO_REPLY,
+  FLAG_TYPE_MASK,
+  FLAG_TYPE_REPLY,
+  HEADER_SIZE,
+  VfioUserError,
 } from './vfio-user-protocol.js';
 
 const EOPNOTSUPP = 95;
@@ -25,7 +32,10 @@ class NativeBuf {
   cap = 0;
   u8: Uint8Array = new Uint8Array(0);
   dv: DataView = new DataView(new ArrayBuffer(0));
-  constructor(private readonly libc: Libc, cap: number) {
+  constructor(
+    private readonly libc: Libc,
+    cap: number,
+  ) {
     this.grow(cap);
   }
   grow(cap: number, keep = 0): void {
@@ -65,7 +75,10 @@ export class VfioUserChannel {
   replyFds: number[] = [];
   readonly stats: ChannelStats = { requests: 0, bytesSent: 0, bytesReceived: 0 };
 
-  constructor(readonly socketPath: string, timeoutMs: number) {
+  constructor(
+    readonly socketPath: string,
+    timeoutMs: number,
+  ) {
     this.fd = this.libc.connectUnix(socketPath);
     try {
       this.libc.setSocketTimeout(this.fd, timeoutMs);
@@ -129,7 +142,10 @@ export class VfioUserChannel {
       }
       if ((flags & FLAG_TYPE_MASK) !== FLAG_TYPE_REPLY || rid !== id || rcmd !== cmd) {
         this.closeFds(this.replyFds);
-        throw this.broken(cmd, `unexpected reply (id ${rid}, command ${rcmd}, flags 0x${flags.toString(16)}) to message ${id}`);
+        throw this.broken(
+          cmd,
+          `unexpected reply (id ${rid}, command ${rcmd}, flags 0x${flags.toString(16)}) to message ${id}`,
+        );
       }
       if (flags & FLAG_ERROR) {
         this.closeFds(this.replyFds);
@@ -186,7 +202,10 @@ export class VfioUserChannel {
   // ---- internals -------------------------------------------------------------
 
   private ensureOpen(cmd: number): void {
-    if (this.fd < 0) throw new Error(`${cmd ? commandName(cmd) : 'vfio-user'}: not connected to ${this.socketPath} (${this.closedBecause ?? 'closed'})`);
+    if (this.fd < 0)
+      throw new Error(
+        `${cmd ? commandName(cmd) : 'vfio-user'}: not connected to ${this.socketPath} (${this.closedBecause ?? 'closed'})`,
+      );
   }
 
   /** Closes the socket and returns the error to throw. */
@@ -233,7 +252,12 @@ export class VfioUserChannel {
       }
       if (r.n === 0) {
         this.closeFds(this.replyFds);
-        throw this.broken(cmd, got === 0 ? 'the server closed the connection' : `the server closed the connection mid-reply (${got} bytes read)`);
+        throw this.broken(
+          cmd,
+          got === 0
+            ? 'the server closed the connection'
+            : `the server closed the connection mid-reply (${got} bytes read)`,
+        );
       }
       got += r.n;
       this.stats.bytesReceived += r.n;
@@ -243,7 +267,8 @@ export class VfioUserChannel {
         if (size > b.cap) b.grow(size, got);
       }
       if (size !== 0 && got >= size) {
-        if (got > size) throw this.broken(cmd, `reply of ${size} bytes followed by ${got - size} unexpected bytes`);
+        if (got > size)
+          throw this.broken(cmd, `reply of ${size} bytes followed by ${got - size} unexpected bytes`);
         return size;
       }
     }
@@ -270,4 +295,3 @@ export class VfioUserChannel {
     fds.length = 0;
   }
 }
-

@@ -102,17 +102,24 @@ export class SgiovDriver {
   bringUp(opts: { vectors?: number } = {}): BringUpInfo {
     const c = this.client;
     const id = this.read32('ID');
-    if (id !== CONSTANTS.ID_MAGIC) throw new Error(`ID register reads 0x${id.toString(16)}, expected 0x${CONSTANTS.ID_MAGIC.toString(16)}`);
+    if (id !== CONSTANTS.ID_MAGIC)
+      throw new Error(
+        `ID register reads 0x${id.toString(16)}, expected 0x${CONSTANTS.ID_MAGIC.toString(16)}`,
+      );
     const v = this.read32('VERSION');
     const version = { major: v >>> 16, minor: v & 0xffff };
-    if (version.major !== ABI_VERSION.major) throw new Error(`device ABI ${version.major}.${version.minor}, driver speaks ${ABI_VERSION.major}.x`);
+    if (version.major !== ABI_VERSION.major)
+      throw new Error(`device ABI ${version.major}.${version.minor}, driver speaks ${ABI_VERSION.major}.x`);
     const caps = this.read32('CAPS');
     const numVectors = this.read32('NUM_VECTORS');
     c.enableBusMaster();
     this.quiesce();
     this.write('IRQ_STATUS', bit(BITS.IRQ.DMA_DONE) | bit(BITS.IRQ.ERROR));
     const vectors = opts.vectors ?? Math.min(numVectors, c.msixCount);
-    if (vectors < 2) throw new Error(`need at least 2 MSI-X vectors (DMA and error), the device offers ${Math.min(numVectors, c.msixCount)}`);
+    if (vectors < 2)
+      throw new Error(
+        `need at least 2 MSI-X vectors (DMA and error), the device offers ${Math.min(numVectors, c.msixCount)}`,
+      );
     c.enableMsix(vectors);
     this.write('ERR_VECTOR', VEC_ERR);
     this.write('IRQ_MASK', bit(BITS.IRQ.DMA_DONE) | bit(BITS.IRQ.ERROR));
@@ -150,7 +157,8 @@ export class SgiovDriver {
     const c = this.client;
     const vector = job.vector ?? VEC_DMA;
     const tag = (job.tag ?? this.nextTag++) >>> 0;
-    const op = typeof job.op === 'number' ? job.op : ENUMS.DMA_OP[job.op.toUpperCase() as keyof typeof ENUMS.DMA_OP];
+    const op =
+      typeof job.op === 'number' ? job.op : ENUMS.DMA_OP[job.op.toUpperCase() as keyof typeof ENUMS.DMA_OP];
     const timeoutMs = job.timeoutMs ?? 5000;
     const useIrq = (job.wait ?? (c.msixVectors > 0 ? 'irq' : 'poll')) === 'irq';
     const watch = useIrq ? [...new Set([vector, VEC_ERR])].filter((x) => x < c.msixVectors) : [];
@@ -171,7 +179,8 @@ export class SgiovDriver {
       finished = irqVector >= 0;
     } else {
       const end = Date.now() + timeoutMs;
-      while (!finished && Date.now() < end) finished = this.read32('DMA_TAG') === tag && this.read32('DMA_STATUS') !== ENUMS.DMA_STATE.IDLE;
+      while (!finished && Date.now() < end)
+        finished = this.read32('DMA_TAG') === tag && this.read32('DMA_STATUS') !== ENUMS.DMA_STATE.IDLE;
     }
     const t2 = process.hrtime.bigint();
 
@@ -190,9 +199,16 @@ export class SgiovDriver {
       if (st !== 0) this.write('IRQ_STATUS', st);
     }
     return {
-      status, statusName: dmaStateName(status), tag: gotTag, finished, irqVector,
-      errorCode, errorName: errName(errorCode), errorAddr,
-      setupNs: Number(t1 - t0), doorbellToDoneNs: Number(t2 - t1),
+      status,
+      statusName: dmaStateName(status),
+      tag: gotTag,
+      finished,
+      irqVector,
+      errorCode,
+      errorName: errName(errorCode),
+      errorAddr,
+      setupNs: Number(t1 - t0),
+      doorbellToDoneNs: Number(t2 - t1),
     };
   }
 }

@@ -38,13 +38,21 @@ export interface DeviceAccess {
 }
 
 export class SgiovError extends Error {
-  constructor(message: string, readonly errno: string, readonly code = 0) {
+  constructor(
+    message: string,
+    readonly errno: string,
+    readonly code = 0,
+  ) {
     super(message);
   }
 }
 
-const ERRNO_NAME: Record<number, string> = Object.fromEntries(Object.entries(ENUMS.STATUS).map(([k, v]) => [v, k]));
-const SERR_NAME: Record<number, string> = Object.fromEntries(Object.entries(ENUMS.SERR).map(([k, v]) => [v, k]));
+const ERRNO_NAME: Record<number, string> = Object.fromEntries(
+  Object.entries(ENUMS.STATUS).map(([k, v]) => [v, k]),
+);
+const SERR_NAME: Record<number, string> = Object.fromEntries(
+  Object.entries(ENUMS.SERR).map(([k, v]) => [v, k]),
+);
 
 export interface DriverOptions {
   d2hSlots?: number;
@@ -76,7 +84,9 @@ const IRQ_WAIT_MS = 1;
 /** A simple first-fit allocator over the driver's guest memory, 4 KiB aligned. */
 class Allocator {
   private free: { off: number; len: number }[];
-  constructor(size: number) { this.free = [{ off: 0, len: size }]; }
+  constructor(size: number) {
+    this.free = [{ off: 0, len: size }];
+  }
   alloc(len: number, align = 4096): number {
     for (let i = 0; i < this.free.length; i++) {
       const f = this.free[i]!;
@@ -95,13 +105,25 @@ class Allocator {
     const merged: { off: number; len: number }[] = [];
     for (const f of this.free) {
       const last = merged[merged.length - 1];
-      if (last && last.off + last.len === f.off) last.len += f.len; else merged.push({ ...f });
+      if (last && last.off + last.len === f.off) last.len += f.len;
+      else merged.push({ ...f });
     }
     this.free = merged;
   }
 }
 
-export interface CmdFields { sid: number; port?: number; txAddr?: bigint; rxAddr?: bigint; txSize?: number; rxSize?: number; arg?: number; chain?: number; tenant?: number; capMbps?: number }
+export interface CmdFields {
+  sid: number;
+  port?: number;
+  txAddr?: bigint;
+  rxAddr?: bigint;
+  txSize?: number;
+  rxSize?: number;
+  arg?: number;
+  chain?: number;
+  tenant?: number;
+  capMbps?: number;
+}
 
 /** A chain code from stage names, first stage first (at most 4). */
 export function chainCode(...stages: (keyof typeof ENUMS.STAGE)[]): number {
@@ -145,18 +167,23 @@ export class SgiovSocketDriver {
   /** Command slots waiting for CMD_DONE (a repeated CMD_DONE for any other is no news). */
   private readonly cmdWaiting = new Set<number>();
 
-  constructor(readonly dev: DeviceAccess, opts: DriverOptions = {}) {
+  constructor(
+    readonly dev: DeviceAccess,
+    opts: DriverOptions = {},
+  ) {
     this.d2hSlots = opts.d2hSlots ?? 65536;
     this.cmdSlots = opts.cmdSlots ?? 256;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.retryMs = opts.retryMs ?? 5;
     this.healthMs = opts.healthMs ?? 100;
-    this.irqVector = opts.irqWait && dev.waitIrq ? opts.d2hVector ?? 0 : -1;
+    this.irqVector = opts.irqWait && dev.waitIrq ? (opts.d2hVector ?? 0) : -1;
     this.alloc = new Allocator(dev.mem.length);
     this.shm = new DataView(dev.shm.buffer, dev.shm.byteOffset, dev.shm.byteLength);
     this.mem = new DataView(dev.mem.buffer, dev.mem.byteOffset, dev.mem.byteLength);
     for (let i = this.cmdSlots - 1; i >= 0; i--) this.freeSlots.push(i);
-    const mode = { hybrid: ENUMS.H2D_MODE.HYBRID, poll: ENUMS.H2D_MODE.POLL, kick: ENUMS.H2D_MODE.KICK }[opts.mode ?? 'hybrid'];
+    const mode = { hybrid: ENUMS.H2D_MODE.HYBRID, poll: ENUMS.H2D_MODE.POLL, kick: ENUMS.H2D_MODE.KICK }[
+      opts.mode ?? 'hybrid'
+    ];
     this.kickAlways = mode === ENUMS.H2D_MODE.KICK;
     this.d2hOff = this.alloc.alloc(this.d2hSlots * 8);
     this.prodOff = this.alloc.alloc(64, 64);
@@ -175,7 +202,10 @@ export class SgiovSocketDriver {
     this.shm.setUint32(SHM.D2H_CONS, 0, true);
     dev.writeReg('DP_CONTROL', 1);
     if ((Number(dev.readReg('DP_STATUS')) & 1) === 0) {
-      throw new SgiovError(`the device refused to start its data plane (ERROR_CODE ${dev.readReg('ERROR_CODE')}, ERROR_ADDR 0x${dev.readReg('ERROR_ADDR').toString(16)})`, 'EIO');
+      throw new SgiovError(
+        `the device refused to start its data plane (ERROR_CODE ${dev.readReg('ERROR_CODE')}, ERROR_ADDR 0x${dev.readReg('ERROR_ADDR').toString(16)})`,
+        'EIO',
+      );
     }
   }
 
@@ -194,12 +224,15 @@ export class SgiovSocketDriver {
 
   /** Publishes a raw 64-bit signal (tests use it for malformed ones). */
   signalRaw(sig: bigint): void {
-    this.waitUntil(() => ((this.h2dProd - this.shm.getUint32(SHM.H2D_CONS, true)) >>> 0) < SHM.H2D_SLOTS, 'room in the H2D FIFO');
+    this.waitUntil(
+      () => (this.h2dProd - this.shm.getUint32(SHM.H2D_CONS, true)) >>> 0 < SHM.H2D_SLOTS,
+      'room in the H2D FIFO',
+    );
     this.shm.setBigUint64(SHM.H2D_RING + (this.h2dProd % SHM.H2D_SLOTS) * 8, sig, true);
     this.h2dShadow[this.h2dProd % SHM.H2D_SLOTS] = sig;
     this.h2dProd = (this.h2dProd + 1) >>> 0;
     this.shm.setUint32(SHM.H2D_PROD, this.h2dProd, true);
-    if (this.kickAlways || (this.shm.getUint32(SHM.H2D_FLAGS, true) & 1)) this.dev.kick();
+    if (this.kickAlways || this.shm.getUint32(SHM.H2D_FLAGS, true) & 1) this.dev.kick();
   }
 
   // ---- D2H -------------------------------------------------------------------
@@ -213,7 +246,10 @@ export class SgiovSocketDriver {
       const at = this.d2hOff + (this.d2hCons % this.d2hSlots) * 8;
       // A slot waited on (RESYNC sent) may be written while it is read: one 8-byte load there.
       const sig = this.d2hHoleSince !== 0 ? atomicLoad64(this.mem, at) : this.mem.getBigUint64(at, true);
-      if (sig === 0n) { this.d2hLost(); break; } // lost on its way: ask for it, keep the order
+      if (sig === 0n) {
+        this.d2hLost();
+        break;
+      } // lost on its way: ask for it, keep the order
       this.mem.setBigUint64(at, 0n, true);
       this.d2hHoleSince = 0;
       this.d2hCons = (this.d2hCons + 1) >>> 0;
@@ -229,15 +265,22 @@ export class SgiovSocketDriver {
   private h2dRetry(): void {
     const cons = this.shm.getUint32(SHM.H2D_CONS, true);
     const now = Date.now();
-    if (cons !== this.h2dSeenCons) { this.h2dSeenCons = cons; this.h2dStallSince = now; return; }
-    if (this.h2dStallSince === 0) { this.h2dStallSince = now; return; }
+    if (cons !== this.h2dSeenCons) {
+      this.h2dSeenCons = cons;
+      this.h2dStallSince = now;
+      return;
+    }
+    if (this.h2dStallSince === 0) {
+      this.h2dStallSince = now;
+      return;
+    }
     if (now - this.h2dStallSince < this.retryMs) return;
     // The device may be reading this slot right now: one 8-byte store.
     atomicStore64(this.shm, SHM.H2D_RING + (cons % SHM.H2D_SLOTS) * 8, this.h2dShadow[cons % SHM.H2D_SLOTS]!);
     this.recovery.h2dRewrites++;
     this.h2dStallSince = now;
     // A device polling the FIFO needs no kick (a trapped access); one asleep asks for it.
-    if (this.kickAlways || (this.shm.getUint32(SHM.H2D_FLAGS, true) & 1)) this.dev.kick();
+    if (this.kickAlways || this.shm.getUint32(SHM.H2D_FLAGS, true) & 1) this.dev.kick();
   }
 
   /** D2H slot d2hCons is empty below the producer: RESYNC it (again every retryMs until it comes). */
@@ -268,26 +311,45 @@ export class SgiovSocketDriver {
 
   private handle(type: number, id: number, value: number): void {
     switch (type) {
-      case D2H.RX_TAIL: if (!this.sockets.get(id >>> 1)?.onRxTail(value)) this.recovery.repeatsIgnored++; break;
-      case D2H.TX_HEAD: this.sockets.get(id >>> 1)?.onTxHead(value); break;
+      case D2H.RX_TAIL:
+        if (!this.sockets.get(id >>> 1)?.onRxTail(value)) this.recovery.repeatsIgnored++;
+        break;
+      case D2H.TX_HEAD:
+        this.sockets.get(id >>> 1)?.onTxHead(value);
+        break;
       case D2H.CMD_DONE: {
-        if (!this.cmdWaiting.has(id)) { this.recovery.repeatsIgnored++; break; } // a repeat, or an answer already taken
+        if (!this.cmdWaiting.has(id)) {
+          this.recovery.repeatsIgnored++;
+          break;
+        } // a repeat, or an answer already taken
         this.cmdWaiting.delete(id);
         const off = this.cmdOff + id * CONSTANTS.CMD_SLOT_SIZE;
         this.cmdDone.set(id, { status: value, result: this.mem.getUint32(off + CMD.result!, true) });
         break;
       }
-      case D2H.EVENT: this.sockets.get(id)?.onEvent(value); break;
-      case D2H.MSG_ERROR: this.sockets.get(id >>> 1)?.onMsgError(value); break;
-      case D2H.DIGEST: this.sockets.get(id >>> 1)?.onDigest(value); break;
-      case D2H.SOCK_ERROR: this.sockets.get(id)?.onError(value); break;
+      case D2H.EVENT:
+        this.sockets.get(id)?.onEvent(value);
+        break;
+      case D2H.MSG_ERROR:
+        this.sockets.get(id >>> 1)?.onMsgError(value);
+        break;
+      case D2H.DIGEST:
+        this.sockets.get(id >>> 1)?.onDigest(value);
+        break;
+      case D2H.SOCK_ERROR:
+        this.sockets.get(id)?.onError(value);
+        break;
       case D2H.DEV_ERROR:
         this.devErrors.push({ id, code: SERR_NAME[value] ?? String(value) });
         if (value === ENUMS.SERR.DEVICE_RESET) this.lose('DEVICE_RESET');
         // A poisoned CMD signal was discarded: the command did not run; send it again (the device ignores a taken one).
-        else if (value === ENUMS.SERR.POISONED && this.cmdWaiting.has(id)) { this.recovery.cmdResent++; this.signal(ENUMS.SIG_H2D.CMD, id, 0); }
+        else if (value === ENUMS.SERR.POISONED && this.cmdWaiting.has(id)) {
+          this.recovery.cmdResent++;
+          this.signal(ENUMS.SIG_H2D.CMD, id, 0);
+        }
         break;
-      default: this.devErrors.push({ id, code: `unknown D2H signal 0x${type.toString(16)}` });
+      default:
+        this.devErrors.push({ id, code: `unknown D2H signal 0x${type.toString(16)}` });
     }
   }
 
@@ -303,10 +365,16 @@ export class SgiovSocketDriver {
       if (now > health) {
         health = now + this.healthMs;
         const lost = this.checkHealth();
-        if (lost) throw new SgiovError(`${lost === 'DEVICE_REMOVED' ? 'the device is gone' : 'the device reset'} while waiting for ${what}`, lost === 'DEVICE_REMOVED' ? 'ENODEV' : 'ECONNRESET');
+        if (lost)
+          throw new SgiovError(
+            `${lost === 'DEVICE_REMOVED' ? 'the device is gone' : 'the device reset'} while waiting for ${what}`,
+            lost === 'DEVICE_REMOVED' ? 'ENODEV' : 'ECONNRESET',
+          );
       }
       if (now > end) throw new SgiovError(`timed out waiting for ${what}`, 'ETIMEDOUT');
-      if (this.irqVector >= 0) { if (this.sleepForIrq(pred)) return; } else this.dev.wait();
+      if (this.irqVector >= 0) {
+        if (this.sleepForIrq(pred)) return;
+      } else this.dev.wait();
     }
   }
 
@@ -335,7 +403,8 @@ export class SgiovSocketDriver {
   /** Sends a command without waiting; complete(slot) collects the answer. */
   submit(op: number, fields: CmdFields): number {
     // op 0 marks a slot the device has taken (ABI 1.1): it would ignore the command and never answer.
-    if (!Number.isInteger(op) || op < 1 || op > 255) throw new SgiovError(`command op ${op} is not 1..255`, 'EINVAL');
+    if (!Number.isInteger(op) || op < 1 || op > 255)
+      throw new SgiovError(`command op ${op} is not 1..255`, 'EINVAL');
     this.waitUntil(() => this.freeSlots.length > 0, 'a free command slot');
     const slot = this.freeSlots.pop()!;
     const off = this.cmdOff + slot * CONSTANTS.CMD_SLOT_SIZE;
@@ -368,13 +437,23 @@ export class SgiovSocketDriver {
     const r = this.cmdDone.get(slot)!;
     this.cmdDone.delete(slot);
     this.freeSlots.push(slot);
-    if (r.status !== 0) throw new SgiovError(`command failed: ${ERRNO_NAME[r.status] ?? r.status}`, ERRNO_NAME[r.status] ?? `E${r.status}`, r.status);
+    if (r.status !== 0)
+      throw new SgiovError(
+        `command failed: ${ERRNO_NAME[r.status] ?? r.status}`,
+        ERRNO_NAME[r.status] ?? `E${r.status}`,
+        r.status,
+      );
     return r.result;
   }
 
   /** Sets a tenant's scheduler weight and demand cap (Gbps per used accelerator; omitted: none). */
   setTenant(tenant: number, weight: number, capGbps?: number): void {
-    this.command(ENUMS.CMD_OP.TENANT, { sid: 0, tenant, arg: Math.round(weight * 1000), capMbps: capGbps === undefined ? 0 : Math.round(capGbps * 1000) });
+    this.command(ENUMS.CMD_OP.TENANT, {
+      sid: 0,
+      tenant,
+      arg: Math.round(weight * 1000),
+      capMbps: capGbps === undefined ? 0 : Math.round(capGbps * 1000),
+    });
   }
 
   // ---- sockets ---------------------------------------------------------------
@@ -387,9 +466,18 @@ export class SgiovSocketDriver {
     const txOff = this.alloc.alloc(txSize);
     const rxOff = this.alloc.alloc(rxSize);
     try {
-      this.command(ENUMS.CMD_OP.CREATE, { sid, txAddr: this.addr(txOff), rxAddr: this.addr(rxOff), txSize, rxSize, tenant: opts.tenant ?? 0 });
+      this.command(ENUMS.CMD_OP.CREATE, {
+        sid,
+        txAddr: this.addr(txOff),
+        rxAddr: this.addr(rxOff),
+        txSize,
+        rxSize,
+        tenant: opts.tenant ?? 0,
+      });
     } catch (e) {
-      this.alloc.release(txOff, txSize); this.alloc.release(rxOff, rxSize); this.freeSids.push(sid);
+      this.alloc.release(txOff, txSize);
+      this.alloc.release(rxOff, rxSize);
+      this.freeSids.push(sid);
       throw e;
     }
     const s = new SgiovSocket(this, sid, txOff, txSize, rxOff, rxSize);
@@ -402,7 +490,10 @@ export class SgiovSocketDriver {
    * socket with the given rings and tenant) with `opts.chain`, accepts it
    * into a socket with the same rings and tenant, and returns [client, server].
    */
-  connectPair(listener: SgiovSocket, opts: { txSize?: number; rxSize?: number; tenant?: number; chain?: number; client?: SgiovSocket } = {}): [SgiovSocket, SgiovSocket] {
+  connectPair(
+    listener: SgiovSocket,
+    opts: { txSize?: number; rxSize?: number; tenant?: number; chain?: number; client?: SgiovSocket } = {},
+  ): [SgiovSocket, SgiovSocket] {
     if (listener.port === null) throw new SgiovError(`socket ${listener.sid} is not listening`, 'EINVAL');
     const rings = { txSize: opts.txSize, rxSize: opts.rxSize, tenant: opts.tenant };
     const client = opts.client ?? this.socket(rings);
@@ -441,7 +532,14 @@ export class SgiovSocket {
   error: string | null = null;
   closed = false;
 
-  constructor(private readonly drv: SgiovSocketDriver, readonly sid: number, readonly txOff: number, readonly txSize: number, readonly rxOff: number, readonly rxSize: number) {}
+  constructor(
+    private readonly drv: SgiovSocketDriver,
+    readonly sid: number,
+    readonly txOff: number,
+    readonly txSize: number,
+    readonly rxOff: number,
+    readonly rxSize: number,
+  ) {}
 
   /** The port this socket listens on, once listen() succeeded. */
   port: number | null = null;
@@ -466,7 +564,9 @@ export class SgiovSocket {
    */
   connectStart(port: number, chain = 0, node = 0): () => void {
     const slot = this.drv.submit(ENUMS.CMD_OP.CONNECT, { sid: this.sid, port, chain, arg: node });
-    return () => { this.drv.complete(slot); };
+    return () => {
+      this.drv.complete(slot);
+    };
   }
 
   /** Accepts one pending connection into a new socket; throws EAGAIN when none waits. */
@@ -495,7 +595,11 @@ export class SgiovSocket {
     this.check();
     if (this.peerClosed) throw new SgiovError(`socket ${this.sid}: the peer closed`, 'EPIPE');
     if (data.length === 0) throw new SgiovError('empty message', 'EINVAL');
-    if (data.length > this.txSize) throw new SgiovError(`message of ${data.length} bytes larger than the ${this.txSize}-byte tx ring`, 'EMSGSIZE');
+    if (data.length > this.txSize)
+      throw new SgiovError(
+        `message of ${data.length} bytes larger than the ${this.txSize}-byte tx ring`,
+        'EMSGSIZE',
+      );
     this.drv.process();
     if (this.txFree() < data.length) return false;
     const pos = this.txTail & (this.txSize - 1);
@@ -521,7 +625,11 @@ export class SgiovSocket {
   trySendPrepared(len: number): boolean {
     this.check();
     if (this.peerClosed) throw new SgiovError(`socket ${this.sid}: the peer closed`, 'EPIPE');
-    if (len <= 0 || len > this.txSize) throw new SgiovError(`message of ${len} bytes does not fit the ${this.txSize}-byte tx ring`, 'EMSGSIZE');
+    if (len <= 0 || len > this.txSize)
+      throw new SgiovError(
+        `message of ${len} bytes does not fit the ${this.txSize}-byte tx ring`,
+        'EMSGSIZE',
+      );
     this.drv.process();
     if (this.txFree() < len) return false;
     this.txTail = (this.txTail + len) >>> 0;
@@ -538,7 +646,10 @@ export class SgiovSocket {
     this.drv.process();
     this.failedMessage();
     const end = this.rxEnds[0];
-    if (end === undefined) { this.check(); return -1; }
+    if (end === undefined) {
+      this.check();
+      return -1;
+    }
     const n = (end - this.rxHead) >>> 0;
     if (read) {
       const ring = this.drv.ringBytes(this.rxOff, this.rxSize);
@@ -556,7 +667,10 @@ export class SgiovSocket {
   /** Sends one message, waiting for room (back-pressure). */
   send(data: Uint8Array): void {
     if (this.trySend(data)) return;
-    this.drv.waitUntil(() => this.error !== null || this.txFree() >= data.length, `room to send on socket ${this.sid}`);
+    this.drv.waitUntil(
+      () => this.error !== null || this.txFree() >= data.length,
+      `room to send on socket ${this.sid}`,
+    );
     if (!this.trySend(data)) throw new SgiovError('send failed after waiting', 'EAGAIN');
   }
 
@@ -575,7 +689,10 @@ export class SgiovSocket {
     this.drv.process();
     this.failedMessage();
     const end = this.rxEnds[0];
-    if (end === undefined) { this.check(); return null; }
+    if (end === undefined) {
+      this.check();
+      return null;
+    }
     const left = (end - this.rxHead) >>> 0;
     const n = Math.min(left, max);
     const out = new Uint8Array(n);
@@ -593,7 +710,10 @@ export class SgiovSocket {
 
   /** Reads one whole message, waiting for it. */
   recv(): Uint8Array {
-    this.drv.waitUntil(() => this.available() > 0 || this.error !== null || this.peerClosed, `a message on socket ${this.sid}`);
+    this.drv.waitUntil(
+      () => this.available() > 0 || this.error !== null || this.peerClosed,
+      `a message on socket ${this.sid}`,
+    );
     const m = this.tryRecv();
     if (!m) throw new SgiovError(this.error ?? 'peer closed', this.error ? 'EPROTO' : 'EPIPE');
     return m;
@@ -614,12 +734,20 @@ export class SgiovSocket {
     const head = this.rxEnds[0];
     if (head !== undefined && head < 0) {
       this.rxEnds.shift();
-      throw new SgiovError(`socket ${this.sid}: a message failed in the pipe (${SERR_NAME[-head] ?? -head})`, 'EBADMSG', -head);
+      throw new SgiovError(
+        `socket ${this.sid}: a message failed in the pipe (${SERR_NAME[-head] ?? -head})`,
+        'EBADMSG',
+        -head,
+      );
     }
   }
 
   private check(): void {
-    if (this.error) throw new SgiovError(`socket ${this.sid} failed: ${this.error}`, this.error === 'DEVICE_REMOVED' ? 'ENODEV' : this.error === 'DEVICE_RESET' ? 'ECONNRESET' : 'EPROTO');
+    if (this.error)
+      throw new SgiovError(
+        `socket ${this.sid} failed: ${this.error}`,
+        this.error === 'DEVICE_REMOVED' ? 'ENODEV' : this.error === 'DEVICE_RESET' ? 'ECONNRESET' : 'EPROTO',
+      );
   }
 
   /** @internal D2H handlers */
@@ -630,18 +758,28 @@ export class SgiovSocket {
     this.rxTail = tail;
     return true;
   }
-  onMsgError(code: number): void { this.rxEnds.push(-code); }
+  onMsgError(code: number): void {
+    this.rxEnds.push(-code);
+  }
   /** Digests the device sent beside messages (executor M) or for consumed ones (executor A), oldest first. */
   readonly digests: number[] = [];
-  onDigest(crc: number): void { this.digests.push(crc); }
-  onTxHead(head: number): void { this.txHead = head; }
+  onDigest(crc: number): void {
+    this.digests.push(crc);
+  }
+  onTxHead(head: number): void {
+    this.txHead = head;
+  }
   onEvent(ev: number): void {
     if (ev === ENUMS.EVENT.CONN_PENDING) this.pendingConnections++;
     else if (ev === ENUMS.EVENT.PEER_CLOSED) this.peerClosed = true;
   }
-  onError(code: number, name?: string): void { this.error ??= name ?? SERR_NAME[code] ?? `SERR ${code}`; }
+  onError(code: number, name?: string): void {
+    this.error ??= name ?? SERR_NAME[code] ?? `SERR ${code}`;
+  }
   /** Bytes delivered and not yet consumed. */
-  get rxPending(): number { return (this.rxTail - this.rxHead) >>> 0; }
+  get rxPending(): number {
+    return (this.rxTail - this.rxHead) >>> 0;
+  }
 }
 
 /** Register access by ABI name, for DeviceAccess implementations. */

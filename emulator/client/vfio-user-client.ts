@@ -19,16 +19,60 @@
  *   c.mem.fill(7, 0, 4096);          // guest memory at c.addr(0)
  *   c.close();
  */
-import { EINTR, EFD_CLOEXEC, EFD_NONBLOCK, Libc, LIBC_MAX_FDS, MAP_FAILED, MAP_SHARED, MFD_CLOEXEC, POLLIN, PROT_READ, PROT_WRITE, type Ptr } from '../transport/native.js';
+import {
+  EINTR,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  Libc,
+  LIBC_MAX_FDS,
+  MAP_FAILED,
+  MAP_SHARED,
+  MFD_CLOEXEC,
+  POLLIN,
+  PROT_READ,
+  PROT_WRITE,
+  type Ptr,
+} from '../transport/native.js';
 import { VfioUserChannel, type ChannelStats } from './channel.js';
 import {
-  clientCapabilities, CMD, DEFAULT_MAX_DATA_XFER_SIZE, DEVICE_INFO_SIZE, DMA_MAP_SIZE, DMA_UNMAP_SIZE, HEADER_SIZE,
-  IRQ_INFO_SIZE, IRQ_SET_SIZE, parseRegionInfo, parseServerCapabilities, PCI_CAP_ID_MSIX, PCI_CAPABILITY_LIST,
-  PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL,
-  PCI_STATUS, PCI_STATUS_CAP_LIST, REGION_ACCESS_SIZE, REGION_INFO_SIZE, VFIO_DEVICE_FLAGS_PCI, VFIO_IRQ_SET_ACTION_TRIGGER,
-  VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR5_REGION_INDEX,
-  VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_USER_F_DMA_REGION_READ, VFIO_USER_F_DMA_REGION_WRITE,
-  VFIO_USER_VERSION_MAJOR, VFIO_USER_VERSION_MINOR, VfioUserError, type RegionInfo, type ServerCapabilities,
+  clientCapabilities,
+  CMD,
+  DEFAULT_MAX_DATA_XFER_SIZE,
+  DEVICE_INFO_SIZE,
+  DMA_MAP_SIZE,
+  DMA_UNMAP_SIZE,
+  HEADER_SIZE,
+  IRQ_INFO_SIZE,
+  IRQ_SET_SIZE,
+  parseRegionInfo,
+  parseServerCapabilities,
+  PCI_CAP_ID_MSIX,
+  PCI_CAPABILITY_LIST,
+  PCI_COMMAND,
+  PCI_COMMAND_MASTER,
+  PCI_COMMAND_MEMORY,
+  PCI_MSIX_FLAGS,
+  PCI_MSIX_FLAGS_ENABLE,
+  PCI_MSIX_FLAGS_MASKALL,
+  PCI_STATUS,
+  PCI_STATUS_CAP_LIST,
+  REGION_ACCESS_SIZE,
+  REGION_INFO_SIZE,
+  VFIO_DEVICE_FLAGS_PCI,
+  VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE,
+  VFIO_PCI_BAR0_REGION_INDEX,
+  VFIO_PCI_BAR5_REGION_INDEX,
+  VFIO_PCI_CONFIG_REGION_INDEX,
+  VFIO_PCI_MSIX_IRQ_INDEX,
+  VFIO_USER_F_DMA_REGION_READ,
+  VFIO_USER_F_DMA_REGION_WRITE,
+  VFIO_USER_VERSION_MAJOR,
+  VFIO_USER_VERSION_MINOR,
+  VfioUserError,
+  type RegionInfo,
+  type ServerCapabilities,
 } from './vfio-user-protocol.js';
 
 export interface ConnectOptions {
@@ -108,10 +152,14 @@ export class VfioUserClient {
     return new VfioUserClient(socketPath, opts);
   }
 
-  private constructor(readonly socketPath: string, opts: ConnectOptions) {
+  private constructor(
+    readonly socketPath: string,
+    opts: ConnectOptions,
+  ) {
     this.memBytes = opts.memBytes ?? 64 * MIB;
     this.iova = opts.iova ?? 0x1_0000_0000n;
-    if (!Number.isInteger(this.memBytes) || this.memBytes <= 0) throw new RangeError(`memBytes must be a positive whole number, not ${this.memBytes}`);
+    if (!Number.isInteger(this.memBytes) || this.memBytes <= 0)
+      throw new RangeError(`memBytes must be a positive whole number, not ${this.memBytes}`);
     this.scratch = this.libc.alloc(16);
     this.scratchView = new DataView(this.libc.view(this.scratch, 16));
     this.ch = new VfioUserChannel(socketPath, opts.timeoutMs ?? 5000);
@@ -119,13 +167,18 @@ export class VfioUserClient {
       this.server = this.negotiate(opts.maxMsgFds ?? 16);
       this.device = this.getDeviceInfo();
       const regions = new Map<number, RegionInfo>();
-      for (let i = VFIO_PCI_BAR0_REGION_INDEX; i <= VFIO_PCI_CONFIG_REGION_INDEX && i < this.device.numRegions; i++) {
+      for (
+        let i = VFIO_PCI_BAR0_REGION_INDEX;
+        i <= VFIO_PCI_CONFIG_REGION_INDEX && i < this.device.numRegions;
+        i++
+      ) {
         if (i > VFIO_PCI_BAR5_REGION_INDEX && i !== VFIO_PCI_CONFIG_REGION_INDEX) continue; // the ROM
         const info = this.getRegionInfo(i);
         if (info.size > 0) regions.set(i, info);
       }
       this.regions = regions;
-      this.msixCount = this.device.numIrqs > VFIO_PCI_MSIX_IRQ_INDEX ? this.getIrqInfo(VFIO_PCI_MSIX_IRQ_INDEX).count : 0;
+      this.msixCount =
+        this.device.numIrqs > VFIO_PCI_MSIX_IRQ_INDEX ? this.getIrqInfo(VFIO_PCI_MSIX_IRQ_INDEX).count : 0;
       this.createMemory();
       if (opts.map ?? true) this.map();
     } catch (e) {
@@ -158,7 +211,8 @@ export class VfioUserClient {
 
   /** The guest (IOVA) address of byte `offset` of mem. */
   addr(offset: number): bigint {
-    if (!Number.isInteger(offset) || offset < 0 || offset > this.memBytes) throw new RangeError(`offset ${offset} outside the ${this.memBytes}-byte guest memory`);
+    if (!Number.isInteger(offset) || offset < 0 || offset > this.memBytes)
+      throw new RangeError(`offset ${offset} outside the ${this.memBytes}-byte guest memory`);
     return this.iova + BigInt(offset);
   }
 
@@ -177,7 +231,8 @@ export class VfioUserClient {
 
   /** REGION_READ of `size` (1..8) bytes at `offset` of region `index`, as a little-endian value. */
   regionRead(index: number, offset: number, size: number): bigint {
-    if (!Number.isInteger(size) || size < 1 || size > 8) throw new RangeError(`regionRead size ${size}: use 1..8 (regionReadBytes for more)`);
+    if (!Number.isInteger(size) || size < 1 || size > 8)
+      throw new RangeError(`regionRead size ${size}: use 1..8 (regionReadBytes for more)`);
     const s = this.ch.send;
     s.setBigUint64(HEADER_SIZE, BigInt(offset), true);
     s.setUint32(HEADER_SIZE + 8, index, true);
@@ -185,13 +240,20 @@ export class VfioUserClient {
     const n = this.ch.transact(CMD.REGION_READ, REGION_ACCESS_SIZE);
     const r = this.ch.recv;
     const count = r.getUint32(HEADER_SIZE + 12, true);
-    if (n < REGION_ACCESS_SIZE + size || count !== size) throw new Error(`REGION_READ of ${size} bytes at ${index}:0x${offset.toString(16)} answered with ${count} bytes`);
+    if (n < REGION_ACCESS_SIZE + size || count !== size)
+      throw new Error(
+        `REGION_READ of ${size} bytes at ${index}:0x${offset.toString(16)} answered with ${count} bytes`,
+      );
     const d = HEADER_SIZE + REGION_ACCESS_SIZE;
     switch (size) {
-      case 1: return BigInt(r.getUint8(d));
-      case 2: return BigInt(r.getUint16(d, true));
-      case 4: return BigInt(r.getUint32(d, true));
-      case 8: return r.getBigUint64(d, true);
+      case 1:
+        return BigInt(r.getUint8(d));
+      case 2:
+        return BigInt(r.getUint16(d, true));
+      case 4:
+        return BigInt(r.getUint32(d, true));
+      case 8:
+        return r.getBigUint64(d, true);
       default: {
         let v = 0n;
         for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(r.getUint8(d + i));
@@ -202,7 +264,8 @@ export class VfioUserClient {
 
   /** REGION_WRITE of `value` as `size` (1..8) little-endian bytes at `offset` of region `index`. */
   regionWrite(index: number, offset: number, size: number, value: bigint): void {
-    if (!Number.isInteger(size) || size < 1 || size > 8) throw new RangeError(`regionWrite size ${size}: use 1..8 (regionWriteBytes for more)`);
+    if (!Number.isInteger(size) || size < 1 || size > 8)
+      throw new RangeError(`regionWrite size ${size}: use 1..8 (regionWriteBytes for more)`);
     const s = this.ch.send;
     s.setBigUint64(HEADER_SIZE, BigInt(offset), true);
     s.setUint32(HEADER_SIZE + 8, index, true);
@@ -211,7 +274,11 @@ export class VfioUserClient {
     let v = BigInt.asUintN(64, value);
     if (size === 4) s.setUint32(d, Number(v & 0xffff_ffffn), true);
     else if (size === 8) s.setBigUint64(d, v, true);
-    else for (let i = 0; i < size; i++) { s.setUint8(d + i, Number(v & 0xffn)); v >>= 8n; }
+    else
+      for (let i = 0; i < size; i++) {
+        s.setUint8(d + i, Number(v & 0xffn));
+        v >>= 8n;
+      }
     this.ch.transact(CMD.REGION_WRITE, REGION_ACCESS_SIZE + size);
   }
 
@@ -229,14 +296,17 @@ export class VfioUserClient {
   regionReadBytes(index: number, offset: number, len: number): Uint8Array {
     const out = new Uint8Array(len);
     const max = Math.min(this.server.maxDataXferSize, DEFAULT_MAX_DATA_XFER_SIZE);
-    for (let done = 0; done < len;) {
+    for (let done = 0; done < len; ) {
       const n = Math.min(max, len - done);
       const s = this.ch.send;
       s.setBigUint64(HEADER_SIZE, BigInt(offset + done), true);
       s.setUint32(HEADER_SIZE + 8, index, true);
       s.setUint32(HEADER_SIZE + 12, n, true);
       const got = this.ch.transact(CMD.REGION_READ, REGION_ACCESS_SIZE) - REGION_ACCESS_SIZE;
-      if (got !== n) throw new Error(`REGION_READ of ${n} bytes at ${index}:0x${(offset + done).toString(16)} answered with ${got} bytes`);
+      if (got !== n)
+        throw new Error(
+          `REGION_READ of ${n} bytes at ${index}:0x${(offset + done).toString(16)} answered with ${got} bytes`,
+        );
       const d = HEADER_SIZE + REGION_ACCESS_SIZE;
       out.set(this.ch.recvBytes.subarray(d, d + n), done);
       done += n;
@@ -247,7 +317,7 @@ export class VfioUserClient {
   /** REGION_WRITE of any length (split by the server's max_data_xfer_size). */
   regionWriteBytes(index: number, offset: number, data: Uint8Array): void {
     const max = Math.min(this.server.maxDataXferSize, DEFAULT_MAX_DATA_XFER_SIZE);
-    for (let done = 0; done < data.length;) {
+    for (let done = 0; done < data.length; ) {
       const n = Math.min(max, data.length - done);
       this.ch.reserve(REGION_ACCESS_SIZE + n);
       const s = this.ch.send;
@@ -313,7 +383,8 @@ export class VfioUserClient {
    * setting it keeps config space honest.
    */
   enableMsix(vectors: number): void {
-    if (!Number.isInteger(vectors) || vectors < 1 || vectors > this.msixCount) throw new RangeError(`enableMsix(${vectors}): the device has ${this.msixCount} MSI-X vectors`);
+    if (!Number.isInteger(vectors) || vectors < 1 || vectors > this.msixCount)
+      throw new RangeError(`enableMsix(${vectors}): the device has ${this.msixCount} MSI-X vectors`);
     if (this.irqFds.length > 0) this.disableMsix();
     const fds: number[] = [];
     try {
@@ -325,7 +396,13 @@ export class VfioUserClient {
       const batch = Math.max(1, Math.min(this.server.maxMsgFds, LIBC_MAX_FDS));
       for (let start = 0; start < vectors; start += batch) {
         const count = Math.min(batch, vectors - start);
-        this.setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_PCI_MSIX_IRQ_INDEX, start, count, fds.slice(start, start + count));
+        this.setIrqs(
+          VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+          VFIO_PCI_MSIX_IRQ_INDEX,
+          start,
+          count,
+          fds.slice(start, start + count),
+        );
       }
     } catch (e) {
       for (const fd of fds) this.libc.close(fd);
@@ -404,7 +481,8 @@ export class VfioUserClient {
     for (;;) {
       const left = Math.max(0, end - Date.now());
       const r = this.libc.poll(this.pollBuf, vectors.length, left);
-      if (r < 0 && this.libc.errno() !== EINTR) throw new Error(`poll on MSI-X eventfds failed: errno ${this.libc.errno()}`);
+      if (r < 0 && this.libc.errno() !== EINTR)
+        throw new Error(`poll on MSI-X eventfds failed: errno ${this.libc.errno()}`);
       hit = ready();
       if (hit >= 0) return hit;
       if (left === 0 || Date.now() >= end) return -1;
@@ -479,7 +557,9 @@ export class VfioUserClient {
     this.closed = true;
     try {
       if (this.ch?.open && this.dmaMapped) this.unmap();
-    } catch { /* the server may be gone: it drops the mapping with the connection */ }
+    } catch {
+      /* the server may be gone: it drops the mapping with the connection */
+    }
     this.ch?.release();
     this.dmaMapped = false;
     this.closeIrqFds();
@@ -510,8 +590,14 @@ export class VfioUserClient {
     const r = this.ch.recv;
     const major = r.getUint16(HEADER_SIZE, true);
     const minor = r.getUint16(HEADER_SIZE + 2, true);
-    if (major !== VFIO_USER_VERSION_MAJOR) throw new Error(`the server speaks vfio-user ${major}.${minor}; this client speaks ${VFIO_USER_VERSION_MAJOR}.x`);
-    if (minor > VFIO_USER_VERSION_MINOR) throw new Error(`the server answered minor version ${minor}, above the ${VFIO_USER_VERSION_MINOR} proposed`);
+    if (major !== VFIO_USER_VERSION_MAJOR)
+      throw new Error(
+        `the server speaks vfio-user ${major}.${minor}; this client speaks ${VFIO_USER_VERSION_MAJOR}.x`,
+      );
+    if (minor > VFIO_USER_VERSION_MINOR)
+      throw new Error(
+        `the server answered minor version ${minor}, above the ${VFIO_USER_VERSION_MINOR} proposed`,
+      );
     const data = this.ch.recvBytes.slice(HEADER_SIZE + 4, HEADER_SIZE + n);
     return { major, minor, ...parseServerCapabilities(data) };
   }
@@ -523,8 +609,13 @@ export class VfioUserClient {
     const n = this.ch.transact(CMD.DEVICE_GET_INFO, DEVICE_INFO_SIZE);
     if (n < DEVICE_INFO_SIZE) throw new Error(`VFIO_USER_DEVICE_GET_INFO reply of ${n} bytes`);
     const r = this.ch.recv;
-    const info = { flags: r.getUint32(HEADER_SIZE + 4, true), numRegions: r.getUint32(HEADER_SIZE + 8, true), numIrqs: r.getUint32(HEADER_SIZE + 12, true) };
-    if (!(info.flags & VFIO_DEVICE_FLAGS_PCI)) throw new Error(`the device is not a PCI device (flags 0x${info.flags.toString(16)})`);
+    const info = {
+      flags: r.getUint32(HEADER_SIZE + 4, true),
+      numRegions: r.getUint32(HEADER_SIZE + 8, true),
+      numIrqs: r.getUint32(HEADER_SIZE + 12, true),
+    };
+    if (!(info.flags & VFIO_DEVICE_FLAGS_PCI))
+      throw new Error(`the device is not a PCI device (flags 0x${info.flags.toString(16)})`);
     return info;
   }
 
@@ -539,8 +630,13 @@ export class VfioUserClient {
       const n = this.ch.transact(CMD.DEVICE_GET_REGION_INFO, REGION_INFO_SIZE, [], true);
       const fds = this.ch.replyFds.splice(0);
       try {
-        const info = parseRegionInfo(new DataView(this.ch.recv.buffer, this.ch.recv.byteOffset + HEADER_SIZE, n));
-        if (info.argsz > argsz && attempt === 0) { argsz = info.argsz; continue; }
+        const info = parseRegionInfo(
+          new DataView(this.ch.recv.buffer, this.ch.recv.byteOffset + HEADER_SIZE, n),
+        );
+        if (info.argsz > argsz && attempt === 0) {
+          argsz = info.argsz;
+          continue;
+        }
         if (info.mmappable && info.size > 0) this.mapRegion(info, fds);
         const { argsz: _drop, ...rest } = info;
         return rest;
@@ -553,7 +649,8 @@ export class VfioUserClient {
   private mapRegion(info: RegionInfo, fds: number[]): void {
     const areas = info.sparseAreas ?? [{ offset: 0, size: info.size }];
     if (areas.length === 0) return;
-    if (fds.length === 0) throw new Error(`region ${info.index} is mmap-able but its REGION_INFO reply carried no fd`);
+    if (fds.length === 0)
+      throw new Error(`region ${info.index} is mmap-able but its REGION_INFO reply carried no fd`);
     const prot = (info.readable ? PROT_READ : 0) | (info.writable ? PROT_WRITE : 0);
     const mapped: (MappedArea & Mapping)[] = [];
     try {
@@ -561,8 +658,17 @@ export class VfioUserClient {
         if (a.size === 0) return;
         const fd = fds[Math.min(i, fds.length - 1)]!; // one fd per area; a single fd serves all
         const ptr = this.libc.mmap(null, a.size, prot, MAP_SHARED, fd, Number(info.offset) + a.offset);
-        if (ptr === MAP_FAILED || !ptr) throw new Error(`mmap of region ${info.index} area 0x${a.offset.toString(16)}+0x${a.size.toString(16)} failed: errno ${this.libc.errno()}`);
-        mapped.push({ offset: a.offset, size: a.size, ptr, len: a.size, view: new Uint8Array(this.libc.view(ptr, a.size)) });
+        if (ptr === MAP_FAILED || !ptr)
+          throw new Error(
+            `mmap of region ${info.index} area 0x${a.offset.toString(16)}+0x${a.size.toString(16)} failed: errno ${this.libc.errno()}`,
+          );
+        mapped.push({
+          offset: a.offset,
+          size: a.size,
+          ptr,
+          len: a.size,
+          view: new Uint8Array(this.libc.view(ptr, a.size)),
+        });
       });
     } catch (e) {
       for (const m of mapped) this.libc.munmap(m.ptr, m.len);
@@ -598,7 +704,9 @@ export class VfioUserClient {
     const cap = this.findCapability(PCI_CAP_ID_MSIX);
     if (cap === null) return;
     const ctl = Number(this.configRead(cap + PCI_MSIX_FLAGS, 2));
-    const next = enable ? (ctl | PCI_MSIX_FLAGS_ENABLE) & ~PCI_MSIX_FLAGS_MASKALL : ctl & ~PCI_MSIX_FLAGS_ENABLE;
+    const next = enable
+      ? (ctl | PCI_MSIX_FLAGS_ENABLE) & ~PCI_MSIX_FLAGS_MASKALL
+      : ctl & ~PCI_MSIX_FLAGS_ENABLE;
     if (next !== ctl) this.configWrite(cap + PCI_MSIX_FLAGS, 2, next);
   }
 
@@ -606,9 +714,11 @@ export class VfioUserClient {
     const fd = this.libc.memfd_create('sgiov-client-guest-mem', MFD_CLOEXEC);
     if (fd < 0) throw new Error(`memfd_create failed: errno ${this.libc.errno()}`);
     this.memFd = fd;
-    if (this.libc.ftruncate(fd, this.memBytes) < 0) throw new Error(`ftruncate(memfd, ${this.memBytes}) failed: errno ${this.libc.errno()}`);
+    if (this.libc.ftruncate(fd, this.memBytes) < 0)
+      throw new Error(`ftruncate(memfd, ${this.memBytes}) failed: errno ${this.libc.errno()}`);
     const ptr = this.libc.mmap(null, this.memBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (ptr === MAP_FAILED || !ptr) throw new Error(`mmap of ${this.memBytes} bytes of guest memory failed: errno ${this.libc.errno()}`);
+    if (ptr === MAP_FAILED || !ptr)
+      throw new Error(`mmap of ${this.memBytes} bytes of guest memory failed: errno ${this.libc.errno()}`);
     this.memMap = { ptr, len: this.memBytes };
     this.memView = new Uint8Array(this.libc.view(ptr, this.memBytes));
   }
@@ -616,10 +726,14 @@ export class VfioUserClient {
   /** Adds what the eventfd of `vector` counted since the last read. */
   private drain(vector: number): void {
     const fd = this.irqFds[vector];
-    if (fd === undefined) throw new RangeError(`MSI-X vector ${vector} has no eventfd (enableMsix gave ${this.irqFds.length})`);
+    if (fd === undefined)
+      throw new RangeError(`MSI-X vector ${vector} has no eventfd (enableMsix gave ${this.irqFds.length})`);
     for (;;) {
       const n = this.libc.read(fd, this.scratch, 8);
-      if (n === 8) { this.irqSeen[vector]! += Number(this.scratchView.getBigUint64(0, true)); return; }
+      if (n === 8) {
+        this.irqSeen[vector]! += Number(this.scratchView.getBigUint64(0, true));
+        return;
+      }
       if (n < 0 && this.libc.errno() === EINTR) continue;
       return; // EAGAIN: nothing new
     }
@@ -654,16 +768,28 @@ export class VfioUserClient {
       const r = new DataView(this.ch.recv.buffer, this.ch.recv.byteOffset + HEADER_SIZE, n);
       const need = n >= REQ ? r.getUint32(0, true) : 0;
       const count = n >= REQ ? r.getUint32(12, true) : 0;
-      if (need > argsz && attempt === 0) { for (const fd of fds) this.libc.close(fd); argsz = need; continue; }
+      if (need > argsz && attempt === 0) {
+        for (const fd of fds) this.libc.close(fd);
+        argsz = need;
+        continue;
+      }
       const out: IoEventFd[] = [];
       for (let i = 0; i < count && REQ + (i + 1) * SUB <= n; i++) {
         const o = REQ + i * SUB;
         const fd = fds[r.getUint32(o + 16, true)];
         if (fd === undefined || r.getUint32(o + 20, true) !== 0 /* IOEVENTFD */) continue;
-        out.push({ offset: Number(r.getBigUint64(o, true)), size: Number(r.getBigUint64(o + 8, true)), fd, flags: r.getUint32(o + 24, true), datamatch: r.getBigUint64(o + 32, true) });
+        out.push({
+          offset: Number(r.getBigUint64(o, true)),
+          size: Number(r.getBigUint64(o + 8, true)),
+          fd,
+          flags: r.getUint32(o + 24, true),
+          datamatch: r.getBigUint64(o + 32, true),
+        });
       }
       // Keep the fds an entry uses; close any other.
-      for (const fd of fds) if (out.some((x) => x.fd === fd)) this.ioFds.push(fd); else this.libc.close(fd);
+      for (const fd of fds)
+        if (out.some((x) => x.fd === fd)) this.ioFds.push(fd);
+        else this.libc.close(fd);
       return out;
     }
   }
@@ -673,7 +799,10 @@ export class VfioUserClient {
   /** A write through an ioeventfd from regionIoFds: the eventfd counts `value` (any non-zero value makes it readable). */
   writeIoEventFd(e: IoEventFd, value = 1n): void {
     this.ioValue.writeBigUInt64LE(value);
-    if (this.libc.write(e.fd, this.ioValue, 8) !== 8) throw new Error(`write to the ioeventfd at 0x${e.offset.toString(16)} failed: errno ${this.libc.errno()}`);
+    if (this.libc.write(e.fd, this.ioValue, 8) !== 8)
+      throw new Error(
+        `write to the ioeventfd at 0x${e.offset.toString(16)} failed: errno ${this.libc.errno()}`,
+      );
   }
 
   private closeIrqFds(): void {

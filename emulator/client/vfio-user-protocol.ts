@@ -106,15 +106,23 @@ export function errnoName(errno: number): string {
 
 /** A command the server answered with the error flag. */
 export class VfioUserError extends Error {
-  constructor(readonly command: number, readonly errno: number, detail = '') {
-    super(`${commandName(command)} failed: errno ${errno} (${errnoName(errno)})${detail ? `: ${detail}` : ''}`);
+  constructor(
+    readonly command: number,
+    readonly errno: number,
+    detail = '',
+  ) {
+    super(
+      `${commandName(command)} failed: errno ${errno} (${errnoName(errno)})${detail ? `: ${detail}` : ''}`,
+    );
     this.name = 'VfioUserError';
   }
 }
 
 /** The JSON capabilities the client sends with VERSION (NUL-terminated). */
 export function clientCapabilities(maxMsgFds: number, maxDataXferSize: number): Buffer {
-  const json = JSON.stringify({ capabilities: { max_msg_fds: maxMsgFds, max_data_xfer_size: maxDataXferSize } });
+  const json = JSON.stringify({
+    capabilities: { max_msg_fds: maxMsgFds, max_data_xfer_size: maxDataXferSize },
+  });
   return Buffer.from(json + '\0');
 }
 
@@ -127,7 +135,12 @@ export interface ServerCapabilities {
 
 /** Parses the server's VERSION data (JSON, NUL-terminated, optional). */
 export function parseServerCapabilities(data: Uint8Array): ServerCapabilities {
-  const caps: ServerCapabilities = { maxMsgFds: 1, maxDataXferSize: DEFAULT_MAX_DATA_XFER_SIZE, migration: null, raw: null };
+  const caps: ServerCapabilities = {
+    maxMsgFds: 1,
+    maxDataXferSize: DEFAULT_MAX_DATA_XFER_SIZE,
+    migration: null,
+    raw: null,
+  };
   let end = data.indexOf(0);
   if (end < 0) end = data.length;
   if (end === 0) return caps;
@@ -174,7 +187,8 @@ export interface RegionInfo {
  * capability chain; cap offsets count from the start of the struct).
  */
 export function parseRegionInfo(p: DataView): RegionInfo & { argsz: number } {
-  if (p.byteLength < REGION_INFO_SIZE) throw new Error(`REGION_INFO reply of ${p.byteLength} bytes, expected at least ${REGION_INFO_SIZE}`);
+  if (p.byteLength < REGION_INFO_SIZE)
+    throw new Error(`REGION_INFO reply of ${p.byteLength} bytes, expected at least ${REGION_INFO_SIZE}`);
   const argsz = p.getUint32(0, true);
   const flags = p.getUint32(4, true);
   const info: RegionInfo & { argsz: number } = {
@@ -202,7 +216,8 @@ export function parseRegionInfo(p: DataView): RegionInfo & { argsz: number } {
       const areas: SparseArea[] = [];
       for (let i = 0; i < nr; i++) {
         const a = capOff + 16 + i * 16;
-        if (a + 16 > p.byteLength) throw new Error(`REGION_INFO for region ${info.index}: sparse mmap area ${i} past the reply`);
+        if (a + 16 > p.byteLength)
+          throw new Error(`REGION_INFO for region ${info.index}: sparse mmap area ${i} past the reply`);
         areas.push({ offset: Number(p.getBigUint64(a, true)), size: Number(p.getBigUint64(a + 8, true)) });
       }
       info.sparseAreas = areas;

@@ -20,15 +20,26 @@ export class ControlServer {
   private server: Server | null = null;
   private readonly conns = new Set<Socket>();
 
-  constructor(private readonly path: string, private readonly handle: ControlHandler, private readonly log: Logger) {}
+  constructor(
+    private readonly path: string,
+    private readonly handle: ControlHandler,
+    private readonly log: Logger,
+  ) {}
 
   listen(): Promise<void> {
-    try { unlinkSync(this.path); } catch { /* not there */ }
+    try {
+      unlinkSync(this.path);
+    } catch {
+      /* not there */
+    }
     const server = createServer((c) => this.serve(c));
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.path, () => { this.log.info({ control: this.path }, 'control interface listening'); resolve(); });
+      server.listen(this.path, () => {
+        this.log.info({ control: this.path }, 'control interface listening');
+        resolve();
+      });
     });
   }
 
@@ -48,7 +59,9 @@ export class ControlServer {
         if (line) void this.request(c, line);
       }
     });
-    c.on('error', () => { /* a client gone mid-reply */ });
+    c.on('error', () => {
+      /* a client gone mid-reply */
+    });
     c.on('close', () => this.conns.delete(c));
   }
 
@@ -57,21 +70,34 @@ export class ControlServer {
     let reply: Record<string, unknown>;
     try {
       const req = JSON.parse(line) as { id?: unknown; cmd?: unknown; args?: unknown };
-      if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new TypeError('a request is a JSON object');
+      if (typeof req !== 'object' || req === null || Array.isArray(req))
+        throw new TypeError('a request is a JSON object');
       id = req.id ?? null;
       if (typeof req.cmd !== 'string') throw new TypeError('"cmd" must be a string');
       const args = req.args ?? {};
-      if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new TypeError('"args" must be an object');
+      if (typeof args !== 'object' || args === null || Array.isArray(args))
+        throw new TypeError('"args" must be an object');
       reply = { id, ok: true, result: await this.handle(req.cmd, args as Record<string, unknown>) };
     } catch (e) {
-      reply = { id, ok: false, error: e instanceof SyntaxError ? `not JSON: ${e.message}` : (e as Error).message };
+      reply = {
+        id,
+        ok: false,
+        error: e instanceof SyntaxError ? `not JSON: ${e.message}` : (e as Error).message,
+      };
     }
-    if (!c.destroyed) c.write(JSON.stringify(reply, (_k, v: unknown) => (typeof v === 'bigint' ? '0x' + v.toString(16) : v)) + '\n');
+    if (!c.destroyed)
+      c.write(
+        JSON.stringify(reply, (_k, v: unknown) => (typeof v === 'bigint' ? '0x' + v.toString(16) : v)) + '\n',
+      );
   }
 
   async close(): Promise<void> {
     for (const c of this.conns) c.destroy();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
-    try { unlinkSync(this.path); } catch { /* gone */ }
+    try {
+      unlinkSync(this.path);
+    } catch {
+      /* gone */
+    }
   }
 }

@@ -61,7 +61,11 @@ function checkName(name: string, field: string): void {
  * Builds a cluster from (name, address text) pairs. `field(name)` is how the
  * caller's input names that entry in an error ("nodes.b", "--node b=...").
  */
-function makeCluster(self: string | undefined, selfField: string, entries: ReadonlyArray<[string, string, string]>): Cluster {
+function makeCluster(
+  self: string | undefined,
+  selfField: string,
+  entries: ReadonlyArray<[string, string, string]>,
+): Cluster {
   const nodes = new Map<string, NodeAddress>();
   for (const [name, addr, field] of entries) {
     checkName(name, field);
@@ -72,7 +76,10 @@ function makeCluster(self: string | undefined, selfField: string, entries: Reado
   if (nodes.size > MAX_NODES) throw new Error(`nodes: ${nodes.size} nodes, at most ${MAX_NODES}`);
   if (self === undefined) throw new Error(`${selfField}: missing`);
   checkName(self, selfField);
-  if (!nodes.has(self)) throw new Error(`${selfField}: '${self}' is not one of the listed nodes (${[...nodes.keys()].join(', ')})`);
+  if (!nodes.has(self))
+    throw new Error(
+      `${selfField}: '${self}' is not one of the listed nodes (${[...nodes.keys()].join(', ')})`,
+    );
   const names = [...nodes.keys()].sort();
   return { self, nodes, names, hash: crc32c(new TextEncoder().encode(names.join(','))) };
 }
@@ -86,16 +93,20 @@ export function parseClusterJson(text: string, source = 'cluster'): Cluster {
     throw new Error(`${source}: not JSON: ${(e as Error).message}`);
   }
   try {
-    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error('top level: must be an object');
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+      throw new Error('top level: must be an object');
     const { self, nodes, ...rest } = doc as Record<string, unknown>;
     const extra = Object.keys(rest)[0];
     if (extra !== undefined) throw new Error(`${extra}: unknown field (expected self, nodes)`);
     if (self !== undefined && typeof self !== 'string') throw new Error('self: must be a string');
-    if (typeof nodes !== 'object' || nodes === null || Array.isArray(nodes)) throw new Error('nodes: must be an object of name: "host:port"');
-    const entries = Object.entries(nodes as Record<string, unknown>).map(([name, addr]): [string, string, string] => {
-      if (typeof addr !== 'string') throw new Error(`nodes.${name}: must be a "host:port" string`);
-      return [name, addr, `nodes.${name}`];
-    });
+    if (typeof nodes !== 'object' || nodes === null || Array.isArray(nodes))
+      throw new Error('nodes: must be an object of name: "host:port"');
+    const entries = Object.entries(nodes as Record<string, unknown>).map(
+      ([name, addr]): [string, string, string] => {
+        if (typeof addr !== 'string') throw new Error(`nodes.${name}: must be a "host:port" string`);
+        return [name, addr, `nodes.${name}`];
+      },
+    );
     return makeCluster(self, 'self', entries);
   } catch (e) {
     throw new Error(`${source}: ${(e as Error).message}`);
@@ -128,14 +139,23 @@ export function clusterFromOptions(o: ClusterOptions): Cluster {
     if (nodes.length > 0) throw new Error('--node: give either --cluster FILE or --node flags, not both');
     const c = loadClusterFile(o.cluster);
     if (o.self === undefined) return c;
-    return makeCluster(o.self, '--self', [...c.nodes].map(([n, a]): [string, string, string] => [n, formatAddress(a), `${o.cluster}: nodes.${n}`]));
+    return makeCluster(
+      o.self,
+      '--self',
+      [...c.nodes].map(([n, a]): [string, string, string] => [
+        n,
+        formatAddress(a),
+        `${o.cluster}: nodes.${n}`,
+      ]),
+    );
   }
   const entries = nodes.map((arg): [string, string, string] => {
     const eq = arg.indexOf('=');
     if (eq < 0) throw new Error(`--node ${arg}: expected name=host:port`);
     return [arg.slice(0, eq), arg.slice(eq + 1), `--node ${arg}`];
   });
-  if (entries.length === 0) throw new Error('--node: no node given (--node name=host:port, repeated, or --cluster FILE)');
+  if (entries.length === 0)
+    throw new Error('--node: no node given (--node name=host:port, repeated, or --cluster FILE)');
   return makeCluster(o.self, '--self', entries);
 }
 
@@ -144,7 +164,11 @@ export function parseClusterArgs(argv: readonly string[]): Cluster {
   const { values } = parseArgs({
     args: [...argv],
     strict: true,
-    options: { cluster: { type: 'string' }, node: { type: 'string', multiple: true }, self: { type: 'string' } },
+    options: {
+      cluster: { type: 'string' },
+      node: { type: 'string', multiple: true },
+      self: { type: 'string' },
+    },
   });
   return clusterFromOptions(values);
 }

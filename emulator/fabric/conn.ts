@@ -21,9 +21,14 @@ export class Conn {
   private h: ConnHandlers = { frame: () => {}, bad: () => {}, closed: () => {} };
 
   /** The owner sets the handlers at once: the wire reports nothing before the next tick. */
-  constructor(readonly wire: Wire, maxPayload: number) {
+  constructor(
+    readonly wire: Wire,
+    maxPayload: number,
+  ) {
     this.decoder = new FrameDecoder((f) => this.h.frame(f), maxPayload);
-    wire.onData((chunk) => this.guard(() => this.decoder.push(chunk)), { headerNext: () => this.decoder.headerNext });
+    wire.onData((chunk) => this.guard(() => this.decoder.push(chunk)), {
+      headerNext: () => this.decoder.headerNext,
+    });
     if (wire.readExactly) this.decoder.pull = (views, n) => wire.readExactly!(views, n);
     wire.onClose((error) => {
       if (this.dropped) return;

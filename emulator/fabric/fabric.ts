@@ -11,14 +11,35 @@ import type { Cluster, NodeAddress } from './cluster.js';
 import { Conn } from './conn.js';
 import { FIRST_DATA_TYPE, FRAME_CRC_IMPL, LinkType, type Frame, type FrameHeader } from './frame.js';
 import { parseHello, refuseHello } from './hello.js';
-import { DEFAULT_LINK_OPTIONS, Link, zeroBadCounts, type BadCounts, type BadKind, type LinkOptions, type LinkState, type LinkStateInfo, type LinkStats } from './link.js';
+import {
+  DEFAULT_LINK_OPTIONS,
+  Link,
+  zeroBadCounts,
+  type BadCounts,
+  type BadKind,
+  type LinkOptions,
+  type LinkState,
+  type LinkStateInfo,
+  type LinkStats,
+} from './link.js';
 import type { WireFault, WireFaults, WireFrame } from './faults.js';
 import { TcpTransport } from './tcp.js';
 import type { FabricListener, FabricTransport } from './transport.js';
 import type { SentFrame } from './window.js';
 
 /** What the owner needs to name, from one place. */
-export type { BadCounts, Frame, LinkOptions, LinkState, LinkStateInfo, LinkStats, SentFrame, WireFault, WireFaults, WireFrame };
+export type {
+  BadCounts,
+  Frame,
+  LinkOptions,
+  LinkState,
+  LinkStateInfo,
+  LinkStats,
+  SentFrame,
+  WireFault,
+  WireFaults,
+  WireFrame,
+};
 
 export interface FabricEvents {
   /** A peer's data frame, in order, exactly once per session. */
@@ -87,7 +108,10 @@ export class Fabric {
   private listener: FabricListener | null = null;
   private closed = false;
 
-  constructor(options: FabricOptions, private readonly events: FabricEvents) {
+  constructor(
+    options: FabricOptions,
+    private readonly events: FabricEvents,
+  ) {
     const { cluster, transport, log, faults, ...linkOpts } = options;
     this.cluster = cluster;
     this.transport = transport ?? new TcpTransport();
@@ -95,25 +119,47 @@ export class Fabric {
     this.warn = new RateLimitedLog(this.log);
     const heartbeatMs = linkOpts.heartbeatMs ?? DEFAULT_LINK_OPTIONS.heartbeatMs;
     this.opts = { ...DEFAULT_LINK_OPTIONS, deadMs: 3 * heartbeatMs, rtoMs: 4 * heartbeatMs, ...linkOpts };
-    const ctx = { cluster, incarnation: this.incarnation, transport: this.transport, log: this.log, opts: this.opts, ...(faults ? { faults } : {}) };
+    const ctx = {
+      cluster,
+      incarnation: this.incarnation,
+      transport: this.transport,
+      log: this.log,
+      opts: this.opts,
+      ...(faults ? { faults } : {}),
+    };
     for (const node of cluster.names) {
       if (node === cluster.self) continue;
-      this.links.set(node, new Link(node, ctx, {
-        frame: (f) => events.onFrame(node, f),
-        state: (s, info) => events.onLinkState?.(node, s, info),
-        failed: (frames, reason) => events.onFailed?.(node, frames, reason),
-        acked: (seq) => events.onAcked?.(node, seq),
-        drain: () => events.onDrain?.(node),
-        ...(events.onPlace ? { place: (h: FrameHeader, length: number) => events.onPlace!(node, h, length) } : {}),
-      }));
+      this.links.set(
+        node,
+        new Link(node, ctx, {
+          frame: (f) => events.onFrame(node, f),
+          state: (s, info) => events.onLinkState?.(node, s, info),
+          failed: (frames, reason) => events.onFailed?.(node, frames, reason),
+          acked: (seq) => events.onAcked?.(node, seq),
+          drain: () => events.onDrain?.(node),
+          ...(events.onPlace
+            ? { place: (h: FrameHeader, length: number) => events.onPlace!(node, h, length) }
+            : {}),
+        }),
+      );
     }
   }
 
   /** Listens on this node's address and starts the links (the lower-named end of each dials). */
   async start(): Promise<void> {
     const own = this.cluster.nodes.get(this.cluster.self)!;
-    this.listener = await this.transport.listen(own, (wire) => this.accept(new Conn(wire, HELLO_MAX_PAYLOAD)));
-    this.log.info({ address: this.listener.address, incarnation: this.incarnation, peers: [...this.links.keys()], crc: FRAME_CRC_IMPL }, 'fabric listening');
+    this.listener = await this.transport.listen(own, (wire) =>
+      this.accept(new Conn(wire, HELLO_MAX_PAYLOAD)),
+    );
+    this.log.info(
+      {
+        address: this.listener.address,
+        incarnation: this.incarnation,
+        peers: [...this.links.keys()],
+        crc: FRAME_CRC_IMPL,
+      },
+      'fabric listening',
+    );
     for (const link of this.links.values()) link.start();
   }
 
@@ -128,13 +174,23 @@ export class Fabric {
    * onFailed returns it: they must not change until then. 'full' means the
    * link's window is full; onDrain follows.
    */
-  send(node: string, type: number, ids: FrameIds, value: number, segments: readonly Uint8Array[], flags = 0): SendResult {
+  send(
+    node: string,
+    type: number,
+    ids: FrameIds,
+    value: number,
+    segments: readonly Uint8Array[],
+    flags = 0,
+  ): SendResult {
     if (this.closed) throw new Error('fabric closed');
     const link = this.links.get(node);
     if (!link) return UNKNOWN;
-    if (!Number.isInteger(type) || type < FIRST_DATA_TYPE || type > 0xff) throw new RangeError(`frame type ${type} is not a data type (${FIRST_DATA_TYPE}..255)`);
-    if (!isU32(ids.channel) || !isU32(ids.socket) || !isU32(value)) throw new RangeError('channel, socket and value must be u32');
-    if (!Number.isInteger(flags) || flags < 0 || flags > 0xffff) throw new RangeError(`flags ${flags} is not a u16`);
+    if (!Number.isInteger(type) || type < FIRST_DATA_TYPE || type > 0xff)
+      throw new RangeError(`frame type ${type} is not a data type (${FIRST_DATA_TYPE}..255)`);
+    if (!isU32(ids.channel) || !isU32(ids.socket) || !isU32(value))
+      throw new RangeError('channel, socket and value must be u32');
+    if (!Number.isInteger(flags) || flags < 0 || flags > 0xffff)
+      throw new RangeError(`flags ${flags} is not a u16`);
     const seq = link.send(type, flags, ids.channel, ids.socket, value, segments);
     return seq === null ? FULL : { ok: true, seq };
   }
@@ -172,10 +228,13 @@ export class Fabric {
       clearTimeout(this.pending.get(conn));
       this.pending.delete(conn);
     };
-    this.pending.set(conn, setTimeout(() => {
-      forget();
-      this.refuse(conn, 'badHello', `no HELLO within ${this.opts.deadMs} ms`);
-    }, this.opts.deadMs));
+    this.pending.set(
+      conn,
+      setTimeout(() => {
+        forget();
+        this.refuse(conn, 'badHello', `no HELLO within ${this.opts.deadMs} ms`);
+      }, this.opts.deadMs),
+    );
     conn.setHandlers({
       frame: (f) => {
         forget();
@@ -190,7 +249,8 @@ export class Fabric {
   }
 
   private hello(conn: Conn, f: Frame): void {
-    if (f.type !== LinkType.HELLO) return this.refuse(conn, 'badHello', `first frame has type ${f.type}, not HELLO`);
+    if (f.type !== LinkType.HELLO)
+      return this.refuse(conn, 'badHello', `first frame has type ${f.type}, not HELLO`);
     const h = parseHello(f.payload);
     if (typeof h === 'string') return this.refuse(conn, 'badHello', h);
     const refusal = refuseHello(h, f.src, this.cluster);
@@ -200,7 +260,11 @@ export class Fabric {
 
   private refuse(conn: Conn, kind: BadKind, why: string): void {
     this.refused[kind]++;
-    this.warn.warn(`fabric-refused-${kind}`, { kind, remote: conn.wire.remote }, `fabric connection refused: ${why}`);
+    this.warn.warn(
+      `fabric-refused-${kind}`,
+      { kind, remote: conn.wire.remote },
+      `fabric connection refused: ${why}`,
+    );
     conn.drop();
   }
 }

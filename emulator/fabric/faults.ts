@@ -54,7 +54,12 @@ export interface WireFaults {
  * retransmission). Without (a frame received: the receiver's own bytes),
  * in place.
  */
-export function corruptChunks(chunks: readonly Uint8Array[], offset: number, xor: Uint8Array, copy = true): Uint8Array[] {
+export function corruptChunks(
+  chunks: readonly Uint8Array[],
+  offset: number,
+  xor: Uint8Array,
+  copy = true,
+): Uint8Array[] {
   const out = [...chunks];
   let base = 0;
   for (let i = 0; i < out.length; i++) {

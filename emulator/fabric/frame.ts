@@ -36,7 +36,8 @@ const FAST_CRC_MIN = 512;
 export const FRAME_CRC_IMPL = fastCrc ? 'libdeflate' : 'zlib';
 
 /** CRC-32 of `data`, continuing from `crc`. */
-const frameCrc = (data: Uint8Array, crc = 0): number => (fastCrc !== null && data.length >= FAST_CRC_MIN ? fastCrc(crc, data) : crc32(data, crc));
+const frameCrc = (data: Uint8Array, crc = 0): number =>
+  fastCrc !== null && data.length >= FAST_CRC_MIN ? fastCrc(crc, data) : crc32(data, crc);
 
 export const MAGIC = 0x53474642;
 export const VERSION = 1;
@@ -84,8 +85,17 @@ export interface Frame extends FrameHeader {
 class DecodedFrame implements Frame {
   private joined: Uint8Array | null = null;
   readonly length: number;
-  constructor(readonly type: number, readonly flags: number, readonly src: number, readonly seq: number, readonly ack: number,
-    readonly channel: number, readonly socket: number, readonly value: number, readonly parts: readonly Uint8Array[]) {
+  constructor(
+    readonly type: number,
+    readonly flags: number,
+    readonly src: number,
+    readonly seq: number,
+    readonly ack: number,
+    readonly channel: number,
+    readonly socket: number,
+    readonly value: number,
+    readonly parts: readonly Uint8Array[],
+  ) {
     this.length = byteLength(parts);
   }
 
@@ -136,7 +146,10 @@ export type FrameErrorKind = 'badMagic' | 'badVersion' | 'tooLarge' | 'badCrc' |
 
 /** Malformed input: the stream cannot be trusted past it, so the connection goes. */
 export class FrameError extends Error {
-  constructor(readonly kind: FrameErrorKind, message: string) {
+  constructor(
+    readonly kind: FrameErrorKind,
+    message: string,
+  ) {
     super(message);
     this.name = 'FrameError';
   }
@@ -153,8 +166,17 @@ export function announcedLength(h: Uint8Array): number {
 
 /** The frame an encoded header describes (not checked: a decoder's tap reads one before the CRC). */
 export function peekHeader(h: Uint8Array, payload: Uint8Array | readonly Uint8Array[] = EMPTY): Frame {
-  return new DecodedFrame(h[5]!, (h[6]! << 8) | h[7]!, (h[8]! << 8) | h[9]!, u32(h, 12) * TWO32 + u32(h, 16), u32(h, 20) * TWO32 + u32(h, 24),
-    u32(h, 28), u32(h, 32), u32(h, 36), payload instanceof Uint8Array ? [payload] : payload);
+  return new DecodedFrame(
+    h[5]!,
+    (h[6]! << 8) | h[7]!,
+    (h[8]! << 8) | h[9]!,
+    u32(h, 12) * TWO32 + u32(h, 16),
+    u32(h, 20) * TWO32 + u32(h, 24),
+    u32(h, 28),
+    u32(h, 32),
+    u32(h, 36),
+    payload instanceof Uint8Array ? [payload] : payload,
+  );
 }
 
 /**
@@ -197,7 +219,10 @@ export class FrameDecoder {
   private lastLarge = false;
 
   /** `maxPayload` may change between frames (a connection is held to less until it has said who it is). */
-  constructor(private readonly onFrame: (f: Frame) => void, public maxPayload = DEFAULT_MAX_PAYLOAD) {}
+  constructor(
+    private readonly onFrame: (f: Frame) => void,
+    public maxPayload = DEFAULT_MAX_PAYLOAD,
+  ) {}
 
   /** Bytes of an unfinished frame held. */
   get pending(): number {
@@ -206,7 +231,13 @@ export class FrameDecoder {
 
   /** At a frame boundary after a large payload: the next read is best a header alone (so a placed payload is read straight to its place). */
   get headerNext(): boolean {
-    return this.lastLarge && this.headFill === 0 && this.body === null && this.placer !== null && this.pull !== null;
+    return (
+      this.lastLarge &&
+      this.headFill === 0 &&
+      this.body === null &&
+      this.placer !== null &&
+      this.pull !== null
+    );
   }
 
   /** No more frames from this decoder (the connection is being dropped). */
@@ -229,7 +260,12 @@ export class FrameDecoder {
       }
       const len = u32(this.head, 40);
       if (this.body === null) this.lastLarge = len >= PLACE_MIN;
-      if (this.body === null && len >= PLACE_MIN && chunk.length - pos < len && this.place(chunk.subarray(pos), len)) {
+      if (
+        this.body === null &&
+        len >= PLACE_MIN &&
+        chunk.length - pos < len &&
+        this.place(chunk.subarray(pos), len)
+      ) {
         pos = chunk.length;
         continue;
       }
@@ -273,7 +309,10 @@ export class FrameDecoder {
     let skip = first.length;
     const rest: Uint8Array[] = [];
     for (const v of views) {
-      if (skip >= v.length) { skip -= v.length; continue; }
+      if (skip >= v.length) {
+        skip -= v.length;
+        continue;
+      }
       rest.push(skip > 0 ? v.subarray(skip) : v);
       skip = 0;
     }
@@ -301,7 +340,8 @@ export class FrameDecoder {
     if (magic !== MAGIC) this.fail('badMagic', `bad magic 0x${magic.toString(16)}`);
     if (this.head[4] !== VERSION) this.fail('badVersion', `unsupported version ${this.head[4]}`);
     const len = u32(this.head, 40);
-    if (len > this.maxPayload) this.fail('tooLarge', `payload length ${len} above the maximum ${this.maxPayload}`);
+    if (len > this.maxPayload)
+      this.fail('tooLarge', `payload length ${len} above the maximum ${this.maxPayload}`);
   }
 
   private finish(parts: Uint8Array | Uint8Array[], pcrc: number): void {

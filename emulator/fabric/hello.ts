@@ -52,7 +52,8 @@ export function parseHello(payload: Uint8Array): Hello | string {
   if (!str('from', /^[a-z0-9_-]{1,32}$/) || !str('to', /^[a-z0-9_-]{1,32}$/)) return 'HELLO: bad from/to';
   if (!str('incarnation', ID) || !str('session', ID)) return 'HELLO: bad incarnation/session';
   if (o.left !== undefined && !str('left', ID)) return 'HELLO: bad left';
-  if (!Number.isInteger(o.cluster) || !count('windowFrames') || !count('windowBytes')) return 'HELLO: bad cluster/window';
+  if (!Number.isInteger(o.cluster) || !count('windowFrames') || !count('windowBytes'))
+    return 'HELLO: bad cluster/window';
   return o as unknown as Hello;
 }
 
@@ -63,13 +64,24 @@ export function parseHello(payload: Uint8Array): Hello | string {
  * node that dials us.
  */
 export function refuseHello(h: Hello, src: number, cluster: Cluster, expect?: string): HelloRefusal | null {
-  if (!cluster.nodes.has(h.from)) return { kind: 'unknownNode', why: `node '${h.from}' is not in the cluster description` };
+  if (!cluster.nodes.has(h.from))
+    return { kind: 'unknownNode', why: `node '${h.from}' is not in the cluster description` };
   if (h.from === cluster.self) return { kind: 'badHello', why: `peer claims to be this node ('${h.from}')` };
-  if (h.to !== cluster.self) return { kind: 'badHello', why: `'${h.from}' thinks it is talking to '${h.to}', this is '${cluster.self}'` };
-  if (h.cluster !== cluster.hash) return { kind: 'badHello', why: `'${h.from}' has another cluster description (hash ${h.cluster}, ours ${cluster.hash})` };
+  if (h.to !== cluster.self)
+    return {
+      kind: 'badHello',
+      why: `'${h.from}' thinks it is talking to '${h.to}', this is '${cluster.self}'`,
+    };
+  if (h.cluster !== cluster.hash)
+    return {
+      kind: 'badHello',
+      why: `'${h.from}' has another cluster description (hash ${h.cluster}, ours ${cluster.hash})`,
+    };
   if (cluster.names[src] !== h.from) return { kind: 'badHello', why: `'${h.from}' uses source id ${src}` };
-  if (expect !== undefined && h.from !== expect) return { kind: 'badHello', why: `dialed '${expect}' but '${h.from}' answered` };
-  if (expect === undefined && !dials(h.from, cluster.self)) return { kind: 'badHello', why: `'${h.from}' dialed, but '${cluster.self}' is the one that dials it` };
+  if (expect !== undefined && h.from !== expect)
+    return { kind: 'badHello', why: `dialed '${expect}' but '${h.from}' answered` };
+  if (expect === undefined && !dials(h.from, cluster.self))
+    return { kind: 'badHello', why: `'${h.from}' dialed, but '${cluster.self}' is the one that dials it` };
   return null;
 }
 

@@ -21,7 +21,18 @@ import { RateLimitedLog, type Logger } from '../util/log.js';
 import { formatAddress, type Cluster } from './cluster.js';
 import { Conn, type ConnHandlers } from './conn.js';
 import { corruptChunks, Hold, type WireFault, type WireFaults } from './faults.js';
-import { announcedLength, encodeHeader, FIRST_DATA_TYPE, LinkType, payloadCrc, payloadLength, peekHeader, type Frame, type FrameErrorKind, type FrameHeader } from './frame.js';
+import {
+  announcedLength,
+  encodeHeader,
+  FIRST_DATA_TYPE,
+  LinkType,
+  payloadCrc,
+  payloadLength,
+  peekHeader,
+  type Frame,
+  type FrameErrorKind,
+  type FrameHeader,
+} from './frame.js';
 import { dials, encodeHello, parseHello, refuseHello, type Hello } from './hello.js';
 import type { FabricTransport } from './transport.js';
 import { SendWindow, type SentFrame } from './window.js';
@@ -79,7 +90,17 @@ export type BadKind = FrameErrorKind | 'outOfSequence' | 'unknownNode' | 'badHel
 export type BadCounts = Record<BadKind, number>;
 
 export function zeroBadCounts(): BadCounts {
-  return { truncated: 0, tooLarge: 0, badCrc: 0, badMagic: 0, badVersion: 0, outOfSequence: 0, unknownNode: 0, badHello: 0, unexpected: 0 };
+  return {
+    truncated: 0,
+    tooLarge: 0,
+    badCrc: 0,
+    badMagic: 0,
+    badVersion: 0,
+    outOfSequence: 0,
+    unknownNode: 0,
+    badHello: 0,
+    unexpected: 0,
+  };
 }
 
 export interface LinkStats {
@@ -192,12 +213,24 @@ export class Link {
   private rxFault: WireFault | null = null;
 
   private readonly c = {
-    framesSent: 0, bytesSent: 0, framesReceived: 0, bytesReceived: 0,
-    retransmitted: 0, rtoResets: 0, duplicates: 0, reconnects: 0, failures: 0, failedFrames: 0,
+    framesSent: 0,
+    bytesSent: 0,
+    framesReceived: 0,
+    bytesReceived: 0,
+    retransmitted: 0,
+    rtoResets: 0,
+    duplicates: 0,
+    reconnects: 0,
+    failures: 0,
+    failedFrames: 0,
   };
   private readonly bad = zeroBadCounts();
 
-  constructor(readonly peer: string, private readonly ctx: LinkContext, private readonly ev: LinkEvents) {
+  constructor(
+    readonly peer: string,
+    private readonly ctx: LinkContext,
+    private readonly ev: LinkEvents,
+  ) {
     this.o = ctx.opts;
     this.selfIndex = ctx.cluster.names.indexOf(ctx.cluster.self);
     this.peerIndex = ctx.cluster.names.indexOf(peer);
@@ -218,11 +251,30 @@ export class Link {
    * (drain() follows once it has room). The frame goes out at once if the
    * link is up, else when it comes up (or back to the owner through failed()).
    */
-  send(type: number, flags: number, channel: number, socket: number, value: number, segments: readonly Uint8Array[]): number | null {
+  send(
+    type: number,
+    flags: number,
+    channel: number,
+    socket: number,
+    value: number,
+    segments: readonly Uint8Array[],
+  ): number | null {
     const bytes = payloadLength(segments);
-    if (bytes > this.o.maxPayload) throw new RangeError(`frame payload of ${bytes} bytes above the maximum ${this.o.maxPayload}`);
+    if (bytes > this.o.maxPayload)
+      throw new RangeError(`frame payload of ${bytes} bytes above the maximum ${this.o.maxPayload}`);
     if (!this.window.admits(bytes)) return null;
-    const f: SentFrame = { seq: ++this.sendSeq, type, flags, channel, socket, value, segments: [...segments], bytes, pcrc: payloadCrc(segments), transmitted: false };
+    const f: SentFrame = {
+      seq: ++this.sendSeq,
+      type,
+      flags,
+      channel,
+      socket,
+      value,
+      segments: [...segments],
+      bytes,
+      pcrc: payloadCrc(segments),
+      transmitted: false,
+    };
     if (this.window.count === 0) this.ackWaitSince = performance.now();
     this.window.push(f);
     if (this.up) this.transmit(f);
@@ -234,7 +286,10 @@ export class Link {
   adopt(conn: Conn, hello: Hello, peerDelivered: number): void {
     if (this.closed) return conn.drop();
     if (performance.now() < this.outageUntil) {
-      this.log.debug({ remote: conn.wire.remote }, 'fabric connection refused: the link is down (fault injection)');
+      this.log.debug(
+        { remote: conn.wire.remote },
+        'fabric connection refused: the link is down (fault injection)',
+      );
       return conn.drop();
     }
     if (this.conn) this.lost(this.conn, `replaced by a new connection from ${conn.wire.remote}`);
@@ -247,8 +302,12 @@ export class Link {
     // restarted, never saw the WELCOME that opened it (the connection went
     // first): it holds nothing of the session, which goes on from its
     // first frame instead of failing everything sent in it.
-    const unseen = !resume && hello.session === '' && this.session !== '' && (hello.left ?? '') !== this.session
-      && hello.incarnation === this.peerIncarnation;
+    const unseen =
+      !resume &&
+      hello.session === '' &&
+      this.session !== '' &&
+      (hello.left ?? '') !== this.session &&
+      hello.incarnation === this.peerIncarnation;
     if (!resume && !unseen) this.freshSession(hello.incarnation);
     if (this.closed) return; // the owner closed the fabric from its failed() callback
     this.peerIncarnation = hello.incarnation;
@@ -276,8 +335,13 @@ export class Link {
 
   stats(): LinkStats {
     return {
-      state: this.state === 'idle' ? 'connecting' : this.state, session: this.session, peerIncarnation: this.peerIncarnation, ...this.c,
-      unackedFrames: this.window.count, unackedBytes: this.window.bytes, bad: { ...this.bad },
+      state: this.state === 'idle' ? 'connecting' : this.state,
+      session: this.session,
+      peerIncarnation: this.peerIncarnation,
+      ...this.c,
+      unackedFrames: this.window.count,
+      unackedBytes: this.window.bytes,
+      bad: { ...this.bad },
     };
   }
 
@@ -337,7 +401,11 @@ export class Link {
       frame: (f) => this.onFrame(conn, f),
       bad: (e) => {
         this.bad[e.kind]++;
-        this.warn.warn(`fabric-${e.kind}`, { kind: e.kind, remote: conn.wire.remote }, `bad frame from peer: ${e.message}`);
+        this.warn.warn(
+          `fabric-${e.kind}`,
+          { kind: e.kind, remote: conn.wire.remote },
+          `bad frame from peer: ${e.message}`,
+        );
         this.lost(conn, `bad frame (${e.kind}): ${e.message}`);
       },
       closed: (reason: string) => this.lost(conn, reason),
@@ -388,13 +456,19 @@ export class Link {
     }
     this.c.retransmitted += retransmitted;
     this.beatTimer = setInterval(() => this.beat(), Math.max(1, this.o.heartbeatMs / 2));
-    this.setState('up', { reason: resumed ? 'session resumed' : 'new session', session: this.session, resumed, retransmitted });
+    this.setState('up', {
+      reason: resumed ? 'session resumed' : 'new session',
+      session: this.session,
+      resumed,
+      retransmitted,
+    });
   }
 
   private beat(): void {
     const now = performance.now();
     if (now - this.lastRx >= this.o.deadMs) {
-      if (this.conn) this.lost(this.conn, `nothing heard from the peer for ${Math.round(now - this.lastRx)} ms`);
+      if (this.conn)
+        this.lost(this.conn, `nothing heard from the peer for ${Math.round(now - this.lastRx)} ms`);
       return;
     }
     if (this.window.count > 0 && now - this.ackWaitSince >= this.o.rtoMs && this.conn) {
@@ -413,8 +487,14 @@ export class Link {
   private hello(): Hello {
     const { cluster } = this.ctx;
     return {
-      from: cluster.self, to: this.peer, cluster: cluster.hash, incarnation: this.ctx.incarnation,
-      session: this.session, left: this.left, windowFrames: this.o.windowFrames, windowBytes: this.o.windowBytes,
+      from: cluster.self,
+      to: this.peer,
+      cluster: cluster.hash,
+      incarnation: this.ctx.incarnation,
+      session: this.session,
+      left: this.left,
+      windowFrames: this.o.windowFrames,
+      windowBytes: this.o.windowBytes,
     };
   }
 
@@ -432,7 +512,11 @@ export class Link {
   private freshSession(peerIncarnation: string, session = newId()): void {
     if (this.session !== '') {
       const restarted = this.peerIncarnation !== '' && peerIncarnation !== this.peerIncarnation;
-      this.fail(restarted ? `peer restarted (incarnation ${this.peerIncarnation} -> ${peerIncarnation})` : 'peer no longer has the session');
+      this.fail(
+        restarted
+          ? `peer restarted (incarnation ${this.peerIncarnation} -> ${peerIncarnation})`
+          : 'peer no longer has the session',
+      );
     }
     this.session = session;
   }
@@ -446,7 +530,8 @@ export class Link {
       const handshaking = this.conn;
       this.fail(`not re-established within ${this.o.deadlineMs} ms`);
       // A HELLO in flight named the session just failed; its answer could resume it at the peer. Start the handshake over.
-      if (handshaking && handshaking === this.conn) this.lost(handshaking, 'session failed during the handshake');
+      if (handshaking && handshaking === this.conn)
+        this.lost(handshaking, 'session failed during the handshake');
     }, this.o.deadlineMs);
   }
 
@@ -487,7 +572,11 @@ export class Link {
 
   private take(f: Frame): void {
     this.lastRx = performance.now();
-    if (f.src !== this.peerIndex) return this.protocolError('unknownNode', `frame with source id ${f.src}, '${this.peer}' is ${this.peerIndex}`);
+    if (f.src !== this.peerIndex)
+      return this.protocolError(
+        'unknownNode',
+        `frame with source id ${f.src}, '${this.peer}' is ${this.peerIndex}`,
+      );
     if (!this.up) return this.onWelcome(f);
     if (!this.ackUpTo(f.ack)) return;
     if (f.type >= FIRST_DATA_TYPE) return this.onData(f);
@@ -496,11 +585,13 @@ export class Link {
       this.c.duplicates++;
       return;
     }
-    if (f.type !== LinkType.ACK && f.type !== LinkType.HEARTBEAT) this.protocolError('unexpected', `link frame type ${f.type} on an established link`);
+    if (f.type !== LinkType.ACK && f.type !== LinkType.HEARTBEAT)
+      this.protocolError('unexpected', `link frame type ${f.type} on an established link`);
   }
 
   private onWelcome(f: Frame): void {
-    if (f.type !== LinkType.WELCOME) return this.protocolError('unexpected', `expected WELCOME, got frame type ${f.type}`);
+    if (f.type !== LinkType.WELCOME)
+      return this.protocolError('unexpected', `expected WELCOME, got frame type ${f.type}`);
     const h = parseHello(f.payload);
     if (typeof h === 'string') return this.protocolError('badHello', h);
     if (h.session === '') return this.protocolError('badHello', 'WELCOME without a session');
@@ -521,7 +612,8 @@ export class Link {
       this.c.duplicates++;
       return;
     }
-    if (f.seq !== this.delivered + 1) return this.protocolError('outOfSequence', `seq ${f.seq} after ${this.delivered}`);
+    if (f.seq !== this.delivered + 1)
+      return this.protocolError('outOfSequence', `seq ${f.seq} after ${this.delivered}`);
     this.delivered = f.seq;
     this.c.framesReceived++;
     this.c.bytesReceived += f.length;
@@ -559,16 +651,37 @@ export class Link {
   /** The peer broke the protocol: counted, logged, connection reset (a reconnect resumes cleanly). */
   private protocolError(kind: BadKind, why: string): void {
     this.bad[kind]++;
-    this.warn.warn(`fabric-${kind}`, { kind, remote: this.conn?.wire.remote }, `fabric protocol error: ${why}`);
+    this.warn.warn(
+      `fabric-${kind}`,
+      { kind, remote: this.conn?.wire.remote },
+      `fabric protocol error: ${why}`,
+    );
     if (this.conn) this.lost(this.conn, `protocol error (${kind}): ${why}`);
   }
 
   private transmit(f: SentFrame): void {
     const header = encodeHeader(
-      { type: f.type, flags: f.flags, src: this.selfIndex, seq: f.seq, ack: this.delivered, channel: f.channel, socket: f.socket, value: f.value },
-      f.bytes, f.pcrc,
+      {
+        type: f.type,
+        flags: f.flags,
+        src: this.selfIndex,
+        seq: f.seq,
+        ack: this.delivered,
+        channel: f.channel,
+        socket: f.socket,
+        value: f.value,
+      },
+      f.bytes,
+      f.pcrc,
     );
-    this.write(f.segments.length === 1 ? [header, f.segments[0]!] : [header, ...f.segments], f.type, f.seq, f.channel, f.socket, f.bytes);
+    this.write(
+      f.segments.length === 1 ? [header, f.segments[0]!] : [header, ...f.segments],
+      f.type,
+      f.seq,
+      f.channel,
+      f.socket,
+      f.bytes,
+    );
     f.transmitted = true;
     this.c.framesSent++;
     this.c.bytesSent += f.bytes;
@@ -577,7 +690,11 @@ export class Link {
   private writeLink(type: number, payload?: Uint8Array): void {
     const segs = payload ? [payload] : [];
     const bytes = payloadLength(segs);
-    const header = encodeHeader({ type, flags: 0, src: this.selfIndex, seq: 0, ack: this.delivered, channel: 0, socket: 0, value: 0 }, bytes, payloadCrc(segs));
+    const header = encodeHeader(
+      { type, flags: 0, src: this.selfIndex, seq: 0, ack: this.delivered, channel: 0, socket: 0, value: 0 },
+      bytes,
+      payloadCrc(segs),
+    );
     this.write([header, ...segs], type, 0, 0, 0, bytes);
   }
 
@@ -586,11 +703,19 @@ export class Link {
    * one (a write an injected fault loses included: the next frame or
    * heartbeat carries the ack).
    */
-  private write(chunks: readonly Uint8Array[], type: number, seq: number, channel: number, socket: number, bytes: number): void {
+  private write(
+    chunks: readonly Uint8Array[],
+    type: number,
+    seq: number,
+    channel: number,
+    socket: number,
+    bytes: number,
+  ): void {
     const conn = this.conn;
     if (conn) {
       const fx = this.ctx.faults;
-      const fault = fx && fx.armed[fx.sendPoint] ? fx.send(this.peer, { type, seq, channel, socket, bytes }) : null;
+      const fault =
+        fx && fx.armed[fx.sendPoint] ? fx.send(this.peer, { type, seq, channel, socket, bytes }) : null;
       if (fault === null) this.out(conn, chunks);
       else this.sendFault(conn, chunks, fault);
     }
@@ -611,16 +736,21 @@ export class Link {
   /** What the network does to a frame being sent. */
   private sendFault(conn: Conn, chunks: readonly Uint8Array[], f: WireFault): void {
     switch (f.action) {
-      case 'drop': return;
-      case 'duplicate': this.out(conn, chunks); return this.out(conn, chunks);
-      case 'corrupt': return this.out(conn, corruptChunks(chunks, f.offset, f.xor));
+      case 'drop':
+        return;
+      case 'duplicate':
+        this.out(conn, chunks);
+        return this.out(conn, chunks);
+      case 'corrupt':
+        return this.out(conn, corruptChunks(chunks, f.offset, f.xor));
       case 'delay':
         this.txHold.extend(f.ns / 1e6);
         return this.out(conn, chunks);
       case 'link_down':
         this.outageUntil = Math.max(this.outageUntil, performance.now() + f.ns / 1e6);
         return this.cutSoon(conn, `link down for ${f.ns / 1e6} ms (fault injection)`);
-      case 'error': return this.cutSoon(conn, 'connection reset (fault injection)');
+      case 'error':
+        return this.cutSoon(conn, 'connection reset (fault injection)');
     }
   }
 
@@ -643,7 +773,13 @@ export class Link {
     const fx = this.ctx.faults!;
     if (!fx.armed[fx.recvPoint]) return false;
     const h = peekHeader(head);
-    const f = fx.recv(this.peer, { type: h.type, seq: h.seq, channel: h.channel, socket: h.socket, bytes: announcedLength(head) });
+    const f = fx.recv(this.peer, {
+      type: h.type,
+      seq: h.seq,
+      channel: h.channel,
+      socket: h.socket,
+      bytes: announcedLength(head),
+    });
     if (f === null) return false;
     if (f.action === 'corrupt') {
       corruptChunks([head, payload()], f.offset, f.xor, false);
@@ -656,7 +792,8 @@ export class Link {
   /** What the network does to a frame received; true when the frame is not to be taken as it is. */
   private recvFault(conn: Conn, f: Frame, fault: WireFault): boolean {
     switch (fault.action) {
-      case 'drop': return true;
+      case 'drop':
+        return true;
       case 'duplicate':
         this.rx(conn, f);
         this.rx(conn, f);
@@ -671,7 +808,8 @@ export class Link {
       case 'error':
         this.lost(conn, 'connection reset (fault injection)');
         return true;
-      case 'corrupt': return false; // applied by the tap, and the frame passed its CRC: the bytes hit were outside it
+      case 'corrupt':
+        return false; // applied by the tap, and the frame passed its CRC: the bytes hit were outside it
     }
   }
 
@@ -679,7 +817,8 @@ export class Link {
     if (state === this.state && state !== 'up' && state !== 'failed') return;
     this.state = state;
     const line = { state, ...info, peerIncarnation: this.peerIncarnation || undefined };
-    if (state === 'up' || state === 'connecting') this.log.info(line, `fabric link to ${this.peer} ${state}: ${info.reason}`);
+    if (state === 'up' || state === 'connecting')
+      this.log.info(line, `fabric link to ${this.peer} ${state}: ${info.reason}`);
     else this.log.warn(line, `fabric link to ${this.peer} ${state}: ${info.reason}`);
     this.ev.state(state, info);
   }

@@ -65,7 +65,11 @@ class TcpWire implements Wire {
   private hints: { headerNext(): boolean } | null = null;
   readonly fd: number;
 
-  constructor(private readonly socket: Socket, private readonly unflushed: Set<TcpWire>, private readonly arena: ReadArena | null) {
+  constructor(
+    private readonly socket: Socket,
+    private readonly unflushed: Set<TcpWire>,
+    private readonly arena: ReadArena | null,
+  ) {
     socket.setNoDelay(true);
     this.fd = fdOf(socket);
     this.local = `${socket.localAddress}:${socket.localPort}`;
@@ -85,7 +89,10 @@ class TcpWire implements Wire {
     this.unflushed.add(this);
     if (!this.flushQueued) {
       this.flushQueued = true;
-      queueMicrotask(() => { this.flushQueued = false; this.flush(); });
+      queueMicrotask(() => {
+        this.flushQueued = false;
+        this.flush();
+      });
     }
   }
 
@@ -99,10 +106,16 @@ class TcpWire implements Wire {
       const want = Math.min(v.length, left);
       while (off < want) {
         const r = libc.read(this.fd, v.subarray(off, want) as Buffer, want - off);
-        if (r > 0) { off += r; continue; }
+        if (r > 0) {
+          off += r;
+          continue;
+        }
         if (r < 0 && libc.errno() === EINTR) continue;
         // FIONREAD promised the bytes: a stream that ends or fails here has lost part of a frame; the connection goes and the link resends.
-        throw new FrameError('truncated', `read of a placed payload failed after ${n - left + off} of ${n} bytes (errno ${r < 0 ? libc.errno() : 0})`);
+        throw new FrameError(
+          'truncated',
+          `read of a placed payload failed after ${n - left + off} of ${n} bytes (errno ${r < 0 ? libc.errno() : 0})`,
+        );
       }
       left -= want;
       if (left === 0) break;
@@ -123,7 +136,11 @@ class TcpWire implements Wire {
   }
 
   onData(cb: (chunk: Uint8Array) => void, hints?: { headerNext(): boolean }): void {
-    if (this.arena) { this.dataCb = cb; this.hints = hints ?? null; return; }
+    if (this.arena) {
+      this.dataCb = cb;
+      this.hints = hints ?? null;
+      return;
+    }
     this.socket.removeAllListeners('data');
     this.socket.on('data', cb);
   }
@@ -148,7 +165,10 @@ class TcpWire implements Wire {
         if (n < max) return;
         continue;
       }
-      if (n === 0) { this.socket.destroy(); return; }
+      if (n === 0) {
+        this.socket.destroy();
+        return;
+      }
       const e = libc.errno();
       if (e === EAGAIN) return;
       if (e === EINTR) continue;
@@ -214,7 +234,8 @@ export class TcpTransport implements FabricTransport {
     const rest: number[] = [];
     for (const fd of fds) {
       const w = this.direct.get(fd);
-      if (w) w.readNow(); else rest.push(fd);
+      if (w) w.readNow();
+      else rest.push(fd);
     }
     return rest;
   }
@@ -225,7 +246,9 @@ export class TcpTransport implements FabricTransport {
     if (this.arena && w.fd >= 0) {
       const fd = w.fd;
       this.direct.set(fd, w);
-      s.once('close', () => { if (this.direct.get(fd) === w) this.direct.delete(fd); });
+      s.once('close', () => {
+        if (this.direct.get(fd) === w) this.direct.delete(fd);
+      });
     }
     return w;
   }
@@ -244,8 +267,14 @@ export class TcpTransport implements FabricTransport {
    */
   fds(): number[] {
     const out: number[] = [];
-    for (const x of this.servers) { const fd = fdOf(x); if (fd >= 0) out.push(fd); }
-    for (const x of this.sockets) { const fd = fdOf(x); if (fd >= 0) out.push(fd); }
+    for (const x of this.servers) {
+      const fd = fdOf(x);
+      if (fd >= 0) out.push(fd);
+    }
+    for (const x of this.sockets) {
+      const fd = fdOf(x);
+      if (fd >= 0) out.push(fd);
+    }
     return out;
   }
 

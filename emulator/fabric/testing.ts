@@ -11,11 +11,17 @@ import { parseClusterArgs, type Cluster } from './cluster.js';
  * restarted node must come back on its old one, so port 0 will not do.
  */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => resolve(s));
-  })));
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const s = createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
   const ports = servers.map((s) => (s.address() as AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
   return ports;
@@ -23,5 +29,9 @@ export async function freePorts(n: number): Promise<number[]> {
 
 /** The cluster of `ports`' nodes on 127.0.0.1, as seen from `self`. */
 export function localCluster(self: string, ports: Record<string, number>): Cluster {
-  return parseClusterArgs([...Object.entries(ports).flatMap(([name, port]) => ['--node', `${name}=127.0.0.1:${port}`]), '--self', self]);
+  return parseClusterArgs([
+    ...Object.entries(ports).flatMap(([name, port]) => ['--node', `${name}=127.0.0.1:${port}`]),
+    '--self',
+    self,
+  ]);
 }

@@ -27,7 +27,10 @@ export class SendWindow {
   private held = 0;
   private refused = false;
 
-  constructor(private readonly maxFrames: number, private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxFrames: number,
+    private readonly maxBytes: number,
+  ) {}
 
   get count(): number {
     return this.frames.length - this.head;

@@ -29,7 +29,20 @@ import { runFaultStress, type FaultStressReport } from './workload.js';
  * recoverMs runs, for a lost device, to the first message through a fresh
  * driver after the host's reset (ms of the workload's clock; memory: device time).
  */
-export interface CampaignRow extends Pick<FaultStressReport, 'sent' | 'delivered' | 'failed' | 'lost' | 'duplicated' | 'corrupted' | 'reordered' | 'recoverMs' | 'deviceLost' | 'wallMs'> {
+export interface CampaignRow
+  extends Pick<
+    FaultStressReport,
+    | 'sent'
+    | 'delivered'
+    | 'failed'
+    | 'lost'
+    | 'duplicated'
+    | 'corrupted'
+    | 'reordered'
+    | 'recoverMs'
+    | 'deviceLost'
+    | 'wallMs'
+  > {
   plan: string;
   /** The faults the plan injects, as point:action of its rules. */
   fault: string;
@@ -52,12 +65,17 @@ export interface CampaignWorkload {
 /** Injections that did something (arming rules, action none, only count). */
 function injected(dev: SgiovDevice): number {
   let n = 0;
-  for (let p = 0; p < POINT_NAMES.length; p++) n += dev.faults.injected(p as Point) - dev.faults.injected(p as Point, 'none');
+  for (let p = 0; p < POINT_NAMES.length; p++)
+    n += dev.faults.injected(p as Point) - dev.faults.injected(p as Point, 'none');
   return n;
 }
 
 export function describePlan(plan: Plan): string {
-  return [...new Set(plan.rules.filter((r) => r.action.action !== 'none').map((r) => `${r.point}:${r.action.action}`))].join(', ');
+  return [
+    ...new Set(
+      plan.rules.filter((r) => r.action.action !== 'none').map((r) => `${r.point}:${r.action.action}`),
+    ),
+  ].join(', ');
 }
 
 /**
@@ -74,13 +92,28 @@ export const memoryWorkload: CampaignWorkload = {
     const { bus, dev } = enabledDevice(64 << 20);
     dev.faults.load(plan);
     const base = busAccess(bus, dev);
-    const access = { ...base, wait: () => { new DataView(bus.shm.buffer).setUint32(0x100, 1, true); base.wait(); } };
+    const access = {
+      ...base,
+      wait: () => {
+        new DataView(bus.shm.buffer).setUint32(0x100, 1, true);
+        base.wait();
+      },
+    };
     access.writeReg('D2H_VECTOR', 2);
     const drv = new SgiovSocketDriver(access, { d2hSlots: 4096, timeoutMs: 5000 });
     const chain = chainCode('ENCRYPT', 'DECRYPT');
     const rep: FaultStressReport = runFaultStress(drv, {
-      sockets: 16, messagesPerPair: opts.messagesPerPair, minSize: 16, maxSize: 3000, ringSize: 4096, seed: 1, tenants: 2,
-      chainFor: (i) => (i % 4 === 3 ? chain : 0), injections: () => injected(dev), deadlineMs: 30_000, clock: () => bus.nowNs() / 1e6,
+      sockets: 16,
+      messagesPerPair: opts.messagesPerPair,
+      minSize: 16,
+      maxSize: 3000,
+      ringSize: 4096,
+      seed: 1,
+      tenants: 2,
+      chainFor: (i) => (i % 4 === 3 ? chain : 0),
+      injections: () => injected(dev),
+      deadlineMs: 30_000,
+      clock: () => bus.nowNs() / 1e6,
     });
     let recoverMs = rep.recoverMs;
     if (rep.deviceLost) {
@@ -95,23 +128,58 @@ export const memoryWorkload: CampaignWorkload = {
       recoverMs = back.length === 3 && rep.injectedAt !== null ? bus.nowNs() / 1e6 - rep.injectedAt : null;
     }
     return {
-      plan: basename(file, '.json'), fault: describePlan(plan), injections: injected(dev), sent: rep.sent, delivered: rep.delivered,
-      failed: rep.failed, lost: rep.lost, duplicated: rep.duplicated, corrupted: rep.corrupted, reordered: rep.reordered, recoverMs, deviceLost: rep.deviceLost, wallMs: rep.wallMs,
-      driver: Object.entries(drv.recovery).filter(([, n]) => n > 0).map(([k, n]) => `${k}=${n}`).join(' '),
+      plan: basename(file, '.json'),
+      fault: describePlan(plan),
+      injections: injected(dev),
+      sent: rep.sent,
+      delivered: rep.delivered,
+      failed: rep.failed,
+      lost: rep.lost,
+      duplicated: rep.duplicated,
+      corrupted: rep.corrupted,
+      reordered: rep.reordered,
+      recoverMs,
+      deviceLost: rep.deviceLost,
+      wallMs: rep.wallMs,
+      driver: Object.entries(drv.recovery)
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${k}=${n}`)
+        .join(' '),
     };
   },
 };
 
 export const WORKLOADS: Record<string, CampaignWorkload> = { memory: memoryWorkload };
 
-export async function runCampaign(workload: CampaignWorkload, files: string[], opts: { messagesPerPair: number }, progress?: (r: CampaignRow) => void): Promise<CampaignRow[]> {
+export async function runCampaign(
+  workload: CampaignWorkload,
+  files: string[],
+  opts: { messagesPerPair: number },
+  progress?: (r: CampaignRow) => void,
+): Promise<CampaignRow[]> {
   const rows: CampaignRow[] = [];
   for (const f of files) {
     const plan = loadPlan(f);
     const why = workload.skip?.(plan) ?? null;
-    const row: CampaignRow = why !== null
-      ? { plan: basename(f, '.json'), fault: describePlan(plan), injections: 0, sent: 0, delivered: 0, failed: 0, lost: 0, duplicated: 0, corrupted: 0, reordered: 0, recoverMs: null, deviceLost: null, wallMs: 0, skipped: why }
-      : await workload.run(plan, f, opts);
+    const row: CampaignRow =
+      why !== null
+        ? {
+            plan: basename(f, '.json'),
+            fault: describePlan(plan),
+            injections: 0,
+            sent: 0,
+            delivered: 0,
+            failed: 0,
+            lost: 0,
+            duplicated: 0,
+            corrupted: 0,
+            reordered: 0,
+            recoverMs: null,
+            deviceLost: null,
+            wallMs: 0,
+            skipped: why,
+          }
+        : await workload.run(plan, f, opts);
     rows.push(row);
     progress?.(row);
   }
@@ -119,27 +187,68 @@ export async function runCampaign(workload: CampaignWorkload, files: string[], o
 }
 
 const COLUMNS: [string, (r: CampaignRow) => string][] = [
-  ['plan', (r) => r.plan], ['fault', (r) => r.fault], ['injections', (r) => String(r.injections)], ['sent', (r) => String(r.sent)],
-  ['delivered', (r) => String(r.delivered)], ['failed-reported', (r) => String(r.failed)], ['lost', (r) => String(r.lost)],
-  ['duplicated', (r) => String(r.duplicated)], ['corrupted', (r) => String(r.corrupted)],
-  ['recover ms', (r) => (r.injections === 0 ? '-' : r.recoverMs === null ? 'never' : Number.isInteger(r.recoverMs) ? String(r.recoverMs) : r.recoverMs.toFixed(3))],
-  ['device', (r) => (r.skipped !== undefined ? 'skipped' : r.unrecovered ? `${r.deviceLost ?? 'ok'}, not back` : r.deviceLost ?? 'ok')],
+  ['plan', (r) => r.plan],
+  ['fault', (r) => r.fault],
+  ['injections', (r) => String(r.injections)],
+  ['sent', (r) => String(r.sent)],
+  ['delivered', (r) => String(r.delivered)],
+  ['failed-reported', (r) => String(r.failed)],
+  ['lost', (r) => String(r.lost)],
+  ['duplicated', (r) => String(r.duplicated)],
+  ['corrupted', (r) => String(r.corrupted)],
+  [
+    'recover ms',
+    (r) =>
+      r.injections === 0
+        ? '-'
+        : r.recoverMs === null
+          ? 'never'
+          : Number.isInteger(r.recoverMs)
+            ? String(r.recoverMs)
+            : r.recoverMs.toFixed(3),
+  ],
+  [
+    'device',
+    (r) =>
+      r.skipped !== undefined
+        ? 'skipped'
+        : r.unrecovered
+          ? `${r.deviceLost ?? 'ok'}, not back`
+          : (r.deviceLost ?? 'ok'),
+  ],
 ];
 
 /** The table; a last column says what each row's driver did to recover, or why the plan was skipped. */
 export function formatTable(rows: CampaignRow[]): string {
   const cols: [string, (r: CampaignRow) => string][] = rows.some((r) => r.driver || r.skipped)
-    ? [...COLUMNS, ['driver', (r) => r.skipped ?? (r.driver || '-')]] : COLUMNS;
+    ? [...COLUMNS, ['driver', (r) => r.skipped ?? (r.driver || '-')]]
+    : COLUMNS;
   // A skipped plan ran nothing: no figures.
-  const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f], i) => (r.skipped !== undefined && i >= 2 && i < COLUMNS.length - 1 ? '-' : f(r))))];
+  const cells = [
+    cols.map(([h]) => h),
+    ...rows.map((r) =>
+      cols.map(([, f], i) => (r.skipped !== undefined && i >= 2 && i < COLUMNS.length - 1 ? '-' : f(r))),
+    ),
+  ];
   const w = cols.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
   const left = (i: number): boolean => i < 2 || i === COLUMNS.length;
-  return cells.map((c) => c.map((x, i) => (left(i) ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    cells
+      .map((c) =>
+        c
+          .map((x, i) => (left(i) ? x.padEnd(w[i]!) : x.padStart(w[i]!)))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 /** The contract: nothing lost, duplicated, reordered or delivered corrupted, and the device back, in every row. */
 export const broken = (rows: CampaignRow[]): CampaignRow[] =>
-  rows.filter((r) => r.lost > 0 || r.duplicated > 0 || r.corrupted > 0 || r.reordered > 0 || r.unrecovered === true);
+  rows.filter(
+    (r) => r.lost > 0 || r.duplicated > 0 || r.corrupted > 0 || r.reordered > 0 || r.unrecovered === true,
+  );
 
 /**
  * The campaign's command line: `--workload NAME` (or `--memory`) among
@@ -147,35 +256,77 @@ export const broken = (rows: CampaignRow[]): CampaignRow[] =>
  * faults/*.json; `first(workload)` may put more before them, e.g. a
  * fault-free baseline). Returns the exit code: 1 when the contract failed.
  */
-export async function campaignMain(argv: string[], workloads: Record<string, CampaignWorkload>, defaultWorkload: string,
-  first?: (w: CampaignWorkload) => string[]): Promise<number> {
+export async function campaignMain(
+  argv: string[],
+  workloads: Record<string, CampaignWorkload>,
+  defaultWorkload: string,
+  first?: (w: CampaignWorkload) => string[],
+): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true,
+    args: argv,
+    allowPositionals: true,
     options: {
-      workload: { type: 'string', default: defaultWorkload }, memory: { type: 'boolean', default: false },
-      messages: { type: 'string', default: '1000' }, json: { type: 'boolean', default: false },
+      workload: { type: 'string', default: defaultWorkload },
+      memory: { type: 'boolean', default: false },
+      messages: { type: 'string', default: '1000' },
+      json: { type: 'boolean', default: false },
     },
   });
   const name = values.memory ? 'memory' : values.workload;
   const workload = workloads[name];
-  if (!workload) { process.stderr.write(`faults: unknown workload '${name}' (known: ${Object.keys(workloads).join(', ')})\n`); return 2; }
+  if (!workload) {
+    process.stderr.write(
+      `faults: unknown workload '${name}' (known: ${Object.keys(workloads).join(', ')})\n`,
+    );
+    return 2;
+  }
   const messagesPerPair = Number(values.messages);
-  if (!Number.isInteger(messagesPerPair) || messagesPerPair < 1) { process.stderr.write(`faults: --messages '${values.messages}' is not a whole number >= 1\n`); return 2; }
+  if (!Number.isInteger(messagesPerPair) || messagesPerPair < 1) {
+    process.stderr.write(`faults: --messages '${values.messages}' is not a whole number >= 1\n`);
+    return 2;
+  }
   const dir = join(repoRoot(), 'faults');
-  const files = [...(first?.(workload) ?? []), ...(positionals.length > 0 ? positionals : readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => join(dir, f)))];
-  process.stderr.write(`fault campaign: ${files.length} plans, workload ${workload.name}, ${messagesPerPair} messages per ${workload.name === 'memory' ? 'pair, 8 pairs' : 'socket'}\n`);
-  const rows = await runCampaign(workload, files, { messagesPerPair }, (r) => process.stderr.write(`  ${r.plan}: ${r.skipped ?? `${r.injections} injections, ${r.wallMs} ms`}\n`));
+  const files = [
+    ...(first?.(workload) ?? []),
+    ...(positionals.length > 0
+      ? positionals
+      : readdirSync(dir)
+          .filter((f) => f.endsWith('.json'))
+          .sort()
+          .map((f) => join(dir, f))),
+  ];
+  process.stderr.write(
+    `fault campaign: ${files.length} plans, workload ${workload.name}, ${messagesPerPair} messages per ${workload.name === 'memory' ? 'pair, 8 pairs' : 'socket'}\n`,
+  );
+  const rows = await runCampaign(workload, files, { messagesPerPair }, (r) =>
+    process.stderr.write(`  ${r.plan}: ${r.skipped ?? `${r.injections} injections, ${r.wallMs} ms`}\n`),
+  );
   process.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : formatTable(rows));
   const bad = broken(rows);
   if (bad.length > 0) {
-    process.stderr.write(`fault campaign: the contract failed under ${bad.map((r) => r.plan).join(', ')} (lost, duplicated, reordered or corrupted messages, or a device not back)\n`);
+    process.stderr.write(
+      `fault campaign: the contract failed under ${bad.map((r) => r.plan).join(', ')} (lost, duplicated, reordered or corrupted messages, or a device not back)\n`,
+    );
     return 1;
   }
-  const idle = rows.filter((r) => r.injections === 0 && r.skipped === undefined && r.fault !== '').map((r) => r.plan);
-  if (idle.length > 0) process.stderr.write(`fault campaign: no injection under ${idle.join(', ')} (its points are not on this workload's path)\n`);
+  const idle = rows
+    .filter((r) => r.injections === 0 && r.skipped === undefined && r.fault !== '')
+    .map((r) => r.plan);
+  if (idle.length > 0)
+    process.stderr.write(
+      `fault campaign: no injection under ${idle.join(', ')} (its points are not on this workload's path)\n`,
+    );
   return 0;
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  campaignMain(process.argv.slice(2), WORKLOADS, 'memory').then((c) => { process.exitCode = c; }, (e) => { process.stderr.write(`faults: ${(e as Error).stack ?? String(e)}\n`); process.exitCode = 1; });
+  campaignMain(process.argv.slice(2), WORKLOADS, 'memory').then(
+    (c) => {
+      process.exitCode = c;
+    },
+    (e) => {
+      process.stderr.write(`faults: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -23,7 +23,8 @@ export function faultCode(f: Fault, space: 'socket' | 'device', fallback: number
 /** CRC32C of [pos, pos + len) of a ring (wrapping at its end). */
 export function ringCrc(ring: Uint8Array, pos: number, len: number): number {
   let crc = 0;
-  for (const seg of split(ring.length, pos, len)) crc = crc32c(ring.subarray(seg.off, seg.off + seg.len), crc);
+  for (const seg of split(ring.length, pos, len))
+    crc = crc32c(ring.subarray(seg.off, seg.off + seg.len), crc);
   return crc;
 }
 
@@ -31,7 +32,10 @@ export function ringCrc(ring: Uint8Array, pos: number, len: number): number {
 function gatherRing(ring: Uint8Array, pos: number, len: number): Uint8Array {
   const out = new Uint8Array(len);
   let at = 0;
-  for (const seg of split(ring.length, pos, len)) { out.set(ring.subarray(seg.off, seg.off + seg.len), at); at += seg.len; }
+  for (const seg of split(ring.length, pos, len)) {
+    out.set(ring.subarray(seg.off, seg.off + seg.len), at);
+    at += seg.len;
+  }
   return out;
 }
 
@@ -41,7 +45,12 @@ function gatherRing(ring: Uint8Array, pos: number, len: number): Uint8Array {
  * true bytes) is checked against what arrived: true when the corruption is
  * detected (it changed the bytes), false when it fell outside the message.
  */
-export function readCorrupted(ring: Uint8Array, pos: number, len: number, f: Fault & { action: 'corrupt' }): boolean {
+export function readCorrupted(
+  ring: Uint8Array,
+  pos: number,
+  len: number,
+  f: Fault & { action: 'corrupt' },
+): boolean {
   const sent = ringCrc(ring, pos, len);
   const got = gatherRing(ring, pos, len);
   applyCorrupt(got, f);
@@ -54,12 +63,20 @@ export function readCorrupted(ring: Uint8Array, pos: number, len: number, f: Fau
  * write is checked against the ring. True when detected (the caller must not
  * publish the bytes); the ring keeps the corrupted bytes past its tail.
  */
-export function writeCorrupted(ring: Uint8Array, pos: number, len: number, f: Fault & { action: 'corrupt' }): boolean {
+export function writeCorrupted(
+  ring: Uint8Array,
+  pos: number,
+  len: number,
+  f: Fault & { action: 'corrupt' },
+): boolean {
   const meant = ringCrc(ring, pos, len);
   const landed = gatherRing(ring, pos, len);
   applyCorrupt(landed, f);
   let at = 0;
-  for (const seg of split(ring.length, pos, len)) { ring.set(landed.subarray(at, at + seg.len), seg.off); at += seg.len; }
+  for (const seg of split(ring.length, pos, len)) {
+    ring.set(landed.subarray(at, at + seg.len), seg.off);
+    at += seg.len;
+  }
   return ringCrc(ring, pos, len) !== meant;
 }
 
@@ -68,7 +85,13 @@ export function writeCorrupted(ring: Uint8Array, pos: number, len: number, f: Fa
  * recovers by polling), delay (raised ns later), duplicate (raised twice).
  * Returns how many messages went out now.
  */
-export function raiseIrq(inj: FaultInjector, host: DeviceHost, vector: number, onGlobal: GlobalFaultHandler, alive: () => boolean): number {
+export function raiseIrq(
+  inj: FaultInjector,
+  host: DeviceHost,
+  vector: number,
+  onGlobal: GlobalFaultHandler,
+  alive: () => boolean,
+): number {
   let times = 1;
   if (inj.armed[POINT.IRQ]) {
     const f = inj.check(POINT.IRQ, { vector });
@@ -76,7 +99,9 @@ export function raiseIrq(inj: FaultInjector, host: DeviceHost, vector: number, o
       if (onGlobal(f, 'irq')) return 0;
       if (f.action === 'drop') return 0;
       if (f.action === 'delay') {
-        host.schedule(f.ns, () => { if (alive()) host.raiseMsix(vector); });
+        host.schedule(f.ns, () => {
+          if (alive()) host.raiseMsix(vector);
+        });
         return 0;
       }
       if (f.action === 'duplicate') times = 2;
@@ -107,13 +132,19 @@ export function atomicStore64(v: DataView, at: number, value: bigint): void {
 const D2H = ENUMS.SIG_D2H;
 /** D2H signals a driver can take twice without harm (ABI: SIG_D2H); the others are never repeated. */
 export function d2hRepeatable(type: number, value: number): boolean {
-  return type === D2H.TX_HEAD || type === D2H.RX_TAIL || type === D2H.CMD_DONE || type === D2H.SOCK_ERROR
-    || (type === D2H.EVENT && value !== ENUMS.EVENT.CONN_PENDING);
+  return (
+    type === D2H.TX_HEAD ||
+    type === D2H.RX_TAIL ||
+    type === D2H.CMD_DONE ||
+    type === D2H.SOCK_ERROR ||
+    (type === D2H.EVENT && value !== ENUMS.EVENT.CONN_PENDING)
+  );
 }
 
 /** The socket a D2H signal concerns, or -1 (a command slot, a device error). */
 export function d2hSocket(type: number, id: number): number {
-  if (type === D2H.TX_HEAD || type === D2H.RX_TAIL || type === D2H.MSG_ERROR || type === D2H.DIGEST) return id >>> 1;
+  if (type === D2H.TX_HEAD || type === D2H.RX_TAIL || type === D2H.MSG_ERROR || type === D2H.DIGEST)
+    return id >>> 1;
   if (type === D2H.EVENT || type === D2H.SOCK_ERROR) return id;
   return -1;
 }

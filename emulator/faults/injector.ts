@@ -24,8 +24,16 @@
  */
 import { RateLimitedLog, type Logger } from '../util/log.js';
 import {
-  ACTION_NAMES, POINT_NAMES, PlanError, checkStates, validateRule,
-  type FaultAction, type Match, type Plan, type Point, type RuleSpec,
+  ACTION_NAMES,
+  POINT_NAMES,
+  PlanError,
+  checkStates,
+  validateRule,
+  type FaultAction,
+  type Match,
+  type Plan,
+  type Point,
+  type RuleSpec,
 } from './plan.js';
 import { RuleStream } from './rng.js';
 
@@ -94,7 +102,12 @@ function matches(m: Match, c: FaultContext): boolean {
   if (m.executor !== undefined && c.executor !== m.executor) return false;
   if (m.reg !== undefined && c.reg !== m.reg) return false;
   if (m.vector !== undefined && c.vector !== m.vector) return false;
-  if (m.node !== undefined && (c.node === undefined || String(c.node) !== m.node) && (c.nodeId === undefined || String(c.nodeId) !== m.node)) return false;
+  if (
+    m.node !== undefined &&
+    (c.node === undefined || String(c.node) !== m.node) &&
+    (c.nodeId === undefined || String(c.nodeId) !== m.node)
+  )
+    return false;
   if (m.addr !== undefined) {
     if (c.addr === undefined) return false;
     // An access matches when any of its bytes falls in [lo, hi).
@@ -124,11 +137,17 @@ const spent = (r: LiveRule): boolean =>
 /** The action's parameters, for the log line. */
 function detail(a: FaultAction): Record<string, unknown> {
   switch (a.action) {
-    case 'error': return { status: a.status };
-    case 'delay': case 'link_down': return { ns: a.ns };
-    case 'stall': return { ns: a.ns, accel: a.accel };
-    case 'corrupt': return { offset: a.offset, xor: Buffer.from(a.xor).toString('hex') };
-    default: return {};
+    case 'error':
+      return { status: a.status };
+    case 'delay':
+    case 'link_down':
+      return { ns: a.ns };
+    case 'stall':
+      return { ns: a.ns, accel: a.accel };
+    case 'corrupt':
+      return { offset: a.offset, xor: Buffer.from(a.xor).toString('hex') };
+    default:
+      return {};
   }
 }
 
@@ -168,7 +187,10 @@ export class FaultInjector {
     this.nextId = plan.rules.length + 1;
     this.counts.fill(0);
     this.rebuild();
-    this.log.info({ seed: plan.seed, state: plan.state, rules: this.rules.map((r) => r.spec.id) }, 'fault plan loaded');
+    this.log.info(
+      { seed: plan.seed, state: plan.state, rules: this.rules.map((r) => r.spec.id) },
+      'fault plan loaded',
+    );
   }
 
   /**
@@ -194,7 +216,11 @@ export class FaultInjector {
       if (spent(r)) relist = true;
     }
     if (next !== null && next.spec.then !== this.current) {
-      this.rl.warn('fault state', { rule: next.spec.id, from: this.current, to: next.spec.then }, 'fault plan state changed');
+      this.rl.warn(
+        'fault state',
+        { rule: next.spec.id, from: this.current, to: next.spec.then },
+        'fault plan state changed',
+      );
       this.current = next.spec.then!;
       relist = true;
     }
@@ -209,13 +235,18 @@ export class FaultInjector {
     const where: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(ctx)) where[k] = typeof v === 'bigint' ? '0x' + v.toString(16) : v;
     const a = r.spec.action;
-    this.rl.warn(`fault ${r.spec.id}`, { rule: r.spec.id, point: r.spec.point, action: a.action, ...detail(a), n: r.injections, ctx: where }, 'fault injected');
+    this.rl.warn(
+      `fault ${r.spec.id}`,
+      { rule: r.spec.id, point: r.spec.point, action: a.action, ...detail(a), n: r.injections, ctx: where },
+      'fault injected',
+    );
   }
 
   /** Adds a rule (validated as in a plan; errors name "rule.<field>"); returns its id. */
   add(json: unknown): string {
     const spec = validateRule(json, 'rule', `#${this.nextId}`);
-    if (this.find(spec.id)) throw new PlanError(`rule.name: a rule named '${spec.id}' exists (clear it first)`);
+    if (this.find(spec.id))
+      throw new PlanError(`rule.name: a rule named '${spec.id}' exists (clear it first)`);
     checkStates(spec, 'rule', this.knownStates(spec));
     this.nextId++; // only once accepted, so a refused add does not move later ids (and their draws)
     this.rules.push(this.instantiate(spec));
@@ -245,7 +276,8 @@ export class FaultInjector {
   /** Moves the plan to a state by hand (the start state, or one some rule's `then` enters). */
   setState(state: string): void {
     const known = this.knownStates();
-    if (!known.has(state)) throw new PlanError(`state: '${state}' is not a state of this plan (known: ${[...known].join(', ')})`);
+    if (!known.has(state))
+      throw new PlanError(`state: '${state}' is not a state of this plan (known: ${[...known].join(', ')})`);
     this.current = state;
     this.rebuild();
   }
@@ -280,8 +312,13 @@ export class FaultInjector {
       state: this.current,
       seed: this.seed,
       rules: this.rules.map((r) => ({
-        id: r.spec.id, live: this.isLive(r), enabled: r.enabled,
-        matches: r.matches, injections: r.injections, shadowed: r.shadowed, rule: structuredClone(r.spec.source),
+        id: r.spec.id,
+        live: this.isLive(r),
+        enabled: r.enabled,
+        matches: r.matches,
+        injections: r.injections,
+        shadowed: r.shadowed,
+        rule: structuredClone(r.spec.source),
       })),
       injections,
     };
@@ -289,9 +326,15 @@ export class FaultInjector {
 
   private instantiate(spec: RuleSpec): LiveRule {
     return {
-      spec, point: POINT_NAMES.indexOf(spec.point),
-      fault: spec.action.action === 'none' ? null : { ...spec.action, rule: spec.id }, actionIndex: ACTION_NAMES.indexOf(spec.action.action),
-      enabled: spec.enabled, rng: new RuleStream(this.seed, spec.id), matches: 0, injections: 0, shadowed: 0,
+      spec,
+      point: POINT_NAMES.indexOf(spec.point),
+      fault: spec.action.action === 'none' ? null : { ...spec.action, rule: spec.id },
+      actionIndex: ACTION_NAMES.indexOf(spec.action.action),
+      enabled: spec.enabled,
+      rng: new RuleStream(this.seed, spec.id),
+      matches: 0,
+      injections: 0,
+      shadowed: 0,
     };
   }
 
@@ -303,7 +346,9 @@ export class FaultInjector {
   private rebuild(): void {
     for (const l of this.byPoint) l.length = 0;
     for (const r of this.rules) if (this.isLive(r)) this.byPoint[r.point]!.push(r);
-    this.byPoint.forEach((l, p) => { this.armed[p] = l.length > 0 ? 1 : 0; });
+    this.byPoint.forEach((l, p) => {
+      this.armed[p] = l.length > 0 ? 1 : 0;
+    });
   }
 
   private knownStates(extra?: RuleSpec): Set<string> {
@@ -319,7 +364,10 @@ export class FaultInjector {
 
   private get(id: string): LiveRule {
     const r = this.find(id);
-    if (!r) throw new Error(`faults: no rule '${id}' (ids: ${this.rules.map((x) => x.spec.id).join(', ') || 'none'})`);
+    if (!r)
+      throw new Error(
+        `faults: no rule '${id}' (ids: ${this.rules.map((x) => x.spec.id).join(', ') || 'none'})`,
+      );
     return r;
   }
 }
@@ -333,20 +381,32 @@ export class FaultInjector {
 export function faultsControl(inj: FaultInjector, args: Record<string, unknown>): unknown {
   const op = args.op ?? 'list';
   const id = (): string => {
-    if (typeof args.id !== 'string') throw new Error(`faults ${String(op)}: "id" must be a rule id (see {"op": "list"})`);
+    if (typeof args.id !== 'string')
+      throw new Error(`faults ${String(op)}: "id" must be a rule id (see {"op": "list"})`);
     return args.id;
   };
   switch (op) {
-    case 'list': return inj.list();
-    case 'add': return { id: inj.add(args.rule) };
-    case 'clear': return { cleared: inj.clear(args.id === undefined ? undefined : id()) };
-    case 'reset': inj.resetCounters(); return { reset: true, state: inj.state };
-    case 'enable': case 'disable': inj.setEnabled(id(), op === 'enable'); return { id: args.id, enabled: op === 'enable' };
+    case 'list':
+      return inj.list();
+    case 'add':
+      return { id: inj.add(args.rule) };
+    case 'clear':
+      return { cleared: inj.clear(args.id === undefined ? undefined : id()) };
+    case 'reset':
+      inj.resetCounters();
+      return { reset: true, state: inj.state };
+    case 'enable':
+    case 'disable':
+      inj.setEnabled(id(), op === 'enable');
+      return { id: args.id, enabled: op === 'enable' };
     case 'state':
       if (typeof args.state !== 'string') throw new Error('faults state: "state" must be a state name');
       inj.setState(args.state);
       return { state: inj.state };
-    default: throw new Error(`faults: unknown op ${JSON.stringify(op)} (known: list, add, clear, reset, enable, disable, state)`);
+    default:
+      throw new Error(
+        `faults: unknown op ${JSON.stringify(op)} (known: list, add, clear, reset, enable, disable, state)`,
+      );
   }
 }
 
@@ -355,15 +415,23 @@ export function faultsControl(inj: FaultInjector, args: Record<string, unknown>)
  * at its offset, clipped to the buffer (an offset past the end changes
  * nothing). Returns how many bytes changed.
  */
-export function applyCorrupt(buf: Uint8Array, a: { readonly offset: number; readonly xor: Uint8Array }): number {
+export function applyCorrupt(
+  buf: Uint8Array,
+  a: { readonly offset: number; readonly xor: Uint8Array },
+): number {
   const n = Math.max(0, Math.min(a.xor.length, buf.length - a.offset));
   for (let i = 0; i < n; i++) buf[a.offset + i] = buf[a.offset + i]! ^ a.xor[i]!;
   return n;
 }
 
 /** The same for a little-endian value of `size` bytes: an MMIO access or a 64-bit signal. */
-export function corruptValue(v: bigint, size: number, a: { readonly offset: number; readonly xor: Uint8Array }): bigint {
+export function corruptValue(
+  v: bigint,
+  size: number,
+  a: { readonly offset: number; readonly xor: Uint8Array },
+): bigint {
   let mask = 0n;
-  for (let i = 0; i < a.xor.length && a.offset + i < size; i++) mask |= BigInt(a.xor[i]!) << BigInt(8 * (a.offset + i));
+  for (let i = 0; i < a.xor.length && a.offset + i < size; i++)
+    mask |= BigInt(a.xor[i]!) << BigInt(8 * (a.offset + i));
   return v ^ mask;
 }

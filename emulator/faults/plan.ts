@@ -65,20 +65,50 @@ import { ACCEL_NAMES, type AccelName } from '../model/dataplane/accelerators.js'
 // ---- points and actions ----------------------------------------------------
 
 export const POINT_NAMES = [
-  'mmio.read', 'mmio.write', 'dma.read', 'dma.write', 'signal.h2d', 'signal.d2h', 'irq',
-  'job.start', 'job.complete', 'fabric.send', 'fabric.recv', 'device.reset',
+  'mmio.read',
+  'mmio.write',
+  'dma.read',
+  'dma.write',
+  'signal.h2d',
+  'signal.d2h',
+  'irq',
+  'job.start',
+  'job.complete',
+  'fabric.send',
+  'fabric.recv',
+  'device.reset',
 ] as const;
 export type PointName = (typeof POINT_NAMES)[number];
 
 /** Point numbers, the index into FaultInjector.armed: POINT_NAMES[POINT.X] is X's name. */
 export const POINT = {
-  MMIO_READ: 0, MMIO_WRITE: 1, DMA_READ: 2, DMA_WRITE: 3, SIGNAL_H2D: 4, SIGNAL_D2H: 5, IRQ: 6,
-  JOB_START: 7, JOB_COMPLETE: 8, FABRIC_SEND: 9, FABRIC_RECV: 10, DEVICE_RESET: 11,
+  MMIO_READ: 0,
+  MMIO_WRITE: 1,
+  DMA_READ: 2,
+  DMA_WRITE: 3,
+  SIGNAL_H2D: 4,
+  SIGNAL_D2H: 5,
+  IRQ: 6,
+  JOB_START: 7,
+  JOB_COMPLETE: 8,
+  FABRIC_SEND: 9,
+  FABRIC_RECV: 10,
+  DEVICE_RESET: 11,
 } as const;
 export type Point = (typeof POINT)[keyof typeof POINT];
 
 export const ACTION_NAMES = [
-  'error', 'all_ones', 'delay', 'corrupt', 'drop', 'duplicate', 'stall', 'link_down', 'reset', 'surprise_removal', 'none',
+  'error',
+  'all_ones',
+  'delay',
+  'corrupt',
+  'drop',
+  'duplicate',
+  'stall',
+  'link_down',
+  'reset',
+  'surprise_removal',
+  'none',
 ] as const;
 export type ActionName = (typeof ACTION_NAMES)[number];
 
@@ -89,9 +119,30 @@ export const ACTION_POINTS: Record<ActionName, readonly PointName[]> = {
   error: ALL_POINTS.filter((p) => p !== 'irq' && p !== 'device.reset'),
   all_ones: ['mmio.read'],
   // MMIO answers synchronously (the access is a vfio-user callback), so it cannot be delayed.
-  delay: ['dma.read', 'dma.write', 'signal.h2d', 'signal.d2h', 'irq', 'job.start', 'job.complete', 'fabric.send', 'fabric.recv'],
+  delay: [
+    'dma.read',
+    'dma.write',
+    'signal.h2d',
+    'signal.d2h',
+    'irq',
+    'job.start',
+    'job.complete',
+    'fabric.send',
+    'fabric.recv',
+  ],
   // Only where the point carries bytes: an MMIO value, DMA data, a 64-bit signal, a job's data, a frame.
-  corrupt: ['mmio.read', 'mmio.write', 'dma.read', 'dma.write', 'signal.h2d', 'signal.d2h', 'job.start', 'job.complete', 'fabric.send', 'fabric.recv'],
+  corrupt: [
+    'mmio.read',
+    'mmio.write',
+    'dma.read',
+    'dma.write',
+    'signal.h2d',
+    'signal.d2h',
+    'job.start',
+    'job.complete',
+    'fabric.send',
+    'fabric.recv',
+  ],
   // A lost posted write (mmio.write) is as real a fault as a lost signal, frame or interrupt.
   drop: ['mmio.write', 'signal.h2d', 'signal.d2h', 'irq', 'fabric.send', 'fabric.recv'],
   duplicate: ['signal.h2d', 'signal.d2h', 'irq', 'fabric.send', 'fabric.recv'],
@@ -110,12 +161,17 @@ export type Executor = (typeof EXECUTORS)[number];
 type MatchField = 'sid' | 'tenant' | 'accel' | 'executor' | 'reg' | 'addr' | 'node' | 'vector';
 /** The context fields each point's caller fills in, hence the only ones a rule there may match on. */
 const POINT_FIELDS: Record<PointName, readonly MatchField[]> = {
-  'mmio.read': ['reg', 'addr'], 'mmio.write': ['reg', 'addr'],
-  'dma.read': ['addr', 'sid', 'tenant'], 'dma.write': ['addr', 'sid', 'tenant'],
-  'signal.h2d': ['sid', 'tenant'], 'signal.d2h': ['sid', 'tenant'],
+  'mmio.read': ['reg', 'addr'],
+  'mmio.write': ['reg', 'addr'],
+  'dma.read': ['addr', 'sid', 'tenant'],
+  'dma.write': ['addr', 'sid', 'tenant'],
+  'signal.h2d': ['sid', 'tenant'],
+  'signal.d2h': ['sid', 'tenant'],
   irq: ['vector'],
-  'job.start': ['accel', 'executor', 'sid', 'tenant'], 'job.complete': ['accel', 'executor', 'sid', 'tenant'],
-  'fabric.send': ['node', 'sid', 'tenant'], 'fabric.recv': ['node', 'sid', 'tenant'],
+  'job.start': ['accel', 'executor', 'sid', 'tenant'],
+  'job.complete': ['accel', 'executor', 'sid', 'tenant'],
+  'fabric.send': ['node', 'sid', 'tenant'],
+  'fabric.recv': ['node', 'sid', 'tenant'],
   'device.reset': [],
 };
 
@@ -124,8 +180,19 @@ export type StatusSpace = 'errno' | 'device' | 'socket';
 const ERRNO: Record<string, number> = {
   ...Object.fromEntries(Object.entries(ENUMS.STATUS).filter(([k]) => k !== 'OK')),
   // Linux x86 numbers of errors a device, a link or a peer can plausibly cause.
-  EPERM: 1, EIO: 5, ENXIO: 6, ENODEV: 19, ENOSPC: 28, EPROTO: 71, EBADMSG: 74, ENETDOWN: 100,
-  ENETUNREACH: 101, ECONNRESET: 104, ETIMEDOUT: 110, EHOSTUNREACH: 113, ECANCELED: 125,
+  EPERM: 1,
+  EIO: 5,
+  ENXIO: 6,
+  ENODEV: 19,
+  ENOSPC: 28,
+  EPROTO: 71,
+  EBADMSG: 74,
+  ENETDOWN: 100,
+  ENETUNREACH: 101,
+  ECONNRESET: 104,
+  ETIMEDOUT: 110,
+  EHOSTUNREACH: 113,
+  ECANCELED: 125,
 };
 const STATUS_SPACES: [StatusSpace, Record<string, number>][] = [
   ['errno', ERRNO],
@@ -135,7 +202,9 @@ const STATUS_SPACES: [StatusSpace, Record<string, number>][] = [
 
 const REG_OFFSETS = new Map<string, number>([
   ...REGISTERS.map((r): [string, number] => [r.name, r.offset]),
-  ...Object.entries(DOORBELLS).filter(([k]) => k !== 'BASE' && k !== 'SIZE').map(([k, v]): [string, number] => [`DOORBELL_${k}`, v]),
+  ...Object.entries(DOORBELLS)
+    .filter(([k]) => k !== 'BASE' && k !== 'SIZE')
+    .map(([k, v]): [string, number] => [`DOORBELL_${k}`, v]),
 ]);
 
 // ---- parsed forms ------------------------------------------------------------
@@ -197,31 +266,42 @@ export class PlanError extends Error {
   override name = 'PlanError';
 }
 
-const fail = (path: string, msg: string): never => { throw new PlanError(`${path}: ${msg}`); };
+const fail = (path: string, msg: string): never => {
+  throw new PlanError(`${path}: ${msg}`);
+};
 const join = (path: string, key: string): string => (path ? `${path}.${key}` : key);
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function object(v: unknown, path: string, fields: readonly string[]): Record<string, unknown> {
   if (!isObj(v)) return fail(path, 'must be an object');
-  for (const k of Object.keys(v)) if (!fields.includes(k)) fail(join(path, k), `unknown field (known: ${fields.join(', ')})`);
+  for (const k of Object.keys(v))
+    if (!fields.includes(k)) fail(join(path, k), `unknown field (known: ${fields.join(', ')})`);
   return v;
 }
 
 function whole(v: unknown, path: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    return fail(path, max === Number.MAX_SAFE_INTEGER ? `must be a whole number >= ${min}` : `must be a whole number in [${min}, ${max}]`);
+    return fail(
+      path,
+      max === Number.MAX_SAFE_INTEGER
+        ? `must be a whole number >= ${min}`
+        : `must be a whole number in [${min}, ${max}]`,
+    );
   }
   return v;
 }
 
 function oneOf<T extends string>(v: unknown, path: string, known: readonly T[], what: string): T {
-  if (typeof v !== 'string' || !(known as readonly string[]).includes(v)) return fail(path, `unknown ${what} ${JSON.stringify(v)} (known: ${known.join(', ')})`);
+  if (typeof v !== 'string' || !(known as readonly string[]).includes(v))
+    return fail(path, `unknown ${what} ${JSON.stringify(v)} (known: ${known.join(', ')})`);
   return v as T;
 }
 
 const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 function name(v: unknown, path: string): string {
-  if (typeof v !== 'string' || !NAME_RE.test(v)) return fail(path, 'must be a name: a letter, then letters, digits, _ . -');
+  if (typeof v !== 'string' || !NAME_RE.test(v))
+    return fail(path, 'must be a name: a letter, then letters, digits, _ . -');
   return v;
 }
 
@@ -234,10 +314,17 @@ export function toNs(d: Duration): number {
 
 function duration(o: Record<string, unknown>, path: string, allowZero: boolean): number {
   const given = (['ns', 'us', 'ms'] as const).filter((u) => o[u] !== undefined);
-  if (given.length !== 1) fail(path, given.length === 0 ? 'needs a duration: one of ns, us, ms' : `give one of ns, us, ms, not ${given.join(' and ')}`);
+  if (given.length !== 1)
+    fail(
+      path,
+      given.length === 0
+        ? 'needs a duration: one of ns, us, ms'
+        : `give one of ns, us, ms, not ${given.join(' and ')}`,
+    );
   const unit = given[0]!;
   const v = o[unit];
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) fail(join(path, unit), `must be a number ${allowZero ? '>=' : '>'} 0`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0))
+    fail(join(path, unit), `must be a number ${allowZero ? '>=' : '>'} 0`);
   return toNs({ [unit]: v });
 }
 
@@ -245,7 +332,8 @@ function address(v: unknown, path: string): bigint {
   let a: bigint | null = null;
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) a = BigInt(v);
   else if (typeof v === 'string' && /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(v)) a = BigInt(v);
-  if (a === null || a > 1n << 64n) return fail(path, 'must be an address: a whole number >= 0 or a "0x..." string, at most 2^64');
+  if (a === null || a > 1n << 64n)
+    return fail(path, 'must be an address: a whole number >= 0 or a "0x..." string, at most 2^64');
   return a;
 }
 
@@ -253,7 +341,8 @@ function parseMatch(v: unknown, path: string, point: PointName): Match {
   const o = object(v, path, ['sid', 'tenant', 'accel', 'executor', 'reg', 'addr', 'node', 'vector']);
   const here = POINT_FIELDS[point];
   for (const k of Object.keys(o)) {
-    if (!(here as readonly string[]).includes(k)) fail(join(path, k), `not matchable at ${point} (there: ${here.length ? here.join(', ') : 'nothing'})`);
+    if (!(here as readonly string[]).includes(k))
+      fail(join(path, k), `not matchable at ${point} (there: ${here.length ? here.join(', ') : 'nothing'})`);
   }
   const m: Match = {};
   if (o.sid !== undefined) m.sid = whole(o.sid, join(path, 'sid'), 0);
@@ -263,7 +352,13 @@ function parseMatch(v: unknown, path: string, point: PointName): Match {
   if (o.vector !== undefined) m.vector = whole(o.vector, join(path, 'vector'), 0, 2047);
   if (o.reg !== undefined) {
     const r = o.reg;
-    if (typeof r === 'string') m.reg = REG_OFFSETS.get(r) ?? fail(join(path, 'reg'), `unknown register ${JSON.stringify(r)} (a name from abi.ts, DOORBELL_DMA, DOORBELL_KICK, or an offset)`);
+    if (typeof r === 'string')
+      m.reg =
+        REG_OFFSETS.get(r) ??
+        fail(
+          join(path, 'reg'),
+          `unknown register ${JSON.stringify(r)} (a name from abi.ts, DOORBELL_DMA, DOORBELL_KICK, or an offset)`,
+        );
     else m.reg = whole(r, join(path, 'reg'), 0, 0xffff_ffff);
   }
   if (o.addr !== undefined) {
@@ -271,7 +366,11 @@ function parseMatch(v: unknown, path: string, point: PointName): Match {
     const a = object(o.addr, ap, ['lo', 'hi']);
     const lo = address(a.lo, join(ap, 'lo'));
     const hi = address(a.hi, join(ap, 'hi'));
-    if (hi <= lo) fail(join(ap, 'hi'), `must be greater than lo (the range is [lo, hi); got lo 0x${lo.toString(16)}, hi 0x${hi.toString(16)})`);
+    if (hi <= lo)
+      fail(
+        join(ap, 'hi'),
+        `must be greater than lo (the range is [lo, hi); got lo 0x${lo.toString(16)}, hi 0x${hi.toString(16)})`,
+      );
     m.addr = { lo, hi };
   }
   if (o.node !== undefined) {
@@ -288,13 +387,16 @@ function parseTrigger(v: unknown, path: string): Trigger {
   if (o.after !== undefined) t.after = whole(o.after, join(path, 'after'), 0);
   if (o.nth !== undefined) {
     t.nth = whole(o.nth, join(path, 'nth'), 1);
-    if (o.every !== undefined) fail(join(path, 'nth'), 'fires on one match only, so it does not combine with every');
-    if (o.after !== undefined) fail(join(path, 'nth'), 'does not combine with after (nth counts every match: use nth = after + N)');
+    if (o.every !== undefined)
+      fail(join(path, 'nth'), 'fires on one match only, so it does not combine with every');
+    if (o.after !== undefined)
+      fail(join(path, 'nth'), 'does not combine with after (nth counts every match: use nth = after + N)');
   }
   if (o.every !== undefined) t.every = whole(o.every, join(path, 'every'), 1);
   if (o.probability !== undefined) {
     const p = o.probability;
-    if (typeof p !== 'number' || !(p >= 0 && p <= 1)) fail(join(path, 'probability'), 'must be a number in [0, 1]');
+    if (typeof p !== 'number' || !(p >= 0 && p <= 1))
+      fail(join(path, 'probability'), 'must be a number in [0, 1]');
     t.probability = p as number;
   }
   if (o.count !== undefined) t.count = whole(o.count, join(path, 'count'), 1);
@@ -307,29 +409,50 @@ function parseTrigger(v: unknown, path: string): Trigger {
 }
 
 const ACTION_FIELDS: Record<ActionName, readonly string[]> = {
-  error: ['status'], all_ones: [], delay: ['ns', 'us', 'ms'], corrupt: ['offset', 'xor'], drop: [], duplicate: [],
-  stall: ['accel', 'ns', 'us', 'ms'], link_down: ['ns', 'us', 'ms'], reset: [], surprise_removal: [], none: [],
+  error: ['status'],
+  all_ones: [],
+  delay: ['ns', 'us', 'ms'],
+  corrupt: ['offset', 'xor'],
+  drop: [],
+  duplicate: [],
+  stall: ['accel', 'ns', 'us', 'ms'],
+  link_down: ['ns', 'us', 'ms'],
+  reset: [],
+  surprise_removal: [],
+  none: [],
 };
 
 function parseAction(v: unknown, path: string, point: PointName): FaultAction {
   if (!isObj(v)) return fail(path, 'must be an object with an "action"');
   const action = oneOf(v.action, join(path, 'action'), ACTION_NAMES, 'action');
   const allowed = ACTION_POINTS[action];
-  if (!allowed.includes(point)) fail(join(path, 'action'), `'${action}' is not allowed at ${point} (allowed at: ${allowed.join(', ')})`);
+  if (!allowed.includes(point))
+    fail(join(path, 'action'), `'${action}' is not allowed at ${point} (allowed at: ${allowed.join(', ')})`);
   const o = object(v, path, ['action', ...ACTION_FIELDS[action]]);
   switch (action) {
     case 'error': {
       const st = o.status;
-      if (st === undefined) fail(join(path, 'status'), 'required: an errno name such as EIO, a device error such as DMA_UNMAPPED, or a socket error such as AUTH_FAILED');
+      if (st === undefined)
+        fail(
+          join(path, 'status'),
+          'required: an errno name such as EIO, a device error such as DMA_UNMAPPED, or a socket error such as AUTH_FAILED',
+        );
       for (const [space, table] of STATUS_SPACES) {
-        if (typeof st === 'string' && Object.hasOwn(table, st)) return { action, status: st, code: table[st]!, space };
+        if (typeof st === 'string' && Object.hasOwn(table, st))
+          return { action, status: st, code: table[st]!, space };
       }
-      return fail(join(path, 'status'), `unknown status ${JSON.stringify(st)} (errno names: ${Object.keys(ERRNO).join(', ')}; device errors: DMA_UNMAPPED, ...; socket errors: AUTH_FAILED, ...)`);
+      return fail(
+        join(path, 'status'),
+        `unknown status ${JSON.stringify(st)} (errno names: ${Object.keys(ERRNO).join(', ')}; device errors: DMA_UNMAPPED, ...; socket errors: AUTH_FAILED, ...)`,
+      );
     }
-    case 'delay': return { action, ns: duration(o, path, true) };
-    case 'link_down': return { action, ns: duration(o, path, false) };
+    case 'delay':
+      return { action, ns: duration(o, path, true) };
+    case 'link_down':
+      return { action, ns: duration(o, path, false) };
     case 'stall': {
-      const accel = o.accel === undefined ? null : oneOf(o.accel, join(path, 'accel'), ACCEL_NAMES, 'accelerator');
+      const accel =
+        o.accel === undefined ? null : oneOf(o.accel, join(path, 'accel'), ACCEL_NAMES, 'accelerator');
       return { action, accel, ns: duration(o, path, false) };
     }
     case 'corrupt': {
@@ -339,15 +462,28 @@ function parseAction(v: unknown, path: string, point: PointName): FaultAction {
       if (raw === undefined) fail(xp, 'required: the byte or bytes to XOR in');
       const list = Array.isArray(raw) ? raw : [raw];
       if (list.length === 0 || list.length > 4096) fail(xp, 'must be a byte or a list of 1 to 4096 bytes');
-      const xor = Uint8Array.from(list.map((b, i) => whole(b, Array.isArray(raw) ? `${xp}[${i}]` : xp, 0, 255)));
+      const xor = Uint8Array.from(
+        list.map((b, i) => whole(b, Array.isArray(raw) ? `${xp}[${i}]` : xp, 0, 255)),
+      );
       if (xor.every((b) => b === 0)) fail(xp, 'XOR with zero changes nothing: give a nonzero byte');
       return { action, offset, xor };
     }
-    default: return { action };
+    default:
+      return { action };
   }
 }
 
-const RULE_FIELDS = ['name', 'description', 'point', 'match', 'trigger', 'do', 'when', 'then', 'enabled'] as const;
+const RULE_FIELDS = [
+  'name',
+  'description',
+  'point',
+  'match',
+  'trigger',
+  'do',
+  'when',
+  'then',
+  'enabled',
+] as const;
 
 /**
  * One rule, as in a plan's "rules" or from the control interface. `path`
@@ -358,22 +494,28 @@ export function validateRule(v: unknown, path: string, id: string): RuleSpec {
   const o = object(v, path, RULE_FIELDS);
   const ruleName = o.name === undefined ? null : name(o.name, join(path, 'name'));
   try {
-    if (o.description !== undefined && typeof o.description !== 'string') fail(join(path, 'description'), 'must be a string');
+    if (o.description !== undefined && typeof o.description !== 'string')
+      fail(join(path, 'description'), 'must be a string');
     if (o.point === undefined) fail(join(path, 'point'), `required (one of ${POINT_NAMES.join(', ')})`);
     const point = oneOf(o.point, join(path, 'point'), POINT_NAMES, 'point');
     if (o.do === undefined) fail(join(path, 'do'), 'required: the action, e.g. {"action": "drop"}');
     let when: string[] | null = null;
     if (o.when !== undefined) {
       const w = o.when;
-      when = Array.isArray(w) ? w.map((s, i) => name(s, `${join(path, 'when')}[${i}]`)) : [name(w, join(path, 'when'))];
-      if (when.length === 0) fail(join(path, 'when'), 'an empty list never matches: omit "when" for any state');
+      when = Array.isArray(w)
+        ? w.map((s, i) => name(s, `${join(path, 'when')}[${i}]`))
+        : [name(w, join(path, 'when'))];
+      if (when.length === 0)
+        fail(join(path, 'when'), 'an empty list never matches: omit "when" for any state');
     }
-    if (o.enabled !== undefined && typeof o.enabled !== 'boolean') fail(join(path, 'enabled'), 'must be true or false');
+    if (o.enabled !== undefined && typeof o.enabled !== 'boolean')
+      fail(join(path, 'enabled'), 'must be true or false');
     return {
       id: ruleName ?? id,
       point,
       match: o.match === undefined ? {} : parseMatch(o.match, join(path, 'match'), point),
-      trigger: o.trigger === undefined ? parseTrigger({}, '') : parseTrigger(o.trigger, join(path, 'trigger')),
+      trigger:
+        o.trigger === undefined ? parseTrigger({}, '') : parseTrigger(o.trigger, join(path, 'trigger')),
       action: parseAction(o.do, join(path, 'do'), point),
       when,
       then: o.then === undefined ? null : name(o.then, join(path, 'then')),
@@ -394,7 +536,11 @@ export function validateRule(v: unknown, path: string, id: string): RuleSpec {
 export function checkStates(rule: RuleSpec, path: string, known: ReadonlySet<string>): void {
   for (const s of rule.when ?? []) {
     const named = rule.id.startsWith('#') ? '' : ` (rule '${rule.id}')`;
-    if (!known.has(s)) fail(join(path, 'when'), `state '${s}' is never entered (known: ${[...known].join(', ')}; a rule's "then" enters one)${named}`);
+    if (!known.has(s))
+      fail(
+        join(path, 'when'),
+        `state '${s}' is never entered (known: ${[...known].join(', ')}; a rule's "then" enters one)${named}`,
+      );
   }
 }
 
@@ -402,7 +548,8 @@ export function checkStates(rule: RuleSpec, path: string, known: ReadonlySet<str
 export function validatePlan(json: unknown): Plan {
   if (!isObj(json)) return fail('plan', 'must be a JSON object {"seed": ..., "rules": [...]}');
   const o = object(json, '', ['description', 'seed', 'state', 'rules']);
-  if (o.description !== undefined && typeof o.description !== 'string') fail('description', 'must be a string');
+  if (o.description !== undefined && typeof o.description !== 'string')
+    fail('description', 'must be a string');
   const seed = o.seed === undefined ? 0 : whole(o.seed, 'seed', 0);
   const state = o.state === undefined ? 'initial' : name(o.state, 'state');
   if (!Array.isArray(o.rules)) return fail('rules', 'required: a list of rules (may be empty)');
@@ -425,7 +572,9 @@ export function loadPlan(path: string): Plan {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new PlanError(`faults plan '${path}': ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new PlanError(
+      `faults plan '${path}': ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
   }
   let json: unknown;
   try {

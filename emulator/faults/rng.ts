@@ -33,8 +33,14 @@ export class RuleStream {
   constructor(seed: number, id: string) {
     // The seed is a safe integer: fold its high bits in so that seeds 2^32 apart differ.
     let s = mix32((seed >>> 0) ^ mix32(Math.floor(seed / 2 ** 32) >>> 0) ^ mix32(hash(id) + 0x9e3779b9));
-    const next = (): number => { s = (s + 0x9e3779b9) >>> 0; return mix32(s); };
-    this.a = next(); this.b = next(); this.c = next(); this.d = next();
+    const next = (): number => {
+      s = (s + 0x9e3779b9) >>> 0;
+      return mix32(s);
+    };
+    this.a = next();
+    this.b = next();
+    this.c = next();
+    this.d = next();
     if ((this.a | this.b | this.c | this.d) === 0) this.a = 1; // the one state xoshiro never leaves
   }
 
@@ -42,7 +48,10 @@ export class RuleStream {
   nextU32(): number {
     const r = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
     const t = this.b << 9;
-    this.c ^= this.a; this.d ^= this.b; this.b ^= this.c; this.a ^= this.d;
+    this.c ^= this.a;
+    this.d ^= this.b;
+    this.b ^= this.c;
+    this.a ^= this.d;
     this.c ^= t;
     this.d = rotl(this.d, 11);
     return r;

@@ -50,7 +50,15 @@ export interface FaultStressReport {
   wallMs: number;
 }
 
-interface Pair { c: SgiovSocket; s: SgiovSocket; sent: number; seen: Set<number>; maxSeq: number; refused: number; dead: boolean }
+interface Pair {
+  c: SgiovSocket;
+  s: SgiovSocket;
+  sent: number;
+  seen: Set<number>;
+  maxSeq: number;
+  refused: number;
+  dead: boolean;
+}
 
 const FATAL = new Set(['EPROTO', 'ECONNRESET', 'ENODEV', 'EPIPE', 'ETIMEDOUT']);
 
@@ -58,15 +66,28 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
   const t0 = Date.now();
   const rand = rng(o.seed ?? 1);
   const r: FaultStressReport = {
-    pairs: 0, sent: 0, delivered: 0, failed: 0, lost: 0, duplicated: 0, corrupted: 0, reordered: 0, pairsFailed: 0,
-    deviceLost: null, recoverMs: null, injectedAt: null, wallMs: 0,
+    pairs: 0,
+    sent: 0,
+    delivered: 0,
+    failed: 0,
+    lost: 0,
+    duplicated: 0,
+    corrupted: 0,
+    reordered: 0,
+    pairsFailed: 0,
+    deviceLost: null,
+    recoverMs: null,
+    injectedAt: null,
+    wallMs: 0,
   };
   const clock = o.clock ?? Date.now;
   let firstInjection: number | null = null;
   const progress = (): void => {
     if (r.recoverMs === null && firstInjection !== null) r.recoverMs = clock() - firstInjection;
   };
-  const watch = (): void => { if (firstInjection === null && (o.injections?.() ?? 0) > 0) firstInjection = clock(); };
+  const watch = (): void => {
+    if (firstInjection === null && (o.injections?.() ?? 0) > 0) firstInjection = clock();
+  };
 
   // Setup under faults too: a pair that cannot be opened is not used.
   const pairs: Pair[] = [];
@@ -76,7 +97,12 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
     listener.listen(o.port ?? 9000);
     for (let i = 0; i < Math.floor(o.sockets / 2) && !drv.deviceLost; i++) {
       try {
-        const [c, s] = drv.connectPair(listener, { txSize: o.ringSize, rxSize: o.ringSize, tenant: i % (o.tenants ?? 1), chain: o.chainFor?.(i) ?? 0 });
+        const [c, s] = drv.connectPair(listener, {
+          txSize: o.ringSize,
+          rxSize: o.ringSize,
+          tenant: i % (o.tenants ?? 1),
+          chain: o.chainFor?.(i) ?? 0,
+        });
         pairs.push({ c, s, sent: 0, seen: new Set(), maxSeq: -1, refused: 0, dead: false });
       } catch (e) {
         if (!(e instanceof SgiovError)) throw e;
@@ -87,7 +113,12 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
   }
   r.pairs = pairs.length;
   const maxSize = Math.min(o.maxSize, o.ringSize);
-  const kill = (p: Pair): void => { if (!p.dead) { p.dead = true; progress(); } };
+  const kill = (p: Pair): void => {
+    if (!p.dead) {
+      p.dead = true;
+      progress();
+    }
+  };
 
   const receive = (): void => {
     for (let i = 0; i < pairs.length; i++) {
@@ -98,15 +129,25 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
           m = p.s.tryRecv();
         } catch (e) {
           if (!(e instanceof SgiovError)) throw e;
-          if (e.errno === 'EBADMSG') { p.refused++; progress(); continue; }
+          if (e.errno === 'EBADMSG') {
+            p.refused++;
+            progress();
+            continue;
+          }
           kill(p);
           break;
         }
         if (!m) break;
         const d = new DataView(m.buffer, m.byteOffset, m.byteLength);
-        if (m.length < 12 || d.getUint32(0, true) !== i || d.getUint32(8, true) !== checksum(m)) { r.corrupted++; continue; }
+        if (m.length < 12 || d.getUint32(0, true) !== i || d.getUint32(8, true) !== checksum(m)) {
+          r.corrupted++;
+          continue;
+        }
         const seq = d.getUint32(4, true);
-        if (p.seen.has(seq)) { r.duplicated++; continue; }
+        if (p.seen.has(seq)) {
+          r.duplicated++;
+          continue;
+        }
         p.seen.add(seq);
         if (seq < p.maxSeq) r.reordered++;
         p.maxSeq = Math.max(p.maxSeq, seq);
@@ -151,21 +192,38 @@ export function runFaultStress(drv: SgiovSocketDriver, o: FaultStressOptions): F
     drv.dev.wait();
   }
   // Late duplicates would show up now.
-  for (let i = 0; i < 100; i++) { drv.dev.wait(); receive(); }
+  for (let i = 0; i < 100; i++) {
+    drv.dev.wait();
+    receive();
+  }
 
   for (const p of pairs) {
     r.sent += p.sent;
     r.delivered += p.seen.size;
     r.failed += p.refused;
     const missing = p.sent - p.seen.size - p.refused;
-    if (p.dead) { r.pairsFailed++; r.failed += Math.max(0, missing); } else r.lost += Math.max(0, missing);
+    if (p.dead) {
+      r.pairsFailed++;
+      r.failed += Math.max(0, missing);
+    } else r.lost += Math.max(0, missing);
   }
   r.deviceLost = drv.deviceLost;
   r.injectedAt = firstInjection;
   // Close what still works; a failed device fails these too (reported, not counted).
   if (!drv.deviceLost) {
-    for (const p of pairs) for (const s of [p.c, p.s]) { try { s.close(); } catch { /* failed socket */ } }
-    try { listener?.close(); } catch { /* failed */ }
+    for (const p of pairs)
+      for (const s of [p.c, p.s]) {
+        try {
+          s.close();
+        } catch {
+          /* failed socket */
+        }
+      }
+    try {
+      listener?.close();
+    } catch {
+      /* failed */
+    }
   }
   r.wallMs = Date.now() - t0;
   return r;

@@ -4,7 +4,17 @@
  * DMA ranges checked, guest errors latched in ERROR_CODE and logged, never
  * thrown (see emulator/abi/abi.ts for the register map).
  */
-import { ABI_VERSION, BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, REGISTERS, SHM, type RegisterDef } from '../abi/abi.js';
+import {
+  ABI_VERSION,
+  BARS,
+  BITS,
+  CONSTANTS,
+  DOORBELLS,
+  ENUMS,
+  REGISTERS,
+  SHM,
+  type RegisterDef,
+} from '../abi/abi.js';
 import { RateLimitedLog } from '../util/log.js';
 import type { DeviceHost, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
@@ -16,7 +26,8 @@ import { faultCode, raiseIrq } from '../faults/hooks.js';
 import { crc32c } from './accel/engines.js';
 
 const bit = (n: number): number => (1 << n) >>> 0;
-const errName = (code: number): string => Object.entries(ENUMS.ERR).find(([, v]) => v === code)?.[0] ?? String(code);
+const errName = (code: number): string =>
+  Object.entries(ENUMS.ERR).find(([, v]) => v === code)?.[0] ?? String(code);
 const ERR = ENUMS.ERR;
 export type ErrorCode = (typeof ERR)[keyof typeof ERR];
 
@@ -43,9 +54,23 @@ interface DeviceState {
 
 function powerOnState(): DeviceState {
   return {
-    control: 0, errorCode: ERR.NONE, errorAddr: 0n, irqStatus: 0, irqMask: 0, errVector: 0, scratch: 0,
-    irqCount: 0, badAccessCount: 0, dmaCompleted: 0, dmaSrc: 0n, dmaDst: 0n, dmaLen: 0, dmaOp: 0,
-    dmaVector: 0, dmaStatus: ENUMS.DMA_STATE.IDLE, dmaTag: 0,
+    control: 0,
+    errorCode: ERR.NONE,
+    errorAddr: 0n,
+    irqStatus: 0,
+    irqMask: 0,
+    errVector: 0,
+    scratch: 0,
+    irqCount: 0,
+    badAccessCount: 0,
+    dmaCompleted: 0,
+    dmaSrc: 0n,
+    dmaDst: 0n,
+    dmaLen: 0,
+    dmaOp: 0,
+    dmaVector: 0,
+    dmaStatus: ENUMS.DMA_STATE.IDLE,
+    dmaTag: 0,
   };
 }
 
@@ -82,10 +107,15 @@ export class SgiovDevice implements PciDeviceModel {
   /** Fault resets applied (device.reset-point removals are counted by the injector). */
   faultResets = 0;
 
-  constructor(private readonly host: DeviceHost, private readonly cfg: DeviceConfig = { msixVectors: BARS.MSIX_VECTORS }) {
+  constructor(
+    private readonly host: DeviceHost,
+    private readonly cfg: DeviceConfig = { msixVectors: BARS.MSIX_VECTORS },
+  ) {
     this.guestErr = new RateLimitedLog(host.log);
     this.faults = cfg.faults ?? new FaultInjector(host.log);
-    this.dp = new DataPlane(host, cfg.maxSockets ?? CONSTANTS.MAX_SOCKETS_DEFAULT, this.faults, (f, where) => this.globalFault(f, where));
+    this.dp = new DataPlane(host, cfg.maxSockets ?? CONSTANTS.MAX_SOCKETS_DEFAULT, this.faults, (f, where) =>
+      this.globalFault(f, where),
+    );
     const behaviours = this.behaviours();
     for (const def of REGISTERS) {
       const b = behaviours[def.name];
@@ -93,7 +123,8 @@ export class SgiovDevice implements PciDeviceModel {
       this.byOffset.set(def.offset, { def, b });
     }
     for (const name of Object.keys(behaviours)) {
-      if (!REGISTERS.some((r) => r.name === name)) throw new Error(`model register ${name} is not in the ABI`);
+      if (!REGISTERS.some((r) => r.name === name))
+        throw new Error(`model register ${name} is not in the ABI`);
     }
   }
 
@@ -103,7 +134,10 @@ export class SgiovDevice implements PciDeviceModel {
     return {
       ID: { read: () => num(CONSTANTS.ID_MAGIC) },
       VERSION: { read: () => num((ABI_VERSION.major << 16) | ABI_VERSION.minor) },
-      CAPS: { read: () => num(bit(BITS.CAP.DMA_ENGINE) | bit(BITS.CAP.MSIX) | bit(BITS.CAP.SOCKETS) | bit(BITS.CAP.SHM_FIFO)) },
+      CAPS: {
+        read: () =>
+          num(bit(BITS.CAP.DMA_ENGINE) | bit(BITS.CAP.MSIX) | bit(BITS.CAP.SOCKETS) | bit(BITS.CAP.SHM_FIFO)),
+      },
       STATUS: { read: (s) => num(this.statusBits(s)) },
       CONTROL: {
         read: (s) => num(s.control),
@@ -117,22 +151,70 @@ export class SgiovDevice implements PciDeviceModel {
       },
       ERROR_CODE: {
         read: (s) => num(s.errorCode),
-        write: (s) => { s.errorCode = ERR.NONE; s.errorAddr = 0n; },
+        write: (s) => {
+          s.errorCode = ERR.NONE;
+          s.errorAddr = 0n;
+        },
       },
       ERROR_ADDR: { read: (s) => s.errorAddr },
-      IRQ_STATUS: { read: (s) => num(s.irqStatus), write: (s, v) => { s.irqStatus = (s.irqStatus & ~Number(v)) >>> 0; } },
-      IRQ_MASK: { read: (s) => num(s.irqMask), write: (s, v) => { s.irqMask = Number(v) & (bit(BITS.IRQ.DMA_DONE) | bit(BITS.IRQ.ERROR)); } },
-      ERR_VECTOR: { read: (s) => num(s.errVector), write: (s, v) => { s.errVector = Number(v & U32); } },
+      IRQ_STATUS: {
+        read: (s) => num(s.irqStatus),
+        write: (s, v) => {
+          s.irqStatus = (s.irqStatus & ~Number(v)) >>> 0;
+        },
+      },
+      IRQ_MASK: {
+        read: (s) => num(s.irqMask),
+        write: (s, v) => {
+          s.irqMask = Number(v) & (bit(BITS.IRQ.DMA_DONE) | bit(BITS.IRQ.ERROR));
+        },
+      },
+      ERR_VECTOR: {
+        read: (s) => num(s.errVector),
+        write: (s, v) => {
+          s.errVector = Number(v & U32);
+        },
+      },
       NUM_VECTORS: { read: () => num(this.cfg.msixVectors) },
-      SCRATCH: { read: (s) => num(s.scratch), write: (s, v) => { s.scratch = Number(v & U32); } },
+      SCRATCH: {
+        read: (s) => num(s.scratch),
+        write: (s, v) => {
+          s.scratch = Number(v & U32);
+        },
+      },
       IRQ_COUNT: { read: (s) => num(s.irqCount) },
       BAD_ACCESS_COUNT: { read: (s) => num(s.badAccessCount) },
       DMA_COMPLETED: { read: (s) => num(s.dmaCompleted) },
-      DMA_SRC: { read: (s) => s.dmaSrc, write: (s, v) => { s.dmaSrc = v; } },
-      DMA_DST: { read: (s) => s.dmaDst, write: (s, v) => { s.dmaDst = v; } },
-      DMA_LEN: { read: (s) => num(s.dmaLen), write: (s, v) => { s.dmaLen = Number(v & U32); } },
-      DMA_OP: { read: (s) => num(s.dmaOp), write: (s, v) => { s.dmaOp = Number(v & U32); } },
-      DMA_VECTOR: { read: (s) => num(s.dmaVector), write: (s, v) => { s.dmaVector = Number(v & U32); } },
+      DMA_SRC: {
+        read: (s) => s.dmaSrc,
+        write: (s, v) => {
+          s.dmaSrc = v;
+        },
+      },
+      DMA_DST: {
+        read: (s) => s.dmaDst,
+        write: (s, v) => {
+          s.dmaDst = v;
+        },
+      },
+      DMA_LEN: {
+        read: (s) => num(s.dmaLen),
+        write: (s, v) => {
+          s.dmaLen = Number(v & U32);
+        },
+      },
+      DMA_OP: {
+        read: (s) => num(s.dmaOp),
+        write: (s, v) => {
+          s.dmaOp = Number(v & U32);
+        },
+      },
+      DMA_VECTOR: {
+        read: (s) => num(s.dmaVector),
+        write: (s, v) => {
+          s.dmaVector = Number(v & U32);
+        },
+      },
       DMA_STATUS: { read: (s) => num(s.dmaStatus) },
       DMA_TAG: { read: (s) => num(s.dmaTag) },
       ...this.dataPlaneRegisters(num),
@@ -146,8 +228,19 @@ export class SgiovDevice implements PciDeviceModel {
     const conf = <K extends keyof typeof c>(key: K, name: string): RegBehaviour => ({
       read: () => (typeof c[key] === 'bigint' ? (c[key] as bigint) : num(c[key] as number)),
       write: (_s, v) => {
-        if (dp.running) { this.badAccess('write', 0, REGISTERS.find((r) => r.name === name)!.offset, 4, 'data plane configuration is fixed while it runs', 0n); return; }
-        (c as unknown as Record<string, number | bigint>)[key] = typeof c[key] === 'bigint' ? v : Number(v & U32);
+        if (dp.running) {
+          this.badAccess(
+            'write',
+            0,
+            REGISTERS.find((r) => r.name === name)!.offset,
+            4,
+            'data plane configuration is fixed while it runs',
+            0n,
+          );
+          return;
+        }
+        (c as unknown as Record<string, number | bigint>)[key] =
+          typeof c[key] === 'bigint' ? v : Number(v & U32);
       },
     });
     const ctr = (get: () => number): RegBehaviour => ({ read: () => num(get() >>> 0) });
@@ -167,26 +260,52 @@ export class SgiovDevice implements PciDeviceModel {
         write: (_s, v) => {
           const start = (Number(v) & bit(BITS.DP_CONTROL.START)) !== 0;
           if (start && !dp.running) {
-            if (!(this.s.control & bit(BITS.CONTROL.ENABLE))) { this.latchError(ERR.NOT_ENABLED, 0n, 'data plane start while the device is not enabled'); return; }
+            if (!(this.s.control & bit(BITS.CONTROL.ENABLE))) {
+              this.latchError(ERR.NOT_ENABLED, 0n, 'data plane start while the device is not enabled');
+              return;
+            }
             const bad = dp.start();
-            if (bad) this.latchError(ERR.DP_BAD_CONFIG, BigInt(REGISTERS.find((r) => r.name === bad)?.offset ?? 0), `data plane start refused: ${bad} is not valid`);
+            if (bad)
+              this.latchError(
+                ERR.DP_BAD_CONFIG,
+                BigInt(REGISTERS.find((r) => r.name === bad)?.offset ?? 0),
+                `data plane start refused: ${bad} is not valid`,
+              );
           } else if (!start && dp.running) {
             dp.stop('DP_CONTROL cleared by the guest');
           }
         },
       },
-      DP_STATUS: { read: () => num((dp.running ? bit(BITS.DP_STATUS.RUNNING) : 0) | (dp.running && !dp.sleeping ? bit(BITS.DP_STATUS.POLLING) : 0)) },
+      DP_STATUS: {
+        read: () =>
+          num(
+            (dp.running ? bit(BITS.DP_STATUS.RUNNING) : 0) |
+              (dp.running && !dp.sleeping ? bit(BITS.DP_STATUS.POLLING) : 0),
+          ),
+      },
       SOCKETS_OPEN: ctr(() => dp.socks.open),
       H2D_SIGNALS: ctr(() => dp.counters.h2dSignals),
       D2H_SIGNALS: ctr(() => dp.counters.d2hSignals),
       KICKS: ctr(() => dp.counters.kicks),
       SIGNAL_ERRORS: ctr(() => dp.counters.signalErrors),
       MSGS_MOVED: ctr(() => dp.counters.msgsMoved),
-      ...Object.fromEntries([0, 1, 2, 3].map((i): [string, RegBehaviour] => [i === 0 ? 'CRYPTO_KEY' : `CRYPTO_KEY${i}`, {
-        read: () => 0n, // keys are write-only
-        write: (_s, v) => { new DataView(dp.keys.aesKey.buffer).setBigUint64(i * 8, v & U64, true); },
-      }])),
-      ENCAP_VNI: { read: () => num(dp.keys.vni), write: (_s, v) => { dp.keys.vni = Number(v) & 0xffffff; } },
+      ...Object.fromEntries(
+        [0, 1, 2, 3].map((i): [string, RegBehaviour] => [
+          i === 0 ? 'CRYPTO_KEY' : `CRYPTO_KEY${i}`,
+          {
+            read: () => 0n, // keys are write-only
+            write: (_s, v) => {
+              new DataView(dp.keys.aesKey.buffer).setBigUint64(i * 8, v & U64, true);
+            },
+          },
+        ]),
+      ),
+      ENCAP_VNI: {
+        read: () => num(dp.keys.vni),
+        write: (_s, v) => {
+          dp.keys.vni = Number(v) & 0xffffff;
+        },
+      },
     };
   }
 
@@ -207,10 +326,21 @@ export class SgiovDevice implements PciDeviceModel {
       badAccessCount: st.badAccessCount,
       dma: { completed: st.dmaCompleted, state: st.dmaStatus, tag: st.dmaTag },
       dataPlane: {
-        running: dp.running, sleeping: dp.sleeping, mode: dp.cfg.h2dMode, maxSockets: dp.socks.max,
-        socketsOpen: dp.socks.open, counters: { ...dp.counters }, staging: { usedBytes: dp.stagingUsed, bytes: dp.stagingBytes },
+        running: dp.running,
+        sleeping: dp.sleeping,
+        mode: dp.cfg.h2dMode,
+        maxSockets: dp.socks.max,
+        socketsOpen: dp.socks.open,
+        counters: { ...dp.counters },
+        staging: { usedBytes: dp.stagingUsed, bytes: dp.stagingBytes },
       },
-      faults: { removed: this.removed, resets: this.faultResets, state: this.faults.state, rules: this.faults.list().rules.length, injections: this.faults.list().injections },
+      faults: {
+        removed: this.removed,
+        resets: this.faultResets,
+        state: this.faults.state,
+        rules: this.faults.list().rules.length,
+        injections: this.faults.list().injections,
+      },
     };
   }
 
@@ -226,25 +356,34 @@ export class SgiovDevice implements PciDeviceModel {
   private schedule(args: Record<string, unknown>): unknown {
     const dp = this.dp;
     const policyOf = (v: unknown, vfs: unknown): PolicyConfig => {
-      if (!isSchedulerKind(String(v))) throw new Error(`schedule: policy '${String(v)}' is not one of ${SCHEDULER_KINDS.join(', ')}`);
+      if (!isSchedulerKind(String(v)))
+        throw new Error(`schedule: policy '${String(v)}' is not one of ${SCHEDULER_KINDS.join(', ')}`);
       if (v === 'sriov') {
-        if (vfs !== undefined && (!Number.isInteger(vfs) || (vfs as number) < 1)) throw new Error('schedule: vfs must be a whole number >= 1');
+        if (vfs !== undefined && (!Number.isInteger(vfs) || (vfs as number) < 1))
+          throw new Error('schedule: vfs must be a whole number >= 1');
         return vfs === undefined ? { kind: 'sriov' } : { kind: 'sriov', vfs: vfs as number };
       }
       return { kind: v as 'drf' | 'rr' | 'prio' };
     };
-    if (args.off === true) { dp.configureFarm(null); return { scheduled: false }; }
+    if (args.off === true) {
+      dp.configureFarm(null);
+      return { scheduled: false };
+    }
     if (args.accelerators === undefined && args.policy !== undefined) {
       if (!dp.farm) throw new Error('schedule: nothing to switch; give accelerators and tenants first');
       dp.farm.sched.setPolicy(policyOf(args.policy, args.vfs), this.host.nowNs() / 1e9);
       return { scheduled: true, policy: dp.farm.sched.kind };
     }
-    if (args.accelerators === undefined) return dp.farm ? { scheduled: true, ...dp.farm.cfg } : { scheduled: false };
+    if (args.accelerators === undefined)
+      return dp.farm ? { scheduled: true, ...dp.farm.cfg } : { scheduled: false };
     const acc = args.accelerators;
-    if (typeof acc !== 'object' || acc === null || Array.isArray(acc)) throw new Error('schedule: "accelerators" is an object of name: Gbps');
+    if (typeof acc !== 'object' || acc === null || Array.isArray(acc))
+      throw new Error('schedule: "accelerators" is an object of name: Gbps');
     const accels = Object.entries(acc as Record<string, unknown>).map(([name, gbps]) => {
-      if (!(ACCEL_NAMES as readonly string[]).includes(name)) throw new Error(`schedule: unknown accelerator '${name}' (known: ${ACCEL_NAMES.join(', ')})`);
-      if (typeof gbps !== 'number' || !(gbps > 0) || !Number.isFinite(gbps)) throw new Error(`schedule: accelerator '${name}' needs a capacity in Gbps > 0`);
+      if (!(ACCEL_NAMES as readonly string[]).includes(name))
+        throw new Error(`schedule: unknown accelerator '${name}' (known: ${ACCEL_NAMES.join(', ')})`);
+      if (typeof gbps !== 'number' || !(gbps > 0) || !Number.isFinite(gbps))
+        throw new Error(`schedule: accelerator '${name}' needs a capacity in Gbps > 0`);
       return { name: name as AccelName, capacityGbps: gbps };
     });
     if (accels.length === 0) throw new Error('schedule: at least one accelerator');
@@ -257,17 +396,29 @@ export class SgiovDevice implements PciDeviceModel {
       if (names.has(name)) throw new Error(`schedule: tenant '${name}' given twice`);
       names.add(name);
       const weight = o.weight === undefined ? 1 : o.weight;
-      if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new Error(`schedule: tenant '${name}': weight must be > 0`);
+      if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight))
+        throw new Error(`schedule: tenant '${name}': weight must be > 0`);
       const priority = o.priority === undefined ? 0 : o.priority;
-      if (typeof priority !== 'number' || !Number.isFinite(priority)) throw new Error(`schedule: tenant '${name}': priority must be a number`);
+      if (typeof priority !== 'number' || !Number.isFinite(priority))
+        throw new Error(`schedule: tenant '${name}': priority must be a number`);
       if (o.cap === undefined) return { name, weight, priority };
       const most = Math.max(...accels.map((a) => a.capacityGbps));
-      if (typeof o.cap !== 'number' || !(o.cap > 0) || !Number.isFinite(o.cap)) throw new Error(`schedule: tenant '${name}': cap must be a number of Gbps > 0`);
-      if (o.cap > most) throw new Error(`schedule: tenant '${name}': cap ${o.cap} Gbps is above every accelerator's capacity (largest ${most} Gbps)`);
+      if (typeof o.cap !== 'number' || !(o.cap > 0) || !Number.isFinite(o.cap))
+        throw new Error(`schedule: tenant '${name}': cap must be a number of Gbps > 0`);
+      if (o.cap > most)
+        throw new Error(
+          `schedule: tenant '${name}': cap ${o.cap} Gbps is above every accelerator's capacity (largest ${most} Gbps)`,
+        );
       return { name, weight, priority, capGbps: o.cap };
     });
     const jobBytes = args.jobBytes ?? DEFAULT_JOB_BYTES;
-    if (typeof jobBytes !== 'number' || !Number.isInteger(jobBytes) || jobBytes < 64 || jobBytes > CONSTANTS.RING_MAX) throw new Error(`schedule: jobBytes must be a whole number of bytes in 64..${CONSTANTS.RING_MAX}`);
+    if (
+      typeof jobBytes !== 'number' ||
+      !Number.isInteger(jobBytes) ||
+      jobBytes < 64 ||
+      jobBytes > CONSTANTS.RING_MAX
+    )
+      throw new Error(`schedule: jobBytes must be a whole number of bytes in 64..${CONSTANTS.RING_MAX}`);
     dp.configureFarm({ accels, tenants, policy: policyOf(args.policy ?? 'drf', args.vfs), jobBytes });
     return { scheduled: true, ...dp.farm!.cfg };
   }
@@ -280,14 +431,24 @@ export class SgiovDevice implements PciDeviceModel {
     const farm = this.dp.farm;
     if (!farm) throw new Error('tenant: the accelerators are not scheduled (see the schedule command)');
     const i = farm.tenants.findIndex((t) => t.name === args.tenant);
-    if (i < 0) throw new Error(`tenant: unknown tenant '${String(args.tenant)}' (known: ${farm.tenants.map((t) => t.name).join(', ')})`);
+    if (i < 0)
+      throw new Error(
+        `tenant: unknown tenant '${String(args.tenant)}' (known: ${farm.tenants.map((t) => t.name).join(', ')})`,
+      );
     const cur = farm.tenants[i]!;
     const weight = args.weight === undefined ? cur.weight : args.weight;
-    if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new Error(`tenant: '${cur.name}': weight must be > 0`);
+    if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight))
+      throw new Error(`tenant: '${cur.name}': weight must be > 0`);
     const cap = args.cap === undefined ? cur.capGbps : args.cap === null ? undefined : args.cap;
-    if (cap !== undefined && (typeof cap !== 'number' || !(cap > 0) || !Number.isFinite(cap))) throw new Error(`tenant: '${cur.name}': cap must be a number of Gbps > 0, or null`);
+    if (cap !== undefined && (typeof cap !== 'number' || !(cap > 0) || !Number.isFinite(cap)))
+      throw new Error(`tenant: '${cur.name}': cap must be a number of Gbps > 0, or null`);
     try {
-      farm.setTenant(i, { name: cur.name, weight, ...(cur.priority !== undefined ? { priority: cur.priority } : {}), ...(cap !== undefined ? { capGbps: cap } : {}) });
+      farm.setTenant(i, {
+        name: cur.name,
+        weight,
+        ...(cur.priority !== undefined ? { priority: cur.priority } : {}),
+        ...(cap !== undefined ? { capGbps: cap } : {}),
+      });
     } catch (e) {
       throw new Error(`tenant: ${(e as Error).message}`);
     }
@@ -300,7 +461,8 @@ export class SgiovDevice implements PciDeviceModel {
       case 'sockets': {
         const from = args.from === undefined ? 0 : Number(args.from);
         const limit = args.limit === undefined ? 100 : Number(args.limit);
-        if (!Number.isInteger(from) || from < 0 || !Number.isInteger(limit) || limit < 1 || limit > 65536) throw new Error('sockets: "from" >= 0 and "limit" in 1..65536');
+        if (!Number.isInteger(from) || from < 0 || !Number.isInteger(limit) || limit < 1 || limit > 65536)
+          throw new Error('sockets: "from" >= 0 and "limit" in 1..65536');
         return this.dp.describeSockets(from, limit);
       }
       case 'reset':
@@ -317,12 +479,15 @@ export class SgiovDevice implements PciDeviceModel {
       case 'schedule':
         return this.schedule(args);
       case 'tenants':
-        if (!this.dp.farm) throw new Error('tenants: the accelerators are not scheduled (see the schedule command)');
+        if (!this.dp.farm)
+          throw new Error('tenants: the accelerators are not scheduled (see the schedule command)');
         return { policy: this.dp.farm.sched.kind, tenants: this.dp.farm.report() };
       case 'tenant':
         return this.tenant(args);
       default:
-        throw new Error(`unknown command '${cmd}' (known: status, sockets, reset, schedule, tenants, tenant, faults)`);
+        throw new Error(
+          `unknown command '${cmd}' (known: status, sockets, reset, schedule, tenants, tenant, faults)`,
+        );
     }
   }
 
@@ -364,7 +529,10 @@ export class SgiovDevice implements PciDeviceModel {
       if (!this.removed) {
         this.removed = true;
         this.dp.halt();
-        this.host.log.warn({ where, rule: f.rule }, 'surprise removal (fault injection): the device stops answering');
+        this.host.log.warn(
+          { where, rule: f.rule },
+          'surprise removal (fault injection): the device stops answering',
+        );
       }
       return true;
     }
@@ -391,14 +559,25 @@ export class SgiovDevice implements PciDeviceModel {
     const ones = size >= 8 ? U64 : (1n << BigInt(size * 8)) - 1n;
     if (this.removed) return ones;
     if (this.faults.armed[POINT.MMIO_READ]) {
-      const f = this.faults.check(POINT.MMIO_READ, bar === BARS.REGS_BAR ? { reg: offset, addr: offset, len: size } : { addr: offset, len: size });
+      const f = this.faults.check(
+        POINT.MMIO_READ,
+        bar === BARS.REGS_BAR ? { reg: offset, addr: offset, len: size } : { addr: offset, len: size },
+      );
       if (f && !this.globalFault(f, 'mmio.read')) {
         // A failed read completes with all-ones (a completer abort), a poisoned one too; both are latched.
         if (f.action === 'all_ones') return ones;
-        if (f.action === 'error') return this.mmioFailed(faultCode(f, 'device', ERR.ACCESS_FAILED), offset, 'MMIO read failed (fault injection)', ones);
+        if (f.action === 'error')
+          return this.mmioFailed(
+            faultCode(f, 'device', ERR.ACCESS_FAILED),
+            offset,
+            'MMIO read failed (fault injection)',
+            ones,
+          );
         if (f.action === 'corrupt') {
           const v = this.read(bar, offset, size, ones);
-          return corruptValue(v, size, f) === v ? v : this.mmioFailed(ERR.POISONED, offset, 'poisoned MMIO read completion', ones);
+          return corruptValue(v, size, f) === v
+            ? v
+            : this.mmioFailed(ERR.POISONED, offset, 'poisoned MMIO read completion', ones);
         }
       }
       if (this.removed) return ones;
@@ -413,14 +592,27 @@ export class SgiovDevice implements PciDeviceModel {
   }
 
   private read(bar: number, offset: number, size: number, ones: bigint): bigint {
-    if (bar === BARS.SHM_BAR) return this.shmAccess(offset, size) ?? this.badAccess('read', bar, offset, size, 'shared-memory BAR takes aligned 4- or 8-byte accesses', ones);
+    if (bar === BARS.SHM_BAR)
+      return (
+        this.shmAccess(offset, size) ??
+        this.badAccess(
+          'read',
+          bar,
+          offset,
+          size,
+          'shared-memory BAR takes aligned 4- or 8-byte accesses',
+          ones,
+        )
+      );
     if (bar !== BARS.REGS_BAR) return this.badAccess('read', bar, offset, size, 'no such BAR', ones);
     if (offset >= DOORBELLS.BASE && offset < DOORBELLS.BASE + DOORBELLS.SIZE) {
-      if (size !== 4 || offset % 4 !== 0) return this.badAccess('read', bar, offset, size, 'doorbells take aligned 4-byte accesses', ones);
+      if (size !== 4 || offset % 4 !== 0)
+        return this.badAccess('read', bar, offset, size, 'doorbells take aligned 4-byte accesses', ones);
       return 0n; // doorbells are write-only; reads return 0
     }
     const hit = this.locate(offset, size);
-    if (typeof hit === 'string') return this.badAccess('read', bar, offset, size, hit, hit === 'undefined register' ? 0n : ones);
+    if (typeof hit === 'string')
+      return this.badAccess('read', bar, offset, size, hit, hit === 'undefined register' ? 0n : ones);
     const full = hit.r.b.read(this.s);
     return hit.high ? full >> 32n : size === 4 ? full & U32 : full;
   }
@@ -428,11 +620,25 @@ export class SgiovDevice implements PciDeviceModel {
   barWrite(bar: number, offset: number, size: number, value: bigint): void {
     if (this.removed) return;
     if (this.faults.armed[POINT.MMIO_WRITE]) {
-      const f = this.faults.check(POINT.MMIO_WRITE, bar === BARS.REGS_BAR ? { reg: offset, addr: offset, len: size } : { addr: offset, len: size });
+      const f = this.faults.check(
+        POINT.MMIO_WRITE,
+        bar === BARS.REGS_BAR ? { reg: offset, addr: offset, len: size } : { addr: offset, len: size },
+      );
       if (f && !this.globalFault(f, 'mmio.write')) {
         if (f.action === 'drop') return; // a lost posted write: only a read-back shows it
-        if (f.action === 'error') { this.mmioFailed(faultCode(f, 'device', ERR.ACCESS_FAILED), offset, 'MMIO write failed (fault injection)', 0n); return; }
-        if (f.action === 'corrupt' && corruptValue(value, size, f) !== value) { this.mmioFailed(ERR.POISONED, offset, 'poisoned MMIO write discarded', 0n); return; }
+        if (f.action === 'error') {
+          this.mmioFailed(
+            faultCode(f, 'device', ERR.ACCESS_FAILED),
+            offset,
+            'MMIO write failed (fault injection)',
+            0n,
+          );
+          return;
+        }
+        if (f.action === 'corrupt' && corruptValue(value, size, f) !== value) {
+          this.mmioFailed(ERR.POISONED, offset, 'poisoned MMIO write discarded', 0n);
+          return;
+        }
       }
       if (this.removed) return;
     }
@@ -441,19 +647,39 @@ export class SgiovDevice implements PciDeviceModel {
 
   private write(bar: number, offset: number, size: number, value: bigint): void {
     if (bar === BARS.SHM_BAR) {
-      if (this.shmAccess(offset, size, value) === null) this.badAccess('write', bar, offset, size, 'shared-memory BAR takes aligned 4- or 8-byte accesses', 0n);
+      if (this.shmAccess(offset, size, value) === null)
+        this.badAccess(
+          'write',
+          bar,
+          offset,
+          size,
+          'shared-memory BAR takes aligned 4- or 8-byte accesses',
+          0n,
+        );
       return;
     }
-    if (bar !== BARS.REGS_BAR) { this.badAccess('write', bar, offset, size, 'no such BAR', 0n); return; }
+    if (bar !== BARS.REGS_BAR) {
+      this.badAccess('write', bar, offset, size, 'no such BAR', 0n);
+      return;
+    }
     if (offset >= DOORBELLS.BASE && offset < DOORBELLS.BASE + DOORBELLS.SIZE) {
-      if (size !== 4 || offset % 4 !== 0) { this.badAccess('write', bar, offset, size, 'doorbells take aligned 4-byte accesses', 0n); return; }
+      if (size !== 4 || offset % 4 !== 0) {
+        this.badAccess('write', bar, offset, size, 'doorbells take aligned 4-byte accesses', 0n);
+        return;
+      }
       this.doorbell(offset, Number(value & U32));
       return;
     }
     const hit = this.locate(offset, size);
-    if (typeof hit === 'string') { this.badAccess('write', bar, offset, size, hit, 0n); return; }
+    if (typeof hit === 'string') {
+      this.badAccess('write', bar, offset, size, hit, 0n);
+      return;
+    }
     const { def, b } = hit.r;
-    if (!b.write || def.access === 'ro') { this.badAccess('write', bar, offset, size, `register ${def.name} is read-only`, 0n); return; }
+    if (!b.write || def.access === 'ro') {
+      this.badAccess('write', bar, offset, size, `register ${def.name} is read-only`, 0n);
+      return;
+    }
     if (def.width === 8 && size === 4) {
       const cur = b.read(this.s);
       const v = hit.high ? (cur & U32) | ((value & U32) << 32n) : (cur & (U32 << 32n)) | (value & U32);
@@ -472,13 +698,18 @@ export class SgiovDevice implements PciDeviceModel {
     const m = this.host.deviceMemory();
     if (!m || (size !== 4 && size !== 8) || offset % size !== 0 || offset + size > m.length) return null;
     const d = new DataView(m.buffer, m.byteOffset, m.byteLength);
-    if (value === undefined) return size === 4 ? BigInt(d.getUint32(offset, true)) : d.getBigUint64(offset, true);
-    if (size === 4) d.setUint32(offset, Number(value & U32), true); else d.setBigUint64(offset, value, true);
+    if (value === undefined)
+      return size === 4 ? BigInt(d.getUint32(offset, true)) : d.getBigUint64(offset, true);
+    if (size === 4) d.setUint32(offset, Number(value & U32), true);
+    else d.setBigUint64(offset, value, true);
     return 0n;
   }
 
   /** Finds the register an access hits, or says why it hits none. */
-  private locate(offset: number, size: number): { r: { def: RegisterDef; b: RegBehaviour }; high: boolean } | string {
+  private locate(
+    offset: number,
+    size: number,
+  ): { r: { def: RegisterDef; b: RegBehaviour }; high: boolean } | string {
     if (size !== 4 && size !== 8) return `unsupported access size ${size}`;
     if (offset % size !== 0) return 'misaligned access';
     const r = this.byOffset.get(offset);
@@ -491,38 +722,67 @@ export class SgiovDevice implements PciDeviceModel {
     return 'undefined register';
   }
 
-  private badAccess(kind: 'read' | 'write', bar: number, offset: number, size: number, why: string, readValue: bigint): bigint {
+  private badAccess(
+    kind: 'read' | 'write',
+    bar: number,
+    offset: number,
+    size: number,
+    why: string,
+    readValue: bigint,
+  ): bigint {
     this.s.badAccessCount = (this.s.badAccessCount + 1) >>> 0;
-    this.guestErr.warn(`mmio-${kind}`, { bar, offset: '0x' + offset.toString(16), size, why }, `guest MMIO ${kind} ignored`);
+    this.guestErr.warn(
+      `mmio-${kind}`,
+      { bar, offset: '0x' + offset.toString(16), size, why },
+      `guest MMIO ${kind} ignored`,
+    );
     return readValue;
   }
 
   // ---- doorbells and the DMA engine ---------------------------------------
 
   private doorbell(offset: number, tag: number): void {
-    if (offset === DOORBELLS.KICK) { this.dp.kick(); return; }
+    if (offset === DOORBELLS.KICK) {
+      this.dp.kick();
+      return;
+    }
     if (offset !== DOORBELLS.DMA) {
       this.latchError(ERR.BAD_DOORBELL, BigInt(offset), 'write to an undefined doorbell');
       return;
     }
     // The job runs after the MMIO write returns, as on hardware: the
     // driver sees completion by interrupt or DMA_STATUS, never inline.
-    const job = { src: this.s.dmaSrc, dst: this.s.dmaDst, len: this.s.dmaLen, op: this.s.dmaOp, vector: this.s.dmaVector, tag };
+    const job = {
+      src: this.s.dmaSrc,
+      dst: this.s.dmaDst,
+      len: this.s.dmaLen,
+      op: this.s.dmaOp,
+      vector: this.s.dmaVector,
+      tag,
+    };
     this.host.schedule(0, () => this.runDma(job));
   }
 
-  private runDma(job: { src: bigint; dst: bigint; len: number; op: number; vector: number; tag: number }, checked = 0): void {
+  private runDma(
+    job: { src: bigint; dst: bigint; len: number; op: number; vector: number; tag: number },
+    checked = 0,
+  ): void {
     if (this.removed) return; // a vanished device does no DMA
     const fail = (code: ErrorCode, addr: bigint, why: string): void => {
       this.s.dmaStatus = ENUMS.DMA_STATE.ERROR;
       this.s.dmaTag = job.tag;
       this.latchError(code, addr, why);
     };
-    if (!(this.s.control & bit(BITS.CONTROL.ENABLE))) return fail(ERR.NOT_ENABLED, 0n, 'DMA doorbell while the device is not enabled');
-    if (!this.host.busMasterEnabled()) return fail(ERR.DMA_BUS_MASTER_OFF, job.src, 'DMA with bus mastering disabled');
-    if (job.len < 1 || job.len > CONSTANTS.DMA_MAX_LEN) return fail(ERR.DMA_BAD_LENGTH, BigInt(job.len), `DMA length ${job.len} out of range`);
-    if (job.op !== ENUMS.DMA_OP.COPY && job.op !== ENUMS.DMA_OP.INVERT) return fail(ERR.BAD_OPCODE, BigInt(job.op), `unknown DMA op ${job.op}`);
-    if (job.vector >= this.cfg.msixVectors) return fail(ERR.BAD_VECTOR, BigInt(job.vector), `MSI-X vector ${job.vector} out of range`);
+    if (!(this.s.control & bit(BITS.CONTROL.ENABLE)))
+      return fail(ERR.NOT_ENABLED, 0n, 'DMA doorbell while the device is not enabled');
+    if (!this.host.busMasterEnabled())
+      return fail(ERR.DMA_BUS_MASTER_OFF, job.src, 'DMA with bus mastering disabled');
+    if (job.len < 1 || job.len > CONSTANTS.DMA_MAX_LEN)
+      return fail(ERR.DMA_BAD_LENGTH, BigInt(job.len), `DMA length ${job.len} out of range`);
+    if (job.op !== ENUMS.DMA_OP.COPY && job.op !== ENUMS.DMA_OP.INVERT)
+      return fail(ERR.BAD_OPCODE, BigInt(job.op), `unknown DMA op ${job.op}`);
+    if (job.vector >= this.cfg.msixVectors)
+      return fail(ERR.BAD_VECTOR, BigInt(job.vector), `MSI-X vector ${job.vector} out of range`);
     const src = this.host.dmaView(job.src, job.len);
     if (!src) return fail(ERR.DMA_UNMAPPED, job.src, 'DMA read from guest memory no region covers');
     const dst = this.host.dmaView(job.dst, job.len);
@@ -531,20 +791,39 @@ export class SgiovDevice implements PciDeviceModel {
     // (checked: the points already decided); corrupt is caught by the engine's CRC of the data.
     type Corrupt = Fault & { action: 'corrupt' };
     const bad: (Corrupt | null)[] = [null, null];
-    for (const [point, addr, bit] of [[POINT.DMA_READ, job.src, 1], [POINT.DMA_WRITE, job.dst, 2]] as const) {
+    for (const [point, addr, bit] of [
+      [POINT.DMA_READ, job.src, 1],
+      [POINT.DMA_WRITE, job.dst, 2],
+    ] as const) {
       if ((checked & bit) !== 0 || !this.faults.armed[point]) continue;
       const f = this.faults.check(point, { addr, len: job.len });
       checked |= bit;
-      if (!f || this.globalFault(f, point === POINT.DMA_READ ? 'dma.read' : 'dma.write')) { if (this.removed) return; continue; }
-      if (f.action === 'error') return fail(faultCode(f, 'device', ERR.DMA_UNMAPPED) as ErrorCode, addr, 'DMA failed (fault injection)');
-      if (f.action === 'delay') { this.host.schedule(f.ns, () => this.runDma(job, checked)); return; }
+      if (!f || this.globalFault(f, point === POINT.DMA_READ ? 'dma.read' : 'dma.write')) {
+        if (this.removed) return;
+        continue;
+      }
+      if (f.action === 'error')
+        return fail(
+          faultCode(f, 'device', ERR.DMA_UNMAPPED) as ErrorCode,
+          addr,
+          'DMA failed (fault injection)',
+        );
+      if (f.action === 'delay') {
+        this.host.schedule(f.ns, () => this.runDma(job, checked));
+        return;
+      }
       if (f.action === 'corrupt') bad[bit - 1] = f as Corrupt;
     }
     if (bad[0]) {
       // The data read is corrupted in flight: the engine checks it against the source's CRC before it writes.
       const got = src.slice();
       applyCorrupt(got, bad[0]);
-      if (crc32c(got) !== crc32c(src)) return fail(ERR.DMA_CORRUPTED, job.src, 'DMA data corrupted on the read (CRC mismatch); nothing written');
+      if (crc32c(got) !== crc32c(src))
+        return fail(
+          ERR.DMA_CORRUPTED,
+          job.src,
+          'DMA data corrupted on the read (CRC mismatch); nothing written',
+        );
     }
     if (job.op === ENUMS.DMA_OP.COPY) {
       dst.set(src); // TypedArray.set copies as if through a temporary when the ranges overlap
@@ -556,7 +835,8 @@ export class SgiovDevice implements PciDeviceModel {
       // The data lands corrupted: the engine's CRC of what it wrote against what is there.
       const meant = crc32c(dst);
       applyCorrupt(dst, bad[1]);
-      if (crc32c(dst) !== meant) return fail(ERR.DMA_CORRUPTED, job.dst, 'DMA data corrupted on the write (CRC mismatch)');
+      if (crc32c(dst) !== meant)
+        return fail(ERR.DMA_CORRUPTED, job.dst, 'DMA data corrupted on the write (CRC mismatch)');
     }
     this.s.dmaStatus = ENUMS.DMA_STATE.DONE;
     this.s.dmaTag = job.tag;
@@ -581,10 +861,20 @@ export class SgiovDevice implements PciDeviceModel {
     if (vector >= this.cfg.msixVectors) return;
     if (this.faults.armed[POINT.IRQ]) {
       // Through the irq point: dropped, delayed or duplicated (the driver recovers by reading IRQ_STATUS / DMA_STATUS).
-      this.s.irqCount = (this.s.irqCount + raiseIrq(this.faults, this.host, vector, (f, w) => this.globalFault(f, w), () => !this.removed)) >>> 0;
+      this.s.irqCount =
+        (this.s.irqCount +
+          raiseIrq(
+            this.faults,
+            this.host,
+            vector,
+            (f, w) => this.globalFault(f, w),
+            () => !this.removed,
+          )) >>>
+        0;
       return;
     }
     if (this.host.raiseMsix(vector)) this.s.irqCount = (this.s.irqCount + 1) >>> 0;
-    else this.guestErr.warn('msix', { vector }, 'MSI-X vector not set up by the guest; interrupt not delivered');
+    else
+      this.guestErr.warn('msix', { vector }, 'MSI-X vector not set up by the guest; interrupt not delivered');
   }
 }

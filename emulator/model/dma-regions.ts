@@ -65,6 +65,10 @@ export class DmaRegions {
   }
 
   list(): DmaRegionInfo[] {
-    return this.regions.map((r) => ({ iova: BigInt(r.start), len: r.end - r.start, mapped: r.view !== null }));
+    return this.regions.map((r) => ({
+      iova: BigInt(r.start),
+      len: r.end - r.start,
+      mapped: r.view !== null,
+    }));
   }
 }

@@ -61,27 +61,48 @@ export function split(size: number, pos: number, len: number): Segment[] {
 export function generateJobs(r: JobRequest): Job[] {
   check(r);
   if (r.bytewise) return bytewiseJobs(r.srcSize, r.srcPos, r.dstSize, r.dstPos, r.len, 0);
-  return [{ src: split(r.srcSize, r.srcPos, r.len), dst: split(r.dstSize, r.dstPos, r.outLen), msgOffset: 0 }];
+  return [
+    { src: split(r.srcSize, r.srcPos, r.len), dst: split(r.dstSize, r.dstPos, r.outLen), msgOffset: 0 },
+  ];
 }
 
-function bytewiseJobs(srcSize: number, srcPos: number, dstSize: number, dstPos: number, len: number, done: number): Job[] {
+function bytewiseJobs(
+  srcSize: number,
+  srcPos: number,
+  dstSize: number,
+  dstPos: number,
+  len: number,
+  done: number,
+): Job[] {
   if (len === 0) return [];
   const k = Math.min(len, srcSize - srcPos, dstSize - dstPos); // up to the nearest wrap point
   const job: Job = { src: [{ off: srcPos, len: k }], dst: [{ off: dstPos, len: k }], msgOffset: done };
-  return [job, ...bytewiseJobs(srcSize, (srcPos + k) % srcSize, dstSize, (dstPos + k) % dstSize, len - k, done + k)];
+  return [
+    job,
+    ...bytewiseJobs(srcSize, (srcPos + k) % srcSize, dstSize, (dstPos + k) % dstSize, len - k, done + k),
+  ];
 }
 
 function check(r: JobRequest): void {
   const int = (v: number, name: string): void => {
-    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
   };
-  int(r.srcSize, 'srcSize'); int(r.dstSize, 'dstSize'); int(r.srcPos, 'srcPos'); int(r.dstPos, 'dstPos'); int(r.len, 'len'); int(r.outLen, 'outLen');
+  int(r.srcSize, 'srcSize');
+  int(r.dstSize, 'dstSize');
+  int(r.srcPos, 'srcPos');
+  int(r.dstPos, 'dstPos');
+  int(r.len, 'len');
+  int(r.outLen, 'outLen');
   if (r.srcSize === 0 || r.dstSize === 0) throw new RangeError('ring size must be positive');
   if (r.srcPos >= r.srcSize) throw new RangeError(`srcPos ${r.srcPos} outside a ${r.srcSize}-byte ring`);
   if (r.dstPos >= r.dstSize) throw new RangeError(`dstPos ${r.dstPos} outside a ${r.dstSize}-byte ring`);
-  if (r.len > r.srcSize) throw new RangeError(`message of ${r.len} bytes larger than its ${r.srcSize}-byte source ring`);
-  if (r.outLen > r.dstSize) throw new RangeError(`output of ${r.outLen} bytes larger than its ${r.dstSize}-byte sink ring`);
-  if (r.bytewise && r.outLen !== r.len) throw new RangeError('a byte-wise transformation cannot change the size');
+  if (r.len > r.srcSize)
+    throw new RangeError(`message of ${r.len} bytes larger than its ${r.srcSize}-byte source ring`);
+  if (r.outLen > r.dstSize)
+    throw new RangeError(`output of ${r.outLen} bytes larger than its ${r.dstSize}-byte sink ring`);
+  if (r.bytewise && r.outLen !== r.len)
+    throw new RangeError('a byte-wise transformation cannot change the size');
 }
 
 /** A transformation between rings, as the executors see it. */
@@ -107,10 +128,25 @@ export interface Transform {
  * the generated jobs. Returns the output length, or an error text (nothing
  * is written to the sink then).
  */
-export function runMessage(t: Transform, src: Uint8Array, srcPos: number, len: number, dst: Uint8Array, dstPos: number): number | string {
+export function runMessage(
+  t: Transform,
+  src: Uint8Array,
+  srcPos: number,
+  len: number,
+  dst: Uint8Array,
+  dstPos: number,
+): number | string {
   const outLen = t.outLen(len);
   if (typeof outLen === 'string') return outLen;
-  const jobs = generateJobs({ srcSize: src.length, srcPos, len, dstSize: dst.length, dstPos, outLen, bytewise: t.bytewise });
+  const jobs = generateJobs({
+    srcSize: src.length,
+    srcPos,
+    len,
+    dstSize: dst.length,
+    dstPos,
+    outLen,
+    bytewise: t.bytewise,
+  });
   for (const job of jobs) {
     const e = runJob(t, job, src, dst);
     if (e !== null) return e;
@@ -141,14 +177,19 @@ export function runJob(t: Transform, job: Job, src: Uint8Array, dst: Uint8Array)
 
 /** Writes `parts`, one after the other, over the sink segments `segs` (their lengths add up). */
 export function scatterParts(parts: Uint8Array[], ring: Uint8Array, segs: Segment[]): void {
-  let si = 0, so = 0;
+  let si = 0,
+    so = 0;
   for (const p of parts) {
-    for (let at = 0; at < p.length;) {
+    for (let at = 0; at < p.length; ) {
       const seg = segs[si]!;
       const n = Math.min(p.length - at, seg.len - so);
       ring.set(p.subarray(at, at + n), seg.off + so);
-      at += n; so += n;
-      if (so === seg.len) { si++; so = 0; }
+      at += n;
+      so += n;
+      if (so === seg.len) {
+        si++;
+        so = 0;
+      }
     }
   }
 }
@@ -159,27 +200,39 @@ export function gather(ring: Uint8Array, segs: Segment[]): Uint8Array {
   const total = segs.reduce((n, s) => n + s.len, 0);
   const buf = new Uint8Array(total);
   let at = 0;
-  for (const s of segs) { buf.set(ring.subarray(s.off, s.off + s.len), at); at += s.len; }
+  for (const s of segs) {
+    buf.set(ring.subarray(s.off, s.off + s.len), at);
+    at += s.len;
+  }
   return buf;
 }
 
 export function scatter(data: Uint8Array, ring: Uint8Array, segs: Segment[]): void {
   let at = 0;
-  for (const s of segs) { ring.set(data.subarray(at, at + s.len), s.off); at += s.len; }
+  for (const s of segs) {
+    ring.set(data.subarray(at, at + s.len), s.off);
+    at += s.len;
+  }
 }
 
 // ---- the transformations of this device -------------------------------------
 
 /** F: full copy. */
 export const COPY: Transform = {
-  name: 'copy', bytewise: true,
+  name: 'copy',
+  bytewise: true,
   outLen: (len) => len,
-  map: (src, dst) => { if (src !== dst) dst.set(src); },
+  map: (src, dst) => {
+    if (src !== dst) dst.set(src);
+  },
 };
 
 /** The self-test's transformation: every byte inverted. */
 export const INVERT: Transform = {
-  name: 'invert', bytewise: true,
+  name: 'invert',
+  bytewise: true,
   outLen: (len) => len,
-  map: (src, dst) => { for (let i = 0; i < src.length; i++) dst[i] = ~src[i]! & 0xff; },
+  map: (src, dst) => {
+    for (let i = 0; i < src.length; i++) dst[i] = ~src[i]! & 0xff;
+  },
 };

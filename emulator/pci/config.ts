@@ -54,6 +54,7 @@ export function msixCapability(vectors: number): Buffer {
 
 export function parseId(s: string, bits: 8 | 16, name: string): number {
   const v = /^0x[0-9a-f]+$/i.test(s) ? parseInt(s, 16) : /^[0-9]+$/.test(s) ? parseInt(s, 10) : NaN;
-  if (!Number.isInteger(v) || v < 0 || v >= 2 ** bits) throw new RangeError(`${name}: '${s}' is not a ${bits}-bit number`);
+  if (!Number.isInteger(v) || v < 0 || v >= 2 ** bits)
+    throw new RangeError(`${name}: '${s}' is not a ${bits}-bit number`);
   return v;
 }

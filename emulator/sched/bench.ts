@@ -16,7 +16,13 @@
  * plane pays.
  */
 import { pathToFileURL } from 'node:url';
-import { JobScheduler, SCHEDULER_KINDS, type PolicyConfig, type SchedJob, type SchedulerKind } from './scheduler.js';
+import {
+  JobScheduler,
+  SCHEDULER_KINDS,
+  type PolicyConfig,
+  type SchedJob,
+  type SchedulerKind,
+} from './scheduler.js';
 
 export interface DecisionCost {
   readonly kind: SchedulerKind;
@@ -26,29 +32,41 @@ export interface DecisionCost {
   readonly nsPerDecision: number;
 }
 
-export function schedulerDecisionNs(kind: SchedulerKind, opts: { tenants?: number; decisions?: number; warmup?: number } = {}): DecisionCost {
+export function schedulerDecisionNs(
+  kind: SchedulerKind,
+  opts: { tenants?: number; decisions?: number; warmup?: number } = {},
+): DecisionCost {
   const tenants = opts.tenants ?? 4096;
   const decisions = opts.decisions ?? 400_000;
   const warmup = opts.warmup ?? 100_000;
   const accels = [100, 60, 200, 400].map((c, i) => ({ name: `acc${i}`, capacityGbps: c }));
   const K = accels.length;
   const chains = Array.from({ length: tenants }, (_, i) => {
-    const a = i % K, b = (i * 7 + 3) % K;
+    const a = i % K,
+      b = (i * 7 + 3) % K;
     return i % 3 === 0 || a === b ? [a] : [a, b];
   });
   const policy: PolicyConfig = kind === 'sriov' ? { kind, vfs: tenants } : { kind };
-  const s = new JobScheduler(accels, Array.from({ length: tenants }, (_, i) => ({ name: `t${i}`, weight: 1 + (i % 4), priority: i % 8 })), policy);
+  const s = new JobScheduler(
+    accels,
+    Array.from({ length: tenants }, (_, i) => ({ name: `t${i}`, weight: 1 + (i % 4), priority: i % 8 })),
+    policy,
+  );
   const bytes = 128 * 1024;
   let now = 0;
-  for (let t = 0; t < tenants; t++) for (let k = 0; k < 2; k++) s.submit({ tenant: t, accels: chains[t]!, bytes, stage: 0 }, now);
+  for (let t = 0; t < tenants; t++)
+    for (let k = 0; k < 2; k++) s.submit({ tenant: t, accels: chains[t]!, bytes, stage: 0 }, now);
 
   const run = (n: number): void => {
-    let done = 0, a = 0, idle = 0;
+    let done = 0,
+      a = 0,
+      idle = 0;
     while (done < n) {
       const job: SchedJob | null = s.next(a, now);
       if (job) {
         now += (bytes * 8) / (accels[a]!.capacityGbps * 1e9 * K);
-        if (s.complete(job, now) < 0) s.submit({ tenant: job.tenant, accels: chains[job.tenant]!, bytes, stage: 0 }, now);
+        if (s.complete(job, now) < 0)
+          s.submit({ tenant: job.tenant, accels: chains[job.tenant]!, bytes, stage: 0 }, now);
         done++;
         idle = 0;
       } else if (++idle >= K) {
@@ -80,7 +98,13 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   };
   const tenants = arg('--tenants');
   const decisions = arg('--decisions');
-  const rows = schedulerDecisionTable({ ...(tenants ? { tenants } : {}), ...(decisions ? { decisions } : {}) });
+  const rows = schedulerDecisionTable({
+    ...(tenants ? { tenants } : {}),
+    ...(decisions ? { decisions } : {}),
+  });
   process.stdout.write('scheduler  tenants  accelerators  decisions  ns/decision\n');
-  for (const r of rows) process.stdout.write(`${r.kind.padEnd(11)}${String(r.tenants).padEnd(9)}${String(r.accels).padEnd(14)}${String(r.decisions).padEnd(11)}${r.nsPerDecision.toFixed(0)}\n`);
+  for (const r of rows)
+    process.stdout.write(
+      `${r.kind.padEnd(11)}${String(r.tenants).padEnd(9)}${String(r.accels).padEnd(14)}${String(r.decisions).padEnd(11)}${r.nsPerDecision.toFixed(0)}\n`,
+    );
 }

@@ -41,7 +41,8 @@ function pair(flag: string, raw: string, what: string): [string, string] {
   const eq = raw.indexOf('=');
   if (eq < 0) throw new DrfUsageError(`${flag} ${raw}: expected NAME=${what} (no '=')`);
   const name = raw.slice(0, eq);
-  if (!NAME.test(name)) throw new DrfUsageError(`${flag} ${raw}: '${name}' is not a name (letters, digits, '_', '.', ':', '-')`);
+  if (!NAME.test(name))
+    throw new DrfUsageError(`${flag} ${raw}: '${name}' is not a name (letters, digits, '_', '.', ':', '-')`);
   return [name, raw.slice(eq + 1)];
 }
 
@@ -87,14 +88,23 @@ export function parseDrfArgs(argv: string[]): DrfCommand {
     const [name, v] = pair('--tenant', raw, 'RES[,RES...]');
     if (uses.has(name)) throw new DrfUsageError(`--tenant ${raw}: tenant '${name}' is defined twice`);
     const list = v.split(',');
-    if (v === '' || list.some((r) => r === '')) throw new DrfUsageError(`--tenant ${raw}: expected a comma-separated list of resources`);
+    if (v === '' || list.some((r) => r === ''))
+      throw new DrfUsageError(`--tenant ${raw}: expected a comma-separated list of resources`);
     for (const [i, r] of list.entries()) {
-      if (!capacity.has(r)) throw new DrfUsageError(`--tenant ${raw}: unknown resource '${r}' (resources: ${[...capacity.keys()].join(', ')})`);
+      if (!capacity.has(r))
+        throw new DrfUsageError(
+          `--tenant ${raw}: unknown resource '${r}' (resources: ${[...capacity.keys()].join(', ')})`,
+        );
       if (list.indexOf(r) !== i) throw new DrfUsageError(`--tenant ${raw}: resource '${r}' named twice`);
     }
     uses.set(name, list);
   }
-  const perTenant = (flag: string, raws: string[] | undefined, what: string, check: (name: string, v: number, raw: string) => void): Map<string, number> => {
+  const perTenant = (
+    flag: string,
+    raws: string[] | undefined,
+    what: string,
+    check: (name: string, v: number, raw: string) => void,
+  ): Map<string, number> => {
     const m = new Map<string, number>();
     for (const raw of raws ?? []) {
       const [name, v] = pair(flag, raw, what);
@@ -106,14 +116,18 @@ export function parseDrfArgs(argv: string[]): DrfCommand {
     }
     return m;
   };
-  const weight = perTenant('--weight', values.weight, 'W', (_n, w, raw) => { if (w <= 0) throw new DrfUsageError(`--weight ${raw}: weight must be > 0`); });
+  const weight = perTenant('--weight', values.weight, 'W', (_n, w, raw) => {
+    if (w <= 0) throw new DrfUsageError(`--weight ${raw}: weight must be > 0`);
+  });
   const cap = perTenant('--cap', values.cap, 'GBPS', (n, c, raw) => {
     if (c < 0) throw new DrfUsageError(`--cap ${raw}: cap must be >= 0 Gbps`);
     const list = uses.get(n)!;
     const z = Math.min(...list.map((r) => capacity.get(r)!));
     if (c > z) {
       const at = list.find((r) => capacity.get(r) === z)!;
-      throw new DrfUsageError(`--cap ${raw}: ${c} Gbps is above the capacity of ${n}'s smallest resource '${at}' (${z} Gbps)`);
+      throw new DrfUsageError(
+        `--cap ${raw}: ${c} Gbps is above the capacity of ${n}'s smallest resource '${at}' (${z} Gbps)`,
+      );
     }
   });
   const priority = perTenant('--priority', values.priority, 'P', () => {});
@@ -121,15 +135,18 @@ export function parseDrfArgs(argv: string[]): DrfCommand {
   let simulateSeconds: number | undefined;
   if (values.simulate !== undefined) {
     const s = values.simulate;
-    if (!NUMBER.test(s) || !(Number(s) > 0) || !Number.isFinite(Number(s))) throw new DrfUsageError(`--simulate ${s}: expected a number of seconds > 0`);
+    if (!NUMBER.test(s) || !(Number(s) > 0) || !Number.isFinite(Number(s)))
+      throw new DrfUsageError(`--simulate ${s}: expected a number of seconds > 0`);
     simulateSeconds = Number(s);
   }
   const scheduler = values.scheduler ?? 'drf';
-  if (!isSchedulerKind(scheduler)) throw new DrfUsageError(`--scheduler ${scheduler}: not one of ${SCHEDULER_KINDS.join(', ')}`);
+  if (!isSchedulerKind(scheduler))
+    throw new DrfUsageError(`--scheduler ${scheduler}: not one of ${SCHEDULER_KINDS.join(', ')}`);
   let vfs: number | undefined;
   if (values.vfs !== undefined) {
     vfs = Number(values.vfs);
-    if (!/^\d+$/.test(values.vfs) || !Number.isSafeInteger(vfs) || vfs < 1) throw new DrfUsageError(`--vfs ${values.vfs}: expected a whole number >= 1`);
+    if (!/^\d+$/.test(values.vfs) || !Number.isSafeInteger(vfs) || vfs < 1)
+      throw new DrfUsageError(`--vfs ${values.vfs}: expected a whole number >= 1`);
   }
 
   const names = [...uses.keys()];
@@ -138,22 +155,36 @@ export function parseDrfArgs(argv: string[]): DrfCommand {
     uses: uses.get(name)!,
     weight: weight.get(name) ?? 1,
     ...(cap.has(name) ? { cap: cap.get(name)! } : {}),
-    priority: priority.size > 0 ? priority.get(name) ?? 0 : names.length - i,
+    priority: priority.size > 0 ? (priority.get(name) ?? 0) : names.length - i,
   }));
   return {
     resources: [...capacity].map(([name, c]) => ({ name, capacity: c })),
-    tenants, simulate: simulateSeconds, scheduler, vfs, json: values.json ?? false,
+    tenants,
+    simulate: simulateSeconds,
+    scheduler,
+    vfs,
+    json: values.json ?? false,
   };
 }
 
 function policyOf(cmd: DrfCommand): PolicyConfig {
-  if (cmd.scheduler === 'sriov') return cmd.vfs === undefined ? { kind: 'sriov' } : { kind: 'sriov', vfs: cmd.vfs };
+  if (cmd.scheduler === 'sriov')
+    return cmd.vfs === undefined ? { kind: 'sriov' } : { kind: 'sriov', vfs: cmd.vfs };
   return { kind: cmd.scheduler };
 }
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]! + 2))).join('').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]! + 2)))
+          .join('')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 const f3 = (x: number): string => x.toFixed(3);
@@ -171,13 +202,21 @@ export function renderDrf(cmd: DrfCommand, alloc: DrfAllocation, sim: SimResult 
     return JSON.stringify(out) + '\n';
   }
   let s = 'DRF allocation by progressive filling (Gbps on every resource the tenant uses)\n';
-  if (sim) s += `measured: ${cmd.scheduler} scheduler, ${cmd.simulate} s of virtual time, saturating 128 KiB jobs (8 in flight per tenant), after 5% warm-up\n`;
+  if (sim)
+    s += `measured: ${cmd.scheduler} scheduler, ${cmd.simulate} s of virtual time, saturating 128 KiB jobs (8 in flight per tenant), after 5% warm-up\n`;
   s += '\n';
   const head = ['tenant', 'resources', 'weight', 'cap', 'allocated', 'bottleneck'];
   if (sim) head.push('measured', 'diff');
   const rows = [head];
   for (const t of alloc.tenants) {
-    const row = [t.name, t.uses.join(','), String(t.weight), t.cap === undefined ? '-' : String(t.cap), f3(t.rate), t.frozenBy.kind === 'cap' ? 'cap' : t.frozenBy.resource];
+    const row = [
+      t.name,
+      t.uses.join(','),
+      String(t.weight),
+      t.cap === undefined ? '-' : String(t.cap),
+      f3(t.rate),
+      t.frozenBy.kind === 'cap' ? 'cap' : t.frozenBy.resource,
+    ];
     if (sim) {
       const m = sim.rates[t.name]!;
       const pct = t.rate > 0 ? ` (${signed((100 * (m - t.rate)) / t.rate, 3)}%)` : '';
@@ -199,7 +238,11 @@ export function renderDrf(cmd: DrfCommand, alloc: DrfAllocation, sim: SimResult 
 }
 
 /** Runs `sgiov drf ARGS`; returns the exit code (2 for bad arguments). */
-export function runDrf(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s), err: (s: string) => void = (s) => process.stderr.write(s)): number {
+export function runDrf(
+  argv: string[],
+  out: (s: string) => void = (s) => process.stdout.write(s),
+  err: (s: string) => void = (s) => process.stderr.write(s),
+): number {
   let cmd: DrfCommand;
   try {
     cmd = parseDrfArgs(argv);
@@ -214,10 +257,17 @@ export function runDrf(argv: string[], out: (s: string) => void = (s) => process
   let sim: SimResult | undefined;
   if (cmd.simulate !== undefined) {
     const tenants: SimTenant[] = cmd.tenants.map((t) => ({
-      name: t.name, accels: t.uses, weight: t.weight ?? 1, priority: t.priority,
+      name: t.name,
+      accels: t.uses,
+      weight: t.weight ?? 1,
+      priority: t.priority,
       ...(t.cap === undefined ? {} : { demandGbps: t.cap }),
     }));
-    sim = simulate(cmd.resources.map((r) => ({ name: r.name, capacityGbps: r.capacity })), tenants, { seconds: cmd.simulate, policy: policyOf(cmd) });
+    sim = simulate(
+      cmd.resources.map((r) => ({ name: r.name, capacityGbps: r.capacity })),
+      tenants,
+      { seconds: cmd.simulate, policy: policyOf(cmd) },
+    );
   }
   out(renderDrf(cmd, alloc, sim));
   return 0;

@@ -105,7 +105,17 @@ export class DrfError extends Error {}
 interface Prepared {
   resNames: string[];
   cap: Q[];
-  tenants: { name: string; uses: number[]; usesNames: string[]; weight: number; w: Q; Z: Q; speed: Q; cap: Q | undefined; capNum: number | undefined }[];
+  tenants: {
+    name: string;
+    uses: number[];
+    usesNames: string[];
+    weight: number;
+    w: Q;
+    Z: Q;
+    speed: Q;
+    cap: Q | undefined;
+    capNum: number | undefined;
+  }[];
 }
 
 const NAME = /^[A-Za-z0-9_.:-]+$/;
@@ -114,15 +124,18 @@ function prepare(p: DrfProblem): Prepared {
   const index = new Map<string, number>();
   const cap: Q[] = [];
   p.resources.forEach((r, j) => {
-    if (!NAME.test(r.name)) throw new DrfError(`resource name '${r.name}' must be letters, digits, '_', '.', ':' or '-'`);
+    if (!NAME.test(r.name))
+      throw new DrfError(`resource name '${r.name}' must be letters, digits, '_', '.', ':' or '-'`);
     if (index.has(r.name)) throw new DrfError(`resource '${r.name}' is defined twice`);
-    if (typeof r.capacity !== 'number' || !Number.isFinite(r.capacity) || r.capacity <= 0) throw new DrfError(`resource '${r.name}': capacity ${r.capacity} is not a number > 0`);
+    if (typeof r.capacity !== 'number' || !Number.isFinite(r.capacity) || r.capacity <= 0)
+      throw new DrfError(`resource '${r.name}': capacity ${r.capacity} is not a number > 0`);
     index.set(r.name, j);
     cap.push(Q.from(r.capacity));
   });
   const seen = new Set<string>();
   const tenants = p.tenants.map((t) => {
-    if (!NAME.test(t.name)) throw new DrfError(`tenant name '${t.name}' must be letters, digits, '_', '.', ':' or '-'`);
+    if (!NAME.test(t.name))
+      throw new DrfError(`tenant name '${t.name}' must be letters, digits, '_', '.', ':' or '-'`);
     if (seen.has(t.name)) throw new DrfError(`tenant '${t.name}' is defined twice`);
     seen.add(t.name);
     if (t.uses.length === 0) throw new DrfError(`tenant '${t.name}' uses no resource`);
@@ -134,17 +147,32 @@ function prepare(p: DrfProblem): Prepared {
       uses.push(j);
     }
     const weight = t.weight ?? 1;
-    if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) throw new DrfError(`tenant '${t.name}': weight ${weight} is not a number > 0`);
+    if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0)
+      throw new DrfError(`tenant '${t.name}': weight ${weight} is not a number > 0`);
     let Z = cap[uses[0]!]!;
     for (const j of uses) Z = Q.min(Z, cap[j]!);
     let capQ: Q | undefined;
     if (t.cap !== undefined) {
-      if (typeof t.cap !== 'number' || !Number.isFinite(t.cap) || t.cap < 0) throw new DrfError(`tenant '${t.name}': cap ${t.cap} is not a number >= 0`);
+      if (typeof t.cap !== 'number' || !Number.isFinite(t.cap) || t.cap < 0)
+        throw new DrfError(`tenant '${t.name}': cap ${t.cap} is not a number >= 0`);
       capQ = Q.from(t.cap);
-      if (capQ.gt(Z)) throw new DrfError(`tenant '${t.name}': cap ${t.cap} Gbps is above the capacity of its smallest resource (${Z.toNumber()} Gbps)`);
+      if (capQ.gt(Z))
+        throw new DrfError(
+          `tenant '${t.name}': cap ${t.cap} Gbps is above the capacity of its smallest resource (${Z.toNumber()} Gbps)`,
+        );
     }
     const w = Q.from(weight);
-    return { name: t.name, uses, usesNames: [...t.uses], weight, w, Z, speed: w.mul(Z), cap: capQ, capNum: t.cap };
+    return {
+      name: t.name,
+      uses,
+      usesNames: [...t.uses],
+      weight,
+      w,
+      Z,
+      speed: w.mul(Z),
+      cap: capQ,
+      capNum: t.cap,
+    };
   });
   return { resNames: p.resources.map((r) => r.name), cap, tenants };
 }
@@ -160,7 +188,9 @@ export function progressiveFilling(p: DrfProblem): DrfAllocation {
   const K = cap.length;
   const T = tenants.length;
   const users: number[][] = Array.from({ length: K }, () => []);
-  tenants.forEach((t, i) => { for (const j of t.uses) users[j]!.push(i); });
+  tenants.forEach((t, i) => {
+    for (const j of t.uses) users[j]!.push(i);
+  });
   const F: Q[] = Array.from({ length: K }, () => Q.ZERO); // rate of frozen tenants on j
   const U: Q[] = Array.from({ length: K }, () => Q.ZERO); // sum of speeds of unfrozen tenants on j
   for (const t of tenants) for (const j of t.uses) U[j] = U[j]!.add(t.speed);
@@ -168,7 +198,10 @@ export function progressiveFilling(p: DrfProblem): DrfAllocation {
   const frozenBy: (FrozenBy | undefined)[] = new Array(T).fill(undefined);
   // Cap events in level order (exact comparisons); a pointer walks them.
   const capLevel = tenants.map((t) => (t.cap === undefined ? undefined : t.cap.div(t.speed)));
-  const capOrder = tenants.map((_, i) => i).filter((i) => capLevel[i] !== undefined).sort((a, b) => capLevel[a]!.cmp(capLevel[b]!) || a - b);
+  const capOrder = tenants
+    .map((_, i) => i)
+    .filter((i) => capLevel[i] !== undefined)
+    .sort((a, b) => capLevel[a]!.cmp(capLevel[b]!) || a - b);
   let capPtr = 0;
   const events: DrfEvent[] = [];
   let unfrozen = T;
@@ -195,7 +228,8 @@ export function progressiveFilling(p: DrfProblem): DrfAllocation {
       resLevel[j] = l;
       if (level === undefined || l.lt(level)) level = l;
     }
-    if (level === undefined) throw new Error('progressive filling: unfrozen tenants but no event (cannot happen)');
+    if (level === undefined)
+      throw new Error('progressive filling: unfrozen tenants but no event (cannot happen)');
     const capped: string[] = [];
     while (capPtr < capOrder.length) {
       const i = capOrder[capPtr]!;
@@ -208,7 +242,11 @@ export function progressiveFilling(p: DrfProblem): DrfAllocation {
     }
     const saturated: string[] = [];
     const satNow: number[] = [];
-    for (let j = 0; j < K; j++) if (resLevel[j] !== undefined && resLevel[j]!.eq(level)) { satNow.push(j); saturated.push(resNames[j]!); }
+    for (let j = 0; j < K; j++)
+      if (resLevel[j] !== undefined && resLevel[j]!.eq(level)) {
+        satNow.push(j);
+        saturated.push(resNames[j]!);
+      }
     for (const j of satNow) {
       for (const i of users[j]!) {
         if (frozenLevel[i] !== undefined) continue;
@@ -225,15 +263,27 @@ export function progressiveFilling(p: DrfProblem): DrfAllocation {
     const rate = level.mul(t.speed);
     const share = rate.div(t.Z);
     return {
-      name: t.name, uses: t.usesNames, weight: t.weight, cap: t.capNum,
-      bottleneckCapacity: t.Z.toNumber(), rate: rate.toNumber(), dominantShare: share.toNumber(),
-      frozenBy: frozenBy[i]!, exact: { rate, dominantShare: share, level },
+      name: t.name,
+      uses: t.usesNames,
+      weight: t.weight,
+      cap: t.capNum,
+      bottleneckCapacity: t.Z.toNumber(),
+      rate: rate.toNumber(),
+      dominantShare: share.toNumber(),
+      frozenBy: frozenBy[i]!,
+      exact: { rate, dominantShare: share, level },
     };
   });
   const resources: ResourceUse[] = resNames.map((name, j) => {
     let used = Q.ZERO;
     for (const i of users[j]!) used = used.add(out[i]!.exact.rate);
-    return { name, capacity: cap[j]!.toNumber(), used: used.toNumber(), saturated: used.eq(cap[j]!), exact: { used, capacity: cap[j]! } };
+    return {
+      name,
+      capacity: cap[j]!.toNumber(),
+      used: used.toNumber(),
+      saturated: used.eq(cap[j]!),
+      exact: { used, capacity: cap[j]! },
+    };
   });
   return { tenants: out, resources, rates: Object.fromEntries(out.map((t) => [t.name, t.rate])), events };
 }
@@ -270,9 +320,11 @@ export function closedForm(p: DrfProblem): ClosedForm {
   const exactRates = new Map(tenants.map((t) => [t.name, sStar.mul(t.speed)] as const));
   const bound = new Set(binding);
   return {
-    s: sStar.toNumber(), exactS: sStar,
+    s: sStar.toNumber(),
+    exactS: sStar,
     rates: Object.fromEntries([...exactRates].map(([n, r]) => [n, r.toNumber()])),
-    exactRates, binding,
+    exactRates,
+    binding,
     everyTenantBound: tenants.every((t) => t.usesNames.some((r) => bound.has(r))),
   };
 }

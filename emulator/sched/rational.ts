@@ -24,7 +24,10 @@ export class Q {
   static readonly ZERO = new Q(0n, 1n);
   static readonly ONE = new Q(1n, 1n);
 
-  private constructor(readonly num: bigint, readonly den: bigint) {}
+  private constructor(
+    readonly num: bigint,
+    readonly den: bigint,
+  ) {}
 
   /** num/den reduced; den must not be 0. */
   static of(num: bigint, den: bigint = 1n): Q {
@@ -58,9 +61,19 @@ export class Q {
     return e >= 0 ? Q.of(sign * (mant << BigInt(e))) : Q.of(sign * mant, 1n << BigInt(-e));
   }
 
-  add(o: Q): Q { return this.den === o.den ? Q.of(this.num + o.num, this.den) : Q.of(this.num * o.den + o.num * this.den, this.den * o.den); }
-  sub(o: Q): Q { return this.den === o.den ? Q.of(this.num - o.num, this.den) : Q.of(this.num * o.den - o.num * this.den, this.den * o.den); }
-  mul(o: Q): Q { return Q.of(this.num * o.num, this.den * o.den); }
+  add(o: Q): Q {
+    return this.den === o.den
+      ? Q.of(this.num + o.num, this.den)
+      : Q.of(this.num * o.den + o.num * this.den, this.den * o.den);
+  }
+  sub(o: Q): Q {
+    return this.den === o.den
+      ? Q.of(this.num - o.num, this.den)
+      : Q.of(this.num * o.den - o.num * this.den, this.den * o.den);
+  }
+  mul(o: Q): Q {
+    return Q.of(this.num * o.num, this.den * o.den);
+  }
   div(o: Q): Q {
     if (o.num === 0n) throw new RangeError('rational division by 0');
     return Q.of(this.num * o.den, this.den * o.num);
@@ -70,15 +83,33 @@ export class Q {
     const r = o.num * this.den;
     return l < r ? -1 : l > r ? 1 : 0;
   }
-  eq(o: Q): boolean { return this.num === o.num && this.den === o.den; }
-  lt(o: Q): boolean { return this.cmp(o) < 0; }
-  le(o: Q): boolean { return this.cmp(o) <= 0; }
-  gt(o: Q): boolean { return this.cmp(o) > 0; }
-  ge(o: Q): boolean { return this.cmp(o) >= 0; }
-  isZero(): boolean { return this.num === 0n; }
-  sign(): number { return this.num < 0n ? -1 : this.num > 0n ? 1 : 0; }
-  static min(a: Q, b: Q): Q { return a.le(b) ? a : b; }
-  static max(a: Q, b: Q): Q { return a.ge(b) ? a : b; }
+  eq(o: Q): boolean {
+    return this.num === o.num && this.den === o.den;
+  }
+  lt(o: Q): boolean {
+    return this.cmp(o) < 0;
+  }
+  le(o: Q): boolean {
+    return this.cmp(o) <= 0;
+  }
+  gt(o: Q): boolean {
+    return this.cmp(o) > 0;
+  }
+  ge(o: Q): boolean {
+    return this.cmp(o) >= 0;
+  }
+  isZero(): boolean {
+    return this.num === 0n;
+  }
+  sign(): number {
+    return this.num < 0n ? -1 : this.num > 0n ? 1 : 0;
+  }
+  static min(a: Q, b: Q): Q {
+    return a.le(b) ? a : b;
+  }
+  static max(a: Q, b: Q): Q {
+    return a.ge(b) ? a : b;
+  }
 
   /** The nearest double (correctly rounded unless the value is subnormal or beyond 2^-1000). */
   toNumber(): number {
@@ -96,5 +127,7 @@ export class Q {
     return neg ? -v : v;
   }
 
-  toString(): string { return this.den === 1n ? this.num.toString() : `${this.num}/${this.den}`; }
+  toString(): string {
+    return this.den === 1n ? this.num.toString() : `${this.num}/${this.den}`;
+  }
 }

@@ -142,35 +142,54 @@ interface Policy {
 class RoundRobin implements Policy {
   readonly kind = 'rr';
   private turn: Fifo<number>[];
-  constructor(ctx: Context) { this.turn = ctx.accels.map(() => new Fifo<number>()); }
+  constructor(ctx: Context) {
+    this.turn = ctx.accels.map(() => new Fifo<number>());
+  }
   tenantAdded(): void {}
   activated(): void {}
-  backlogged(accel: number, tenant: number): void { this.turn[accel]!.push(tenant); }
-  pick(accel: number): number { return this.turn[accel]!.peek() ?? -1; }
+  backlogged(accel: number, tenant: number): void {
+    this.turn[accel]!.push(tenant);
+  }
+  pick(accel: number): number {
+    return this.turn[accel]!.peek() ?? -1;
+  }
   dispatched(job: SchedJob, accel: number, _now: number, still: boolean): void {
     const q = this.turn[accel]!;
     q.shift();
     if (still) q.push(job.tenant);
   }
-  wakeAt(): number { return Infinity; }
+  wakeAt(): number {
+    return Infinity;
+  }
 }
 
 class StrictPriority implements Policy {
   readonly kind = 'prio';
   private heaps: MinHeap[];
   private seq = 0;
-  constructor(private ctx: Context) { this.heaps = ctx.accels.map(() => new MinHeap()); }
+  constructor(private ctx: Context) {
+    this.heaps = ctx.accels.map(() => new MinHeap());
+  }
   tenantAdded(): void {}
   activated(): void {}
-  private prio(t: number): number { return -(this.ctx.tenants[t]!.priority ?? 0); }
-  backlogged(accel: number, tenant: number): void { this.heaps[accel]!.push(this.prio(tenant), this.seq++, tenant); }
-  pick(accel: number): number { const h = this.heaps[accel]!; return h.size ? h.peekValue() : -1; }
+  private prio(t: number): number {
+    return -(this.ctx.tenants[t]!.priority ?? 0);
+  }
+  backlogged(accel: number, tenant: number): void {
+    this.heaps[accel]!.push(this.prio(tenant), this.seq++, tenant);
+  }
+  pick(accel: number): number {
+    const h = this.heaps[accel]!;
+    return h.size ? h.peekValue() : -1;
+  }
   dispatched(job: SchedJob, accel: number, _now: number, still: boolean): void {
     const h = this.heaps[accel]!;
     h.pop();
     if (still) h.push(this.prio(job.tenant), this.seq++, job.tenant); // behind its equals: turns within a priority
   }
-  wakeAt(): number { return Infinity; }
+  wakeAt(): number {
+    return Infinity;
+  }
 }
 
 class DominantResourceFair implements Policy {
@@ -194,10 +213,13 @@ class DominantResourceFair implements Policy {
     // others have jobs queued (the ones it will contend on; an accelerator
     // without a queue may have an old virtual time), or when none has, to
     // the highest virtual time of its chain.
-    let contended = Infinity, idle = 0;
+    let contended = Infinity,
+      idle = 0;
     for (const a of chain) {
       const v = this.vtime[a]!;
-      if (this.ctx.queuedTotal(a) > 0) { if (v < contended) contended = v; } else if (v > idle) idle = v;
+      if (this.ctx.queuedTotal(a) > 0) {
+        if (v < contended) contended = v;
+      } else if (v > idle) idle = v;
     }
     const v = contended !== Infinity ? contended : idle;
     if (v > this.tag[tenant]!) this.tag[tenant] = v;
@@ -214,7 +236,9 @@ class DominantResourceFair implements Policy {
     const head = this.ctx.head(accel, t);
     return this.tag[t]! + (head.stage === 0 ? this.cost(head) : 0);
   }
-  backlogged(accel: number, tenant: number): void { this.heaps[accel]!.push(this.key(accel, tenant), tenant, tenant); }
+  backlogged(accel: number, tenant: number): void {
+    this.heaps[accel]!.push(this.key(accel, tenant), tenant, tenant);
+  }
   pick(accel: number): number {
     const h = this.heaps[accel]!;
     // A tenant's key changes only when it is dispatched (re-keyed then) or its
@@ -236,7 +260,9 @@ class DominantResourceFair implements Policy {
     h.pop();
     if (still) h.push(this.key(accel, t), t, t);
   }
-  wakeAt(): number { return Infinity; }
+  wakeAt(): number {
+    return Infinity;
+  }
 }
 
 class SrIov implements Policy {
@@ -248,23 +274,35 @@ class SrIov implements Policy {
   private waiting: MinHeap[];
   private nextFree: number[][]; // [accel][tenant] seconds
   private seq = 0;
-  constructor(private ctx: Context, cfg: { vfs?: number; vfRateGbps?: readonly number[] }) {
+  constructor(
+    private ctx: Context,
+    cfg: { vfs?: number; vfRateGbps?: readonly number[] },
+  ) {
     const vfs = cfg.vfs ?? ctx.tenants.length;
-    if (!Number.isInteger(vfs) || vfs < 1) throw new RangeError(`sriov: vfs ${vfs} is not a whole number >= 1`);
+    if (!Number.isInteger(vfs) || vfs < 1)
+      throw new RangeError(`sriov: vfs ${vfs} is not a whole number >= 1`);
     this.vfs = vfs;
-    if (cfg.vfRateGbps && cfg.vfRateGbps.length !== vfs) throw new RangeError(`sriov: ${cfg.vfRateGbps.length} VF rates for ${vfs} VFs`);
-    this.rates = Array.from({ length: vfs }, (_, v) => ctx.accels.map((a) => {
-      const g = cfg.vfRateGbps ? cfg.vfRateGbps[v]! : a.capacityGbps / vfs;
-      if (!Number.isFinite(g) || g <= 0) throw new RangeError(`sriov: VF ${v} rate ${g} is not a number > 0`);
-      return Math.min(g, a.capacityGbps) * 1e9;
-    }));
+    if (cfg.vfRateGbps && cfg.vfRateGbps.length !== vfs)
+      throw new RangeError(`sriov: ${cfg.vfRateGbps.length} VF rates for ${vfs} VFs`);
+    this.rates = Array.from({ length: vfs }, (_, v) =>
+      ctx.accels.map((a) => {
+        const g = cfg.vfRateGbps ? cfg.vfRateGbps[v]! : a.capacityGbps / vfs;
+        if (!Number.isFinite(g) || g <= 0)
+          throw new RangeError(`sriov: VF ${v} rate ${g} is not a number > 0`);
+        return Math.min(g, a.capacityGbps) * 1e9;
+      }),
+    );
     this.ready = ctx.accels.map(() => new Fifo<number>());
     this.waiting = ctx.accels.map(() => new MinHeap());
     this.nextFree = ctx.accels.map(() => ctx.tenants.map(() => 0));
   }
   /** Tenant i has VF i (assigned up front, in order), or none. */
-  private vf(tenant: number): number { return tenant < this.vfs ? tenant : -1; }
-  tenantAdded(tenant: number): void { for (const nf of this.nextFree) nf[tenant] = 0; }
+  private vf(tenant: number): number {
+    return tenant < this.vfs ? tenant : -1;
+  }
+  tenantAdded(tenant: number): void {
+    for (const nf of this.nextFree) nf[tenant] = 0;
+  }
   activated(): void {}
   private place(accel: number, tenant: number, now: number): void {
     const at = this.nextFree[accel]![tenant]!;
@@ -276,7 +314,8 @@ class SrIov implements Policy {
     this.place(accel, tenant, now);
   }
   pick(accel: number, now: number): number {
-    const w = this.waiting[accel]!, r = this.ready[accel]!;
+    const w = this.waiting[accel]!,
+      r = this.ready[accel]!;
     while (w.size && w.peekKey() <= now) r.push(w.pop());
     return r.peek() ?? -1;
   }
@@ -290,16 +329,23 @@ class SrIov implements Policy {
     nf[t] = Math.max(nf[t]!, now - cost) + cost;
     if (still) this.place(accel, t, now);
   }
-  wakeAt(accel: number): number { return this.waiting[accel]!.peekKey(); }
+  wakeAt(accel: number): number {
+    return this.waiting[accel]!.peekKey();
+  }
 }
 
 function makePolicy(cfg: PolicyConfig, ctx: Context): Policy {
   switch (cfg.kind) {
-    case 'rr': return new RoundRobin(ctx);
-    case 'prio': return new StrictPriority(ctx);
-    case 'drf': return new DominantResourceFair(ctx);
-    case 'sriov': return new SrIov(ctx, cfg);
-    default: throw new RangeError(`unknown scheduler '${(cfg as { kind: string }).kind}'`);
+    case 'rr':
+      return new RoundRobin(ctx);
+    case 'prio':
+      return new StrictPriority(ctx);
+    case 'drf':
+      return new DominantResourceFair(ctx);
+    case 'sriov':
+      return new SrIov(ctx, cfg);
+    default:
+      throw new RangeError(`unknown scheduler '${(cfg as { kind: string }).kind}'`);
   }
 }
 
@@ -322,30 +368,43 @@ export class JobScheduler {
   /** Decisions taken (jobs dispatched). */
   decisions = 0;
 
-  constructor(accels: readonly AccelSpec[], tenants: readonly TenantSpec[], policy: PolicyConfig = { kind: 'drf' }) {
+  constructor(
+    accels: readonly AccelSpec[],
+    tenants: readonly TenantSpec[],
+    policy: PolicyConfig = { kind: 'drf' },
+  ) {
     if (accels.length === 0) throw new RangeError('no accelerator');
-    for (const a of accels) if (!(Number.isFinite(a.capacityGbps) && a.capacityGbps > 0)) throw new RangeError(`accelerator '${a.name}': capacity ${a.capacityGbps} is not a number > 0`);
+    for (const a of accels)
+      if (!(Number.isFinite(a.capacityGbps) && a.capacityGbps > 0))
+        throw new RangeError(`accelerator '${a.name}': capacity ${a.capacityGbps} is not a number > 0`);
     this.accelList = [...accels];
     this.queues = accels.map(() => []);
     this.queuedAt = accels.map(() => 0);
-    const self = this;
     this.ctx = {
       accels: this.accelList,
       tenants: this.tenantList,
-      queued: (a, t) => self.queues[a]![t]!.length,
-      head: (a, t) => self.queues[a]![t]!.peek()!,
-      queuedTotal: (a) => self.queuedAt[a]!,
+      queued: (a, t) => this.queues[a]![t]!.length,
+      head: (a, t) => this.queues[a]![t]!.peek()!,
+      queuedTotal: (a) => this.queuedAt[a]!,
     };
     for (const t of tenants) this.pushTenant(t);
     this.policy = makePolicy(policy, this.ctx);
     this.policyCfg = policy;
   }
 
-  get kind(): SchedulerKind { return this.policy.kind; }
+  get kind(): SchedulerKind {
+    return this.policy.kind;
+  }
   /** The configuration of the policy in force (the last setPolicy's). */
-  get policyConfig(): PolicyConfig { return this.policyCfg; }
-  get accels(): readonly AccelSpec[] { return this.accelList; }
-  get tenants(): readonly TenantSpec[] { return this.tenantList; }
+  get policyConfig(): PolicyConfig {
+    return this.policyCfg;
+  }
+  get accels(): readonly AccelSpec[] {
+    return this.accelList;
+  }
+  get tenants(): readonly TenantSpec[] {
+    return this.tenantList;
+  }
 
   private pushTenant(t: TenantSpec): number {
     this.checkTenant(t);
@@ -358,12 +417,18 @@ export class JobScheduler {
 
   private checkTenant(t: TenantSpec): void {
     const w = t.weight ?? 1;
-    if (!(Number.isFinite(w) && w > 0)) throw new RangeError(`tenant '${t.name}': weight ${w} is not a number > 0`);
-    if (t.priority !== undefined && !Number.isFinite(t.priority)) throw new RangeError(`tenant '${t.name}': priority ${t.priority} is not a number`);
+    if (!(Number.isFinite(w) && w > 0))
+      throw new RangeError(`tenant '${t.name}': weight ${w} is not a number > 0`);
+    if (t.priority !== undefined && !Number.isFinite(t.priority))
+      throw new RangeError(`tenant '${t.name}': priority ${t.priority} is not a number`);
     if (t.capGbps !== undefined) {
       const most = Math.max(...this.accelList.map((a) => a.capacityGbps));
-      if (!(Number.isFinite(t.capGbps) && t.capGbps > 0)) throw new RangeError(`tenant '${t.name}': cap ${t.capGbps} is not a number > 0`);
-      if (t.capGbps > most) throw new RangeError(`tenant '${t.name}': cap ${t.capGbps} Gbps is above every accelerator's capacity (largest ${most} Gbps)`);
+      if (!(Number.isFinite(t.capGbps) && t.capGbps > 0))
+        throw new RangeError(`tenant '${t.name}': cap ${t.capGbps} is not a number > 0`);
+      if (t.capGbps > most)
+        throw new RangeError(
+          `tenant '${t.name}': cap ${t.capGbps} Gbps is above every accelerator's capacity (largest ${most} Gbps)`,
+        );
     }
   }
 
@@ -387,7 +452,8 @@ export class JobScheduler {
   setPolicy(cfg: PolicyConfig, now = 0): void {
     const p = makePolicy(cfg, this.ctx);
     for (let a = 0; a < this.accelList.length; a++) {
-      for (let t = 0; t < this.tenantList.length; t++) if (this.queues[a]![t]!.length > 0) p.backlogged(a, t, now);
+      for (let t = 0; t < this.tenantList.length; t++)
+        if (this.queues[a]![t]!.length > 0) p.backlogged(a, t, now);
     }
     this.policy = p;
     this.policyCfg = cfg;
@@ -437,7 +503,9 @@ export class JobScheduler {
   }
 
   /** Jobs held by demand caps, not yet queued. */
-  get held(): number { return this.shapedJobs.size; }
+  get held(): number {
+    return this.shapedJobs.size;
+  }
 
   private enqueue(job: SchedJob, accel: number, now: number): void {
     const q = this.queues[accel]![job.tenant]!;
@@ -453,7 +521,10 @@ export class JobScheduler {
     if (t < 0) return null;
     const q = this.queues[accel]![t]!;
     const job = q.shift();
-    if (!job) throw new Error(`scheduler ${this.policy.kind} picked tenant ${t} with nothing queued at accelerator ${accel}`);
+    if (!job)
+      throw new Error(
+        `scheduler ${this.policy.kind} picked tenant ${t} with nothing queued at accelerator ${accel}`,
+      );
     this.queuedAt[accel]!--;
     this.decisions++;
     this.policy.dispatched(job, accel, now, q.length > 0);
@@ -477,6 +548,10 @@ export class JobScheduler {
     return -1;
   }
 
-  queued(accel: number, tenant: number): number { return this.queues[accel]![tenant]!.length; }
-  queuedTotal(accel: number): number { return this.queuedAt[accel]!; }
+  queued(accel: number, tenant: number): number {
+    return this.queues[accel]![tenant]!.length;
+  }
+  queuedTotal(accel: number): number {
+    return this.queuedAt[accel]!;
+  }
 }

@@ -73,23 +73,32 @@ const EV_WAKE = 1;
 const EV_ARRIVE = 2;
 const EV_SWITCH = 3;
 
-export function simulate(accels: readonly SimAccelerator[], tenants: readonly SimTenant[], opts: SimOptions): SimResult {
+export function simulate(
+  accels: readonly SimAccelerator[],
+  tenants: readonly SimTenant[],
+  opts: SimOptions,
+): SimResult {
   const T = opts.seconds;
   if (!(Number.isFinite(T) && T > 0)) throw new RangeError(`simulate: ${T} seconds`);
   const jobBytes = opts.jobBytes ?? 128 * 1024;
   const window = opts.window ?? 8;
   const warm = opts.warmup ?? 0.05;
-  if (!(jobBytes > 0) || !Number.isInteger(window) || window < 1 || !(warm >= 0 && warm < 1)) throw new RangeError('simulate: bad jobBytes, window or warmup');
+  if (!(jobBytes > 0) || !Number.isInteger(window) || window < 1 || !(warm >= 0 && warm < 1))
+    throw new RangeError('simulate: bad jobBytes, window or warmup');
   const index = new Map(accels.map((a, i) => [a.name, i] as const));
-  const chains = tenants.map((t) => t.accels.map((n) => {
-    const i = index.get(n);
-    if (i === undefined) throw new RangeError(`tenant '${t.name}' uses unknown accelerator '${n}'`);
-    return i;
-  }));
+  const chains = tenants.map((t) =>
+    t.accels.map((n) => {
+      const i = index.get(n);
+      if (i === undefined) throw new RangeError(`tenant '${t.name}' uses unknown accelerator '${n}'`);
+      return i;
+    }),
+  );
   const sched = new JobScheduler(accels, tenants, opts.policy);
   const switches = [...(opts.switches ?? [])];
   const bounds = [0, ...switches.map((s) => s.at), T];
-  for (let i = 1; i < bounds.length; i++) if (!(bounds[i]! > bounds[i - 1]!)) throw new RangeError('simulate: switches must be increasing times inside the run');
+  for (let i = 1; i < bounds.length; i++)
+    if (!(bounds[i]! > bounds[i - 1]!))
+      throw new RangeError('simulate: switches must be increasing times inside the run');
   const phasePolicies = [opts.policy.kind, ...switches.map((s) => s.policy.kind)];
   const P = bounds.length - 1;
   const measureFrom = Array.from({ length: P }, (_, p) => bounds[p]! + warm * (bounds[p + 1]! - bounds[p]!));
@@ -105,7 +114,9 @@ export function simulate(accels: readonly SimAccelerator[], tenants: readonly Si
   const wakeAt: number[] = accels.map(() => Infinity);
   const inFlight = tenants.map(() => 0);
   const pending = tenants.map(() => 0); // offered by a paced tenant, waiting for the window
-  const gap = tenants.map((t) => (t.demandGbps === undefined ? 0 : t.demandGbps > 0 ? (jobBytes * 8) / (t.demandGbps * 1e9) : Infinity));
+  const gap = tenants.map((t) =>
+    t.demandGbps === undefined ? 0 : t.demandGbps > 0 ? (jobBytes * 8) / (t.demandGbps * 1e9) : Infinity,
+  );
   let jobsDone = 0;
 
   const start = (a: number, now: number): void => {
@@ -118,7 +129,10 @@ export function simulate(accels: readonly SimAccelerator[], tenants: readonly Si
       return;
     }
     const w = sched.wakeAt(a);
-    if (w < wakeAt[a]!) { wakeAt[a] = w; at(w, EV_WAKE, a); }
+    if (w < wakeAt[a]!) {
+      wakeAt[a] = w;
+      at(w, EV_WAKE, a);
+    }
   };
   const admit = (t: number, now: number): void => {
     while (inFlight[t]! < window && (gap[t] === 0 || pending[t]! > 0)) {
@@ -131,7 +145,8 @@ export function simulate(accels: readonly SimAccelerator[], tenants: readonly Si
   /** An accelerator served `bytes` during [from, to): credit each phase's measured interval with its part (up to `until`). */
   const credit = (idx: number, bytes: number, from: number, to: number, until: number): void => {
     for (let p = 0; p < P; p++) {
-      const lo = Math.max(from, measureFrom[p]!), hi = Math.min(to, until, bounds[p + 1]!);
+      const lo = Math.max(from, measureFrom[p]!),
+        hi = Math.min(to, until, bounds[p + 1]!);
       if (hi > lo) processed[p]![idx]! += (bytes * (hi - lo)) / (to - from);
     }
   };
@@ -145,7 +160,8 @@ export function simulate(accels: readonly SimAccelerator[], tenants: readonly Si
   while (events.size && events.peekKey() <= T) {
     const now = events.peekKey();
     const ev = events.pop();
-    const kind = ev & 3, idx = ev >>> 2;
+    const kind = ev & 3,
+      idx = ev >>> 2;
     if (kind === EV_DONE) {
       const job = running[idx]!;
       running[idx] = null;
@@ -155,7 +171,8 @@ export function simulate(accels: readonly SimAccelerator[], tenants: readonly Si
       if (nextA >= 0) start(nextA, now);
       else {
         jobsDone++;
-        for (let p = 0; p < P; p++) if (now >= measureFrom[p]! && now < bounds[p + 1]!) delivered[p]![t]! += job.bytes;
+        for (let p = 0; p < P; p++)
+          if (now >= measureFrom[p]! && now < bounds[p + 1]!) delivered[p]![t]! += job.bytes;
         inFlight[t]!--;
         admit(t, now);
       }
@@ -169,13 +186,23 @@ export function simulate(accels: readonly SimAccelerator[], tenants: readonly Si
       admit(idx, now);
     } else {
       sched.setPolicy(switches[idx]!.policy, now);
-      for (let a = 0; a < accels.length; a++) { wakeAt[a] = Infinity; start(a, now); }
+      for (let a = 0; a < accels.length; a++) {
+        wakeAt[a] = Infinity;
+        start(a, now);
+      }
     }
   }
   // Jobs still running at the end: credit the accelerators with the part served so far.
   for (let a = 0; a < accels.length; a++) {
     const job = running[a];
-    if (job) credit(a, job.bytes, startedAt[a]!, startedAt[a]! + (job.bytes * 8) / (accels[a]!.capacityGbps * 1e9), T);
+    if (job)
+      credit(
+        a,
+        job.bytes,
+        startedAt[a]!,
+        startedAt[a]! + (job.bytes * 8) / (accels[a]!.capacityGbps * 1e9),
+        T,
+      );
   }
 
   const gbps = (bytes: number, p: number): number => (bytes * 8) / ((bounds[p + 1]! - measureFrom[p]!) * 1e9);
@@ -186,5 +213,11 @@ export function simulate(accels: readonly SimAccelerator[], tenants: readonly Si
     rates: Object.fromEntries(tenants.map((t, i) => [t.name, gbps(delivered[p]![i]!, p)])),
     accelGbps: Object.fromEntries(accels.map((a, i) => [a.name, gbps(processed[p]![i]!, p)])),
   }));
-  return { rates: phases[0]!.rates, accelGbps: phases[0]!.accelGbps, phases, decisions: sched.decisions, jobsDone };
+  return {
+    rates: phases[0]!.rates,
+    accelGbps: phases[0]!.accelGbps,
+    phases,
+    decisions: sched.decisions,
+    jobsDone,
+  };
 }

@@ -15,12 +15,18 @@ export function busAccess(bus: MemoryBus, dev: SgiovDevice, memOffset = 0): Devi
     readReg: (name) => dev.barRead(0, reg(name).offset, reg(name).width),
     writeReg: (name, v) => dev.barWrite(0, reg(name).offset, reg(name).width, BigInt(v)),
     kick: () => dev.barWrite(0, DOORBELLS.KICK, 4, 1n),
-    wait: () => { dev.poll(); bus.advance(1000); },
+    wait: () => {
+      dev.poll();
+      bus.advance(1000);
+    },
   };
 }
 
 /** A device on a bus with `memBytes` of guest memory, enabled. */
-export function enabledDevice(memBytes = 64 << 20, maxSockets?: number): { bus: MemoryBus; dev: SgiovDevice } {
+export function enabledDevice(
+  memBytes = 64 << 20,
+  maxSockets?: number,
+): { bus: MemoryBus; dev: SgiovDevice } {
   const bus = new MemoryBus(0x1_0000_0000n, memBytes);
   const dev = new SgiovDevice(bus, { msixVectors: 16, maxSockets });
   dev.barWrite(0, reg('CONTROL').offset, 4, 1n);

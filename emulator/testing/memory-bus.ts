@@ -20,7 +20,11 @@ export class MemoryBus implements DeviceHost {
   private queue: { due: number; fn: () => void }[] = [];
   private now = 0;
 
-  constructor(readonly base = 0x10_0000n, size = 1 << 20, readonly log: Logger = silentLogger()) {
+  constructor(
+    readonly base = 0x10_0000n,
+    size = 1 << 20,
+    readonly log: Logger = silentLogger(),
+  ) {
     this.mem = new Uint8Array(size);
     this.regions.add(base, size, this.mem);
   }

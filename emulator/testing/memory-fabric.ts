@@ -32,7 +32,15 @@ export class MemoryFabric {
   /** Frames a link may hold before send() says 'full'. */
   window = Infinity;
   /** Every frame delivered, for tests that look at the wire (type, payload as delivered). */
-  readonly wire: { from: number; to: number; type: number; channel: number; socket: number; value: number; payload: Uint8Array }[] = [];
+  readonly wire: {
+    from: number;
+    to: number;
+    type: number;
+    channel: number;
+    socket: number;
+    value: number;
+    payload: Uint8Array;
+  }[] = [];
   /** Called on each payload at delivery: a test may corrupt it (the wire's bytes, not the sender's ring). */
   tamper: ((f: { type: number; payload: Uint8Array }) => void) | null = null;
 
@@ -57,7 +65,10 @@ export class MemoryFabric {
         const key = `${self}>${node}`;
         const q = this.queues.get(key) ?? [];
         this.queues.set(key, q);
-        if (q.length >= this.window) { this.full.add(key); return 'full'; }
+        if (q.length >= this.window) {
+          this.full.add(key);
+          return 'full';
+        }
         const seq = (this.seqs.get(key) ?? 0) + 1;
         this.seqs.set(key, seq);
         q.push({ seq, type, flags, channel, socket, value, segments });
@@ -79,7 +90,15 @@ export class MemoryFabric {
         // A copy: the tamper hook must not touch the sender's ring.
         const payload = Uint8Array.from(joinBytes(f.segments));
         this.tamper?.({ type: f.type, payload });
-        this.wire.push({ from, to, type: f.type, channel: f.channel, socket: f.socket, value: f.value, payload });
+        this.wire.push({
+          from,
+          to,
+          type: f.type,
+          channel: f.channel,
+          socket: f.socket,
+          value: f.value,
+          payload,
+        });
         dst.frame(from, f.type, f.flags, f.channel, f.socket, f.value, [payload]);
         n++;
       }
@@ -91,14 +110,28 @@ export class MemoryFabric {
 
   /** The session between two nodes is lost: frames in flight vanish and both sides are told. */
   fail(a: string, b: string, why = 'test: link failed'): void {
-    const x = this.id(a), y = this.id(b);
-    for (const key of [`${x}>${y}`, `${y}>${x}`]) { this.queues.delete(key); this.seqs.delete(key); this.full.delete(key); }
+    const x = this.id(a),
+      y = this.id(b);
+    for (const key of [`${x}>${y}`, `${y}>${x}`]) {
+      this.queues.delete(key);
+      this.seqs.delete(key);
+      this.full.delete(key);
+    }
     this.events.get(x)?.failed(y, why);
     this.events.get(y)?.failed(x, why);
   }
 
   /** Injects a raw frame as if node `from` had sent it to `to` (bad-input tests). */
-  inject(from: string, to: string, type: number, flags: number, channel: number, socket: number, value: number, payload: Uint8Array = new Uint8Array(0)): void {
+  inject(
+    from: string,
+    to: string,
+    type: number,
+    flags: number,
+    channel: number,
+    socket: number,
+    value: number,
+    payload: Uint8Array = new Uint8Array(0),
+  ): void {
     this.events.get(this.id(to))!.frame(this.id(from), type, flags, channel, socket, value, [payload]);
   }
 }

@@ -20,7 +20,14 @@
  */
 import type { Logger } from '../util/log.js';
 import type { Cluster } from '../fabric/cluster.js';
-import { Fabric, type FabricOptions, type FabricStats, type WireFault, type WireFaults, type WireFrame } from '../fabric/fabric.js';
+import {
+  Fabric,
+  type FabricOptions,
+  type FabricStats,
+  type WireFault,
+  type WireFaults,
+  type WireFrame,
+} from '../fabric/fabric.js';
 import { FIRST_DATA_TYPE } from '../fabric/frame.js';
 import { TcpTransport } from '../fabric/tcp.js';
 import type { Fault, FaultInjector } from '../faults/injector.js';
@@ -57,18 +64,22 @@ export class FabricCarrier {
     o.cluster.names.forEach((n, i) => this.ids.set(n, i + 1));
     const id = (node: string): number => this.ids.get(node) ?? 0;
     const opts: FabricOptions = {
-      cluster: o.cluster, transport: this.transport, log: o.log,
+      cluster: o.cluster,
+      transport: this.transport,
+      log: o.log,
       ...(o.deadlineMs !== undefined ? { deadlineMs: o.deadlineMs } : {}),
       ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
       ...(o.faults ? { faults: wireFaults(o.faults, o.log, id, (sid) => this.dp?.socks.tenant[sid]) } : {}),
     };
     this.fabric = new Fabric(opts, {
-      onFrame: (node, f) => this.events?.frame(id(node), f.type, f.flags, f.channel, f.socket, f.value, f.parts),
+      onFrame: (node, f) =>
+        this.events?.frame(id(node), f.type, f.flags, f.channel, f.socket, f.value, f.parts),
       onAcked: (node, seq) => this.events?.acked(id(node), seq),
       // A failed session always comes with onFailed (the link's state change to 'failed' is the same event).
       onFailed: (node, _frames, why) => this.events?.failed(id(node), why),
       onDrain: (node) => this.events?.drain(id(node)),
-      onPlace: (node, h, length) => this.events?.place?.(id(node), h.type, h.flags, h.channel, h.socket, h.value, length) ?? null,
+      onPlace: (node, h, length) =>
+        this.events?.place?.(id(node), h.type, h.flags, h.channel, h.socket, h.value, length) ?? null,
     });
   }
 
@@ -121,7 +132,6 @@ export class FabricCarrier {
   close(): Promise<void> {
     return this.fabric.close();
   }
-
 }
 
 /**
@@ -129,32 +139,53 @@ export class FabricCarrier {
  * `armed` for each frame: nothing more while no rule is live there). The
  * context is built only for a frame a rule could hit: see the top of this file.
  */
-export function wireFaults(inj: FaultInjector, log: Logger, nodeId: (peer: string) => number, tenantOf: (sid: number) => number | undefined = () => undefined): WireFaults {
+export function wireFaults(
+  inj: FaultInjector,
+  log: Logger,
+  nodeId: (peer: string) => number,
+  tenantOf: (sid: number) => number | undefined = () => undefined,
+): WireFaults {
   const skipped = new RateLimitedLog(log);
   const ask = (point: Point, peer: string, sid: number | undefined): WireFault | null => {
     const tenant = sid === undefined ? undefined : tenantOf(sid);
     const fault = inj.check(point, {
-      node: peer, nodeId: nodeId(peer),
-      ...(sid !== undefined ? { sid } : {}), ...(tenant !== undefined ? { tenant } : {}),
+      node: peer,
+      nodeId: nodeId(peer),
+      ...(sid !== undefined ? { sid } : {}),
+      ...(tenant !== undefined ? { tenant } : {}),
     });
     return fault === null ? null : wireFault(fault, skipped);
   };
   const data = (f: WireFrame): boolean => f.type >= FIRST_DATA_TYPE;
   return {
-    armed: inj.armed, sendPoint: POINT.FABRIC_SEND, recvPoint: POINT.FABRIC_RECV,
-    send: (peer, f) => ask(POINT.FABRIC_SEND, peer, data(f) && f.type !== PIPE_FRAME.REFUSED ? f.socket : undefined),
-    recv: (peer, f) => ask(POINT.FABRIC_RECV, peer, data(f) && f.type !== PIPE_FRAME.CONNECT ? f.channel : undefined),
+    armed: inj.armed,
+    sendPoint: POINT.FABRIC_SEND,
+    recvPoint: POINT.FABRIC_RECV,
+    send: (peer, f) =>
+      ask(POINT.FABRIC_SEND, peer, data(f) && f.type !== PIPE_FRAME.REFUSED ? f.socket : undefined),
+    recv: (peer, f) =>
+      ask(POINT.FABRIC_RECV, peer, data(f) && f.type !== PIPE_FRAME.CONNECT ? f.channel : undefined),
   };
 }
 
 /** A plan's action as the fabric applies it; reset and surprise_removal are the device's, not the wire's (counted, logged, not applied here). */
 function wireFault(f: Fault, log: RateLimitedLog): WireFault | null {
   switch (f.action) {
-    case 'drop': case 'duplicate': case 'error': return { action: f.action };
-    case 'delay': case 'link_down': return { action: f.action, ns: f.ns };
-    case 'corrupt': return { action: 'corrupt', offset: f.offset, xor: f.xor };
+    case 'drop':
+    case 'duplicate':
+    case 'error':
+      return { action: f.action };
+    case 'delay':
+    case 'link_down':
+      return { action: f.action, ns: f.ns };
+    case 'corrupt':
+      return { action: 'corrupt', offset: f.offset, xor: f.xor };
     default:
-      log.warn(`fabric-fault-${f.rule}`, { rule: f.rule, action: f.action }, 'fault action not applied at a fabric point');
+      log.warn(
+        `fabric-fault-${f.rule}`,
+        { rule: f.rule, action: f.action },
+        'fault action not applied at a fabric point',
+      );
       return null;
   }
 }

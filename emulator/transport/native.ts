@@ -60,7 +60,9 @@ export interface DmaInfoValue {
   prot: number;
 }
 
-const RegionAccessCb = koffi.proto('intptr_t sgiov_region_access_cb(void *ctx, void *buf, size_t count, int64_t offset, bool is_write)');
+const RegionAccessCb = koffi.proto(
+  'intptr_t sgiov_region_access_cb(void *ctx, void *buf, size_t count, int64_t offset, bool is_write)',
+);
 const DmaCb = koffi.proto('void sgiov_dma_cb(void *ctx, void *info)');
 const ResetCb = koffi.proto('int sgiov_reset_cb(void *ctx, int type)');
 const LogCb = koffi.proto('void sgiov_log_cb(void *ctx, int level, const char *msg)');
@@ -84,7 +86,13 @@ let deflateCrc: Crc32Fn | null | undefined;
 export function libdeflateCrc32(): Crc32Fn | null {
   if (deflateCrc !== undefined) return deflateCrc;
   try {
-    const f = koffi.load('libdeflate.so.0').func('uint32_t libdeflate_crc32(uint32_t crc, const void *buf, size_t len)') as (crc: number, buf: Uint8Array, len: number) => number;
+    const f = koffi
+      .load('libdeflate.so.0')
+      .func('uint32_t libdeflate_crc32(uint32_t crc, const void *buf, size_t len)') as (
+      crc: number,
+      buf: Uint8Array,
+      len: number,
+    ) => number;
     deflateCrc = (crc, data) => f(crc, data, data.length);
   } catch {
     deflateCrc = null;
@@ -100,14 +108,30 @@ export class Native {
     return Native.inst;
   }
 
-  readonly vfu_create_ctx: (trans: number, path: string, flags: number, pvt: Ptr | null, devType: number) => Ptr | null;
+  readonly vfu_create_ctx: (
+    trans: number,
+    path: string,
+    flags: number,
+    pvt: Ptr | null,
+    devType: number,
+  ) => Ptr | null;
   readonly vfu_setup_log: (ctx: Ptr, cb: Ptr, level: number) => number;
   readonly vfu_pci_init: (ctx: Ptr, type: number, hdr: number, rev: number) => number;
   readonly vfu_pci_set_id: (ctx: Ptr, vid: number, did: number, ssvid: number, ssid: number) => void;
   readonly vfu_pci_set_class: (ctx: Ptr, base: number, sub: number, pi: number) => void;
   readonly vfu_pci_get_config_space: (ctx: Ptr) => Ptr | null;
   readonly vfu_pci_add_capability: (ctx: Ptr, pos: number, flags: number, data: Buffer) => number;
-  readonly vfu_setup_region: (ctx: Ptr, idx: number, size: number, cb: Ptr | null, flags: number, areas: Ptr | null, nr: number, fd: number, off: number) => number;
+  readonly vfu_setup_region: (
+    ctx: Ptr,
+    idx: number,
+    size: number,
+    cb: Ptr | null,
+    flags: number,
+    areas: Ptr | null,
+    nr: number,
+    fd: number,
+    off: number,
+  ) => number;
   readonly vfu_setup_device_nr_irqs: (ctx: Ptr, type: number, count: number) => number;
   readonly vfu_setup_device_dma: (ctx: Ptr, reg: Ptr, unreg: Ptr) => number;
   readonly vfu_setup_device_reset_cb: (ctx: Ptr, cb: Ptr) => number;
@@ -117,22 +141,43 @@ export class Native {
   readonly vfu_run_ctx: (ctx: Ptr) => number;
   readonly vfu_destroy_ctx: (ctx: Ptr) => void;
   readonly vfu_irq_trigger: (ctx: Ptr, subindex: number) => number;
-  readonly vfu_create_ioeventfd: (ctx: Ptr, region: number, fd: number, offset: number, size: number, flags: number, datamatch: bigint) => number;
+  readonly vfu_create_ioeventfd: (
+    ctx: Ptr,
+    region: number,
+    fd: number,
+    offset: number,
+    size: number,
+    flags: number,
+    datamatch: bigint,
+  ) => number;
   readonly poll: (fds: Buffer, nfds: number, timeoutMs: number) => number;
 
   private constructor(path: string) {
-    if (!existsSync(path)) throw new Error(`libvfio-user not found at ${path}: run scripts/setup.sh (or set SGIOV_LIBVFIO_USER)`);
+    if (!existsSync(path))
+      throw new Error(`libvfio-user not found at ${path}: run scripts/setup.sh (or set SGIOV_LIBVFIO_USER)`);
     const lib = koffi.load(path);
     const libc = koffi.load('libc.so.6');
-    this.vfu_create_ctx = lib.func('void *vfu_create_ctx(int trans, const char *path, int flags, void *pvt, int dev_type)');
+    this.vfu_create_ctx = lib.func(
+      'void *vfu_create_ctx(int trans, const char *path, int flags, void *pvt, int dev_type)',
+    );
     this.vfu_setup_log = lib.func('int vfu_setup_log(void *ctx, void *log, int level)');
     this.vfu_pci_init = lib.func('int vfu_pci_init(void *ctx, int pci_type, int hdr_type, int revision)');
-    this.vfu_pci_set_id = lib.func('void vfu_pci_set_id(void *ctx, uint16_t vid, uint16_t did, uint16_t ssvid, uint16_t ssid)');
-    this.vfu_pci_set_class = lib.func('void vfu_pci_set_class(void *ctx, uint8_t base, uint8_t sub, uint8_t pi)');
+    this.vfu_pci_set_id = lib.func(
+      'void vfu_pci_set_id(void *ctx, uint16_t vid, uint16_t did, uint16_t ssvid, uint16_t ssid)',
+    );
+    this.vfu_pci_set_class = lib.func(
+      'void vfu_pci_set_class(void *ctx, uint8_t base, uint8_t sub, uint8_t pi)',
+    );
     this.vfu_pci_get_config_space = lib.func('void *vfu_pci_get_config_space(void *ctx)');
-    this.vfu_pci_add_capability = lib.func('intptr_t vfu_pci_add_capability(void *ctx, size_t pos, int flags, void *data)');
-    this.vfu_setup_region = lib.func('int vfu_setup_region(void *ctx, int idx, size_t size, void *cb, int flags, void *areas, uint32_t nr, int fd, uint64_t offset)');
-    this.vfu_setup_device_nr_irqs = lib.func('int vfu_setup_device_nr_irqs(void *ctx, int type, uint32_t count)');
+    this.vfu_pci_add_capability = lib.func(
+      'intptr_t vfu_pci_add_capability(void *ctx, size_t pos, int flags, void *data)',
+    );
+    this.vfu_setup_region = lib.func(
+      'int vfu_setup_region(void *ctx, int idx, size_t size, void *cb, int flags, void *areas, uint32_t nr, int fd, uint64_t offset)',
+    );
+    this.vfu_setup_device_nr_irqs = lib.func(
+      'int vfu_setup_device_nr_irqs(void *ctx, int type, uint32_t count)',
+    );
     this.vfu_setup_device_dma = lib.func('int vfu_setup_device_dma(void *ctx, void *reg, void *unreg)');
     this.vfu_setup_device_reset_cb = lib.func('int vfu_setup_device_reset_cb(void *ctx, void *reset)');
     this.vfu_realize_ctx = lib.func('int vfu_realize_ctx(void *ctx)');
@@ -141,7 +186,9 @@ export class Native {
     this.vfu_run_ctx = lib.func('int vfu_run_ctx(void *ctx)');
     this.vfu_destroy_ctx = lib.func('void vfu_destroy_ctx(void *ctx)');
     this.vfu_irq_trigger = lib.func('int vfu_irq_trigger(void *ctx, uint32_t subindex)');
-    this.vfu_create_ioeventfd = lib.func('int vfu_create_ioeventfd(void *ctx, uint32_t region_idx, int fd, size_t offset, uint32_t size, uint32_t flags, uint64_t datamatch)');
+    this.vfu_create_ioeventfd = lib.func(
+      'int vfu_create_ioeventfd(void *ctx, uint32_t region_idx, int fd, size_t offset, uint32_t size, uint32_t flags, uint64_t datamatch)',
+    );
     this.poll = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
   }
 
@@ -154,12 +201,18 @@ export class Native {
   }
 
   registerRegionAccess(fn: RegionAccessFn): Ptr {
-    return koffi.register((_ctx: Ptr, buf: Ptr, count: number | bigint, offset: number | bigint, isWrite: boolean) =>
-      fn(buf, Number(count), Number(offset), isWrite), koffi.pointer(RegionAccessCb));
+    return koffi.register(
+      (_ctx: Ptr, buf: Ptr, count: number | bigint, offset: number | bigint, isWrite: boolean) =>
+        fn(buf, Number(count), Number(offset), isWrite),
+      koffi.pointer(RegionAccessCb),
+    );
   }
 
   registerDma(fn: DmaFn): Ptr {
-    return koffi.register((_ctx: Ptr, info: Ptr) => fn(koffi.decode(info, DmaInfo) as DmaInfoValue), koffi.pointer(DmaCb));
+    return koffi.register(
+      (_ctx: Ptr, info: Ptr) => fn(koffi.decode(info, DmaInfo) as DmaInfoValue),
+      koffi.pointer(DmaCb),
+    );
   }
 
   registerReset(fn: ResetFn): Ptr {
@@ -182,10 +235,14 @@ export class Native {
   /** Reads a little-endian unsigned value of `size` bytes (1, 2, 4, 8) at ptr. */
   readUint(ptr: Ptr, size: number): bigint {
     switch (size) {
-      case 1: return BigInt(koffi.decode.uint8(ptr));
-      case 2: return BigInt(koffi.decode.uint16(ptr));
-      case 4: return BigInt(koffi.decode.uint32(ptr));
-      case 8: return BigInt(koffi.decode.uint64(ptr));
+      case 1:
+        return BigInt(koffi.decode.uint8(ptr));
+      case 2:
+        return BigInt(koffi.decode.uint16(ptr));
+      case 4:
+        return BigInt(koffi.decode.uint32(ptr));
+      case 8:
+        return BigInt(koffi.decode.uint64(ptr));
       default: {
         const b = new Uint8Array(koffi.view(ptr, size));
         let v = 0n;
@@ -199,7 +256,10 @@ export class Native {
   writeUint(ptr: Ptr, size: number, value: bigint): void {
     const b = new Uint8Array(koffi.view(ptr, size));
     let v = value;
-    for (let i = 0; i < size; i++) { b[i] = Number(v & 0xffn); v >>= 8n; }
+    for (let i = 0; i < size; i++) {
+      b[i] = Number(v & 0xffn);
+      v >>= 8n;
+    }
   }
 }
 
@@ -324,7 +384,10 @@ export class Libc {
     this.sendCtlView = new DataView(this.view(this.sendCtl, ctl));
     this.recvCtlView = new DataView(this.view(this.recvCtl, ctl));
     // Each msghdr's single iovec sits right after it.
-    for (const [hdr, v] of [[this.sendHdr, this.sendHdrView], [this.recvHdr, this.recvHdrView]] as const) {
+    for (const [hdr, v] of [
+      [this.sendHdr, this.sendHdrView],
+      [this.recvHdr, this.recvHdrView],
+    ] as const) {
       v.setBigUint64(MSG_IOV, hdr + BigInt(MSGHDR_SIZE), true);
       v.setBigUint64(MSG_IOVLEN, 1n, true);
     }
@@ -336,7 +399,9 @@ export class Libc {
 
   /** Bytes waiting to be read on socket `fd` (ioctl FIONREAD), or -1. */
   readable(fd: number): number {
-    return this.ioctl(fd, 0x541b /* FIONREAD */, 'void *', this.intOut) === 0 ? this.intOut.readInt32LE(0) : -1;
+    return this.ioctl(fd, 0x541b /* FIONREAD */, 'void *', this.intOut) === 0
+      ? this.intOut.readInt32LE(0)
+      : -1;
   }
 
   /** Native memory that never moves (koffi.alloc); release with free(). */
@@ -376,7 +441,8 @@ export class Libc {
     tv.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
     tv.writeBigInt64LE(BigInt((ms % 1000) * 1000), 8);
     for (const opt of [SO_RCVTIMEO, SO_SNDTIMEO]) {
-      if (this.setsockopt(fd, SOL_SOCKET, opt, tv, 16) < 0) throw new Error(`setsockopt(${opt}) failed: errno ${this.errno()}`);
+      if (this.setsockopt(fd, SOL_SOCKET, opt, tv, 16) < 0)
+        throw new Error(`setsockopt(${opt}) failed: errno ${this.errno()}`);
     }
   }
 
@@ -385,7 +451,8 @@ export class Libc {
    * are any (they arrive with the first byte). Returns the bytes sent or -1.
    */
   sendWithFds(fd: number, buf: Ptr, len: number, fds: readonly number[] = []): number {
-    if (fds.length > LIBC_MAX_FDS) throw new RangeError(`${fds.length} fds in one message (at most ${LIBC_MAX_FDS})`);
+    if (fds.length > LIBC_MAX_FDS)
+      throw new RangeError(`${fds.length} fds in one message (at most ${LIBC_MAX_FDS})`);
     const h = this.sendHdrView;
     h.setBigUint64(MSGHDR_SIZE, buf, true);
     h.setBigUint64(MSGHDR_SIZE + 8, BigInt(len), true);
@@ -420,7 +487,7 @@ export class Libc {
     if (n < 0) return { n, fds, flags: 0 };
     const ctlLen = Number(h.getBigUint64(MSG_CONTROLLEN, true));
     const c = this.recvCtlView;
-    for (let off = 0; off + CMSG_HDR <= ctlLen;) {
+    for (let off = 0; off + CMSG_HDR <= ctlLen; ) {
       const len = Number(c.getBigUint64(off, true));
       if (len < CMSG_HDR) break;
       if (c.getInt32(off + 8, true) === SOL_SOCKET && c.getInt32(off + 12, true) === SCM_RIGHTS) {

@@ -16,9 +16,33 @@ import { DmaRegions } from '../model/dma-regions.js';
 import { msixCapability, pcieCapability, type PciIdentity } from '../pci/config.js';
 import type { Logger } from '../util/log.js';
 import {
-  ECONNRESET, EFD_CLOEXEC, EFD_NONBLOCK, EINTR, ENOTCONN, ESHUTDOWN, LIBVFIO_USER_FLAG_ATTACH_NB, LOG_DEBUG, LOG_ERR, LOG_INFO, Libc, MAP_FAILED, MAP_SHARED, Native, PROT_READ, PROT_WRITE,
-  PCI_HEADER_TYPE_NORMAL, POLLIN, VFU_DEV_MSIX_IRQ, VFU_DEV_TYPE_PCI, VFU_PCI_TYPE_EXPRESS, VFU_REGION_FLAG_MEM,
-  VFU_REGION_FLAG_RW, VFU_RESET_TYPES, VFU_TRANS_SOCK, type DmaInfoValue, type Ptr,
+  ECONNRESET,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  EINTR,
+  ENOTCONN,
+  ESHUTDOWN,
+  LIBVFIO_USER_FLAG_ATTACH_NB,
+  LOG_DEBUG,
+  LOG_ERR,
+  LOG_INFO,
+  Libc,
+  MAP_FAILED,
+  MAP_SHARED,
+  Native,
+  PROT_READ,
+  PROT_WRITE,
+  PCI_HEADER_TYPE_NORMAL,
+  POLLIN,
+  VFU_DEV_MSIX_IRQ,
+  VFU_DEV_TYPE_PCI,
+  VFU_PCI_TYPE_EXPRESS,
+  VFU_REGION_FLAG_MEM,
+  VFU_REGION_FLAG_RW,
+  VFU_RESET_TYPES,
+  VFU_TRANS_SOCK,
+  type DmaInfoValue,
+  type Ptr,
 } from './native.js';
 
 export interface VfuServerOptions {
@@ -60,7 +84,11 @@ export interface LoopIo {
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MASTER = 0x4;
 
-interface TimedEvent { due: bigint; seq: number; fn: () => void }
+interface TimedEvent {
+  due: bigint;
+  seq: number;
+  fn: () => void;
+}
 
 export class VfuServer implements DeviceHost {
   readonly log: Logger;
@@ -77,7 +105,13 @@ export class VfuServer implements DeviceHost {
   private shmFd = -1;
   private shmPtr: Ptr = 0n;
   private shmView: Uint8Array | null = null;
-  readonly stats: VfuStats = { clients: 0, attached: false, dmaRegions: 0, barAccesses: 0, ioeventfdKicks: 0 };
+  readonly stats: VfuStats = {
+    clients: 0,
+    attached: false,
+    dmaRegions: 0,
+    barAccesses: 0,
+    ioeventfdKicks: 0,
+  };
   /** The KICK doorbell's ioeventfd (-1: none), and 8 bytes to read it into. */
   private kickFd = -1;
   private readonly kickBuf = Buffer.alloc(8);
@@ -118,10 +152,14 @@ export class VfuServer implements DeviceHost {
   }
 
   schedule(delayNs: number, fn: () => void): void {
-    const ev = { due: process.hrtime.bigint() + BigInt(Math.max(0, Math.round(delayNs))), seq: this.eventSeq++, fn };
+    const ev = {
+      due: process.hrtime.bigint() + BigInt(Math.max(0, Math.round(delayNs))),
+      seq: this.eventSeq++,
+      fn,
+    };
     // Few events are ever pending: keep the array sorted by (due, seq).
     let i = this.events.length;
-    while (i > 0 && (this.events[i - 1]!.due > ev.due)) i--;
+    while (i > 0 && this.events[i - 1]!.due > ev.due) i--;
     this.events.splice(i, 0, ev);
   }
 
@@ -131,8 +169,18 @@ export class VfuServer implements DeviceHost {
   open(model: PciDeviceModel): void {
     this.model = model;
     const { socketPath, identity: id, msixVectors, log: rootLog } = this.opts;
-    try { unlinkSync(socketPath); } catch { /* not there */ }
-    const ctx = this.n.vfu_create_ctx(VFU_TRANS_SOCK, socketPath, LIBVFIO_USER_FLAG_ATTACH_NB, null, VFU_DEV_TYPE_PCI);
+    try {
+      unlinkSync(socketPath);
+    } catch {
+      /* not there */
+    }
+    const ctx = this.n.vfu_create_ctx(
+      VFU_TRANS_SOCK,
+      socketPath,
+      LIBVFIO_USER_FLAG_ATTACH_NB,
+      null,
+      VFU_DEV_TYPE_PCI,
+    );
     if (!ctx) throw new Error(`vfu_create_ctx(${socketPath}) failed: errno ${this.n.errno()}`);
     this.ctx = ctx;
     const check = (what: string, rc: number): void => {
@@ -141,10 +189,15 @@ export class VfuServer implements DeviceHost {
     const libLog = rootLog.child({ sub: 'libvfio-user' });
     const logCb = this.n.registerLog((level, msg) => {
       const text = msg.trimEnd();
-      if (level <= LOG_ERR) libLog.error(text); else if (level <= LOG_INFO) libLog.info(text); else libLog.debug(text);
+      if (level <= LOG_ERR) libLog.error(text);
+      else if (level <= LOG_INFO) libLog.info(text);
+      else libLog.debug(text);
     });
     this.callbacks.push(logCb);
-    check('vfu_setup_log', this.n.vfu_setup_log(ctx, logCb, this.log.isLevelEnabled('debug') ? LOG_DEBUG : LOG_INFO));
+    check(
+      'vfu_setup_log',
+      this.n.vfu_setup_log(ctx, logCb, this.log.isLevelEnabled('debug') ? LOG_DEBUG : LOG_INFO),
+    );
     check('vfu_pci_init', this.n.vfu_pci_init(ctx, VFU_PCI_TYPE_EXPRESS, PCI_HEADER_TYPE_NORMAL, 0));
     this.n.vfu_pci_set_id(ctx, id.vendorId, id.deviceId, id.subsysVendorId, id.subsysId);
     this.n.vfu_pci_set_class(ctx, id.classBase, id.classSub, id.classProgIf);
@@ -158,21 +211,65 @@ export class VfuServer implements DeviceHost {
     this.msixCap = msixAt;
 
     const barCb = (bar: number): Ptr => {
-      const cb = this.n.registerRegionAccess((buf, count, offset, isWrite) => this.barAccess(bar, buf, count, offset, isWrite));
+      const cb = this.n.registerRegionAccess((buf, count, offset, isWrite) =>
+        this.barAccess(bar, buf, count, offset, isWrite),
+      );
       this.callbacks.push(cb);
       return cb;
     };
     const flags = VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM;
-    check('vfu_setup_region(BAR0)', this.n.vfu_setup_region(ctx, BARS.REGS_BAR, BARS.REGS_BAR_SIZE, barCb(BARS.REGS_BAR), flags, null, 0, -1, 0));
+    check(
+      'vfu_setup_region(BAR0)',
+      this.n.vfu_setup_region(
+        ctx,
+        BARS.REGS_BAR,
+        BARS.REGS_BAR_SIZE,
+        barCb(BARS.REGS_BAR),
+        flags,
+        null,
+        0,
+        -1,
+        0,
+      ),
+    );
     this.setupKickEventfd(ctx);
     // The shared-memory BAR: the host writes H2D signals straight into it
     // (no trap); the device polls it. One fd for the whole region, as QEMU
     // accepts only one per region.
     this.openSharedMemory();
-    check('vfu_setup_region(BAR2)', this.n.vfu_setup_region(ctx, BARS.SHM_BAR, BARS.SHM_BAR_SIZE, barCb(BARS.SHM_BAR), flags, null, 0, this.shmFd, 0));
+    check(
+      'vfu_setup_region(BAR2)',
+      this.n.vfu_setup_region(
+        ctx,
+        BARS.SHM_BAR,
+        BARS.SHM_BAR_SIZE,
+        barCb(BARS.SHM_BAR),
+        flags,
+        null,
+        0,
+        this.shmFd,
+        0,
+      ),
+    );
     // QEMU emulates the MSI-X table and PBA itself; the BAR only has to exist.
-    check('vfu_setup_region(BAR4)', this.n.vfu_setup_region(ctx, BARS.MSIX_BAR, BARS.MSIX_BAR_SIZE, barCb(BARS.MSIX_BAR), flags, null, 0, -1, 0));
-    check('vfu_setup_device_nr_irqs(MSI-X)', this.n.vfu_setup_device_nr_irqs(ctx, VFU_DEV_MSIX_IRQ, msixVectors));
+    check(
+      'vfu_setup_region(BAR4)',
+      this.n.vfu_setup_region(
+        ctx,
+        BARS.MSIX_BAR,
+        BARS.MSIX_BAR_SIZE,
+        barCb(BARS.MSIX_BAR),
+        flags,
+        null,
+        0,
+        -1,
+        0,
+      ),
+    );
+    check(
+      'vfu_setup_device_nr_irqs(MSI-X)',
+      this.n.vfu_setup_device_nr_irqs(ctx, VFU_DEV_MSIX_IRQ, msixVectors),
+    );
 
     const reg = this.n.registerDma((info) => this.dmaRegister(info));
     const unreg = this.n.registerDma((info) => this.dmaUnregister(info));
@@ -198,7 +295,10 @@ export class VfuServer implements DeviceHost {
   private setupKickEventfd(ctx: Ptr): void {
     const libc = Libc.get();
     const fd = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd < 0) { this.log.warn({ errno: libc.errno() }, 'no eventfd for the KICK doorbell; kicks come as messages only'); return; }
+    if (fd < 0) {
+      this.log.warn({ errno: libc.errno() }, 'no eventfd for the KICK doorbell; kicks come as messages only');
+      return;
+    }
     if (this.n.vfu_create_ioeventfd(ctx, BARS.REGS_BAR, fd, DOORBELLS.KICK, 4, 0, 0n) !== 0) {
       this.log.warn({ errno: this.n.errno() }, 'vfu_create_ioeventfd failed; kicks come as messages only');
       libc.close(fd);
@@ -225,7 +325,8 @@ export class VfuServer implements DeviceHost {
     if (fd < 0) throw new Error(`memfd_create failed: errno ${libc.errno()}`);
     if (libc.ftruncate(fd, BARS.SHM_BAR_SIZE) < 0) throw new Error(`ftruncate failed: errno ${libc.errno()}`);
     const p = libc.mmap(null, BARS.SHM_BAR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (!p || p === MAP_FAILED) throw new Error(`mmap of the shared-memory BAR failed: errno ${libc.errno()}`);
+    if (!p || p === MAP_FAILED)
+      throw new Error(`mmap of the shared-memory BAR failed: errno ${libc.errno()}`);
     this.shmFd = fd;
     this.shmPtr = p;
     this.shmView = new Uint8Array(libc.view(p, BARS.SHM_BAR_SIZE));
@@ -386,13 +487,17 @@ export class VfuServer implements DeviceHost {
       return;
     }
     const e = this.n.errno();
-    if (e !== 11 /* EAGAIN */ && e !== EINTR) this.log.warn({ errno: e }, 'client failed the vfio-user handshake; still listening');
+    if (e !== 11 /* EAGAIN */ && e !== EINTR)
+      this.log.warn({ errno: e }, 'client failed the vfio-user handshake; still listening');
   }
 
   private serveRequests(): void {
     for (;;) {
       const r = this.n.vfu_run_ctx(this.ctx);
-      if (r > 0) { this.runDueEvents(); continue; }
+      if (r > 0) {
+        this.runDueEvents();
+        continue;
+      }
       if (r === 0) return;
       const e = this.n.errno();
       if (e === ENOTCONN || e === ESHUTDOWN || e === ECONNRESET) {
@@ -428,7 +533,11 @@ export class VfuServer implements DeviceHost {
     const now = process.hrtime.bigint();
     while (this.events.length > 0 && this.events[0]!.due <= now) {
       const ev = this.events.shift()!;
-      try { ev.fn(); } catch (err) { this.log.error({ err }, 'device event failed'); }
+      try {
+        ev.fn();
+      } catch (err) {
+        this.log.error({ err }, 'device event failed');
+      }
     }
   }
 
@@ -450,7 +559,11 @@ export class VfuServer implements DeviceHost {
       Libc.get().close(this.shmFd);
       this.shmFd = -1;
     }
-    try { unlinkSync(this.opts.socketPath); } catch { /* already gone */ }
+    try {
+      unlinkSync(this.opts.socketPath);
+    } catch {
+      /* already gone */
+    }
     this.log.info('closed');
   }
 }

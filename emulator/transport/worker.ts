@@ -31,7 +31,10 @@ export interface WorkerConfig {
   faultsPlan?: string;
 }
 
-export type ToWorker = { type: 'stop' } | { type: 'stats' } | { type: 'control'; id: number; cmd: string; args: Record<string, unknown> };
+export type ToWorker =
+  | { type: 'stop' }
+  | { type: 'stats' }
+  | { type: 'control'; id: number; cmd: string; args: Record<string, unknown> };
 export type FromWorker =
   | { type: 'log'; line: string }
   | { type: 'ready' }
@@ -44,10 +47,19 @@ const cfg = workerData as WorkerConfig;
 const post = (m: FromWorker): void => port.postMessage(m);
 
 // pino's destination contract: an object with write(string) suffices.
-const log = makeLogger(cfg.logLevel, { write: (s: string) => { post({ type: 'log', line: s }); } });
+const log = makeLogger(cfg.logLevel, {
+  write: (s: string) => {
+    post({ type: 'log', line: s });
+  },
+});
 
 let stopping = false;
-const server = new VfuServer({ socketPath: cfg.socketPath, identity: cfg.identity, msixVectors: cfg.msixVectors, log });
+const server = new VfuServer({
+  socketPath: cfg.socketPath,
+  identity: cfg.identity,
+  msixVectors: cfg.msixVectors,
+  log,
+});
 let carrier: FabricCarrier | null = null;
 
 /** Control messages arrive while this thread is busy in its own loop. */
@@ -59,7 +71,12 @@ function drainControl(model: SgiovDevice): boolean {
     else if (msg.type === 'control') {
       try {
         let result: unknown;
-        if (msg.cmd === 'status') result = { transport: server.stats, device: model.status(), ...(carrier ? { fabric: carrier.stats(), pipes: model.dp.remote?.counters } : {}) };
+        if (msg.cmd === 'status')
+          result = {
+            transport: server.stats,
+            device: model.status(),
+            ...(carrier ? { fabric: carrier.stats(), pipes: model.dp.remote?.counters } : {}),
+          };
         else if (msg.cmd === 'fabric') {
           if (!carrier) throw new Error('fabric: this emulator has no cluster (--cluster or --node)');
           result = carrier.stats();
@@ -76,20 +93,32 @@ function drainControl(model: SgiovDevice): boolean {
 async function main(): Promise<void> {
   const modelLog = log.child({ sub: 'model' });
   const faults = new FaultInjector(modelLog, cfg.faultsPlan ? loadPlan(cfg.faultsPlan) : undefined);
-  const model = new SgiovDevice({
-    dmaView: (a, l) => server.dmaView(a, l),
-    busMasterEnabled: () => server.busMasterEnabled(),
-    raiseMsix: (v) => server.raiseMsix(v),
-    schedule: (d, f) => server.schedule(d, f),
-    nowNs: () => server.nowNs(),
-    deviceMemory: () => server.deviceMemory(),
-    log: modelLog,
-  }, { msixVectors: cfg.msixVectors, maxSockets: cfg.maxSockets, faults });
+  const model = new SgiovDevice(
+    {
+      dmaView: (a, l) => server.dmaView(a, l),
+      busMasterEnabled: () => server.busMasterEnabled(),
+      raiseMsix: (v) => server.raiseMsix(v),
+      schedule: (d, f) => server.schedule(d, f),
+      nowNs: () => server.nowNs(),
+      deviceMemory: () => server.deviceMemory(),
+      log: modelLog,
+    },
+    { msixVectors: cfg.msixVectors, maxSockets: cfg.maxSockets, faults },
+  );
   server.open(model);
   if (cfg.fabric) {
     // parseServe validated it; rebuilt here from plain data.
-    const cluster = clusterFromOptions({ node: cfg.fabric.nodes.map(([n, a]) => `${n}=${a}`), self: cfg.fabric.self });
-    carrier = new FabricCarrier({ cluster, log, faults: model.faults, directReads: true, ...(cfg.fabric.deadlineMs !== undefined ? { deadlineMs: cfg.fabric.deadlineMs } : {}) });
+    const cluster = clusterFromOptions({
+      node: cfg.fabric.nodes.map(([n, a]) => `${n}=${a}`),
+      self: cfg.fabric.self,
+    });
+    carrier = new FabricCarrier({
+      cluster,
+      log,
+      faults: model.faults,
+      directReads: true,
+      ...(cfg.fabric.deadlineMs !== undefined ? { deadlineMs: cfg.fabric.deadlineMs } : {}),
+    });
     carrier.attach(model.dp);
     await carrier.start();
     log.info({ nodes: carrier.nodes }, 'cross-node pipes: node ids for CONNECT');
@@ -99,7 +128,11 @@ async function main(): Promise<void> {
     const c = carrier;
     // The device loop reads the fabric's sockets itself and writes what a round sent; accepts,
     // timers and write completions live in this thread's event loop, which the loop gives turns.
-    await server.runAsync(() => drainControl(model), { fds: () => c.fds(), readable: (fds) => c.readReady(fds), flush: () => c.flush() }, 5);
+    await server.runAsync(
+      () => drainControl(model),
+      { fds: () => c.fds(), readable: (fds) => c.readReady(fds), flush: () => c.flush() },
+      5,
+    );
   } else {
     server.run(() => drainControl(model));
   }

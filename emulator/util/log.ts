@@ -20,7 +20,10 @@ export function defaultLevel(): LogLevel {
 }
 
 export function makeLogger(level: LogLevel = defaultLevel(), dest?: DestinationStream): Logger {
-  return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, dest ?? pino.destination({ dest: 1, sync: true }));
+  return pino(
+    { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
+    dest ?? pino.destination({ dest: 1, sync: true }),
+  );
 }
 
 /** A logger that drops everything, for unit tests. */
@@ -34,13 +37,18 @@ export function silentLogger(): Logger {
  */
 export class RateLimitedLog {
   private counts = new Map<string, { n: number; since: number }>();
-  constructor(private readonly log: Logger, private readonly perWindow = 10, private readonly windowMs = 1000) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly perWindow = 10,
+    private readonly windowMs = 1000,
+  ) {}
 
   warn(key: string, obj: Record<string, unknown>, msg: string): void {
     const now = Date.now();
     let c = this.counts.get(key);
     if (!c || now - c.since >= this.windowMs) {
-      if (c && c.n > this.perWindow) this.log.warn({ key, suppressed: c.n - this.perWindow }, 'similar guest errors suppressed');
+      if (c && c.n > this.perWindow)
+        this.log.warn({ key, suppressed: c.n - this.perWindow }, 'similar guest errors suppressed');
       c = { n: 0, since: now };
       this.counts.set(key, c);
     }

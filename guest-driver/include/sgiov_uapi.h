@@ -101,102 +101,102 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define SGIOV_DEV_PATH		"/dev/sgiov"
-#define SGIOV_IOC_MAGIC		0xb5
+#define SGIOV_DEV_PATH	"/dev/sgiov"
+#define SGIOV_IOC_MAGIC 0xb5
 
 struct sgiov_create {
-	__u32 tx_size;		/* bytes, power of two; 0: the default (1 MiB) */
+	__u32 tx_size; /* bytes, power of two; 0: the default (1 MiB) */
 	__u32 rx_size;
-	__u32 tenant;		/* the socket's tenant: an index in the device's schedule (0: the default) */
-	__u32 flags;		/* reserved, 0 (EINVAL otherwise) */
+	__u32 tenant; /* the socket's tenant: an index in the device's schedule (0: the default) */
+	__u32 flags;  /* reserved, 0 (EINVAL otherwise) */
 };
 /* The size of struct sgiov_create before tenants (tx_size and rx_size only). */
-#define SGIOV_CREATE_SIZE_V0	8
+#define SGIOV_CREATE_SIZE_V0 8
 
 struct sgiov_port {
-	__u32 port;		/* LISTEN: 1..65535; CONNECT: 0..65535 (0 = loopback) */
+	__u32 port; /* LISTEN: 1..65535; CONNECT: 0..65535 (0 = loopback) */
 };
 
 struct sgiov_accept {
-	__u32 tx_size;		/* rings of the new socket (0: default) */
+	__u32 tx_size; /* rings of the new socket (0: default) */
 	__u32 rx_size;
-	__u32 flags;		/* SGIOV_ACCEPT_NONBLOCK | SGIOV_ACCEPT_CLOEXEC */
-	__s32 fd;		/* out: the new socket (also the ioctl's return value) */
+	__u32 flags; /* SGIOV_ACCEPT_NONBLOCK | SGIOV_ACCEPT_CLOEXEC */
+	__s32 fd;    /* out: the new socket (also the ioctl's return value) */
 };
-#define SGIOV_ACCEPT_NONBLOCK	0x1
-#define SGIOV_ACCEPT_CLOEXEC	0x2
+#define SGIOV_ACCEPT_NONBLOCK 0x1
+#define SGIOV_ACCEPT_CLOEXEC  0x2
 
 /* Socket states (struct sgiov_info.state) */
-#define SGIOV_STATE_NEW		0	/* opened, no rings yet */
-#define SGIOV_STATE_CREATED	1
-#define SGIOV_STATE_LISTENING	2
-#define SGIOV_STATE_CONNECTING	3
-#define SGIOV_STATE_CONNECTED	4
+#define SGIOV_STATE_NEW	       0 /* opened, no rings yet */
+#define SGIOV_STATE_CREATED    1
+#define SGIOV_STATE_LISTENING  2
+#define SGIOV_STATE_CONNECTING 3
+#define SGIOV_STATE_CONNECTED  4
 
 struct sgiov_info {
-	__u32 sid;		/* the device's socket id */
-	__u32 state;		/* SGIOV_STATE_* */
-	__u32 err;		/* 0, or the errno the socket failed with */
-	__u32 peer_closed;	/* 1 once the peer closed */
+	__u32 sid;	   /* the device's socket id */
+	__u32 state;	   /* SGIOV_STATE_* */
+	__u32 err;	   /* 0, or the errno the socket failed with */
+	__u32 peer_closed; /* 1 once the peer closed */
 	__u32 tx_size, rx_size;
-	__u32 tx_head, tx_tail;	/* free-running byte counters: position = counter & (size - 1) */
+	__u32 tx_head, tx_tail; /* free-running byte counters: position = counter & (size - 1) */
 	__u32 rx_head, rx_tail;
-	__u32 rx_msgs;		/* messages delivered and not read to their end (failed ones included) */
-	__u32 rx_msg_left;	/* bytes left in the next message (0: none) */
-	__u32 pending_conns;	/* listener: connections waiting for accept */
-	__u32 digests;		/* digests waiting for SGIOV_IOC_DIGEST */
-	__u32 rx_msg_err;	/* the next message failed (SGIOV_SERR_*; rx_msg_left 0), or 0 */
-	__u32 msgs_failed;	/* failed messages received so far (read or not) */
-	__u32 tenant;		/* the socket's tenant (struct sgiov_create.tenant) */
+	__u32 rx_msgs;	   /* messages delivered and not read to their end (failed ones included) */
+	__u32 rx_msg_left; /* bytes left in the next message (0: none) */
+	__u32 pending_conns; /* listener: connections waiting for accept */
+	__u32 digests;	     /* digests waiting for SGIOV_IOC_DIGEST */
+	__u32 rx_msg_err;    /* the next message failed (SGIOV_SERR_*; rx_msg_left 0), or 0 */
+	__u32 msgs_failed;   /* failed messages received so far (read or not) */
+	__u32 tenant;	     /* the socket's tenant (struct sgiov_create.tenant) */
 };
 /* The size of struct sgiov_info before tenants (up to msgs_failed). */
-#define SGIOV_INFO_SIZE_V0	64
+#define SGIOV_INFO_SIZE_V0 64
 
-#define SGIOV_IOC_CREATE	_IOW(SGIOV_IOC_MAGIC, 1, struct sgiov_create)
-#define SGIOV_IOC_LISTEN	_IOW(SGIOV_IOC_MAGIC, 2, struct sgiov_port)
-#define SGIOV_IOC_CONNECT	_IOW(SGIOV_IOC_MAGIC, 3, struct sgiov_port)
-#define SGIOV_IOC_ACCEPT	_IOWR(SGIOV_IOC_MAGIC, 4, struct sgiov_accept)
-#define SGIOV_IOC_INFO		_IOR(SGIOV_IOC_MAGIC, 5, struct sgiov_info)
+#define SGIOV_IOC_CREATE  _IOW(SGIOV_IOC_MAGIC, 1, struct sgiov_create)
+#define SGIOV_IOC_LISTEN  _IOW(SGIOV_IOC_MAGIC, 2, struct sgiov_port)
+#define SGIOV_IOC_CONNECT _IOW(SGIOV_IOC_MAGIC, 3, struct sgiov_port)
+#define SGIOV_IOC_ACCEPT  _IOWR(SGIOV_IOC_MAGIC, 4, struct sgiov_accept)
+#define SGIOV_IOC_INFO	  _IOR(SGIOV_IOC_MAGIC, 5, struct sgiov_info)
 /* The same calls as binaries built before tenants encode them (smaller structs). */
-#define SGIOV_IOC_CREATE_V0	_IOC(_IOC_WRITE, SGIOV_IOC_MAGIC, 1, SGIOV_CREATE_SIZE_V0)
-#define SGIOV_IOC_INFO_V0	_IOC(_IOC_READ, SGIOV_IOC_MAGIC, 5, SGIOV_INFO_SIZE_V0)
+#define SGIOV_IOC_CREATE_V0 _IOC(_IOC_WRITE, SGIOV_IOC_MAGIC, 1, SGIOV_CREATE_SIZE_V0)
+#define SGIOV_IOC_INFO_V0   _IOC(_IOC_READ, SGIOV_IOC_MAGIC, 5, SGIOV_INFO_SIZE_V0)
 /* Zero-copy: publish len bytes written at tx_tail in the mapped tx ring as one message. */
-#define SGIOV_IOC_TX_PUBLISH	_IOW(SGIOV_IOC_MAGIC, 6, __u32)
+#define SGIOV_IOC_TX_PUBLISH _IOW(SGIOV_IOC_MAGIC, 6, __u32)
 /*
  * Zero-copy: len bytes of the next message were read from the mapped rx ring.
  * When the next message is a failed one: takes it off the queue and fails
  * with EBADMSG (len is not looked at).
  */
-#define SGIOV_IOC_RX_CONSUME	_IOW(SGIOV_IOC_MAGIC, 7, __u32)
+#define SGIOV_IOC_RX_CONSUME _IOW(SGIOV_IOC_MAGIC, 7, __u32)
 
 struct sgiov_connect {
-	__u32 port;		/* as struct sgiov_port */
-	__u32 chain;		/* SGIOV_CHAIN(s1, s2, s3, s4) of SGIOV_STAGE_*; 0: none */
+	__u32 port;  /* as struct sgiov_port */
+	__u32 chain; /* SGIOV_CHAIN(s1, s2, s3, s4) of SGIOV_STAGE_*; 0: none */
 };
-#define SGIOV_IOC_CONNECT_CHAIN	_IOW(SGIOV_IOC_MAGIC, 8, struct sgiov_connect)
+#define SGIOV_IOC_CONNECT_CHAIN _IOW(SGIOV_IOC_MAGIC, 8, struct sgiov_connect)
 
 /* struct sgiov_digest.dir */
-#define SGIOV_DIGEST_TX		0	/* of a message this socket sent (look-aside, executor A) */
-#define SGIOV_DIGEST_RX		1	/* of a message delivered to this socket (executor M) */
+#define SGIOV_DIGEST_TX 0 /* of a message this socket sent (look-aside, executor A) */
+#define SGIOV_DIGEST_RX 1 /* of a message delivered to this socket (executor M) */
 
 struct sgiov_digest {
-	__u32 crc;		/* CRC32C (Castagnoli) of the message */
-	__u32 dir;		/* SGIOV_DIGEST_TX or SGIOV_DIGEST_RX */
-	__u32 left;		/* digests still waiting after this one */
-	__u32 dropped;		/* digests dropped on this socket so far (queue full) */
+	__u32 crc;     /* CRC32C (Castagnoli) of the message */
+	__u32 dir;     /* SGIOV_DIGEST_TX or SGIOV_DIGEST_RX */
+	__u32 left;    /* digests still waiting after this one */
+	__u32 dropped; /* digests dropped on this socket so far (queue full) */
 };
-#define SGIOV_IOC_DIGEST	_IOR(SGIOV_IOC_MAGIC, 9, struct sgiov_digest)
+#define SGIOV_IOC_DIGEST _IOR(SGIOV_IOC_MAGIC, 9, struct sgiov_digest)
 
 /* struct sgiov_keys.flags: what to set */
-#define SGIOV_KEYS_AES		0x1	/* aes_key */
-#define SGIOV_KEYS_VNI		0x2	/* vni */
+#define SGIOV_KEYS_AES 0x1 /* aes_key */
+#define SGIOV_KEYS_VNI 0x2 /* vni */
 
 struct sgiov_keys {
-	__u32 flags;		/* SGIOV_KEYS_*; at least one */
-	__u32 vni;		/* 24-bit VxLAN network id (EINVAL above 0xffffff) */
-	__u8 aes_key[32];	/* AES-256 key bytes 0..31 */
+	__u32 flags;	  /* SGIOV_KEYS_*; at least one */
+	__u32 vni;	  /* 24-bit VxLAN network id (EINVAL above 0xffffff) */
+	__u8 aes_key[32]; /* AES-256 key bytes 0..31 */
 };
-#define SGIOV_IOC_SET_KEYS	_IOW(SGIOV_IOC_MAGIC, 10, struct sgiov_keys)
+#define SGIOV_IOC_SET_KEYS _IOW(SGIOV_IOC_MAGIC, 10, struct sgiov_keys)
 
 /*
  * A tenant's share of the scheduled accelerators: its weight and demand
@@ -205,12 +205,12 @@ struct sgiov_keys {
  * weight 0, or a cap above every accelerator's capacity.
  */
 struct sgiov_tenant {
-	__u32 tenant;		/* an index in the device's schedule */
-	__u32 weight_milli;	/* the weight in thousandths (1000: weight 1), >= 1 */
-	__u32 cap_mbps;		/* demand cap in Mbps per used accelerator; 0: none */
-	__u32 flags;		/* reserved, 0 (EINVAL otherwise) */
+	__u32 tenant;	    /* an index in the device's schedule */
+	__u32 weight_milli; /* the weight in thousandths (1000: weight 1), >= 1 */
+	__u32 cap_mbps;	    /* demand cap in Mbps per used accelerator; 0: none */
+	__u32 flags;	    /* reserved, 0 (EINVAL otherwise) */
 };
-#define SGIOV_IOC_SET_TENANT	_IOW(SGIOV_IOC_MAGIC, 11, struct sgiov_tenant)
+#define SGIOV_IOC_SET_TENANT _IOW(SGIOV_IOC_MAGIC, 11, struct sgiov_tenant)
 
 /*
  * CONNECT to a listener on another node of the emulator's cluster (cross-
@@ -220,11 +220,11 @@ struct sgiov_tenant {
  * no cluster. A socket whose link fails later gets ENETUNREACH.
  */
 struct sgiov_connect_node {
-	__u32 port;		/* as struct sgiov_port */
-	__u32 chain;		/* as struct sgiov_connect */
+	__u32 port;  /* as struct sgiov_port */
+	__u32 chain; /* as struct sgiov_connect */
 	__u32 node;
-	__u32 flags;		/* reserved, 0 (EINVAL otherwise) */
+	__u32 flags; /* reserved, 0 (EINVAL otherwise) */
 };
-#define SGIOV_IOC_CONNECT_NODE	_IOW(SGIOV_IOC_MAGIC, 12, struct sgiov_connect_node)
+#define SGIOV_IOC_CONNECT_NODE _IOW(SGIOV_IOC_MAGIC, 12, struct sgiov_connect_node)
 
 #endif /* SGIOV_UAPI_H */

@@ -34,8 +34,8 @@
 #include "sgiov_abi.h"
 #include "sgiov.h"
 
-#define SGIOV_BUF_SIZE		65536u	/* each DMA buffer; also the self-test length */
-#define SGIOV_TEST_TIMEOUT_MS	5000u	/* TCG guests are slow */
+#define SGIOV_BUF_SIZE	      65536u /* each DMA buffer; also the self-test length */
+#define SGIOV_TEST_TIMEOUT_MS 5000u  /* TCG guests are slow */
 
 #if SGIOV_BUF_SIZE > SGIOV_DMA_MAX_LEN
 #error "self-test buffer larger than the device's maximum DMA length"
@@ -44,20 +44,20 @@
 static const char *sgiov_err_name(u32 code)
 {
 	switch (code) {
-	case SGIOV_ERR_NONE:			return "NONE";
-	case SGIOV_ERR_DMA_UNMAPPED:		return "DMA_UNMAPPED";
-	case SGIOV_ERR_DMA_BUS_MASTER_OFF:	return "DMA_BUS_MASTER_OFF";
-	case SGIOV_ERR_DMA_BAD_LENGTH:		return "DMA_BAD_LENGTH";
-	case SGIOV_ERR_BAD_OPCODE:		return "BAD_OPCODE";
-	case SGIOV_ERR_BAD_VECTOR:		return "BAD_VECTOR";
-	case SGIOV_ERR_BAD_DOORBELL:		return "BAD_DOORBELL";
-	case SGIOV_ERR_NOT_ENABLED:		return "NOT_ENABLED";
-	case SGIOV_ERR_DP_BAD_CONFIG:		return "DP_BAD_CONFIG";
-	case SGIOV_ERR_ACCESS_FAILED:		return "ACCESS_FAILED";
-	case SGIOV_ERR_POISONED:		return "POISONED";
-	case SGIOV_ERR_DMA_CORRUPTED:		return "DMA_CORRUPTED";
-	case SGIOV_ERR_DEVICE_RESET:		return "DEVICE_RESET";
-	default:				return "unknown";
+	case SGIOV_ERR_NONE: return "NONE";
+	case SGIOV_ERR_DMA_UNMAPPED: return "DMA_UNMAPPED";
+	case SGIOV_ERR_DMA_BUS_MASTER_OFF: return "DMA_BUS_MASTER_OFF";
+	case SGIOV_ERR_DMA_BAD_LENGTH: return "DMA_BAD_LENGTH";
+	case SGIOV_ERR_BAD_OPCODE: return "BAD_OPCODE";
+	case SGIOV_ERR_BAD_VECTOR: return "BAD_VECTOR";
+	case SGIOV_ERR_BAD_DOORBELL: return "BAD_DOORBELL";
+	case SGIOV_ERR_NOT_ENABLED: return "NOT_ENABLED";
+	case SGIOV_ERR_DP_BAD_CONFIG: return "DP_BAD_CONFIG";
+	case SGIOV_ERR_ACCESS_FAILED: return "ACCESS_FAILED";
+	case SGIOV_ERR_POISONED: return "POISONED";
+	case SGIOV_ERR_DMA_CORRUPTED: return "DMA_CORRUPTED";
+	case SGIOV_ERR_DEVICE_RESET: return "DEVICE_RESET";
+	default: return "unknown";
 	}
 }
 
@@ -90,7 +90,7 @@ static irqreturn_t sgiov_dma_isr(int irq, void *data)
 	u32 st = rd32(sg, SGIOV_REG_IRQ_STATUS);
 	u32 ack = st & ~SGIOV_IRQ_ERROR;
 
-	if (st == ~0u)		/* device gone: reads float high */
+	if (st == ~0u) /* device gone: reads float high */
 		return IRQ_NONE;
 	if (ack)
 		wr32(sg, SGIOV_REG_IRQ_STATUS, ack);
@@ -118,8 +118,8 @@ static irqreturn_t sgiov_err_isr(int irq, void *data)
 	WRITE_ONCE(sg->error_addr, addr);
 	atomic_inc(&sg->irq_count);
 	atomic_inc(&sg->err_irq_count);
-	dev_warn_ratelimited(&sg->pdev->dev, "device error %u (%s) at 0x%llx\n",
-			     code, sgiov_err_name(code), addr);
+	dev_warn_ratelimited(&sg->pdev->dev, "device error %u (%s) at 0x%llx\n", code,
+			     sgiov_err_name(code), addr);
 	if (READ_ONCE(sg->selftest_active)) {
 		WRITE_ONCE(sg->selftest_error, true);
 		complete(&sg->dma_done);
@@ -156,8 +156,7 @@ static void sgiov_fill_pattern(u8 *buf, size_t len, u32 run)
 		buf[i] = (u8)xorshift32(&seed);
 }
 
-#define fail(fmt, ...) \
-	snprintf(sg->result, sizeof(sg->result), "fail: " fmt, ##__VA_ARGS__)
+#define fail(fmt, ...) snprintf(sg->result, sizeof(sg->result), "fail: " fmt, ##__VA_ARGS__)
 
 /* Runs one DMA self-test; selftest_lock held. Returns true if it passed. */
 static bool sgiov_selftest(struct sgiov *sg)
@@ -190,16 +189,16 @@ static bool sgiov_selftest(struct sgiov *sg)
 	wr32(sg, SGIOV_REG_DMA_OP, SGIOV_DMA_OP_INVERT);
 	wr32(sg, SGIOV_REG_DMA_VECTOR, SGIOV_VEC_DMA);
 	t0 = ktime_get();
-	wr32(sg, SGIOV_DOORBELL_DMA, tag);	/* writel orders the buffer writes before it */
+	wr32(sg, SGIOV_DOORBELL_DMA, tag); /* writel orders the buffer writes before it */
 
-	left = wait_for_completion_timeout(&sg->dma_done,
-					   msecs_to_jiffies(SGIOV_TEST_TIMEOUT_MS));
+	left = wait_for_completion_timeout(&sg->dma_done, msecs_to_jiffies(SGIOV_TEST_TIMEOUT_MS));
 	sg->last_us = ktime_us_delta(ktime_get(), t0);
 	WRITE_ONCE(sg->selftest_active, false);
 
 	st = rd32(sg, SGIOV_REG_DMA_STATUS);
 	if (!left) {
-		fail("timeout: no interrupt within %u ms (DMA_STATUS=%u IRQ_STATUS=0x%x ERROR_CODE=%u)",
+		fail("timeout: no interrupt within %u ms (DMA_STATUS=%u IRQ_STATUS=0x%x "
+		     "ERROR_CODE=%u)",
 		     SGIOV_TEST_TIMEOUT_MS, st, rd32(sg, SGIOV_REG_IRQ_STATUS),
 		     rd32(sg, SGIOV_REG_ERROR_CODE));
 		goto failed;
@@ -207,13 +206,13 @@ static bool sgiov_selftest(struct sgiov *sg)
 	if (READ_ONCE(sg->selftest_error)) {
 		u32 code = READ_ONCE(sg->error_code);
 
-		fail("device error %u (%s) at 0x%llx, DMA_STATUS=%u", code,
-		     sgiov_err_name(code), READ_ONCE(sg->error_addr), st);
+		fail("device error %u (%s) at 0x%llx, DMA_STATUS=%u", code, sgiov_err_name(code),
+		     READ_ONCE(sg->error_addr), st);
 		goto failed;
 	}
 	if (st != SGIOV_DMA_STATE_DONE) {
-		fail("DMA_STATUS=%u after the interrupt, expected %u (DONE)",
-		     st, SGIOV_DMA_STATE_DONE);
+		fail("DMA_STATUS=%u after the interrupt, expected %u (DONE)", st,
+		     SGIOV_DMA_STATE_DONE);
 		goto failed;
 	}
 	got_tag = rd32(sg, SGIOV_REG_DMA_TAG);
@@ -226,7 +225,7 @@ static bool sgiov_selftest(struct sgiov *sg)
 		fail("interrupt without IRQ_STATUS.DMA_DONE (IRQ_STATUS=0x%x)", seen);
 		goto failed;
 	}
-	rmb();	/* read the buffer only after the completion was observed */
+	rmb(); /* read the buffer only after the completion was observed */
 	for (i = 0; i < SGIOV_BUF_SIZE; i++) {
 		if (dst[i] != (u8)~src[i]) {
 			if (!bad++)
@@ -234,15 +233,15 @@ static bool sgiov_selftest(struct sgiov *sg)
 		}
 	}
 	if (bad) {
-		fail("data mismatch: %u of %u bytes wrong, first at %u (got 0x%02x, expected 0x%02x)",
+		fail("data mismatch: %u of %u bytes wrong, first at %u (got 0x%02x, expected "
+		     "0x%02x)",
 		     bad, SGIOV_BUF_SIZE, first, dst[first], (u8)~src[first]);
 		goto failed;
 	}
 
 	sg->passes++;
 	strscpy(sg->result, "pass", sizeof(sg->result));
-	dev_info(dev, "self-test passed: %u bytes in %lld us\n",
-		 SGIOV_BUF_SIZE, sg->last_us);
+	dev_info(dev, "self-test passed: %u bytes in %lld us\n", SGIOV_BUF_SIZE, sg->last_us);
 	return true;
 
 failed:
@@ -270,8 +269,8 @@ static ssize_t selftest_show(struct device *dev, struct device_attribute *attr, 
 	return n;
 }
 
-static ssize_t selftest_store(struct device *dev, struct device_attribute *attr,
-			      const char *buf, size_t count)
+static ssize_t selftest_store(struct device *dev, struct device_attribute *attr, const char *buf,
+			      size_t count)
 {
 	struct sgiov *sg = to_sgiov(dev);
 	unsigned int v;
@@ -285,7 +284,7 @@ static ssize_t selftest_store(struct device *dev, struct device_attribute *attr,
 	ret = mutex_lock_interruptible(&sg->selftest_lock);
 	if (ret)
 		return ret;
-	sgiov_selftest(sg);	/* the outcome is read back from the attribute */
+	sgiov_selftest(sg); /* the outcome is read back from the attribute */
 	mutex_unlock(&sg->selftest_lock);
 	return count;
 }
@@ -326,8 +325,8 @@ static ssize_t error_code_show(struct device *dev, struct device_attribute *attr
 	return sysfs_emit(buf, "%u\n", READ_ONCE(to_sgiov(dev)->error_code));
 }
 
-static ssize_t error_code_store(struct device *dev, struct device_attribute *attr,
-				const char *buf, size_t count)
+static ssize_t error_code_store(struct device *dev, struct device_attribute *attr, const char *buf,
+				size_t count)
 {
 	struct sgiov *sg = to_sgiov(dev);
 
@@ -367,7 +366,7 @@ static void sgiov_quiesce(struct sgiov *sg)
 		return;
 	wr32(sg, SGIOV_REG_IRQ_MASK, 0);
 	wr32(sg, SGIOV_REG_CONTROL, 0);
-	rd32(sg, SGIOV_REG_STATUS);	/* flush the posted writes */
+	rd32(sg, SGIOV_REG_STATUS); /* flush the posted writes */
 }
 
 static void sgiov_free_bufs(struct sgiov *sg)
@@ -446,14 +445,13 @@ static int sgiov_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	magic = rd32(sg, SGIOV_REG_ID);
 	version = rd32(sg, SGIOV_REG_VERSION);
 	if (magic != SGIOV_ID_MAGIC) {
-		dev_err(dev, "ID register reads 0x%08x, expected 0x%08x\n",
-			magic, SGIOV_ID_MAGIC);
+		dev_err(dev, "ID register reads 0x%08x, expected 0x%08x\n", magic, SGIOV_ID_MAGIC);
 		ret = -ENODEV;
 		goto err_unmap;
 	}
 	if ((version >> 16) != SGIOV_ABI_MAJOR) {
-		dev_err(dev, "device ABI %u.%u, driver speaks %u.x\n",
-			version >> 16, version & 0xffff, SGIOV_ABI_MAJOR);
+		dev_err(dev, "device ABI %u.%u, driver speaks %u.x\n", version >> 16,
+			version & 0xffff, SGIOV_ABI_MAJOR);
 		ret = -ENODEV;
 		goto err_unmap;
 	}
@@ -466,23 +464,22 @@ static int sgiov_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 	ret = pci_alloc_irq_vectors(pdev, 2, SGIOV_MSIX_VECTORS, PCI_IRQ_MSIX);
 	if (ret < 0) {
-		dev_err(dev, "cannot allocate 2..%d MSI-X vectors: %d\n",
-			SGIOV_MSIX_VECTORS, ret);
+		dev_err(dev, "cannot allocate 2..%d MSI-X vectors: %d\n", SGIOV_MSIX_VECTORS, ret);
 		goto err_unmap;
 	}
 	sg->nvec = ret;
 
 	snprintf(sg->irq_name[0], sizeof(sg->irq_name[0]), "sgiov-dma@%s", pci_name(pdev));
 	snprintf(sg->irq_name[1], sizeof(sg->irq_name[1]), "sgiov-err@%s", pci_name(pdev));
-	ret = request_irq(pci_irq_vector(pdev, SGIOV_VEC_DMA), sgiov_dma_isr, 0,
-			  sg->irq_name[0], sg);
+	ret = request_irq(pci_irq_vector(pdev, SGIOV_VEC_DMA), sgiov_dma_isr, 0, sg->irq_name[0],
+			  sg);
 	if (ret) {
 		dev_err(dev, "request_irq (DMA vector): %d\n", ret);
 		goto err_irqs;
 	}
 	sg->irq_dma_ok = true;
-	ret = request_irq(pci_irq_vector(pdev, SGIOV_VEC_ERR), sgiov_err_isr, 0,
-			  sg->irq_name[1], sg);
+	ret = request_irq(pci_irq_vector(pdev, SGIOV_VEC_ERR), sgiov_err_isr, 0, sg->irq_name[1],
+			  sg);
 	if (ret) {
 		dev_err(dev, "request_irq (error vector): %d\n", ret);
 		goto err_irqs;
@@ -501,10 +498,11 @@ static int sgiov_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	pci_set_drvdata(pdev, sg);
 	sgiov_core_enable(sg);
 
-	dev_info(dev, "SG-IOV ABI %u.%u, caps 0x%x, %d of %u MSI-X vectors, BAR%d %pR, buffers src %pad dst %pad\n",
-		 version >> 16, version & 0xffff, caps, sg->nvec, hw_vecs,
-		 SGIOV_REGS_BAR, &pdev->resource[SGIOV_REGS_BAR],
-		 &sg->src_dma, &sg->dst_dma);
+	dev_info(dev,
+		 "SG-IOV ABI %u.%u, caps 0x%x, %d of %u MSI-X vectors, BAR%d %pR, buffers src %pad "
+		 "dst %pad\n",
+		 version >> 16, version & 0xffff, caps, sg->nvec, hw_vecs, SGIOV_REGS_BAR,
+		 &pdev->resource[SGIOV_REGS_BAR], &sg->src_dma, &sg->dst_dma);
 
 	/* A failing self-test leaves the driver bound, so it can be inspected. */
 	mutex_lock(&sg->selftest_lock);
@@ -515,7 +513,7 @@ static int sgiov_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	ret = sgiov_dp_probe(sg);
 	if (ret)
 		dev_warn(dev, "data plane unavailable (%d): %s\n", ret, sg->dp_result);
-	pci_dev_get(pdev);	/* for sockets that outlive the binding */
+	pci_dev_get(pdev); /* for sockets that outlive the binding */
 	return 0;
 
 err_bufs:
@@ -548,9 +546,9 @@ static void sgiov_remove(struct pci_dev *pdev)
 	pci_release_regions(pdev);
 	pci_disable_device(pdev);
 	pci_set_drvdata(pdev, NULL);
-	dev_info(&pdev->dev, "removed: %u self-tests, %u passed, %d interrupts\n",
-		 sg->runs, sg->passes, atomic_read(&sg->irq_count));
-	sgiov_put(sg);	/* freed now, or when the last open socket is */
+	dev_info(&pdev->dev, "removed: %u self-tests, %u passed, %d interrupts\n", sg->runs,
+		 sg->passes, atomic_read(&sg->irq_count));
+	sgiov_put(sg); /* freed now, or when the last open socket is */
 }
 
 static void sgiov_free(struct kref *ref)
@@ -578,18 +576,17 @@ static void sgiov_shutdown(struct pci_dev *pdev)
 }
 
 static const struct pci_device_id sgiov_ids[] = {
-	{ PCI_DEVICE(SGIOV_PCI_VENDOR_ID, SGIOV_PCI_DEVICE_ID) },
-	{ }
+	{ PCI_DEVICE(SGIOV_PCI_VENDOR_ID, SGIOV_PCI_DEVICE_ID) }, {}
 };
 MODULE_DEVICE_TABLE(pci, sgiov_ids);
 
 static struct pci_driver sgiov_driver = {
-	.name		= DRV_NAME,
-	.id_table	= sgiov_ids,
-	.probe		= sgiov_probe,
-	.remove		= sgiov_remove,
-	.shutdown	= sgiov_shutdown,
-	.dev_groups	= sgiov_groups,
+	.name = DRV_NAME,
+	.id_table = sgiov_ids,
+	.probe = sgiov_probe,
+	.remove = sgiov_remove,
+	.shutdown = sgiov_shutdown,
+	.dev_groups = sgiov_groups,
 };
 module_pci_driver(sgiov_driver);
 

@@ -71,15 +71,15 @@
 static_assert(offsetof(struct sgiov_create, tenant) == SGIOV_CREATE_SIZE_V0);
 static_assert(offsetof(struct sgiov_info, tenant) == SGIOV_INFO_SIZE_V0);
 
-#define SGIOV_TIMER_MS		20
-#define SGIOV_H2D_SPIN_MS	2000
-#define SGIOV_H2D_LOOK_MS	10	/* a full H2D FIFO: DP_STATUS read this often while spinning */
-#define SGIOV_RETRY_MS		1000	/* a wait's slice: then idempotent retries */
-#define SGIOV_STALL_MS		100	/* a waiter and no D2H signal this long: check the device */
-#define SGIOV_RESYNC_MS		50	/* a lost D2H signal: RESYNC again this often until it comes */
-#define SGIOV_ENDS_MIN		16
-#define SGIOV_FAILED_MAX	65536	/* unread failed messages a socket holds before it fails */
-#define SGIOV_DIGESTS_MIN	16
+#define SGIOV_TIMER_MS	  20
+#define SGIOV_H2D_SPIN_MS 2000
+#define SGIOV_H2D_LOOK_MS 10   /* a full H2D FIFO: DP_STATUS read this often while spinning */
+#define SGIOV_RETRY_MS	  1000 /* a wait's slice: then idempotent retries */
+#define SGIOV_STALL_MS	  100  /* a waiter and no D2H signal this long: check the device */
+#define SGIOV_RESYNC_MS	  50   /* a lost D2H signal: RESYNC again this often until it comes */
+#define SGIOV_ENDS_MIN	  16
+#define SGIOV_FAILED_MAX  65536 /* unread failed messages a socket holds before it fails */
+#define SGIOV_DIGESTS_MIN 16
 
 static unsigned int d2h_slots = 65536;
 module_param(d2h_slots, uint, 0444);
@@ -99,64 +99,75 @@ module_param(cmd_timeout_ms, uint, 0644);
 MODULE_PARM_DESC(cmd_timeout_ms, "how long a command may take before it fails with ETIMEDOUT");
 static unsigned int io_timeout_ms = 60000;
 module_param(io_timeout_ms, uint, 0644);
-MODULE_PARM_DESC(io_timeout_ms, "how long a blocking read, write, connect or accept waits before ETIMEDOUT (0: no limit)");
+MODULE_PARM_DESC(
+	io_timeout_ms,
+	"how long a blocking read, write, connect or accept waits before ETIMEDOUT (0: no limit)");
 static unsigned int poll_ms = SGIOV_TIMER_MS;
 module_param(poll_ms, uint, 0644);
-MODULE_PARM_DESC(poll_ms, "period of the timer that polls the D2H FIFO (a lost interrupt costs at most this), 1..1000");
+MODULE_PARM_DESC(poll_ms, "period of the timer that polls the D2H FIFO (a lost interrupt costs at "
+			  "most this), 1..1000");
 static unsigned int health_ms = 1000;
 module_param(health_ms, uint, 0644);
-MODULE_PARM_DESC(health_ms, "how often the timer reads DP_STATUS to notice a removed or reset device (sooner while a call waits)");
+MODULE_PARM_DESC(health_ms, "how often the timer reads DP_STATUS to notice a removed or reset "
+			    "device (sooner while a call waits)");
 static unsigned int digest_max = 65536;
 module_param(digest_max, uint, 0644);
-MODULE_PARM_DESC(digest_max, "digests kept per socket until read (SGIOV_IOC_DIGEST); later ones are dropped");
+MODULE_PARM_DESC(digest_max,
+		 "digests kept per socket until read (SGIOV_IOC_DIGEST); later ones are dropped");
 
-enum { SLOT_FREE, SLOT_SYNC, SLOT_CONNECT, SLOT_CLOSE, SLOT_ORPHAN };
+enum {
+	SLOT_FREE,
+	SLOT_SYNC,
+	SLOT_CONNECT,
+	SLOT_CLOSE,
+	SLOT_ORPHAN
+};
 
 struct sgiov_slot {
 	u8 kind;
 	bool done;
 	u32 status, result;
-	u32 snap;			/* SYNC with a socket: its conn_events at the answer */
-	u32 epoch;			/* the device generation it was sent to */
+	u32 snap;  /* SYNC with a socket: its conn_events at the answer */
+	u32 epoch; /* the device generation it was sent to */
 	struct sgiov_sock *sock;
 };
 
 /* An entry of a socket's receive queue: a message's end, or a failed message. */
 struct sgiov_end {
-	u32 end;			/* rx_tail after the message (a failed one: the tail where it stood) */
-	u32 serr;			/* 0, or the SGIOV_SERR_* of a message that was not delivered */
+	u32 end;  /* rx_tail after the message (a failed one: the tail where it stood) */
+	u32 serr; /* 0, or the SGIOV_SERR_* of a message that was not delivered */
 };
 
 struct sgiov_digest_ent {
 	u32 crc;
-	u32 dir;			/* SGIOV_DIGEST_TX / _RX */
+	u32 dir; /* SGIOV_DIGEST_TX / _RX */
 };
 
 struct sgiov_sock {
 	struct sgiov *sg;
-	struct list_head node;		/* sg->sock_list */
+	struct list_head node; /* sg->sock_list */
 	u32 sid;
-	u32 epoch;			/* the device generation that knows it (has_sid) */
-	bool has_sid;			/* in the table, known to the device */
-	bool closing;			/* the file is gone; CLOSE sent */
-	int state;			/* SGIOV_STATE_* */
-	int err;			/* positive errno: the socket failed (or connect did) */
+	u32 epoch;    /* the device generation that knows it (has_sid) */
+	bool has_sid; /* in the table, known to the device */
+	bool closing; /* the file is gone; CLOSE sent */
+	int state;    /* SGIOV_STATE_* */
+	int err;      /* positive errno: the socket failed (or connect did) */
 	bool peer_closed;
-	u32 tenant;			/* given at CREATE (accepted sockets: the listener's) */
-	u32 conn_events, conn_taken;	/* listener: CONN_PENDING seen / accounted for */
+	u32 tenant;		     /* given at CREATE (accepted sockets: the listener's) */
+	u32 conn_events, conn_taken; /* listener: CONN_PENDING seen / accounted for */
 
 	void *tx, *rx;
 	dma_addr_t tx_dma, rx_dma;
 	u32 tx_size, rx_size;
 	u32 tx_tail, tx_head, tx_want;
 	u32 rx_tail, rx_head;
-	struct sgiov_end *ends;		/* circular queue of message ends */
+	struct sgiov_end *ends; /* circular queue of message ends */
 	u32 ends_cap, ends_first, ends_n;
 	u32 msgs_failed;
-	struct sgiov_digest_ent *dg;	/* circular queue of digests (allocated at the first) */
+	struct sgiov_digest_ent *dg; /* circular queue of digests (allocated at the first) */
 	u32 dg_cap, dg_first, dg_n, dg_dropped;
 
-	struct mutex lock;		/* ioctls */
+	struct mutex lock; /* ioctls */
 	struct mutex tx_mutex, rx_mutex;
 	wait_queue_head_t wq;
 	struct work_struct free_work;
@@ -212,7 +223,8 @@ static int sgiov_h2d(struct sgiov *sg, u32 epoch, u32 type, u32 id, u32 value)
 			look = ktime_add_ms(now, SGIOV_H2D_LOOK_MS);
 		} else if (ktime_after(now, end)) {
 			spin_unlock(&sg->h2d_lock);
-			dev_err_ratelimited(&sg->pdev->dev, "H2D FIFO full for %u ms: device not consuming\n",
+			dev_err_ratelimited(&sg->pdev->dev,
+					    "H2D FIFO full for %u ms: device not consuming\n",
 					    SGIOV_H2D_SPIN_MS);
 			return -EIO;
 		} else if (ktime_after(now, look)) {
@@ -228,13 +240,13 @@ static int sgiov_h2d(struct sgiov *sg, u32 epoch, u32 type, u32 id, u32 value)
 			sgiov_kick(sg);
 		cpu_relax();
 	}
-	mb();	/* ring data and command slots before the signal */
+	mb(); /* ring data and command slots before the signal */
 	writeq(sig, sg->shm + SGIOV_SHM_H2D_RING + (sg->h2d_prod % SGIOV_SHM_H2D_SLOTS) * 8);
 	sg->h2d_prod++;
 	wmb();
 	shm_wr(sg, SGIOV_SHM_H2D_PROD, sg->h2d_prod);
 	sg->h2d_sent++;
-	mb();	/* the producer index before the look at NEED_KICK (the device: flag, then index) */
+	mb(); /* the producer index before the look at NEED_KICK (the device: flag, then index) */
 	if (h2d_mode == SGIOV_H2D_MODE_KICK ||
 	    (shm_rd(sg, SGIOV_SHM_H2D_FLAGS) & SGIOV_SHM_FLAG_NEED_KICK))
 		sgiov_kick(sg);
@@ -247,17 +259,17 @@ static int sgiov_h2d(struct sgiov *sg, u32 epoch, u32 type, u32 id, u32 value)
 static int sgiov_serr_errno(u32 serr)
 {
 	switch (serr) {
-	case SGIOV_SERR_MSG_TOO_LARGE:	return EMSGSIZE;
-	case SGIOV_SERR_NOT_CONNECTED:	return ENOTCONN;
-	case SGIOV_SERR_SOCKET_CLOSED:	return EPIPE;
-	case SGIOV_SERR_RING_UNMAPPED:	return EFAULT;
-	case SGIOV_SERR_DEVICE_RESET:	return ECONNRESET;
-	case SGIOV_SERR_LINK_FAILED:	return ENETUNREACH;
+	case SGIOV_SERR_MSG_TOO_LARGE: return EMSGSIZE;
+	case SGIOV_SERR_NOT_CONNECTED: return ENOTCONN;
+	case SGIOV_SERR_SOCKET_CLOSED: return EPIPE;
+	case SGIOV_SERR_RING_UNMAPPED: return EFAULT;
+	case SGIOV_SERR_DEVICE_RESET: return ECONNRESET;
+	case SGIOV_SERR_LINK_FAILED: return ENETUNREACH;
 	case SGIOV_SERR_CORRUPTED:
 	case SGIOV_SERR_POISONED:
 	case SGIOV_SERR_DMA_ERROR:
-	case SGIOV_SERR_DEVICE_FAULT:	return EIO;
-	default:			return EPROTO;
+	case SGIOV_SERR_DEVICE_FAULT: return EIO;
+	default: return EPROTO;
 	}
 }
 
@@ -308,7 +320,8 @@ static bool sgiov_push_end(struct sgiov_sock *s, u32 end, u32 serr)
 		s->ends_cap = cap;
 		s->ends_first = 0;
 	}
-	s->ends[(s->ends_first + s->ends_n) % s->ends_cap] = (struct sgiov_end){ .end = end, .serr = serr };
+	s->ends[(s->ends_first + s->ends_n) % s->ends_cap] =
+		(struct sgiov_end){ .end = end, .serr = serr };
 	s->ends_n++;
 	return true;
 }
@@ -317,12 +330,14 @@ static bool sgiov_push_end(struct sgiov_sock *s, u32 end, u32 serr)
 static void sgiov_push_digest(struct sgiov_sock *s, u32 crc, u32 dir)
 {
 	if (s->dg_n == s->dg_cap) {
-		u32 cap = s->dg_cap ? s->dg_cap * 2 : SGIOV_DIGESTS_MIN, max = READ_ONCE(digest_max), i;
+		u32 cap = s->dg_cap ? s->dg_cap * 2 : SGIOV_DIGESTS_MIN,
+		    max = READ_ONCE(digest_max), i;
 		struct sgiov_digest_ent *n;
 
 		if (cap > max)
 			cap = max;
-		n = cap > s->dg_cap ? kmalloc_array(cap, sizeof(*n), GFP_ATOMIC | __GFP_NOWARN) : NULL;
+		n = cap > s->dg_cap ? kmalloc_array(cap, sizeof(*n), GFP_ATOMIC | __GFP_NOWARN)
+				    : NULL;
 		if (!n) {
 			s->dg_dropped++;
 			return;
@@ -334,7 +349,8 @@ static void sgiov_push_digest(struct sgiov_sock *s, u32 crc, u32 dir)
 		s->dg_cap = cap;
 		s->dg_first = 0;
 	}
-	s->dg[(s->dg_first + s->dg_n) % s->dg_cap] = (struct sgiov_digest_ent){ .crc = crc, .dir = dir };
+	s->dg[(s->dg_first + s->dg_n) % s->dg_cap] =
+		(struct sgiov_digest_ent){ .crc = crc, .dir = dir };
 	s->dg_n++;
 }
 
@@ -357,7 +373,7 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 		s = sgiov_lookup(sg, id >> 1);
 		if (!s || (id & 1) != SGIOV_RING_DIR_RX)
 			break;
-		if (val == s->rx_tail) {	/* repeated: no news (messages are never empty) */
+		if (val == s->rx_tail) { /* repeated: no news (messages are never empty) */
 			sg->repeats++;
 			return;
 		}
@@ -381,14 +397,15 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 		s = sgiov_lookup(sg, id >> 1);
 		if (!s)
 			break;
-		sgiov_push_digest(s, val, (id & 1) == SGIOV_RING_DIR_RX ? SGIOV_DIGEST_RX : SGIOV_DIGEST_TX);
+		sgiov_push_digest(
+			s, val, (id & 1) == SGIOV_RING_DIR_RX ? SGIOV_DIGEST_RX : SGIOV_DIGEST_TX);
 		wake_up_interruptible_all(&s->wq);
 		return;
 	case SGIOV_SIG_D2H_TX_HEAD:
 		s = sgiov_lookup(sg, id >> 1);
 		if (!s || (id & 1) != SGIOV_RING_DIR_TX)
 			break;
-		if (val == s->tx_head) {	/* repeated: no news (messages are never empty) */
+		if (val == s->tx_head) { /* repeated: no news (messages are never empty) */
 			sg->repeats++;
 			return;
 		}
@@ -435,7 +452,7 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 			queue_work(sg->wq, &s->free_work);
 			wake_up_all(&sg->cmd_wq);
 			return;
-		default:	/* ORPHAN: its waiter gave up */
+		default: /* ORPHAN: its waiter gave up */
 			sgiov_slot_put(sg, id);
 			wake_up_all(&sg->cmd_wq);
 			return;
@@ -445,9 +462,9 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 		if (!s)
 			break;
 		if (val == SGIOV_EVENT_CONN_PENDING) {
-			s->conn_events++;	/* an event: never repeated */
+			s->conn_events++; /* an event: never repeated */
 		} else if (val == SGIOV_EVENT_PEER_CLOSED) {
-			if (s->peer_closed) {	/* a state: may be repeated */
+			if (s->peer_closed) { /* a state: may be repeated */
 				sg->repeats++;
 				return;
 			}
@@ -459,7 +476,7 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 		s = sgiov_lookup(sg, id);
 		if (!s)
 			break;
-		if (s->err == sgiov_serr_errno(val)) {	/* repeated: the socket failed already */
+		if (s->err == sgiov_serr_errno(val)) { /* repeated: the socket failed already */
 			sg->repeats++;
 			return;
 		}
@@ -476,7 +493,8 @@ static void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 			return;
 		}
 		sg->dev_errors++;
-		dev_warn_ratelimited(&sg->pdev->dev, "device rejected a signal for id %u: SERR %u\n", id, val);
+		dev_warn_ratelimited(&sg->pdev->dev,
+				     "device rejected a signal for id %u: SERR %u\n", id, val);
 		return;
 	}
 	sg->stray++;
@@ -520,13 +538,13 @@ static void sgiov_d2h_service(struct sgiov *sg)
 	for (;;) {
 		prod = READ_ONCE(*sg->d2h_prod);
 		if (prod != sg->d2h_cons) {
-			dma_rmb();	/* the slots after the index */
+			dma_rmb(); /* the slots after the index */
 			for (n = 0; sg->d2h_cons != prod; n++) {
 				u64 *slot = &sg->d2h[sg->d2h_cons & (sg->d2h_slots - 1)];
 				/* One 8-byte load: the device may be writing a RESYNCed slot now. */
 				u64 sig = READ_ONCE(*slot);
 
-				if (!sig) {	/* lost: ask for it, and take nothing after it first */
+				if (!sig) { /* lost: ask for it, and take nothing after it first */
 					ask = sgiov_d2h_hole(sg);
 					break;
 				}
@@ -537,13 +555,13 @@ static void sgiov_d2h_service(struct sgiov *sg)
 				sgiov_d2h_one(sg, sig);
 			}
 			if (n) {
-				dma_wmb();	/* the zeroed slots before the index that frees them */
+				dma_wmb(); /* the zeroed slots before the index that frees them */
 				shm_wr(sg, SGIOV_SHM_D2H_CONS, sg->d2h_cons);
 				WRITE_ONCE(sg->last_d2h, jiffies);
 			}
 		}
 		shm_wr(sg, SGIOV_SHM_D2H_ARM, 1);
-		mb();	/* the arm before the second look */
+		mb(); /* the arm before the second look */
 		/* A hole is looked at again by the timer (the device's RESYNC raises no interrupt). */
 		if (sg->hole || READ_ONCE(*sg->d2h_prod) == sg->d2h_cons)
 			break;
@@ -596,13 +614,15 @@ static void sgiov_mark_gone(struct sgiov *sg)
 	first = !sg->dead;
 	WRITE_ONCE(sg->gone, true);
 	WRITE_ONCE(sg->dead, true);
-	list_for_each_entry(s, &sg->sock_list, node)
+	list_for_each_entry (s, &sg->sock_list, node)
 		wake_up_interruptible_all(&s->wq);
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 	wake_up_all(&sg->cmd_wq);
 	if (first) {
-		snprintf(sg->dp_result, sizeof(sg->dp_result), "gone: the device stopped answering (surprise removal)");
-		dev_err(&sg->pdev->dev, "device gone (BAR0 reads all-ones): every socket call now fails with ENODEV\n");
+		snprintf(sg->dp_result, sizeof(sg->dp_result),
+			 "gone: the device stopped answering (surprise removal)");
+		dev_err(&sg->pdev->dev, "device gone (BAR0 reads all-ones): every socket call now "
+					"fails with ENODEV\n");
 	}
 }
 
@@ -647,7 +667,7 @@ static void sgiov_timer_fn(struct timer_list *t)
 	if (READ_ONCE(sg->dead))
 		return;
 	if (READ_ONCE(*sg->d2h_prod) != READ_ONCE(sg->d2h_cons)) {
-		sg->polled++;	/* signals the interrupt has not (yet) announced */
+		sg->polled++; /* signals the interrupt has not (yet) announced */
 		sgiov_d2h_service(sg);
 	}
 	if ((shm_rd(sg, SGIOV_SHM_H2D_FLAGS) & SGIOV_SHM_FLAG_NEED_KICK) &&
@@ -664,7 +684,7 @@ static void sgiov_timer_fn(struct timer_list *t)
 	     time_after_eq(now, sg->last_health + msecs_to_jiffies(SGIOV_STALL_MS)))) {
 		sg->last_health = now;
 		if (sgiov_dp_health(sg) == -ENODEV)
-			return;	/* nothing more to poll: not re-armed */
+			return; /* nothing more to poll: not re-armed */
 	}
 	mod_timer(&sg->timer, now + msecs_to_jiffies(clamp(READ_ONCE(poll_ms), 1u, 1000u)));
 }
@@ -676,7 +696,7 @@ static void sgiov_nudge(struct sgiov *sg)
 		return;
 	sg->retries++;
 	sgiov_d2h_service(sg);
-	sgiov_kick(sg);	/* wakes a sleeping device; harmless to an awake one */
+	sgiov_kick(sg); /* wakes a sleeping device; harmless to an awake one */
 }
 
 /* A wait's budget in jiffies: io_timeout_ms, or no limit. */
@@ -694,31 +714,31 @@ static long sgiov_io_budget(void)
  * The waiter is counted, so the timer looks at the device sooner.
  * 0 once cond holds, -ETIMEDOUT when the budget is spent, -ERESTARTSYS.
  */
-#define sgiov_wait(sg, wq, cond, left, retry)					\
-({										\
-	long __ret = 0, __slice, __r;						\
-										\
-	atomic_inc(&(sg)->waiters);						\
-	while (!(cond)) {							\
-		if (*(left) <= 0) {						\
-			__ret = -ETIMEDOUT;					\
-			break;							\
-		}								\
-		__slice = min_t(long, *(left), msecs_to_jiffies(SGIOV_RETRY_MS)); \
-		__r = wait_event_interruptible_timeout(wq, cond, __slice);	\
-		if (__r < 0) {							\
-			__ret = __r;						\
-			break;							\
-		}								\
-		if (*(left) != MAX_SCHEDULE_TIMEOUT)				\
-			*(left) -= __slice - __r;				\
-		if (__r > 0)							\
-			break;							\
-		retry;								\
-	}									\
-	atomic_dec(&(sg)->waiters);						\
-	(int)__ret;								\
-})
+#define sgiov_wait(sg, wq, cond, left, retry)                                             \
+	({                                                                                \
+		long __ret = 0, __slice, __r;                                             \
+                                                                                          \
+		atomic_inc(&(sg)->waiters);                                               \
+		while (!(cond)) {                                                         \
+			if (*(left) <= 0) {                                               \
+				__ret = -ETIMEDOUT;                                       \
+				break;                                                    \
+			}                                                                 \
+			__slice = min_t(long, *(left), msecs_to_jiffies(SGIOV_RETRY_MS)); \
+			__r = wait_event_interruptible_timeout(wq, cond, __slice);        \
+			if (__r < 0) {                                                    \
+				__ret = __r;                                              \
+				break;                                                    \
+			}                                                                 \
+			if (*(left) != MAX_SCHEDULE_TIMEOUT)                              \
+				*(left) -= __slice - __r;                                 \
+			if (__r > 0)                                                      \
+				break;                                                    \
+			retry;                                                            \
+		}                                                                         \
+		atomic_dec(&(sg)->waiters);                                               \
+		(int)__ret;                                                               \
+	})
 
 /* ---- commands -------------------------------------------------------------- */
 
@@ -741,7 +761,8 @@ static int sgiov_cmd_submit(struct sgiov *sg, const struct sgiov_cmd *c, u8 kind
 		if (nonblock)
 			return -EAGAIN;
 		atomic_inc(&sg->waiters);
-		left = wait_event_timeout(sg->cmd_wq, READ_ONCE(sg->slot_nfree) || READ_ONCE(sg->dead), left);
+		left = wait_event_timeout(sg->cmd_wq,
+					  READ_ONCE(sg->slot_nfree) || READ_ONCE(sg->dead), left);
 		atomic_dec(&sg->waiters);
 		if (READ_ONCE(sg->dead))
 			return -ENODEV;
@@ -802,7 +823,8 @@ static int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sg
 	atomic_inc(&sg->waiters);
 	while (left > 0) {
 		slice = min_t(long, left, msecs_to_jiffies(SGIOV_RETRY_MS));
-		r = wait_event_timeout(sg->cmd_wq, READ_ONCE(sl->done) || READ_ONCE(sg->dead), slice);
+		r = wait_event_timeout(sg->cmd_wq, READ_ONCE(sl->done) || READ_ONCE(sg->dead),
+				       slice);
 		left -= slice - r;
 		if (r)
 			break;
@@ -815,11 +837,12 @@ static int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sg
 	atomic_dec(&sg->waiters);
 	spin_lock_irqsave(&sg->dp_lock, fl);
 	if (!sl->done) {
-		sl->kind = SLOT_ORPHAN;	/* freed when (if) the answer comes */
+		sl->kind = SLOT_ORPHAN; /* freed when (if) the answer comes */
 		sl->sock = NULL;
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
 		if (!READ_ONCE(sg->dead))
-			dev_err_ratelimited(&sg->pdev->dev, "command op %u (socket %u) not answered in %u ms\n",
+			dev_err_ratelimited(&sg->pdev->dev,
+					    "command op %u (socket %u) not answered in %u ms\n",
 					    c->op, c->sid, cmd_timeout_ms);
 		return READ_ONCE(sg->dead) ? -ENODEV : -ETIMEDOUT;
 	}
@@ -830,7 +853,7 @@ static int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sg
 		*snap = sl->snap;
 	sgiov_slot_put(sg, slot);
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
-	wake_up_all(&sg->cmd_wq);	/* a slot is free */
+	wake_up_all(&sg->cmd_wq); /* a slot is free */
 	return ret;
 }
 
@@ -944,7 +967,7 @@ static int sgiov_sock_create(struct sgiov_sock *s, u32 tx_size, u32 rx_size, u32
 		rx_size = SGIOV_RING_DEFAULT;
 	if (!sgiov_ring_size_ok(tx_size) || !sgiov_ring_size_ok(rx_size))
 		return -EINVAL;
-	kfree(s->ends);		/* an earlier CREATE that failed */
+	kfree(s->ends); /* an earlier CREATE that failed */
 	s->ends = kmalloc_array(SGIOV_ENDS_MIN, sizeof(*s->ends), GFP_KERNEL);
 	if (!s->ends)
 		return -ENOMEM;
@@ -1037,7 +1060,8 @@ static bool sgiov_rx_ready(struct sgiov_sock *s)
 {
 	return READ_ONCE(s->ends_n) || READ_ONCE(s->err) || READ_ONCE(s->peer_closed) ||
 	       READ_ONCE(s->sg->dead) ||
-	       (READ_ONCE(s->state) != SGIOV_STATE_CONNECTED && READ_ONCE(s->state) != SGIOV_STATE_CONNECTING);
+	       (READ_ONCE(s->state) != SGIOV_STATE_CONNECTED &&
+		READ_ONCE(s->state) != SGIOV_STATE_CONNECTING);
 }
 
 /* Advances the rx head by n of the next message's `left` bytes; rx_mutex held. */
@@ -1054,7 +1078,8 @@ static int sgiov_rx_consume(struct sgiov_sock *s, u32 head, u32 n, u32 left)
 		s->ends_n--;
 	}
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
-	ret = sgiov_h2d(sg, s->epoch, SGIOV_SIG_H2D_RX_HEAD, SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_RX), head + n);
+	ret = sgiov_h2d(sg, s->epoch, SGIOV_SIG_H2D_RX_HEAD,
+			SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_RX), head + n);
 	/*
 	 * A message that arrived before a reset or a removal is in our memory
 	 * and was read: the head only matters to a device that forgot the ring.
@@ -1136,7 +1161,7 @@ static ssize_t sgiov_read(struct file *f, char __user *buf, size_t count, loff_t
 	if (ret <= 0)
 		goto out;
 	if (serr) {
-		ret = sgiov_rx_drop_failed(s);	/* EBADMSG, once; the next read goes on */
+		ret = sgiov_rx_drop_failed(s); /* EBADMSG, once; the next read goes on */
 		goto out;
 	}
 	n = min_t(size_t, left, count);
@@ -1218,7 +1243,8 @@ static int sgiov_tx_publish(struct sgiov_sock *s, u32 len)
 	tail = s->tx_tail + len;
 	s->tx_tail = tail;
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
-	return sgiov_h2d(sg, s->epoch, SGIOV_SIG_H2D_TX_TAIL, SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_TX), tail);
+	return sgiov_h2d(sg, s->epoch, SGIOV_SIG_H2D_TX_TAIL,
+			 SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_TX), tail);
 }
 
 static ssize_t sgiov_write(struct file *f, const char __user *buf, size_t count, loff_t *ppos)
@@ -1259,7 +1285,8 @@ static __poll_t sgiov_poll(struct file *f, struct poll_table_struct *pt)
 	unsigned long fl;
 
 	poll_wait(f, &s->wq, pt);
-	if (!READ_ONCE(sg->dead) && READ_ONCE(sg->dp_up) && READ_ONCE(*sg->d2h_prod) != READ_ONCE(sg->d2h_cons))
+	if (!READ_ONCE(sg->dead) && READ_ONCE(sg->dp_up) &&
+	    READ_ONCE(*sg->d2h_prod) != READ_ONCE(sg->d2h_cons))
 		sgiov_d2h_service(sg);
 	spin_lock_irqsave(&sg->dp_lock, fl);
 	if (sg->dead) {
@@ -1299,8 +1326,8 @@ static int sgiov_mmap(struct file *f, struct vm_area_struct *vma)
 
 	mutex_lock(&s->lock);
 	ret = -ENXIO;
-	if (s->state == SGIOV_STATE_NEW || !s->tx || !s->rx ||
-	    is_vmalloc_addr(s->tx) || is_vmalloc_addr(s->rx))
+	if (s->state == SGIOV_STATE_NEW || !s->tx || !s->rx || is_vmalloc_addr(s->tx) ||
+	    is_vmalloc_addr(s->rx))
 		goto out;
 	total = (u64)s->tx_size + s->rx_size;
 	ret = -EINVAL;
@@ -1317,8 +1344,9 @@ static int sgiov_mmap(struct file *f, struct vm_area_struct *vma)
 		off += n;
 	}
 	if (!ret && len)
-		ret = remap_pfn_range(vma, addr, (virt_to_phys(s->rx) + off - s->tx_size) >> PAGE_SHIFT,
-				      len, vma->vm_page_prot);
+		ret = remap_pfn_range(vma, addr,
+				      (virt_to_phys(s->rx) + off - s->tx_size) >> PAGE_SHIFT, len,
+				      vma->vm_page_prot);
 out:
 	mutex_unlock(&s->lock);
 	return ret;
@@ -1343,15 +1371,9 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 		/* A device reset forgot it (its err says so): it cannot connect again. */
 		mutex_unlock(&s->lock);
 		return -ECONNRESET;
-	case SGIOV_STATE_CONNECTING:
-		mutex_unlock(&s->lock);
-		return -EALREADY;
-	case SGIOV_STATE_CONNECTED:
-		mutex_unlock(&s->lock);
-		return -EISCONN;
-	default:
-		mutex_unlock(&s->lock);
-		return -EINVAL;
+	case SGIOV_STATE_CONNECTING: mutex_unlock(&s->lock); return -EALREADY;
+	case SGIOV_STATE_CONNECTED: mutex_unlock(&s->lock); return -EISCONN;
+	default: mutex_unlock(&s->lock); return -EINVAL;
 	}
 	spin_lock_irqsave(&sg->dp_lock, fl);
 	s->state = SGIOV_STATE_CONNECTING;
@@ -1359,8 +1381,8 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 	c.sid = s->sid;
 	c.port = port;
-	c.chain = chain;	/* judged by the device: EINVAL for a chain it cannot run */
-	c.arg = node;		/* 0: this node; the device answers ENETUNREACH for one it does not know */
+	c.chain = chain; /* judged by the device: EINVAL for a chain it cannot run */
+	c.arg = node;	 /* 0: this node; the device answers ENETUNREACH for one it does not know */
 	ret = sgiov_cmd_submit(sg, &c, SLOT_CONNECT, s, nonblock, s->epoch);
 	if (ret < 0) {
 		spin_lock_irqsave(&sg->dp_lock, fl);
@@ -1375,7 +1397,8 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 	if (nonblock)
 		return -EINPROGRESS;
 	/* Interrupted or timed out: the connection goes on, as with TCP (poll for EPOLLOUT). */
-	ret = sgiov_wait(sg, s->wq, READ_ONCE(s->state) != SGIOV_STATE_CONNECTING || READ_ONCE(sg->dead),
+	ret = sgiov_wait(sg, s->wq,
+			 READ_ONCE(s->state) != SGIOV_STATE_CONNECTING || READ_ONCE(sg->dead),
 			 &budget, sgiov_nudge(sg));
 	if (ret)
 		return ret;
@@ -1408,8 +1431,10 @@ static long sgiov_ioc_accept(struct file *f, struct sgiov_sock *l, struct sgiov_
 			ret = -EAGAIN;
 			if (nonblock)
 				goto fail;
-			ret = sgiov_wait(sg, l->wq, READ_ONCE(l->conn_events) != READ_ONCE(l->conn_taken) ||
-					 READ_ONCE(l->err) || READ_ONCE(sg->dead), &budget, sgiov_nudge(sg));
+			ret = sgiov_wait(sg, l->wq,
+					 READ_ONCE(l->conn_events) != READ_ONCE(l->conn_taken) ||
+						 READ_ONCE(l->err) || READ_ONCE(sg->dead),
+					 &budget, sgiov_nudge(sg));
 			if (ret)
 				goto fail;
 			ret = READ_ONCE(sg->dead) ? -ENODEV : -READ_ONCE(l->err);
@@ -1446,14 +1471,14 @@ static long sgiov_ioc_accept(struct file *f, struct sgiov_sock *l, struct sgiov_
 	mutex_unlock(&l->lock);
 	fd = anon_inode_getfd("[sgiov]", &sgiov_fops, n,
 			      O_RDWR | ((a.flags & SGIOV_ACCEPT_NONBLOCK) ? O_NONBLOCK : 0) |
-			      ((a.flags & SGIOV_ACCEPT_CLOEXEC) ? O_CLOEXEC : 0));
+				      ((a.flags & SGIOV_ACCEPT_CLOEXEC) ? O_CLOEXEC : 0));
 	if (fd < 0) {
 		sgiov_sock_release(n);
 		return fd;
 	}
 	a.fd = fd;
 	if (copy_to_user(ua, &a, sizeof(a)))
-		return -EFAULT;	/* the fd exists; the caller learns it from nowhere else */
+		return -EFAULT; /* the fd exists; the caller learns it from nowhere else */
 	return fd;
 fail:
 	mutex_unlock(&l->lock);
@@ -1535,7 +1560,7 @@ static long sgiov_ioc_set_keys(struct sgiov *sg, struct sgiov_keys __user *ua)
 	}
 	if (k.flags & SGIOV_KEYS_VNI)
 		writel(k.vni, sg->regs + SGIOV_REG_ENCAP_VNI);
-	readl(sg->regs + SGIOV_REG_STATUS);	/* flush: set before any later signal */
+	readl(sg->regs + SGIOV_REG_STATUS); /* flush: set before any later signal */
 	mutex_unlock(&sg->keys_lock);
 	memzero_explicit(&k, sizeof(k));
 	return 0;
@@ -1578,15 +1603,16 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return -ENODEV;
 	switch (cmd) {
 	case SGIOV_IOC_CREATE:
-	case SGIOV_IOC_CREATE_V0:	/* built before tenants: no tenant, no flags (0) */
+	case SGIOV_IOC_CREATE_V0: /* built before tenants: no tenant, no flags (0) */
 		memset(&cr, 0, sizeof(cr));
 		if (copy_from_user(&cr, ua, _IOC_SIZE(cmd)))
 			return -EFAULT;
 		if (cr.flags)
 			return -EINVAL;
 		mutex_lock(&s->lock);
-		ret = s->state == SGIOV_STATE_NEW && !s->has_sid ?
-		      sgiov_sock_create(s, cr.tx_size, cr.rx_size, cr.tenant) : -EEXIST;
+		ret = s->state == SGIOV_STATE_NEW && !s->has_sid
+			      ? sgiov_sock_create(s, cr.tx_size, cr.rx_size, cr.tenant)
+			      : -EEXIST;
 		mutex_unlock(&s->lock);
 		return ret;
 	case SGIOV_IOC_LISTEN:
@@ -1620,16 +1646,12 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		if (cn.flags)
 			return -EINVAL;
 		return sgiov_ioc_connect(f, s, cn.port, cn.chain, cn.node);
-	case SGIOV_IOC_DIGEST:
-		return sgiov_ioc_digest(s, ua);
-	case SGIOV_IOC_SET_KEYS:
-		return sgiov_ioc_set_keys(sg, ua);
-	case SGIOV_IOC_SET_TENANT:
-		return sgiov_ioc_set_tenant(sg, ua);
-	case SGIOV_IOC_ACCEPT:
-		return sgiov_ioc_accept(f, s, ua);
+	case SGIOV_IOC_DIGEST: return sgiov_ioc_digest(s, ua);
+	case SGIOV_IOC_SET_KEYS: return sgiov_ioc_set_keys(sg, ua);
+	case SGIOV_IOC_SET_TENANT: return sgiov_ioc_set_tenant(sg, ua);
+	case SGIOV_IOC_ACCEPT: return sgiov_ioc_accept(f, s, ua);
 	case SGIOV_IOC_INFO:
-	case SGIOV_IOC_INFO_V0:		/* built before tenants: the fields up to msgs_failed */
+	case SGIOV_IOC_INFO_V0: /* built before tenants: the fields up to msgs_failed */
 		sgiov_fill_info(s, &info);
 		return copy_to_user(ua, &info, _IOC_SIZE(cmd)) ? -EFAULT : 0;
 	case SGIOV_IOC_TX_PUBLISH:
@@ -1665,15 +1687,15 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 }
 
 static const struct file_operations sgiov_fops = {
-	.owner		= THIS_MODULE,
-	.open		= sgiov_open,
-	.release	= sgiov_release,
-	.read		= sgiov_read,
-	.write		= sgiov_write,
-	.poll		= sgiov_poll,
-	.mmap		= sgiov_mmap,
-	.unlocked_ioctl	= sgiov_ioctl,
-	.compat_ioctl	= compat_ptr_ioctl,
+	.owner = THIS_MODULE,
+	.open = sgiov_open,
+	.release = sgiov_release,
+	.read = sgiov_read,
+	.write = sgiov_write,
+	.poll = sgiov_poll,
+	.mmap = sgiov_mmap,
+	.unlocked_ioctl = sgiov_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
 };
 
 /* ---- sysfs ---------------------------------------------------------------- */
@@ -1684,10 +1706,14 @@ static ssize_t dp_show(struct device *dev, struct device_attribute *attr, char *
 
 	if (!sg->dp_up)
 		return sysfs_emit(buf, "off: %s\n", sg->dp_result);
-	if (READ_ONCE(sg->gone))	/* no MMIO: the VMM would only log it as failed */
+	if (READ_ONCE(sg->gone)) /* no MMIO: the VMM would only log it as failed */
 		return sysfs_emit(buf, "%s resets=%llu health_reads=%llu\n", sg->dp_result,
 				  sg->resets, sg->health_reads);
-	return sysfs_emit(buf, "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu dev_errors=%llu polled=%llu retries=%llu health_reads=%llu resets=%llu repeats=%llu cmd_resent=%llu holes=%llu resyncs=%llu\n",
+	return sysfs_emit(buf,
+			  "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u "
+			  "sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu "
+			  "dev_errors=%llu polled=%llu retries=%llu health_reads=%llu resets=%llu "
+			  "repeats=%llu cmd_resent=%llu holes=%llu resyncs=%llu\n",
 			  sg->misc_name, sg->d2h_slots, sg->cmd_slots, sg->max_socks,
 			  readl(sg->regs + SGIOV_REG_SOCKETS_OPEN), sg->h2d_sent, sg->d2h_seen,
 			  sg->kicks, sg->d2h_irqs, sg->stray, sg->dev_errors, sg->polled,
@@ -1703,7 +1729,8 @@ static void sgiov_dp_free_mem(struct sgiov *sg)
 	struct device *dev = &sg->pdev->dev;
 
 	if (sg->cmds)
-		dma_free_coherent(dev, (size_t)sg->cmd_slots * SGIOV_CMD_SLOT_SIZE, sg->cmds, sg->cmds_dma);
+		dma_free_coherent(dev, (size_t)sg->cmd_slots * SGIOV_CMD_SLOT_SIZE, sg->cmds,
+				  sg->cmds_dma);
 	if (sg->d2h_prod)
 		dma_free_coherent(dev, PAGE_SIZE, sg->d2h_prod, sg->d2h_prod_dma);
 	if (sg->d2h)
@@ -1719,8 +1746,7 @@ static void sgiov_dp_free_mem(struct sgiov *sg)
 	sg->shm = NULL;
 }
 
-#define dpfail(fmt, ...) \
-	snprintf(sg->dp_result, sizeof(sg->dp_result), fmt, ##__VA_ARGS__)
+#define dpfail(fmt, ...) snprintf(sg->dp_result, sizeof(sg->dp_result), fmt, ##__VA_ARGS__)
 
 /*
  * Empties both FIFOs, programs the data plane and starts it (at probe, and
@@ -1734,7 +1760,7 @@ static int sgiov_dp_start(struct sgiov *sg)
 
 	sg->d2h_cons = 0;
 	sg->hole = false;
-	memset(sg->d2h, 0, (size_t)sg->d2h_slots * 8);	/* a 0 slot is a lost signal */
+	memset(sg->d2h, 0, (size_t)sg->d2h_slots * 8); /* a 0 slot is a lost signal */
 	WRITE_ONCE(*sg->d2h_prod, 0);
 	shm_wr(sg, SGIOV_SHM_D2H_CONS, 0);
 	shm_wr(sg, SGIOV_SHM_H2D_PROD, sg->h2d_prod);
@@ -1750,8 +1776,9 @@ static int sgiov_dp_start(struct sgiov *sg)
 	writel(SGIOV_DP_CONTROL_START, sg->regs + SGIOV_REG_DP_CONTROL);
 	st = readl(sg->regs + SGIOV_REG_DP_STATUS);
 	if (st == ~0u || !(st & SGIOV_DP_STATUS_RUNNING)) {
-		dpfail("the device refused to start: DP_STATUS 0x%x, ERROR_CODE %u, ERROR_ADDR 0x%llx", st,
-		       readl(sg->regs + SGIOV_REG_ERROR_CODE),
+		dpfail("the device refused to start: DP_STATUS 0x%x, ERROR_CODE %u, ERROR_ADDR "
+		       "0x%llx",
+		       st, readl(sg->regs + SGIOV_REG_ERROR_CODE),
 		       (unsigned long long)readq(sg->regs + SGIOV_REG_ERROR_ADDR));
 		return -EIO;
 	}
@@ -1785,8 +1812,8 @@ static void sgiov_reset_work(struct work_struct *w)
 		sg->reset_queued = false;
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
 		if (st == ~0u)
-			sgiov_dp_health(sg);	/* gone rather than reset */
-		return;		/* else a bad read, not a reset */
+			sgiov_dp_health(sg); /* gone rather than reset */
+		return;			     /* else a bad read, not a reset */
 	}
 
 	/* h2d_lock first: no signal of the old generation goes out after this. */
@@ -1799,11 +1826,11 @@ static void sgiov_reset_work(struct work_struct *w)
 		return;
 	}
 	sg->epoch++;
-	list_for_each_entry_safe(s, tmp, &sg->sock_list, node) {
+	list_for_each_entry_safe (s, tmp, &sg->sock_list, node) {
 		if (!s->has_sid)
 			continue;
 		sgiov_unlink(s);
-		if (s->closing) {		/* its CLOSE will never be answered */
+		if (s->closing) { /* its CLOSE will never be answered */
 			list_move(&s->node, &gone);
 			continue;
 		}
@@ -1819,7 +1846,7 @@ static void sgiov_reset_work(struct work_struct *w)
 		struct sgiov_slot *sl = &sg->slots[i];
 
 		switch (sl->kind) {
-		case SLOT_SYNC:		/* its waiter takes the answer and frees it */
+		case SLOT_SYNC: /* its waiter takes the answer and frees it */
 			if (!sl->done) {
 				sl->status = ECONNRESET;
 				sl->result = 0;
@@ -1827,11 +1854,9 @@ static void sgiov_reset_work(struct work_struct *w)
 				sl->done = true;
 			}
 			break;
-		case SLOT_CONNECT:	/* the socket failed above */
-		case SLOT_CLOSE:	/* the socket is on `gone` */
-		case SLOT_ORPHAN:
-			sgiov_slot_put(sg, i);
-			break;
+		case SLOT_CONNECT: /* the socket failed above */
+		case SLOT_CLOSE:   /* the socket is on `gone` */
+		case SLOT_ORPHAN: sgiov_slot_put(sg, i); break;
 		}
 	}
 	/* The device's reset zeroed the H2D indexes in BAR2; it resumes at its consumer. */
@@ -1840,15 +1865,15 @@ static void sgiov_reset_work(struct work_struct *w)
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 
 	sgiov_core_enable(sg);
-	spin_lock_irqsave(&sg->dp_lock, fl);	/* the D2H consumer: not under the ISR's feet */
+	spin_lock_irqsave(&sg->dp_lock, fl); /* the D2H consumer: not under the ISR's feet */
 	ret = sgiov_dp_start(sg);
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 	spin_unlock(&sg->h2d_lock);
 	wake_up_all(&sg->cmd_wq);
 
-	list_for_each_entry_safe(s, tmp, &gone, node) {
+	list_for_each_entry_safe (s, tmp, &gone, node) {
 		spin_lock_irqsave(&sg->dp_lock, fl);
-		list_move(&s->node, &sg->sock_list);	/* sgiov_sock_free takes it off again */
+		list_move(&s->node, &sg->sock_list); /* sgiov_sock_free takes it off again */
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
 		sgiov_sock_free(s);
 	}
@@ -1858,7 +1883,8 @@ static void sgiov_reset_work(struct work_struct *w)
 		sgiov_mark_gone(sg);
 		return;
 	}
-	dev_warn(&sg->pdev->dev, "device reset: %u sockets failed with ECONNRESET, data plane restarted\n",
+	dev_warn(&sg->pdev->dev,
+		 "device reset: %u sockets failed with ECONNRESET, data plane restarted\n",
 		 nfailed);
 }
 
@@ -1885,13 +1911,14 @@ int sgiov_dp_probe(struct sgiov *sg)
 		return -ENODEV;
 	}
 	if (sg->nvec <= SGIOV_VEC_D2H) {
-		dpfail("only %d MSI-X vectors, the D2H FIFO needs vector %d", sg->nvec, SGIOV_VEC_D2H);
+		dpfail("only %d MSI-X vectors, the D2H FIFO needs vector %d", sg->nvec,
+		       SGIOV_VEC_D2H);
 		return -ENODEV;
 	}
 	if (!is_power_of_2(d2h_slots) || d2h_slots < 64 || d2h_slots > (1u << 20) ||
 	    !is_power_of_2(cmd_slots) || cmd_slots > 65536 || h2d_mode > 2) {
-		dpfail("bad module parameters (d2h_slots %u, cmd_slots %u, h2d_mode %u)",
-		       d2h_slots, cmd_slots, h2d_mode);
+		dpfail("bad module parameters (d2h_slots %u, cmd_slots %u, h2d_mode %u)", d2h_slots,
+		       cmd_slots, h2d_mode);
 		return -EINVAL;
 	}
 	if (!(pci_resource_flags(pdev, SGIOV_SHM_BAR) & IORESOURCE_MEM) ||
@@ -1912,7 +1939,8 @@ int sgiov_dp_probe(struct sgiov *sg)
 	sg->wq = alloc_workqueue("sgiov-free", WQ_UNBOUND, 0);
 	sg->d2h = dma_alloc_coherent(dev, (size_t)sg->d2h_slots * 8, &sg->d2h_dma, GFP_KERNEL);
 	sg->d2h_prod = dma_alloc_coherent(dev, PAGE_SIZE, &sg->d2h_prod_dma, GFP_KERNEL);
-	sg->cmds = dma_alloc_coherent(dev, (size_t)sg->cmd_slots * SGIOV_CMD_SLOT_SIZE, &sg->cmds_dma, GFP_KERNEL);
+	sg->cmds = dma_alloc_coherent(dev, (size_t)sg->cmd_slots * SGIOV_CMD_SLOT_SIZE,
+				      &sg->cmds_dma, GFP_KERNEL);
 	sg->socks = kvcalloc(sg->max_socks, sizeof(*sg->socks), GFP_KERNEL);
 	sg->slots = kvcalloc(sg->cmd_slots, sizeof(*sg->slots), GFP_KERNEL);
 	sg->slot_free = kvcalloc(sg->cmd_slots, sizeof(*sg->slot_free), GFP_KERNEL);
@@ -1927,7 +1955,8 @@ int sgiov_dp_probe(struct sgiov *sg)
 	sg->slot_nfree = sg->cmd_slots;
 
 	snprintf(sg->irq_name[2], sizeof(sg->irq_name[2]), "sgiov-d2h@%s", pci_name(pdev));
-	ret = request_irq(pci_irq_vector(pdev, SGIOV_VEC_D2H), sgiov_d2h_isr, 0, sg->irq_name[2], sg);
+	ret = request_irq(pci_irq_vector(pdev, SGIOV_VEC_D2H), sgiov_d2h_isr, 0, sg->irq_name[2],
+			  sg);
 	if (ret) {
 		dpfail("request_irq (D2H vector): %d", ret);
 		goto err;
@@ -1960,7 +1989,9 @@ int sgiov_dp_probe(struct sgiov *sg)
 	}
 	sg->misc_ok = true;
 	strscpy(sg->dp_result, "running", sizeof(sg->dp_result));
-	dev_info(dev, "data plane running: /dev/%s, D2H FIFO %u slots, %u command slots, %u sockets max\n",
+	dev_info(dev,
+		 "data plane running: /dev/%s, D2H FIFO %u slots, %u command slots, %u sockets "
+		 "max\n",
 		 sg->misc_name, sg->d2h_slots, sg->cmd_slots, sg->max_socks);
 	return 0;
 
@@ -1982,7 +2013,7 @@ static void sgiov_dp_stop(struct sgiov *sg)
 	if (!sg->dp_up || READ_ONCE(sg->gone))
 		return;
 	writel(0, sg->regs + SGIOV_REG_DP_CONTROL);
-	readl(sg->regs + SGIOV_REG_DP_STATUS);	/* flush */
+	readl(sg->regs + SGIOV_REG_DP_STATUS); /* flush */
 }
 
 void sgiov_dp_remove(struct sgiov *sg)
@@ -1994,7 +2025,7 @@ void sgiov_dp_remove(struct sgiov *sg)
 	if (!sg->dp_up)
 		return;
 	if (sg->misc_ok)
-		misc_deregister(&sg->misc);	/* no new opens */
+		misc_deregister(&sg->misc); /* no new opens */
 	sg->misc_ok = false;
 	/* Set under dp_lock, where the health check queues reset_work: none after the cancel. */
 	spin_lock_irqsave(&sg->dp_lock, fl);
@@ -2006,13 +2037,13 @@ void sgiov_dp_remove(struct sgiov *sg)
 	if (sg->irq_d2h_ok)
 		free_irq(pci_irq_vector(sg->pdev, SGIOV_VEC_D2H), sg);
 	sg->irq_d2h_ok = false;
-	cancel_work_sync(&sg->resync_work);	/* dead: nothing queues it again */
+	cancel_work_sync(&sg->resync_work); /* dead: nothing queues it again */
 	flush_workqueue(sg->wq);
 
 	/* Everyone waiting learns the device is gone; closing sockets are freed here. */
 	spin_lock_irqsave(&sg->dp_lock, fl);
 	WRITE_ONCE(sg->dead, true);
-	list_for_each_entry_safe(s, tmp, &sg->sock_list, node) {
+	list_for_each_entry_safe (s, tmp, &sg->sock_list, node) {
 		if (s->closing)
 			list_move(&s->node, &gone);
 		sgiov_unlink(s);
@@ -2020,8 +2051,8 @@ void sgiov_dp_remove(struct sgiov *sg)
 	}
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 	wake_up_all(&sg->cmd_wq);
-	list_for_each_entry_safe(s, tmp, &gone, node) {
-		list_add(&s->node, &sg->sock_list);	/* sgiov_sock_free takes it off again */
+	list_for_each_entry_safe (s, tmp, &gone, node) {
+		list_add(&s->node, &sg->sock_list); /* sgiov_sock_free takes it off again */
 		sgiov_sock_free(s);
 	}
 	/* Sockets still open (an unbind with files open) are freed on their last close. */

@@ -19,18 +19,18 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
-#define DRV_NAME		"sgiov"
-#define SGIOV_RESULT_LEN	160
-#define SGIOV_VEC_DMA		0
-#define SGIOV_VEC_ERR		1
-#define SGIOV_VEC_D2H		2
+#define DRV_NAME	 "sgiov"
+#define SGIOV_RESULT_LEN 160
+#define SGIOV_VEC_DMA	 0
+#define SGIOV_VEC_ERR	 1
+#define SGIOV_VEC_D2H	 2
 
 struct sgiov_sock;
 struct sgiov_slot;
 
 struct sgiov {
 	struct pci_dev *pdev;
-	struct kref ref;		/* probe's, plus one per socket */
+	struct kref ref; /* probe's, plus one per socket */
 	void __iomem *regs;
 	int nvec;
 	bool irq_dma_ok, irq_err_ok;
@@ -42,40 +42,40 @@ struct sgiov {
 	/* Self-test state; selftest_lock serialises runs. */
 	struct mutex selftest_lock;
 	struct completion dma_done;
-	bool selftest_active;		/* a test waits on dma_done */
-	u32 isr_status;			/* IRQ_STATUS seen by the DMA ISR */
-	bool selftest_error;		/* the error ISR fired during a test */
+	bool selftest_active; /* a test waits on dma_done */
+	u32 isr_status;	      /* IRQ_STATUS seen by the DMA ISR */
+	bool selftest_error;  /* the error ISR fired during a test */
 	u32 runs, passes;
 	s64 last_us;
 	char result[SGIOV_RESULT_LEN];
 
 	atomic_t irq_count;
 	atomic_t err_irq_count;
-	u32 error_code;			/* last SGIOV_ERR_* read */
+	u32 error_code; /* last SGIOV_ERR_* read */
 	u64 error_addr;
 
 	/* ---- data plane (dp.c) ---- */
-	bool dp_up;			/* probed and started */
-	bool dead;			/* removed: every operation fails with ENODEV */
-	bool gone;			/* surprise removal: BAR0 reads all-ones; no more MMIO */
-	u32 epoch;			/* +1 at each device reset (h2d_lock and dp_lock) */
-	bool reset_queued;		/* reset_work queued (dp_lock) */
-	struct work_struct reset_work;	/* re-initialises the data plane after a device reset */
-	atomic_t waiters;		/* tasks blocked in a wait of the module */
-	unsigned long last_d2h;		/* jiffies of the last D2H signal processed */
-	unsigned long last_health;	/* jiffies of the timer's last DP_STATUS read */
+	bool dp_up;		       /* probed and started */
+	bool dead;		       /* removed: every operation fails with ENODEV */
+	bool gone;		       /* surprise removal: BAR0 reads all-ones; no more MMIO */
+	u32 epoch;		       /* +1 at each device reset (h2d_lock and dp_lock) */
+	bool reset_queued;	       /* reset_work queued (dp_lock) */
+	struct work_struct reset_work; /* re-initialises the data plane after a device reset */
+	atomic_t waiters;	       /* tasks blocked in a wait of the module */
+	unsigned long last_d2h;	       /* jiffies of the last D2H signal processed */
+	unsigned long last_health;     /* jiffies of the timer's last DP_STATUS read */
 	char dp_result[SGIOV_RESULT_LEN];
-	void __iomem *shm;		/* BAR2: H2D FIFO and the index words */
+	void __iomem *shm; /* BAR2: H2D FIFO and the index words */
 	bool irq_d2h_ok;
 
-	spinlock_t h2d_lock;		/* H2D producer */
+	spinlock_t h2d_lock; /* H2D producer */
 	u32 h2d_prod;
 
-	spinlock_t dp_lock;		/* D2H consumer, socket table, slots, socket state */
-	u64 *d2h;			/* D2H FIFO (coherent) */
+	spinlock_t dp_lock; /* D2H consumer, socket table, slots, socket state */
+	u64 *d2h;	    /* D2H FIFO (coherent) */
 	dma_addr_t d2h_dma;
 	u32 d2h_slots, d2h_cons;
-	u32 *d2h_prod;			/* the device's producer index word (coherent) */
+	u32 *d2h_prod; /* the device's producer index word (coherent) */
 	dma_addr_t d2h_prod_dma;
 	/*
 	 * Lost D2H signals: a slot still 0 below the producer index. The
@@ -83,27 +83,27 @@ struct sgiov {
 	 * (h2d_lock may not be taken under dp_lock nor in the ISR), again
 	 * every SGIOV_RESYNC_MS until the device fills it.
 	 */
-	bool hole;			/* d2h_cons is a slot found empty (dp_lock) */
-	u32 hole_epoch;			/* the device generation that left it */
-	unsigned long hole_asked;	/* jiffies of the last RESYNC queued for it */
+	bool hole;		  /* d2h_cons is a slot found empty (dp_lock) */
+	u32 hole_epoch;		  /* the device generation that left it */
+	unsigned long hole_asked; /* jiffies of the last RESYNC queued for it */
 	struct work_struct resync_work;
 
-	void *cmds;			/* struct sgiov_cmd[cmd_slots] (coherent) */
+	void *cmds; /* struct sgiov_cmd[cmd_slots] (coherent) */
 	dma_addr_t cmds_dma;
 	u32 cmd_slots;
 	struct sgiov_slot *slots;
-	u32 *slot_free;			/* FIFO of free slot numbers: a slot is reused last, so a */
-	u32 slot_head, slot_nfree;	/* repeated CMD_DONE cannot meet its next command */
-	wait_queue_head_t cmd_wq;	/* sync answers and free slots */
+	u32 *slot_free;		   /* FIFO of free slot numbers: a slot is reused last, so a */
+	u32 slot_head, slot_nfree; /* repeated CMD_DONE cannot meet its next command */
+	wait_queue_head_t cmd_wq;  /* sync answers and free slots */
 
 	u32 max_socks;
-	struct sgiov_sock **socks;	/* by socket id */
+	struct sgiov_sock **socks; /* by socket id */
 	struct ida sid_ida;
-	struct list_head sock_list;	/* every socket, until freed */
-	struct workqueue_struct *wq;	/* frees closed sockets' rings */
-	struct timer_list timer;	/* safety net against lost wakeups */
+	struct list_head sock_list;  /* every socket, until freed */
+	struct workqueue_struct *wq; /* frees closed sockets' rings */
+	struct timer_list timer;     /* safety net against lost wakeups */
 
-	struct mutex keys_lock;		/* the CRYPTO_KEY and ENCAP_VNI registers */
+	struct mutex keys_lock; /* the CRYPTO_KEY and ENCAP_VNI registers */
 
 	struct miscdevice misc;
 	char misc_name[24];
@@ -111,9 +111,9 @@ struct sgiov {
 
 	/* counters */
 	u64 d2h_seen, h2d_sent, kicks, d2h_irqs, stray, dev_errors;
-	u64 polled;			/* timer ticks that found D2H signals (an interrupt late or lost) */
+	u64 polled; /* timer ticks that found D2H signals (an interrupt late or lost) */
 	u64 health_reads, resets, retries, repeats, cmd_resent;
-	u64 holes, resyncs;		/* lost D2H signals found, RESYNCs sent */
+	u64 holes, resyncs; /* lost D2H signals found, RESYNCs sent */
 };
 
 /* core.c */

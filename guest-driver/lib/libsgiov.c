@@ -101,7 +101,9 @@ static int dev_ioctl(int fd, unsigned long req, void *arg)
 
 int sgiov_set_tenant(int fd, uint32_t tenant, uint32_t weight_milli, uint32_t cap_mbps)
 {
-	struct sgiov_tenant t = { .tenant = tenant, .weight_milli = weight_milli, .cap_mbps = cap_mbps };
+	struct sgiov_tenant t = { .tenant = tenant,
+				  .weight_milli = weight_milli,
+				  .cap_mbps = cap_mbps };
 
 	return dev_ioctl(fd, SGIOV_IOC_SET_TENANT, &t);
 }
@@ -163,7 +165,9 @@ int sgiov_connect_result(int fd)
 
 int sgiov_accept(int lfd, uint32_t tx_size, uint32_t rx_size, unsigned int flags)
 {
-	struct sgiov_accept a = { .tx_size = tx_size, .rx_size = rx_size, .flags = flags, .fd = -1 };
+	struct sgiov_accept a = {
+		.tx_size = tx_size, .rx_size = rx_size, .flags = flags, .fd = -1
+	};
 	int fd = ioctl(lfd, SGIOV_IOC_ACCEPT, &a);
 
 	return fd < 0 ? -1 : fd;
@@ -362,7 +366,7 @@ int sgiov_peek_mapped(int fd, struct sgiov_rings *r, const uint8_t **first, uint
 		return -1;
 	}
 	if (i.rx_msg_err) {
-		n = 1;	/* a failed message: RX_CONSUME takes it off and says EBADMSG */
+		n = 1; /* a failed message: RX_CONSUME takes it off and says EBADMSG */
 		return ioctl(fd, SGIOV_IOC_RX_CONSUME, &n) < 0 ? -1 : (errno = EPROTO, -1);
 	}
 	pos = i.rx_head & (r->rx_size - 1);
@@ -382,24 +386,24 @@ int sgiov_consume_mapped(int fd, uint32_t len)
 const char *sgiov_errname(int err)
 {
 	switch (err) {
-	case 0:			return "ok";
-	case ENODEV:		return "ENODEV";
-	case ETIMEDOUT:		return "ETIMEDOUT";
-	case ECONNRESET:	return "ECONNRESET";
-	case EAGAIN:		return "EAGAIN";
-	case EINTR:		return "EINTR";
-	case EIO:		return "EIO";
-	case EPIPE:		return "EPIPE";
-	case ENOTCONN:		return "ENOTCONN";
-	case ECONNREFUSED:	return "ECONNREFUSED";
-	case EINVAL:		return "EINVAL";
-	case EBADF:		return "EBADF";
-	case EMSGSIZE:		return "EMSGSIZE";
-	case EPROTO:		return "EPROTO";
-	case EFAULT:		return "EFAULT";
-	case EBADMSG:		return "EBADMSG";
-	case ENOMEM:		return "ENOMEM";
-	case EMFILE:		return "EMFILE";
-	default:		return "E?";
+	case 0: return "ok";
+	case ENODEV: return "ENODEV";
+	case ETIMEDOUT: return "ETIMEDOUT";
+	case ECONNRESET: return "ECONNRESET";
+	case EAGAIN: return "EAGAIN";
+	case EINTR: return "EINTR";
+	case EIO: return "EIO";
+	case EPIPE: return "EPIPE";
+	case ENOTCONN: return "ENOTCONN";
+	case ECONNREFUSED: return "ECONNREFUSED";
+	case EINVAL: return "EINVAL";
+	case EBADF: return "EBADF";
+	case EMSGSIZE: return "EMSGSIZE";
+	case EPROTO: return "EPROTO";
+	case EFAULT: return "EFAULT";
+	case EBADMSG: return "EBADMSG";
+	case ENOMEM: return "ENOMEM";
+	case EMFILE: return "EMFILE";
+	default: return "E?";
 	}
 }

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sgiov_abi.h"	/* SGIOV_STAGE_*, SGIOV_CHAIN, SGIOV_SERR_* */
+#include "sgiov_abi.h" /* SGIOV_STAGE_*, SGIOV_CHAIN, SGIOV_SERR_* */
 #include "sgiov_uapi.h"
 
 #ifdef __cplusplus

@@ -24,11 +24,11 @@
 
 #include "libsgiov.h"
 
-#define TMO		5000	/* ms */
-#define PORT		7401
-#define VNI		0x123456u
-#define OTHER_VNI	0x654321u
-#define GROW		(SGIOV_CRYPTO_IV_LEN + SGIOV_CRYPTO_TAG_LEN)
+#define TMO	  5000 /* ms */
+#define PORT	  7401
+#define VNI	  0x123456u
+#define OTHER_VNI 0x654321u
+#define GROW	  (SGIOV_CRYPTO_IV_LEN + SGIOV_CRYPTO_TAG_LEN)
 
 #include "check.h"
 
@@ -90,8 +90,8 @@ static long next_serr(int s)
 }
 
 /* A message of len bytes sent through s comes back equal to want (wlen bytes). */
-static long roundtrip(int tx, int rx, const unsigned char *msg, size_t len, const unsigned char *want,
-		      size_t wlen)
+static long roundtrip(int tx, int rx, const unsigned char *msg, size_t len,
+		      const unsigned char *want, size_t wlen)
 {
 	static unsigned char in[65536];
 	ssize_t n;
@@ -127,13 +127,17 @@ int main(void)
 
 	/* Chains the device cannot run: EINVAL; the socket then connects without one. */
 	s = sgiov_socket(4096, 4096);
-	check("chain_unknown_stage", res(sgiov_connect_chain(s, 0, SGIOV_CHAIN(0x7f, 0, 0, 0))), -EINVAL);
-	check("chain_gap", res(sgiov_connect_chain(s, 0, SGIOV_CHAIN(0, SGIOV_STAGE_ENCRYPT, 0, 0))), -EINVAL);
+	check("chain_unknown_stage", res(sgiov_connect_chain(s, 0, SGIOV_CHAIN(0x7f, 0, 0, 0))),
+	      -EINVAL);
+	check("chain_gap",
+	      res(sgiov_connect_chain(s, 0, SGIOV_CHAIN(0, SGIOV_STAGE_ENCRYPT, 0, 0))), -EINVAL);
 	check("chain_lookaside_in_chain",
-	      res(sgiov_connect_chain(s, 0, SGIOV_CHAIN(SGIOV_STAGE_LOOKASIDE_CRC32C, SGIOV_STAGE_CRC32C, 0, 0))),
+	      res(sgiov_connect_chain(
+		      s, 0, SGIOV_CHAIN(SGIOV_STAGE_LOOKASIDE_CRC32C, SGIOV_STAGE_CRC32C, 0, 0))),
 	      -EINVAL);
 	check("chain_lookaside_peer",
-	      res(sgiov_connect_chain(s, PORT, SGIOV_CHAIN(SGIOV_STAGE_LOOKASIDE_CRC32C, 0, 0, 0))), -EINVAL);
+	      res(sgiov_connect_chain(s, PORT, SGIOV_CHAIN(SGIOV_STAGE_LOOKASIDE_CRC32C, 0, 0, 0))),
+	      -EINVAL);
 	check("chain_after_einval", res(sgiov_connect_chain(s, 0, 0)), 0);
 	sgiov_set_nonblock(s, 1);
 	fill(out, 100, 9);
@@ -150,7 +154,7 @@ int main(void)
 	check("enc_len_again", res(sgiov_recv_wait(s, ct2, sizeof(ct2), TMO)), 1000 + GROW);
 	check("enc_fresh_iv", memcmp(ct, ct2, 1000 + GROW) != 0, 1);
 	ok = 1;
-	for (int i = 0; i < 6; i++) {	/* 6 x 5028 bytes through 16 KiB rings: they wrap */
+	for (int i = 0; i < 6; i++) { /* 6 x 5028 bytes through 16 KiB rings: they wrap */
 		fill(in, 5000, 10 + i);
 		if (sgiov_send_wait(s, in, 5000, TMO) != 5000 ||
 		    sgiov_recv_wait(s, ct2, sizeof(ct2), TMO) != 5000 + GROW)
@@ -160,7 +164,8 @@ int main(void)
 	sgiov_close(s);
 
 	/* ENCRYPT+DECRYPT: the plaintext back, wrapping both rings. */
-	s = loop_sock(16384, SGIOV_CHAIN(SGIOV_STAGE_ENCRYPT, SGIOV_STAGE_DECRYPT, 0, 0), "encdec_connect");
+	s = loop_sock(16384, SGIOV_CHAIN(SGIOV_STAGE_ENCRYPT, SGIOV_STAGE_DECRYPT, 0, 0),
+		      "encdec_connect");
 	ok = 1;
 	for (int i = 0; i < 6; i++) {
 		fill(out, 6000 + i, 20 + i);
@@ -181,7 +186,7 @@ int main(void)
 	sgiov_send(s, ct, 1000 + GROW);
 	sgiov_send(s, junk, 1000 + GROW);
 	sgiov_send(s, ct, 1000 + GROW);
-	sgiov_send(s, junk, 10);	/* shorter than IV and tag */
+	sgiov_send(s, junk, 10); /* shorter than IV and tag */
 	sgiov_send(s, ct, 1000 + GROW);
 	n = sgiov_recv_wait(s, in, sizeof(in), TMO);
 	check("dec_plaintext", n == 1000 && !memcmp(in, out, 1000), 1);
@@ -204,7 +209,7 @@ int main(void)
 	check("dec_map", res(sgiov_map(s, &r)), 0);
 	check("dec_map_ebadmsg", res(sgiov_peek_mapped(s, &r, &p1, &n1, &p2, &n2)), -EBADMSG);
 	n = -1;
-	for (int i = 0; i < 100 && n < 0; i++) {	/* the next one may still be on its way */
+	for (int i = 0; i < 100 && n < 0; i++) { /* the next one may still be on its way */
 		n = res(sgiov_peek_mapped(s, &r, &p1, &n1, &p2, &n2));
 		if (n == -EAGAIN)
 			sgiov_wait(s, POLLIN, TMO);
@@ -223,11 +228,14 @@ int main(void)
 
 	/* ENCAP: an 8-byte header with flags 0x08 and the VNI. */
 	s = loop_sock(4096, SGIOV_CHAIN(SGIOV_STAGE_ENCAP, 0, 0, 0), "encap_connect");
-	fill(out, 100, 2);	/* out[0] = 2: no header */
+	fill(out, 100, 2); /* out[0] = 2: no header */
 	sgiov_send(s, out, 100);
-	check("encap_len", res(sgiov_recv_wait(s, framed, sizeof(framed), TMO)), 100 + SGIOV_ENCAP_HDR_LEN);
-	check("encap_header", framed[0] == 0x08 && framed[4] == (VNI >> 16 & 0xff) &&
-	      framed[5] == (VNI >> 8 & 0xff) && framed[6] == (VNI & 0xff), 1);
+	check("encap_len", res(sgiov_recv_wait(s, framed, sizeof(framed), TMO)),
+	      100 + SGIOV_ENCAP_HDR_LEN);
+	check("encap_header",
+	      framed[0] == 0x08 && framed[4] == (VNI >> 16 & 0xff) &&
+		      framed[5] == (VNI >> 8 & 0xff) && framed[6] == (VNI & 0xff),
+	      1);
 	check("encap_payload", memcmp(framed + SGIOV_ENCAP_HDR_LEN, out, 100), 0);
 	sgiov_close(s);
 
@@ -241,7 +249,8 @@ int main(void)
 	sgiov_send(s, framed, 100 + SGIOV_ENCAP_HDR_LEN);
 	check("decap_other_vni_ebadmsg", res(sgiov_recv_wait(s, in, sizeof(in), TMO)), -EBADMSG);
 	sgiov_set_vni(-1, VNI);
-	check("decap_payload_again", roundtrip(s, s, framed, 100 + SGIOV_ENCAP_HDR_LEN, out, 100), 1);
+	check("decap_payload_again", roundtrip(s, s, framed, 100 + SGIOV_ENCAP_HDR_LEN, out, 100),
+	      1);
 	sgiov_close(s);
 
 	/* CRC32C (executor M): data unchanged, its digest beside it, in order. */
@@ -254,7 +263,7 @@ int main(void)
 	check("crc_digest_dir", dir, SGIOV_DIGEST_RX);
 	check("crc_digest_none", res(sgiov_digest(s, &crc, &dir)), -EAGAIN);
 	ok = 1;
-	for (int i = 0; i < 3; i++) {	/* 3 x 7000 bytes: they wrap */
+	for (int i = 0; i < 3; i++) { /* 3 x 7000 bytes: they wrap */
 		fill(out, 7000, 30 + i);
 		if (roundtrip(s, s, out, 7000, out, 7000) != 1)
 			ok = 0;
@@ -276,7 +285,7 @@ int main(void)
 	/* LOOKASIDE_CRC32C (executor A): consumed; only the digest, to the sender. */
 	s = loop_sock(4096, SGIOV_CHAIN(SGIOV_STAGE_LOOKASIDE_CRC32C, 0, 0, 0), "la_connect");
 	ok = 1;
-	for (int i = 0; i < 3; i++) {	/* 3 x 4000 bytes through a 4 KiB ring: each one consumed */
+	for (int i = 0; i < 3; i++) { /* 3 x 4000 bytes through a 4 KiB ring: each one consumed */
 		fill(out, 4000, 40 + i);
 		if (sgiov_send_wait(s, out, 4000, TMO) != 4000)
 			ok = 0;
@@ -298,7 +307,9 @@ int main(void)
 	/* Between two sockets (executor I): four stages, both directions; then CRC32C on a pair. */
 	l = sgiov_socket(4096, 4096);
 	check("pair_listen", res(sgiov_listen(l, PORT)), 0);
-	if (!pair(l, SGIOV_CHAIN(SGIOV_STAGE_ENCRYPT, SGIOV_STAGE_ENCAP, SGIOV_STAGE_DECAP, SGIOV_STAGE_DECRYPT),
+	if (!pair(l,
+		  SGIOV_CHAIN(SGIOV_STAGE_ENCRYPT, SGIOV_STAGE_ENCAP, SGIOV_STAGE_DECAP,
+			      SGIOV_STAGE_DECRYPT),
 		  &c, &a, "pair4_connect")) {
 		ok = 1;
 		for (int i = 0; i < 4; i++) {
@@ -315,12 +326,15 @@ int main(void)
 	if (!pair(l, SGIOV_CHAIN(SGIOV_STAGE_CRC32C, 0, 0, 0), &c, &a, "pair_crc_connect")) {
 		fill(out, 3000, 70);
 		check("pair_crc_data", roundtrip(c, a, out, 3000, out, 3000), 1);
-		check("pair_crc_digest", sgiov_digest_wait(a, &crc, &dir, TMO) == 0 && crc == crc32c(out, 3000) &&
-		      dir == SGIOV_DIGEST_RX, 1);
+		check("pair_crc_digest",
+		      sgiov_digest_wait(a, &crc, &dir, TMO) == 0 && crc == crc32c(out, 3000) &&
+			      dir == SGIOV_DIGEST_RX,
+		      1);
 		check("pair_crc_sender_none", res(sgiov_digest(c, &crc, &dir)), -EAGAIN);
 		fill(out, 200, 71);
 		check("pair_crc_back", roundtrip(a, c, out, 200, out, 200), 1);
-		check("pair_crc_back_digest", sgiov_digest_wait(c, &crc, &dir, TMO) == 0 && crc == crc32c(out, 200), 1);
+		check("pair_crc_back_digest",
+		      sgiov_digest_wait(c, &crc, &dir, TMO) == 0 && crc == crc32c(out, 200), 1);
 		sgiov_close(c);
 		sgiov_close(a);
 	}

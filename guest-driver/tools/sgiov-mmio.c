@@ -89,8 +89,8 @@ static int find_device(char *bdf, size_t len)
 	}
 	free(names);
 	if (found < 0) {
-		fprintf(stderr, "%s: no PCI device %04x:%04x\n", prog,
-			SGIOV_PCI_VENDOR_ID, SGIOV_PCI_DEVICE_ID);
+		fprintf(stderr, "%s: no PCI device %04x:%04x\n", prog, SGIOV_PCI_VENDOR_ID,
+			SGIOV_PCI_DEVICE_ID);
 		return -1;
 	}
 	return 0;
@@ -148,8 +148,8 @@ int main(int argc, char **argv)
 		usage();
 	mask = size == 8 ? ~0ull : (1ull << (size * 8)) - 1;
 	if (value & ~mask) {
-		fprintf(stderr, "%s: value 0x%" PRIx64 " does not fit in %" PRIu64 " bytes\n",
-			prog, value, size);
+		fprintf(stderr, "%s: value 0x%" PRIx64 " does not fit in %" PRIu64 " bytes\n", prog,
+			value, size);
 		return 2;
 	}
 
@@ -170,14 +170,16 @@ int main(int argc, char **argv)
 	}
 	maplen = (size_t)stbuf.st_size;
 	if (offset >= maplen || size > maplen - offset) {
-		fprintf(stderr, "%s: offset 0x%" PRIx64 " + %" PRIu64 " is outside the %zu-byte BAR\n",
+		fprintf(stderr,
+			"%s: offset 0x%" PRIx64 " + %" PRIu64 " is outside the %zu-byte BAR\n",
 			prog, offset, size, maplen);
 		return 2;
 	}
 	base = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		fprintf(stderr, "%s: mmap %s: %s%s\n", prog, path, strerror(errno),
-			errno == EINVAL ? " (BAR claimed by a driver? boot with iomem=relaxed)" : "");
+			errno == EINVAL ? " (BAR claimed by a driver? boot with iomem=relaxed)"
+					: "");
 		return 1;
 	}
 	close(fd);

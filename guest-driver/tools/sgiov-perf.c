@@ -132,7 +132,7 @@ int main(int argc, char **argv)
 		}
 		seq++;
 	}
-	sgiov_close(fd);	/* graceful: the receiver gets everything, then EOF */
+	sgiov_close(fd); /* graceful: the receiver gets everything, then EOF */
 	if (read(p[0], &r, sizeof(r)) != sizeof(r))
 		errors++;
 	waitpid(pid, &st, 0);

@@ -114,7 +114,8 @@ int main(int argc, char **argv)
 	for (i = 0; i < warmup + count; i++) {
 		memcpy(out, &i, sizeof(i) < size ? sizeof(i) : size);
 		t0 = now_us();
-		if (sgiov_send(fd, out, size) != (ssize_t)size || sgiov_recv(fd, in, size) != (ssize_t)size) {
+		if (sgiov_send(fd, out, size) != (ssize_t)size ||
+		    sgiov_recv(fd, in, size) != (ssize_t)size) {
 			perror("sgiov-ping: send/recv");
 			errors++;
 			break;
@@ -129,12 +130,15 @@ int main(int argc, char **argv)
 	if (!WIFEXITED(st) || WEXITSTATUS(st))
 		errors++;
 	if (i < warmup + count) {
-		printf("ping count=%lu size=%lu errors=%lu\n", i > warmup ? i - warmup : 0, size, errors);
+		printf("ping count=%lu size=%lu errors=%lu\n", i > warmup ? i - warmup : 0, size,
+		       errors);
 		return 1;
 	}
 	qsort(rtt, count, sizeof(*rtt), cmp_double);
-	printf("ping count=%lu size=%lu median_us=%.1f p99_us=%.1f min_us=%.1f max_us=%.1f errors=%lu\n",
-	       count, size, rtt[count / 2], rtt[(count * 99) / 100 < count ? (count * 99) / 100 : count - 1],
-	       rtt[0], rtt[count - 1], errors);
+	printf("ping count=%lu size=%lu median_us=%.1f p99_us=%.1f min_us=%.1f max_us=%.1f "
+	       "errors=%lu\n",
+	       count, size, rtt[count / 2],
+	       rtt[(count * 99) / 100 < count ? (count * 99) / 100 : count - 1], rtt[0],
+	       rtt[count - 1], errors);
 	return errors ? 1 : 0;
 }

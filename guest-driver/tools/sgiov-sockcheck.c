@@ -55,7 +55,7 @@ int main(void)
 	check("map_wait", sgiov_wait(s, POLLIN, 5000) & POLLIN, POLLIN);
 	check("map_peek", res(sgiov_peek_mapped(s, &r, &p1, &n1, &p2, &n2)), 0);
 	check("map_len", n1 + n2, 5000);
-	check("map_wrapped", n2 > 0, 1);	/* 12000 bytes in before it: it wraps */
+	check("map_wrapped", n2 > 0, 1); /* 12000 bytes in before it: it wraps */
 	memcpy(in, p1, n1);
 	memcpy(in + n1, p2, n2);
 	check("map_data", memcmp(in, out, 5000), 0);
@@ -122,7 +122,7 @@ int main(void)
 	sgiov_connect(c, 7301);
 	a = sgiov_accept(l, 4096, 4096, SGIOV_ACCEPT_NONBLOCK);
 	sgiov_wait(c, POLLOUT, 5000);
-	check("serr_send", res(sgiov_send(c, out, 6000)), 6000);	/* fits the client's tx ring */
+	check("serr_send", res(sgiov_send(c, out, 6000)), 6000); /* fits the client's tx ring */
 	check("serr_pollerr", sgiov_wait(c, POLLIN, 5000) & POLLERR, POLLERR);
 	check("serr_errno", res(sgiov_send(c, out, 10)), -EMSGSIZE);
 	sgiov_close(c);

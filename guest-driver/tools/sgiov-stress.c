@@ -65,20 +65,22 @@
 struct end {
 	int fd;
 	uint32_t conn;
-	uint8_t side;		/* 0: connected, 1: accepted */
+	uint8_t side; /* 0: connected, 1: accepted */
 	uint8_t done, eof, want_out, stop;
-	int err;		/* the first errno a send or receive failed with */
+	int err; /* the first errno a send or receive failed with */
 	uint32_t sent, expect, got;
-	uint32_t tx_pos;	/* bytes sent, modulo the ring (the peer's rx ring has the same size and fill) */
-	uint64_t *seen;		/* bitmap of sequence numbers received */
+	uint32_t
+		tx_pos; /* bytes sent, modulo the ring (the peer's rx ring has the same size and fill) */
+	uint64_t *seen; /* bitmap of sequence numbers received */
 };
 
 static uint32_t n_socks = 4096, n_msgs = 8, max_size = 65536, small_ring = 4096, n_big = 4;
 static uint32_t batch = 256, port = 7200, timeout_s = 300, seed = 1, n_tenants = 1, chain_every;
-static uint64_t sent, received, bytes, lost, duplicated, reordered, corrupted, errors, wrapped, full_ring;
+static uint64_t sent, received, bytes, lost, duplicated, reordered, corrupted, errors, wrapped,
+	full_ring;
 static uint64_t delivered, failed, unsent, failed_socks, timed_out;
 static int first_errno, errnos_expected;
-static double last_progress, stall_s;	/* progress: a message delivered or a socket failed */
+static double last_progress, stall_s; /* progress: a message delivered or a socket failed */
 /* Split across nodes: 0 both sides here; 1 the listening side (-L); 2 the connecting side (-C). */
 static int split;
 static uint32_t peer_node;
@@ -105,10 +107,18 @@ static uint32_t mix(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ull ^ seed;
 
-	h ^= a; h *= 0xff51afd7ed558ccdull; h ^= h >> 33;
-	h ^= b; h *= 0xc4ceb9fe1a85ec53ull; h ^= h >> 29;
-	h ^= c; h *= 0xff51afd7ed558ccdull; h ^= h >> 32;
-	h ^= d; h *= 0xc4ceb9fe1a85ec53ull; h ^= h >> 31;
+	h ^= a;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h ^= b;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 29;
+	h ^= c;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 32;
+	h ^= d;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 31;
 	return (uint32_t)h;
 }
 
@@ -121,9 +131,19 @@ static uint32_t pow2_at_least(uint32_t v)
 	return p;
 }
 
-static int is_big(uint32_t conn) { return conn < n_big; }
-static uint32_t conn_ring(uint32_t conn) { return is_big(conn) ? pow2_at_least(max_size > small_ring ? max_size : small_ring) : small_ring; }
-static uint32_t conn_max(uint32_t conn) { return is_big(conn) || max_size < small_ring ? max_size : small_ring; }
+static int is_big(uint32_t conn)
+{
+	return conn < n_big;
+}
+static uint32_t conn_ring(uint32_t conn)
+{
+	return is_big(conn) ? pow2_at_least(max_size > small_ring ? max_size : small_ring)
+			    : small_ring;
+}
+static uint32_t conn_max(uint32_t conn)
+{
+	return is_big(conn) || max_size < small_ring ? max_size : small_ring;
+}
 
 /* The size of message seq sent by side `side` of connection conn. */
 static uint32_t msg_size(uint32_t conn, uint32_t side, uint32_t seq)
@@ -134,7 +154,7 @@ static uint32_t msg_size(uint32_t conn, uint32_t side, uint32_t seq)
 	switch (h & 7) {
 	case 0: return 1 + r % (max < 8 ? max : 8);
 	case 1: return 1 + r % (max < 64 ? max : 64);
-	case 2: return max;				/* a full ring: always wraps unless at 0 */
+	case 2: return max; /* a full ring: always wraps unless at 0 */
 	case 3: return 1 + r % (max / 16 + 1);
 	default: return 1 + r % max;
 	}
@@ -213,8 +233,15 @@ static int check_msg(const uint8_t *b, uint32_t len, uint32_t conn, uint32_t sid
 	return 1;
 }
 
-static int test_seen(struct end *e, uint32_t s) { return (e->seen[s / 64] >> (s % 64)) & 1; }
-static void set_seen(struct end *e, uint32_t s) { e->seen[s / 64] |= 1ull << (s % 64); e->got++; }
+static int test_seen(struct end *e, uint32_t s)
+{
+	return (e->seen[s / 64] >> (s % 64)) & 1;
+}
+static void set_seen(struct end *e, uint32_t s)
+{
+	e->seen[s / 64] |= 1ull << (s % 64);
+	e->got++;
+}
 
 static void on_message(struct end *e, const uint8_t *b, uint32_t len)
 {
@@ -230,7 +257,7 @@ static void on_message(struct end *e, const uint8_t *b, uint32_t len)
 	if (!check_msg(b, len, e->conn, peer, s)) {
 		corrupted++;
 		if (e->expect < n_msgs && !test_seen(e, e->expect))
-			set_seen(e, e->expect);	/* it was presumably this one */
+			set_seen(e, e->expect); /* it was presumably this one */
 		e->expect++;
 		return;
 	}
@@ -250,8 +277,10 @@ static void on_message(struct end *e, const uint8_t *b, uint32_t len)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: sgiov-stress [-n sockets] [-m msgs] [-s max_size] [-r small_ring] [-b big_conns]\n"
-			"                    [-B batch] [-p port] [-t timeout_s] [-S seed] [-T tenants] [-c chain_every]\n"
+	fprintf(stderr, "usage: sgiov-stress [-n sockets] [-m msgs] [-s max_size] [-r small_ring] "
+			"[-b big_conns]\n"
+			"                    [-B batch] [-p port] [-t timeout_s] [-S seed] [-T "
+			"tenants] [-c chain_every]\n"
 			"                    [-E] [-L | -C node]\n");
 	exit(2);
 }
@@ -276,8 +305,8 @@ static void sock_failed(struct end *e, const char *what, int err)
 			first_errno = err;
 		/* Thousands of sockets fail together when the device goes: report a few. */
 		if (failed_socks <= 4)
-			fprintf(stderr, "sgiov-stress: %s on connection %u side %u: %s\n", what, e->conn, e->side,
-				strerror(err));
+			fprintf(stderr, "sgiov-stress: %s on connection %u side %u: %s\n", what,
+				e->conn, e->side, strerror(err));
 	}
 	errors++;
 	e->stop = 1;
@@ -309,7 +338,10 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'E': errnos_expected = 1; break;
 		case 'L': split = 1; break;
-		case 'C': split = 2; peer_node = v; break;
+		case 'C':
+			split = 2;
+			peer_node = v;
+			break;
 		case 'n': n_socks = v; break;
 		case 'm': n_msgs = v; break;
 		case 's': max_size = v; break;
@@ -325,8 +357,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (n_socks < 2 || n_socks % 2 || !n_msgs || !max_size || max_size > (1u << 28) ||
-	    small_ring < 4096 || (small_ring & (small_ring - 1)) || !batch || !port || port > 65535 ||
-	    !n_tenants)
+	    small_ring < 4096 || (small_ring & (small_ring - 1)) || !batch || !port ||
+	    port > 65535 || !n_tenants)
 		usage();
 	n_conns = n_socks / 2;
 	if (n_big > n_conns)
@@ -370,36 +402,44 @@ int main(int argc, char **argv)
 
 		for (j = i; j < hi && split != 1; j++) {
 			struct end *c = &ends[2 * j];
-			uint32_t chain = chain_every && j % chain_every == chain_every - 1 ?
-					 SGIOV_CHAIN(SGIOV_STAGE_ENCRYPT, SGIOV_STAGE_DECRYPT, 0, 0) : 0;
+			uint32_t chain = chain_every && j % chain_every == chain_every - 1
+						 ? SGIOV_CHAIN(SGIOV_STAGE_ENCRYPT,
+							       SGIOV_STAGE_DECRYPT, 0, 0)
+						 : 0;
 			int r;
 
 			c->fd = sgiov_socket_tenant(conn_ring(j), conn_ring(j), j % n_tenants);
 			if (c->fd < 0 || sgiov_set_nonblock(c->fd, 1) < 0) {
-				fprintf(stderr, "sgiov-stress: socket %u: %s\n", 2 * j, strerror(errno));
+				fprintf(stderr, "sgiov-stress: socket %u: %s\n", 2 * j,
+					strerror(errno));
 				return 1;
 			}
-			r = split == 2 ? sgiov_connect_node(c->fd, peer_node, port, chain) :
-			    chain ? sgiov_connect_chain(c->fd, port, chain) : sgiov_connect(c->fd, port);
+			r = split == 2 ? sgiov_connect_node(c->fd, peer_node, port, chain)
+			    : chain    ? sgiov_connect_chain(c->fd, port, chain)
+				       : sgiov_connect(c->fd, port);
 			if (r < 0 && errno != EINPROGRESS) {
-				fprintf(stderr, "sgiov-stress: connect %u: %s\n", j, strerror(errno));
+				fprintf(stderr, "sgiov-stress: connect %u: %s\n", j,
+					strerror(errno));
 				return 1;
 			}
 		}
 		for (j = i; j < hi && split != 2; j++) {
 			struct end *a = &ends[2 * j + 1];
 
-			a->fd = sgiov_accept(lfd, conn_ring(j), conn_ring(j), SGIOV_ACCEPT_NONBLOCK | SGIOV_ACCEPT_CLOEXEC);
+			a->fd = sgiov_accept(lfd, conn_ring(j), conn_ring(j),
+					     SGIOV_ACCEPT_NONBLOCK | SGIOV_ACCEPT_CLOEXEC);
 			if (a->fd < 0) {
-				fprintf(stderr, "sgiov-stress: accept %u: %s\n", j, strerror(errno));
+				fprintf(stderr, "sgiov-stress: accept %u: %s\n", j,
+					strerror(errno));
 				return 1;
 			}
 		}
 		for (j = 2 * i; j < 2 * hi; j++) {
-			struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = &ends[j] };
+			struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT,
+						  .data.ptr = &ends[j] };
 
 			if (ends[j].fd < 0)
-				continue;	/* the other node's side */
+				continue; /* the other node's side */
 			ends[j].want_out = 1;
 			if (epoll_ctl(ep, EPOLL_CTL_ADD, ends[j].fd, &ev) < 0) {
 				perror("sgiov-stress: epoll_ctl");
@@ -420,7 +460,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (now_s() > deadline) {
-			fprintf(stderr, "sgiov-stress: timed out after %u s with %u sockets open\n", timeout_s, open_ends);
+			fprintf(stderr, "sgiov-stress: timed out after %u s with %u sockets open\n",
+				timeout_s, open_ends);
 			errors++;
 			timed_out = 1;
 			break;
@@ -485,9 +526,10 @@ int main(int argc, char **argv)
 		int reported = e->err || p->err;
 
 		if (split && (int)e->side != 2 - split)
-			continue;	/* the other node's end */
+			continue; /* the other node's end */
 		if (split)
-			p->sent = n_msgs;	/* the peer is on the other node: it sent all, or failed the connection */
+			p->sent =
+				n_msgs; /* the peer is on the other node: it sent all, or failed the connection */
 
 		for (uint32_t s = 0; s < n_msgs; s++) {
 			if (s < p->sent && test_seen(e, s))
@@ -495,20 +537,25 @@ int main(int argc, char **argv)
 			else if (s < p->sent)
 				reported ? failed++ : lost++;
 			else if (test_seen(e, s))
-				;	/* never sent yet received: counted as corrupted or duplicated above */
+				; /* never sent yet received: counted as corrupted or duplicated above */
 			else
 				reported ? unsent++ : lost++;
 		}
 		if (e->fd >= 0)
 			sgiov_close(e->fd);
 	}
-	printf("stress sockets=%u conns=%u big=%u msgs=%u max_size=%u small_ring=%u sent=%llu received=%llu bytes=%llu wrapped=%llu full_ring=%llu lost=%llu duplicated=%llu reordered=%llu corrupted=%llu errors=%llu seconds=%.2f delivered=%llu failed=%llu unsent=%llu failed_socks=%llu first_errno=%s stall_ms=%.0f\n",
-	       n_socks, n_conns, n_big, n_msgs, max_size, small_ring,
-	       (unsigned long long)sent, (unsigned long long)received, (unsigned long long)bytes,
-	       (unsigned long long)wrapped, (unsigned long long)full_ring, (unsigned long long)lost, (unsigned long long)duplicated, (unsigned long long)reordered,
+	printf("stress sockets=%u conns=%u big=%u msgs=%u max_size=%u small_ring=%u sent=%llu "
+	       "received=%llu bytes=%llu wrapped=%llu full_ring=%llu lost=%llu duplicated=%llu "
+	       "reordered=%llu corrupted=%llu errors=%llu seconds=%.2f delivered=%llu failed=%llu "
+	       "unsent=%llu failed_socks=%llu first_errno=%s stall_ms=%.0f\n",
+	       n_socks, n_conns, n_big, n_msgs, max_size, small_ring, (unsigned long long)sent,
+	       (unsigned long long)received, (unsigned long long)bytes, (unsigned long long)wrapped,
+	       (unsigned long long)full_ring, (unsigned long long)lost,
+	       (unsigned long long)duplicated, (unsigned long long)reordered,
 	       (unsigned long long)corrupted, (unsigned long long)errors, now_s() - t0,
-	       (unsigned long long)delivered, (unsigned long long)failed, (unsigned long long)unsent,
-	       (unsigned long long)failed_socks, sgiov_errname(first_errno), stall_s * 1000);
+	       (unsigned long long)delivered, (unsigned long long)failed,
+	       (unsigned long long)unsent, (unsigned long long)failed_socks,
+	       sgiov_errname(first_errno), stall_s * 1000);
 	if (lost || duplicated || reordered || corrupted || timed_out)
 		return 1;
 	return errors && !errnos_expected ? 1 : 0;

@@ -38,22 +38,23 @@
 
 #include "libsgiov.h"
 
-#define MAX_TENANTS	8
-#define MAX_CONNS	64
+#define MAX_TENANTS 8
+#define MAX_CONNS   64
 
 struct tenant {
 	char name[32];
 	uint32_t index, chain;
-	uint32_t weight_milli, cap_mbps;	/* set through SGIOV_IOC_SET_TENANT when weight_milli != 0 */
+	uint32_t weight_milli,
+		cap_mbps; /* set through SGIOV_IOC_SET_TENANT when weight_milli != 0 */
 	uint64_t win_bytes, win_msgs, sent, received, errors;
 };
 
 struct conn {
 	struct tenant *t;
-	int cfd, sfd;			/* sender (connected), receiver (accepted) */
+	int cfd, sfd; /* sender (connected), receiver (accepted) */
 	struct sgiov_rings cr, sr;
-	uint32_t tx_tail, rx_head;	/* free-running, as the module's */
-	uint32_t tx_head;		/* the last tx head seen (it only moves on) */
+	uint32_t tx_tail, rx_head; /* free-running, as the module's */
+	uint32_t tx_head;	   /* the last tx head seen (it only moves on) */
 	uint64_t seq_tx, seq_rx, win_bytes;
 };
 
@@ -71,13 +72,16 @@ static double now_s(void)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: sgiov-tenants [-t seconds] [-w warmup] [-n conns_per_tenant] [-s msg_size] [-r ring]\n"
-		"                     [-p base_port] [-u unknown_tenant] [-T NAME:INDEX:CHAIN[:WEIGHT[:CAP_MBPS]]]...\n"
-		"  CHAIN: none, or stages joined by '+': enc, dec, encap, decap, crc, copy (executor F)\n"
-		"  WEIGHT, CAP_MBPS: set the tenant's weight and demand cap first (SGIOV_IOC_SET_TENANT)\n"
-		"  default tenants: -T A:0:enc+dec -T B:1:none\n"
-		"  -u I: also check that a socket of tenant index I is refused (EINVAL)\n");
+	fprintf(stderr, "usage: sgiov-tenants [-t seconds] [-w warmup] [-n conns_per_tenant] [-s "
+			"msg_size] [-r ring]\n"
+			"                     [-p base_port] [-u unknown_tenant] [-T "
+			"NAME:INDEX:CHAIN[:WEIGHT[:CAP_MBPS]]]...\n"
+			"  CHAIN: none, or stages joined by '+': enc, dec, encap, decap, crc, copy "
+			"(executor F)\n"
+			"  WEIGHT, CAP_MBPS: set the tenant's weight and demand cap first "
+			"(SGIOV_IOC_SET_TENANT)\n"
+			"  default tenants: -T A:0:enc+dec -T B:1:none\n"
+			"  -u I: also check that a socket of tenant index I is refused (EINVAL)\n");
 	exit(2);
 }
 
@@ -91,13 +95,20 @@ static int parse_chain(const char *s, uint32_t *chain)
 		return 0;
 	snprintf(buf, sizeof(buf), "%s", s);
 	for (tok = strtok_r(buf, "+", &save); tok; tok = strtok_r(NULL, "+", &save)) {
-		if (!strcmp(tok, "enc")) st = SGIOV_STAGE_ENCRYPT;
-		else if (!strcmp(tok, "dec")) st = SGIOV_STAGE_DECRYPT;
-		else if (!strcmp(tok, "encap")) st = SGIOV_STAGE_ENCAP;
-		else if (!strcmp(tok, "decap")) st = SGIOV_STAGE_DECAP;
-		else if (!strcmp(tok, "crc")) st = SGIOV_STAGE_CRC32C;
-		else if (!strcmp(tok, "copy")) st = SGIOV_STAGE_FULL_COPY;
-		else return -1;
+		if (!strcmp(tok, "enc"))
+			st = SGIOV_STAGE_ENCRYPT;
+		else if (!strcmp(tok, "dec"))
+			st = SGIOV_STAGE_DECRYPT;
+		else if (!strcmp(tok, "encap"))
+			st = SGIOV_STAGE_ENCAP;
+		else if (!strcmp(tok, "decap"))
+			st = SGIOV_STAGE_DECAP;
+		else if (!strcmp(tok, "crc"))
+			st = SGIOV_STAGE_CRC32C;
+		else if (!strcmp(tok, "copy"))
+			st = SGIOV_STAGE_FULL_COPY;
+		else
+			return -1;
 		if (n == 4)
 			return -1;
 		*chain |= (uint32_t)st << (8 * n++);
@@ -111,7 +122,8 @@ static int add_tenant(const char *spec)
 	const char *a = strchr(spec, ':'), *b = a ? strchr(a + 1, ':') : NULL, *c;
 	char *end;
 
-	if (!a || !b || a == spec || (size_t)(a - spec) >= sizeof(t->name) || ntenants == MAX_TENANTS)
+	if (!a || !b || a == spec || (size_t)(a - spec) >= sizeof(t->name) ||
+	    ntenants == MAX_TENANTS)
 		return -1;
 	t = &tenants[ntenants];
 	memset(t, 0, sizeof(*t));
@@ -166,16 +178,19 @@ static void check_compat(void)
 	struct sgiov_info i;
 	int fd = open(SGIOV_DEV_PATH, O_RDWR | O_CLOEXEC);
 
-	check("create_v0", fd >= 0 && ioctl(fd, SGIOV_IOC_CREATE_V0, old_create) == 0 ? 0 : errno, 0);
+	check("create_v0", fd >= 0 && ioctl(fd, SGIOV_IOC_CREATE_V0, old_create) == 0 ? 0 : errno,
+	      0);
 	memset(old_info, 0xa5, sizeof(old_info));
 	check("info_v0", fd >= 0 && ioctl(fd, SGIOV_IOC_INFO_V0, old_info) == 0 ? 0 : errno, 0);
-	check("info_v0_state", old_info[1], SGIOV_STATE_CREATED);	/* sid, then state */
-	check("info_v0_size", old_info[SGIOV_INFO_SIZE_V0 / 4], 0xa5a5a5a5u);	/* nothing written past it */
+	check("info_v0_state", old_info[1], SGIOV_STATE_CREATED); /* sid, then state */
+	check("info_v0_size", old_info[SGIOV_INFO_SIZE_V0 / 4],
+	      0xa5a5a5a5u); /* nothing written past it */
 	check("create_v0_tenant", fd >= 0 && sgiov_info(fd, &i) == 0 ? (long long)i.tenant : -1, 0);
 	if (fd >= 0)
 		close(fd);
 	fd = open(SGIOV_DEV_PATH, O_RDWR | O_CLOEXEC);
-	check("create_flags_einval", fd >= 0 && ioctl(fd, SGIOV_IOC_CREATE, &c) < 0 ? errno : 0, EINVAL);
+	check("create_flags_einval", fd >= 0 && ioctl(fd, SGIOV_IOC_CREATE, &c) < 0 ? errno : 0,
+	      EINVAL);
 	if (fd >= 0)
 		close(fd);
 }
@@ -191,7 +206,8 @@ static int setup_conn(struct conn *k, struct tenant *t, uint16_t port, uint32_t 
 	k->cfd = k->sfd = -1;
 	l = sgiov_socket_tenant(4096, 4096, t->index);
 	if (l < 0 || sgiov_listen(l, port) < 0) {
-		fprintf(stderr, "sgiov-tenants: %s: listener on %u: %s\n", t->name, port, strerror(errno));
+		fprintf(stderr, "sgiov-tenants: %s: listener on %u: %s\n", t->name, port,
+			strerror(errno));
 		return -1;
 	}
 	k->cfd = sgiov_socket_tenant(ring, ring, t->index);
@@ -200,7 +216,8 @@ static int setup_conn(struct conn *k, struct tenant *t, uint16_t port, uint32_t 
 		return -1;
 	}
 	if (sgiov_connect_chain(k->cfd, port, t->chain) < 0 && errno != EINPROGRESS) {
-		fprintf(stderr, "sgiov-tenants: %s: connect chain 0x%x: %s\n", t->name, t->chain, strerror(errno));
+		fprintf(stderr, "sgiov-tenants: %s: connect chain 0x%x: %s\n", t->name, t->chain,
+			strerror(errno));
 		return -1;
 	}
 	k->sfd = sgiov_accept(l, ring, ring, SGIOV_ACCEPT_NONBLOCK);
@@ -211,7 +228,8 @@ static int setup_conn(struct conn *k, struct tenant *t, uint16_t port, uint32_t 
 	sgiov_close(l);
 	r = sgiov_wait(k->cfd, POLLOUT, 10000);
 	if (r <= 0 || sgiov_connect_result(k->cfd) < 0) {
-		fprintf(stderr, "sgiov-tenants: %s: connect: %s\n", t->name, r ? strerror(errno) : "timed out");
+		fprintf(stderr, "sgiov-tenants: %s: connect: %s\n", t->name,
+			r ? strerror(errno) : "timed out");
 		return -1;
 	}
 	if (sgiov_info(k->cfd, &ci) < 0 || sgiov_info(k->sfd, &si) < 0 ||
@@ -220,7 +238,8 @@ static int setup_conn(struct conn *k, struct tenant *t, uint16_t port, uint32_t 
 		return -1;
 	}
 	if (ci.tenant != t->index || si.tenant != t->index) {
-		fprintf(stderr, "sgiov-tenants: %s: sockets of tenants %u and %u, want %u\n", t->name, ci.tenant, si.tenant, t->index);
+		fprintf(stderr, "sgiov-tenants: %s: sockets of tenants %u and %u, want %u\n",
+			t->name, ci.tenant, si.tenant, t->index);
 		return -1;
 	}
 	if (size > k->cr.tx_size || size > k->sr.rx_size) {
@@ -264,13 +283,14 @@ static int pump_tx(struct conn *k, uint32_t size)
 				return -1;
 			k->tx_head = i.tx_head;
 			if (k->cr.tx_size - (k->tx_tail - k->tx_head) < size)
-				return 0;	/* EPOLLOUT when it has */
+				return 0; /* EPOLLOUT when it has */
 		}
 		ring_write(k->cr.tx, k->cr.tx_size, k->tx_tail, &k->seq_tx, sizeof(k->seq_tx));
 		if (ioctl(k->cfd, SGIOV_IOC_TX_PUBLISH, &len) < 0) {
 			if (errno == EAGAIN)
-				return 0;	/* full: EPOLLOUT when the message fits */
-			fprintf(stderr, "sgiov-tenants: %s: publish: %s\n", k->t->name, strerror(errno));
+				return 0; /* full: EPOLLOUT when the message fits */
+			fprintf(stderr, "sgiov-tenants: %s: publish: %s\n", k->t->name,
+				strerror(errno));
 			k->t->errors++;
 			return -1;
 		}
@@ -291,19 +311,21 @@ static int pump_rx(struct conn *k, uint32_t size, int in_window)
 		return -1;
 	for (n = 0; n < i.rx_msgs; n++) {
 		if (n == 0 && !i.rx_msg_err && i.rx_msg_left != size) {
-			fprintf(stderr, "sgiov-tenants: %s: message of %u bytes, want %u\n", k->t->name, i.rx_msg_left, size);
+			fprintf(stderr, "sgiov-tenants: %s: message of %u bytes, want %u\n",
+				k->t->name, i.rx_msg_left, size);
 			k->t->errors++;
 			return -1;
 		}
 		ring_read(k->sr.rx, k->sr.rx_size, k->rx_head, &seq, sizeof(seq));
 		if (ioctl(k->sfd, SGIOV_IOC_RX_CONSUME, &len) < 0) {
-			fprintf(stderr, "sgiov-tenants: %s: consume: %s\n", k->t->name, strerror(errno));
+			fprintf(stderr, "sgiov-tenants: %s: consume: %s\n", k->t->name,
+				strerror(errno));
 			k->t->errors++;
 			return -1;
 		}
 		if (seq != k->seq_rx) {
-			fprintf(stderr, "sgiov-tenants: %s: message %llu where %llu was due\n", k->t->name,
-				(unsigned long long)seq, (unsigned long long)k->seq_rx);
+			fprintf(stderr, "sgiov-tenants: %s: message %llu where %llu was due\n",
+				k->t->name, (unsigned long long)seq, (unsigned long long)k->seq_rx);
 			k->t->errors++;
 			k->seq_rx = seq;
 		}
@@ -343,15 +365,18 @@ int main(int argc, char **argv)
 		case 'r': ring = strtoul(optarg, NULL, 0); break;
 		case 'p': port = strtoul(optarg, NULL, 0); break;
 		case 'u': unknown = strtol(optarg, NULL, 0); break;
-		case 'T': if (add_tenant(optarg) < 0) usage(); break;
+		case 'T':
+			if (add_tenant(optarg) < 0)
+				usage();
+			break;
 		default: usage();
 		}
 	}
 	if (!ntenants && (add_tenant("A:0:enc+dec") < 0 || add_tenant("B:1:none") < 0))
 		return 1;
 	/* A ring of whole messages: EPOLLOUT (room for a byte) then means room for one. */
-	if (size < 8 || size > ring || ring % size || secs <= 0 || warm < 0 || !per || ntenants * per > MAX_CONNS ||
-	    !port || port + ntenants * per > 65535)
+	if (size < 8 || size > ring || ring % size || secs <= 0 || warm < 0 || !per ||
+	    ntenants * per > MAX_CONNS || !port || port + ntenants * per > 65535)
 		usage();
 
 	check_compat();
@@ -361,10 +386,12 @@ int main(int argc, char **argv)
 		if (!tn->weight_milli)
 			continue;
 		if (sgiov_set_tenant(-1, tn->index, tn->weight_milli, tn->cap_mbps) < 0) {
-			fprintf(stderr, "sgiov-tenants: %s: SGIOV_IOC_SET_TENANT: %s\n", tn->name, strerror(errno));
+			fprintf(stderr, "sgiov-tenants: %s: SGIOV_IOC_SET_TENANT: %s\n", tn->name,
+				strerror(errno));
 			return 1;
 		}
-		printf("tenant_set name=%s index=%u weight_milli=%u cap_mbps=%u\n", tn->name, tn->index, tn->weight_milli, tn->cap_mbps);
+		printf("tenant_set name=%s index=%u weight_milli=%u cap_mbps=%u\n", tn->name,
+		       tn->index, tn->weight_milli, tn->cap_mbps);
 	}
 	if (unknown >= 0) {
 		int fd = sgiov_socket_tenant(4096, 4096, (uint32_t)unknown);
@@ -372,9 +399,12 @@ int main(int argc, char **argv)
 		check("unknown_tenant_einval", fd < 0 ? errno : 0, EINVAL);
 		if (fd >= 0)
 			sgiov_close(fd);
-		check("set_unknown_tenant_enoent", sgiov_set_tenant(-1, (uint32_t)unknown, 1000, 0) < 0 ? errno : 0, ENOENT);
-		check("set_weight_zero_einval", sgiov_set_tenant(-1, 0, 0, 0) < 0 ? errno : 0, EINVAL);
-		check("set_cap_above_capacity_einval", sgiov_set_tenant(-1, 0, 1000, 0xffffffffu) < 0 ? errno : 0, EINVAL);
+		check("set_unknown_tenant_enoent",
+		      sgiov_set_tenant(-1, (uint32_t)unknown, 1000, 0) < 0 ? errno : 0, ENOENT);
+		check("set_weight_zero_einval", sgiov_set_tenant(-1, 0, 0, 0) < 0 ? errno : 0,
+		      EINVAL);
+		check("set_cap_above_capacity_einval",
+		      sgiov_set_tenant(-1, 0, 1000, 0xffffffffu) < 0 ? errno : 0, EINVAL);
 	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
@@ -429,7 +459,10 @@ int main(int argc, char **argv)
 				break;
 			}
 			if (t >= t_end) {
-				fprintf(stderr, "sgiov-tenants: %d connections still in flight after 30 s\n", left);
+				fprintf(stderr,
+					"sgiov-tenants: %d connections still in flight after 30 "
+					"s\n",
+					left);
 				errors++;
 				break;
 			}
@@ -446,7 +479,8 @@ int main(int argc, char **argv)
 				struct sgiov_info i;
 
 				sgiov_info(evs[e].data.u32 & 1 ? k->sfd : k->cfd, &i);
-				fprintf(stderr, "sgiov-tenants: %s: socket failed: %s\n", k->t->name, strerror(i.err));
+				fprintf(stderr, "sgiov-tenants: %s: socket failed: %s\n",
+					k->t->name, strerror(i.err));
 				return 1;
 			}
 			if (evs[e].data.u32 & 1)
@@ -474,10 +508,12 @@ int main(int argc, char **argv)
 		if (tn->received != tn->sent)
 			tn->errors++;
 		errors += tn->errors;
-		printf("tenants name=%s index=%u chain=0x%x conns=%lu msg_size=%lu msgs=%llu bytes=%llu seconds=%.3f gbps=%.4f sent=%llu received=%llu errors=%llu\n",
+		printf("tenants name=%s index=%u chain=0x%x conns=%lu msg_size=%lu msgs=%llu "
+		       "bytes=%llu seconds=%.3f gbps=%.4f sent=%llu received=%llu errors=%llu\n",
 		       tn->name, tn->index, tn->chain, per, size, (unsigned long long)tn->win_msgs,
-		       (unsigned long long)tn->win_bytes, w, w > 0 ? tn->win_bytes * 8 / w / 1e9 : 0.0,
-		       (unsigned long long)tn->sent, (unsigned long long)tn->received, (unsigned long long)tn->errors);
+		       (unsigned long long)tn->win_bytes, w,
+		       w > 0 ? tn->win_bytes * 8 / w / 1e9 : 0.0, (unsigned long long)tn->sent,
+		       (unsigned long long)tn->received, (unsigned long long)tn->errors);
 	}
 	close(ep);
 	return errors || checks_failed ? 1 : 0;

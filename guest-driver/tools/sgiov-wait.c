@@ -99,8 +99,8 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			afd = sgiov_accept(lfd, ring, ring, 0);
-			if (afd < 0 || sgiov_wait(cfd, POLLOUT, 10000) <= 0 || sgiov_connect_result(cfd) < 0 ||
-			    sgiov_set_nonblock(cfd, 0) < 0) {
+			if (afd < 0 || sgiov_wait(cfd, POLLOUT, 10000) <= 0 ||
+			    sgiov_connect_result(cfd) < 0 || sgiov_set_nonblock(cfd, 0) < 0) {
 				fprintf(stderr, "sgiov-wait: accept: %s\n", strerror(errno));
 				return 2;
 			}
@@ -150,9 +150,10 @@ int main(int argc, char **argv)
 	e_open = ret < 0 ? errno : 0;
 	if (ret >= 0)
 		sgiov_close(ret);
-	printf("wait op=%s rc=%d errno=%s ms=%.0f revents=0x%x after_write=%s after_info=%s after_open=%s after_ms=%.0f\n",
-	       op, rc, sgiov_errname(err), t1 - t0, (unsigned int)revents, sgiov_errname(e_write), sgiov_errname(e_info),
-	       sgiov_errname(e_open), now_ms() - t1);
+	printf("wait op=%s rc=%d errno=%s ms=%.0f revents=0x%x after_write=%s after_info=%s "
+	       "after_open=%s after_ms=%.0f\n",
+	       op, rc, sgiov_errname(err), t1 - t0, (unsigned int)revents, sgiov_errname(e_write),
+	       sgiov_errname(e_info), sgiov_errname(e_open), now_ms() - t1);
 	if (afd >= 0)
 		close(afd);
 	if (cfd >= 0)

@@ -1,7 +1,8 @@
 # Host packages the setup itself needs: debootstrap for the trixie tree,
 # meson/ninja/json-c to build libvfio-user, cpio to pack the initramfs;
 # and libdeflate0, whose CRC-32 the emulator's fabric frames use (7x zlib's).
-HOST_PACKAGES=(debootstrap meson ninja-build pkg-config libjson-c-dev libcmocka-dev cpio xz-utils gzip curl ca-certificates iproute2 libdeflate0)
+# clang-format checks the C side's formatting (npm run lint).
+HOST_PACKAGES=(debootstrap meson ninja-build pkg-config libjson-c-dev libcmocka-dev cpio xz-utils gzip curl ca-certificates iproute2 libdeflate0 clang-format)
 
 host_packages() {
   local missing=()

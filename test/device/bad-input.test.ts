@@ -11,9 +11,13 @@ import { startRig, TEST_MEM, type Rig } from './helpers.js';
 const bit = (n: number): number => (1 << n) >>> 0;
 let rig: Rig;
 
-beforeAll(async () => { rig = await startRig('badinput'); });
+beforeAll(async () => {
+  rig = await startRig('badinput');
+});
 afterEach(() => rig.closeAll());
-afterAll(async () => { await rig?.stop(); });
+afterAll(async () => {
+  await rig?.stop();
+});
 
 /** A 4 KiB invert job that must pass: the device still works. */
 function goodJob(drv: SgiovDriver): void {
@@ -23,7 +27,10 @@ function goodJob(drv: SgiovDriver): void {
   const r = drv.dmaJob({ src: c.addr(0), dst: c.addr(0x10000), len: 4096, op: 'invert' });
   expect(r.irqVector, 'good job: completion interrupt').toBe(VEC_DMA);
   expect(r.status, 'good job: DMA_STATUS').toBe(ENUMS.DMA_STATE.DONE);
-  expect(c.mem.subarray(0x10000, 0x10000 + 4096).every((b) => b === 0xa5), 'good job: data').toBe(true);
+  expect(
+    c.mem.subarray(0x10000, 0x10000 + 4096).every((b) => b === 0xa5),
+    'good job: data',
+  ).toBe(true);
 }
 
 describe('vfio-user client: bad input', () => {
@@ -49,7 +56,10 @@ describe('vfio-user client: bad input', () => {
     r = drv.dmaJob({ src: c.addr(0), dst: c.addr(TEST_MEM - 2048), len: 4096, op: 'copy' });
     expect(r.errorCode).toBe(ENUMS.ERR.DMA_UNMAPPED);
     expect(r.errorAddr).toBe(c.addr(TEST_MEM - 2048));
-    expect(c.mem.subarray(TEST_MEM - 2048).every((b) => b === 0), 'no partial write').toBe(true);
+    expect(
+      c.mem.subarray(TEST_MEM - 2048).every((b) => b === 0),
+      'no partial write',
+    ).toBe(true);
     expect(c.irqCount(VEC_ERR)).toBe(2);
     drv.clearError();
     goodJob(drv);
@@ -77,11 +87,43 @@ describe('vfio-user client: bad input', () => {
     const drv = rig.driver();
     const c = drv.client;
     const cases: [string, () => void, number][] = [
-      ['length 0', () => drv.dmaJob({ src: c.addr(0), dst: c.addr(0x8000), len: 0, op: 'copy' }), ENUMS.ERR.DMA_BAD_LENGTH],
-      ['length > max', () => drv.dmaJob({ src: c.addr(0), dst: c.addr(0x8000), len: (1 << 20) + 1, op: 'copy' }), ENUMS.ERR.DMA_BAD_LENGTH],
-      ['unknown op', () => drv.dmaJob({ src: c.addr(0), dst: c.addr(0x8000), len: 16, op: 99 }), ENUMS.ERR.BAD_OPCODE],
-      ['vector out of range', () => drv.dmaJob({ src: c.addr(0), dst: c.addr(0x8000), len: 16, op: 'copy', vector: 4096, wait: 'poll' }), ENUMS.ERR.BAD_VECTOR],
-      ['undefined doorbell', () => { c.clearIrq(VEC_ERR); drv.doorbell(1, DOORBELLS.BASE + 0x40); expect(c.waitIrq(VEC_ERR, 2000)).toBe(true); }, ENUMS.ERR.BAD_DOORBELL],
+      [
+        'length 0',
+        () => drv.dmaJob({ src: c.addr(0), dst: c.addr(0x8000), len: 0, op: 'copy' }),
+        ENUMS.ERR.DMA_BAD_LENGTH,
+      ],
+      [
+        'length > max',
+        () => drv.dmaJob({ src: c.addr(0), dst: c.addr(0x8000), len: (1 << 20) + 1, op: 'copy' }),
+        ENUMS.ERR.DMA_BAD_LENGTH,
+      ],
+      [
+        'unknown op',
+        () => drv.dmaJob({ src: c.addr(0), dst: c.addr(0x8000), len: 16, op: 99 }),
+        ENUMS.ERR.BAD_OPCODE,
+      ],
+      [
+        'vector out of range',
+        () =>
+          drv.dmaJob({
+            src: c.addr(0),
+            dst: c.addr(0x8000),
+            len: 16,
+            op: 'copy',
+            vector: 4096,
+            wait: 'poll',
+          }),
+        ENUMS.ERR.BAD_VECTOR,
+      ],
+      [
+        'undefined doorbell',
+        () => {
+          c.clearIrq(VEC_ERR);
+          drv.doorbell(1, DOORBELLS.BASE + 0x40);
+          expect(c.waitIrq(VEC_ERR, 2000)).toBe(true);
+        },
+        ENUMS.ERR.BAD_DOORBELL,
+      ],
     ];
     for (const [what, run, code] of cases) {
       run();

@@ -12,9 +12,13 @@ import { startRig, type Rig } from './helpers.js';
 const bit = (n: number): number => (1 << n) >>> 0;
 let rig: Rig;
 
-beforeAll(async () => { rig = await startRig('bringup'); });
+beforeAll(async () => {
+  rig = await startRig('bringup');
+});
 afterEach(() => rig.closeAll());
-afterAll(async () => { await rig?.stop(); });
+afterAll(async () => {
+  await rig?.stop();
+});
 
 describe('vfio-user client: bring-up', () => {
   it('negotiates version 0.x and reads the device, its regions and its MSI-X vectors', () => {
@@ -37,7 +41,9 @@ describe('vfio-user client: bring-up', () => {
     // every region the emulator offers for mmap is mapped, whole or area by area
     for (const r of c.regions.values()) {
       const mapped = c.mappedAreas(r.index).reduce((n, a) => n + a.size, 0);
-      const offered = r.mmappable ? (r.sparseAreas ?? [{ offset: 0, size: r.size }]).reduce((n, a) => n + a.size, 0) : 0;
+      const offered = r.mmappable
+        ? (r.sparseAreas ?? [{ offset: 0, size: r.size }]).reduce((n, a) => n + a.size, 0)
+        : 0;
       expect(mapped, `region ${r.index}`).toBe(offered);
     }
   });
@@ -82,7 +88,8 @@ describe('vfio-user client: bring-up', () => {
     expect(Number(c.configRead(msixCap + 2, 2)) & 0x8000).toBe(0x8000); // MSI-X Enable
     expect(c.msixVectors).toBe(BARS.MSIX_VECTORS);
     const status = drv.read32('STATUS');
-    for (const b of [BITS.STATUS.READY, BITS.STATUS.ENABLED, BITS.STATUS.BUS_MASTER]) expect(status & bit(b)).toBe(bit(b));
+    for (const b of [BITS.STATUS.READY, BITS.STATUS.ENABLED, BITS.STATUS.BUS_MASTER])
+      expect(status & bit(b)).toBe(bit(b));
     expect(status & bit(BITS.STATUS.ERROR)).toBe(0);
     expect(drv.read32('IRQ_MASK')).toBe(bit(BITS.IRQ.DMA_DONE) | bit(BITS.IRQ.ERROR));
     expect(drv.read32('ERR_VECTOR')).toBe(1);
@@ -93,7 +100,14 @@ describe('vfio-user client: bring-up', () => {
     rig.keepOnFailure();
     const c = rig.connect();
     // past the end of BAR0: libvfio-user refuses the access with EINVAL
-    const err = (() => { try { c.regionRead(BARS.REGS_BAR, BARS.REGS_BAR_SIZE, 4); } catch (e) { return e; } return null; })();
+    const err = (() => {
+      try {
+        c.regionRead(BARS.REGS_BAR, BARS.REGS_BAR_SIZE, 4);
+      } catch (e) {
+        return e;
+      }
+      return null;
+    })();
     expect(err).toBeInstanceOf(VfioUserError);
     expect((err as VfioUserError).errno).toBe(22);
     expect((err as Error).message).toMatch(/VFIO_USER_REGION_READ failed: errno 22 \(EINVAL\)/);

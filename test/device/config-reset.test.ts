@@ -3,8 +3,12 @@ import { ENUMS, reg } from '../../emulator/abi/abi.js';
 import { startRig, type Rig } from './helpers.js';
 
 let rig: Rig;
-beforeAll(async () => { rig = await startRig('cfgreset'); });
-afterAll(async () => { await rig?.stop(); });
+beforeAll(async () => {
+  rig = await startRig('cfgreset');
+});
+afterAll(async () => {
+  await rig?.stop();
+});
 
 const PCI_COMMAND = 0x04;
 

@@ -17,7 +17,12 @@ const ctlPath = (): string => dir.file('ctl.sock');
 
 beforeAll(async () => {
   dir = new RunDir('sgiov-ctl-');
-  emu = new EmulatorProcess({ socketPath: dir.file('s.sock'), logPath: dir.file('e.log'), logLevel: 'info', extraArgs: ['--control', dir.file('ctl.sock')] });
+  emu = new EmulatorProcess({
+    socketPath: dir.file('s.sock'),
+    logPath: dir.file('e.log'),
+    logLevel: 'info',
+    extraArgs: ['--control', dir.file('ctl.sock')],
+  });
   await emu.ready();
   expect(await until(() => existsSync(ctlPath()), 5000)).toBe(true);
 });
@@ -36,10 +41,18 @@ function session(): { send: (line: string) => Promise<Record<string, unknown>>; 
   const waiting: ((l: string) => void)[] = [];
   c.on('data', (d: string) => {
     buf += d;
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) { const l = buf.slice(0, nl); buf = buf.slice(nl + 1); waiting.shift()?.(l); }
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const l = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      waiting.shift()?.(l);
+    }
   });
   return {
-    send: (line) => new Promise((r) => { waiting.push((l) => r(JSON.parse(l) as Record<string, unknown>)); c.write(line + '\n'); }),
+    send: (line) =>
+      new Promise((r) => {
+        waiting.push((l) => r(JSON.parse(l) as Record<string, unknown>));
+        c.write(line + '\n');
+      }),
     close: () => c.destroy(),
   };
 }
@@ -53,10 +66,17 @@ describe('control interface', () => {
       for (let i = 0; i < 3; i++) drv.socket({ txSize: 4096, rxSize: 4096 }).connect(CONSTANTS.PORT_LOOPBACK);
       const s = session();
       const st = await s.send(JSON.stringify({ id: 7, cmd: 'status' }));
-      expect(st).toMatchObject({ id: 7, ok: true, result: { device: { enabled: true, dataPlane: { running: true, socketsOpen: 3 } } } });
+      expect(st).toMatchObject({
+        id: 7,
+        ok: true,
+        result: { device: { enabled: true, dataPlane: { running: true, socketsOpen: 3 } } },
+      });
       const list = await s.send(JSON.stringify({ id: 8, cmd: 'sockets', args: { limit: 2 } }));
       expect(list).toMatchObject({ ok: true, result: { total: 3, next: 2 } });
-      expect((list.result as { sockets: { state: string }[] }).sockets.map((x) => x.state)).toEqual(['connected', 'connected']);
+      expect((list.result as { sockets: { state: string }[] }).sockets.map((x) => x.state)).toEqual([
+        'connected',
+        'connected',
+      ]);
       s.close();
     } finally {
       client.close();
@@ -67,8 +87,15 @@ describe('control interface', () => {
     const s = session();
     expect(await s.send('{not json')).toMatchObject({ ok: false, error: expect.stringMatching(/not JSON/) });
     expect(await s.send('[1,2]')).toMatchObject({ ok: false, error: expect.stringMatching(/object/) });
-    expect(await s.send(JSON.stringify({ id: 1, cmd: 'frobnicate' }))).toMatchObject({ id: 1, ok: false, error: expect.stringMatching(/unknown command 'frobnicate'/) });
-    expect(await s.send(JSON.stringify({ id: 2, cmd: 'sockets', args: { limit: 0 } }))).toMatchObject({ ok: false, error: expect.stringMatching(/limit/) });
+    expect(await s.send(JSON.stringify({ id: 1, cmd: 'frobnicate' }))).toMatchObject({
+      id: 1,
+      ok: false,
+      error: expect.stringMatching(/unknown command 'frobnicate'/),
+    });
+    expect(await s.send(JSON.stringify({ id: 2, cmd: 'sockets', args: { limit: 0 } }))).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/limit/),
+    });
     expect(await s.send(JSON.stringify({ id: 3, cmd: 'status' }))).toMatchObject({ id: 3, ok: true });
     s.close();
     expect(emu.alive).toBe(true);
@@ -76,13 +103,22 @@ describe('control interface', () => {
 
   it('sgiov ctl sends one command and prints the result', () => {
     const cli = join(repoRoot(), 'dist', 'emulator', 'cli.js');
-    const r = spawnSync(process.execPath, [cli, 'ctl', '--control', ctlPath(), 'status'], { encoding: 'utf8', timeout: 10_000 });
+    const r = spawnSync(process.execPath, [cli, 'ctl', '--control', ctlPath(), 'status'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toHaveProperty('device.dataPlane');
-    const bad = spawnSync(process.execPath, [cli, 'ctl', '--control', ctlPath(), 'nope'], { encoding: 'utf8', timeout: 10_000 });
+    const bad = spawnSync(process.execPath, [cli, 'ctl', '--control', ctlPath(), 'nope'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/unknown command 'nope'/);
-    const usage = spawnSync(process.execPath, [cli, 'ctl', '--control', ctlPath(), 'sockets', '{bad'], { encoding: 'utf8', timeout: 10_000 });
+    const usage = spawnSync(process.execPath, [cli, 'ctl', '--control', ctlPath(), 'sockets', '{bad'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     expect(usage.status).toBe(2);
     expect(usage.stderr).toMatch(/ARGS-JSON/);
   });

@@ -12,18 +12,37 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openCrossPairs, stressPairs, type PairsReport } from '../../emulator/client/stress.js';
 import { NetnsPair } from '../../qemu/netns.js';
-import { NODE_A, NODE_B, both, control, startCluster, stopCluster, type Cluster, type Node } from './cross-node-helpers.js';
+import {
+  NODE_A,
+  NODE_B,
+  both,
+  control,
+  startCluster,
+  stopCluster,
+  type Cluster,
+  type Node,
+} from './cross-node-helpers.js';
 
 afterEach(stopCluster);
 
 const plan = (name: string): string => join(process.cwd(), 'faults', name);
 
 type Injections = Record<string, Record<string, number>>;
-const injections = async (n: Node): Promise<Injections> => ((await control(n, 'faults')) as { injections: Injections }).injections;
-const total = (i: Injections, point: string): number => Object.values(i[point] ?? {}).reduce((a, b) => a + b, 0);
+const injections = async (n: Node): Promise<Injections> =>
+  ((await control(n, 'faults')) as { injections: Injections }).injections;
+const total = (i: Injections, point: string): number =>
+  Object.values(i[point] ?? {}).reduce((a, b) => a + b, 0);
 
-interface LinkStat { rtoResets: number; reconnects: number; duplicates: number; retransmitted: number; failures: number; bad: Record<string, number> }
-const linkOf = async (n: Node, peer: string): Promise<LinkStat> => ((await control(n, 'fabric')) as { links: Record<string, LinkStat> }).links[peer]!;
+interface LinkStat {
+  rtoResets: number;
+  reconnects: number;
+  duplicates: number;
+  retransmitted: number;
+  failures: number;
+  bad: Record<string, number>;
+}
+const linkOf = async (n: Node, peer: string): Promise<LinkStat> =>
+  ((await control(n, 'fabric')) as { links: Record<string, LinkStat> }).links[peer]!;
 
 /** Stress both ways: 12 pairs a -> b and 12 b -> a, 150 messages each of 1..16 KiB. */
 function stress(c: Cluster, basePort: number, seed: number): PairsReport[] {
@@ -31,7 +50,10 @@ function stress(c: Cluster, basePort: number, seed: number): PairsReport[] {
   const ba = openCrossPairs(c.b.drv, c.a.drv, NODE_A, 24, 16384, basePort + 100);
   const w = both(c);
   const o = { messagesPerPair: 150, minSize: 1, maxSize: 16384, ringSize: 16384 };
-  return [stressPairs(ab.pairs, { ...o, seed }, w.wait, w.tick), stressPairs(ba.pairs, { ...o, seed: seed + 1 }, w.wait, w.tick)];
+  return [
+    stressPairs(ab.pairs, { ...o, seed }, w.wait, w.tick),
+    stressPairs(ba.pairs, { ...o, seed: seed + 1 }, w.wait, w.tick),
+  ];
 }
 
 /** The contract: nothing lost, repeated, reordered or corrupted; every message received or reported failed. */
@@ -45,7 +67,10 @@ function contract(reports: PairsReport[], failuresAllowed: boolean): void {
 
 describe.skipIf(!NetnsPair.available())('fault injection on the wire between two emulators', () => {
   it('plans at start (--faults): frames dropped on a, repeated on b; nothing lost or repeated', async () => {
-    const c = await startCluster(20_000, () => ({ a: ['--faults', plan('fabric-drop.json')], b: ['--faults', plan('fabric-duplicate.json')] }));
+    const c = await startCluster(20_000, () => ({
+      a: ['--faults', plan('fabric-drop.json')],
+      b: ['--faults', plan('fabric-duplicate.json')],
+    }));
     contract(stress(c, 9600, 21), false);
     const ia = await injections(c.a);
     const ib = await injections(c.b);
@@ -62,13 +87,32 @@ describe.skipIf(!NetnsPair.available())('fault injection on the wire between two
 
   it('corrupted frames at start and delays added through the control interface: no corrupted message delivered', async () => {
     const c = await startCluster(20_000, () => ({ a: ['--faults', plan('fabric-corrupt.json')] }));
-    await control(c.b, 'faults', { op: 'add', rule: { name: 'slow', point: 'fabric.send', trigger: { every: 100, count: 10 }, do: { action: 'delay', ms: 30 } } });
-    await control(c.b, 'faults', { op: 'add', rule: { name: 'slow-in', point: 'fabric.recv', match: { node: NODE_A }, trigger: { every: 120, count: 10 }, do: { action: 'delay', ms: 30 } } });
+    await control(c.b, 'faults', {
+      op: 'add',
+      rule: {
+        name: 'slow',
+        point: 'fabric.send',
+        trigger: { every: 100, count: 10 },
+        do: { action: 'delay', ms: 30 },
+      },
+    });
+    await control(c.b, 'faults', {
+      op: 'add',
+      rule: {
+        name: 'slow-in',
+        point: 'fabric.recv',
+        match: { node: NODE_A },
+        trigger: { every: 120, count: 10 },
+        do: { action: 'delay', ms: 30 },
+      },
+    });
     contract(stress(c, 9800, 31), false);
     const ia = await injections(c.a);
     expect(ia['fabric.send']?.corrupt).toBeGreaterThan(0);
     expect(ia['fabric.recv']?.corrupt).toBeGreaterThan(0);
-    expect(total(await injections(c.b), 'fabric.send') + total(await injections(c.b), 'fabric.recv')).toBeGreaterThan(0);
+    expect(
+      total(await injections(c.b), 'fabric.send') + total(await injections(c.b), 'fabric.recv'),
+    ).toBeGreaterThan(0);
     const la = await linkOf(c.a, 'b');
     const lb = await linkOf(c.b, 'a');
     expect(la.bad.badCrc! + lb.bad.badCrc!).toBeGreaterThan(0);
@@ -77,8 +121,25 @@ describe.skipIf(!NetnsPair.available())('fault injection on the wire between two
 
   it('link_down shorter than the deadline (control): the sessions resume, nothing lost', async () => {
     const c = await startCluster(20_000);
-    await control(c.a, 'faults', { op: 'add', rule: { name: 'outage', point: 'fabric.send', match: { node: 'b' }, trigger: { every: 700, count: 3 }, do: { action: 'link_down', ms: 300 } } });
-    await control(c.b, 'faults', { op: 'add', rule: { name: 'outage-in', point: 'fabric.recv', trigger: { every: 900, count: 2 }, do: { action: 'link_down', ms: 300 } } });
+    await control(c.a, 'faults', {
+      op: 'add',
+      rule: {
+        name: 'outage',
+        point: 'fabric.send',
+        match: { node: 'b' },
+        trigger: { every: 700, count: 3 },
+        do: { action: 'link_down', ms: 300 },
+      },
+    });
+    await control(c.b, 'faults', {
+      op: 'add',
+      rule: {
+        name: 'outage-in',
+        point: 'fabric.recv',
+        trigger: { every: 900, count: 2 },
+        do: { action: 'link_down', ms: 300 },
+      },
+    });
     contract(stress(c, 10_000, 41), false);
     expect((await injections(c.a))['fabric.send']?.link_down).toBeGreaterThan(0);
     expect((await linkOf(c.a, 'b')).failures).toBe(0);
@@ -87,7 +148,15 @@ describe.skipIf(!NetnsPair.available())('fault injection on the wire between two
 
   it('link_down past the deadline (control): the paired sockets fail with LINK_FAILED, every message received or reported', async () => {
     const c = await startCluster(1_000);
-    await control(c.a, 'faults', { op: 'add', rule: { name: 'long-outage', point: 'fabric.send', trigger: { after: 400, once: true }, do: { action: 'link_down', ms: 2500 } } });
+    await control(c.a, 'faults', {
+      op: 'add',
+      rule: {
+        name: 'long-outage',
+        point: 'fabric.send',
+        trigger: { after: 400, once: true },
+        do: { action: 'link_down', ms: 2500 },
+      },
+    });
     const reports = stress(c, 10_200, 51);
     contract(reports, true);
     expect(reports[0]!.failedPairs + reports[1]!.failedPairs).toBeGreaterThan(0);

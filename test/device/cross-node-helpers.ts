@@ -16,8 +16,19 @@ export const PORT = 7411;
 export const NODE_A = 1;
 export const NODE_B = 2;
 
-export interface Node { emu: EmulatorProcess; client: VfioUserClient; drv: SgiovSocketDriver; ctl: string }
-export interface Cluster { net: NetnsPair; dir: RunDir; a: Node; b: Node; keep: boolean }
+export interface Node {
+  emu: EmulatorProcess;
+  client: VfioUserClient;
+  drv: SgiovSocketDriver;
+  ctl: string;
+}
+export interface Cluster {
+  net: NetnsPair;
+  dir: RunDir;
+  a: Node;
+  b: Node;
+  keep: boolean;
+}
 
 let live: Cluster | null = null;
 
@@ -25,11 +36,27 @@ export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-async function startNode(net: NetnsPair, dir: RunDir, name: 'a' | 'b', deadlineMs: number, extraArgs: readonly string[]): Promise<Node> {
+async function startNode(
+  net: NetnsPair,
+  dir: RunDir,
+  name: 'a' | 'b',
+  deadlineMs: number,
+  extraArgs: readonly string[],
+): Promise<Node> {
   const sock = dir.file(`${name}.sock`);
   const emu = new EmulatorProcess({
-    socketPath: sock, logPath: dir.file(`${name}.log`), logLevel: 'info', netns: net.node(name, PORT).netns,
-    extraArgs: [...net.node(name, PORT).cluster, '--link-deadline', String(deadlineMs), '--control', dir.file(`${name}.ctl`), ...extraArgs],
+    socketPath: sock,
+    logPath: dir.file(`${name}.log`),
+    logLevel: 'info',
+    netns: net.node(name, PORT).netns,
+    extraArgs: [
+      ...net.node(name, PORT).cluster,
+      '--link-deadline',
+      String(deadlineMs),
+      '--control',
+      dir.file(`${name}.ctl`),
+      ...extraArgs,
+    ],
   });
   await emu.ready();
   const client = VfioUserClient.connect(sock, { memBytes: 64 << 20 });
@@ -43,7 +70,10 @@ async function startNode(net: NetnsPair, dir: RunDir, name: 'a' | 'b', deadlineM
  * Emulators a and b, their links up. `args(dir)` gives each node extra
  * command-line arguments (files it names go in `dir`, the test's run directory).
  */
-export async function startCluster(deadlineMs: number, args: (dir: RunDir) => { a?: string[]; b?: string[] } = () => ({})): Promise<Cluster> {
+export async function startCluster(
+  deadlineMs: number,
+  args: (dir: RunDir) => { a?: string[]; b?: string[] } = () => ({}),
+): Promise<Cluster> {
   const net = NetnsPair.create('xn');
   const dir = new RunDir('sgiov-crossnode-');
   const c: Cluster = { net, dir, a: null as unknown as Node, b: null as unknown as Node, keep: false };
@@ -51,9 +81,16 @@ export async function startCluster(deadlineMs: number, args: (dir: RunDir) => { 
   const extra = args(dir);
   c.a = await startNode(net, dir, 'a', deadlineMs, extra.a ?? []);
   c.b = await startNode(net, dir, 'b', deadlineMs, extra.b ?? []);
-  onTestFailed(() => { c.keep = true; });
+  onTestFailed(() => {
+    c.keep = true;
+  });
   // Both links up before traffic: the fabric logs each state change.
-  if (!(await until(() => /"state":"up"|link up/.test(c.a.emu.log) && /"state":"up"|link up/.test(c.b.emu.log), 10_000))) {
+  if (
+    !(await until(
+      () => /"state":"up"|link up/.test(c.a.emu.log) && /"state":"up"|link up/.test(c.b.emu.log),
+      10_000,
+    ))
+  ) {
     throw new Error(`the link did not come up:\n${c.a.emu.log.slice(-1500)}\n${c.b.emu.log.slice(-1500)}`);
   }
   return c;
@@ -64,7 +101,13 @@ export async function stopCluster(): Promise<void> {
   const c = live;
   live = null;
   if (!c) return;
-  for (const n of [c.a, c.b]) { try { n?.client.close(); } catch { /* gone */ } }
+  for (const n of [c.a, c.b]) {
+    try {
+      n?.client.close();
+    } catch {
+      /* gone */
+    }
+  }
   await Promise.all([c.a?.emu.stop(), c.b?.emu.stop()]);
   c.net.remove();
   if (c.keep) process.stderr.write(`cross-node test files kept in ${c.dir.path}\n`);
@@ -73,9 +116,18 @@ export async function stopCluster(): Promise<void> {
 
 /** Waits on both devices (the TS drivers spin; the emulators run in their own processes). */
 export const both = (c: Cluster) => ({
-  wait: (pred: () => boolean, what: string) => c.a.drv.waitUntil(() => { c.b.drv.process(); return pred(); }, what),
-  tick: () => { c.a.drv.dev.wait(); c.a.drv.process(); c.b.drv.process(); },
+  wait: (pred: () => boolean, what: string) =>
+    c.a.drv.waitUntil(() => {
+      c.b.drv.process();
+      return pred();
+    }, what),
+  tick: () => {
+    c.a.drv.dev.wait();
+    c.a.drv.process();
+    c.b.drv.process();
+  },
 });
 
 /** One control command to a node's emulator. */
-export const control = (n: Node, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> => controlCall(n.ctl, cmd, args);
+export const control = (n: Node, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> =>
+  controlCall(n.ctl, cmd, args);

@@ -28,9 +28,14 @@ let drv: SgiovSocketDriver;
 let peer: Fabric;
 const got: Frame[] = [];
 
-const control = (cmd: string, args: Record<string, unknown> = {}): Promise<unknown> => controlCall(dir.file('a.ctl'), cmd, args);
+const control = (cmd: string, args: Record<string, unknown> = {}): Promise<unknown> =>
+  controlCall(dir.file('a.ctl'), cmd, args);
 
-interface Pipes { msgsIn: number; unknownSocket: number; protocolErrors: number }
+interface Pipes {
+  msgsIn: number;
+  unknownSocket: number;
+  protocolErrors: number;
+}
 const pipes = async (): Promise<Pipes> => ((await control('status')) as { pipes: Pipes }).pipes;
 /** Lets the emulator run and the frames travel; the driver's waits spin, so this process's event loop needs turns too. */
 const settle = (ms = 300): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -39,16 +44,35 @@ beforeAll(async () => {
   dir = new RunDir('sgiov-crosspeer-');
   const [pa, pb] = (await freePorts(2)) as [number, number];
   emu = new EmulatorProcess({
-    socketPath: dir.file('a.sock'), logPath: dir.file('a.log'), logLevel: 'info',
-    extraArgs: ['--node', `a=127.0.0.1:${pa}`, '--node', `b=127.0.0.1:${pb}`, '--self', 'a', '--control', dir.file('a.ctl')],
+    socketPath: dir.file('a.sock'),
+    logPath: dir.file('a.log'),
+    logLevel: 'info',
+    extraArgs: [
+      '--node',
+      `a=127.0.0.1:${pa}`,
+      '--node',
+      `b=127.0.0.1:${pb}`,
+      '--self',
+      'a',
+      '--control',
+      dir.file('a.ctl'),
+    ],
   });
   await emu.ready();
   client = VfioUserClient.connect(dir.file('a.sock'), { memBytes: 16 << 20 });
   new SgiovDriver(client).bringUp();
   drv = new SgiovSocketDriver(clientAccess(client, 1 << 20), { d2hSlots: 4096, timeoutMs: 10_000 });
-  peer = new Fabric({ cluster: localCluster('b', { a: pa, b: pb }) }, { onFrame: (_n, f) => { got.push(f); } });
+  peer = new Fabric(
+    { cluster: localCluster('b', { a: pa, b: pb }) },
+    {
+      onFrame: (_n, f) => {
+        got.push(f);
+      },
+    },
+  );
   await peer.start();
-  if (!(await until(() => /fabric link to b up/.test(emu.log), 10_000))) throw new Error(`no link:\n${emu.log.slice(-2000)}`);
+  if (!(await until(() => /fabric link to b up/.test(emu.log), 10_000)))
+    throw new Error(`no link:\n${emu.log.slice(-2000)}`);
 });
 
 afterAll(async () => {
@@ -92,21 +116,29 @@ describe('a test peer sending bad frames to an emulator over the fabric', () => 
   it('a CONNECT to a port nobody listens on is refused with ECONNREFUSED', async () => {
     peer.send('a', PIPE_FRAME.CONNECT, { channel: 6001, socket: 31 }, 4096, [chainTenant(0, 0)]);
     await until(() => got.some((f) => f.type === PIPE_FRAME.REFUSED && f.channel === 31), 5000);
-    expect(got.find((f) => f.type === PIPE_FRAME.REFUSED && f.channel === 31)?.value).toBe(ENUMS.STATUS.ECONNREFUSED);
+    expect(got.find((f) => f.type === PIPE_FRAME.REFUSED && f.channel === 31)?.value).toBe(
+      ENUMS.STATUS.ECONNREFUSED,
+    );
   });
 
   it('a connection from the peer carries its messages; a message past the credit fails that socket with LINK_FAILED and nothing else', async () => {
     const l = drv.socket({ txSize: 4096, rxSize: 4096 });
     l.listen(6000);
     peer.send('a', PIPE_FRAME.CONNECT, { channel: 6000, socket: 55 }, 65536, [chainTenant(0, 0)]);
-    for (let i = 0; i < 100 && l.pendingConnections === 0; i++) { drv.process(); await settle(20); }
+    for (let i = 0; i < 100 && l.pendingConnections === 0; i++) {
+      drv.process();
+      await settle(20);
+    }
     const s = l.accept({ txSize: 4096, rxSize: 4096 });
     await until(() => got.some((f) => f.type === PIPE_FRAME.ACCEPTED && f.channel === 55), 5000);
     const acc = got.find((f) => f.type === PIPE_FRAME.ACCEPTED && f.channel === 55)!;
     expect(acc.socket).toBe(s.sid);
     expect(acc.value).toBe(4096); // our credit: its rx ring
     peer.send('a', PIPE_FRAME.MSG, { channel: s.sid, socket: 55 }, 5, [u8(1, 2, 3, 4, 5)]);
-    for (let i = 0; i < 100 && s.available() === 0; i++) { drv.process(); await settle(20); }
+    for (let i = 0; i < 100 && s.available() === 0; i++) {
+      drv.process();
+      await settle(20);
+    }
     expect([...s.recv()]).toEqual([1, 2, 3, 4, 5]);
     // The application's reply goes to the peer as a MSG frame.
     s.send(u8(9, 8));
@@ -115,7 +147,10 @@ describe('a test peer sending bad frames to an emulator over the fabric', () => 
     // Now 8 KiB into a 4 KiB ring: the peer ignored its credit.
     const before = await pipes();
     peer.send('a', PIPE_FRAME.MSG, { channel: s.sid, socket: 55 }, 8192, [new Uint8Array(8192)]);
-    for (let i = 0; i < 100 && s.error === null; i++) { drv.process(); await settle(20); }
+    for (let i = 0; i < 100 && s.error === null; i++) {
+      drv.process();
+      await settle(20);
+    }
     expect(s.error).toMatch(/20|LINK/);
     expect((await pipes()).protocolErrors - before.protocolErrors).toBe(1);
     // Everything else goes on.

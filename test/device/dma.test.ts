@@ -11,9 +11,13 @@ import { startRig, type Rig } from './helpers.js';
 
 let rig: Rig;
 
-beforeAll(async () => { rig = await startRig('dma'); });
+beforeAll(async () => {
+  rig = await startRig('dma');
+});
 afterEach(() => rig.closeAll());
-afterAll(async () => { await rig?.stop(); });
+afterAll(async () => {
+  await rig?.stop();
+});
 
 /** Index of the first byte where dst differs from f(src), or -1. */
 function firstMismatch(src: Uint8Array, dst: Uint8Array, f: (b: number) => number): number {
@@ -37,13 +41,22 @@ describe('vfio-user client: DMA into shared guest memory', () => {
       const irqsBefore = drv.read32('IRQ_COUNT');
       const doneBefore = drv.read32('DMA_COMPLETED');
       const eventsBefore = c.irqCount(VEC_DMA);
-      const r = drv.dmaJob({ src: c.addr(srcOff), dst: c.addr(dstOff), len, op: 'invert', tag: 0x1000 + run });
+      const r = drv.dmaJob({
+        src: c.addr(srcOff),
+        dst: c.addr(dstOff),
+        len,
+        op: 'invert',
+        tag: 0x1000 + run,
+      });
       expect(r.irqVector, `run ${run}: the completion interrupt`).toBe(VEC_DMA);
       expect(r.finished).toBe(true);
       expect(r.status).toBe(ENUMS.DMA_STATE.DONE);
       expect(r.tag).toBe(0x1000 + run);
       expect(r.errorCode).toBe(ENUMS.ERR.NONE);
-      expect(firstMismatch(src, dst, (b) => ~b & 0xff), `run ${run}: first wrong byte`).toBe(-1);
+      expect(
+        firstMismatch(src, dst, (b) => ~b & 0xff),
+        `run ${run}: first wrong byte`,
+      ).toBe(-1);
       // the bytes around the destination are untouched
       expect(c.mem[dstOff - 1]).toBe(0);
       expect(c.mem[dstOff + len]).toBe(0);
@@ -65,7 +78,10 @@ describe('vfio-user client: DMA into shared guest memory', () => {
       dst.fill(0xa5);
       const r = drv.dmaJob({ src: c.addr(0), dst: c.addr(2 << 20), len, op: 'copy' });
       expect(r.status, `len ${len}`).toBe(ENUMS.DMA_STATE.DONE);
-      expect(firstMismatch(src, dst, (b) => b), `len ${len}: first wrong byte`).toBe(-1);
+      expect(
+        firstMismatch(src, dst, (b) => b),
+        `len ${len}: first wrong byte`,
+      ).toBe(-1);
     }
   });
 
@@ -89,7 +105,9 @@ describe('vfio-user client: DMA into shared guest memory', () => {
     const c = drv.client;
     c.mem.fill(0x11, 0, 4096);
     c.mem.fill(0, 4096, 8192);
-    expect(drv.dmaJob({ src: c.addr(0), dst: c.addr(4096), len: 4096, op: 'copy' }).status).toBe(ENUMS.DMA_STATE.DONE);
+    expect(drv.dmaJob({ src: c.addr(0), dst: c.addr(4096), len: 4096, op: 'copy' }).status).toBe(
+      ENUMS.DMA_STATE.DONE,
+    );
     c.mem.fill(0, 4096, 8192);
     c.unmap();
     expect(c.mapped).toBe(false);
@@ -102,7 +120,9 @@ describe('vfio-user client: DMA into shared guest memory', () => {
     // map it again: DMA works again
     drv.clearError();
     c.map();
-    expect(drv.dmaJob({ src: c.addr(0), dst: c.addr(4096), len: 4096, op: 'copy' }).status).toBe(ENUMS.DMA_STATE.DONE);
+    expect(drv.dmaJob({ src: c.addr(0), dst: c.addr(4096), len: 4096, op: 'copy' }).status).toBe(
+      ENUMS.DMA_STATE.DONE,
+    );
     expect(c.mem[4096]).toBe(0x11);
   });
 });

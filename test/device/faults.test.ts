@@ -21,7 +21,12 @@ const ctlPath = (): string => dir.file('ctl.sock');
 
 beforeAll(async () => {
   dir = new RunDir('sgiov-faults-');
-  emu = new EmulatorProcess({ socketPath: dir.file('s.sock'), logPath: dir.file('e.log'), logLevel: 'info', extraArgs: ['--control', ctlPath()] });
+  emu = new EmulatorProcess({
+    socketPath: dir.file('s.sock'),
+    logPath: dir.file('e.log'),
+    logLevel: 'info',
+    extraArgs: ['--control', ctlPath()],
+  });
   await emu.ready();
   expect(await until(() => existsSync(ctlPath()), 5000)).toBe(true);
 });
@@ -32,21 +37,36 @@ afterAll(async () => {
 });
 
 /** One control request. */
-function ctl(cmd: string, args: Record<string, unknown> = {}): Promise<{ ok: boolean; result?: any; error?: string }> {
+function ctl(
+  cmd: string,
+  args: Record<string, unknown> = {},
+): Promise<{ ok: boolean; result?: any; error?: string }> {
   return new Promise((resolve, reject) => {
     const c = connect(ctlPath());
     let buf = '';
     c.setEncoding('utf8');
     c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => { buf += d; const nl = buf.indexOf('\n'); if (nl >= 0) { c.destroy(); resolve(JSON.parse(buf.slice(0, nl))); } });
+    c.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        c.destroy();
+        resolve(JSON.parse(buf.slice(0, nl)));
+      }
+    });
     c.on('error', reject);
   });
 }
 
 describe('faults through a real emulator', () => {
   it('control faults: add, list, clear; a bad rule names its field; status counts injections', async () => {
-    expect(await ctl('faults', { op: 'add', rule: { name: 'lose-irq', point: 'irq', do: { action: 'drop' } } })).toMatchObject({ ok: true, result: { id: 'lose-irq' } });
-    const bad = await ctl('faults', { op: 'add', rule: { point: 'dma.read', trigger: { every: 0 }, do: { action: 'drop' } } });
+    expect(
+      await ctl('faults', { op: 'add', rule: { name: 'lose-irq', point: 'irq', do: { action: 'drop' } } }),
+    ).toMatchObject({ ok: true, result: { id: 'lose-irq' } });
+    const bad = await ctl('faults', {
+      op: 'add',
+      rule: { point: 'dma.read', trigger: { every: 0 }, do: { action: 'drop' } },
+    });
     expect(bad).toMatchObject({ ok: false });
     expect(bad.error).toMatch(/rule\.trigger\.every: must be a whole number >= 1/);
     const list = await ctl('faults', { op: 'list' });
@@ -62,14 +82,27 @@ describe('faults through a real emulator', () => {
       { name: 'h2d', point: 'signal.h2d', trigger: { every: 11 }, do: { action: 'drop' } },
       { name: 'dup', point: 'signal.h2d', trigger: { every: 5 }, do: { action: 'duplicate' } },
       { name: 'irq', point: 'irq', do: { action: 'drop' } },
-      { name: 'crc', point: 'dma.write', trigger: { every: 13 }, do: { action: 'corrupt', offset: 2, xor: 4 } },
-    ]) expect((await ctl('faults', { op: 'add', rule })).ok).toBe(true);
+      {
+        name: 'crc',
+        point: 'dma.write',
+        trigger: { every: 13 },
+        do: { action: 'corrupt', offset: 2, xor: 4 },
+      },
+    ])
+      expect((await ctl('faults', { op: 'add', rule })).ok).toBe(true);
     const client = VfioUserClient.connect(dir.file('s.sock'), { memBytes: 16 << 20 });
     try {
       new SgiovDriver(client).bringUp();
       const drv = new SgiovSocketDriver(clientAccess(client, 1 << 20), { d2hSlots: 1024, timeoutMs: 10_000 });
       new DataView(drv.dev.shm.buffer, drv.dev.shm.byteOffset).setUint32(0x100, 1, true); // armed: an interrupt would fire, and is dropped
-      const rep = runFaultStress(drv, { sockets: 8, messagesPerPair: 100, minSize: 16, maxSize: 2000, ringSize: 4096, deadlineMs: 30_000 });
+      const rep = runFaultStress(drv, {
+        sockets: 8,
+        messagesPerPair: 100,
+        minSize: 16,
+        maxSize: 2000,
+        ringSize: 4096,
+        deadlineMs: 30_000,
+      });
       expect(rep).toMatchObject({ lost: 0, duplicated: 0, corrupted: 0, reordered: 0, deviceLost: null });
       expect(rep.delivered + rep.failed).toBe(rep.sent);
       expect(rep.sent).toBe(400);
@@ -90,10 +123,27 @@ describe('faults through a real emulator', () => {
     const client = VfioUserClient.connect(dir.file('s.sock'), { memBytes: 16 << 20 });
     try {
       new SgiovDriver(client).bringUp();
-      const drv = new SgiovSocketDriver(clientAccess(client, 1 << 20), { d2hSlots: 1024, timeoutMs: 5000, healthMs: 20 });
+      const drv = new SgiovSocketDriver(clientAccess(client, 1 << 20), {
+        d2hSlots: 1024,
+        timeoutMs: 5000,
+        healthMs: 20,
+      });
       const s = drv.socket({ txSize: 4096, rxSize: 4096 });
       s.connect(CONSTANTS.PORT_LOOPBACK);
-      expect((await ctl('faults', { op: 'add', rule: { name: 'yank', point: 'mmio.read', match: { reg: 'SCRATCH' }, trigger: { once: true }, do: { action: 'surprise_removal' } } })).ok).toBe(true);
+      expect(
+        (
+          await ctl('faults', {
+            op: 'add',
+            rule: {
+              name: 'yank',
+              point: 'mmio.read',
+              match: { reg: 'SCRATCH' },
+              trigger: { once: true },
+              do: { action: 'surprise_removal' },
+            },
+          })
+        ).ok,
+      ).toBe(true);
       expect(client.bar0Read(reg('SCRATCH').offset)).toBe(0xffff_ffffn);
       expect(client.bar0Read(reg('ID').offset)).toBe(0xffff_ffffn);
       client.bar0Write(reg('SCRATCH').offset, 5n);

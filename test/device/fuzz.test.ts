@@ -20,10 +20,15 @@ const ACCESSES = Number(process.env.SGIOV_FUZZ_ACCESSES ?? 100_000);
 const BURSTS = 4;
 
 let rig: Rig;
-beforeAll(async () => { rig = await startRig('fuzz'); });
-afterAll(async () => { await rig?.stop(); });
+beforeAll(async () => {
+  rig = await startRig('fuzz');
+});
+afterAll(async () => {
+  await rig?.stop();
+});
 
-const rssBytes = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
+const rssBytes = (pid: number): number =>
+  Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
 
 describe('bad-input battery through the vfio-user client', () => {
   it(`survives ${ACCESSES} random MMIO accesses, random signals and random descriptors; stress traffic stays intact`, async () => {
@@ -34,7 +39,16 @@ describe('bad-input battery through the vfio-user client', () => {
     const r = rng(0xf0220);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
     // Registers whose change would end the run rather than test it (reset, the data plane's stop, its FIFOs).
-    const spare = ['CONTROL', 'DP_CONTROL', 'D2H_BASE', 'D2H_SLOTS', 'D2H_PROD_ADDR', 'CMD_BASE', 'CMD_SLOTS', 'H2D_MODE'].map((n) => [reg(n).offset, reg(n).offset + reg(n).width] as const);
+    const spare = [
+      'CONTROL',
+      'DP_CONTROL',
+      'D2H_BASE',
+      'D2H_SLOTS',
+      'D2H_PROD_ADDR',
+      'CMD_BASE',
+      'CMD_SLOTS',
+      'H2D_MODE',
+    ].map((n) => [reg(n).offset, reg(n).offset + reg(n).width] as const);
     let refused = 0;
     const unanswered: string[] = [];
     const rssBefore = rssBytes(rig.emu.pid);
@@ -46,7 +60,9 @@ describe('bad-input battery through the vfio-user client', () => {
         if (i % 2000 === 0) await new Promise((res) => setImmediate(res));
         const bar = pick([0, 1, 2, 3, 4, 5]);
         const size = pick([1, 2, 4, 8]);
-        let off = Math.floor(r() * (bar === BARS.REGS_BAR ? 0x2000 : bar === BARS.SHM_BAR ? BARS.SHM_BAR_SIZE + 0x100 : 0x1100));
+        let off = Math.floor(
+          r() * (bar === BARS.REGS_BAR ? 0x2000 : bar === BARS.SHM_BAR ? BARS.SHM_BAR_SIZE + 0x100 : 0x1100),
+        );
         if (bar === BARS.REGS_BAR && spare.some(([lo, hi]) => off >= lo && off < hi)) off = 0x800;
         // The shared-memory BAR's FIFO (indexes, flags and the H2D ring) is the
         // driver's: random words there are its signals overwritten, which the
@@ -56,36 +72,73 @@ describe('bad-input battery through the vfio-user client', () => {
         if (bar === BARS.SHM_BAR && off < h2dEnd) off = h2dEnd + (off % (BARS.SHM_BAR_SIZE + 0x100 - h2dEnd));
         try {
           if (r() < 0.5) c.regionRead(bar, off, size);
-          else c.regionWrite(bar, off, size, BigInt(Math.floor(r() * 2 ** 32)) | (BigInt(Math.floor(r() * 2 ** 32)) << 32n));
+          else
+            c.regionWrite(
+              bar,
+              off,
+              size,
+              BigInt(Math.floor(r() * 2 ** 32)) | (BigInt(Math.floor(r() * 2 ** 32)) << 32n),
+            );
         } catch {
           refused++; // an access the transport refuses (a BAR that does not exist) is an errno, not a crash
         }
         if (i % 100 === 0) {
           // A random signal that names no socket of ours (theirs would be failed, as they should be).
-          drv.signal(pick([1, 2, 3, 4, 5, 0x3f, 0x81, 0xff]), 0x10000 + Math.floor(r() * 0xef000), Math.floor(r() * 2 ** 32));
+          drv.signal(
+            pick([1, 2, 3, 4, 5, 0x3f, 0x81, 0xff]),
+            0x10000 + Math.floor(r() * 0xef000),
+            Math.floor(r() * 2 ** 32),
+          );
         }
         if (i % 250 === 0) {
           // A random command descriptor: any op, fields of garbage, for socket ids far from ours.
           // Any op but 0, which marks a slot the device has already taken (ABI 1.1): it is never answered, by design.
           const op = 1 + Math.floor(r() * 255);
           const fields = {
-            sid: 100_000 + Math.floor(r() * 1_000_000), port: Math.floor(r() * 65536), arg: Math.floor(r() * 2 ** 32),
-            txAddr: BigInt(Math.floor(r() * 2 ** 40)), rxAddr: BigInt(Math.floor(r() * 2 ** 40)),
-            txSize: Math.floor(r() * 2 ** 32), rxSize: Math.floor(r() * 2 ** 32), chain: Math.floor(r() * 2 ** 32), tenant: Math.floor(r() * 8),
+            sid: 100_000 + Math.floor(r() * 1_000_000),
+            port: Math.floor(r() * 65536),
+            arg: Math.floor(r() * 2 ** 32),
+            txAddr: BigInt(Math.floor(r() * 2 ** 40)),
+            rxAddr: BigInt(Math.floor(r() * 2 ** 40)),
+            txSize: Math.floor(r() * 2 ** 32),
+            rxSize: Math.floor(r() * 2 ** 32),
+            chain: Math.floor(r() * 2 ** 32),
+            tenant: Math.floor(r() * 8),
           };
           try {
             drv.command(op, fields);
           } catch (e) {
             // An errno is what a bad descriptor should get; no answer at all would be a device bug.
-            if ((e as { errno?: string }).errno === 'ETIMEDOUT') unanswered.push(`op ${op} ${JSON.stringify(fields, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString(16) : v))}`);
+            if ((e as { errno?: string }).errno === 'ETIMEDOUT')
+              unanswered.push(
+                `op ${op} ${JSON.stringify(fields, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString(16) : v))}`,
+              );
           }
         }
       }
       const t1 = Date.now();
       // The device still carries traffic, whole and in order.
-      const s = runStress(drv, { sockets: 16, messagesPerPair: 50, minSize: 1, maxSize: 4096, ringSize: 4096, seed: b + 1, port: 9700 + b });
-      expect(s, `after burst ${b + 1}`).toMatchObject({ sent: 400, received: 400, lost: 0, duplicated: 0, reordered: 0, corrupted: 0 });
-      if (process.env.SGIOV_FUZZ_VERBOSE) process.stderr.write(`fuzz burst ${b + 1}: ${perBurst} accesses in ${t1 - t0} ms, stress in ${Date.now() - t1} ms\n`);
+      const s = runStress(drv, {
+        sockets: 16,
+        messagesPerPair: 50,
+        minSize: 1,
+        maxSize: 4096,
+        ringSize: 4096,
+        seed: b + 1,
+        port: 9700 + b,
+      });
+      expect(s, `after burst ${b + 1}`).toMatchObject({
+        sent: 400,
+        received: 400,
+        lost: 0,
+        duplicated: 0,
+        reordered: 0,
+        corrupted: 0,
+      });
+      if (process.env.SGIOV_FUZZ_VERBOSE)
+        process.stderr.write(
+          `fuzz burst ${b + 1}: ${perBurst} accesses in ${t1 - t0} ms, stress in ${Date.now() - t1} ms\n`,
+        );
       await new Promise((res) => setImmediate(res));
     }
     expect(unanswered).toEqual([]);

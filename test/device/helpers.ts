@@ -36,7 +36,10 @@ export async function startRig(name: string): Promise<Rig> {
   const emu = new EmulatorProcess({ socketPath: sock, logPath: dir.file('emulator.log'), logLevel: 'info' });
   let keep = false;
   const rig: Rig = {
-    dir, emu, sock, clients: [],
+    dir,
+    emu,
+    sock,
+    clients: [],
     connect(opts = {}) {
       const c = VfioUserClient.connect(sock, { memBytes: TEST_MEM, ...opts });
       rig.clients.push(c);
@@ -54,7 +57,9 @@ export async function startRig(name: string): Promise<Rig> {
       return until(() => (emu.log.match(/client gone/g) ?? []).length >= n, 10_000);
     },
     keepOnFailure() {
-      onTestFailed(() => { keep = true; });
+      onTestFailed(() => {
+        keep = true;
+      });
     },
     async stop() {
       rig.closeAll();

@@ -26,8 +26,12 @@ async function startFixture(): Promise<string> {
   const sock = dir.file('fixture.sock');
   out = '';
   server = spawn(process.execPath, [js, sock], { stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  server.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  server.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  server.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   const up = await until(() => out.includes('listening') || server!.exitCode !== null, 10_000);
   if (!up || !out.includes('listening')) throw new Error(`fixture server did not start:\n${out}`);
   return sock;

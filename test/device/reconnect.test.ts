@@ -12,9 +12,13 @@ import { startRig, type Rig } from './helpers.js';
 
 let rig: Rig;
 
-beforeAll(async () => { rig = await startRig('reconnect'); });
+beforeAll(async () => {
+  rig = await startRig('reconnect');
+});
 afterEach(() => rig.closeAll());
-afterAll(async () => { await rig?.stop(); });
+afterAll(async () => {
+  await rig?.stop();
+});
 
 const gone = (): number => (rig.emu.log.match(/client gone/g) ?? []).length;
 
@@ -29,7 +33,9 @@ describe('vfio-user client: clients that go away', () => {
     // a few good jobs, then one rung and abandoned, and the socket closed under it
     for (let i = 0; i < 3; i++) {
       randomFillSync(c1.mem.subarray(0, 65536));
-      expect(first.dmaJob({ src: c1.addr(0), dst: c1.addr(1 << 20), len: 65536, op: 'invert' }).status).toBe(ENUMS.DMA_STATE.DONE);
+      expect(first.dmaJob({ src: c1.addr(0), dst: c1.addr(1 << 20), len: 65536, op: 'invert' }).status).toBe(
+        ENUMS.DMA_STATE.DONE,
+      );
     }
     first.write('DMA_SRC', c1.addr(0), 8);
     first.write('DMA_DST', c1.addr(1 << 20), 8);
@@ -54,7 +60,8 @@ describe('vfio-user client: clients that go away', () => {
     const r = second.dmaJob({ src: c2.addr(0), dst: c2.addr(8192), len: 4096, op: 'invert' });
     expect(r.irqVector).toBe(VEC_DMA);
     expect(r.status).toBe(ENUMS.DMA_STATE.DONE);
-    for (let i = 0; i < 4096; i++) if (c2.mem[8192 + i] !== (~c2.mem[i]! & 0xff)) throw new Error(`byte ${i} wrong`);
+    for (let i = 0; i < 4096; i++)
+      if (c2.mem[8192 + i] !== (~c2.mem[i]! & 0xff)) throw new Error(`byte ${i} wrong`);
     expect(second.read32('DMA_COMPLETED')).toBe(1);
     expect(rig.emu.alive).toBe(true);
   });
@@ -84,6 +91,8 @@ describe('vfio-user client: clients that go away', () => {
     expect(drv.read32('CONTROL')).toBe(0);
     // bring it up again and it works
     drv.bringUp();
-    expect(drv.dmaJob({ src: drv.client.addr(0), dst: drv.client.addr(4096), len: 64, op: 'copy' }).status).toBe(ENUMS.DMA_STATE.DONE);
+    expect(
+      drv.dmaJob({ src: drv.client.addr(0), dst: drv.client.addr(4096), len: 64, op: 'copy' }).status,
+    ).toBe(ENUMS.DMA_STATE.DONE);
   });
 });

@@ -12,16 +12,30 @@ import { startRig, type Rig } from './helpers.js';
 import { until } from '../../qemu/vm.js';
 
 let rig: Rig;
-beforeAll(async () => { rig = await startRig('sockets'); });
-afterAll(async () => { await rig?.stop(); });
+beforeAll(async () => {
+  rig = await startRig('sockets');
+});
+afterAll(async () => {
+  await rig?.stop();
+});
 
-function socketDriver(memBytes: number, opts: { mode?: 'hybrid' | 'poll' | 'kick'; irqWait?: boolean; ioeventfd?: boolean } = {}): SgiovSocketDriver {
+function socketDriver(
+  memBytes: number,
+  opts: { mode?: 'hybrid' | 'poll' | 'kick'; irqWait?: boolean; ioeventfd?: boolean } = {},
+): SgiovSocketDriver {
   rig.closeAll();
   const d = rig.driver({ memBytes });
-  return new SgiovSocketDriver(clientAccess(d.client, 1 << 20, { ioeventfd: opts.ioeventfd }), { d2hSlots: 65536, mode: opts.mode, timeoutMs: 20_000, irqWait: opts.irqWait, d2hVector: 3 });
+  return new SgiovSocketDriver(clientAccess(d.client, 1 << 20, { ioeventfd: opts.ioeventfd }), {
+    d2hSlots: 65536,
+    mode: opts.mode,
+    timeoutMs: 20_000,
+    irqWait: opts.irqWait,
+    d2hVector: 3,
+  });
 }
 
-const msg = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff);
+const msg = (n: number, seed: number): Uint8Array =>
+  Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff);
 
 describe('the data plane through vfio-user', () => {
   it('loops messages back and carries them between connected sockets', () => {
@@ -31,8 +45,22 @@ describe('the data plane through vfio-user', () => {
     s.connect(CONSTANTS.PORT_LOOPBACK);
     s.send(msg(100_000, 3));
     expect(Buffer.compare(s.recv(), msg(100_000, 3))).toBe(0);
-    const r = runStress(drv, { sockets: 16, messagesPerPair: 200, minSize: 1, maxSize: 8192, ringSize: 16384, seed: 7 });
-    expect(r).toMatchObject({ sent: 1600, received: 1600, lost: 0, duplicated: 0, reordered: 0, corrupted: 0 });
+    const r = runStress(drv, {
+      sockets: 16,
+      messagesPerPair: 200,
+      minSize: 1,
+      maxSize: 8192,
+      ringSize: 16384,
+      seed: 7,
+    });
+    expect(r).toMatchObject({
+      sent: 1600,
+      received: 1600,
+      lost: 0,
+      duplicated: 0,
+      reordered: 0,
+      corrupted: 0,
+    });
   });
 
   it('the H2D FIFO lives in the mapped shared-memory BAR: signals cost no trapped access in poll mode', () => {
@@ -42,9 +70,14 @@ describe('the data plane through vfio-user', () => {
     s.connect(CONSTANTS.PORT_LOOPBACK);
     const client = rig.clients[0]!;
     const before = client.stats.requests;
-    for (let i = 0; i < 200; i++) { s.send(msg(64, i)); expect(s.recv()[0]).toBe(msg(64, i)[0]); }
+    for (let i = 0; i < 200; i++) {
+      s.send(msg(64, i));
+      expect(s.recv()[0]).toBe(msg(64, i)[0]);
+    }
     expect(client.stats.requests - before).toBe(0); // 400 messages, no vfio-user message at all
-    expect(new DataView(drv.dev.shm.buffer, drv.dev.shm.byteOffset).getUint32(SHM.H2D_PROD, true)).toBeGreaterThan(400);
+    expect(
+      new DataView(drv.dev.shm.buffer, drv.dev.shm.byteOffset).getUint32(SHM.H2D_PROD, true),
+    ).toBeGreaterThan(400);
   });
 
   it('a driver that waits by interrupt (arm, look again, sleep) gets every message, with a predicate that takes what it finds', () => {
@@ -71,11 +104,25 @@ describe('the data plane through vfio-user', () => {
     const irqs = client.irqCount(3) - before;
     expect(irqs).toBeGreaterThan(0);
     expect(irqs).toBeLessThanOrEqual(300);
-    const r = runStress(drv, { sockets: 64, messagesPerPair: 100, minSize: 1, maxSize: 16384, ringSize: 16384, seed: 11 });
-    expect(r).toMatchObject({ sent: 3200, received: 3200, lost: 0, duplicated: 0, reordered: 0, corrupted: 0 });
+    const r = runStress(drv, {
+      sockets: 64,
+      messagesPerPair: 100,
+      minSize: 1,
+      maxSize: 16384,
+      ringSize: 16384,
+      seed: 11,
+    });
+    expect(r).toMatchObject({
+      sent: 3200,
+      received: 3200,
+      lost: 0,
+      duplicated: 0,
+      reordered: 0,
+      corrupted: 0,
+    });
   });
 
-  it('in kick mode the KICK doorbell goes through the emulator\'s ioeventfd: no vfio-user message per kick; without it, one each', () => {
+  it("in kick mode the KICK doorbell goes through the emulator's ioeventfd: no vfio-user message per kick; without it, one each", () => {
     rig.keepOnFailure();
     const client = () => rig.clients[0]!;
     const kicksAsMessages = (ioeventfd: boolean): number => {
@@ -88,7 +135,10 @@ describe('the data plane through vfio-user', () => {
       s.connect(CONSTANTS.PORT_LOOPBACK);
       const before = client().stats.requests;
       // The device sleeps in kick mode: each message moves only because a kick woke it.
-      for (let i = 0; i < 200; i++) { s.send(msg(64, i)); expect(s.recv()).toEqual(msg(64, i)); }
+      for (let i = 0; i < 200; i++) {
+        s.send(msg(64, i));
+        expect(s.recv()).toEqual(msg(64, i));
+      }
       return client().stats.requests - before;
     };
     expect(kicksAsMessages(true)).toBe(0);
@@ -98,8 +148,10 @@ describe('the data plane through vfio-user', () => {
   it('a bad signal fails one socket; the others keep working', async () => {
     rig.keepOnFailure();
     const drv = socketDriver(8 << 20);
-    const good = drv.socket({ txSize: 4096, rxSize: 4096 }); good.connect(CONSTANTS.PORT_LOOPBACK);
-    const bad = drv.socket({ txSize: 4096, rxSize: 4096 }); bad.connect(CONSTANTS.PORT_LOOPBACK);
+    const good = drv.socket({ txSize: 4096, rxSize: 4096 });
+    good.connect(CONSTANTS.PORT_LOOPBACK);
+    const bad = drv.socket({ txSize: 4096, rxSize: 4096 });
+    bad.connect(CONSTANTS.PORT_LOOPBACK);
     drv.signal(ENUMS.SIG_H2D.TX_TAIL, bad.sid * 2, 1 << 20); // a tail far beyond the ring
     drv.waitUntil(() => bad.error !== null, 'SOCK_ERROR');
     expect(bad.error).toBe('BAD_TAIL');
@@ -113,8 +165,22 @@ describe('the data plane through vfio-user', () => {
     rig.keepOnFailure();
     const ring = 4096;
     const drv = socketDriver(65536 * 2 * ring + (16 << 20));
-    const r = runStress(drv, { sockets: 65536, messagesPerPair: 2, minSize: 1, maxSize: ring, ringSize: ring, seed: 65536 });
+    const r = runStress(drv, {
+      sockets: 65536,
+      messagesPerPair: 2,
+      minSize: 1,
+      maxSize: ring,
+      ringSize: ring,
+      seed: 65536,
+    });
     expect(r.pairs).toBe(32768);
-    expect(r).toMatchObject({ sent: 65536, received: 65536, lost: 0, duplicated: 0, reordered: 0, corrupted: 0 });
+    expect(r).toMatchObject({
+      sent: 65536,
+      received: 65536,
+      lost: 0,
+      duplicated: 0,
+      reordered: 0,
+      corrupted: 0,
+    });
   }, 300_000);
 });

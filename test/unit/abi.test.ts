@@ -19,7 +19,8 @@ describe('ABI', () => {
 
   it('the header defines every register, doorbell and error code', () => {
     const h = generateHeader();
-    for (const r of REGISTERS) expect(h).toMatch(new RegExp(`#define SGIOV_REG_${r.name}\\s+0x0*${r.offset.toString(16)}\\b`));
+    for (const r of REGISTERS)
+      expect(h).toMatch(new RegExp(`#define SGIOV_REG_${r.name}\\s+0x0*${r.offset.toString(16)}\\b`));
     expect(h).toMatch(/#define SGIOV_DOORBELL_DMA\s+0x1000/);
     expect(h).toMatch(/#define SGIOV_ERR_DMA_UNMAPPED\s+1/);
   });
@@ -31,7 +32,8 @@ describe('ABI', () => {
       expect(r.offset % r.width, r.name).toBe(0);
       expect(r.offset + r.width, r.name).toBeLessThanOrEqual(DOORBELLS.BASE);
       const next = sorted[i + 1];
-      if (next) expect(r.offset + r.width, `${r.name} overlaps ${next.name}`).toBeLessThanOrEqual(next.offset);
+      if (next)
+        expect(r.offset + r.width, `${r.name} overlaps ${next.name}`).toBeLessThanOrEqual(next.offset);
     }
     expect(new Set(REGISTERS.map((r) => r.name)).size).toBe(REGISTERS.length);
     expect(DOORBELLS.BASE + DOORBELLS.SIZE).toBeLessThanOrEqual(BARS.REGS_BAR_SIZE);

@@ -7,7 +7,8 @@ import { busAccess, enabledDevice } from '../../emulator/testing/bus-access.js';
 
 const key = Uint8Array.from({ length: 32 }, (_, i) => i * 7 + 1);
 const keys = { aesKey: key, vni: 0x123456 };
-const msg = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 29 + seed) & 0xff);
+const msg = (n: number, seed: number): Uint8Array =>
+  Uint8Array.from({ length: n }, (_, i) => (i * 29 + seed) & 0xff);
 
 /** Decrypts IV | ciphertext | tag with node:crypto directly, independent of the engine. */
 function openSealed(k: Uint8Array, sealed: Uint8Array): Buffer {
@@ -55,10 +56,16 @@ describe('engines', () => {
   });
 
   it('decodes chains and refuses unknown stages or a look-aside in a chain', () => {
-    expect(decodeChain(chainCode('ENCRYPT', 'DECRYPT'), keys)).toMatchObject({ stages: [1, 2], lookAside: false });
+    expect(decodeChain(chainCode('ENCRYPT', 'DECRYPT'), keys)).toMatchObject({
+      stages: [1, 2],
+      lookAside: false,
+    });
     expect(decodeChain(0x08, keys)).toMatch(/unknown stage/);
-    expect(decodeChain(chainCode("FULL_COPY", "FULL_COPY"), keys)).toMatch(/twice/);
-    expect(decodeChain(chainCode("FULL_COPY", "ENCRYPT"), keys)).toMatchObject({ fullCopy: true, stages: [7, 1] });
+    expect(decodeChain(chainCode('FULL_COPY', 'FULL_COPY'), keys)).toMatch(/twice/);
+    expect(decodeChain(chainCode('FULL_COPY', 'ENCRYPT'), keys)).toMatchObject({
+      fullCopy: true,
+      stages: [7, 1],
+    });
     expect(decodeChain(chainCode('LOOKASIDE_CRC32C', 'ENCRYPT'), keys)).toMatch(/alone/);
     expect(decodeChain(0x0100, keys)).toMatch(/empty/);
   });
@@ -68,7 +75,11 @@ describe('executors on the data plane', () => {
   function rig() {
     const { bus, dev } = enabledDevice(32 << 20);
     const a = busAccess(bus, dev);
-    for (let i = 0; i < 4; i++) a.writeReg(i === 0 ? 'CRYPTO_KEY' : `CRYPTO_KEY${i}`, new DataView(key.buffer).getBigUint64(i * 8, true));
+    for (let i = 0; i < 4; i++)
+      a.writeReg(
+        i === 0 ? 'CRYPTO_KEY' : `CRYPTO_KEY${i}`,
+        new DataView(key.buffer).getBigUint64(i * 8, true),
+      );
     a.writeReg('ENCAP_VNI', keys.vni);
     const drv = new SgiovSocketDriver(a, { d2hSlots: 4096, timeoutMs: 2000 });
     return { bus, dev, drv, a };
@@ -97,10 +108,19 @@ describe('executors on the data plane', () => {
 
   it('I: encrypt then decrypt between two sockets delivers the plaintext, including messages that wrap', () => {
     const { drv } = rig();
-    const l = drv.socket({ txSize: 4096, rxSize: 4096 }); l.listen(443);
-    const [c, srv] = drv.connectPair(l, { txSize: 16384, rxSize: 16384, chain: chainCode('ENCRYPT', 'DECRYPT') });
-    for (let i = 0; i < 20; i++) { c.send(msg(3000 + i * 100, i)); expect(srv.recv()).toEqual(msg(3000 + i * 100, i)); }
-    srv.send(msg(10, 9)); expect(c.recv()).toEqual(msg(10, 9)); // both directions run the chain
+    const l = drv.socket({ txSize: 4096, rxSize: 4096 });
+    l.listen(443);
+    const [c, srv] = drv.connectPair(l, {
+      txSize: 16384,
+      rxSize: 16384,
+      chain: chainCode('ENCRYPT', 'DECRYPT'),
+    });
+    for (let i = 0; i < 20; i++) {
+      c.send(msg(3000 + i * 100, i));
+      expect(srv.recv()).toEqual(msg(3000 + i * 100, i));
+    }
+    srv.send(msg(10, 9));
+    expect(c.recv()).toEqual(msg(10, 9)); // both directions run the chain
   });
 
   it('a decrypt that fails authentication is an error the receiver sees; the next message still arrives', () => {
@@ -123,7 +143,11 @@ describe('executors on the data plane', () => {
     s.send(seal(key, msg(70, 3)));
     expect(Buffer.from(s.recv())).toEqual(Buffer.from(msg(50, 1)));
     let err: SgiovError | null = null;
-    try { s.recv(); } catch (e) { err = e as SgiovError; }
+    try {
+      s.recv();
+    } catch (e) {
+      err = e as SgiovError;
+    }
     expect(err?.errno).toBe('EBADMSG');
     expect(err?.code).toBe(ENUMS.SERR.AUTH_FAILED);
     expect(Buffer.from(s.recv())).toEqual(Buffer.from(msg(70, 3)));
@@ -140,7 +164,11 @@ describe('executors on the data plane', () => {
     expect(d.recv()).toEqual(msg(100, 1));
     d.send(msg(100, 2));
     let err: SgiovError | null = null;
-    try { d.recv(); } catch (x) { err = x as SgiovError; }
+    try {
+      d.recv();
+    } catch (x) {
+      err = x as SgiovError;
+    }
     expect(err?.code).toBe(ENUMS.SERR.BAD_ENCAP);
   });
 
@@ -163,10 +191,20 @@ describe('executors on the data plane', () => {
 
   it('refuses a bad chain and a look-aside with a peer (EINVAL), and a chain whose output outgrows the peer ring (MSG_TOO_LARGE)', () => {
     const { drv } = rig();
-    const errno = (f: () => unknown): string => { try { f(); return 'ok'; } catch (e) { return (e as SgiovError).errno; } };
+    const errno = (f: () => unknown): string => {
+      try {
+        f();
+        return 'ok';
+      } catch (e) {
+        return (e as SgiovError).errno;
+      }
+    };
     expect(errno(() => drv.socket({ txSize: 4096, rxSize: 4096 }).connect(0, 0x09))).toBe('EINVAL');
-    const l = drv.socket({ txSize: 4096, rxSize: 4096 }); l.listen(80);
-    expect(errno(() => drv.socket({ txSize: 4096, rxSize: 4096 }).connect(80, chainCode('LOOKASIDE_CRC32C')))).toBe('EINVAL');
+    const l = drv.socket({ txSize: 4096, rxSize: 4096 });
+    l.listen(80);
+    expect(
+      errno(() => drv.socket({ txSize: 4096, rxSize: 4096 }).connect(80, chainCode('LOOKASIDE_CRC32C'))),
+    ).toBe('EINVAL');
     const s = loop(drv, chainCode('ENCRYPT'), 4096);
     s.trySend(msg(4090, 1)); // 4118 bytes after encryption: never fits the 4 KiB rx ring
     drv.waitUntil(() => s.error !== null, 'SOCK_ERROR');

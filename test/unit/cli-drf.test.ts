@@ -11,18 +11,40 @@ import { repoRoot } from '../../emulator/util/paths.js';
 
 const root = repoRoot();
 const cli = join(root, 'dist', 'emulator', 'cli.js');
-const sgiov = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
-const WORKED = ['drf', '--resource', 'rdma=100', '--resource', 'crypto=60', '--tenant', 'A=rdma,crypto', '--tenant', 'B=rdma'];
+const sgiov = (...args: string[]) =>
+  spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
+const WORKED = [
+  'drf',
+  '--resource',
+  'rdma=100',
+  '--resource',
+  'crypto=60',
+  '--tenant',
+  'A=rdma,crypto',
+  '--tenant',
+  'B=rdma',
+];
 
 beforeAll(() => {
-  const stale = (ts: string, js: string): boolean => !existsSync(join(root, js)) || statSync(join(root, js)).mtimeMs < statSync(join(root, ts)).mtimeMs;
-  const pairs = ['cli', 'sched/cli-drf', 'sched/drf', 'sched/scheduler', 'sched/sim'].map((f) => [`emulator/${f}.ts`, `dist/emulator/${f}.js`] as const);
-  if (pairs.some(([ts, js]) => stale(ts, js))) execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+  const stale = (ts: string, js: string): boolean =>
+    !existsSync(join(root, js)) || statSync(join(root, js)).mtimeMs < statSync(join(root, ts)).mtimeMs;
+  const pairs = ['cli', 'sched/cli-drf', 'sched/drf', 'sched/scheduler', 'sched/sim'].map(
+    (f) => [`emulator/${f}.ts`, `dist/emulator/${f}.js`] as const,
+  );
+  if (pairs.some(([ts, js]) => stale(ts, js)))
+    execFileSync(
+      process.execPath,
+      [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')],
+      { stdio: 'inherit' },
+    );
 }, 120_000);
 
 function within2(measured: Record<string, number>, expected: Record<string, number>): void {
   expect(Object.keys(measured).sort()).toEqual(Object.keys(expected).sort());
-  for (const [k, e] of Object.entries(expected)) expect(Math.abs(measured[k]! - e), `${k}: ${measured[k]} vs ${e}`).toBeLessThanOrEqual(Math.max(0.02 * e, 0.01));
+  for (const [k, e] of Object.entries(expected))
+    expect(Math.abs(measured[k]! - e), `${k}: ${measured[k]} vs ${e}`).toBeLessThanOrEqual(
+      Math.max(0.02 * e, 0.01),
+    );
 }
 
 function json(args: string[]): { allocation: Record<string, number>; measured?: Record<string, number> } {
@@ -56,8 +78,29 @@ describe('sgiov drf', () => {
   });
 
   it('drf within 2% when several bottlenecks bind in turn, with weights and a cap', () => {
-    const out = json(['drf', '--resource', 'X=10', '--resource', 'Y=100', '--resource', 'Z=40',
-      '--tenant', 'a=X', '--tenant', 'b=Y,X', '--tenant', 'c=Y', '--tenant', 'd=Z,Y', '--weight', 'c=3', '--cap', 'd=12', '--simulate', '1']);
+    const out = json([
+      'drf',
+      '--resource',
+      'X=10',
+      '--resource',
+      'Y=100',
+      '--resource',
+      'Z=40',
+      '--tenant',
+      'a=X',
+      '--tenant',
+      'b=Y,X',
+      '--tenant',
+      'c=Y',
+      '--tenant',
+      'd=Z,Y',
+      '--weight',
+      'c=3',
+      '--cap',
+      'd=12',
+      '--simulate',
+      '1',
+    ]);
     // Y saturates first (b, c, d freeze at level 2/7), then a takes the rest of X.
     expect(out.allocation.b).toBeCloseTo(20 / 7, 12);
     expect(out.allocation.a).toBeCloseTo(50 / 7, 12);
@@ -85,14 +128,49 @@ describe('sgiov drf', () => {
     const r = sgiov(...WORKED, '--cap', 'B=40');
     expect(r.status).toBe(0);
     const lines = r.stdout.split('\n');
-    expect(lines.find((l) => l.startsWith('tenant'))!.split(/\s+/)).toEqual(['tenant', 'resources', 'weight', 'cap', 'allocated', 'bottleneck']);
-    expect(lines.find((l) => l.startsWith('A '))!.split(/\s+/)).toEqual(['A', 'rdma,crypto', '1', '-', '60.000', 'rdma']);
-    expect(lines.find((l) => l.startsWith('B '))!.split(/\s+/)).toEqual(['B', 'rdma', '1', '40', '40.000', 'cap']);
-    expect(lines.find((l) => l.startsWith('crypto'))!.split(/\s+/)).toEqual(['crypto', '60', '60.000', 'yes']);
+    expect(lines.find((l) => l.startsWith('tenant'))!.split(/\s+/)).toEqual([
+      'tenant',
+      'resources',
+      'weight',
+      'cap',
+      'allocated',
+      'bottleneck',
+    ]);
+    expect(lines.find((l) => l.startsWith('A '))!.split(/\s+/)).toEqual([
+      'A',
+      'rdma,crypto',
+      '1',
+      '-',
+      '60.000',
+      'rdma',
+    ]);
+    expect(lines.find((l) => l.startsWith('B '))!.split(/\s+/)).toEqual([
+      'B',
+      'rdma',
+      '1',
+      '40',
+      '40.000',
+      'cap',
+    ]);
+    expect(lines.find((l) => l.startsWith('crypto'))!.split(/\s+/)).toEqual([
+      'crypto',
+      '60',
+      '60.000',
+      'yes',
+    ]);
     const s = sgiov(...WORKED, '--simulate', '2');
     expect(s.status).toBe(0);
     const sl = s.stdout.split('\n');
-    expect(sl.find((l) => l.startsWith('tenant'))!.split(/\s+/)).toEqual(['tenant', 'resources', 'weight', 'cap', 'allocated', 'bottleneck', 'measured', 'diff']);
+    expect(sl.find((l) => l.startsWith('tenant'))!.split(/\s+/)).toEqual([
+      'tenant',
+      'resources',
+      'weight',
+      'cap',
+      'allocated',
+      'bottleneck',
+      'measured',
+      'diff',
+    ]);
     const a = sl.find((l) => l.startsWith('A '))!.split(/\s+/);
     expect(a.slice(0, 6)).toEqual(['A', 'rdma,crypto', '1', '-', '37.500', 'rdma']);
     expect(Math.abs(Number(a[6]) - 37.5)).toBeLessThan(0.75);
@@ -108,7 +186,10 @@ describe('sgiov drf', () => {
     [['--weight', 'A=-2'], /--weight A=-2: weight must be > 0/],
     [['--weight', 'Q=2'], /--weight Q=2: unknown tenant 'Q'/],
     [['--weight', 'A=2', '--weight', 'A=3'], /--weight A=3: tenant 'A' given twice/],
-    [['--cap', 'B=140'], /--cap B=140: 140 Gbps is above the capacity of B's smallest resource 'rdma' \(100 Gbps\)/],
+    [
+      ['--cap', 'B=140'],
+      /--cap B=140: 140 Gbps is above the capacity of B's smallest resource 'rdma' \(100 Gbps\)/,
+    ],
     [['--cap', 'A=61'], /--cap A=61: .*'crypto' \(60 Gbps\)/],
     [['--cap', 'B'], /--cap B: expected NAME=GBPS \(no '='\)/],
     [['--resource', 'dma'], /--resource dma: expected NAME=GBPS/],
@@ -137,6 +218,18 @@ describe('sgiov drf', () => {
 
   it('is in the help', () => {
     const r = sgiov('--help');
-    for (const opt of ['sgiov drf', '--resource', '--tenant', '--weight', '--cap', '--priority', '--simulate', '--scheduler', '--vfs', '--json']) expect(r.stdout).toContain(opt);
+    for (const opt of [
+      'sgiov drf',
+      '--resource',
+      '--tenant',
+      '--weight',
+      '--cap',
+      '--priority',
+      '--simulate',
+      '--scheduler',
+      '--vfs',
+      '--json',
+    ])
+      expect(r.stdout).toContain(opt);
   });
 });

@@ -6,13 +6,24 @@ import { EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
 import { repoRoot } from '../../emulator/util/paths.js';
 
 const cli = join(repoRoot(), 'dist', 'emulator', 'cli.js');
-const sgiov = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 10_000 });
+const sgiov = (...args: string[]) =>
+  spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 10_000 });
 
 describe('sgiov CLI', () => {
   it('prints help naming every serve option', () => {
     const r = sgiov('--help');
     expect(r.status).toBe(0);
-    for (const opt of ['--socket', '--vendor-id', '--device-id', '--subsys-vendor-id', '--subsys-id', '--msix-vectors', '--max-sockets', '--log-level']) expect(r.stdout).toContain(opt);
+    for (const opt of [
+      '--socket',
+      '--vendor-id',
+      '--device-id',
+      '--subsys-vendor-id',
+      '--subsys-id',
+      '--msix-vectors',
+      '--max-sockets',
+      '--log-level',
+    ])
+      expect(r.stdout).toContain(opt);
   });
 
   it.each([
@@ -31,12 +42,18 @@ describe('sgiov CLI', () => {
 
   it('serves with custom ids, stops on SIGTERM with exit 0 and removes its socket', async () => {
     const dir = new RunDir();
-    const emu = new EmulatorProcess({ socketPath: dir.file('s.sock'), logPath: dir.file('e.log'), extraArgs: ['--vendor-id', '0x1af4', '--device-id', '0x10ff'] });
+    const emu = new EmulatorProcess({
+      socketPath: dir.file('s.sock'),
+      logPath: dir.file('e.log'),
+      extraArgs: ['--vendor-id', '0x1af4', '--device-id', '0x10ff'],
+    });
     try {
       await emu.ready();
       expect(existsSync(dir.file('s.sock'))).toBe(true);
       await until(() => emu.log.includes('listening for a vfio-user client'), 5000);
-      expect(emu.records().find((r) => r.msg === 'listening for a vfio-user client')).toMatchObject({ ids: { vendorId: 0x1af4, deviceId: 0x10ff } });
+      expect(emu.records().find((r) => r.msg === 'listening for a vfio-user client')).toMatchObject({
+        ids: { vendorId: 0x1af4, deviceId: 0x10ff },
+      });
       await emu.stop();
       expect(emu.proc.exitCode).toBe(0);
       expect(existsSync(dir.file('s.sock'))).toBe(false);

@@ -1,11 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { CONSTANTS, ENUMS, reg, SHM } from '../../emulator/abi/abi.js';
-import { chainCode, SgiovSocketDriver, SgiovError, type SgiovSocket } from '../../emulator/client/sockets.js';
+import {
+  chainCode,
+  SgiovSocketDriver,
+  type SgiovError,
+  type SgiovSocket,
+} from '../../emulator/client/sockets.js';
 import { busAccess, enabledDevice } from '../../emulator/testing/bus-access.js';
 
-function rig(opts: { memBytes?: number; maxSockets?: number; mode?: 'hybrid' | 'poll' | 'kick'; d2hSlots?: number } = {}) {
+function rig(
+  opts: { memBytes?: number; maxSockets?: number; mode?: 'hybrid' | 'poll' | 'kick'; d2hSlots?: number } = {},
+) {
   const { bus, dev } = enabledDevice(opts.memBytes, opts.maxSockets);
-  const drv = new SgiovSocketDriver(busAccess(bus, dev), { mode: opts.mode, d2hSlots: opts.d2hSlots ?? 4096, timeoutMs: 2000 });
+  const drv = new SgiovSocketDriver(busAccess(bus, dev), {
+    mode: opts.mode,
+    d2hSlots: opts.d2hSlots ?? 4096,
+    timeoutMs: 2000,
+  });
   return { bus, dev, drv };
 }
 
@@ -16,7 +27,8 @@ function pair(drv: SgiovSocketDriver, port = 7000, size = 4096): [SgiovSocket, S
   return [l, c, a];
 }
 
-const msg = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) & 0xff);
+const msg = (n: number, seed: number): Uint8Array =>
+  Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) & 0xff);
 
 describe('data plane: start and configuration', () => {
   it('refuses to start with a bad configuration and names the register', () => {
@@ -74,10 +86,13 @@ describe('data plane: sockets and warp pipes', () => {
   it('delivers messages that wrap both rings, and lets the receiver read one in parts', () => {
     const { drv } = rig();
     const [, c, a] = pair(drv, 7001, 4096);
-    c.send(msg(3000, 1)); expect(a.recv()).toEqual(msg(3000, 1)); // both rings now at 3000
+    c.send(msg(3000, 1));
+    expect(a.recv()).toEqual(msg(3000, 1)); // both rings now at 3000
     c.send(msg(4096, 2)); // a full-ring message that wraps both
     drv.waitUntil(() => a.available() > 0, 'delivery');
-    const p1 = a.tryRecv(1000)!; const p2 = a.tryRecv(1000)!; const p3 = a.tryRecv()!;
+    const p1 = a.tryRecv(1000)!;
+    const p2 = a.tryRecv(1000)!;
+    const p3 = a.tryRecv()!;
     expect(Uint8Array.from([...p1, ...p2, ...p3])).toEqual(msg(4096, 2));
   });
 
@@ -85,7 +100,12 @@ describe('data plane: sockets and warp pipes', () => {
     const { drv } = rig();
     const [, c, a] = pair(drv, 7002, 4096);
     let sent = 0;
-    while (c.trySend(msg(1024, sent))) { sent++; drv.dev.wait(); drv.process(); if (sent > 100) break; }
+    while (c.trySend(msg(1024, sent))) {
+      sent++;
+      drv.dev.wait();
+      drv.process();
+      if (sent > 100) break;
+    }
     expect(sent).toBeGreaterThanOrEqual(4); // the receiver's ring filled, then the sender's
     expect(sent).toBeLessThanOrEqual(8);
     expect(c.trySend(msg(1024, 999))).toBe(false); // EAGAIN
@@ -101,7 +121,14 @@ describe('data plane: sockets and warp pipes', () => {
     const [fc, fa] = drv.connectPair(l, { txSize: 4096, rxSize: 4096, chain: chainCode('FULL_COPY') });
     const fill = (c: SgiovSocket): number => {
       let n = 0;
-      while (c.trySend(msg(1024, n))) { n++; for (let i = 0; i < 4; i++) { drv.dev.wait(); drv.process(); } if (n > 64) break; }
+      while (c.trySend(msg(1024, n))) {
+        n++;
+        for (let i = 0; i < 4; i++) {
+          drv.dev.wait();
+          drv.process();
+        }
+        if (n > 64) break;
+      }
       return n;
     };
     // Z: the receiver's ring (4 KiB) fills, then the sender's: 8 messages, then EAGAIN.
@@ -122,16 +149,31 @@ describe('data plane: sockets and warp pipes', () => {
     l.listen(7011);
     const [c, a] = drv.connectPair(l, { txSize: 4096, rxSize: 4096, chain: chainCode('FULL_COPY') });
     let n = 0;
-    while (c.trySend(msg(1024, n))) { n++; for (let i = 0; i < 4; i++) { drv.dev.wait(); drv.process(); } if (n > 64) break; }
+    while (c.trySend(msg(1024, n))) {
+      n++;
+      for (let i = 0; i < 4; i++) {
+        drv.dev.wait();
+        drv.process();
+      }
+      if (n > 64) break;
+    }
     expect(n).toBe(16); // 4 KiB in the sink, 8 KiB staged, 4 KiB in the sender's ring
     expect(dev.dp.stagingUsed).toBe(8192);
     for (let i = 0; i < 16; i++) expect(a.recv()).toEqual(msg(1024, i));
     // A message larger than all staging memory moves as Z does.
-    const [c2, a2] = drv.connectPair(l, { txSize: 16384, rxSize: 16384, chain: chainCode('FULL_COPY', 'ENCRYPT', 'DECRYPT') });
+    const [c2, a2] = drv.connectPair(l, {
+      txSize: 16384,
+      rxSize: 16384,
+      chain: chainCode('FULL_COPY', 'ENCRYPT', 'DECRYPT'),
+    });
     c2.send(msg(12000, 5));
     expect(a2.recv()).toEqual(msg(12000, 5));
     // Staged messages of a socket whose peer goes away are freed, and the sender is told.
-    c.send(msg(1024, 1)); c.send(msg(1024, 2)); c.send(msg(1024, 3)); c.send(msg(1024, 4)); c.send(msg(1024, 5));
+    c.send(msg(1024, 1));
+    c.send(msg(1024, 2));
+    c.send(msg(1024, 3));
+    c.send(msg(1024, 4));
+    c.send(msg(1024, 5));
     drv.waitUntil(() => dev.dp.stagingUsed > 0, 'staging');
     a.close();
     drv.waitUntil(() => dev.dp.stagingUsed === 0, 'staging freed');
@@ -141,7 +183,8 @@ describe('data plane: sockets and warp pipes', () => {
   it('delivers what was sent before close, then reports the peer closed', () => {
     const { drv } = rig();
     const [, c, a] = pair(drv, 7003);
-    c.send(msg(100, 1)); c.send(msg(200, 2));
+    c.send(msg(100, 1));
+    c.send(msg(200, 2));
     c.close();
     expect(a.recv()).toEqual(msg(100, 1));
     expect(a.recv()).toEqual(msg(200, 2));
@@ -152,17 +195,75 @@ describe('data plane: sockets and warp pipes', () => {
 
   it('answers bad commands with errnos', () => {
     const { drv } = rig({ memBytes: 8 << 20 });
-    const errno = (f: () => unknown): string => { try { f(); return 'ok'; } catch (e) { return (e as SgiovError).errno; } };
+    const errno = (f: () => unknown): string => {
+      try {
+        f();
+        return 'ok';
+      } catch (e) {
+        return (e as SgiovError).errno;
+      }
+    };
     expect(errno(() => drv.socket({ txSize: 4096 }).connect(4242))).toBe('ECONNREFUSED');
-    const l = drv.socket({ txSize: 4096, rxSize: 4096 }); l.listen(80);
+    const l = drv.socket({ txSize: 4096, rxSize: 4096 });
+    l.listen(80);
     expect(errno(() => drv.socket({ txSize: 4096, rxSize: 4096 }).listen(80))).toBe('EADDRINUSE');
     expect(errno(() => drv.socket({ txSize: 3000 }))).toBe('EINVAL');
-    expect(errno(() => drv.command(ENUMS.CMD_OP.CREATE, { sid: 5003, txAddr: drv.addr(0), rxAddr: drv.addr(0x400000), txSize: 1 << 29, rxSize: 4096 }))).toBe('EINVAL');
+    expect(
+      errno(() =>
+        drv.command(ENUMS.CMD_OP.CREATE, {
+          sid: 5003,
+          txAddr: drv.addr(0),
+          rxAddr: drv.addr(0x400000),
+          txSize: 1 << 29,
+          rxSize: 4096,
+        }),
+      ),
+    ).toBe('EINVAL');
     expect(errno(() => l.accept())).toBe('EAGAIN');
-    expect(errno(() => drv.command(ENUMS.CMD_OP.CREATE, { sid: l.sid, txAddr: drv.addr(0x100000), rxAddr: drv.addr(0x200000), txSize: 4096, rxSize: 4096 }))).toBe('EEXIST');
-    expect(errno(() => drv.command(ENUMS.CMD_OP.CREATE, { sid: 5000, txAddr: 0x7f00_0000_0000n, rxAddr: drv.addr(0x200000), txSize: 4096, rxSize: 4096 }))).toBe('EFAULT');
-    expect(errno(() => drv.command(ENUMS.CMD_OP.CREATE, { sid: 5001, txAddr: drv.addr(l.txOff), rxAddr: drv.addr(0x300000), txSize: 4096, rxSize: 4096 }))).toBe('EBUSY');
-    expect(errno(() => drv.command(ENUMS.CMD_OP.CREATE, { sid: 5002, txAddr: drv.addr(0x400000), rxAddr: drv.addr(0x400000), txSize: 4096, rxSize: 4096 }))).toBe('EBUSY');
+    expect(
+      errno(() =>
+        drv.command(ENUMS.CMD_OP.CREATE, {
+          sid: l.sid,
+          txAddr: drv.addr(0x100000),
+          rxAddr: drv.addr(0x200000),
+          txSize: 4096,
+          rxSize: 4096,
+        }),
+      ),
+    ).toBe('EEXIST');
+    expect(
+      errno(() =>
+        drv.command(ENUMS.CMD_OP.CREATE, {
+          sid: 5000,
+          txAddr: 0x7f00_0000_0000n,
+          rxAddr: drv.addr(0x200000),
+          txSize: 4096,
+          rxSize: 4096,
+        }),
+      ),
+    ).toBe('EFAULT');
+    expect(
+      errno(() =>
+        drv.command(ENUMS.CMD_OP.CREATE, {
+          sid: 5001,
+          txAddr: drv.addr(l.txOff),
+          rxAddr: drv.addr(0x300000),
+          txSize: 4096,
+          rxSize: 4096,
+        }),
+      ),
+    ).toBe('EBUSY');
+    expect(
+      errno(() =>
+        drv.command(ENUMS.CMD_OP.CREATE, {
+          sid: 5002,
+          txAddr: drv.addr(0x400000),
+          rxAddr: drv.addr(0x400000),
+          txSize: 4096,
+          rxSize: 4096,
+        }),
+      ),
+    ).toBe('EBUSY');
     expect(errno(() => drv.command(ENUMS.CMD_OP.CLOSE, { sid: 4000 }))).toBe('ENOENT');
     expect(errno(() => drv.command(9, { sid: 1 }))).toBe('EINVAL');
   });
@@ -174,10 +275,14 @@ describe('data plane: bad signals fail one socket, the rest keep working', () =>
     const [, c, a] = pair(r.drv, 7100);
     const victim = r.drv.socket({ txSize: 4096, rxSize: 4096 });
     victim.connect(CONSTANTS.PORT_LOOPBACK);
-    const bystanderWorks = (): void => { c.send(msg(64, 5)); expect(a.recv()).toEqual(msg(64, 5)); };
+    const bystanderWorks = (): void => {
+      c.send(msg(64, 5));
+      expect(a.recv()).toEqual(msg(64, 5));
+    };
     return { ...r, victim, bystanderWorks };
   }
-  const sig = (type: number, id: number, value: number): bigint => (BigInt(type) << 56n) | (BigInt(id) << 32n) | BigInt(value);
+  const sig = (type: number, id: number, value: number): bigint =>
+    (BigInt(type) << 56n) | (BigInt(id) << 32n) | BigInt(value);
 
   it('a signal for a ring that does not exist: DEV_ERROR naming it', () => {
     const { drv, bystanderWorks } = withBystander();
@@ -213,7 +318,8 @@ describe('data plane: bad signals fail one socket, the rest keep working', () =>
 
   it('a message larger than the peer ring: MSG_TOO_LARGE for the sender', () => {
     const { drv, bystanderWorks } = withBystander();
-    const l = drv.socket({ txSize: 4096, rxSize: 4096 }); l.listen(7200);
+    const l = drv.socket({ txSize: 4096, rxSize: 4096 });
+    l.listen(7200);
     const big = drv.socket({ txSize: 16384, rxSize: 4096 });
     drv.connectPair(l, { client: big, txSize: 4096, rxSize: 4096 });
     big.trySend(msg(8192, 1));
@@ -228,17 +334,24 @@ describe('data plane: Cross-FIFO signalling', () => {
     const { bus, drv, dev } = rig();
     const a = drv.dev;
     a.writeReg('DP_CONTROL', 0); // reconfigure: vector 3, one interrupt per 4 signals
-    const drv2 = (() => { a.writeReg('D2H_VECTOR', 3); a.writeReg('IRQ_MOD_COUNT', 4); return new SgiovSocketDriver(a, { d2hSlots: 1024 }); })();
+    const drv2 = (() => {
+      a.writeReg('D2H_VECTOR', 3);
+      a.writeReg('IRQ_MOD_COUNT', 4);
+      return new SgiovSocketDriver(a, { d2hSlots: 1024 });
+    })();
     const s = drv2.socket({ txSize: 4096, rxSize: 4096 });
     s.connect(CONSTANTS.PORT_LOOPBACK);
     bus.interrupts.length = 0;
-    s.send(msg(10, 1)); s.recv(); // not armed: polled mode, no interrupt
+    s.send(msg(10, 1));
+    s.recv(); // not armed: polled mode, no interrupt
     expect(bus.interrupts).toEqual([]);
     new DataView(bus.shm.buffer).setUint32(SHM.D2H_ARM, 1, true);
     s.send(msg(10, 2)); // two D2H signals: below the moderation count
     drv2.waitUntil(() => s.available() > 0, 'delivery');
     expect(bus.interrupts).toEqual([]);
-    s.recv(); s.send(msg(10, 3)); drv2.waitUntil(() => s.available() > 0, 'delivery');
+    s.recv();
+    s.send(msg(10, 3));
+    drv2.waitUntil(() => s.available() > 0, 'delivery');
     expect(bus.interrupts).toEqual([3]); // 4 pending: one interrupt, and ARM cleared
     expect(new DataView(bus.shm.buffer).getUint32(SHM.D2H_ARM, true)).toBe(0);
     expect(dev.dp.counters.interrupts).toBe(1);
@@ -280,7 +393,11 @@ describe('data plane: scale', () => {
   it('holds 4096 sockets with small per-socket state and moves a message on each', () => {
     const { drv, dev } = rig({ memBytes: 4096 * 8192 + (8 << 20) });
     const socks: SgiovSocket[] = [];
-    for (let i = 0; i < 4096; i++) { const s = drv.socket({ txSize: 4096, rxSize: 4096 }); s.connect(CONSTANTS.PORT_LOOPBACK); socks.push(s); }
+    for (let i = 0; i < 4096; i++) {
+      const s = drv.socket({ txSize: 4096, rxSize: 4096 });
+      s.connect(CONSTANTS.PORT_LOOPBACK);
+      socks.push(s);
+    }
     expect(drv.dev.readReg('SOCKETS_OPEN')).toBe(4096n);
     for (const s of socks) s.trySend(msg(32, s.sid));
     for (const s of socks) expect(s.recv()).toEqual(msg(32, s.sid));
@@ -295,9 +412,15 @@ describe('signal queue', () => {
     let pushed = 0;
     let popped = 0;
     for (let round = 0; round < 50; round++) {
-      for (let i = 0; i < 1500 + round * 37; i++) { q.push(pushed >>> 0, (pushed * 7) >>> 0); pushed++; }
+      for (let i = 0; i < 1500 + round * 37; i++) {
+        q.push(pushed >>> 0, (pushed * 7) >>> 0);
+        pushed++;
+      }
       const take = Math.min(q.length, 1400 + round * 11);
-      for (let i = 0; i < take; i++) { expect(q.hi(i)).toBe(popped + i); expect(q.lo(i)).toBe(((popped + i) * 7) >>> 0); }
+      for (let i = 0; i < take; i++) {
+        expect(q.hi(i)).toBe(popped + i);
+        expect(q.lo(i)).toBe(((popped + i) * 7) >>> 0);
+      }
       q.drop(take);
       popped += take;
       expect(q.length).toBe(pushed - popped);
@@ -309,7 +432,9 @@ describe('data plane: moderation by age and logging once', () => {
   it('raises one interrupt when the oldest pending signal reaches IRQ_MOD_USECS', () => {
     const { bus, dev } = enabledDevice();
     const a = busAccess(bus, dev);
-    a.writeReg('D2H_VECTOR', 5); a.writeReg('IRQ_MOD_COUNT', 1000); a.writeReg('IRQ_MOD_USECS', 50);
+    a.writeReg('D2H_VECTOR', 5);
+    a.writeReg('IRQ_MOD_COUNT', 1000);
+    a.writeReg('IRQ_MOD_USECS', 50);
     const drv = new SgiovSocketDriver(a, { d2hSlots: 1024 });
     const s = drv.socket({ txSize: 4096, rxSize: 4096 });
     s.connect(CONSTANTS.PORT_LOOPBACK);
@@ -327,7 +452,14 @@ describe('data plane: moderation by age and logging once', () => {
   it('logs a socket error once however many bad signals follow', async () => {
     const { pino } = await import('pino');
     const lines: string[] = [];
-    const log = pino({ level: 'warn' }, { write: (l: string) => { lines.push(l); } });
+    const log = pino(
+      { level: 'warn' },
+      {
+        write: (l: string) => {
+          lines.push(l);
+        },
+      },
+    );
     const { MemoryBus } = await import('../../emulator/testing/memory-bus.js');
     const { SgiovDevice } = await import('../../emulator/model/device.js');
     const bus = new MemoryBus(0x1_0000_0000n, 16 << 20, log);

@@ -6,7 +6,10 @@ const ERR = ENUMS.ERR;
 const b = (n: number): number => 1 << n;
 
 /** Programs a DMA job and rings the doorbell; returns the source and destination offsets. */
-function dmaJob(t: ReturnType<typeof rig>, o: { src?: bigint; dst?: bigint; len?: number; op?: number; vector?: number; tag?: number } = {}) {
+function dmaJob(
+  t: ReturnType<typeof rig>,
+  o: { src?: bigint; dst?: bigint; len?: number; op?: number; vector?: number; tag?: number } = {},
+) {
   t.w('DMA_SRC', o.src ?? t.bus.addr(0));
   t.w('DMA_DST', o.dst ?? t.bus.addr(0x20000));
   t.w('DMA_LEN', o.len ?? 4096);
@@ -95,7 +98,10 @@ describe('DMA engine', () => {
 
   it('runs the job after the doorbell write returns, not inside it', () => {
     const t = enabled();
-    t.w('DMA_SRC', t.bus.addr(0)); t.w('DMA_DST', t.bus.addr(0x1000)); t.w('DMA_LEN', 16); t.w('DMA_OP', 1);
+    t.w('DMA_SRC', t.bus.addr(0));
+    t.w('DMA_DST', t.bus.addr(0x1000));
+    t.w('DMA_LEN', 16);
+    t.w('DMA_OP', 1);
     t.bus.mem.fill(0, 0x1000, 0x1010);
     t.dev.barWrite(0, DOORBELLS.DMA, 4, 1n);
     expect(t.r('DMA_STATUS')).toBe(BigInt(ENUMS.DMA_STATE.IDLE));

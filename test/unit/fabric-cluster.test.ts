@@ -9,8 +9,19 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('fabric cluster description', () => {
   it('reads the JSON form and the flag form alike', () => {
-    const json = parseClusterJson('{ "self": "b", "nodes": { "b": "10.0.0.2:7000", "a": "10.0.0.1:7000", "c": "[::1]:7001" } }');
-    const flags = parseClusterArgs(['--node', 'a=10.0.0.1:7000', '--node', 'b=10.0.0.2:7000', '--node', 'c=[::1]:7001', '--self', 'b']);
+    const json = parseClusterJson(
+      '{ "self": "b", "nodes": { "b": "10.0.0.2:7000", "a": "10.0.0.1:7000", "c": "[::1]:7001" } }',
+    );
+    const flags = parseClusterArgs([
+      '--node',
+      'a=10.0.0.1:7000',
+      '--node',
+      'b=10.0.0.2:7000',
+      '--node',
+      'c=[::1]:7001',
+      '--self',
+      'b',
+    ]);
     for (const c of [json, flags]) {
       expect(c.self).toBe('b');
       expect(c.names).toEqual(['a', 'b', 'c']);
@@ -26,18 +37,28 @@ describe('fabric cluster description', () => {
     writeFileSync(file, JSON.stringify({ self: 'a', nodes: { a: 'localhost:7000', b: 'localhost:7001' } }));
     expect(parseClusterArgs(['--cluster', file]).self).toBe('a');
     expect(parseClusterArgs(['--cluster', file, '--self', 'b']).self).toBe('b');
-    expect(() => parseClusterArgs(['--cluster', file, '--self', 'z'])).toThrow(/--self: 'z' is not one of the listed nodes/);
-    expect(() => parseClusterArgs(['--cluster', join(dir, 'missing.json')])).toThrow(/--cluster: cannot read/);
+    expect(() => parseClusterArgs(['--cluster', file, '--self', 'z'])).toThrow(
+      /--self: 'z' is not one of the listed nodes/,
+    );
+    expect(() => parseClusterArgs(['--cluster', join(dir, 'missing.json')])).toThrow(
+      /--cluster: cannot read/,
+    );
   });
 
   it.each([
     ['{ "self": "a", "nodes": { "a": "h:7000", "B": "h:7001" } }', /nodes\.B: node name 'B' must match/],
-    ['{ "self": "a", "nodes": { "a": "h:7000", "b": "h:70000" } }', /nodes\.b: port '70000' is not in 1\.\.65535/],
+    [
+      '{ "self": "a", "nodes": { "a": "h:7000", "b": "h:70000" } }',
+      /nodes\.b: port '70000' is not in 1\.\.65535/,
+    ],
     ['{ "self": "a", "nodes": { "a": "h:7000", "b": "h:0" } }', /nodes\.b: port '0'/],
     ['{ "self": "a", "nodes": { "a": "h:7000", "b": "h" } }', /nodes\.b: 'h' is not host:port/],
     ['{ "self": "a", "nodes": { "a": "h:7000", "b": ":7001" } }', /nodes\.b: ':7001' has no valid host/],
     ['{ "self": "a", "nodes": { "a": "h:7000", "b": 7001 } }', /nodes\.b: must be a "host:port" string/],
-    ['{ "self": "c", "nodes": { "a": "h:7000", "b": "h:7001" } }', /self: 'c' is not one of the listed nodes \(a, b\)/],
+    [
+      '{ "self": "c", "nodes": { "a": "h:7000", "b": "h:7001" } }',
+      /self: 'c' is not one of the listed nodes \(a, b\)/,
+    ],
     ['{ "nodes": { "a": "h:7000" } }', /self: missing/],
     ['{ "self": "a", "nodes": {} }', /nodes: no node is listed/],
     ['{ "self": "a", "nodes": ["a"] }', /nodes: must be an object/],

@@ -2,7 +2,17 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { crc32 } from 'node:zlib';
 import { libdeflateCrc32 } from '../../emulator/transport/native.js';
-import { encodeFrame, FRAME_CRC_IMPL, FrameDecoder, FrameError, HEADER_LEN, PLACE_MIN, type Frame, type FrameErrorKind, type FrameHeader } from '../../emulator/fabric/frame.js';
+import {
+  encodeFrame,
+  FRAME_CRC_IMPL,
+  FrameDecoder,
+  FrameError,
+  HEADER_LEN,
+  PLACE_MIN,
+  type Frame,
+  type FrameErrorKind,
+  type FrameHeader,
+} from '../../emulator/fabric/frame.js';
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const header = fc.record({
@@ -63,18 +73,22 @@ const H: FrameHeader = { type: 18, flags: 0, src: 1, seq: 7, ack: 3, channel: 10
 describe('fabric frame codec', () => {
   it('decodes what it encodes, however the stream is cut', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(header, segments), { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 40 }), (frames, cuts) => {
-        const stream = concat(frames.flatMap(([h, segs]) => encodeFrame(h, segs)));
-        const got = decodeAll(chunks(stream, cuts));
-        expect(got.length).toBe(frames.length);
-        got.forEach((f, i) => {
-          const [h, segs] = frames[i]!;
-          const { type, flags, src, seq, ack, channel, socket, value } = f;
-          expect({ type, flags, src, seq, ack, channel, socket, value }).toEqual({ ...h });
-          expect(Buffer.from(f.payload).equals(Buffer.from(concat(segs)))).toBe(true);
-          expect(f.length).toBe(f.payload.length);
-        });
-      }),
+      fc.property(
+        fc.array(fc.tuple(header, segments), { maxLength: 12 }),
+        fc.array(fc.nat(), { maxLength: 40 }),
+        (frames, cuts) => {
+          const stream = concat(frames.flatMap(([h, segs]) => encodeFrame(h, segs)));
+          const got = decodeAll(chunks(stream, cuts));
+          expect(got.length).toBe(frames.length);
+          got.forEach((f, i) => {
+            const [h, segs] = frames[i]!;
+            const { type, flags, src, seq, ack, channel, socket, value } = f;
+            expect({ type, flags, src, seq, ack, channel, socket, value }).toEqual({ ...h });
+            expect(Buffer.from(f.payload).equals(Buffer.from(concat(segs)))).toBe(true);
+            expect(f.length).toBe(f.payload.length);
+          });
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -135,16 +149,25 @@ describe('fabric frame codec', () => {
 });
 
 describe('the frame CRC', () => {
-  it('libdeflate (installed by the setup) gives zlib\'s CRC-32 for any view, length and starting value', () => {
+  it("libdeflate (installed by the setup) gives zlib's CRC-32 for any view, length and starting value", () => {
     const fast = libdeflateCrc32();
     expect(fast, 'libdeflate0 is installed by scripts/setup.sh').not.toBeNull();
     expect(FRAME_CRC_IMPL).toBe('libdeflate');
-    fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 70_000 }), fc.nat(), fc.nat(), u32, (bytes, a, b, start) => {
-      const from = a % (bytes.length + 1);
-      const to = from + (b % (bytes.length - from + 1));
-      const view = bytes.subarray(from, to);
-      expect(fast!(start, view)).toBe(crc32(view, start));
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 0, maxLength: 70_000 }),
+        fc.nat(),
+        fc.nat(),
+        u32,
+        (bytes, a, b, start) => {
+          const from = a % (bytes.length + 1);
+          const to = from + (b % (bytes.length - from + 1));
+          const view = bytes.subarray(from, to);
+          expect(fast!(start, view)).toBe(crc32(view, start));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 
@@ -155,7 +178,10 @@ describe('placement (the receiver writes a large payload straight to where it go
    * header alone), and pull() serves exactly n bytes only when n are
    * "waiting", i.e. within the next `waiting` bytes.
    */
-  function readAll(stream: Uint8Array, opts: { maxRead: number; waiting: number; place: (i: number) => boolean }): { frames: Frame[]; placed: number } {
+  function readAll(
+    stream: Uint8Array,
+    opts: { maxRead: number; waiting: number; place: (i: number) => boolean },
+  ): { frames: Frame[]; placed: number } {
     const frames: Frame[] = [];
     let pos = 0;
     let placed = 0;
@@ -171,7 +197,12 @@ describe('placement (the receiver writes a large payload straight to where it go
     d.pull = (views, n) => {
       if (n > opts.waiting) return false;
       let off = 0;
-      for (const v of views) { const k = Math.min(v.length, n - off); v.set(stream.subarray(pos, pos + k), 0); pos += k; off += k; }
+      for (const v of views) {
+        const k = Math.min(v.length, n - off);
+        v.set(stream.subarray(pos, pos + k), 0);
+        pos += k;
+        off += k;
+      }
       placed++;
       return true;
     };
@@ -190,20 +221,32 @@ describe('placement (the receiver writes a large payload straight to where it go
   it('delivers every frame intact, placed or not, however reads are cut and whatever is waiting', () => {
     const big = fc.uint8Array({ minLength: PLACE_MIN, maxLength: PLACE_MIN * 3 });
     const small = fc.uint8Array({ maxLength: 2000 });
-    fc.assert(fc.property(fc.array(fc.oneof(big, small), { minLength: 1, maxLength: 10 }), fc.integer({ min: 1, max: 70_000 }), fc.integer({ min: 0, max: 100_000 }), fc.nat(),
-      (payloads, maxRead, waiting, mask) => {
-        const stream = concat(payloads.flatMap((p, i) => encodeFrame({ ...H, seq: i + 1 }, [p])));
-        const { frames, placed } = readAll(stream, { maxRead, waiting, place: (i) => ((mask >> (i % 30)) & 1) === 0 });
-        expect(frames.length).toBe(payloads.length);
-        frames.forEach((f, i) => {
-          expect(f.seq).toBe(i + 1);
-          expect(Buffer.from(f.payload).equals(Buffer.from(payloads[i]!))).toBe(true);
-        });
-        expect(placed).toBeLessThanOrEqual(payloads.filter((p) => p.length >= PLACE_MIN).length);
-      }), { numRuns: 300 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(big, small), { minLength: 1, maxLength: 10 }),
+        fc.integer({ min: 1, max: 70_000 }),
+        fc.integer({ min: 0, max: 100_000 }),
+        fc.nat(),
+        (payloads, maxRead, waiting, mask) => {
+          const stream = concat(payloads.flatMap((p, i) => encodeFrame({ ...H, seq: i + 1 }, [p])));
+          const { frames, placed } = readAll(stream, {
+            maxRead,
+            waiting,
+            place: (i) => ((mask >> (i % 30)) & 1) === 0,
+          });
+          expect(frames.length).toBe(payloads.length);
+          frames.forEach((f, i) => {
+            expect(f.seq).toBe(i + 1);
+            expect(Buffer.from(f.payload).equals(Buffer.from(payloads[i]!))).toBe(true);
+          });
+          expect(placed).toBeLessThanOrEqual(payloads.filter((p) => p.length >= PLACE_MIN).length);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
-  it('places a large payload when the rest of it is waiting: the frame\'s parts are the placer\'s views', () => {
+  it("places a large payload when the rest of it is waiting: the frame's parts are the placer's views", () => {
     const p = Uint8Array.from({ length: 100_000 }, (_, i) => (i * 7) & 0xff);
     const stream = concat([...encodeFrame({ ...H, seq: 1 }, [p]), ...encodeFrame({ ...H, seq: 2 }, [p])]);
     // The first read takes a header and some payload; the second frame's header is read alone.

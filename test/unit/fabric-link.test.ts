@@ -5,7 +5,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Fabric, type FabricOptions, type LinkState, type LinkStateInfo, type SentFrame } from '../../emulator/fabric/fabric.js';
+import {
+  Fabric,
+  type FabricOptions,
+  type LinkState,
+  type LinkStateInfo,
+  type SentFrame,
+} from '../../emulator/fabric/fabric.js';
 import { FIRST_DATA_TYPE, type Frame } from '../../emulator/fabric/frame.js';
 import { TcpTransport } from '../../emulator/fabric/tcp.js';
 import { freePorts, localCluster } from '../../emulator/fabric/testing.js';
@@ -34,8 +40,10 @@ class Owner {
         this.frames.push({ node, value: f.value, seq: f.seq });
         this.after(this.frames.length);
       },
-      onLinkState: (node: string, state: LinkState, info: LinkStateInfo) => this.states.push({ node, state, info }),
-      onFailed: (node: string, frames: SentFrame[], reason: string) => this.failed.push({ node, frames, reason }),
+      onLinkState: (node: string, state: LinkState, info: LinkStateInfo) =>
+        this.states.push({ node, state, info }),
+      onFailed: (node: string, frames: SentFrame[], reason: string) =>
+        this.failed.push({ node, frames, reason }),
       onAcked: (node: string, seq: number) => this.acked.set(node, seq),
       onDrain: () => this.drain(),
     };
@@ -51,9 +59,16 @@ afterEach(async () => {
   await Promise.all(fabrics.splice(0).map((f) => f.close()));
 });
 
-async function node(self: string, ports: Record<string, number>, opts: Partial<FabricOptions> = {}): Promise<{ fabric: Fabric; owner: Owner }> {
+async function node(
+  self: string,
+  ports: Record<string, number>,
+  opts: Partial<FabricOptions> = {},
+): Promise<{ fabric: Fabric; owner: Owner }> {
   const owner = new Owner();
-  const fabric = new Fabric({ cluster: localCluster(self, ports), heartbeatMs: 1000, ...opts }, owner.events());
+  const fabric = new Fabric(
+    { cluster: localCluster(self, ports), heartbeatMs: 1000, ...opts },
+    owner.events(),
+  );
   fabrics.push(fabric);
   await fabric.start();
   return { fabric, owner };
@@ -85,7 +100,12 @@ class Payloads {
     for (let i = 0; i < count; i++) {
       const size = r(maxSize);
       const first = r(size);
-      this.specs.push([r(this.pool.length - first), first, r(this.pool.length - (size - first)), size - first]);
+      this.specs.push([
+        r(this.pool.length - first),
+        first,
+        r(this.pool.length - (size - first)),
+        size - first,
+      ]);
     }
   }
 
@@ -101,12 +121,23 @@ class Payloads {
   /** The payload is frame `i`'s, byte for byte. */
   matches(i: number, p: Uint8Array): boolean {
     const [a, b] = this.segments(i) as [Uint8Array, Uint8Array];
-    return p.length === a.length + b.length && Buffer.from(p.buffer, p.byteOffset, a.length).equals(a) && Buffer.from(p.buffer, p.byteOffset + a.length, b.length).equals(b);
+    return (
+      p.length === a.length + b.length &&
+      Buffer.from(p.buffer, p.byteOffset, a.length).equals(a) &&
+      Buffer.from(p.buffer, p.byteOffset + a.length, b.length).equals(b)
+    );
   }
 }
 
 /** Sends frames [from, to) with value = index, waiting for onDrain whenever the window is full. */
-function pump(fabric: Fabric, owner: Owner, peer: string, from: number, to: number, segs: (i: number) => Uint8Array[]): Promise<SentFrame['seq'][]> {
+function pump(
+  fabric: Fabric,
+  owner: Owner,
+  peer: string,
+  from: number,
+  to: number,
+  segs: (i: number) => Uint8Array[],
+): Promise<SentFrame['seq'][]> {
   const seqs: number[] = [];
   let i = from;
   return new Promise((resolve) => {
@@ -143,15 +174,22 @@ describe('fabric links between nodes', () => {
     b.owner.check = (_n, f) => void (big.matches(f.value, f.payload) || corrupt++);
     a.owner.check = (_n, f) => void (small.matches(f.value, f.payload) || corrupt++);
 
-    await Promise.all([pump(a.fabric, a.owner, 'b', 0, 10_000, (i) => big.segments(i)), pump(b.fabric, b.owner, 'a', 0, 1_000, (i) => small.segments(i))]);
-    expect(await until(() => b.owner.frames.length >= 10_000 && a.owner.frames.length >= 1_000, 120_000, 50)).toBe(true);
+    await Promise.all([
+      pump(a.fabric, a.owner, 'b', 0, 10_000, (i) => big.segments(i)),
+      pump(b.fabric, b.owner, 'a', 0, 1_000, (i) => small.segments(i)),
+    ]);
+    expect(
+      await until(() => b.owner.frames.length >= 10_000 && a.owner.frames.length >= 1_000, 120_000, 50),
+    ).toBe(true);
 
     expect(corrupt).toBe(0);
     inOrder(b.owner.values('a'), 0, 10_000);
     inOrder(a.owner.values('b'), 0, 1_000);
     const sb = b.fabric.stats().links.a!;
     expect(sb.framesReceived).toBe(10_000);
-    expect(sb.bytesReceived).toBe(Array.from({ length: 10_000 }, (_, i) => big.size(i)).reduce((x, y) => x + y, 0));
+    expect(sb.bytesReceived).toBe(
+      Array.from({ length: 10_000 }, (_, i) => big.size(i)).reduce((x, y) => x + y, 0),
+    );
     expect(sb.duplicates).toBe(0);
     expect(await until(() => a.owner.acked.get('b') === 10_000, 10_000)).toBe(true);
     expect(a.fabric.stats().links.b!.unackedFrames).toBe(0);
@@ -165,7 +203,8 @@ describe('fabric links between nodes', () => {
     // Cut from inside the delivery callback, alternating ends: mid-stream by construction, whatever the machine's speed.
     let cuts = 0;
     b.owner.after = (n) => {
-      if (n % 250 === 0 && n < 3_000) cuts += (cuts % 2 === 0 ? b.fabric.debugCutLink('a') : a.fabric.debugCutLink('b')) ? 1 : 0;
+      if (n % 250 === 0 && n < 3_000)
+        cuts += (cuts % 2 === 0 ? b.fabric.debugCutLink('a') : a.fabric.debugCutLink('b')) ? 1 : 0;
     };
 
     await pump(a.fabric, a.owner, 'b', 0, 3_000, (i) => load.segments(i));
@@ -179,7 +218,9 @@ describe('fabric links between nodes', () => {
     expect(sa.reconnects).toBeGreaterThanOrEqual(11);
     expect(sa.failures + b.fabric.stats().links.a!.failures).toBe(0);
     expect(a.owner.failed).toEqual([]);
-    expect(a.owner.states.filter((s) => s.state === 'up' && s.info.resumed).length).toBeGreaterThanOrEqual(11);
+    expect(a.owner.states.filter((s) => s.state === 'up' && s.info.resumed).length).toBeGreaterThanOrEqual(
+      11,
+    );
   }, 180_000);
 
   it('notices a silent connection by its heartbeats, reconnects and resumes', async () => {
@@ -196,7 +237,9 @@ describe('fabric links between nodes', () => {
 
     inOrder(b.owner.values('a'), 0, 200);
     // Whichever end times out first drops the connection; the other may then just see it close.
-    const timedOut = [...a.owner.states, ...b.owner.states].filter((s) => s.state === 'down' && /nothing heard/.test(s.info.reason));
+    const timedOut = [...a.owner.states, ...b.owner.states].filter(
+      (s) => s.state === 'down' && /nothing heard/.test(s.info.reason),
+    );
     expect(timedOut.length).toBeGreaterThan(0);
     expect(a.owner.states.at(-1)).toMatchObject({ state: 'up', info: { resumed: true } });
     expect(a.fabric.stats().links.b!.failures).toBe(0);
@@ -225,8 +268,15 @@ describe('fabric links between nodes', () => {
     // No silent loss: every frame was delivered or handed back (a frame may be both: delivered, its ack lost).
     expect(new Set([...delivered, ...failed.frames.map((f) => f.value)]).size).toBe(200);
     expect(failed.reason).toMatch(/not re-established within 300 ms/);
-    expect(a.owner.states.find((s) => s.state === 'failed')?.info).toMatchObject({ reason: failed.reason, failedFrames: failed.frames.length });
-    expect(a.fabric.stats().links.b).toMatchObject({ failures: 1, unackedFrames: 0, failedFrames: failed.frames.length });
+    expect(a.owner.states.find((s) => s.state === 'failed')?.info).toMatchObject({
+      reason: failed.reason,
+      failedFrames: failed.frames.length,
+    });
+    expect(a.fabric.stats().links.b).toMatchObject({
+      failures: 1,
+      unackedFrames: 0,
+      failedFrames: failed.frames.length,
+    });
 
     // b comes back: a fresh session carries only new frames; the failed ones are the owner's now.
     b = await node('b', ports, opts);
@@ -257,7 +307,9 @@ describe('fabric links between nodes', () => {
     expect(a.owner.states.find((s) => s.state === 'failed')?.info.reason).toMatch(/peer restarted/);
     await pump(a.fabric, a.owner, 'b', 0, 10, (i) => load.segments(i));
     await pump(b.fabric, b.owner, 'a', 0, 10, (i) => load.segments(i));
-    expect(await until(() => b.owner.frames.length === 10 && a.owner.frames.length === 10, 10_000)).toBe(true);
+    expect(await until(() => b.owner.frames.length === 10 && a.owner.frames.length === 10, 10_000)).toBe(
+      true,
+    );
     inOrder(b.owner.values('a'), 0, 10);
     inOrder(a.owner.values('b'), 0, 10);
 
@@ -273,11 +325,19 @@ describe('fabric links between nodes', () => {
 
   it('reports an unknown node and refuses bad frame fields', async () => {
     const { a } = await pair();
-    expect(a.fabric.send('zz', MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: false, reason: 'unknown-node' });
-    expect(a.fabric.send('a', MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: false, reason: 'unknown-node' });
+    expect(a.fabric.send('zz', MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({
+      ok: false,
+      reason: 'unknown-node',
+    });
+    expect(a.fabric.send('a', MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({
+      ok: false,
+      reason: 'unknown-node',
+    });
     expect(() => a.fabric.send('b', 3, { channel: 0, socket: 0 }, 0, [])).toThrow(/not a data type/);
     expect(() => a.fabric.send('b', MSG, { channel: -1, socket: 0 }, 0, [])).toThrow(/u32/);
-    expect(() => a.fabric.send('b', MSG, { channel: 0, socket: 0 }, 0, [new Uint8Array((16 << 20) + 1)])).toThrow(/above the maximum/);
+    expect(() =>
+      a.fabric.send('b', MSG, { channel: 0, socket: 0 }, 0, [new Uint8Array((16 << 20) + 1)]),
+    ).toThrow(/above the maximum/);
   });
 });
 
@@ -291,8 +351,10 @@ class FreezingTransport implements FabricTransport {
     this.live.clear();
   }
 
-  listen: FabricTransport['listen'] = (address, onWire) => this.inner.listen(address, (w) => onWire(this.wrap(w)));
-  connect: FabricTransport['connect'] = async (address, signal) => this.wrap(await this.inner.connect(address, signal));
+  listen: FabricTransport['listen'] = (address, onWire) =>
+    this.inner.listen(address, (w) => onWire(this.wrap(w)));
+  connect: FabricTransport['connect'] = async (address, signal) =>
+    this.wrap(await this.inner.connect(address, signal));
 
   private wrap(w: Wire): Wire {
     const state = { frozen: false };
@@ -302,10 +364,11 @@ class FreezingTransport implements FabricTransport {
       remote: w.remote,
       write: (chunks) => state.frozen || w.write(chunks),
       onData: (cb) => w.onData((c) => state.frozen || cb(c)),
-      onClose: (cb) => w.onClose((e) => {
-        this.live.delete(state);
-        cb(e);
-      }),
+      onClose: (cb) =>
+        w.onClose((e) => {
+          this.live.delete(state);
+          cb(e);
+        }),
       close: () => w.close(),
     };
   }

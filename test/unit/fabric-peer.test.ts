@@ -8,7 +8,15 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Fabric, type FabricOptions } from '../../emulator/fabric/fabric.js';
-import { encodeFrame, encodeHeader, FIRST_DATA_TYPE, FrameDecoder, LinkType, type Frame, type FrameHeader } from '../../emulator/fabric/frame.js';
+import {
+  encodeFrame,
+  encodeHeader,
+  FIRST_DATA_TYPE,
+  FrameDecoder,
+  LinkType,
+  type Frame,
+  type FrameHeader,
+} from '../../emulator/fabric/frame.js';
 import { encodeHello, parseHello, type Hello } from '../../emulator/fabric/hello.js';
 import { freePorts, localCluster } from '../../emulator/fabric/testing.js';
 import { until } from '../../qemu/vm.js';
@@ -41,11 +49,24 @@ class RawPeer {
   }
 
   send(h: Partial<FrameHeader>, payload: Uint8Array[] = []): void {
-    for (const c of encodeFrame({ type: MSG, flags: 0, src: 0, seq: 0, ack: 0, channel: 0, socket: 0, value: 0, ...h }, payload)) this.socket.write(c);
+    for (const c of encodeFrame(
+      { type: MSG, flags: 0, src: 0, seq: 0, ack: 0, channel: 0, socket: 0, value: 0, ...h },
+      payload,
+    ))
+      this.socket.write(c);
   }
 
   hello(over: Partial<Hello> = {}, head: Partial<FrameHeader> = {}): void {
-    const h: Hello = { from: 'a', to: 'b', cluster: hash, incarnation: 'feed', session: '', windowFrames: 64, windowBytes: 1 << 20, ...over };
+    const h: Hello = {
+      from: 'a',
+      to: 'b',
+      cluster: hash,
+      incarnation: 'feed',
+      session: '',
+      windowFrames: 64,
+      windowBytes: 1 << 20,
+      ...over,
+    };
     this.send({ type: LinkType.HELLO, ...head }, [encodeHello(h)]);
   }
 
@@ -89,12 +110,15 @@ async function setup(opts: Partial<FabricOptions> = {}, rawC = false) {
   const acked: number[] = [];
   const failed: number[][] = [];
   // A long heartbeat: the raw peer does not send any.
-  const b = new Fabric({ cluster: localCluster('b', ports), heartbeatMs: 10_000, ...opts }, {
-    onFrame: (node, f) => got.push({ node, f }),
-    onDrain: (node) => drains.push(node),
-    onAcked: (_node, seq) => acked.push(seq),
-    onFailed: (_node, frames) => failed.push(frames.map((f) => f.seq)),
-  });
+  const b = new Fabric(
+    { cluster: localCluster('b', ports), heartbeatMs: 10_000, ...opts },
+    {
+      onFrame: (node, f) => got.push({ node, f }),
+      onDrain: (node) => drains.push(node),
+      onAcked: (_node, seq) => acked.push(seq),
+      onFailed: (_node, frames) => failed.push(frames.map((f) => f.seq)),
+    },
+  );
   const cGot: Frame[] = [];
   const cConns: RawPeer[] = [];
   if (rawC) {
@@ -102,7 +126,10 @@ async function setup(opts: Partial<FabricOptions> = {}, rawC = false) {
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(pc, '127.0.0.1', resolve));
   } else {
-    const c = new Fabric({ cluster: localCluster('c', ports), heartbeatMs: 10_000 }, { onFrame: (_n, f) => cGot.push(f) });
+    const c = new Fabric(
+      { cluster: localCluster('c', ports), heartbeatMs: 10_000 },
+      { onFrame: (_n, f) => cGot.push(f) },
+    );
     fabrics.push(c);
     await c.start();
   }
@@ -154,20 +181,30 @@ describe('fabric against a hostile peer', () => {
 
     let r = await RawPeer.connect(port);
     await r.join();
-    const frame = encodeFrame({ type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 }, payload(9));
+    const frame = encodeFrame(
+      { type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 },
+      payload(9),
+    );
     r.socket.end(Buffer.concat([frame[0]!, frame[1]!.subarray(0, 50)]));
     expect(await until(() => bad().truncated === 1, 5_000)).toBe(true);
 
     r = await RawPeer.connect(port);
     await r.join();
-    const header = encodeHeader({ type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 0 }, 32 << 20, 0);
+    const header = encodeHeader(
+      { type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 0 },
+      32 << 20,
+      0,
+    );
     r.socket.write(header);
     expect(await r.gone()).toBe(true);
     expect(bad().tooLarge).toBe(1);
 
     r = await RawPeer.connect(port);
     await r.join();
-    const damaged = encodeFrame({ type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 }, payload(9));
+    const damaged = encodeFrame(
+      { type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 },
+      payload(9),
+    );
     damaged[1]![7] = damaged[1]![7]! ^ 1;
     r.socket.write(Buffer.concat(damaged));
     expect(await r.gone()).toBe(true);
@@ -190,7 +227,11 @@ describe('fabric against a hostile peer', () => {
     r.send({ seq: 2, value: 2 }, payload(2));
     r.send({ seq: 3, value: 3 }, payload(3));
     expect(await until(() => got.length === 3, 5_000)).toBe(true);
-    expect(got.map((g) => [g.node, g.f.seq, g.f.value, g.f.payload[99]])).toEqual([['a', 1, 1, 1], ['a', 2, 2, 2], ['a', 3, 3, 3]]);
+    expect(got.map((g) => [g.node, g.f.seq, g.f.value, g.f.payload[99]])).toEqual([
+      ['a', 1, 1, 1],
+      ['a', 2, 2, 2],
+      ['a', 3, 3, 3],
+    ]);
     expect(r.closed).toBe(false);
     expect(bad()).toMatchObject({ truncated: 1, tooLarge: 1, badCrc: 1, outOfSequence: 1, badMagic: 0 });
     await bcWorks();
@@ -210,7 +251,8 @@ describe('fabric against a hostile peer', () => {
   it('abandons a handshake in flight when the deadline fails its session', async () => {
     // Dead connections are found by the deadline here, not the (30 s) heartbeat timeout.
     const { b, failed, cConns } = await setup({ deadlineMs: 300 }, true);
-    const welcome = (r: RawPeer, session: string): void => r.hello({ from: 'c', to: 'b', incarnation: 'cafe', session }, { type: LinkType.WELCOME, src: 2 });
+    const welcome = (r: RawPeer, session: string): void =>
+      r.hello({ from: 'c', to: 'b', incarnation: 'cafe', session }, { type: LinkType.WELCOME, src: 2 });
     const helloOf = async (i: number): Promise<Hello> => {
       expect(await until(() => (cConns[i]?.frames.length ?? 0) > 0, 5_000)).toBe(true);
       const h = parseHello(cConns[i]!.frames.shift()!.payload);
@@ -236,7 +278,8 @@ describe('fabric against a hostile peer', () => {
     const { b, port, drains, acked } = await setup({ windowFrames: 8, windowBytes: 256 << 10 });
     const r = await RawPeer.connect(port);
     await r.join();
-    const send = (value: number, size: number) => b.send('a', MSG, { channel: 5, socket: 6 }, value, [new Uint8Array(size)]);
+    const send = (value: number, size: number) =>
+      b.send('a', MSG, { channel: 5, socket: 6 }, value, [new Uint8Array(size)]);
 
     for (let i = 1; i <= 8; i++) expect(send(i, 10)).toEqual({ ok: true, seq: i });
     expect(send(9, 10)).toEqual({ ok: false, reason: 'full' });

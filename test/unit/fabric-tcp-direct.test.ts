@@ -20,17 +20,27 @@ afterEach(async () => {
 /** Offers all of a transport's descriptors to readReady every millisecond, as the device loop would after poll(2). */
 function pumpReads(t: TcpTransport): { left: number[] } {
   const seen = { left: [] as number[] };
-  const timer = setInterval(() => { seen.left.push(...t.readReady(t.fds())); }, 1);
+  const timer = setInterval(() => {
+    seen.left.push(...t.readReady(t.fds()));
+  }, 1);
   cleanup.push(() => clearInterval(timer));
   return seen;
 }
 
-async function connected(): Promise<{ server: TcpTransport; client: TcpTransport; accepted: Wire; dialed: Wire; listener: FabricListener }> {
+async function connected(): Promise<{
+  server: TcpTransport;
+  client: TcpTransport;
+  accepted: Wire;
+  dialed: Wire;
+  listener: FabricListener;
+}> {
   const [port] = await freePorts(1);
   const server = new TcpTransport({ directReads: true });
   const client = new TcpTransport({ directReads: true });
   let accepted: Wire | null = null;
-  const listener = await server.listen({ host: '127.0.0.1', port: port! }, (w) => { accepted = w; });
+  const listener = await server.listen({ host: '127.0.0.1', port: port! }, (w) => {
+    accepted = w;
+  });
   cleanup.push(() => listener.close());
   const dialed = await client.connect({ host: '127.0.0.1', port: port! }, new AbortController().signal);
   cleanup.push(() => dialed.close());
@@ -46,9 +56,12 @@ describe('TCP transport, direct reads', () => {
     pumpReads(client);
     const got: Uint8Array[] = [];
     let gotBytes = 0;
-    accepted.onData((c) => { got.push(c); gotBytes += c.length; });
+    accepted.onData((c) => {
+      got.push(c);
+      gotBytes += c.length;
+    });
     const sent = randomBytes(24 << 20);
-    for (let off = 0; off < sent.length;) {
+    for (let off = 0; off < sent.length; ) {
       const n = Math.min(sent.length - off, 1 + Math.floor(Math.random() * 300_000));
       dialed.write([sent.subarray(off, off + n)]);
       off += n;
@@ -66,7 +79,10 @@ describe('TCP transport, direct reads', () => {
     pumpReads(server);
     let closes = 0;
     let err: Error | undefined;
-    accepted.onClose((e) => { closes++; err = e; });
+    accepted.onClose((e) => {
+      closes++;
+      err = e;
+    });
     accepted.onData(() => {});
     dialed.write([new Uint8Array([1, 2, 3])]);
     dialed.close();

@@ -1,7 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { SendWindow, type SentFrame } from '../../emulator/fabric/window.js';
 
-const frame = (seq: number, bytes: number): SentFrame => ({ seq, type: 16, flags: 0, channel: 0, socket: 0, value: seq, segments: [new Uint8Array(bytes)], bytes, pcrc: 0, transmitted: false });
+const frame = (seq: number, bytes: number): SentFrame => ({
+  seq,
+  type: 16,
+  flags: 0,
+  channel: 0,
+  socket: 0,
+  value: seq,
+  segments: [new Uint8Array(bytes)],
+  bytes,
+  pcrc: 0,
+  transmitted: false,
+});
 
 describe('fabric send window', () => {
   it('holds exactly the unreleased frames, in order, across many releases', () => {

@@ -1,7 +1,13 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { reg } from '../../emulator/abi/abi.js';
-import { FaultInjector, applyCorrupt, corruptValue, faultsControl, type FaultContext } from '../../emulator/faults/injector.js';
+import {
+  FaultInjector,
+  applyCorrupt,
+  corruptValue,
+  faultsControl,
+  type FaultContext,
+} from '../../emulator/faults/injector.js';
 import { POINT, POINT_NAMES, validatePlan, type Point } from '../../emulator/faults/plan.js';
 import { silentLogger } from '../../emulator/util/log.js';
 
@@ -28,14 +34,21 @@ describe('FaultInjector: the fast path', () => {
   });
 
   it('arms only the points live rules are at', () => {
-    const inj = injector({ rules: [rule({ point: 'irq' }), rule({ point: 'dma.read', do: { action: 'error', status: 'EIO' }, enabled: false })] });
+    const inj = injector({
+      rules: [
+        rule({ point: 'irq' }),
+        rule({ point: 'dma.read', do: { action: 'error', status: 'EIO' }, enabled: false }),
+      ],
+    });
     expect(POINT_NAMES.filter((_p, i) => inj.armed[i])).toEqual(['irq']);
     expect(inj.check(POINT.DMA_READ)).toBeNull();
     expect(inj.check(POINT.IRQ)).toEqual({ action: 'drop', rule: '#1' });
   });
 
   it('disarms a point once its rules are spent', () => {
-    const inj = injector({ rules: [rule({ trigger: { count: 2 } }), rule({ point: 'irq', trigger: { nth: 3 } })] });
+    const inj = injector({
+      rules: [rule({ trigger: { count: 2 } }), rule({ point: 'irq', trigger: { nth: 3 } })],
+    });
     expect(hits(inj, H2D, 5)).toEqual([1, 2]);
     expect(inj.armed[H2D]).toBe(0);
     expect(hits(inj, POINT.IRQ, 2)).toEqual([]);
@@ -86,7 +99,7 @@ describe('FaultInjector: triggers', () => {
     }
   });
 
-  it('adding rules (at another point, or after it at the same point) leaves a rule\'s draws alone', () => {
+  it("adding rules (at another point, or after it at the same point) leaves a rule's draws alone", () => {
     const r1 = rule({ name: 'r1', trigger: { probability: 0.3 } });
     const run = (rules: unknown[]) => {
       const inj = injector({ seed: 42, rules });
@@ -99,12 +112,19 @@ describe('FaultInjector: triggers', () => {
     };
     const alone = run([r1]);
     const crowded = run([
-      rule({ name: 'r0', point: 'signal.d2h', trigger: { probability: 0.5 } }), r1,
+      rule({ name: 'r0', point: 'signal.d2h', trigger: { probability: 0.5 } }),
+      r1,
       rule({ name: 'r2', trigger: { probability: 0.5 }, do: { action: 'duplicate' } }),
     ]);
     expect(crowded).toEqual(alone);
     // Two rules with the same trigger draw from different streams.
-    const twins = injector({ seed: 42, rules: [rule({ name: 'a', trigger: { probability: 0.5 } }), rule({ name: 'b', point: 'irq', trigger: { probability: 0.5 } })] });
+    const twins = injector({
+      seed: 42,
+      rules: [
+        rule({ name: 'a', trigger: { probability: 0.5 } }),
+        rule({ name: 'b', point: 'irq', trigger: { probability: 0.5 } }),
+      ],
+    });
     expect(hits(twins, H2D, 200)).not.toEqual(hits(twins, POINT.IRQ, 200));
   });
 
@@ -121,15 +141,36 @@ describe('FaultInjector: matching', () => {
   it.each<[string, string, Record<string, unknown>, FaultContext, FaultContext[]]>([
     ['sid', 'signal.d2h', { sid: 3 }, { sid: 3 }, [{ sid: 4 }, {}]],
     ['tenant', 'dma.write', { tenant: 2 }, { tenant: 2, sid: 9 }, [{ tenant: 0 }, { sid: 9 }]],
-    ['accel', 'job.complete', { accel: 'crypto' }, { accel: 'crypto', executor: 'I' }, [{ accel: 'rdma' }, {}]],
+    [
+      'accel',
+      'job.complete',
+      { accel: 'crypto' },
+      { accel: 'crypto', executor: 'I' },
+      [{ accel: 'rdma' }, {}],
+    ],
     ['executor', 'job.start', { executor: 'L' }, { executor: 'L' }, [{ executor: 'I' }, {}]],
-    ['register by name', 'mmio.read', { reg: 'DMA_LEN' }, { reg: reg('DMA_LEN').offset }, [{ reg: reg('DMA_OP').offset }, {}]],
+    [
+      'register by name',
+      'mmio.read',
+      { reg: 'DMA_LEN' },
+      { reg: reg('DMA_LEN').offset },
+      [{ reg: reg('DMA_OP').offset }, {}],
+    ],
     ['register by offset', 'mmio.write', { reg: 0x1000 }, { reg: 0x1000 }, [{ reg: 0x1004 }]],
     ['doorbell by name', 'mmio.write', { reg: 'DOORBELL_KICK' }, { reg: 0x1004 }, [{ reg: 0x1000 }]],
     ['node by number', 'fabric.send', { node: 1 }, { node: '1' }, [{ node: 2 }, {}]],
     ['node by name', 'fabric.recv', { node: 'b' }, { node: 'b' }, [{ node: 'a' }]],
     ['vector', 'irq', { vector: 2 }, { vector: 2 }, [{ vector: 0 }, {}]],
-    ['several fields: all must match', 'job.start', { accel: 'encap', tenant: 1, sid: 5 }, { accel: 'encap', tenant: 1, sid: 5 }, [{ accel: 'encap', tenant: 1, sid: 6 }, { accel: 'encap', sid: 5 }]],
+    [
+      'several fields: all must match',
+      'job.start',
+      { accel: 'encap', tenant: 1, sid: 5 },
+      { accel: 'encap', tenant: 1, sid: 5 },
+      [
+        { accel: 'encap', tenant: 1, sid: 6 },
+        { accel: 'encap', sid: 5 },
+      ],
+    ],
   ])('by %s', (_what, point, match, yes, nos) => {
     const inj = injector({ rules: [{ point, match, do: { action: 'surprise_removal' } }] });
     const p = POINT_NAMES.indexOf(point as (typeof POINT_NAMES)[number]) as Point;
@@ -138,8 +179,17 @@ describe('FaultInjector: matching', () => {
   });
 
   it('by address range: any byte of the access in [lo, hi), number or bigint', () => {
-    const inj = injector({ rules: [{ point: 'dma.read', match: { addr: { lo: '0x1000', hi: '0x2000' } }, do: { action: 'error', status: 'EIO' } }] });
-    const at = (addr: number | bigint, len?: number) => inj.check(POINT.DMA_READ, len === undefined ? { addr } : { addr, len }) !== null;
+    const inj = injector({
+      rules: [
+        {
+          point: 'dma.read',
+          match: { addr: { lo: '0x1000', hi: '0x2000' } },
+          do: { action: 'error', status: 'EIO' },
+        },
+      ],
+    });
+    const at = (addr: number | bigint, len?: number) =>
+      inj.check(POINT.DMA_READ, len === undefined ? { addr } : { addr, len }) !== null;
     expect(at(0xff8, 8)).toBe(false);
     expect(at(0xff8, 9)).toBe(true);
     expect(at(0x1000)).toBe(true);
@@ -147,7 +197,13 @@ describe('FaultInjector: matching', () => {
     expect(at(0x2000n, 64)).toBe(false);
     expect(at(0x800, 0x2000)).toBe(true);
     expect(inj.check(POINT.DMA_READ, {})).toBeNull();
-    expect(inj.check(POINT.DMA_READ, { addr: 0x1800 })).toEqual({ action: 'error', status: 'EIO', code: 5, space: 'errno', rule: '#1' });
+    expect(inj.check(POINT.DMA_READ, { addr: 0x1800 })).toEqual({
+      action: 'error',
+      status: 'EIO',
+      code: 5,
+      space: 'errno',
+      rule: '#1',
+    });
   });
 });
 
@@ -155,7 +211,14 @@ describe('FaultInjector: states', () => {
   const armPlan = {
     rules: [
       { name: 'B', point: 'signal.h2d', when: 'armed', do: { action: 'drop' } },
-      { name: 'A', point: 'mmio.write', match: { reg: 'DP_CONTROL' }, trigger: { once: true }, do: { action: 'none' }, then: 'armed' },
+      {
+        name: 'A',
+        point: 'mmio.write',
+        match: { reg: 'DP_CONTROL' },
+        trigger: { once: true },
+        do: { action: 'none' },
+        then: 'armed',
+      },
     ],
   };
 
@@ -172,7 +235,10 @@ describe('FaultInjector: states', () => {
     expect(inj.armed[H2D]).toBe(1);
     expect(inj.check(H2D)).toEqual({ action: 'drop', rule: 'B' });
     const l = inj.list();
-    expect(l.rules.map((r) => [r.id, r.matches, r.injections, r.live])).toEqual([['B', 1, 1, true], ['A', 1, 1, false]]);
+    expect(l.rules.map((r) => [r.id, r.matches, r.injections, r.live])).toEqual([
+      ['B', 1, 1, true],
+      ['A', 1, 1, false],
+    ]);
     // Matches in a state where the rule is not live are not even seen.
     inj.resetCounters();
     expect(inj.state).toBe('initial');
@@ -183,8 +249,22 @@ describe('FaultInjector: states', () => {
     const inj = injector({
       state: 'idle',
       rules: [
-        { name: 'go', point: 'irq', when: 'idle', trigger: { every: 3 }, do: { action: 'duplicate' }, then: 'burst' },
-        { name: 'burst', point: 'irq', when: ['burst'], trigger: { every: 2 }, do: { action: 'drop' }, then: 'idle' },
+        {
+          name: 'go',
+          point: 'irq',
+          when: 'idle',
+          trigger: { every: 3 },
+          do: { action: 'duplicate' },
+          then: 'burst',
+        },
+        {
+          name: 'burst',
+          point: 'irq',
+          when: ['burst'],
+          trigger: { every: 2 },
+          do: { action: 'drop' },
+          then: 'idle',
+        },
       ],
     });
     const seq = Array.from({ length: 12 }, () => inj.check(POINT.IRQ)?.action ?? '-');
@@ -196,13 +276,20 @@ describe('FaultInjector: states', () => {
     const inj = injector(armPlan);
     inj.setState('armed');
     expect(inj.check(H2D)).not.toBeNull();
-    expect(() => inj.setState('armd')).toThrow(/state: 'armd' is not a state of this plan \(known: initial, armed\)/);
+    expect(() => inj.setState('armd')).toThrow(
+      /state: 'armd' is not a state of this plan \(known: initial, armed\)/,
+    );
   });
 });
 
 describe('FaultInjector: several rules at one point', () => {
   it('the first that fires wins; the others count it as shadowed and keep their count', () => {
-    const inj = injector({ rules: [rule({ name: 'first', trigger: { every: 2 } }), rule({ name: 'second', do: { action: 'duplicate' }, trigger: { count: 3 } })] });
+    const inj = injector({
+      rules: [
+        rule({ name: 'first', trigger: { every: 2 } }),
+        rule({ name: 'second', do: { action: 'duplicate' }, trigger: { count: 3 } }),
+      ],
+    });
     const seq = Array.from({ length: 6 }, () => inj.check(H2D)?.rule ?? '-');
     expect(seq).toEqual(['second', 'first', 'second', 'first', 'second', 'first']);
     const [first, second] = inj.list().rules;
@@ -212,9 +299,14 @@ describe('FaultInjector: several rules at one point', () => {
   });
 
   it('a `none` rule neither wins nor shadows', () => {
-    const inj = injector({ rules: [rule({ name: 'count', do: { action: 'none' } }), rule({ name: 'drop' })] });
+    const inj = injector({
+      rules: [rule({ name: 'count', do: { action: 'none' } }), rule({ name: 'drop' })],
+    });
     expect(inj.check(H2D)).toEqual({ action: 'drop', rule: 'drop' });
-    expect(inj.list().rules.map((r) => [r.id, r.injections, r.shadowed])).toEqual([['count', 1, 0], ['drop', 1, 0]]);
+    expect(inj.list().rules.map((r) => [r.id, r.injections, r.shadowed])).toEqual([
+      ['count', 1, 0],
+      ['drop', 1, 0],
+    ]);
   });
 });
 
@@ -233,8 +325,12 @@ describe('FaultInjector: run-time control', () => {
     const inj = injector({ seed: 9, rules: [rule({})] });
     expect(inj.add(rule({ point: 'irq' }))).toBe('#2');
     expect(inj.add({ name: 'slow', point: 'dma.write', do: { action: 'delay', us: 3 } })).toBe('slow');
-    expect(() => inj.add(rule({ trigger: { probability: 7 } }))).toThrow(/^rule\.trigger\.probability: must be a number in \[0, 1\]$/);
-    expect(() => inj.add(rule({ point: 'dma.read', do: { action: 'duplicate' } }))).toThrow(/^rule\.do\.action: 'duplicate' is not allowed at dma\.read/);
+    expect(() => inj.add(rule({ trigger: { probability: 7 } }))).toThrow(
+      /^rule\.trigger\.probability: must be a number in \[0, 1\]$/,
+    );
+    expect(() => inj.add(rule({ point: 'dma.read', do: { action: 'duplicate' } }))).toThrow(
+      /^rule\.do\.action: 'duplicate' is not allowed at dma\.read/,
+    );
     expect(() => inj.add(rule({ name: 'slow' }))).toThrow(/^rule\.name: a rule named 'slow' exists/);
     expect(() => inj.add(rule({ when: 'later' }))).toThrow(/^rule\.when: state 'later' is never entered/);
     expect(inj.add(rule({ when: 'later', then: 'later' }))).toBe('#4'); // 'slow' took 3; refused adds took none
@@ -243,7 +339,12 @@ describe('FaultInjector: run-time control', () => {
     expect(l.seed).toBe(9);
     expect(l.rules.map((r) => r.id)).toEqual(['#1', '#2', 'slow', '#4']);
     expect(l.rules[2]).toEqual({
-      id: 'slow', live: true, enabled: true, matches: 1, injections: 1, shadowed: 0,
+      id: 'slow',
+      live: true,
+      enabled: true,
+      matches: 1,
+      injections: 1,
+      shadowed: 0,
       rule: { name: 'slow', point: 'dma.write', do: { action: 'delay', us: 3 } },
     });
     expect(inj.clear('#2')).toBe(1);
@@ -268,12 +369,15 @@ describe('FaultInjector: run-time control', () => {
     expect(inj.injected(H2D, 'corrupt')).toBe(5);
     expect(inj.injected(H2D)).toBe(10);
     expect(inj.injected(POINT.DMA_READ)).toBe(3);
-    expect(inj.list().injections).toEqual({ 'dma.read': { error: 3 }, 'signal.h2d': { corrupt: 5, drop: 5 } });
+    expect(inj.list().injections).toEqual({
+      'dma.read': { error: 3 },
+      'signal.h2d': { corrupt: 5, drop: 5 },
+    });
     inj.resetCounters();
     expect(inj.list().injections).toEqual({});
   });
 
-  it('faultsControl: the control interface\'s ops', () => {
+  it("faultsControl: the control interface's ops", () => {
     const inj = new FaultInjector(silentLogger());
     expect(faultsControl(inj, { op: 'add', rule: rule({ name: 'x', then: 's' }) })).toEqual({ id: 'x' });
     expect(faultsControl(inj, { op: 'disable', id: 'x' })).toEqual({ id: 'x', enabled: false });
@@ -284,7 +388,9 @@ describe('FaultInjector: run-time control', () => {
     expect(faultsControl(inj, { op: 'reset' })).toEqual({ reset: true, state: 'initial' });
     expect(faultsControl(inj, { op: 'state', state: 's' })).toEqual({ state: 's' });
     expect(() => faultsControl(inj, { op: 'enable' })).toThrow(/"id" must be a rule id/);
-    expect(() => faultsControl(inj, { op: 'add', rule: rule({ point: 'nowhere' }) })).toThrow(/^rule\.point: unknown point/);
+    expect(() => faultsControl(inj, { op: 'add', rule: rule({ point: 'nowhere' }) })).toThrow(
+      /^rule\.point: unknown point/,
+    );
     expect(() => faultsControl(inj, { op: 'zap' })).toThrow(/unknown op "zap"/);
     expect(faultsControl(inj, { op: 'clear' })).toEqual({ cleared: 1 });
   });
@@ -293,11 +399,29 @@ describe('FaultInjector: run-time control', () => {
 describe('FaultInjector: logging', () => {
   it('logs each injection on one line with rule, point, action and context, rate-limited in floods', () => {
     const lines: Record<string, unknown>[] = [];
-    const log = pino({ level: 'info' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>); } });
-    const inj = new FaultInjector(log, validatePlan({ rules: [{ name: 'eio', point: 'dma.read', do: { action: 'error', status: 'EIO' } }] }));
+    const log = pino(
+      { level: 'info' },
+      {
+        write: (l: string) => {
+          lines.push(JSON.parse(l) as Record<string, unknown>);
+        },
+      },
+    );
+    const inj = new FaultInjector(
+      log,
+      validatePlan({ rules: [{ name: 'eio', point: 'dma.read', do: { action: 'error', status: 'EIO' } }] }),
+    );
     for (let i = 0; i < 1000; i++) inj.check(POINT.DMA_READ, { addr: 0x1234n, len: 64, sid: 3 });
     const injected = lines.filter((l) => l.msg === 'fault injected');
-    expect(injected[0]).toMatchObject({ sub: 'faults', rule: 'eio', point: 'dma.read', action: 'error', status: 'EIO', n: 1, ctx: { addr: '0x1234', len: 64, sid: 3 } });
+    expect(injected[0]).toMatchObject({
+      sub: 'faults',
+      rule: 'eio',
+      point: 'dma.read',
+      action: 'error',
+      status: 'EIO',
+      n: 1,
+      ctx: { addr: '0x1234', len: 64, sid: 3 },
+    });
     // The flood is cut to the first few per second, but every one is counted.
     expect(injected.length).toBeLessThanOrEqual(10);
     expect(inj.injected(POINT.DMA_READ, 'error')).toBe(1000);

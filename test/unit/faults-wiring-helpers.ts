@@ -20,7 +20,15 @@ export function rig(rules: unknown[], opts: { seed?: number } = {}) {
 }
 
 export function stress(r: ReturnType<typeof rig>, messagesPerPair = 150): FaultStressReport {
-  return runFaultStress(r.drv, { sockets: 8, messagesPerPair, minSize: 16, maxSize: 3000, ringSize: 4096, deadlineMs: 20_000, injections: () => injections(r.dev) });
+  return runFaultStress(r.drv, {
+    sockets: 8,
+    messagesPerPair,
+    minSize: 16,
+    maxSize: 3000,
+    ringSize: 4096,
+    deadlineMs: 20_000,
+    injections: () => injections(r.dev),
+  });
 }
 
 /** The contract of issue #6. */
@@ -33,5 +41,9 @@ export function holds(rep: FaultStressReport): void {
   expect(rep.sent).toBeGreaterThan(0);
 }
 
-export const rule = (point: string, action: Record<string, unknown>, trigger: Record<string, unknown> = { every: 7 }, match?: Record<string, unknown>) =>
-  ({ point, trigger, do: action, ...(match ? { match } : {}) });
+export const rule = (
+  point: string,
+  action: Record<string, unknown>,
+  trigger: Record<string, unknown> = { every: 7 },
+  match?: Record<string, unknown>,
+) => ({ point, trigger, do: action, ...(match ? { match } : {}) });

@@ -9,7 +9,6 @@ import { busAccess, enabledDevice } from '../../emulator/testing/bus-access.js';
 import { validatePlan, POINT_NAMES } from '../../emulator/faults/plan.js';
 import { holds, rig, rule, stress } from './faults-wiring-helpers.js';
 
-
 describe('signal.h2d', () => {
   it('drop: the device waits at the lost slot, the driver writes it again; all delivered', () => {
     const r = rig([rule('signal.h2d', { action: 'drop' }, { every: 13, count: 40 })]);
@@ -30,7 +29,9 @@ describe('signal.h2d', () => {
   });
 
   it('corrupt: a poisoned signal is discarded and its socket fails with POISONED (reported, not lost)', () => {
-    const r = rig([rule('signal.h2d', { action: 'corrupt', offset: 0, xor: 1 }, { after: 200, every: 101, count: 3 })]);
+    const r = rig([
+      rule('signal.h2d', { action: 'corrupt', offset: 0, xor: 1 }, { after: 200, every: 101, count: 3 }),
+    ]);
     const rep = stress(r);
     holds(rep);
     expect(r.dev.faults.injected(4, 'corrupt')).toBe(3);
@@ -67,7 +68,9 @@ describe('signal.d2h', () => {
   });
 
   it('corrupt: a poisoned write the host discards, recovered like a lost one', () => {
-    const r = rig([rule('signal.d2h', { action: 'corrupt', offset: 4, xor: [0x10] }, { every: 17, count: 20 })]);
+    const r = rig([
+      rule('signal.d2h', { action: 'corrupt', offset: 4, xor: [0x10] }, { every: 17, count: 20 }),
+    ]);
     const rep = stress(r);
     holds(rep);
     expect(rep.failed).toBe(0);
@@ -123,12 +126,20 @@ describe('job.start / job.complete', () => {
     const name = sched ? 'scheduled accelerators' : 'unscheduled';
     const setup = (rules: unknown[]) => {
       const r = rig(rules);
-      if (sched) r.dev.control('schedule', { accelerators: { rdma: 100 }, tenants: [{ name: 'A' }], policy: 'drf' });
+      if (sched)
+        r.dev.control('schedule', { accelerators: { rdma: 100 }, tenants: [{ name: 'A' }], policy: 'drf' });
       return r;
     };
     for (const point of ['job.start', 'job.complete']) {
       it(`${name}: ${point} error fails the message (MSG_ERROR to the receiver), in its place`, () => {
-        const r = setup([rule(point, { action: 'error', status: 'DEVICE_FAULT' }, { every: 8 }, { accel: 'rdma', executor: 'Z' })]);
+        const r = setup([
+          rule(
+            point,
+            { action: 'error', status: 'DEVICE_FAULT' },
+            { every: 8 },
+            { accel: 'rdma', executor: 'Z' },
+          ),
+        ]);
         const rep = stress(r);
         holds(rep);
         const n = r.dev.faults.injected(POINT_NAMES.indexOf(point as never) as never, 'error');
@@ -140,17 +151,24 @@ describe('job.start / job.complete', () => {
         const r = setup([rule(point, { action: 'corrupt', offset: 3, xor: 0x40 }, { every: 6 })]);
         const rep = stress(r);
         holds(rep);
-        expect(rep.failed).toBe(r.dev.faults.injected(POINT_NAMES.indexOf(point as never) as never, 'corrupt'));
+        expect(rep.failed).toBe(
+          r.dev.faults.injected(POINT_NAMES.indexOf(point as never) as never, 'corrupt'),
+        );
         expect(rep.failed).toBeGreaterThan(10);
       });
 
       it(`${name}: ${point} delay and stall hold the work, nothing fails`, () => {
-        const r = setup([rule(point, { action: 'delay', us: 50 }, { every: 10 }), rule(point, { action: 'stall', us: 200 }, { every: 25 })]);
+        const r = setup([
+          rule(point, { action: 'delay', us: 50 }, { every: 10 }),
+          rule(point, { action: 'stall', us: 200 }, { every: 25 }),
+        ]);
         const t0 = r.bus.nowNs();
         const rep = stress(r);
         holds(rep);
         expect(rep.failed).toBe(0);
-        expect(r.dev.faults.injected(POINT_NAMES.indexOf(point as never) as never, 'stall')).toBeGreaterThan(0);
+        expect(r.dev.faults.injected(POINT_NAMES.indexOf(point as never) as never, 'stall')).toBeGreaterThan(
+          0,
+        );
         expect(r.bus.nowNs() - t0).toBeGreaterThan(200_000);
       });
     }
@@ -159,7 +177,8 @@ describe('job.start / job.complete', () => {
   it('scheduled: a stall holds the named accelerator for its time (device time)', () => {
     const r = rig([rule('job.start', { action: 'stall', accel: 'rdma', ms: 2 }, { once: true })]);
     r.dev.control('schedule', { accelerators: { rdma: 100 }, tenants: [{ name: 'A' }] });
-    const l = r.drv.socket({ txSize: 4096, rxSize: 4096 }); l.listen(9100);
+    const l = r.drv.socket({ txSize: 4096, rxSize: 4096 });
+    l.listen(9100);
     const [c, s] = r.drv.connectPair(l, { txSize: 4096, rxSize: 4096 });
     const t0 = r.bus.nowNs();
     c.send(new Uint8Array(100).fill(7));
@@ -181,17 +200,27 @@ describe('irq', () => {
   it('drop: no interrupt, the driver still gets everything by polling', () => {
     const { s, arm, bus, dev } = armedLoopback([rule('irq', { action: 'drop' }, {})]);
     bus.interrupts.length = 0;
-    for (let i = 0; i < 20; i++) { arm(); s.send(Uint8Array.of(i)); expect(s.recv()).toEqual(Uint8Array.of(i)); }
+    for (let i = 0; i < 20; i++) {
+      arm();
+      s.send(Uint8Array.of(i));
+      expect(s.recv()).toEqual(Uint8Array.of(i));
+    }
     expect(bus.interrupts).toEqual([]);
     expect(dev.faults.injected(6, 'drop')).toBeGreaterThanOrEqual(20);
   });
 
   it('duplicate: two interrupts for one; delay: the interrupt comes later', () => {
     const d = armedLoopback([rule('irq', { action: 'duplicate' }, { once: true })]);
-    d.bus.interrupts.length = 0; d.arm(); d.s.send(Uint8Array.of(1)); d.s.recv();
+    d.bus.interrupts.length = 0;
+    d.arm();
+    d.s.send(Uint8Array.of(1));
+    d.s.recv();
     expect(d.bus.interrupts).toEqual([0, 0]);
     const l = armedLoopback([rule('irq', { action: 'delay', ms: 1 }, { once: true })]);
-    l.bus.interrupts.length = 0; l.arm(); l.s.send(Uint8Array.of(1)); l.s.recv();
+    l.bus.interrupts.length = 0;
+    l.arm();
+    l.s.send(Uint8Array.of(1));
+    l.s.recv();
     expect(l.bus.interrupts).toEqual([]);
     l.bus.advance(1_000_000);
     expect(l.bus.interrupts).toEqual([0]);
@@ -201,9 +230,15 @@ describe('irq', () => {
     const { bus, dev } = enabledDevice();
     dev.faults.load(validatePlan({ rules: [rule('irq', { action: 'drop' }, { once: true })] }));
     const w = (n: string, v: number | bigint) => busAccess(bus, dev).writeReg(n, v);
-    w('IRQ_MASK', 1); w('DMA_SRC', bus.addr(0)); w('DMA_DST', bus.addr(4096)); w('DMA_LEN', 64); w('DMA_VECTOR', 1);
-    dev.barWrite(0, 0x1000, 4, 1n); bus.runAll();
-    dev.barWrite(0, 0x1000, 4, 2n); bus.runAll();
+    w('IRQ_MASK', 1);
+    w('DMA_SRC', bus.addr(0));
+    w('DMA_DST', bus.addr(4096));
+    w('DMA_LEN', 64);
+    w('DMA_VECTOR', 1);
+    dev.barWrite(0, 0x1000, 4, 1n);
+    bus.runAll();
+    dev.barWrite(0, 0x1000, 4, 2n);
+    bus.runAll();
     expect(bus.interrupts).toEqual([1]); // the first was dropped
     expect(busAccess(bus, dev).readReg('DMA_COMPLETED')).toBe(2n); // the driver finds both by reading DMA_STATUS / DMA_COMPLETED
   });

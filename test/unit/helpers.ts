@@ -7,6 +7,7 @@ export function rig() {
   const bus = new MemoryBus();
   const dev = new SgiovDevice(bus);
   const r = (name: string, size = reg(name).width): bigint => dev.barRead(0, reg(name).offset, size);
-  const w = (name: string, v: bigint | number, size = reg(name).width): void => dev.barWrite(0, reg(name).offset, size, BigInt(v));
+  const w = (name: string, v: bigint | number, size = reg(name).width): void =>
+    dev.barWrite(0, reg(name).offset, size, BigInt(v));
   return { bus, dev, r, w };
 }

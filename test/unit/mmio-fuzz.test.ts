@@ -22,7 +22,16 @@ describe('fuzzing the register file and the signal channel', () => {
     const sizes = [1, 2, 4, 8];
     const bars = [0, 1, 2, 3, 4, 5];
     // Registers that would end the run rather than test it: reset, data-plane stop, FIFO reconfiguration.
-    const spare = new Set(['CONTROL', 'DP_CONTROL', 'D2H_BASE', 'D2H_SLOTS', 'D2H_PROD_ADDR', 'CMD_BASE', 'CMD_SLOTS', 'H2D_MODE']);
+    const spare = new Set([
+      'CONTROL',
+      'DP_CONTROL',
+      'D2H_BASE',
+      'D2H_SLOTS',
+      'D2H_PROD_ADDR',
+      'CMD_BASE',
+      'CMD_SLOTS',
+      'H2D_MODE',
+    ]);
     const protectedRanges = [...spare].map((n) => [reg(n).offset, reg(n).offset + reg(n).width] as const);
     const heapBefore = process.memoryUsage().heapUsed;
     for (let i = 0; i < ACCESSES; i++) {
@@ -32,7 +41,8 @@ describe('fuzzing the register file and the signal channel', () => {
       if (bar === 0 && protectedRanges.some(([lo, hi]) => off >= lo && off < hi)) off = 0x800;
       if (bar === BARS.SHM_BAR && off < 0x1000) off = 0x1000 + (off & 0xff8); // leave the FIFO indexes to the driver
       const value = BigInt(Math.floor(r() * 2 ** 32)) | (BigInt(Math.floor(r() * 2 ** 32)) << 32n);
-      if (r() < 0.5) dev.barRead(bar, off, size); else dev.barWrite(bar, off, size, value & ((1n << BigInt(size * 8)) - 1n));
+      if (r() < 0.5) dev.barRead(bar, off, size);
+      else dev.barWrite(bar, off, size, value & ((1n << BigInt(size * 8)) - 1n));
       if (i % 64 === 0) {
         // and random signals, some naming real rings
         const type = [1, 2, 3, 4, 0x3f, 0x81][Math.floor(r() * 6)]!;
@@ -43,11 +53,17 @@ describe('fuzzing the register file and the signal channel', () => {
       }
     }
     bus.runAll();
-    for (let i = 0; i < 50; i++) { dev.poll(); drv.process(); }
+    for (let i = 0; i < 50; i++) {
+      dev.poll();
+      drv.process();
+    }
     expect(Number(a.readReg('BAD_ACCESS_COUNT'))).toBeGreaterThan(0);
     // the socket the fuzzer spared still carries data intact
     const m = Uint8Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff);
-    for (let i = 0; i < 5; i++) { good.send(m); expect(good.recv()).toEqual(m); }
+    for (let i = 0; i < 5; i++) {
+      good.send(m);
+      expect(good.recv()).toEqual(m);
+    }
     expect(good.error).toBeNull();
     expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 << 20);
     expect(dev.dp.counters.signalErrors).toBeGreaterThan(0);

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { BARS } from '../../emulator/abi/abi.js';
-import { msixCapability, parseId, pcieCapability, PCI_CAP_ID_EXP, PCI_CAP_ID_MSIX } from '../../emulator/pci/config.js';
+import {
+  msixCapability,
+  parseId,
+  pcieCapability,
+  PCI_CAP_ID_EXP,
+  PCI_CAP_ID_MSIX,
+} from '../../emulator/pci/config.js';
 
 describe('PCI configuration', () => {
   it('encodes the MSI-X capability with table and PBA in the MSI-X BAR', () => {

@@ -18,10 +18,13 @@ function twoNodes(opts: { window?: number } = {}) {
   const A = enabledDevice(32 << 20);
   const B = enabledDevice(32 << 20);
   const step = (): void => {
-    A.dev.poll(); B.dev.poll();
+    A.dev.poll();
+    B.dev.poll();
     fabric.pump();
-    A.dev.poll(); B.dev.poll();
-    A.bus.advance(1000); B.bus.advance(1000);
+    A.dev.poll();
+    B.dev.poll();
+    A.bus.advance(1000);
+    B.bus.advance(1000);
   };
   const aAcc = busAccess(A.bus, A.dev);
   const bAcc = busAccess(B.bus, B.dev);
@@ -35,7 +38,11 @@ function twoNodes(opts: { window?: number } = {}) {
 }
 
 /** A socket on node a connected to a listener on node b; returns [client on a, server on b]. */
-function crossPair(t: ReturnType<typeof twoNodes>, port: number, opts: { chain?: number; size?: number } = {}): [SgiovSocket, SgiovSocket] {
+function crossPair(
+  t: ReturnType<typeof twoNodes>,
+  port: number,
+  opts: { chain?: number; size?: number } = {},
+): [SgiovSocket, SgiovSocket] {
   const size = opts.size ?? 16384;
   const l = t.db.socket({ txSize: 4096, rxSize: 4096 });
   l.listen(port);
@@ -47,26 +54,29 @@ function crossPair(t: ReturnType<typeof twoNodes>, port: number, opts: { chain?:
   return [c, s];
 }
 
-const msg = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed * 101) & 0xff);
+const msg = (n: number, seed: number): Uint8Array =>
+  Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed * 101) & 0xff);
 
 describe('cross-node warp pipes (in-memory fabric)', () => {
   it('connects to (node, port) and carries messages both ways, whole, once and in order, wrapping both rings', () => {
     const t = twoNodes();
     const [c, s] = crossPair(t, 5000, { size: 4096 });
     for (let i = 1; i <= 40; i++) {
-      c.send(msg(100 + i * 61 % 3000, i));
-      expect(s.recv()).toEqual(msg(100 + i * 61 % 3000, i));
+      c.send(msg(100 + ((i * 61) % 3000), i));
+      expect(s.recv()).toEqual(msg(100 + ((i * 61) % 3000), i));
     }
     s.send(msg(4096, 7)); // a full-ring message
     expect(c.recv()).toEqual(msg(4096, 7));
     // The connection is visible in both socket tables with its far end.
-    const sa = t.A.dev.control('sockets', {}) as { sockets: { sid: number; remote: { node: string; peer: number } | null }[] };
+    const sa = t.A.dev.control('sockets', {}) as {
+      sockets: { sid: number; remote: { node: string; peer: number } | null }[];
+    };
     expect(sa.sockets.find((x) => x.sid === c.sid)?.remote).toMatchObject({ node: 'b', peer: s.sid });
     expect(t.A.dev.dp.remote!.counters.msgsOut).toBe(40);
     expect(t.B.dev.dp.remote!.counters.msgsIn).toBe(40);
   });
 
-  it('Z across nodes: the wire carries the ring bytes, and the sender\'s space is freed only on acknowledgement', () => {
+  it("Z across nodes: the wire carries the ring bytes, and the sender's space is freed only on acknowledgement", () => {
     const t = twoNodes();
     const [c, s] = crossPair(t, 5001, { size: 4096 });
     t.fabric.paused.add(`${t.fabric.id('a')}>${t.fabric.id('b')}`);
@@ -86,7 +96,11 @@ describe('cross-node warp pipes (in-memory fabric)', () => {
     const t = twoNodes();
     const [c, s] = crossPair(t, 5002, { size: 4096 });
     let sent = 0;
-    while (c.trySend(msg(1024, sent))) { sent++; for (let i = 0; i < 4; i++) t.step(); if (sent > 64) break; }
+    while (c.trySend(msg(1024, sent))) {
+      sent++;
+      for (let i = 0; i < 4; i++) t.step();
+      if (sent > 64) break;
+    }
     expect(sent).toBe(8); // the receiver's 4 KiB ring, then the sender's own
     const msgs = t.fabric.wire.filter((f) => f.type === PIPE_FRAME.MSG).length;
     expect(msgs).toBe(4); // never more than the credit
@@ -97,7 +111,9 @@ describe('cross-node warp pipes (in-memory fabric)', () => {
   it('splits a chain across the nodes: ENCRYPT on the sender, DECRYPT on the receiver; the wire carries ciphertext', () => {
     const t = twoNodes();
     const key = new Uint8Array(32).map((_, i) => i + 1);
-    for (const d of [t.da, t.db]) for (let i = 0; i < 4; i++) d.dev.writeReg(`CRYPTO_KEY${i === 0 ? '' : i}`, new DataView(key.buffer).getBigUint64(i * 8, true));
+    for (const d of [t.da, t.db])
+      for (let i = 0; i < 4; i++)
+        d.dev.writeReg(`CRYPTO_KEY${i === 0 ? '' : i}`, new DataView(key.buffer).getBigUint64(i * 8, true));
     const [c, s] = crossPair(t, 5003, { chain: chainCode('ENCRYPT', 'DECRYPT') });
     c.send(msg(3000, 3));
     expect(s.recv()).toEqual(msg(3000, 3));
@@ -105,7 +121,9 @@ describe('cross-node warp pipes (in-memory fabric)', () => {
     expect(w[0]!.payload.length).toBe(3000 + 28); // IV + ciphertext + tag
     expect(Buffer.from(w[0]!.payload).includes(Buffer.from(msg(3000, 3).subarray(0, 64)))).toBe(false);
     // Tampered on the wire: the receiver's DECRYPT refuses it (EBADMSG in order), the next one arrives.
-    t.fabric.tamper = (f) => { if (f.type === PIPE_FRAME.MSG) f.payload[40]! ^= 1; };
+    t.fabric.tamper = (f) => {
+      if (f.type === PIPE_FRAME.MSG) f.payload[40]! ^= 1;
+    };
     c.send(msg(500, 4));
     expect(() => s.recv()).toThrow(expect.objectContaining({ errno: 'EBADMSG' }));
     t.fabric.tamper = null;
@@ -118,7 +136,8 @@ describe('cross-node warp pipes (in-memory fabric)', () => {
   it('close: what was sent arrives, then the peer sees EOF', () => {
     const t = twoNodes();
     const [c, s] = crossPair(t, 5004);
-    c.send(msg(10, 1)); c.send(msg(20, 2));
+    c.send(msg(10, 1));
+    c.send(msg(20, 2));
     c.close();
     expect(s.recv()).toEqual(msg(10, 1));
     expect(s.recv()).toEqual(msg(20, 2));
@@ -183,7 +202,10 @@ describe('cross-node warp pipes (in-memory fabric)', () => {
     const t = twoNodes({ window: 8 });
     const pairs = Array.from({ length: 16 }, (_, i) => crossPair(t, 5100 + i, { size: 8192 }));
     let seed = 12345;
-    const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
     const sent = pairs.map(() => [] as number[]);
     const got = pairs.map(() => [] as number[]);
     const bad: string[] = [];
@@ -192,7 +214,12 @@ describe('cross-node warp pipes (in-memory fabric)', () => {
         for (let r = s.tryRecv(); r; r = s.tryRecv()) {
           // Byte 0 carries the sequence number, the rest a pattern of (length, sequence).
           const k = got[j]!.length;
-          if (r[0] !== (k & 0xff) || r.length !== sent[j]![k] || r[r.length - 1] !== ((r.length * 7 + k) & 0xff)) bad.push(`pair ${j} message ${k}`);
+          if (
+            r[0] !== (k & 0xff) ||
+            r.length !== sent[j]![k] ||
+            r[r.length - 1] !== ((r.length * 7 + k) & 0xff)
+          )
+            bad.push(`pair ${j} message ${k}`);
           got[j]!.push(r.length);
         }
       }
@@ -206,12 +233,18 @@ describe('cross-node warp pipes (in-memory fabric)', () => {
         const m = new Uint8Array(len);
         m[0] = k & 0xff;
         m[len - 1] = (len * 7 + k) & 0xff;
-        if (pairs[i]![0].trySend(m)) { sent[i]!.push(len); total++; }
+        if (pairs[i]![0].trySend(m)) {
+          sent[i]!.push(len);
+          total++;
+        }
       }
       t.step();
       drain();
     }
-    for (let k = 0; k < 500 && got.some((g, j) => g.length < sent[j]!.length); k++) { t.step(); drain(); }
+    for (let k = 0; k < 500 && got.some((g, j) => g.length < sent[j]!.length); k++) {
+      t.step();
+      drain();
+    }
     expect(bad).toEqual([]);
     expect(got).toEqual(sent);
   });

@@ -11,7 +11,10 @@ import { busAccess, enabledDevice } from '../../emulator/testing/bus-access.js';
 function rig(schedule: Record<string, unknown>) {
   const { bus, dev } = enabledDevice(64 << 20);
   const a = busAccess(bus, dev);
-  a.wait = () => { dev.poll(); bus.advance(1000); };
+  a.wait = () => {
+    dev.poll();
+    bus.advance(1000);
+  };
   const drv = new SgiovSocketDriver(a, { d2hSlots: 65536, timeoutMs: 5000 });
   dev.control('schedule', schedule);
   return { bus, dev, drv };
@@ -25,12 +28,20 @@ function pair(drv: SgiovSocketDriver, port: number, tenant: number, chain = 0): 
 }
 
 /** Saturating load for `virtualMs` of device time; returns bytes delivered per pair. */
-function saturate(bus: ReturnType<typeof rig>['bus'], dev: ReturnType<typeof rig>['dev'], pairs: [SgiovSocket, SgiovSocket][], virtualMs: number, msg = 65536): number[] {
+function saturate(
+  bus: ReturnType<typeof rig>['bus'],
+  dev: ReturnType<typeof rig>['dev'],
+  pairs: [SgiovSocket, SgiovSocket][],
+  virtualMs: number,
+  msg = 65536,
+): number[] {
   const got = pairs.map(() => 0);
   const end = bus.nowNs() + virtualMs * 1e6;
   while (bus.nowNs() < end) {
     pairs.forEach(([c, s], i) => {
-      while (c.trySendPrepared(msg)) { /* fill the tx ring */ }
+      while (c.trySendPrepared(msg)) {
+        /* fill the tx ring */
+      }
       for (let n = s.tryRecvInPlace(); n >= 0; n = s.tryRecvInPlace()) got[i]! += n;
     });
     dev.poll();
@@ -41,11 +52,17 @@ function saturate(bus: ReturnType<typeof rig>['bus'], dev: ReturnType<typeof rig
 
 describe('scheduled accelerators on the data plane', () => {
   it('drf divides RDMA 100 / crypto 60 as the paper: A (crypto+RDMA) 37.5, B (RDMA) 62.5 Gbps', () => {
-    const { bus, dev, drv } = rig({ accelerators: { rdma: 100, crypto: 60 }, tenants: [{ name: 'A' }, { name: 'B' }], policy: 'drf' });
+    const { bus, dev, drv } = rig({
+      accelerators: { rdma: 100, crypto: 60 },
+      tenants: [{ name: 'A' }, { name: 'B' }],
+      policy: 'drf',
+    });
     const a = pair(drv, 1000, 0, chainCode('ENCRYPT', 'DECRYPT'));
     const b = pair(drv, 1001, 1);
     saturate(bus, dev, [a, b], 5); // warm up
-    const r = dev.control('tenants', {}) as { tenants: { tenant: string; measuredGbps: number; drfGbps: number; uses: string[] }[] };
+    const r = dev.control('tenants', {}) as {
+      tenants: { tenant: string; measuredGbps: number; drfGbps: number; uses: string[] }[];
+    };
     expect(r.tenants.map((t) => t.drfGbps)).toEqual([37.5, 62.5]);
     expect(r.tenants[0]!.uses.sort()).toEqual(['crypto', 'rdma']);
     const got = saturate(bus, dev, [a, b], 40);
@@ -57,7 +74,11 @@ describe('scheduled accelerators on the data plane', () => {
   }, 60_000);
 
   it('rr and sriov divide the same load differently; the policy switches at run time', () => {
-    const { bus, dev, drv } = rig({ accelerators: { rdma: 100, crypto: 60 }, tenants: [{ name: 'A' }, { name: 'B' }], policy: 'rr' });
+    const { bus, dev, drv } = rig({
+      accelerators: { rdma: 100, crypto: 60 },
+      tenants: [{ name: 'A' }, { name: 'B' }],
+      policy: 'rr',
+    });
     const a = pair(drv, 1000, 0, chainCode('ENCRYPT', 'DECRYPT'));
     const b = pair(drv, 1001, 1);
     saturate(bus, dev, [a, b], 5);
@@ -75,7 +96,11 @@ describe('scheduled accelerators on the data plane', () => {
   }, 60_000);
 
   it('a demand cap holds its tenant to the cap and drf gives the rest to the others (work-conserving)', () => {
-    const { bus, dev, drv } = rig({ accelerators: { rdma: 100 }, tenants: [{ name: 'A' }, { name: 'B', cap: 30 }], policy: 'drf' });
+    const { bus, dev, drv } = rig({
+      accelerators: { rdma: 100 },
+      tenants: [{ name: 'A' }, { name: 'B', cap: 30 }],
+      policy: 'drf',
+    });
     const a = pair(drv, 1000, 0);
     const b = pair(drv, 1001, 1);
     saturate(bus, dev, [a, b], 5);
@@ -95,7 +120,11 @@ describe('scheduled accelerators on the data plane', () => {
   }, 60_000);
 
   it('the driver sets weights and caps with the TENANT command; bad ones get an errno and nothing changes', () => {
-    const { bus, dev, drv } = rig({ accelerators: { rdma: 90 }, tenants: [{ name: 'A' }, { name: 'B' }], policy: 'drf' });
+    const { bus, dev, drv } = rig({
+      accelerators: { rdma: 90 },
+      tenants: [{ name: 'A' }, { name: 'B' }],
+      policy: 'drf',
+    });
     const a = pair(drv, 1000, 0);
     const b = pair(drv, 1001, 1);
     drv.setTenant(0, 2);
@@ -108,25 +137,47 @@ describe('scheduled accelerators on the data plane', () => {
     expect(() => drv.setTenant(1, 0)).toThrow(/EINVAL/);
     expect(() => drv.setTenant(1, 1, 500)).toThrow(/EINVAL/); // cap above every capacity
     const t = dev.control('tenants', {}) as { tenants: { weight: number; capGbps: number | null }[] };
-    expect(t.tenants.map((x) => [x.weight, x.capGbps])).toEqual([[2, null], [1, null]]);
+    expect(t.tenants.map((x) => [x.weight, x.capGbps])).toEqual([
+      [2, null],
+      [1, null],
+    ]);
     drv.setTenant(1, 1, 10);
-    expect((dev.control('tenants', {}) as { tenants: { capGbps: number | null }[] }).tenants[1]!.capGbps).toBe(10);
-    expect((dev.control('schedule', {}) as { tenants: { weight: number; capGbps?: number }[] }).tenants.map((x) => [x.weight, x.capGbps])).toEqual([[2, undefined], [1, 10]]);
+    expect(
+      (dev.control('tenants', {}) as { tenants: { capGbps: number | null }[] }).tenants[1]!.capGbps,
+    ).toBe(10);
+    expect(
+      (dev.control('schedule', {}) as { tenants: { weight: number; capGbps?: number }[] }).tenants.map(
+        (x) => [x.weight, x.capGbps],
+      ),
+    ).toEqual([
+      [2, undefined],
+      [1, 10],
+    ]);
     expect(() => dev.control('tenant', { tenant: 'C' })).toThrow(/unknown tenant 'C'/);
     expect(() => dev.control('tenant', { tenant: 'A', weight: -1 })).toThrow(/weight must be > 0/);
     expect(() => dev.control('tenant', { tenant: 'A', cap: 91 })).toThrow(/above every accelerator/);
-    expect(() => dev.control('schedule', { accelerators: { rdma: 10 }, tenants: [{ name: 'A', cap: 11 }] })).toThrow(/cap 11 Gbps is above/);
+    expect(() =>
+      dev.control('schedule', { accelerators: { rdma: 10 }, tenants: [{ name: 'A', cap: 11 }] }),
+    ).toThrow(/cap 11 Gbps is above/);
     // The device still moves data.
     const c = pair(drv, 1002, 1);
     c[0].send(new Uint8Array(1000).fill(7));
     const deadline = bus.nowNs() + 1e9;
-    while (c[1].available() === 0 && bus.nowNs() < deadline) { dev.poll(); bus.advance(1000); }
+    while (c[1].available() === 0 && bus.nowNs() < deadline) {
+      dev.poll();
+      bus.advance(1000);
+    }
     expect(c[1].recv()).toEqual(new Uint8Array(1000).fill(7));
   }, 60_000);
 
   it('messages are cut into jobs: a small message waits behind at most one job of each busy tenant', () => {
     const jobBytes = 16384;
-    const { bus, dev, drv } = rig({ accelerators: { rdma: 100 }, tenants: [{ name: 'lat' }, ...Array.from({ length: 4 }, (_, i) => ({ name: `bulk${i}` }))], policy: 'drf', jobBytes });
+    const { bus, dev, drv } = rig({
+      accelerators: { rdma: 100 },
+      tenants: [{ name: 'lat' }, ...Array.from({ length: 4 }, (_, i) => ({ name: `bulk${i}` }))],
+      policy: 'drf',
+      jobBytes,
+    });
     const lat = pair(drv, 999, 0);
     const bulk = Array.from({ length: 4 }, (_, i) => pair(drv, 1000 + i, i + 1));
     saturate(bus, dev, bulk, 2, 128 << 10);
@@ -147,9 +198,13 @@ describe('scheduled accelerators on the data plane', () => {
 
   it('refuses bad schedule arguments and a socket of an unknown tenant', () => {
     const { dev, drv } = rig({ accelerators: { rdma: 10 }, tenants: [{ name: 'A' }] });
-    expect(() => dev.control('schedule', { accelerators: { warp: 1 } })).toThrow(/unknown accelerator 'warp'/);
+    expect(() => dev.control('schedule', { accelerators: { warp: 1 } })).toThrow(
+      /unknown accelerator 'warp'/,
+    );
     expect(() => dev.control('schedule', { accelerators: { rdma: 0 } })).toThrow(/Gbps > 0/);
-    expect(() => dev.control('schedule', { accelerators: { rdma: 1 }, tenants: [{ name: 'A', weight: 0 }] })).toThrow(/weight/);
+    expect(() =>
+      dev.control('schedule', { accelerators: { rdma: 1 }, tenants: [{ name: 'A', weight: 0 }] }),
+    ).toThrow(/weight/);
     expect(() => dev.control('schedule', { policy: 'fifo' })).toThrow(/policy 'fifo'/);
     expect(() => dev.control('tenants', {})).not.toThrow();
     expect(() => drv.socket({ txSize: 4096, rxSize: 4096, tenant: 5 })).toThrow(/EINVAL/);
@@ -158,7 +213,9 @@ describe('scheduled accelerators on the data plane', () => {
     s.send(new Uint8Array(100).fill(1));
     expect(s.recv().length).toBe(100); // loopback uses no modelled engine: moves at once
     // a chain naming an engine the scheduled device does not have (no crypto here)
-    expect(() => drv.socket({ txSize: 4096, rxSize: 4096 }).connect(CONSTANTS.PORT_LOOPBACK, chainCode('ENCRYPT'))).toThrow(/EINVAL/);
+    expect(() =>
+      drv.socket({ txSize: 4096, rxSize: 4096 }).connect(CONSTANTS.PORT_LOOPBACK, chainCode('ENCRYPT')),
+    ).toThrow(/EINVAL/);
     dev.control('schedule', { off: true });
     expect(() => dev.control('tenants', {})).toThrow(/not scheduled/);
     expect(() => drv.setTenant(0, 1)).toThrow(/ENOENT/); // TENANT with no scheduled accelerators

@@ -20,7 +20,9 @@ import { RunDir } from '../../qemu/vm.js';
 let dir: RunDir;
 let keep = false;
 
-beforeAll(() => { dir = new RunDir('sgiov-vmfaults-'); });
+beforeAll(() => {
+  dir = new RunDir('sgiov-vmfaults-');
+});
 afterAll(() => {
   if (keep) process.stderr.write(`VM fault campaign files kept in ${dir.path}\n`);
   else dir?.remove();
@@ -34,10 +36,16 @@ function plan(name: string, rule: Record<string, unknown>): string {
 
 describe('fault campaign in a VM', () => {
   it('under lost and repeated D2H signals, a DMA error, a device reset and a surprise removal: nothing lost, duplicated or corrupted', async () => {
-    onTestFailed(() => { keep = true; });
+    onTestFailed(() => {
+      keep = true;
+    });
     const files = [
       plan('d2h-lost', { point: 'signal.d2h', trigger: { every: 300, count: 6 }, do: { action: 'drop' } }),
-      plan('d2h-twice', { point: 'signal.d2h', trigger: { every: 200, count: 10 }, do: { action: 'duplicate' } }),
+      plan('d2h-twice', {
+        point: 'signal.d2h',
+        trigger: { every: 200, count: 10 },
+        do: { action: 'duplicate' },
+      }),
       ...['dma-error', 'reset', 'surprise-removal'].map((p) => join(repoRoot(), 'faults', `${p}.json`)),
     ];
     const w = vmWorkload({ dir, stress: ['-n', '32', '-s', '4096', '-T', '2', '-c', '4'], timeoutS: 120 });

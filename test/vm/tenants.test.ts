@@ -35,22 +35,44 @@ import { EmulatorProcess, QemuVm, RunDir, until, type GuestLine } from '../../qe
 const VM_S = 240;
 const WINDOW_S = 10;
 const TOLERANCE = 0.1;
-const SCHEDULE = { accelerators: { rdma: 0.4, crypto: 0.24 }, tenants: [{ name: 'A' }, { name: 'B' }], policy: 'drf' };
+const SCHEDULE = {
+  accelerators: { rdma: 0.4, crypto: 0.24 },
+  tenants: [{ name: 'A' }, { name: 'B' }],
+  policy: 'drf',
+};
 
-interface TenantReport { tenant: string; weight: number; uses: string[]; bytes: number; measuredGbps: number; drfGbps: number | null }
-interface Snapshot { atMs: number; tenants: TenantReport[] }
+interface TenantReport {
+  tenant: string;
+  weight: number;
+  uses: string[];
+  bytes: number;
+  measuredGbps: number;
+  drfGbps: number | null;
+}
+interface Snapshot {
+  atMs: number;
+  tenants: TenantReport[];
+}
 
 /** One connection to the emulator's control socket; requests answered in order by id. */
 class Control {
   private buf = '';
   private nextId = 1;
-  private readonly waiting = new Map<number, (r: { ok: boolean; result?: unknown; error?: string }) => void>();
+  private readonly waiting = new Map<
+    number,
+    (r: { ok: boolean; result?: unknown; error?: string }) => void
+  >();
   private constructor(private readonly sock: Socket) {
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
       this.buf += d;
       for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
-        const r = JSON.parse(this.buf.slice(0, nl)) as { id: number; ok: boolean; result?: unknown; error?: string };
+        const r = JSON.parse(this.buf.slice(0, nl)) as {
+          id: number;
+          ok: boolean;
+          result?: unknown;
+          error?: string;
+        };
         this.buf = this.buf.slice(nl + 1);
         this.waiting.get(r.id)?.(r);
         this.waiting.delete(r.id);
@@ -69,8 +91,14 @@ class Control {
   async cmd<T>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
     const id = this.nextId++;
     const reply = await new Promise<{ ok: boolean; result?: unknown; error?: string }>((resolve, reject) => {
-      const t = setTimeout(() => { this.waiting.delete(id); reject(new Error(`control: no reply to ${cmd} within 5 s`)); }, 5000);
-      this.waiting.set(id, (r) => { clearTimeout(t); resolve(r); });
+      const t = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`control: no reply to ${cmd} within 5 s`));
+      }, 5000);
+      this.waiting.set(id, (r) => {
+        clearTimeout(t);
+        resolve(r);
+      });
       this.sock.write(JSON.stringify({ id, cmd, args }) + '\n');
     });
     if (!reply.ok) throw new Error(`control ${cmd}: ${reply.error}`);
@@ -91,9 +119,15 @@ const ctlPath = (): string => dir.file('control.sock');
 
 beforeAll(async () => {
   dir = new RunDir('sgiov-vmtenants-');
-  emu = new EmulatorProcess({ socketPath: sock(), logPath: dir.file('emulator.log'), logLevel: 'info', extraArgs: ['--control', ctlPath()] });
+  emu = new EmulatorProcess({
+    socketPath: sock(),
+    logPath: dir.file('emulator.log'),
+    logLevel: 'info',
+    extraArgs: ['--control', ctlPath()],
+  });
   await emu.ready();
-  if (!(await until(() => existsSync(ctlPath()) || !emu.alive, 10_000))) throw new Error(`no control socket:\n${emu.log.slice(-2000)}`);
+  if (!(await until(() => existsSync(ctlPath()) || !emu.alive, 10_000)))
+    throw new Error(`no control socket:\n${emu.log.slice(-2000)}`);
   ctl = await Control.open(ctlPath());
 });
 
@@ -121,8 +155,17 @@ async function runTenants(x: Expect): Promise<void> {
   const set = await ctl!.cmd<{ scheduled: boolean }>('schedule', SCHEDULE);
   expect(set.scheduled).toBe(true);
 
-  const args = [`sgiov.tenants=${['-t', String(WINDOW_S), '-w', '2', '-n', '2', '-u', '2', ...x.toolArgs].join(',')}`, `sgiov.tool_timeout=${VM_S - 60}`].join(' ');
-  const vm = new QemuVm({ socketPath: sock(), consolePath: dir.file('tenants.console.log'), scenario: 'tenants', timeoutS: VM_S, extraAppend: args });
+  const args = [
+    `sgiov.tenants=${['-t', String(WINDOW_S), '-w', '2', '-n', '2', '-u', '2', ...x.toolArgs].join(',')}`,
+    `sgiov.tool_timeout=${VM_S - 60}`,
+  ].join(' ');
+  const vm = new QemuVm({
+    socketPath: sock(),
+    consolePath: dir.file('tenants.console.log'),
+    scenario: 'tenants',
+    timeoutS: VM_S,
+    extraAppend: args,
+  });
   // The device's view at the guest's phase lines (before the module is
   // unloaded: stopping the data plane resets the accelerators' counters).
   const snaps = new Map<string, Snapshot>();
@@ -143,32 +186,74 @@ async function runTenants(x: Expect): Promise<void> {
       }
       return vm.lines.some((l) => l.kind === 'done');
     })();
-    if (!ok) throw new Error(`the guest did not finish (console: ${dir.file('tenants.console.log')})\n${vm.output.slice(-3000)}`);
+    if (!ok)
+      throw new Error(
+        `the guest did not finish (console: ${dir.file('tenants.console.log')})\n${vm.output.slice(-3000)}`,
+      );
     await vm.exit(15_000);
   } finally {
     if (vm.alive) await vm.stop();
   }
-  const report = vm.lines.filter((l) => ['check', 'tenant_set', 'tenants', 'tenants_conn', 'tenants_phase', 'tenants_done', 'log', 'dp'].includes(l.kind)).map((l) => l.raw).join('\n');
+  const report = vm.lines
+    .filter((l) =>
+      [
+        'check',
+        'tenant_set',
+        'tenants',
+        'tenants_conn',
+        'tenants_phase',
+        'tenants_done',
+        'log',
+        'dp',
+      ].includes(l.kind),
+    )
+    .map((l) => l.raw)
+    .join('\n');
   process.stderr.write(`${report}\n`);
 
   expect(vm.find('insmod')[0]?.fields.rc).toBe('0');
   expect(vm.find('dp')[0]?.raw).toMatch(/^dp running dev=\/dev\/sgiov /);
   for (const c of vm.find('check')) expect(c.fields.ok, c.raw).toBe('1');
   // Binaries built before tenants (8-byte CREATE, 64-byte INFO) still work, as tenant 0; reserved flags are refused.
-  for (const name of ['create_v0', 'info_v0', 'info_v0_state', 'info_v0_size', 'create_v0_tenant', 'create_flags_einval']) {
-    expect(vm.find('check').some((c) => c.fields.name === name && c.fields.ok === '1'), name).toBe(true);
+  for (const name of [
+    'create_v0',
+    'info_v0',
+    'info_v0_state',
+    'info_v0_size',
+    'create_v0_tenant',
+    'create_flags_einval',
+  ]) {
+    expect(
+      vm.find('check').some((c) => c.fields.name === name && c.fields.ok === '1'),
+      name,
+    ).toBe(true);
   }
   // A tenant the device does not know: CREATE fails with EINVAL; SET_TENANT with ENOENT; a weight of 0 or a cap above capacity with EINVAL.
-  expect(vm.find('check').find((c) => c.fields.name === 'unknown_tenant_einval')?.fields).toMatchObject({ ok: '1', got: '22' });
-  expect(vm.find('check').find((c) => c.fields.name === 'set_unknown_tenant_enoent')?.fields).toMatchObject({ ok: '1', got: '2' });
-  expect(vm.find('check').find((c) => c.fields.name === 'set_weight_zero_einval')?.fields).toMatchObject({ ok: '1', got: '22' });
-  expect(vm.find('check').find((c) => c.fields.name === 'set_cap_above_capacity_einval')?.fields).toMatchObject({ ok: '1', got: '22' });
+  expect(vm.find('check').find((c) => c.fields.name === 'unknown_tenant_einval')?.fields).toMatchObject({
+    ok: '1',
+    got: '22',
+  });
+  expect(vm.find('check').find((c) => c.fields.name === 'set_unknown_tenant_enoent')?.fields).toMatchObject({
+    ok: '1',
+    got: '2',
+  });
+  expect(vm.find('check').find((c) => c.fields.name === 'set_weight_zero_einval')?.fields).toMatchObject({
+    ok: '1',
+    got: '22',
+  });
+  expect(
+    vm.find('check').find((c) => c.fields.name === 'set_cap_above_capacity_einval')?.fields,
+  ).toMatchObject({ ok: '1', got: '22' });
   expect(vm.find('tenants_done')[0]?.fields.rc).toBe('0');
 
   const guest = new Map(vm.find('tenants').map((l) => [l.fields.name!, l]));
   for (const name of ['A', 'B']) {
     const g = guest.get(name);
-    expect(g?.fields, g?.raw ?? `no tenants line for ${name}`).toMatchObject({ conns: '2', msg_size: '131072', errors: '0' });
+    expect(g?.fields, g?.raw ?? `no tenants line for ${name}`).toMatchObject({
+      conns: '2',
+      msg_size: '131072',
+      errors: '0',
+    });
     expect(num(g, 'received'), g?.raw).toBe(num(g, 'sent')); // nothing lost
     expect(num(g, 'seconds')).toBeGreaterThan(WINDOW_S * 0.99);
   }
@@ -184,14 +269,22 @@ async function runTenants(x: Expect): Promise<void> {
     const dev = s!.tenants.find((t) => t.tenant === name)!;
     const before = m!.tenants.find((t) => t.tenant === name)!;
     return {
-      name, i, dev,
+      name,
+      i,
+      dev,
       guestGbps: num(guest.get(name), 'gbps'),
       windowGbps: ((dev.bytes - before.bytes) * 8) / windowS / 1e9,
     };
   });
   process.stderr.write(
     `tenant  weight  uses         drfGbps  guestGbps  emulator(window)  emulator(measuredGbps)\n` +
-    rows.map((r) => `${r.name.padEnd(8)}${String(r.dev.weight).padEnd(8)}${r.dev.uses.slice().sort().join(',').padEnd(13)}${r.dev.drfGbps!.toFixed(4).padEnd(9)}${r.guestGbps.toFixed(4).padEnd(11)}${r.windowGbps.toFixed(4).padEnd(18)}${r.dev.measuredGbps.toFixed(4)}`).join('\n') + '\n',
+      rows
+        .map(
+          (r) =>
+            `${r.name.padEnd(8)}${String(r.dev.weight).padEnd(8)}${r.dev.uses.slice().sort().join(',').padEnd(13)}${r.dev.drfGbps!.toFixed(4).padEnd(9)}${r.guestGbps.toFixed(4).padEnd(11)}${r.windowGbps.toFixed(4).padEnd(18)}${r.dev.measuredGbps.toFixed(4)}`,
+        )
+        .join('\n') +
+      '\n',
   );
 
   // The emulator's allocation for what each tenant used: DRF by progressive filling.
@@ -201,9 +294,17 @@ async function runTenants(x: Expect): Promise<void> {
     expect(r.dev.weight).toBe(x.weights[r.name]);
     expect(r.dev.drfGbps).toBeCloseTo(x.drf[r.name], 9);
     const drf = r.dev.drfGbps!;
-    expect(within(r.guestGbps, drf, TOLERANCE), `${r.name}: guest ${r.guestGbps} Gbps vs DRF ${drf}`).toBe(true);
-    expect(within(r.guestGbps, r.dev.measuredGbps, TOLERANCE), `${r.name}: guest ${r.guestGbps} vs emulator measured ${r.dev.measuredGbps}`).toBe(true);
-    expect(within(r.windowGbps, drf, TOLERANCE), `${r.name}: emulator window ${r.windowGbps} vs DRF ${drf}`).toBe(true);
+    expect(within(r.guestGbps, drf, TOLERANCE), `${r.name}: guest ${r.guestGbps} Gbps vs DRF ${drf}`).toBe(
+      true,
+    );
+    expect(
+      within(r.guestGbps, r.dev.measuredGbps, TOLERANCE),
+      `${r.name}: guest ${r.guestGbps} vs emulator measured ${r.dev.measuredGbps}`,
+    ).toBe(true);
+    expect(
+      within(r.windowGbps, drf, TOLERANCE),
+      `${r.name}: emulator window ${r.windowGbps} vs DRF ${drf}`,
+    ).toBe(true);
   }
   // RDMA, the shared bottleneck, was saturated.
   expect(within(rows[0]!.guestGbps + rows[1]!.guestGbps, 0.4, TOLERANCE)).toBe(true);
@@ -218,17 +319,36 @@ async function runTenants(x: Expect): Promise<void> {
 }
 
 describe.sequential('tenants sharing scheduled accelerators, from a real guest', () => {
-  it('DRF divides RDMA 0.4 / crypto 0.24 Gbps as A (crypto+RDMA) 0.15 and B (RDMA) 0.25, measured by the guest within 10%', async () => {
-    onTestFailed(() => { keep = true; });
-    await runTenants({ toolArgs: [], chains: { A: '0x201', B: '0x0' }, drf: { A: 0.15, B: 0.25 }, weights: { A: 1, B: 1 } });
-  }, VM_S * 1000 + 30_000);
+  it(
+    'DRF divides RDMA 0.4 / crypto 0.24 Gbps as A (crypto+RDMA) 0.15 and B (RDMA) 0.25, measured by the guest within 10%',
+    async () => {
+      onTestFailed(() => {
+        keep = true;
+      });
+      await runTenants({
+        toolArgs: [],
+        chains: { A: '0x201', B: '0x0' },
+        drf: { A: 0.15, B: 0.25 },
+        weights: { A: 1, B: 1 },
+      });
+    },
+    VM_S * 1000 + 30_000,
+  );
 
-  it('weights set by the guest (SGIOV_IOC_SET_TENANT: A 2, B 1; B on executor F): A 0.2182, B 0.1818 Gbps within 10%', async () => {
-    onTestFailed(() => { keep = true; });
-    // Weighted DRF: A's rate is 2 x 0.24 x L, B's 1 x 0.4 x L; RDMA saturates at 0.88 L = 0.4.
-    await runTenants({
-      toolArgs: ['-T', 'A:0:enc+dec:2', '-T', 'B:1:copy:1'], chains: { A: '0x201', B: '0x7' },
-      drf: { A: (0.48 * 0.4) / 0.88, B: (0.4 * 0.4) / 0.88 }, weights: { A: 2, B: 1 },
-    });
-  }, VM_S * 1000 + 30_000);
+  it(
+    'weights set by the guest (SGIOV_IOC_SET_TENANT: A 2, B 1; B on executor F): A 0.2182, B 0.1818 Gbps within 10%',
+    async () => {
+      onTestFailed(() => {
+        keep = true;
+      });
+      // Weighted DRF: A's rate is 2 x 0.24 x L, B's 1 x 0.4 x L; RDMA saturates at 0.88 L = 0.4.
+      await runTenants({
+        toolArgs: ['-T', 'A:0:enc+dec:2', '-T', 'B:1:copy:1'],
+        chains: { A: '0x201', B: '0x7' },
+        drf: { A: (0.48 * 0.4) / 0.88, B: (0.4 * 0.4) / 0.88 },
+        weights: { A: 2, B: 1 },
+      });
+    },
+    VM_S * 1000 + 30_000,
+  );
 });

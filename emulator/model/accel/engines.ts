@@ -22,7 +22,8 @@ export interface EngineKeys {
 /** AES-256-GCM encrypt: out = IV (12) | ciphertext | tag (16). */
 export function encrypt(keys: EngineKeys): Transform {
   return {
-    name: 'encrypt', bytewise: false,
+    name: 'encrypt',
+    bytewise: false,
     outLen: (len) => len + IV + TAG,
     whole: (input) => joinBytes(sealParts(keys, input)),
     // Straight into the sink: node:crypto allocates the ciphertext anyway.
@@ -41,7 +42,8 @@ function sealParts(keys: EngineKeys, input: Uint8Array): Uint8Array[] {
 /** AES-256-GCM decrypt: rejects a message whose tag does not verify. */
 export function decrypt(keys: EngineKeys): Transform {
   return {
-    name: 'decrypt', bytewise: false,
+    name: 'decrypt',
+    bytewise: false,
     outLen: (len) => (len < IV + TAG ? `a ${len}-byte message is shorter than IV and tag` : len - IV - TAG),
     whole: (input) => {
       const d = createDecipheriv('aes-256-gcm', keys.aesKey, input.subarray(0, IV));
@@ -51,7 +53,9 @@ export function decrypt(keys: EngineKeys): Transform {
         const a = d.update(body);
         const b = d.final();
         if (b.length === 0) return new Uint8Array(a.buffer, a.byteOffset, a.length);
-        const out = new Uint8Array(a.length + b.length); out.set(a); out.set(b, a.length);
+        const out = new Uint8Array(a.length + b.length);
+        out.set(a);
+        out.set(b, a.length);
         return out;
       } catch {
         return 'authentication failed';
@@ -63,12 +67,15 @@ export function decrypt(keys: EngineKeys): Transform {
 /** Encapsulation: an 8-byte header (flags 0x08, 24-bit VNI) before the message. */
 export function encap(keys: EngineKeys): Transform {
   return {
-    name: 'encap', bytewise: false,
+    name: 'encap',
+    bytewise: false,
     outLen: (len) => len + HDR,
     whole: (input) => {
       const out = new Uint8Array(input.length + HDR);
       out[0] = 0x08;
-      out[4] = (keys.vni >>> 16) & 0xff; out[5] = (keys.vni >>> 8) & 0xff; out[6] = keys.vni & 0xff;
+      out[4] = (keys.vni >>> 16) & 0xff;
+      out[5] = (keys.vni >>> 8) & 0xff;
+      out[6] = keys.vni & 0xff;
       out.set(input, HDR);
       return out;
     },
@@ -78,11 +85,13 @@ export function encap(keys: EngineKeys): Transform {
 /** Decapsulation: strips the header; refuses a missing one or another VNI. */
 export function decap(keys: EngineKeys): Transform {
   return {
-    name: 'decap', bytewise: false,
+    name: 'decap',
+    bytewise: false,
     outLen: (len) => (len < HDR ? `a ${len}-byte message has no encapsulation header` : len - HDR),
     whole: (input) => {
       const vni = (input[4]! << 16) | (input[5]! << 8) | input[6]!;
-      if (input[0] !== 0x08 || vni !== keys.vni) return `bad encapsulation header (flags 0x${input[0]!.toString(16)}, VNI ${vni}, expected ${keys.vni})`;
+      if (input[0] !== 0x08 || vni !== keys.vni)
+        return `bad encapsulation header (flags 0x${input[0]!.toString(16)}, VNI ${vni}, expected ${keys.vni})`;
       return input.subarray(HDR);
     },
   };
@@ -127,7 +136,10 @@ export function decodeChain(code: number, keys: EngineKeys): Chain | string {
   const stages: number[] = [];
   for (let i = 0; i < 4; i++) {
     const st = (code >>> (8 * i)) & 0xff;
-    if (st === S.NONE) { if ((code >>> (8 * i)) !== 0) return `stage ${i + 1} is empty but later stages are set`; break; }
+    if (st === S.NONE) {
+      if (code >>> (8 * i) !== 0) return `stage ${i + 1} is empty but later stages are set`;
+      break;
+    }
     stages.push(st);
   }
   const inline: Transform[] = [];
@@ -137,17 +149,31 @@ export function decodeChain(code: number, keys: EngineKeys): Chain | string {
   let errorCode: number = ENUMS.SERR.AUTH_FAILED;
   for (const st of stages) {
     switch (st) {
-      case S.ENCRYPT: inline.push(encrypt(keys)); break;
-      case S.DECRYPT: inline.push(decrypt(keys)); break;
-      case S.ENCAP: inline.push(encap(keys)); break;
-      case S.DECAP: inline.push(decap(keys)); errorCode = ENUMS.SERR.BAD_ENCAP; break;
-      case S.CRC32C: digestToReceiver = true; break;
-      case S.LOOKASIDE_CRC32C: lookAside = true; break;
+      case S.ENCRYPT:
+        inline.push(encrypt(keys));
+        break;
+      case S.DECRYPT:
+        inline.push(decrypt(keys));
+        break;
+      case S.ENCAP:
+        inline.push(encap(keys));
+        break;
+      case S.DECAP:
+        inline.push(decap(keys));
+        errorCode = ENUMS.SERR.BAD_ENCAP;
+        break;
+      case S.CRC32C:
+        digestToReceiver = true;
+        break;
+      case S.LOOKASIDE_CRC32C:
+        lookAside = true;
+        break;
       case S.FULL_COPY:
         if (fullCopy) return 'FULL_COPY given twice';
         fullCopy = true;
         break;
-      default: return `unknown stage ${st}`;
+      default:
+        return `unknown stage ${st}`;
     }
   }
   if (lookAside && stages.length !== 1) return 'a look-aside stage stands alone';
@@ -159,10 +185,14 @@ export function compose(ts: Transform[]): Transform {
   if (ts.length === 0) return COPY;
   if (ts.length === 1) return ts[0]!;
   return {
-    name: ts.map((t) => t.name).join('+'), bytewise: false,
+    name: ts.map((t) => t.name).join('+'),
+    bytewise: false,
     outLen: (len) => {
       let n: number | string = len;
-      for (const t of ts) { n = t.outLen(n); if (typeof n === 'string') return n; }
+      for (const t of ts) {
+        n = t.outLen(n);
+        if (typeof n === 'string') return n;
+      }
       return n;
     },
     whole: (input) => {
@@ -170,7 +200,12 @@ export function compose(ts: Transform[]): Transform {
       for (const t of ts) {
         const n = t.outLen(cur.length);
         if (typeof n === 'string') return n;
-        if (t.bytewise) { const o = new Uint8Array(cur.length); t.map!(cur, o); cur = o; continue; }
+        if (t.bytewise) {
+          const o = new Uint8Array(cur.length);
+          t.map!(cur, o);
+          cur = o;
+          continue;
+        }
         const o = t.whole!(cur);
         if (typeof o === 'string') return o;
         cur = o;

@@ -68,7 +68,11 @@ export class AcceleratorFarm {
   }
 
   constructor(private readonly base: FarmConfig) {
-    this.sched = new JobScheduler(base.accels.map((a) => ({ name: a.name, capacityGbps: a.capacityGbps })), base.tenants, base.policy);
+    this.sched = new JobScheduler(
+      base.accels.map((a) => ({ name: a.name, capacityGbps: a.capacityGbps })),
+      base.tenants,
+      base.policy,
+    );
     base.accels.forEach((a, i) => this.index.set(a.name, i));
     this.busyUntil = base.accels.map(() => 0);
     this.running = base.accels.map(() => null);
@@ -78,7 +82,10 @@ export class AcceleratorFarm {
   /** Accelerator indexes for engine names, skipping engines this farm does not model. */
   accels(names: readonly string[]): number[] {
     const out: number[] = [];
-    for (const n of names) { const i = this.index.get(n); if (i !== undefined && !out.includes(i)) out.push(i); }
+    for (const n of names) {
+      const i = this.index.get(n);
+      if (i !== undefined && !out.includes(i)) out.push(i);
+    }
     return out;
   }
 
@@ -95,7 +102,10 @@ export class AcceleratorFarm {
     const total = Math.max(1, bytes);
     const msg: MessageJobs = { tag, left: Math.ceil(total / max) };
     for (let off = 0; off < total; off += max) {
-      this.sched.submit({ tenant: t, accels, bytes: Math.min(max, total - off), stage: 0, tag: msg }, nowNs / 1e9);
+      this.sched.submit(
+        { tenant: t, accels, bytes: Math.min(max, total - off), stage: 0, tag: msg },
+        nowNs / 1e9,
+      );
     }
   }
 
@@ -150,8 +160,18 @@ export class AcceleratorFarm {
   }
 
   /** Per tenant: measured Gbps since its first completion, and the DRF allocation for what it uses. */
-  report(): { tenant: string; weight: number; capGbps: number | null; uses: string[]; bytes: number; measuredGbps: number; drfGbps: number | null }[] {
-    const active = this.sched.tenants.map((t, i) => ({ t, i, st: this.stats[i]! })).filter((x) => x.st.uses.size > 0);
+  report(): {
+    tenant: string;
+    weight: number;
+    capGbps: number | null;
+    uses: string[];
+    bytes: number;
+    measuredGbps: number;
+    drfGbps: number | null;
+  }[] {
+    const active = this.sched.tenants
+      .map((t, i) => ({ t, i, st: this.stats[i]! }))
+      .filter((x) => x.st.uses.size > 0);
     let alloc: Map<string, number> | null = null;
     if (active.length > 0) {
       try {
@@ -161,26 +181,39 @@ export class AcceleratorFarm {
             const uses = [...x.st.uses];
             const z = Math.min(...uses.map((u) => this.base.accels[u]!.capacityGbps));
             return {
-              name: x.t.name, uses: uses.map((u) => this.base.accels[u]!.name), weight: x.t.weight ?? 1,
+              name: x.t.name,
+              uses: uses.map((u) => this.base.accels[u]!.name),
+              weight: x.t.weight ?? 1,
               // A cap above what its chain can carry is no limit for it.
               ...(x.t.capGbps !== undefined && x.t.capGbps < z ? { cap: x.t.capGbps } : {}),
             };
           }),
         });
         alloc = new Map(r.tenants.map((t) => [t.name, t.rate]));
-      } catch { alloc = null; }
+      } catch {
+        alloc = null;
+      }
     }
     return this.sched.tenants.map((t, i) => {
       const st = this.stats[i]!;
       const span = st.lastNs - st.firstNs;
       return {
-        tenant: t.name, weight: t.weight ?? 1, capGbps: t.capGbps ?? null, uses: [...st.uses].map((u) => this.base.accels[u]!.name), bytes: st.bytes,
-        measuredGbps: span > 0 ? (st.bytes * 8) / span : 0, drfGbps: alloc?.get(t.name) ?? null,
+        tenant: t.name,
+        weight: t.weight ?? 1,
+        capGbps: t.capGbps ?? null,
+        uses: [...st.uses].map((u) => this.base.accels[u]!.name),
+        bytes: st.bytes,
+        measuredGbps: span > 0 ? (st.bytes * 8) / span : 0,
+        drfGbps: alloc?.get(t.name) ?? null,
       };
     });
   }
 
   resetStats(): void {
-    for (const st of this.stats) { st.bytes = 0; st.firstNs = -1; st.lastNs = 0; }
+    for (const st of this.stats) {
+      st.bytes = 0;
+      st.firstNs = -1;
+      st.lastNs = 0;
+    }
   }
 }

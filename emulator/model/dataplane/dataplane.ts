@@ -28,7 +28,17 @@ import { AcceleratorFarm, type FarmConfig } from './accelerators.js';
 import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
 import { FaultInjector, corruptValue, type Fault, type FaultContext } from '../../faults/injector.js';
 import { POINT, POINT_NAMES, type Point } from '../../faults/plan.js';
-import { atomicLoad64, atomicStore64, d2hRepeatable, d2hSocket, faultCode, raiseIrq, readCorrupted, writeCorrupted, type GlobalFaultHandler } from '../../faults/hooks.js';
+import {
+  atomicLoad64,
+  atomicStore64,
+  d2hRepeatable,
+  d2hSocket,
+  faultCode,
+  raiseIrq,
+  readCorrupted,
+  writeCorrupted,
+  type GlobalFaultHandler,
+} from '../../faults/hooks.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 
 const SIG = ENUMS.SIG_H2D;
@@ -36,7 +46,10 @@ const D2H = ENUMS.SIG_D2H;
 const ST = ENUMS.STATUS;
 const SERR = ENUMS.SERR;
 const OP = ENUMS.CMD_OP;
-const CMD_FIELD = Object.fromEntries(STRUCTS.cmd!.fields.map((f) => [f.name, f.offset])) as Record<string, number>;
+const CMD_FIELD = Object.fromEntries(STRUCTS.cmd!.fields.map((f) => [f.name, f.offset])) as Record<
+  string,
+  number
+>;
 
 const FLAG_PEER_CLOSED = 1;
 const FLAG_READY = 2;
@@ -55,7 +68,17 @@ export interface DataPlaneConfig {
 }
 
 export function defaultDataPlaneConfig(): DataPlaneConfig {
-  return { h2dMode: ENUMS.H2D_MODE.HYBRID, d2hBase: 0n, d2hSlots: 0, d2hVector: 0, d2hProdAddr: 0n, cmdBase: 0n, cmdSlots: 0, modCount: 1, modUsecs: 0 };
+  return {
+    h2dMode: ENUMS.H2D_MODE.HYBRID,
+    d2hBase: 0n,
+    d2hSlots: 0,
+    d2hVector: 0,
+    d2hProdAddr: 0n,
+    cmdBase: 0n,
+    cmdSlots: 0,
+    modCount: 1,
+    modUsecs: 0,
+  };
 }
 
 export interface DataPlaneCounters {
@@ -85,8 +108,12 @@ const isPow2 = (v: number): boolean => v > 0 && (v & (v - 1)) === 0;
 const MAX_IN_FLIGHT = 8;
 /** The engine each stage runs on. */
 const STAGE_ENGINE: Record<number, string> = {
-  [ENUMS.STAGE.ENCRYPT]: 'crypto', [ENUMS.STAGE.DECRYPT]: 'crypto', [ENUMS.STAGE.ENCAP]: 'encap', [ENUMS.STAGE.DECAP]: 'encap',
-  [ENUMS.STAGE.CRC32C]: 'lookaside', [ENUMS.STAGE.LOOKASIDE_CRC32C]: 'lookaside',
+  [ENUMS.STAGE.ENCRYPT]: 'crypto',
+  [ENUMS.STAGE.DECRYPT]: 'crypto',
+  [ENUMS.STAGE.ENCAP]: 'encap',
+  [ENUMS.STAGE.DECAP]: 'encap',
+  [ENUMS.STAGE.CRC32C]: 'lookaside',
+  [ENUMS.STAGE.LOOKASIDE_CRC32C]: 'lookaside',
 };
 
 /** A FIFO of 64-bit signals as u32 halves, growing as needed (no per-signal allocation). */
@@ -99,7 +126,10 @@ export class SignalQueue {
     const cap = this.buf.length >>> 1;
     if (this.length === cap) {
       const b = new Uint32Array(this.buf.length * 2);
-      for (let i = 0; i < this.length; i++) { b[2 * i] = this.hi(i); b[2 * i + 1] = this.lo(i); }
+      for (let i = 0; i < this.length; i++) {
+        b[2 * i] = this.hi(i);
+        b[2 * i + 1] = this.lo(i);
+      }
       this.buf = b;
       this.head = 0;
     }
@@ -109,8 +139,12 @@ export class SignalQueue {
     this.length++;
   }
 
-  hi(i: number): number { return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2]!; }
-  lo(i: number): number { return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2 + 1]!; }
+  hi(i: number): number {
+    return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2]!;
+  }
+  lo(i: number): number {
+    return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2 + 1]!;
+  }
 
   drop(n: number): void {
     this.head = (this.head + n) % (this.buf.length >>> 1);
@@ -127,7 +161,17 @@ export class DataPlane {
   readonly cfg: DataPlaneConfig = defaultDataPlaneConfig();
   readonly socks: SocketTable;
   private readonly rings = new RingIndex();
-  readonly counters: DataPlaneCounters = { h2dSignals: 0, d2hSignals: 0, kicks: 0, signalErrors: 0, msgsMoved: 0, bytesMoved: 0, interrupts: 0, repeats: 0, resyncs: 0 };
+  readonly counters: DataPlaneCounters = {
+    h2dSignals: 0,
+    d2hSignals: 0,
+    kicks: 0,
+    signalErrors: 0,
+    msgsMoved: 0,
+    bytesMoved: 0,
+    interrupts: 0,
+    repeats: 0,
+    resyncs: 0,
+  };
   running = false;
   /** The hybrid poller is asleep, waiting for a kick. */
   sleeping = false;
@@ -174,7 +218,12 @@ export class DataPlane {
   /** Faults: staged messages whose read was found corrupted or failed: the code their receiver gets. */
   private readonly stagedFailed = new WeakMap<Uint8Array, number>();
 
-  constructor(private readonly host: DeviceHost, maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT, faults?: FaultInjector, onGlobal?: GlobalFaultHandler) {
+  constructor(
+    private readonly host: DeviceHost,
+    maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT,
+    faults?: FaultInjector,
+    onGlobal?: GlobalFaultHandler,
+  ) {
     this.socks = new SocketTable(maxSockets);
     this.guestErr = new RateLimitedLog(host.log);
     this.faults = faults ?? new FaultInjector(host.log);
@@ -212,7 +261,10 @@ export class DataPlane {
     const shm = this.shm()!;
     this.h2dCons = shm.getUint32(SHM.H2D_CONS, true);
     this.d2hProd = 0;
-    this.pausedUntil = 0; this.h2dHold = -1; this.d2hHoldUntil = -1; this.d2hLost.clear();
+    this.pausedUntil = 0;
+    this.h2dHold = -1;
+    this.d2hHoldUntil = -1;
+    this.d2hLost.clear();
     this.writeD2hProd();
     this.host.log.info({ d2hSlots: c.d2hSlots, cmdSlots: c.cmdSlots, mode: c.h2dMode }, 'data plane started');
     return null;
@@ -225,9 +277,12 @@ export class DataPlane {
     for (let sid = 0; sid < this.socks.capacity; sid++) this.socks.free(sid);
     this.socks.listeners.clear();
     this.rings.clear();
-    this.ready = []; this.readyAt = 0;
+    this.ready = [];
+    this.readyAt = 0;
     this.waiters.clear();
-    this.staged.clear(); this.stagingUsed = 0; this.stagingWaiters.clear();
+    this.staged.clear();
+    this.stagingUsed = 0;
+    this.stagingWaiters.clear();
     this.remote?.reset();
     this.d2hBacklog.clear();
     this.irqPending = 0;
@@ -276,7 +331,10 @@ export class DataPlane {
     this.flushD2h(shm);
     const now = this.host.nowNs();
     if (work) this.lastWorkNs = now;
-    const more = this.readyAt < this.ready.length || this.d2hBacklog.length > 0 || (this.farm !== null && this.farm.pending > 0);
+    const more =
+      this.readyAt < this.ready.length ||
+      this.d2hBacklog.length > 0 ||
+      (this.farm !== null && this.farm.pending > 0);
     switch (this.cfg.h2dMode) {
       case ENUMS.H2D_MODE.POLL:
         return true;
@@ -314,7 +372,8 @@ export class DataPlane {
       this.h2dCons = (this.h2dCons + 1) >>> 0;
       n++;
       this.counters.h2dSignals++;
-      for (let i = 0; i < times; i++) this.signal(Number(sig >> 56n), Number((sig >> 32n) & 0xffffffn), Number(sig & 0xffffffffn));
+      for (let i = 0; i < times; i++)
+        this.signal(Number(sig >> 56n), Number((sig >> 32n) & 0xffffffn), Number(sig & 0xffffffffn));
     }
     if (n > 0) shm.setUint32(SHM.H2D_CONS, this.h2dCons, true);
     return n > 0;
@@ -323,14 +382,20 @@ export class DataPlane {
   /** One H2D signal (also the entry point for tests). */
   signal(type: number, id: number, value: number): void {
     switch (type) {
-      case SIG.TX_TAIL: return this.txTail(id, value);
-      case SIG.RX_HEAD: return this.rxHead(id, value);
-      case SIG.CMD: return this.command(id);
-      case SIG.NOP: return;
-      case SIG.RESYNC: return this.resync(value);
+      case SIG.TX_TAIL:
+        return this.txTail(id, value);
+      case SIG.RX_HEAD:
+        return this.rxHead(id, value);
+      case SIG.CMD:
+        return this.command(id);
+      case SIG.NOP:
+        return;
+      case SIG.RESYNC:
+        return this.resync(value);
       default: {
         const sid = id >>> 1;
-        if (this.socks.exists(sid)) this.sockError(sid, SERR.UNKNOWN_SIGNAL, `unknown signal type 0x${type.toString(16)}`);
+        if (this.socks.exists(sid))
+          this.sockError(sid, SERR.UNKNOWN_SIGNAL, `unknown signal type 0x${type.toString(16)}`);
         else this.devError(id, SERR.UNKNOWN_SIGNAL, `unknown signal type 0x${type.toString(16)}`);
       }
     }
@@ -346,8 +411,14 @@ export class DataPlane {
       return -1;
     }
     const st = this.socks.state[sid];
-    if (st === SockState.ERROR) { this.counters.signalErrors++; return -1; } // counted, already reported once
-    if (st === SockState.CLOSING) { this.sockError(sid, SERR.SOCKET_CLOSED, `${what} on a closing socket`); return -1; }
+    if (st === SockState.ERROR) {
+      this.counters.signalErrors++;
+      return -1;
+    } // counted, already reported once
+    if (st === SockState.CLOSING) {
+      this.sockError(sid, SERR.SOCKET_CLOSED, `${what} on a closing socket`);
+      return -1;
+    }
     return sid;
   }
 
@@ -357,20 +428,35 @@ export class DataPlane {
     const s = this.socks;
     const size = s.txSize[sid]!;
     const len = (tail - s.txTail[sid]!) >>> 0;
-    if (len === 0) { this.counters.repeats++; return; } // a repeated tail (a retrying driver): no news
-    if (len > size || ((tail - s.txHead[sid]!) >>> 0) > size) {
-      return this.sockError(sid, SERR.BAD_TAIL, `TX_TAIL ${tail} moves the tail by ${len} in a ${size}-byte ring`);
+    if (len === 0) {
+      this.counters.repeats++;
+      return;
+    } // a repeated tail (a retrying driver): no news
+    if (len > size || (tail - s.txHead[sid]!) >>> 0 > size) {
+      return this.sockError(
+        sid,
+        SERR.BAD_TAIL,
+        `TX_TAIL ${tail} moves the tail by ${len} in a ${size}-byte ring`,
+      );
     }
-    if (s.state[sid] !== SockState.CONNECTED) return this.sockError(sid, SERR.NOT_CONNECTED, 'send on a socket that is not connected');
-    if (s.flags[sid]! & FLAG_PEER_CLOSED) return this.sockError(sid, SERR.NOT_CONNECTED, 'send after the peer closed');
+    if (s.state[sid] !== SockState.CONNECTED)
+      return this.sockError(sid, SERR.NOT_CONNECTED, 'send on a socket that is not connected');
+    if (s.flags[sid]! & FLAG_PEER_CLOSED)
+      return this.sockError(sid, SERR.NOT_CONNECTED, 'send after the peer closed');
     const peer = s.peer[sid]!;
     const chain = this.chainOf(sid);
     const out = chain.transform.outLen(len);
     const peerRx = this.remote?.has(sid) ? this.remote.peerRxSize(sid) : s.rxSize[peer]!;
-    if (!chain.lookAside && typeof out === 'number' && out > peerRx) return this.sockError(sid, SERR.MSG_TOO_LARGE, `message of ${len} bytes${out !== len ? ` (${out} after ${chain.transform.name})` : ''} larger than the peer's ${peerRx}-byte ring`);
+    if (!chain.lookAside && typeof out === 'number' && out > peerRx)
+      return this.sockError(
+        sid,
+        SERR.MSG_TOO_LARGE,
+        `message of ${len} bytes${out !== len ? ` (${out} after ${chain.transform.name})` : ''} larger than the peer's ${peerRx}-byte ring`,
+      );
     s.txTail[sid] = tail;
     const q = s.txQueue.get(sid);
-    if (q) q.push(len); else s.txQueue.set(sid, [len]);
+    if (q) q.push(len);
+    else s.txQueue.set(sid, [len]);
     this.markReady(sid);
   }
 
@@ -379,14 +465,25 @@ export class DataPlane {
     if (sid < 0) return;
     const s = this.socks;
     const adv = (head - s.rxHead[sid]!) >>> 0;
-    if (adv === 0) { this.counters.repeats++; return; }
-    if (adv > s.rxUsed(sid)) return this.sockError(sid, SERR.BAD_HEAD, `RX_HEAD ${head} passes the ${s.rxUsed(sid)} bytes delivered`);
+    if (adv === 0) {
+      this.counters.repeats++;
+      return;
+    }
+    if (adv > s.rxUsed(sid))
+      return this.sockError(
+        sid,
+        SERR.BAD_HEAD,
+        `RX_HEAD ${head} passes the ${s.rxUsed(sid)} bytes delivered`,
+      );
     s.rxHead[sid] = head;
     if (this.remote?.has(sid)) this.remote.rxConsumed(sid, adv);
     const w = this.waiters.get(sid);
     if (w) {
       this.waiters.delete(sid);
-      for (const src of w) { s.flags[src] = s.flags[src]! & ~FLAG_BLOCKED; this.markReady(src); }
+      for (const src of w) {
+        s.flags[src] = s.flags[src]! & ~FLAG_BLOCKED;
+        this.markReady(src);
+      }
     }
   }
 
@@ -419,8 +516,14 @@ export class DataPlane {
       s.flags[sid] = s.flags[sid]! & ~FLAG_READY;
       const q = s.txQueue.get(sid);
       if (s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) continue;
-      if (this.remote?.has(sid)) { if (this.moveRemote(sid, q)) moved++; continue; }
-      if (this.chainOf(sid).fullCopy) { if (this.moveStaged(sid, q)) moved++; continue; }
+      if (this.remote?.has(sid)) {
+        if (this.moveRemote(sid, q)) moved++;
+        continue;
+      }
+      if (this.chainOf(sid).fullCopy) {
+        if (this.moveStaged(sid, q)) moved++;
+        continue;
+      }
       if (!q || q.length === 0) continue;
       // Round-robin: one message per socket per turn.
       const r = this.moveOne(sid, q[0]!);
@@ -431,7 +534,13 @@ export class DataPlane {
         this.waitForRoom(sid, s.peer[sid]!);
       }
     }
-    if (this.readyAt >= this.ready.length) { this.ready = []; this.readyAt = 0; } else if (this.readyAt > 4096) { this.ready = this.ready.slice(this.readyAt); this.readyAt = 0; }
+    if (this.readyAt >= this.ready.length) {
+      this.ready = [];
+      this.readyAt = 0;
+    } else if (this.readyAt > 4096) {
+      this.ready = this.ready.slice(this.readyAt);
+      this.readyAt = 0;
+    }
     return moved > 0;
   }
 
@@ -456,16 +565,26 @@ export class DataPlane {
     let st = this.staged.get(sid);
     while (q && q.length > 0 && q[0]! <= this.stagingBytes) {
       const len = q[0]!;
-      if (this.stagingUsed + len > this.stagingBytes) { this.stagingWaiters.add(sid); break; }
+      if (this.stagingUsed + len > this.stagingBytes) {
+        this.stagingWaiters.add(sid);
+        break;
+      }
       const src = this.host.dmaView(BigInt(s.txAddr[sid]!), s.txSize[sid]!);
-      if (!src) { this.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory'); return progress; }
+      if (!src) {
+        this.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory');
+        return progress;
+      }
       const buf = new Uint8Array(len);
       let at = 0;
       const pos = s.txHead[sid]! & (s.txSize[sid]! - 1);
-      for (const seg of split(src.length, pos, len)) { buf.set(src.subarray(seg.off, seg.off + seg.len), at); at += seg.len; }
+      for (const seg of split(src.length, pos, len)) {
+        buf.set(src.subarray(seg.off, seg.off + seg.len), at);
+        at += seg.len;
+      }
       if (this.faults.armed[POINT.DMA_READ]) this.stagingReadFault(sid, src, pos, len, buf);
       this.stagingUsed += len;
-      if (st) st.push(buf); else this.staged.set(sid, (st = [buf]));
+      if (st) st.push(buf);
+      else this.staged.set(sid, (st = [buf]));
       this.consumed(sid, len);
       q.shift();
       progress = true;
@@ -486,10 +605,19 @@ export class DataPlane {
       progress = true;
       this.wakeStagingWaiters();
     }
-    if (st && st.length === 0) { this.staged.delete(sid); st = undefined; }
+    if (st && st.length === 0) {
+      this.staged.delete(sid);
+      st = undefined;
+    }
     if (!st && q && q.length > 0 && q[0]! > this.stagingBytes) {
       const r = this.moveOne(sid, q[0]!);
-      if (r === 'moved') { q.shift(); progress = true; } else if (r === 'blocked') { this.waitForRoom(sid, s.peer[sid]!); blocked = true; }
+      if (r === 'moved') {
+        q.shift();
+        progress = true;
+      } else if (r === 'blocked') {
+        this.waitForRoom(sid, s.peer[sid]!);
+        blocked = true;
+      }
     }
     if (q && q.length === 0) s.txQueue.delete(sid);
     if (!st && !s.txQueue.has(sid)) {
@@ -522,7 +650,12 @@ export class DataPlane {
    * when there is room: from its tx ring (Z: zero-copy, its space freed
    * now), or from `staged` (F: the space was freed when it was staged).
    */
-  private moveOne(sid: number, len: number, staged?: Uint8Array, jobDone?: Fault | null): 'moved' | 'blocked' | 'failed' {
+  private moveOne(
+    sid: number,
+    len: number,
+    staged?: Uint8Array,
+    jobDone?: Fault | null,
+  ): 'moved' | 'blocked' | 'failed' {
     const s = this.socks;
     const peer = s.peer[sid]!;
     if (peer === NO_PEER || !s.exists(peer) || s.state[peer] === SockState.ERROR) {
@@ -531,30 +664,51 @@ export class DataPlane {
     }
     const chain = this.chainOf(sid);
     const src = staged ?? this.host.dmaView(BigInt(s.txAddr[sid]!), s.txSize[sid]!);
-    if (!src) { this.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory'); return 'failed'; }
+    if (!src) {
+      this.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory');
+      return 'failed';
+    }
     const srcPos = staged ? 0 : s.txHead[sid]! & (s.txSize[sid]! - 1);
     const txRing = (sid << 1) | ENUMS.RING_DIR.TX;
     const rxRing = (peer << 1) | ENUMS.RING_DIR.RX;
     if (chain.lookAside) {
-      const pre = this.faultsArmed(0) ? this.preMoveFaults(sid, peer, chain, src, srcPos, len, rxRing, staged) : null;
+      const pre = this.faultsArmed(0)
+        ? this.preMoveFaults(sid, peer, chain, src, srcPos, len, rxRing, staged)
+        : null;
       if (typeof pre === 'string') return pre;
       // Executor A: the engine reads the message; only its digest goes back to the sender.
       let crc = 0;
-      for (const seg of split(src.length, srcPos, len)) crc = crc32c(src.subarray(seg.off, seg.off + seg.len), crc);
+      for (const seg of split(src.length, srcPos, len))
+        crc = crc32c(src.subarray(seg.off, seg.off + seg.len), crc);
       this.consumed(sid, len);
       this.emit(D2H.DIGEST, txRing, crc);
       return 'moved';
     }
     const t = chain.transform;
     const outLen = t.outLen(len);
-    if (typeof outLen === 'string') return this.refused(sid, staged ? 0 : len, rxRing, chain.errorCode, outLen);
+    if (typeof outLen === 'string')
+      return this.refused(sid, staged ? 0 : len, rxRing, chain.errorCode, outLen);
     if (s.rxFree(peer) < outLen) return 'blocked';
     const dst = this.host.dmaView(BigInt(s.rxAddr[peer]!), s.rxSize[peer]!);
-    if (!dst) { this.sockError(peer, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory'); return 'failed'; }
+    if (!dst) {
+      this.sockError(peer, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory');
+      return 'failed';
+    }
     const dstPos = s.rxTail[peer]! & (s.rxSize[peer]! - 1);
     let after: Fault[] | null = null;
     if (jobDone || this.faultsArmed(1)) {
-      const pre = this.preMoveFaults(sid, peer, chain, src, srcPos, len, rxRing, staged, BigInt(s.rxAddr[peer]! + dstPos), outLen);
+      const pre = this.preMoveFaults(
+        sid,
+        peer,
+        chain,
+        src,
+        srcPos,
+        len,
+        rxRing,
+        staged,
+        BigInt(s.rxAddr[peer]! + dstPos),
+        outLen,
+      );
       if (typeof pre === 'string') return pre;
       after = pre;
       if (jobDone) (after ??= []).push(jobDone);
@@ -563,7 +717,15 @@ export class DataPlane {
       // The common case, no wrap on either side: one job, no job list.
       t.map!(src.subarray(srcPos, srcPos + len), dst.subarray(dstPos, dstPos + len));
     } else {
-      const jobs = generateJobs({ srcSize: src.length, srcPos, len, dstSize: dst.length, dstPos, outLen, bytewise: t.bytewise });
+      const jobs = generateJobs({
+        srcSize: src.length,
+        srcPos,
+        len,
+        dstSize: dst.length,
+        dstPos,
+        outLen,
+        bytewise: t.bytewise,
+      });
       for (const job of jobs) {
         const e = runJob(t, job, src, dst);
         if (e !== null) return this.refused(sid, staged ? 0 : len, rxRing, chain.errorCode, e); // nothing was written
@@ -572,7 +734,14 @@ export class DataPlane {
     if (after) {
       // Written: the data path's CRC of what was meant against what landed (dma.write, job.complete).
       for (const f of after) {
-        if (f.action === 'corrupt' && writeCorrupted(dst, dstPos, outLen, f)) return this.refused(sid, staged ? 0 : len, rxRing, SERR.CORRUPTED, 'message corrupted on its way into the sink ring (data-path CRC)');
+        if (f.action === 'corrupt' && writeCorrupted(dst, dstPos, outLen, f))
+          return this.refused(
+            sid,
+            staged ? 0 : len,
+            rxRing,
+            SERR.CORRUPTED,
+            'message corrupted on its way into the sink ring (data-path CRC)',
+          );
       }
     }
     s.rxTail[peer] = (s.rxTail[peer]! + outLen) >>> 0;
@@ -580,10 +749,12 @@ export class DataPlane {
     if (chain.digestToReceiver) {
       // Executor M: the digest of what was delivered, beside it.
       let crc = 0;
-      for (const seg of split(dst.length, dstPos, outLen)) crc = crc32c(dst.subarray(seg.off, seg.off + seg.len), crc);
+      for (const seg of split(dst.length, dstPos, outLen))
+        crc = crc32c(dst.subarray(seg.off, seg.off + seg.len), crc);
       this.emit(D2H.DIGEST, rxRing, crc);
     }
-    if (staged) this.delivered(len); else this.consumed(sid, len);
+    if (staged) this.delivered(len);
+    else this.consumed(sid, len);
     return 'moved';
   }
 
@@ -601,9 +772,15 @@ export class DataPlane {
       s.flags[sid] = s.flags[sid]! & ~FLAG_READY;
       const q = s.txQueue.get(sid);
       if (!q || s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) continue;
-      if (this.remote?.has(sid)) { work = this.moveRemote(sid, q) || work; continue; } // not scheduled: the link is the limit
+      if (this.remote?.has(sid)) {
+        work = this.moveRemote(sid, q) || work;
+        continue;
+      } // not scheduled: the link is the limit
       const peer = s.peer[sid]!;
-      if (peer === NO_PEER || !s.exists(peer)) { this.sockError(sid, SERR.NOT_CONNECTED, 'the peer is gone; queued messages cannot be delivered'); continue; }
+      if (peer === NO_PEER || !s.exists(peer)) {
+        this.sockError(sid, SERR.NOT_CONNECTED, 'the peer is gone; queued messages cannot be delivered');
+        continue;
+      }
       const chain = this.chainOf(sid);
       while (s.inFlight[sid]! < q.length && s.inFlight[sid]! < MAX_IN_FLIGHT) {
         const len = q[s.inFlight[sid]!]!;
@@ -619,19 +796,31 @@ export class DataPlane {
         if (peer !== sid) engines.push('rdma');
         const accels = farm.accels(engines);
         const tag: { sid: number; need: number; fail?: number; done?: Fault | null } = { sid, need };
-        const startNs = this.faults.armed[POINT.JOB_START] ? this.jobFaultsScheduled(POINT.JOB_START, farm, tag, len) : 0;
+        const startNs = this.faults.armed[POINT.JOB_START]
+          ? this.jobFaultsScheduled(POINT.JOB_START, farm, tag, len)
+          : 0;
         // Engines the farm does not model cost nothing: such a message moves at once.
         if (accels.length === 0) this.finishScheduled(sid, need, tag);
-        else if (startNs > 0) this.host.schedule(startNs, () => { if (this.farm === farm && this.running) farm.submit(s.tenant[sid]!, accels, len, tag, this.host.nowNs()); });
+        else if (startNs > 0)
+          this.host.schedule(startNs, () => {
+            if (this.farm === farm && this.running)
+              farm.submit(s.tenant[sid]!, accels, len, tag, this.host.nowNs());
+          });
         else farm.submit(s.tenant[sid]!, accels, len, tag, this.host.nowNs());
         work = true;
       }
     }
-    this.ready = []; this.readyAt = 0;
+    this.ready = [];
+    this.readyAt = 0;
     farm.pump(this.host.nowNs(), (tag) => {
       const t = tag as { sid: number; need: number; fail?: number; done?: Fault | null };
-      const wait = this.faults.armed[POINT.JOB_COMPLETE] ? this.jobFaultsScheduled(POINT.JOB_COMPLETE, farm, t, 0) : 0;
-      if (wait > 0) this.host.schedule(wait, () => { if (this.farm === farm && this.running) this.finishScheduled(t.sid, t.need, t); });
+      const wait = this.faults.armed[POINT.JOB_COMPLETE]
+        ? this.jobFaultsScheduled(POINT.JOB_COMPLETE, farm, t, 0)
+        : 0;
+      if (wait > 0)
+        this.host.schedule(wait, () => {
+          if (this.farm === farm && this.running) this.finishScheduled(t.sid, t.need, t);
+        });
       else this.finishScheduled(t.sid, t.need, t);
       work = true;
     });
@@ -647,7 +836,13 @@ export class DataPlane {
     const q = s.txQueue.get(sid);
     if (!q || q.length === 0 || s.state[sid] === SockState.FREE || s.state[sid] === SockState.ERROR) return;
     if (tag?.fail && peer !== NO_PEER && s.exists(peer)) {
-      this.refused(sid, q[0]!, (peer << 1) | ENUMS.RING_DIR.RX, tag.fail, 'accelerator job failed (fault injection)');
+      this.refused(
+        sid,
+        q[0]!,
+        (peer << 1) | ENUMS.RING_DIR.RX,
+        tag.fail,
+        'accelerator job failed (fault injection)',
+      );
       this.dequeued(sid, q);
       return;
     }
@@ -657,7 +852,10 @@ export class DataPlane {
   /** The head message of `sid`'s queue has moved: go on with the next, or finish a pending close. */
   private dequeued(sid: number, q: number[]): void {
     q.shift();
-    if (q.length > 0) { this.markReady(sid); return; }
+    if (q.length > 0) {
+      this.markReady(sid);
+      return;
+    }
     this.socks.txQueue.delete(sid);
     if (this.socks.state[sid] === SockState.CLOSING) this.finishClose(sid);
   }
@@ -672,7 +870,8 @@ export class DataPlane {
     if (holdSender) {
       // Held (FLAG_BLOCKED): nothing marks it ready again before the RX_HEAD, so it is listed once.
       this.socks.flags[sid] = this.socks.flags[sid]! | FLAG_BLOCKED;
-      if (w) w.push(sid); else this.waiters.set(peer, [sid]);
+      if (w) w.push(sid);
+      else this.waiters.set(peer, [sid]);
     } else if (!w) {
       this.waiters.set(peer, [sid]);
     } else if (!w.includes(sid)) {
@@ -685,37 +884,65 @@ export class DataPlane {
    * one in tests); returns the events the carrier reports to.
    */
   attachFabric(fabric: PipeFabric): PipeFabricEvents {
-    this.remote = new RemotePipes({
-      socks: this.socks, host: this.host, keys: this.keys,
-      emit: (t, i, v) => this.emit(t, i, v),
-      sockError: (sid, code, why) => this.sockError(sid, code, why),
-      consumed: (sid, len) => this.consumed(sid, len),
-      markReady: (sid) => this.markReady(sid),
-      answer: (slot, status, result) => this.answer(slot, status, result),
-      queueConnection: (l, id) => {
-        const b = this.socks.backlog.get(l);
-        if (b) b.push(id); else this.socks.backlog.set(l, [id]);
-        this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+    this.remote = new RemotePipes(
+      {
+        socks: this.socks,
+        host: this.host,
+        keys: this.keys,
+        emit: (t, i, v) => this.emit(t, i, v),
+        sockError: (sid, code, why) => this.sockError(sid, code, why),
+        consumed: (sid, len) => this.consumed(sid, len),
+        markReady: (sid) => this.markReady(sid),
+        answer: (slot, status, result) => this.answer(slot, status, result),
+        queueConnection: (l, id) => {
+          const b = this.socks.backlog.get(l);
+          if (b) b.push(id);
+          else this.socks.backlog.set(l, [id]);
+          this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+        },
       },
-    }, fabric);
+      fabric,
+    );
     // Whatever the fabric reports may leave D2H signals to flush: a sleeping poller wakes.
     const ev = this.remote.events;
-    const wake = (): void => { this.sleeping = false; this.lastWorkNs = this.host.nowNs(); };
+    const wake = (): void => {
+      this.sleeping = false;
+      this.lastWorkNs = this.host.nowNs();
+    };
     return {
-      frame: (...a) => { ev.frame(...a); wake(); },
-      acked: (n, q) => { ev.acked(n, q); wake(); },
-      failed: (n, why) => { ev.failed(n, why); wake(); },
-      drain: (n) => { ev.drain(n); wake(); },
+      frame: (...a) => {
+        ev.frame(...a);
+        wake();
+      },
+      acked: (n, q) => {
+        ev.acked(n, q);
+        wake();
+      },
+      failed: (n, why) => {
+        ev.failed(n, why);
+        wake();
+      },
+      drain: (n) => {
+        ev.drain(n);
+        wake();
+      },
       place: ev.place,
     };
   }
 
   /** Scheduled mode: configure the accelerators and tenants, or go back to unscheduled (null). */
   configureFarm(cfg: FarmConfig | null): void {
-    if (this.farm && this.farm.pending > 0) throw new Error(`${this.farm.pending} jobs are in the accelerators; stop the traffic first`);
+    if (this.farm && this.farm.pending > 0)
+      throw new Error(`${this.farm.pending} jobs are in the accelerators; stop the traffic first`);
     this.farm = cfg ? new AcceleratorFarm(cfg) : null;
-    for (let sid = 0; sid < this.socks.capacity; sid++) { this.socks.inFlight[sid] = 0; this.socks.rxReserved[sid] = 0; }
-    this.host.log.info({ accelerators: cfg?.accels, tenants: cfg?.tenants.map((t) => t.name), policy: cfg?.policy }, cfg ? 'accelerators scheduled' : 'accelerators unscheduled');
+    for (let sid = 0; sid < this.socks.capacity; sid++) {
+      this.socks.inFlight[sid] = 0;
+      this.socks.rxReserved[sid] = 0;
+    }
+    this.host.log.info(
+      { accelerators: cfg?.accels, tenants: cfg?.tenants.map((t) => t.name), policy: cfg?.policy },
+      cfg ? 'accelerators scheduled' : 'accelerators unscheduled',
+    );
   }
 
   /** The sender's message has left its ring. */
@@ -744,43 +971,81 @@ export class DataPlane {
   // ---- commands --------------------------------------------------------------
 
   private command(slot: number): void {
-    if (slot >= this.cfg.cmdSlots) return this.devError(slot, SERR.NO_SUCH_RING, `CMD for slot ${slot}, beyond the ${this.cfg.cmdSlots} slots`);
-    const v = this.host.dmaView(this.cfg.cmdBase + BigInt(slot * CONSTANTS.CMD_SLOT_SIZE), CONSTANTS.CMD_SLOT_SIZE);
+    if (slot >= this.cfg.cmdSlots)
+      return this.devError(
+        slot,
+        SERR.NO_SUCH_RING,
+        `CMD for slot ${slot}, beyond the ${this.cfg.cmdSlots} slots`,
+      );
+    const v = this.host.dmaView(
+      this.cfg.cmdBase + BigInt(slot * CONSTANTS.CMD_SLOT_SIZE),
+      CONSTANTS.CMD_SLOT_SIZE,
+    );
     if (!v) return this.devError(slot, SERR.RING_UNMAPPED, 'command slots no longer in mapped guest memory');
     const d = new DataView(v.buffer, v.byteOffset, v.byteLength);
     const op = d.getUint8(CMD_FIELD.op!);
-    if (op === 0) { this.counters.repeats++; return; } // taken already: a repeated CMD signal
+    if (op === 0) {
+      this.counters.repeats++;
+      return;
+    } // taken already: a repeated CMD signal
     d.setUint8(CMD_FIELD.op!, 0);
     const sid = d.getUint32(CMD_FIELD.sid!, true);
     let status: number;
     let result = 0;
     switch (op) {
       case OP.CREATE:
-        status = this.create(sid, Number(d.getBigUint64(CMD_FIELD.tx_addr!, true)), d.getUint32(CMD_FIELD.tx_size!, true),
-          Number(d.getBigUint64(CMD_FIELD.rx_addr!, true)), d.getUint32(CMD_FIELD.rx_size!, true), d.getUint32(CMD_FIELD.tenant!, true));
+        status = this.create(
+          sid,
+          Number(d.getBigUint64(CMD_FIELD.tx_addr!, true)),
+          d.getUint32(CMD_FIELD.tx_size!, true),
+          Number(d.getBigUint64(CMD_FIELD.rx_addr!, true)),
+          d.getUint32(CMD_FIELD.rx_size!, true),
+          d.getUint32(CMD_FIELD.tenant!, true),
+        );
         break;
-      case OP.LISTEN: status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true)); break;
+      case OP.LISTEN:
+        status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true));
+        break;
       case OP.CONNECT: {
-        const r = this.connect(sid, d.getUint16(CMD_FIELD.port!, true), slot, d.getUint32(CMD_FIELD.chain!, true), d.getUint32(CMD_FIELD.arg!, true));
+        const r = this.connect(
+          sid,
+          d.getUint16(CMD_FIELD.port!, true),
+          slot,
+          d.getUint32(CMD_FIELD.chain!, true),
+          d.getUint32(CMD_FIELD.arg!, true),
+        );
         if (r === 'pending') return; // answered at accept time
         [status, result] = r;
         break;
       }
-      case OP.ACCEPT: [status, result] = this.accept(sid, d.getUint32(CMD_FIELD.arg!, true)); break;
-      case OP.TENANT: status = this.setTenant(d.getUint32(CMD_FIELD.tenant!, true), d.getUint32(CMD_FIELD.arg!, true), d.getUint32(CMD_FIELD.cap_mbps!, true)); break;
+      case OP.ACCEPT:
+        [status, result] = this.accept(sid, d.getUint32(CMD_FIELD.arg!, true));
+        break;
+      case OP.TENANT:
+        status = this.setTenant(
+          d.getUint32(CMD_FIELD.tenant!, true),
+          d.getUint32(CMD_FIELD.arg!, true),
+          d.getUint32(CMD_FIELD.cap_mbps!, true),
+        );
+        break;
       case OP.CLOSE: {
         const r = this.close(sid, slot);
         if (r === 'pending') return; // answered when the tx ring has drained
         status = r;
         break;
       }
-      default: status = ST.EINVAL; this.guestErr.warn('cmd-op', { slot, op }, 'unknown command op');
+      default:
+        status = ST.EINVAL;
+        this.guestErr.warn('cmd-op', { slot, op }, 'unknown command op');
     }
     this.answer(slot, status, result);
   }
 
   private answer(slot: number, status: number, result: number): void {
-    const v = this.host.dmaView(this.cfg.cmdBase + BigInt(slot * CONSTANTS.CMD_SLOT_SIZE), CONSTANTS.CMD_SLOT_SIZE);
+    const v = this.host.dmaView(
+      this.cfg.cmdBase + BigInt(slot * CONSTANTS.CMD_SLOT_SIZE),
+      CONSTANTS.CMD_SLOT_SIZE,
+    );
     if (v) {
       const d = new DataView(v.buffer, v.byteOffset, v.byteLength);
       d.setUint32(CMD_FIELD.status!, status, true);
@@ -789,13 +1054,22 @@ export class DataPlane {
     this.emit(D2H.CMD_DONE, slot, status);
   }
 
-  private create(sid: number, txAddr: number, txSize: number, rxAddr: number, rxSize: number, tenant = 0): number {
+  private create(
+    sid: number,
+    txAddr: number,
+    txSize: number,
+    rxAddr: number,
+    rxSize: number,
+    tenant = 0,
+  ): number {
     const s = this.socks;
     if (sid >= s.max) return ST.EINVAL;
     if (s.exists(sid)) return ST.EEXIST;
-    for (const size of [txSize, rxSize]) if (!isPow2(size) || size < CONSTANTS.RING_MIN || size > CONSTANTS.RING_MAX) return ST.EINVAL;
+    for (const size of [txSize, rxSize])
+      if (!isPow2(size) || size < CONSTANTS.RING_MIN || size > CONSTANTS.RING_MAX) return ST.EINVAL;
     if (txAddr % 4096 !== 0 || rxAddr % 4096 !== 0) return ST.EINVAL;
-    if (!this.host.dmaView(BigInt(txAddr), txSize) || !this.host.dmaView(BigInt(rxAddr), rxSize)) return ST.EFAULT;
+    if (!this.host.dmaView(BigInt(txAddr), txSize) || !this.host.dmaView(BigInt(rxAddr), rxSize))
+      return ST.EFAULT;
     if (txAddr < rxAddr + rxSize && rxAddr < txAddr + txSize) return ST.EBUSY;
     if (this.rings.overlap(txAddr, txSize) >= 0 || this.rings.overlap(rxAddr, rxSize) >= 0) return ST.EBUSY;
     if (this.farm && tenant >= this.farm.tenants.length) return ST.EINVAL; // no such tenant
@@ -809,16 +1083,33 @@ export class DataPlane {
   /** TENANT: weight (thousandths) and demand cap (Mbps, 0: none) of a tenant of the scheduled accelerators. */
   private setTenant(tenant: number, weightMilli: number, capMbps: number): number {
     const farm = this.farm;
-    if (!farm) { this.guestErr.warn('tenant-unscheduled', { tenant }, 'TENANT while the accelerators are not scheduled'); return ST.ENOENT; }
+    if (!farm) {
+      this.guestErr.warn('tenant-unscheduled', { tenant }, 'TENANT while the accelerators are not scheduled');
+      return ST.ENOENT;
+    }
     const cur = farm.tenants[tenant];
-    if (!cur || weightMilli === 0) { this.guestErr.warn('tenant-bad', { tenant, weightMilli }, 'TENANT for an unknown tenant or with weight 0'); return cur ? ST.EINVAL : ST.ENOENT; }
+    if (!cur || weightMilli === 0) {
+      this.guestErr.warn(
+        'tenant-bad',
+        { tenant, weightMilli },
+        'TENANT for an unknown tenant or with weight 0',
+      );
+      return cur ? ST.EINVAL : ST.ENOENT;
+    }
     try {
-      farm.setTenant(tenant, { ...cur, weight: weightMilli / 1000, ...(capMbps > 0 ? { capGbps: capMbps / 1000 } : { capGbps: undefined }) });
+      farm.setTenant(tenant, {
+        ...cur,
+        weight: weightMilli / 1000,
+        ...(capMbps > 0 ? { capGbps: capMbps / 1000 } : { capGbps: undefined }),
+      });
     } catch (e) {
       this.guestErr.warn('tenant-bad', { tenant, why: (e as Error).message }, 'TENANT refused');
       return ST.EINVAL;
     }
-    this.host.log.info({ tenant: cur.name, weight: weightMilli / 1000, capGbps: capMbps > 0 ? capMbps / 1000 : null }, 'tenant set by the driver');
+    this.host.log.info(
+      { tenant: cur.name, weight: weightMilli / 1000, capGbps: capMbps > 0 ? capMbps / 1000 : null },
+      'tenant set by the driver',
+    );
     return ST.OK;
   }
 
@@ -834,7 +1125,13 @@ export class DataPlane {
     return ST.OK;
   }
 
-  private connect(sid: number, port: number, slot: number, chain: number, node = 0): [number, number] | 'pending' {
+  private connect(
+    sid: number,
+    port: number,
+    slot: number,
+    chain: number,
+    node = 0,
+  ): [number, number] | 'pending' {
     const s = this.socks;
     if (!s.exists(sid)) return [ST.ENOENT, 0];
     if (node !== 0 && !this.remote) return [ST.ENETUNREACH, 0]; // no fabric: only this node exists
@@ -845,12 +1142,28 @@ export class DataPlane {
       return r === 'pending' ? r : [r, 0];
     }
     const c = decodeChain(chain, this.keys);
-    if (typeof c === 'string') { this.guestErr.warn('chain', { sid, chain: '0x' + chain.toString(16), why: c }, 'CONNECT with a bad chain'); return [ST.EINVAL, 0]; }
+    if (typeof c === 'string') {
+      this.guestErr.warn(
+        'chain',
+        { sid, chain: '0x' + chain.toString(16), why: c },
+        'CONNECT with a bad chain',
+      );
+      return [ST.EINVAL, 0];
+    }
     if (c.lookAside && port !== CONSTANTS.PORT_LOOPBACK) return [ST.EINVAL, 0]; // executor A has no peer
     if (this.farm) {
       // With scheduled accelerators the device has only those: a chain naming another engine is refused.
-      const missing = c.stages.map((st) => STAGE_ENGINE[st]).filter((e): e is string => e !== undefined && this.farm!.accels([e]).length === 0);
-      if (missing.length > 0) { this.guestErr.warn('chain-engine', { sid, missing }, 'CONNECT with a chain that needs an engine the device does not have'); return [ST.EINVAL, 0]; }
+      const missing = c.stages
+        .map((st) => STAGE_ENGINE[st])
+        .filter((e): e is string => e !== undefined && this.farm!.accels([e]).length === 0);
+      if (missing.length > 0) {
+        this.guestErr.warn(
+          'chain-engine',
+          { sid, missing },
+          'CONNECT with a chain that needs an engine the device does not have',
+        );
+        return [ST.EINVAL, 0];
+      }
     }
     s.chain[sid] = chain;
     if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
@@ -866,7 +1179,8 @@ export class DataPlane {
     s.state[sid] = SockState.CONNECTING;
     s.pendingCmd[sid] = slot;
     const b = s.backlog.get(l);
-    if (b) b.push(sid); else s.backlog.set(l, [sid]);
+    if (b) b.push(sid);
+    else s.backlog.set(l, [sid]);
     this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
     return 'pending';
   }
@@ -874,14 +1188,18 @@ export class DataPlane {
   private accept(sid: number, listener: number): [number, number] {
     const s = this.socks;
     if (!s.exists(sid) || !s.exists(listener)) return [ST.ENOENT, 0];
-    if (s.state[listener] !== SockState.LISTENING || s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
+    if (s.state[listener] !== SockState.LISTENING || s.state[sid] !== SockState.CREATED)
+      return [ST.EINVAL, 0];
     const b = s.backlog.get(listener);
     const peer = b?.shift();
     if (b && b.length === 0) s.backlog.delete(listener);
     if (peer === undefined) return [ST.EAGAIN, 0];
     if (peer < 0) return this.remote!.accept(sid, peer); // a connection from another node
-    s.state[sid] = SockState.CONNECTED; s.peer[sid] = peer; s.chain[sid] = s.chain[peer]!; // both directions run the chain
-    s.state[peer] = SockState.CONNECTED; s.peer[peer] = sid;
+    s.state[sid] = SockState.CONNECTED;
+    s.peer[sid] = peer;
+    s.chain[sid] = s.chain[peer]!; // both directions run the chain
+    s.state[peer] = SockState.CONNECTED;
+    s.peer[peer] = sid;
     const slot = s.pendingCmd[peer]!;
     s.pendingCmd[peer] = NO_PEER;
     this.answer(slot, ST.OK, sid);
@@ -895,7 +1213,10 @@ export class DataPlane {
     if (st === SockState.CLOSING) return ST.EINVAL;
     if (st === SockState.LISTENING) {
       for (const c of s.backlog.get(sid) ?? []) {
-        if (c < 0) { this.remote!.refuse(c); continue; }
+        if (c < 0) {
+          this.remote!.refuse(c);
+          continue;
+        }
         const cs = s.pendingCmd[c]!;
         s.pendingCmd[c] = NO_PEER;
         s.state[c] = SockState.CREATED;
@@ -904,7 +1225,13 @@ export class DataPlane {
       s.listeners.delete(s.port[sid]!);
     }
     if (st === SockState.CONNECTING) {
-      for (const [l, b] of s.backlog) { const i = b.indexOf(sid); if (i >= 0) { b.splice(i, 1); if (b.length === 0) s.backlog.delete(l); } }
+      for (const [l, b] of s.backlog) {
+        const i = b.indexOf(sid);
+        if (i >= 0) {
+          b.splice(i, 1);
+          if (b.length === 0) s.backlog.delete(l);
+        }
+      }
       this.answer(s.pendingCmd[sid]!, ST.ECONNREFUSED, 0);
     }
     if (st === SockState.CONNECTED && ((s.txQueue.get(sid)?.length ?? 0) > 0 || this.staged.has(sid))) {
@@ -927,13 +1254,15 @@ export class DataPlane {
   private release(sid: number): void {
     const s = this.socks;
     const peer = s.peer[sid]!;
-    if (this.remote?.has(sid)) this.remote.closed(sid); // the peer hears CLOSE after what was sent
+    if (this.remote?.has(sid))
+      this.remote.closed(sid); // the peer hears CLOSE after what was sent
     else if (peer !== NO_PEER && peer !== sid && s.exists(peer)) {
       s.flags[peer] = s.flags[peer]! | FLAG_PEER_CLOSED;
       s.peer[peer] = NO_PEER;
       this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_CLOSED);
       // A sender blocked on our ring, or with messages queued for us, is told.
-      if ((s.txQueue.get(peer)?.length ?? 0) > 0 || this.staged.has(peer)) this.sockError(peer, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
+      if ((s.txQueue.get(peer)?.length ?? 0) > 0 || this.staged.has(peer))
+        this.sockError(peer, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
     }
     this.waiters.delete(sid);
     this.dropStaged(sid);
@@ -974,7 +1303,10 @@ export class DataPlane {
     if (this.d2hBacklog.length === 0) return;
     const c = this.cfg;
     const fifo = this.host.dmaView(c.d2hBase, c.d2hSlots * 8);
-    if (!fifo) { this.guestErr.warn('d2h-unmapped', {}, 'D2H FIFO no longer in mapped guest memory; signals held'); return; }
+    if (!fifo) {
+      this.guestErr.warn('d2h-unmapped', {}, 'D2H FIFO no longer in mapped guest memory; signals held');
+      return;
+    }
     const f = new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength);
     const cons = shm.getUint32(SHM.D2H_CONS, true);
     let room = c.d2hSlots - ((this.d2hProd - cons) >>> 0);
@@ -1009,8 +1341,14 @@ export class DataPlane {
 
   private maybeInterrupt(shm: DataView): void {
     if (this.irqPending === 0) return;
-    if (shm.getUint32(SHM.D2H_ARM, true) === 0) { this.irqPending = 0; return; } // the host polls
-    if (this.irqPending >= Math.max(1, this.cfg.modCount)) { this.fire(shm); return; }
+    if (shm.getUint32(SHM.D2H_ARM, true) === 0) {
+      this.irqPending = 0;
+      return;
+    } // the host polls
+    if (this.irqPending >= Math.max(1, this.cfg.modCount)) {
+      this.fire(shm);
+      return;
+    }
     if (this.cfg.modUsecs > 0 && !this.irqTimer) {
       this.irqTimer = true;
       this.host.schedule(this.cfg.modUsecs * 1000, () => {
@@ -1024,7 +1362,13 @@ export class DataPlane {
   private fire(shm: DataView): void {
     shm.setUint32(SHM.D2H_ARM, 0, true);
     this.irqPending = 0;
-    this.counters.interrupts += raiseIrq(this.faults, this.host, this.cfg.d2hVector, this.onGlobal, () => this.running);
+    this.counters.interrupts += raiseIrq(
+      this.faults,
+      this.host,
+      this.cfg.d2hVector,
+      this.onGlobal,
+      () => this.running,
+    );
   }
 
   // ---- fault injection ---------------------------------------------------------
@@ -1052,33 +1396,49 @@ export class DataPlane {
    */
   private h2dFault(shm: DataView, slot: number, sig: bigint): number {
     if (this.h2dHold === this.h2dCons) {
-      if (!this.h2dHoleWait) { this.h2dHold = -1; return 1; } // delayed: its time has come
+      if (!this.h2dHoleWait) {
+        this.h2dHold = -1;
+        return 1;
+      } // delayed: its time has come
       if (sig === 0n) return -1;
       this.h2dHold = -1; // written again: a new arrival, checked as such
     }
     if (!this.faults.armed[POINT.SIGNAL_H2D]) return 1;
     const type = Number(sig >> 56n);
-    const f = this.faults.check(POINT.SIGNAL_H2D, this.sockCtx(type === SIG.CMD ? -1 : Number((sig >> 33n) & 0x7fffffn)));
+    const f = this.faults.check(
+      POINT.SIGNAL_H2D,
+      this.sockCtx(type === SIG.CMD ? -1 : Number((sig >> 33n) & 0x7fffffn)),
+    );
     if (!f) return 1;
     if (this.onGlobal(f, 'signal.h2d')) return -1;
     switch (f.action) {
       case 'drop':
         atomicStore64(shm, slot, 0n); // the driver may be writing it again already
-        this.h2dHold = this.h2dCons; this.h2dHoleWait = true;
+        this.h2dHold = this.h2dCons;
+        this.h2dHoleWait = true;
         return -1;
       case 'delay':
-        this.h2dHold = this.h2dCons; this.h2dHoleWait = false;
+        this.h2dHold = this.h2dCons;
+        this.h2dHoleWait = false;
         this.pause(f.ns);
         return -1;
-      case 'duplicate': return 2;
+      case 'duplicate':
+        return 2;
       case 'corrupt': {
         const bad = corruptValue(sig, 8, f);
         if (bad === sig) return 1; // the bytes fell outside the signal: nothing changed
         this.rejectSignal(bad, SERR.POISONED, 'poisoned H2D signal discarded');
         return 0;
       }
-      case 'error': this.rejectSignal(sig, faultCode(f, 'socket', SERR.DEVICE_FAULT), 'H2D signal failed (fault injection)'); return 0;
-      default: return 1;
+      case 'error':
+        this.rejectSignal(
+          sig,
+          faultCode(f, 'socket', SERR.DEVICE_FAULT),
+          'H2D signal failed (fault injection)',
+        );
+        return 0;
+      default:
+        return 1;
     }
   }
 
@@ -1115,17 +1475,24 @@ export class DataPlane {
       if (this.d2hHoldUntil >= 0) {
         if (this.host.nowNs() < this.d2hHoldUntil) break;
         this.d2hHoldUntil = -1;
-        put(hi, lo); n++;
+        put(hi, lo);
+        n++;
         continue;
       }
-      const ft = this.faults.armed[POINT.SIGNAL_D2H] ? this.faults.check(POINT.SIGNAL_D2H, this.sockCtx(d2hSocket(hi >>> 24, hi & 0xffffff))) : null;
+      const ft = this.faults.armed[POINT.SIGNAL_D2H]
+        ? this.faults.check(POINT.SIGNAL_D2H, this.sockCtx(d2hSocket(hi >>> 24, hi & 0xffffff)))
+        : null;
       if (ft && this.onGlobal(ft, 'signal.d2h')) break;
       const sig = (BigInt(hi) << 32n) | BigInt(lo);
       if (ft?.action === 'delay') {
         this.d2hHoldUntil = this.host.nowNs() + ft.ns;
         this.host.schedule(ft.ns, () => {});
         break;
-      } else if (ft?.action === 'drop' || ft?.action === 'error' || (ft?.action === 'corrupt' && corruptValue(sig, 8, ft) !== sig)) {
+      } else if (
+        ft?.action === 'drop' ||
+        ft?.action === 'error' ||
+        (ft?.action === 'corrupt' && corruptValue(sig, 8, ft) !== sig)
+      ) {
         this.d2hLost.set((this.d2hProd + slots) >>> 0, [hi, lo]);
         slots++;
       } else {
@@ -1141,17 +1508,32 @@ export class DataPlane {
   private faultsArmed(withWrite: 0 | 1): boolean {
     const a = this.faults.armed;
     const jobs = this.farm === null; // scheduled: job.* are checked at the accelerators
-    return a[POINT.DMA_READ] !== 0 || (jobs && a[POINT.JOB_START] !== 0) || (withWrite === 1 && (a[POINT.DMA_WRITE] !== 0 || (jobs && a[POINT.JOB_COMPLETE] !== 0)));
+    return (
+      a[POINT.DMA_READ] !== 0 ||
+      (jobs && a[POINT.JOB_START] !== 0) ||
+      (withWrite === 1 && (a[POINT.DMA_WRITE] !== 0 || (jobs && a[POINT.JOB_COMPLETE] !== 0)))
+    );
   }
 
   /** The contexts of a message's jobs at job.*: one per engine of its chain (rdma between two sockets), with its executor. */
   private jobContexts(sid: number, peer: number, chain: Chain): FaultContext[] {
     const engines = chain.stages.map((st) => STAGE_ENGINE[st]).filter((e): e is string => e !== undefined);
     if (peer !== sid && !chain.lookAside) engines.push('rdma');
-    const executor = chain.lookAside ? 'A' : chain.digestToReceiver ? 'M' : chain.fullCopy ? 'F' : peer === sid ? 'L'
-      : engines.some((e) => e === 'crypto' || e === 'encap') ? 'I' : 'Z';
+    const executor = chain.lookAside
+      ? 'A'
+      : chain.digestToReceiver
+        ? 'M'
+        : chain.fullCopy
+          ? 'F'
+          : peer === sid
+            ? 'L'
+            : engines.some((e) => e === 'crypto' || e === 'encap')
+              ? 'I'
+              : 'Z';
     const tenant = this.socks.tenant[sid]!;
-    return engines.length > 0 ? engines.map((accel) => ({ accel, executor, sid, tenant })) : [{ executor, sid, tenant }];
+    return engines.length > 0
+      ? engines.map((accel) => ({ accel, executor, sid, tenant }))
+      : [{ executor, sid, tenant }];
   }
 
   /**
@@ -1163,44 +1545,105 @@ export class DataPlane {
    * delay / stall: the engines hold (pause). Returns the move's result when it
    * ends here, else the faults to apply once the output is written.
    */
-  private preMoveFaults(sid: number, peer: number, chain: Chain, src: Uint8Array, srcPos: number, len: number, rxRing: number,
-    staged: Uint8Array | undefined, dstAddr?: bigint, outLen = 0): 'moved' | 'failed' | Fault[] | null {
+  private preMoveFaults(
+    sid: number,
+    peer: number,
+    chain: Chain,
+    src: Uint8Array,
+    srcPos: number,
+    len: number,
+    rxRing: number,
+    staged: Uint8Array | undefined,
+    dstAddr?: bigint,
+    outLen = 0,
+  ): 'moved' | 'failed' | Fault[] | null {
     const s = this.socks;
-    const refuse = (code: number, why: string): 'moved' => this.refused(sid, staged ? 0 : len, rxRing, code, why);
+    const refuse = (code: number, why: string): 'moved' =>
+      this.refused(sid, staged ? 0 : len, rxRing, code, why);
     const failed = staged ? this.stagedFailed.get(staged) : undefined;
     if (failed !== undefined) return refuse(failed, 'the message failed when it was staged');
     let after: Fault[] | null = null;
-    const apply = (f: Fault | null, where: string, read: boolean, fallback: number): 'moved' | 'failed' | null => {
+    const apply = (
+      f: Fault | null,
+      where: string,
+      read: boolean,
+      fallback: number,
+    ): 'moved' | 'failed' | null => {
       if (!f) return null;
       if (this.onGlobal(f, where)) return 'failed';
       switch (f.action) {
-        case 'error': return refuse(faultCode(f, 'socket', fallback), `${where} failed (fault injection)`);
-        case 'delay': case 'stall': this.pause(f.ns); return null;
+        case 'error':
+          return refuse(faultCode(f, 'socket', fallback), `${where} failed (fault injection)`);
+        case 'delay':
+        case 'stall':
+          this.pause(f.ns);
+          return null;
         case 'corrupt':
-          if (read) return readCorrupted(src, srcPos, len, f) ? refuse(SERR.CORRUPTED, `message corrupted at ${where} (CRC mismatch)`) : null;
+          if (read)
+            return readCorrupted(src, srcPos, len, f)
+              ? refuse(SERR.CORRUPTED, `message corrupted at ${where} (CRC mismatch)`)
+              : null;
           (after ??= []).push(f);
           return null;
-        default: return null;
+        default:
+          return null;
       }
     };
     const a = this.faults.armed;
     const jobs = this.farm === null ? this.jobContexts(sid, peer, chain) : [];
     let r: 'moved' | 'failed' | null = null;
-    if (!staged && a[POINT.DMA_READ]) r = apply(this.faults.check(POINT.DMA_READ, { addr: BigInt(s.txAddr[sid]! + srcPos), len, sid, tenant: s.tenant[sid]! }), 'dma.read', true, SERR.DMA_ERROR);
-    if (a[POINT.JOB_START]) for (let i = 0; i < jobs.length && !r; i++) r = apply(this.faults.check(POINT.JOB_START, jobs[i]!), 'job.start', true, SERR.DEVICE_FAULT);
+    if (!staged && a[POINT.DMA_READ])
+      r = apply(
+        this.faults.check(POINT.DMA_READ, {
+          addr: BigInt(s.txAddr[sid]! + srcPos),
+          len,
+          sid,
+          tenant: s.tenant[sid]!,
+        }),
+        'dma.read',
+        true,
+        SERR.DMA_ERROR,
+      );
+    if (a[POINT.JOB_START])
+      for (let i = 0; i < jobs.length && !r; i++)
+        r = apply(this.faults.check(POINT.JOB_START, jobs[i]!), 'job.start', true, SERR.DEVICE_FAULT);
     if (dstAddr !== undefined) {
-      if (!r && a[POINT.DMA_WRITE]) r = apply(this.faults.check(POINT.DMA_WRITE, { addr: dstAddr, len: outLen, sid: peer, tenant: s.tenant[peer]! }), 'dma.write', false, SERR.DMA_ERROR);
-      if (a[POINT.JOB_COMPLETE]) for (let i = 0; i < jobs.length && !r; i++) r = apply(this.faults.check(POINT.JOB_COMPLETE, jobs[i]!), 'job.complete', false, SERR.DEVICE_FAULT);
+      if (!r && a[POINT.DMA_WRITE])
+        r = apply(
+          this.faults.check(POINT.DMA_WRITE, {
+            addr: dstAddr,
+            len: outLen,
+            sid: peer,
+            tenant: s.tenant[peer]!,
+          }),
+          'dma.write',
+          false,
+          SERR.DMA_ERROR,
+        );
+      if (a[POINT.JOB_COMPLETE])
+        for (let i = 0; i < jobs.length && !r; i++)
+          r = apply(
+            this.faults.check(POINT.JOB_COMPLETE, jobs[i]!),
+            'job.complete',
+            false,
+            SERR.DEVICE_FAULT,
+          );
     }
     return r ?? after;
   }
 
   /** dma.read of executor F, when a message is copied into staging memory: a failure is remembered and reported when it lands. */
   private stagingReadFault(sid: number, src: Uint8Array, pos: number, len: number, buf: Uint8Array): void {
-    const f = this.faults.check(POINT.DMA_READ, { addr: BigInt(this.socks.txAddr[sid]! + pos), len, sid, tenant: this.socks.tenant[sid]! });
+    const f = this.faults.check(POINT.DMA_READ, {
+      addr: BigInt(this.socks.txAddr[sid]! + pos),
+      len,
+      sid,
+      tenant: this.socks.tenant[sid]!,
+    });
     if (!f || this.onGlobal(f, 'dma.read')) return;
     if (f.action === 'error') this.stagedFailed.set(buf, faultCode(f, 'socket', SERR.DMA_ERROR));
-    else if (f.action === 'corrupt' && readCorrupted(src, pos, len, f)) this.stagedFailed.set(buf, SERR.CORRUPTED);
+    else if (f.action === 'corrupt' && readCorrupted(src, pos, len, f))
+      this.stagedFailed.set(buf, SERR.CORRUPTED);
     else if (f.action === 'delay') this.pause(f.ns);
   }
 
@@ -1211,7 +1654,12 @@ export class DataPlane {
    * what is written (and is caught there); stall holds an accelerator; delay
    * returns the ns to hold the job.
    */
-  private jobFaultsScheduled(point: Point, farm: AcceleratorFarm, tag: { sid: number; fail?: number; done?: Fault | null }, len: number): number {
+  private jobFaultsScheduled(
+    point: Point,
+    farm: AcceleratorFarm,
+    tag: { sid: number; fail?: number; done?: Fault | null },
+    len: number,
+  ): number {
     const sid = tag.sid;
     if (!this.socks.exists(sid)) return 0;
     let wait = 0;
@@ -1219,9 +1667,12 @@ export class DataPlane {
       const f = this.faults.check(point, ctx);
       if (!f || this.onGlobal(f, POINT_NAMES[point])) continue;
       if (f.action === 'error') tag.fail ??= faultCode(f, 'socket', SERR.DEVICE_FAULT);
-      else if (f.action === 'corrupt') { if (point === POINT.JOB_COMPLETE) tag.done = f; else if (f.offset < len) tag.fail ??= SERR.CORRUPTED; }
-      else if (f.action === 'delay') wait = Math.max(wait, f.ns);
-      else if (f.action === 'stall') farm.stall(farm.accels([f.accel ?? ctx.accel ?? 'rdma']), this.host.nowNs() + f.ns);
+      else if (f.action === 'corrupt') {
+        if (point === POINT.JOB_COMPLETE) tag.done = f;
+        else if (f.offset < len) tag.fail ??= SERR.CORRUPTED;
+      } else if (f.action === 'delay') wait = Math.max(wait, f.ns);
+      else if (f.action === 'stall')
+        farm.stall(farm.accels([f.accel ?? ctx.accel ?? 'rdma']), this.host.nowNs() + f.ns);
     }
     return wait;
   }
@@ -1231,15 +1682,25 @@ export class DataPlane {
     const lost = this.d2hLost.get(index);
     const c = this.cfg;
     const fifo = lost ? this.host.dmaView(c.d2hBase, c.d2hSlots * 8) : null;
-    if (!lost || !fifo) { this.counters.repeats++; return; }
+    if (!lost || !fifo) {
+      this.counters.repeats++;
+      return;
+    }
     // The driver polls this slot while it waits: one 8-byte store, never a half-written signal.
-    atomicStore64(new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength), (index % c.d2hSlots) * 8, (BigInt(lost[0]) << 32n) | BigInt(lost[1]));
+    atomicStore64(
+      new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength),
+      (index % c.d2hSlots) * 8,
+      (BigInt(lost[0]) << 32n) | BigInt(lost[1]),
+    );
     this.d2hLost.delete(index);
     this.counters.resyncs++;
   }
 
   /** Sockets from id `from` on, at most `limit`, for the control interface. */
-  describeSockets(from: number, limit: number): { total: number; sockets: Record<string, unknown>[]; next: number | null } {
+  describeSockets(
+    from: number,
+    limit: number,
+  ): { total: number; sockets: Record<string, unknown>[]; next: number | null } {
     const s = this.socks;
     const names = ['free', 'created', 'listening', 'connecting', 'connected', 'closing', 'error'];
     const out: Record<string, unknown>[] = [];
@@ -1247,9 +1708,19 @@ export class DataPlane {
     for (; sid < s.capacity && out.length < limit; sid++) {
       if (!s.exists(sid)) continue;
       out.push({
-        sid, state: names[s.state[sid]!], peer: s.peer[sid] === NO_PEER ? null : s.peer[sid], port: s.port[sid] || null,
-        chain: s.chain[sid], txSize: s.txSize[sid], rxSize: s.rxSize[sid], txQueued: s.txQueue.get(sid)?.length ?? 0, staged: this.staged.get(sid)?.length ?? 0, remote: this.remote?.describe(sid) ?? null,
-        txUsed: s.txUsed(sid), rxUsed: s.rxUsed(sid), error: s.err[sid] || null,
+        sid,
+        state: names[s.state[sid]!],
+        peer: s.peer[sid] === NO_PEER ? null : s.peer[sid],
+        port: s.port[sid] || null,
+        chain: s.chain[sid],
+        txSize: s.txSize[sid],
+        rxSize: s.rxSize[sid],
+        txQueued: s.txQueue.get(sid)?.length ?? 0,
+        staged: this.staged.get(sid)?.length ?? 0,
+        remote: this.remote?.describe(sid) ?? null,
+        txUsed: s.txUsed(sid),
+        rxUsed: s.rxUsed(sid),
+        error: s.err[sid] || null,
       });
     }
     while (sid < s.capacity && !s.exists(sid)) sid++;

@@ -68,13 +68,29 @@ export interface PipeFabric {
    * 'full' when the link's window is full (drain() follows), or 'unknown'.
    * `segments` are kept, not copied, until acknowledged or failed.
    */
-  send(node: number, type: number, flags: number, channel: number, socket: number, value: number, segments: readonly Uint8Array[]): number | 'full' | 'unknown';
+  send(
+    node: number,
+    type: number,
+    flags: number,
+    channel: number,
+    socket: number,
+    value: number,
+    segments: readonly Uint8Array[],
+  ): number | 'full' | 'unknown';
 }
 
 /** What the fabric tells the data plane (DataPlane forwards these to RemotePipes). */
 export interface PipeFabricEvents {
   /** A frame from `node`; its payload as the pieces it arrived in (views of the socket's reads: written where they go, not joined first). */
-  frame(node: number, type: number, flags: number, channel: number, socket: number, value: number, payload: readonly Uint8Array[]): void;
+  frame(
+    node: number,
+    type: number,
+    flags: number,
+    channel: number,
+    socket: number,
+    value: number,
+    payload: readonly Uint8Array[],
+  ): void;
   acked(node: number, seq: number): void;
   /** The session with `node` ended with frames unacknowledged (or the link failed): everything paired with it is gone. */
   failed(node: number, why: string): void;
@@ -85,7 +101,15 @@ export interface PipeFabricEvents {
    * frame follows at once if it checks out; if not, the bytes sit in ring
    * space not yet published, which the next message overwrites.
    */
-  place?(node: number, type: number, flags: number, channel: number, socket: number, value: number, length: number): Uint8Array[] | null;
+  place?(
+    node: number,
+    type: number,
+    flags: number,
+    channel: number,
+    socket: number,
+    value: number,
+    length: number,
+  ): Uint8Array[] | null;
 }
 
 /** The data plane's internals remote pipes act through. */
@@ -164,9 +188,21 @@ export class RemotePipes {
   private readonly blocked = new Map<number, Set<number>>();
   private readonly owing = new Set<number>();
   private readonly guestErr: RateLimitedLog;
-  readonly counters: RemoteCounters = { framesIn: 0, framesOut: 0, msgsOut: 0, msgsIn: 0, msgsPlaced: 0, unknownSocket: 0, protocolErrors: 0, linkFailures: 0 };
+  readonly counters: RemoteCounters = {
+    framesIn: 0,
+    framesOut: 0,
+    msgsOut: 0,
+    msgsIn: 0,
+    msgsPlaced: 0,
+    unknownSocket: 0,
+    protocolErrors: 0,
+    linkFailures: 0,
+  };
 
-  constructor(private readonly dp: PipeOwner, readonly fabric: PipeFabric) {
+  constructor(
+    private readonly dp: PipeOwner,
+    readonly fabric: PipeFabric,
+  ) {
     this.guestErr = new RateLimitedLog(dp.host.log);
   }
 
@@ -191,7 +227,9 @@ export class RemotePipes {
 
   describe(sid: number): { node: string; peer: number; credit: number } | null {
     const e = this.ends.get(sid);
-    return e ? { node: this.fabric.names[e.node - 1] ?? String(e.node), peer: e.rsid, credit: e.credit } : null;
+    return e
+      ? { node: this.fabric.names[e.node - 1] ?? String(e.node), peer: e.rsid, credit: e.credit }
+      : null;
   }
 
   /** Whether node id `node` names another node of the cluster. */
@@ -199,7 +237,15 @@ export class RemotePipes {
     return node !== 0 && node !== this.fabric.selfId;
   }
 
-  private send(node: number, type: number, flags: number, channel: number, socket: number, value: number, segments: readonly Uint8Array[] = []): number | 'full' | 'unknown' {
+  private send(
+    node: number,
+    type: number,
+    flags: number,
+    channel: number,
+    socket: number,
+    value: number,
+    segments: readonly Uint8Array[] = [],
+  ): number | 'full' | 'unknown' {
     const r = this.fabric.send(node, type, flags, channel, socket, value, segments);
     if (typeof r === 'number') this.counters.framesOut++;
     return r;
@@ -214,7 +260,11 @@ export class RemotePipes {
     if (k < 0) k = full.stages.length;
     const outCode = k === 0 ? 0 : (code & (2 ** (8 * k) - 1)) >>> 0;
     const inCode = k >= 4 ? 0 : code >>> (8 * k);
-    return { out: decodeChain(outCode, this.dp.keys) as Chain, in: decodeChain(inCode, this.dp.keys) as Chain, full };
+    return {
+      out: decodeChain(outCode, this.dp.keys) as Chain,
+      in: decodeChain(inCode, this.dp.keys) as Chain,
+      full,
+    };
   }
 
   // ---- connection set-up -------------------------------------------------------
@@ -246,13 +296,25 @@ export class RemotePipes {
     this.requests.delete(-id);
     if (!q) return [ST.ECONNREFUSED, 0]; // its node failed meanwhile
     const h = this.halves(q.chain);
-    if (typeof h === 'string') { this.send(q.node, PIPE_FRAME.REFUSED, 0, q.sid, 0, ST.EINVAL); return [ST.EAGAIN, 0]; }
+    if (typeof h === 'string') {
+      this.send(q.node, PIPE_FRAME.REFUSED, 0, q.sid, 0, ST.EINVAL);
+      return [ST.EAGAIN, 0];
+    }
     const r = this.send(q.node, PIPE_FRAME.ACCEPTED, 0, q.sid, sid, s.rxSize[sid]!);
     if (typeof r !== 'number') return [ST.EAGAIN, 0];
     s.state[sid] = SockState.CONNECTED;
     s.peer[sid] = q.sid;
     s.chain[sid] = q.chain;
-    this.ends.set(sid, { node: q.node, rsid: q.sid, credit: q.rxSize, owed: 0, peerRx: q.rxSize, unacked: 0, ...h, waiting: false });
+    this.ends.set(sid, {
+      node: q.node,
+      rsid: q.sid,
+      credit: q.rxSize,
+      owed: 0,
+      peerRx: q.rxSize,
+      unacked: 0,
+      ...h,
+      waiting: false,
+    });
     return [ST.OK, q.sid];
   }
 
@@ -283,9 +345,15 @@ export class RemotePipes {
       flags = MSG_FLAG_REFUSED;
       value = e.full.errorCode;
     } else {
-      if (need > e.credit) { e.waiting = true; return 'blocked'; }
+      if (need > e.credit) {
+        e.waiting = true;
+        return 'blocked';
+      }
       const src = this.dp.host.dmaView(BigInt(s.txAddr[sid]!), s.txSize[sid]!);
-      if (!src) { this.dp.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory'); return 'failed'; }
+      if (!src) {
+        this.dp.sockError(sid, SERR.RING_UNMAPPED, 'tx ring no longer in mapped guest memory');
+        return 'failed';
+      }
       // Unacknowledged messages still hold their place in the ring ahead of this one.
       const pos = (s.txHead[sid]! + e.unacked) & (s.txSize[sid]! - 1);
       const segs = split(src.length, pos, len).map((g) => src.subarray(g.off, g.off + g.len));
@@ -297,15 +365,22 @@ export class RemotePipes {
         // Sender-side stages: the engine's output is what travels.
         const input = joinBytes(segs);
         const out = t.bytewise ? mapped(t, input) : t.whole!(input);
-        if (typeof out === 'string') { flags = MSG_FLAG_REFUSED; value = e.out.errorCode; } else payload = [out];
+        if (typeof out === 'string') {
+          flags = MSG_FLAG_REFUSED;
+          value = e.out.errorCode;
+        } else payload = [out];
       }
     }
     const r = this.send(e.node, PIPE_FRAME.MSG, flags, e.rsid, sid, value, payload);
-    if (r === 'unknown') { this.dp.sockError(sid, SERR.LINK_FAILED, 'the peer node is not in the cluster'); return 'failed'; }
+    if (r === 'unknown') {
+      this.dp.sockError(sid, SERR.LINK_FAILED, 'the peer node is not in the cluster');
+      return 'failed';
+    }
     if (r === 'full') {
       e.waiting = true;
       const b = this.blocked.get(e.node);
-      if (b) b.add(sid); else this.blocked.set(e.node, new Set([sid]));
+      if (b) b.add(sid);
+      else this.blocked.set(e.node, new Set([sid]));
       return 'blocked';
     }
     if (flags === 0) e.credit -= value;
@@ -313,7 +388,8 @@ export class RemotePipes {
     this.counters.msgsOut++;
     const f = this.inFlight.get(e.node);
     const rec = { seq: r, sid, len };
-    if (f) f.push(rec); else this.inFlight.set(e.node, [rec]);
+    if (f) f.push(rec);
+    else this.inFlight.set(e.node, [rec]);
     return 'sent';
   }
 
@@ -347,7 +423,11 @@ export class RemotePipes {
     if (e.rsid >= 0) this.send(e.node, PIPE_FRAME.CLOSE, 0, e.rsid, sid, 0);
     // Acknowledgements still due for it must not move a later socket of the same id.
     const f = this.inFlight.get(e.node);
-    if (f) this.inFlight.set(e.node, f.filter((x) => x.sid !== sid));
+    if (f)
+      this.inFlight.set(
+        e.node,
+        f.filter((x) => x.sid !== sid),
+      );
   }
 
   /** Everything remote is forgotten (device reset or stop); peers are told their sockets closed. */
@@ -362,11 +442,13 @@ export class RemotePipes {
   // ---- events from the fabric ------------------------------------------------
 
   readonly events: PipeFabricEvents = {
-    frame: (node, type, flags, channel, socket, value, payload) => this.onFrame(node, type, flags, channel, socket, value, payload),
+    frame: (node, type, flags, channel, socket, value, payload) =>
+      this.onFrame(node, type, flags, channel, socket, value, payload),
     acked: (node, seq) => this.onAcked(node, seq),
     failed: (node, why) => this.onFailed(node, why),
     drain: (node) => this.onDrain(node),
-    place: (node, type, flags, channel, socket, value, length) => this.place(node, type, flags, channel, socket, value, length),
+    place: (node, type, flags, channel, socket, value, length) =>
+      this.place(node, type, flags, channel, socket, value, length),
   };
 
   /**
@@ -376,7 +458,15 @@ export class RemotePipes {
    * place and publishes them; any check that would refuse the message
    * refuses placement first.
    */
-  private place(node: number, type: number, flags: number, dst: number, src: number, expect: number, length: number): Uint8Array[] | null {
+  private place(
+    node: number,
+    type: number,
+    flags: number,
+    dst: number,
+    src: number,
+    expect: number,
+    length: number,
+  ): Uint8Array[] | null {
     if (type !== PIPE_FRAME.MSG || flags !== 0 || length !== expect) return null;
     const s = this.dp.socks;
     const e = this.receiver(node, dst, src);
@@ -391,12 +481,18 @@ export class RemotePipes {
   private receiver(node: number, dst: number, src: number): RemoteEnd | null {
     const e = this.ends.get(dst);
     const st = this.dp.socks.state[dst];
-    return e && e.node === node && e.rsid === src && (st === SockState.CONNECTED || st === SockState.CLOSING) ? e : null;
+    return e && e.node === node && e.rsid === src && (st === SockState.CONNECTED || st === SockState.CLOSING)
+      ? e
+      : null;
   }
 
   private drop(node: number, what: string, detail: Record<string, unknown>): void {
     this.counters.unknownSocket++;
-    this.guestErr.warn(`remote-unknown-${what}`, { node: this.fabric.names[node - 1], ...detail }, `fabric ${what} frame for no matching socket dropped`);
+    this.guestErr.warn(
+      `remote-unknown-${what}`,
+      { node: this.fabric.names[node - 1], ...detail },
+      `fabric ${what} frame for no matching socket dropped`,
+    );
   }
 
   private violation(sid: number, why: string): void {
@@ -404,18 +500,38 @@ export class RemotePipes {
     this.dp.sockError(sid, SERR.LINK_FAILED, `peer broke the pipe protocol: ${why}`);
   }
 
-  private onFrame(node: number, type: number, flags: number, channel: number, socket: number, value: number, parts: readonly Uint8Array[]): void {
+  private onFrame(
+    node: number,
+    type: number,
+    flags: number,
+    channel: number,
+    socket: number,
+    value: number,
+    parts: readonly Uint8Array[],
+  ): void {
     this.counters.framesIn++;
     const s = this.dp.socks;
     switch (type) {
       case PIPE_FRAME.CONNECT: {
         const payload = joinBytes(parts);
-        if (payload.length < 8) { this.counters.protocolErrors++; return; }
+        if (payload.length < 8) {
+          this.counters.protocolErrors++;
+          return;
+        }
         const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
         const l = s.listeners.get(channel);
-        if (l === undefined) { this.send(node, PIPE_FRAME.REFUSED, 0, socket, 0, ST.ECONNREFUSED); return; }
+        if (l === undefined) {
+          this.send(node, PIPE_FRAME.REFUSED, 0, socket, 0, ST.ECONNREFUSED);
+          return;
+        }
         const id = this.nextRequest++;
-        this.requests.set(id, { node, sid: socket, rxSize: value, chain: v.getUint32(0, true), tenant: v.getUint32(4, true) });
+        this.requests.set(id, {
+          node,
+          sid: socket,
+          rxSize: value,
+          chain: v.getUint32(0, true),
+          tenant: v.getUint32(4, true),
+        });
         this.dp.queueConnection(l, -id);
         return;
       }
@@ -439,7 +555,10 @@ export class RemotePipes {
       }
       case PIPE_FRAME.REFUSED: {
         const e = this.ends.get(channel);
-        if (!e || e.node !== node || e.rsid >= 0 || s.state[channel] !== SockState.CONNECTING) { this.drop(node, 'refused', { sid: channel }); return; }
+        if (!e || e.node !== node || e.rsid >= 0 || s.state[channel] !== SockState.CONNECTING) {
+          this.drop(node, 'refused', { sid: channel });
+          return;
+        }
         this.ends.delete(channel);
         s.state[channel] = SockState.CREATED;
         const slot = s.pendingCmd[channel]!;
@@ -447,32 +566,54 @@ export class RemotePipes {
         this.dp.answer(slot, value || ST.ECONNREFUSED, 0);
         return;
       }
-      case PIPE_FRAME.MSG: return this.onMessage(node, flags, channel, socket, value, parts);
+      case PIPE_FRAME.MSG:
+        return this.onMessage(node, flags, channel, socket, value, parts);
       case PIPE_FRAME.CREDIT: {
         const e = this.ends.get(channel);
-        if (!e || e.node !== node || e.rsid !== socket) { this.drop(node, 'credit', { sid: channel }); return; }
+        if (!e || e.node !== node || e.rsid !== socket) {
+          this.drop(node, 'credit', { sid: channel });
+          return;
+        }
         e.credit += value;
-        if (e.waiting) { e.waiting = false; this.dp.markReady(channel); }
+        if (e.waiting) {
+          e.waiting = false;
+          this.dp.markReady(channel);
+        }
         return;
       }
       case PIPE_FRAME.CLOSE: {
         const e = this.ends.get(channel);
-        if (!e || e.node !== node || e.rsid !== socket) { this.drop(node, 'close', { sid: channel }); return; }
+        if (!e || e.node !== node || e.rsid !== socket) {
+          this.drop(node, 'close', { sid: channel });
+          return;
+        }
         this.ends.delete(channel);
         this.owing.delete(channel);
         s.flags[channel] = s.flags[channel]! | 1; // FLAG_PEER_CLOSED
         s.peer[channel] = NO_PEER;
         this.dp.emit(D2H.EVENT, channel, ENUMS.EVENT.PEER_CLOSED);
-        if ((s.txQueue.get(channel)?.length ?? 0) > 0) this.dp.sockError(channel, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
+        if ((s.txQueue.get(channel)?.length ?? 0) > 0)
+          this.dp.sockError(channel, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
         return;
       }
       default:
         this.counters.protocolErrors++;
-        this.guestErr.warn('remote-type', { node: this.fabric.names[node - 1], type }, 'fabric frame of an unknown type dropped');
+        this.guestErr.warn(
+          'remote-type',
+          { node: this.fabric.names[node - 1], type },
+          'fabric frame of an unknown type dropped',
+        );
     }
   }
 
-  private onMessage(node: number, flags: number, dst: number, src: number, expect: number, parts: readonly Uint8Array[]): void {
+  private onMessage(
+    node: number,
+    flags: number,
+    dst: number,
+    src: number,
+    expect: number,
+    parts: readonly Uint8Array[],
+  ): void {
     const s = this.dp.socks;
     const e = this.receiver(node, dst, src);
     if (!e) {
@@ -481,18 +622,33 @@ export class RemotePipes {
     }
     this.counters.msgsIn++;
     const rxRing = (dst << 1) | ENUMS.RING_DIR.RX;
-    if (flags & MSG_FLAG_REFUSED) { this.dp.emit(D2H.MSG_ERROR, rxRing, expect); return; }
-    if (expect > s.rxFree(dst)) return this.violation(dst, `a message of ${expect} bytes with ${s.rxFree(dst)} free`);
+    if (flags & MSG_FLAG_REFUSED) {
+      this.dp.emit(D2H.MSG_ERROR, rxRing, expect);
+      return;
+    }
+    if (expect > s.rxFree(dst))
+      return this.violation(dst, `a message of ${expect} bytes with ${s.rxFree(dst)} free`);
     const ring = this.dp.host.dmaView(BigInt(s.rxAddr[dst]!), s.rxSize[dst]!);
-    if (!ring) { this.dp.sockError(dst, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory'); return; }
+    if (!ring) {
+      this.dp.sockError(dst, SERR.RING_UNMAPPED, 'rx ring no longer in mapped guest memory');
+      return;
+    }
     const at = s.rxTail[dst]! & (s.rxSize[dst]! - 1);
     // Z: the received pieces go straight into the ring; receiver-side stages take the message whole.
-    if (e.in.transform === COPY && byteLength(parts) > expect) return this.violation(dst, `a message of ${byteLength(parts)} bytes announced as ${expect}`);
+    if (e.in.transform === COPY && byteLength(parts) > expect)
+      return this.violation(dst, `a message of ${byteLength(parts)} bytes announced as ${expect}`);
     if (e.in.transform === COPY && inPlace(parts, ring, at)) this.counters.msgsPlaced++;
-    const n = e.in.transform === COPY ? copyParts(parts, ring, at) : runMessage(e.in.transform, joinBytes(parts), 0, byteLength(parts), ring, at);
+    const n =
+      e.in.transform === COPY
+        ? copyParts(parts, ring, at)
+        : runMessage(e.in.transform, joinBytes(parts), 0, byteLength(parts), ring, at);
     if (typeof n === 'string') {
       // Refused by a receiver-side stage (a bad tag): the receiver learns in order; the sender gets its credit back.
-      this.guestErr.warn(`refused-${e.in.errorCode}`, { sid: dst, why: n }, 'message refused by a transformation');
+      this.guestErr.warn(
+        `refused-${e.in.errorCode}`,
+        { sid: dst, why: n },
+        'message refused by a transformation',
+      );
       this.dp.emit(D2H.MSG_ERROR, rxRing, e.in.errorCode);
       this.rxConsumed(dst, expect);
       return;
@@ -535,7 +691,11 @@ export class RemotePipes {
         this.dp.answer(slot, ST.ENETUNREACH, 0);
       } else {
         s.peer[sid] = NO_PEER;
-        this.dp.sockError(sid, SERR.LINK_FAILED, `the link to node ${this.fabric.names[node - 1]} failed: ${why}`);
+        this.dp.sockError(
+          sid,
+          SERR.LINK_FAILED,
+          `the link to node ${this.fabric.names[node - 1]} failed: ${why}`,
+        );
       }
     }
     for (const [id, q] of [...this.requests]) if (q.node === node) this.requests.delete(id);
@@ -549,7 +709,10 @@ export class RemotePipes {
     this.blocked.delete(node);
     for (const sid of b) {
       const e = this.ends.get(sid);
-      if (e) { e.waiting = false; this.dp.markReady(sid); }
+      if (e) {
+        e.waiting = false;
+        this.dp.markReady(sid);
+      }
     }
   }
 }
@@ -564,7 +727,10 @@ function copyParts(parts: readonly Uint8Array[], ring: Uint8Array, at: number): 
   let pos = at;
   for (const p of parts) {
     // Placed: already where it goes (place()), nothing to copy.
-    if (inPlace([p], ring, pos)) { pos = (pos + p.length) % ring.length; continue; }
+    if (inPlace([p], ring, pos)) {
+      pos = (pos + p.length) % ring.length;
+      continue;
+    }
     const first = Math.min(p.length, ring.length - pos);
     ring.set(p.subarray(0, first), pos);
     if (first < p.length) ring.set(p.subarray(first), 0);
@@ -578,4 +744,3 @@ function mapped(t: Transform, input: Uint8Array): Uint8Array {
   t.map!(input, out);
   return out;
 }
-

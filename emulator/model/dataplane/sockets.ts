@@ -70,11 +70,24 @@ export class SocketTable {
       if (fill) b.fill(fill, a.length);
       return b;
     };
-    this.state = grow(this.state); this.err = grow(this.err); this.flags = grow(this.flags); this.port = grow(this.port);
-    this.txAddr = grow(this.txAddr); this.rxAddr = grow(this.rxAddr); this.txSize = grow(this.txSize); this.rxSize = grow(this.rxSize);
-    this.txHead = grow(this.txHead); this.txTail = grow(this.txTail); this.rxHead = grow(this.rxHead); this.rxTail = grow(this.rxTail);
-    this.peer = grow(this.peer, NO_PEER); this.pendingCmd = grow(this.pendingCmd, NO_PEER); this.chain = grow(this.chain);
-    this.tenant = grow(this.tenant); this.rxReserved = grow(this.rxReserved); this.inFlight = grow(this.inFlight);
+    this.state = grow(this.state);
+    this.err = grow(this.err);
+    this.flags = grow(this.flags);
+    this.port = grow(this.port);
+    this.txAddr = grow(this.txAddr);
+    this.rxAddr = grow(this.rxAddr);
+    this.txSize = grow(this.txSize);
+    this.rxSize = grow(this.rxSize);
+    this.txHead = grow(this.txHead);
+    this.txTail = grow(this.txTail);
+    this.rxHead = grow(this.rxHead);
+    this.rxTail = grow(this.rxTail);
+    this.peer = grow(this.peer, NO_PEER);
+    this.pendingCmd = grow(this.pendingCmd, NO_PEER);
+    this.chain = grow(this.chain);
+    this.tenant = grow(this.tenant);
+    this.rxReserved = grow(this.rxReserved);
+    this.inFlight = grow(this.inFlight);
     this.capacity = cap;
   }
 
@@ -85,11 +98,23 @@ export class SocketTable {
   create(sid: number, txAddr: number, txSize: number, rxAddr: number, rxSize: number): void {
     this.ensure(sid + 1);
     this.state[sid] = SockState.CREATED;
-    this.err[sid] = 0; this.flags[sid] = 0; this.port[sid] = 0;
-    this.txAddr[sid] = txAddr; this.txSize[sid] = txSize; this.rxAddr[sid] = rxAddr; this.rxSize[sid] = rxSize;
-    this.txHead[sid] = 0; this.txTail[sid] = 0; this.rxHead[sid] = 0; this.rxTail[sid] = 0;
-    this.peer[sid] = NO_PEER; this.pendingCmd[sid] = NO_PEER; this.chain[sid] = 0;
-    this.tenant[sid] = 0; this.rxReserved[sid] = 0; this.inFlight[sid] = 0;
+    this.err[sid] = 0;
+    this.flags[sid] = 0;
+    this.port[sid] = 0;
+    this.txAddr[sid] = txAddr;
+    this.txSize[sid] = txSize;
+    this.rxAddr[sid] = rxAddr;
+    this.rxSize[sid] = rxSize;
+    this.txHead[sid] = 0;
+    this.txTail[sid] = 0;
+    this.rxHead[sid] = 0;
+    this.rxTail[sid] = 0;
+    this.peer[sid] = NO_PEER;
+    this.pendingCmd[sid] = NO_PEER;
+    this.chain[sid] = 0;
+    this.tenant[sid] = 0;
+    this.rxReserved[sid] = 0;
+    this.inFlight[sid] = 0;
     this.open++;
   }
 
@@ -151,7 +176,8 @@ export class RingIndex {
     const r = { start, end: start + len, owner };
     for (const c of this.chunks(start, len)) {
       const b = this.buckets.get(c);
-      if (b) b.push(r); else this.buckets.set(c, [r]);
+      if (b) b.push(r);
+      else this.buckets.set(c, [r]);
     }
   }
 
