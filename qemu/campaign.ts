@@ -36,7 +36,7 @@ import {
   memoryWorkload,
   type CampaignRow,
   type CampaignWorkload,
-} from '../emulator/faults/campaign.js';
+} from './campaign-memory.js';
 import type { Plan } from '../emulator/faults/plan.js';
 import { NetnsPair } from './netns.js';
 import { controlCall, EmulatorProcess, guestListening, QemuVm, RunDir, type GuestLine } from './vm.js';

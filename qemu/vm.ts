@@ -78,14 +78,14 @@ export interface EmulatorOptions {
   netns?: string;
 }
 
-/** The emulator as a separate process (node dist/emulator/cli.js serve). */
+/** The emulator as a separate process (node dist/emulator/cli/main.js serve). */
 export class EmulatorProcess {
   readonly proc: ChildProcess;
   private out: WriteStream;
   private text = '';
 
   constructor(readonly opts: EmulatorOptions) {
-    const cli = join(repoRoot(), 'dist', 'emulator', 'cli.js');
+    const cli = join(repoRoot(), 'dist', 'emulator', 'cli', 'main.js');
     if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build`);
     this.out = createWriteStream(opts.logPath);
     const argv = [

@@ -12,7 +12,7 @@
  * usable. Anything that loses track of the stream (the server hung up, a
  * timeout, a malformed reply) closes the socket: later calls throw.
  */
-import { EAGAIN, EINTR, Libc, type Ptr } from '../transport/native.js';
+import { EAGAIN, EINTR, Libc, type Ptr } from '../native/libc.js';
 import {
   commandName,
   FLAG_ERROR,

@@ -9,7 +9,7 @@
  * needs the device's answer pumps until it comes (DeviceAccess.wait).
  */
 import { CONSTANTS, ENUMS, reg, SHM, STRUCTS } from '../abi/abi.js';
-import { atomicLoad64, atomicStore64 } from '../faults/hooks.js';
+import { atomicLoad64, atomicStore64 } from '../util/atomics.js';
 
 const D2H = ENUMS.SIG_D2H;
 const SIG = ENUMS.SIG_H2D;

@@ -32,7 +32,7 @@ import {
   PROT_READ,
   PROT_WRITE,
   type Ptr,
-} from '../transport/native.js';
+} from '../native/libc.js';
 import { VfioUserChannel, type ChannelStats } from './channel.js';
 import {
   clientCapabilities,

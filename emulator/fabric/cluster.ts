@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { crc32c } from '../model/accel/engines.js';
+import { crc32c } from '../util/crc.js';
 
 export interface NodeAddress {
   host: string;

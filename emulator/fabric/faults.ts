@@ -1,7 +1,7 @@
 /**
  * Fault injection on the wire: what a network does to frames, asked of the
  * owner frame by frame. The fabric knows nothing of fault plans: the owner
- * (transport/fabric-carrier.ts, from the device's FaultInjector) answers
+ * (host/fabric-carrier.ts, from the device's FaultInjector) answers
  * send() for each frame a link writes and recv() for each frame a link's
  * connection decodes, and the link applies the answer:
  *

@@ -26,7 +26,7 @@
  * concatenated.
  */
 import { crc32 } from 'node:zlib';
-import { libdeflateCrc32 } from '../transport/native.js';
+import { libdeflateCrc32 } from '../native/libdeflate.js';
 import { byteLength, joinBytes } from '../util/bytes.js';
 
 const fastCrc = libdeflateCrc32();

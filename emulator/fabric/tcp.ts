@@ -15,7 +15,7 @@
  * (stopNodeReading).
  */
 import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
-import { EAGAIN, EINTR, Libc } from '../transport/native.js';
+import { EAGAIN, EINTR, Libc } from '../native/libc.js';
 import { formatAddress, type NodeAddress } from './cluster.js';
 import { FrameError, HEADER_LEN } from './frame.js';
 import type { FabricListener, FabricTransport, Wire } from './transport.js';

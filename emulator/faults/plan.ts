@@ -60,7 +60,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { DOORBELLS, ENUMS, REGISTERS } from '../abi/abi.js';
-import { ACCEL_NAMES, type AccelName } from '../model/dataplane/accelerators.js';
+import { ACCEL_NAMES, type AccelName } from '../abi/accel-names.js';
 
 // ---- points and actions ----------------------------------------------------
 

@@ -18,11 +18,11 @@ import {
 import { RateLimitedLog } from '../util/log.js';
 import type { DeviceHost, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
-import { ACCEL_NAMES, DEFAULT_JOB_BYTES, type AccelName } from './dataplane/accelerators.js';
+import { ACCEL_NAMES, DEFAULT_JOB_BYTES, type AccelName } from './accel/farm.js';
 import { isSchedulerKind, SCHEDULER_KINDS, type PolicyConfig } from '../sched/scheduler.js';
 import { FaultInjector, corruptValue, faultsControl, applyCorrupt, type Fault } from '../faults/injector.js';
 import { POINT } from '../faults/plan.js';
-import { faultCode, raiseIrq } from '../faults/hooks.js';
+import { faultCode, raiseIrq } from './fault-points.js';
 import { crc32c } from './accel/engines.js';
 
 const bit = (n: number): number => (1 << n) >>> 0;

@@ -2,7 +2,7 @@
  * The boundary between the device model and whatever carries it. The model
  * (SgiovDevice) implements PciDeviceModel; its carrier implements DeviceHost.
  * In production the carrier is the vfio-user transport in a worker thread;
- * in unit tests it is the in-memory bus (emulator/testing/memory-bus.ts).
+ * in unit tests it is the in-memory bus (emulator/host/memory-bus.ts).
  * Neither side knows how the other is built: the model never sees koffi,
  * sockets or threads.
  */

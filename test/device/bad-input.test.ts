@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BITS, DOORBELLS, ENUMS, reg } from '../../emulator/abi/abi.js';
 import { VEC_DMA, VEC_ERR, type SgiovDriver } from '../../emulator/client/sgiov-driver.js';
-import { startRig, TEST_MEM, type Rig } from './helpers.js';
+import { startRig, TEST_MEM, type Rig } from '../support/device.js';
 
 const bit = (n: number): number => (1 << n) >>> 0;
 let rig: Rig;

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ABI_VERSION, BARS, BITS, CONSTANTS, PCI_IDS, reg } from '../../emulator/abi/abi.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { VfioUserError } from '../../emulator/client/vfio-user-protocol.js';
-import { startRig, type Rig } from './helpers.js';
+import { startRig, type Rig } from '../support/device.js';
 
 const bit = (n: number): number => (1 << n) >>> 0;
 let rig: Rig;

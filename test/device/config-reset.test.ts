@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENUMS, reg } from '../../emulator/abi/abi.js';
-import { startRig, type Rig } from './helpers.js';
+import { startRig, type Rig } from '../support/device.js';
 
 let rig: Rig;
 beforeAll(async () => {

@@ -102,7 +102,7 @@ describe('control interface', () => {
   });
 
   it('sgiov ctl sends one command and prints the result', () => {
-    const cli = join(repoRoot(), 'dist', 'emulator', 'cli.js');
+    const cli = join(repoRoot(), 'dist', 'emulator', 'cli', 'main.js');
     const r = spawnSync(process.execPath, [cli, 'ctl', '--control', ctlPath(), 'status'], {
       encoding: 'utf8',
       timeout: 10_000,

@@ -21,7 +21,7 @@ import {
   stopCluster,
   type Cluster,
   type Node,
-} from './cross-node-helpers.js';
+} from '../support/cross-node.js';
 
 afterEach(stopCluster);
 

@@ -17,7 +17,7 @@ import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { Fabric } from '../../emulator/fabric/fabric.js';
 import type { Frame } from '../../emulator/fabric/frame.js';
-import { freePorts, localCluster } from '../../emulator/fabric/testing.js';
+import { freePorts, localCluster } from '../support/fabric.js';
 import { PIPE_FRAME } from '../../emulator/model/dataplane/remote.js';
 import { controlCall, EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
 

@@ -21,7 +21,7 @@ import {
   sleepSync,
   startCluster,
   stopCluster,
-} from './cross-node-helpers.js';
+} from '../support/cross-node.js';
 
 afterEach(stopCluster);
 

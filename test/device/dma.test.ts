@@ -7,7 +7,7 @@ import { randomFillSync } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ENUMS } from '../../emulator/abi/abi.js';
 import { VEC_DMA, VEC_ERR } from '../../emulator/client/sgiov-driver.js';
-import { startRig, type Rig } from './helpers.js';
+import { startRig, type Rig } from '../support/device.js';
 
 let rig: Rig;
 

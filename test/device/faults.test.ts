@@ -12,7 +12,7 @@ import { clientAccess } from '../../emulator/client/remote-access.js';
 import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
 import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
-import { runFaultStress } from '../../emulator/faults/workload.js';
+import { runFaultStress } from '../../emulator/client/fault-workload.js';
 import { EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
 
 let dir: RunDir;

@@ -14,7 +14,7 @@ import { BARS, reg, SHM } from '../../emulator/abi/abi.js';
 import { clientAccess } from '../../emulator/client/remote-access.js';
 import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { rng, runStress } from '../../emulator/client/stress.js';
-import { startRig, type Rig } from './helpers.js';
+import { startRig, type Rig } from '../support/device.js';
 
 const ACCESSES = Number(process.env.SGIOV_FUZZ_ACCESSES ?? 100_000);
 const BURSTS = 4;

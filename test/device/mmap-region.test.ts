@@ -1,6 +1,6 @@
 /**
  * The client's mmap-able region path, against libvfio-user itself: a
- * fixture server (emulator/client/fixtures/mmap-server.ts, run from dist/)
+ * fixture server (test/support/mmap-server.ts, run from dist/)
  * offers BAR2 whole and BAR3 as two sparse areas of one memfd. The
  * emulator has no such region yet; the data plane's doorbell area will be
  * one, and this is what the client will do with it.
@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FIXTURE_BAR2, FIXTURE_BAR3, FIXTURE_BAR_SIZE } from '../../emulator/client/fixtures/mmap-server.js';
+import { FIXTURE_BAR2, FIXTURE_BAR3, FIXTURE_BAR_SIZE } from '../support/mmap-server.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { repoRoot } from '../../emulator/util/paths.js';
 import { RunDir, until } from '../../qemu/vm.js';
@@ -20,7 +20,7 @@ let client: VfioUserClient | null = null;
 let out = '';
 
 async function startFixture(): Promise<string> {
-  const js = join(repoRoot(), 'dist', 'emulator', 'client', 'fixtures', 'mmap-server.js');
+  const js = join(repoRoot(), 'dist', 'test', 'support', 'mmap-server.js');
   if (!existsSync(js)) throw new Error(`${js} not found: run npm run build`);
   dir = new RunDir('sgiov-mmaptest-');
   const sock = dir.file('fixture.sock');

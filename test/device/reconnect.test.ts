@@ -8,7 +8,7 @@ import { randomFillSync } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ENUMS, reg } from '../../emulator/abi/abi.js';
 import { SgiovDriver, VEC_DMA } from '../../emulator/client/sgiov-driver.js';
-import { startRig, type Rig } from './helpers.js';
+import { startRig, type Rig } from '../support/device.js';
 
 let rig: Rig;
 

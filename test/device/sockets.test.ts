@@ -8,7 +8,7 @@ import { CONSTANTS, DOORBELLS, ENUMS, SHM } from '../../emulator/abi/abi.js';
 import { clientAccess } from '../../emulator/client/remote-access.js';
 import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { runStress } from '../../emulator/client/stress.js';
-import { startRig, type Rig } from './helpers.js';
+import { startRig, type Rig } from '../support/device.js';
 import { until } from '../../qemu/vm.js';
 
 let rig: Rig;

@@ -12,7 +12,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { broken, runCampaign, type CampaignRow } from '../../emulator/faults/campaign.js';
+import { broken, runCampaign, type CampaignRow } from '../../qemu/campaign-memory.js';
 import { repoRoot } from '../../emulator/util/paths.js';
 import { vmWorkload } from '../../qemu/campaign.js';
 import { RunDir } from '../../qemu/vm.js';

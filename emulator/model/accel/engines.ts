@@ -6,8 +6,11 @@
  */
 import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import { CONSTANTS, ENUMS } from '../../abi/abi.js';
-import { COPY, type Transform } from '../jobgen.js';
+import { COPY, type Transform } from './jobgen.js';
 import { joinBytes } from '../../util/bytes.js';
+import { crc32c } from '../../util/crc.js';
+
+export { crc32c };
 
 const IV = CONSTANTS.CRYPTO_IV_LEN;
 const TAG = CONSTANTS.CRYPTO_TAG_LEN;
@@ -95,23 +98,6 @@ export function decap(keys: EngineKeys): Transform {
       return input.subarray(HDR);
     },
   };
-}
-
-const CRC32C_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    t[i] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC32C (Castagnoli), continuing from `crc` over `data`. */
-export function crc32c(data: Uint8Array, crc = 0): number {
-  let c = ~crc >>> 0;
-  for (let i = 0; i < data.length; i++) c = CRC32C_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
 }
 
 /** A pipe's chain: the stage codes of a CONNECT, decoded. */

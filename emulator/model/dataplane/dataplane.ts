@@ -22,15 +22,14 @@
 import { CONSTANTS, ENUMS, SHM, STRUCTS } from '../../abi/abi.js';
 import { RateLimitedLog } from '../../util/log.js';
 import type { DeviceHost } from '../host.js';
-import { runJob, generateJobs, split } from '../jobgen.js';
+import { runJob, generateJobs, split } from '../accel/jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
-import { AcceleratorFarm, type FarmConfig } from './accelerators.js';
+import { AcceleratorFarm, type FarmConfig } from '../accel/farm.js';
 import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
 import { FaultInjector, corruptValue, type Fault, type FaultContext } from '../../faults/injector.js';
 import { POINT, POINT_NAMES, type Point } from '../../faults/plan.js';
+import { atomicLoad64, atomicStore64 } from '../../util/atomics.js';
 import {
-  atomicLoad64,
-  atomicStore64,
   d2hRepeatable,
   d2hSocket,
   faultCode,
@@ -38,7 +37,7 @@ import {
   readCorrupted,
   writeCorrupted,
   type GlobalFaultHandler,
-} from '../../faults/hooks.js';
+} from '../fault-points.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 
 const SIG = ENUMS.SIG_H2D;

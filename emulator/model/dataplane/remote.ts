@@ -4,8 +4,8 @@
  * The model does not know how frames travel: it sees a PipeFabric (sends
  * frames to a node by id, reports acknowledgements, failures and link
  * states) that the carrier provides, over TCP in production
- * (emulator/fabric/, wired in transport/) and in memory in unit tests
- * (emulator/testing/memory-fabric.ts). The fabric delivers each node's
+ * (emulator/fabric/, wired in host/) and in memory in unit tests
+ * (emulator/host/memory-fabric.ts). The fabric delivers each node's
  * frames once and in order per session, or gives them back as failed.
  *
  * Node ids are global: 1 + the node's index in the cluster's sorted names
@@ -42,7 +42,7 @@
  */
 import { ENUMS } from '../../abi/abi.js';
 import type { DeviceHost } from '../host.js';
-import { COPY, runMessage, split, type Transform } from '../jobgen.js';
+import { COPY, runMessage, split, type Transform } from '../accel/jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
 import { RateLimitedLog } from '../../util/log.js';
 import { NO_PEER, SockState, type SocketTable } from './sockets.js';

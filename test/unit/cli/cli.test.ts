@@ -1,0 +1,65 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { EmulatorProcess, RunDir, until } from '../../../qemu/vm.js';
+import { repoRoot } from '../../../emulator/util/paths.js';
+
+const cli = join(repoRoot(), 'dist', 'emulator', 'cli', 'main.js');
+const sgiov = (...args: string[]) =>
+  spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 10_000 });
+
+describe('sgiov CLI', () => {
+  it('prints help naming every serve option', () => {
+    const r = sgiov('--help');
+    expect(r.status).toBe(0);
+    for (const opt of [
+      '--socket',
+      '--vendor-id',
+      '--device-id',
+      '--subsys-vendor-id',
+      '--subsys-id',
+      '--msix-vectors',
+      '--max-sockets',
+      '--log-level',
+    ])
+      expect(r.stdout).toContain(opt);
+  });
+
+  it.each([
+    [['serve'], /--socket/],
+    [['serve', '-s', '/tmp/x.sock', '--vendor-id', 'zz'], /--vendor-id: 'zz'/],
+    [['serve', '-s', '/tmp/x.sock', '--msix-vectors', '1'], /--msix-vectors/],
+    [['serve', '-s', '/tmp/x.sock', '--max-sockets', '0'], /--max-sockets/],
+    [['serve', '-s', '/tmp/x.sock', '--log-level', 'loud'], /--log-level: 'loud'/],
+    [['serve', '-s', '/tmp/x.sock', '--bogus'], /bogus/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+  ])('rejects bad arguments %j with exit 2 and a message naming them', (args, msg) => {
+    const r = sgiov(...args);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(msg);
+  });
+
+  it('serves with custom ids, stops on SIGTERM with exit 0 and removes its socket', async () => {
+    const dir = new RunDir();
+    const emu = new EmulatorProcess({
+      socketPath: dir.file('s.sock'),
+      logPath: dir.file('e.log'),
+      extraArgs: ['--vendor-id', '0x1af4', '--device-id', '0x10ff'],
+    });
+    try {
+      await emu.ready();
+      expect(existsSync(dir.file('s.sock'))).toBe(true);
+      await until(() => emu.log.includes('listening for a vfio-user client'), 5000);
+      expect(emu.records().find((r) => r.msg === 'listening for a vfio-user client')).toMatchObject({
+        ids: { vendorId: 0x1af4, deviceId: 0x10ff },
+      });
+      await emu.stop();
+      expect(emu.proc.exitCode).toBe(0);
+      expect(existsSync(dir.file('s.sock'))).toBe(false);
+    } finally {
+      await emu.stop(); // by PID, also when an assertion failed
+      dir.remove();
+    }
+  });
+});
