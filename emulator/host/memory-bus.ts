@@ -6,6 +6,7 @@
 import { BARS } from '../abi/abi.js';
 import type { DeviceHost } from '../model/host.js';
 import { DmaRegions } from '../model/dma-regions.js';
+import { EventQueue } from '../util/event-queue.js';
 import { silentLogger, type Logger } from '../util/log.js';
 
 export class MemoryBus implements DeviceHost {
@@ -17,7 +18,7 @@ export class MemoryBus implements DeviceHost {
   readonly interrupts: number[] = [];
   /** The shared-memory BAR. */
   readonly shm = new Uint8Array(BARS.SHM_BAR_SIZE);
-  private queue: { due: number; fn: () => void }[] = [];
+  private readonly queue = new EventQueue();
   private now = 0;
 
   constructor(
@@ -44,8 +45,7 @@ export class MemoryBus implements DeviceHost {
   }
 
   schedule(delayNs: number, fn: () => void): void {
-    this.queue.push({ due: this.now + delayNs, fn });
-    this.queue.sort((a, b) => a.due - b.due);
+    this.queue.schedule(this.now + delayNs, fn);
   }
 
   nowNs(): number {
@@ -59,8 +59,7 @@ export class MemoryBus implements DeviceHost {
   /** Moves device time forward, running the events that fall due. */
   advance(ns: number): void {
     const until = this.now + ns;
-    while (this.queue.length > 0 && this.queue[0]!.due <= until) {
-      const ev = this.queue.shift()!;
+    for (let ev = this.queue.takeDue(until); ev; ev = this.queue.takeDue(until)) {
       this.now = Math.max(this.now, ev.due);
       ev.fn();
     }
@@ -70,8 +69,7 @@ export class MemoryBus implements DeviceHost {
   /** Runs every scheduled event (and those they schedule); returns how many. */
   runAll(): number {
     let n = 0;
-    while (this.queue.length > 0) {
-      const ev = this.queue.shift()!;
+    for (let ev = this.queue.takeDue(Infinity); ev; ev = this.queue.takeDue(Infinity)) {
       this.now = Math.max(this.now, ev.due);
       ev.fn();
       n++;

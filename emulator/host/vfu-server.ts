@@ -14,6 +14,7 @@ import { BARS, DOORBELLS } from '../abi/abi.js';
 import type { DeviceHost, PciDeviceModel } from '../model/host.js';
 import { DmaRegions } from '../model/dma-regions.js';
 import { msixCapability, pcieCapability, type PciIdentity } from '../pci/config.js';
+import { EventQueue } from '../util/event-queue.js';
 import type { Logger } from '../util/log.js';
 import {
   LIBVFIO_USER_FLAG_ATTACH_NB,
@@ -32,10 +33,12 @@ import {
   type DmaInfoValue,
 } from '../native/libvfio-user.js';
 import {
+  EAGAIN,
   ECONNRESET,
   EFD_CLOEXEC,
   EFD_NONBLOCK,
   EINTR,
+  EIO,
   ENOTCONN,
   ESHUTDOWN,
   Libc,
@@ -86,12 +89,6 @@ export interface LoopIo {
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MASTER = 0x4;
 
-interface TimedEvent {
-  due: bigint;
-  seq: number;
-  fn: () => void;
-}
-
 export class VfuServer implements DeviceHost {
   readonly log: Logger;
   private readonly n = Native.get();
@@ -99,8 +96,7 @@ export class VfuServer implements DeviceHost {
   private cfgSpace: Uint8Array | null = null;
   private readonly dma = new DmaRegions();
   private readonly callbacks: Ptr[] = [];
-  private readonly events: TimedEvent[] = [];
-  private eventSeq = 0;
+  private readonly events = new EventQueue();
   private attached = false;
   private model: PciDeviceModel | null = null;
   /** The shared-memory BAR: a memfd QEMU maps into the guest, mapped here too. */
@@ -154,15 +150,7 @@ export class VfuServer implements DeviceHost {
   }
 
   schedule(delayNs: number, fn: () => void): void {
-    const ev = {
-      due: process.hrtime.bigint() + BigInt(Math.max(0, Math.round(delayNs))),
-      seq: this.eventSeq++,
-      fn,
-    };
-    // Few events are ever pending: keep the array sorted by (due, seq).
-    let i = this.events.length;
-    while (i > 0 && this.events[i - 1]!.due > ev.due) i--;
-    this.events.splice(i, 0, ev);
+    this.events.schedule(this.nowNs() + Math.max(0, delayNs), fn);
   }
 
   // ---- setup ---------------------------------------------------------------
@@ -350,7 +338,7 @@ export class VfuServer implements DeviceHost {
     } catch (err) {
       // A model bug must not take the device down: report and fail the access.
       this.log.error({ err, bar, offset, count, isWrite }, 'BAR access failed inside the model');
-      this.n.setErrno(5 /* EIO */);
+      this.n.setErrno(EIO);
       return -1;
     }
   }
@@ -474,9 +462,9 @@ export class VfuServer implements DeviceHost {
 
   private nextTimeoutMs(idleMs: number): number {
     if (this.busy) return 0; // the device is polling shared memory: do not sleep
-    const next = this.events[0];
-    if (!next) return idleMs;
-    const ms = Number((next.due - process.hrtime.bigint()) / 1_000_000n);
+    const next = this.events.nextDue();
+    if (next === undefined) return idleMs;
+    const ms = Math.floor((next - this.nowNs()) / 1e6);
     return Math.max(0, Math.min(idleMs, ms));
   }
 
@@ -489,7 +477,7 @@ export class VfuServer implements DeviceHost {
       return;
     }
     const e = this.n.errno();
-    if (e !== 11 /* EAGAIN */ && e !== EINTR)
+    if (e !== EAGAIN && e !== EINTR)
       this.log.warn({ errno: e }, 'client failed the vfio-user handshake; still listening');
   }
 
@@ -504,7 +492,7 @@ export class VfuServer implements DeviceHost {
       const e = this.n.errno();
       if (e === ENOTCONN || e === ESHUTDOWN || e === ECONNRESET) {
         this.clientGone();
-      } else if (e !== 11 /* EAGAIN */ && e !== EINTR) {
+      } else if (e !== EAGAIN && e !== EINTR) {
         // A malformed message or a client that died mid-message: drop it,
         // reset, and serve the next one rather than exit.
         this.log.warn({ errno: e }, 'vfu_run_ctx failed; dropping the client');
@@ -526,15 +514,14 @@ export class VfuServer implements DeviceHost {
     this.stats.attached = false;
     this.dma.clear();
     this.stats.dmaRegions = 0;
-    this.events.length = 0;
+    this.events.clear();
     this.model?.reset('client disconnected');
     this.log.info('client gone; waiting for the next client');
   }
 
   private runDueEvents(): void {
-    const now = process.hrtime.bigint();
-    while (this.events.length > 0 && this.events[0]!.due <= now) {
-      const ev = this.events.shift()!;
+    const now = this.nowNs();
+    for (let ev = this.events.takeDue(now); ev; ev = this.events.takeDue(now)) {
       try {
         ev.fn();
       } catch (err) {

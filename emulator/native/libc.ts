@@ -10,6 +10,7 @@ export type Ptr = bigint;
 
 // errno values (Linux), named so that no caller writes a bare number.
 export const EINTR = 4;
+export const EIO = 5;
 export const EAGAIN = 11;
 export const ECONNRESET = 104;
 export const ENOTCONN = 107;
