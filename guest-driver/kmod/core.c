@@ -16,7 +16,8 @@
  *   dp                the data plane: "running ..." with counters, or why not
  *
  * After the self-test it starts the data plane and offers it as /dev/sgiov
- * (dp.c). Register and bit names come from the generated ABI header.
+ * (lifecycle.c, fifo.c, sock.c, fops.c; their internals in dp.h). Register
+ * and bit names come from the generated ABI header.
  */
 #include <linux/completion.h>
 #include <linux/device.h>
@@ -351,7 +352,7 @@ ATTRIBUTE_GROUPS(sgiov);
 
 /* ---- probe / remove ----------------------------------------------------- */
 
-/* Error vector, interrupt causes and ENABLE: at probe and after a device reset (dp.c). */
+/* Error vector, interrupt causes and ENABLE: at probe and after a device reset (lifecycle.c). */
 void sgiov_core_enable(struct sgiov *sg)
 {
 	wr32(sg, SGIOV_REG_ERR_VECTOR, SGIOV_VEC_ERR);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * sgiov.ko internals shared by core.c (bring-up, MSI-X, DMA self-test,
- * sysfs) and dp.c (the data plane: Cross-FIFO, command slots, socket
- * devices behind /dev/sgiov).
+ * sysfs) and the data plane (Cross-FIFO, command slots, socket devices
+ * behind /dev/sgiov: lifecycle.c, fifo.c, sock.c, fops.c, whose own
+ * shared internals are in dp.h).
  */
 #ifndef SGIOV_DRV_H
 #define SGIOV_DRV_H
@@ -54,7 +55,7 @@ struct sgiov {
 	u32 error_code; /* last SGIOV_ERR_* read */
 	u64 error_addr;
 
-	/* ---- data plane (dp.c) ---- */
+	/* ---- data plane (its parts: see dp.h) ---- */
 	bool dp_up;		       /* probed and started */
 	bool dead;		       /* removed: every operation fails with ENODEV */
 	bool gone;		       /* surprise removal: BAR0 reads all-ones; no more MMIO */
@@ -118,13 +119,13 @@ struct sgiov {
 
 /* core.c */
 void sgiov_core_enable(struct sgiov *sg);
+void sgiov_put(struct sgiov *sg);
 
-/* dp.c */
+/* lifecycle.c */
 int sgiov_dp_probe(struct sgiov *sg);
 void sgiov_dp_remove(struct sgiov *sg);
 void sgiov_dp_shutdown(struct sgiov *sg);
 void sgiov_dp_final(struct sgiov *sg);
 extern struct device_attribute dev_attr_dp;
-void sgiov_put(struct sgiov *sg);
 
 #endif /* SGIOV_DRV_H */
