@@ -172,7 +172,7 @@ static bool sgiov_selftest(struct sgiov *sg)
 	size_t i;
 
 	/* A device that stopped answering would only make this wait out its timeout. */
-	if (READ_ONCE(sg->gone)) {
+	if (sgiov_gone(sg)) {
 		fail("the device is gone (surprise removal)");
 		goto failed;
 	}
@@ -363,7 +363,7 @@ void sgiov_core_enable(struct sgiov *sg)
 static void sgiov_quiesce(struct sgiov *sg)
 {
 	/* After a surprise removal every access would only fail in the VMM. */
-	if (READ_ONCE(sg->gone))
+	if (sgiov_gone(sg))
 		return;
 	wr32(sg, SGIOV_REG_IRQ_MASK, 0);
 	wr32(sg, SGIOV_REG_CONTROL, 0);

@@ -71,7 +71,7 @@ int sgiov_h2d(struct sgiov *sg, u32 epoch, u32 type, u32 id, u32 value)
 		return -ECONNRESET;
 	}
 	while ((u32)(sg->h2d_prod - shm_rd(sg, SGIOV_SHM_H2D_CONS)) >= SGIOV_SHM_H2D_SLOTS) {
-		if (READ_ONCE(sg->dead)) {
+		if (sgiov_dead(sg)) {
 			spin_unlock(&sg->h2d_lock);
 			return -ENODEV;
 		}
@@ -147,7 +147,7 @@ void sgiov_d2h_service(struct sgiov *sg)
 	u32 prod, n;
 
 	spin_lock_irqsave(&sg->dp_lock, fl);
-	if (!sg->dp_up || sg->dead)
+	if (READ_ONCE(sg->dp_state) != SGIOV_DP_RUNNING)
 		goto out;
 	for (;;) {
 		prod = READ_ONCE(*sg->d2h_prod);
@@ -195,7 +195,7 @@ void sgiov_resync_work(struct work_struct *w)
 	bool hole;
 
 	spin_lock_irqsave(&sg->dp_lock, fl);
-	hole = sg->hole && !sg->dead;
+	hole = sg->hole && !sgiov_dead(sg);
 	idx = sg->d2h_cons;
 	epoch = sg->hole_epoch;
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
@@ -218,7 +218,7 @@ void sgiov_timer_fn(struct timer_list *t)
 	struct sgiov *sg = from_timer(sg, t, timer);
 	unsigned long now = jiffies;
 
-	if (READ_ONCE(sg->dead))
+	if (sgiov_dead(sg))
 		return;
 	if (READ_ONCE(*sg->d2h_prod) != READ_ONCE(sg->d2h_cons)) {
 		sg->polled++; /* signals the interrupt has not (yet) announced */
@@ -246,7 +246,7 @@ void sgiov_timer_fn(struct timer_list *t)
 /* The idempotent retries of a wait's slice: a late or lost interrupt, a missed kick. */
 void sgiov_nudge(struct sgiov *sg)
 {
-	if (READ_ONCE(sg->dead))
+	if (sgiov_dead(sg))
 		return;
 	sg->retries++;
 	sgiov_d2h_service(sg);

@@ -89,7 +89,7 @@ static int sgiov_open(struct inode *inode, struct file *f)
 	struct sgiov *sg = container_of(f->private_data, struct sgiov, misc);
 	struct sgiov_sock *s;
 
-	if (READ_ONCE(sg->dead))
+	if (sgiov_dead(sg))
 		return -ENODEV;
 	s = sgiov_sock_alloc(sg);
 	if (!s)
@@ -107,7 +107,7 @@ static int sgiov_release(struct inode *inode, struct file *f)
 /* Why a read cannot take a message now: 1 = wait, 0 = EOF, < 0 = errno; dp_lock held. */
 static int sgiov_rx_blocked(struct sgiov_sock *s)
 {
-	if (s->sg->dead)
+	if (sgiov_dead(s->sg))
 		return -ENODEV;
 	if (s->err)
 		return -s->err;
@@ -121,7 +121,7 @@ static int sgiov_rx_blocked(struct sgiov_sock *s)
 static bool sgiov_rx_ready(struct sgiov_sock *s)
 {
 	return READ_ONCE(s->ends_n) || READ_ONCE(s->err) || READ_ONCE(s->peer_closed) ||
-	       READ_ONCE(s->sg->dead) ||
+	       sgiov_dead(s->sg) ||
 	       (READ_ONCE(s->state) != SGIOV_STATE_CONNECTED &&
 		READ_ONCE(s->state) != SGIOV_STATE_CONNECTING);
 }
@@ -245,7 +245,7 @@ out:
 /* Whether `len` bytes can be sent now: 0 = yes, 1 = wait, < 0 = errno; dp_lock held. */
 static int sgiov_tx_blocked(struct sgiov_sock *s, u32 len)
 {
-	if (s->sg->dead)
+	if (sgiov_dead(s->sg))
 		return -ENODEV;
 	if (s->err)
 		return -s->err;
@@ -347,11 +347,11 @@ static __poll_t sgiov_poll(struct file *f, struct poll_table_struct *pt)
 	unsigned long fl;
 
 	poll_wait(f, &s->wq, pt);
-	if (!READ_ONCE(sg->dead) && READ_ONCE(sg->dp_up) &&
+	if (READ_ONCE(sg->dp_state) == SGIOV_DP_RUNNING &&
 	    READ_ONCE(*sg->d2h_prod) != READ_ONCE(sg->d2h_cons))
 		sgiov_d2h_service(sg);
 	spin_lock_irqsave(&sg->dp_lock, fl);
-	if (sg->dead) {
+	if (sgiov_dead(sg)) {
 		m = EPOLLERR | EPOLLHUP | EPOLLIN | EPOLLOUT;
 		goto out;
 	}
@@ -459,12 +459,11 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 	if (nonblock)
 		return -EINPROGRESS;
 	/* Interrupted or timed out: the connection goes on, as with TCP (poll for EPOLLOUT). */
-	ret = sgiov_wait(sg, s->wq,
-			 READ_ONCE(s->state) != SGIOV_STATE_CONNECTING || READ_ONCE(sg->dead),
+	ret = sgiov_wait(sg, s->wq, READ_ONCE(s->state) != SGIOV_STATE_CONNECTING || sgiov_dead(sg),
 			 &budget, sgiov_nudge(sg));
 	if (ret)
 		return ret;
-	if (READ_ONCE(sg->dead))
+	if (sgiov_dead(sg))
 		return -ENODEV;
 	return READ_ONCE(s->state) == SGIOV_STATE_CONNECTED ? 0 : -READ_ONCE(s->err);
 }
@@ -495,11 +494,11 @@ static long sgiov_ioc_accept(struct file *f, struct sgiov_sock *l, struct sgiov_
 				goto fail;
 			ret = sgiov_wait(sg, l->wq,
 					 READ_ONCE(l->conn_events) != READ_ONCE(l->conn_taken) ||
-						 READ_ONCE(l->err) || READ_ONCE(sg->dead),
+						 READ_ONCE(l->err) || sgiov_dead(sg),
 					 &budget, sgiov_nudge(sg));
 			if (ret)
 				goto fail;
-			ret = READ_ONCE(sg->dead) ? -ENODEV : -READ_ONCE(l->err);
+			ret = sgiov_dead(sg) ? -ENODEV : -READ_ONCE(l->err);
 			if (ret)
 				goto fail;
 			continue;
@@ -661,7 +660,7 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	u32 len, head, left, serr;
 	long ret;
 
-	if (READ_ONCE(sg->dead))
+	if (sgiov_dead(sg))
 		return -ENODEV;
 	switch (cmd) {
 	case SGIOV_IOC_CREATE:

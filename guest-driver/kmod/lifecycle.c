@@ -56,9 +56,8 @@ static void sgiov_mark_gone(struct sgiov *sg)
 	bool first;
 
 	spin_lock_irqsave(&sg->dp_lock, fl);
-	first = !sg->dead;
-	WRITE_ONCE(sg->gone, true);
-	WRITE_ONCE(sg->dead, true);
+	first = !sgiov_dead(sg);
+	WRITE_ONCE(sg->dp_state, SGIOV_DP_GONE);
 	list_for_each_entry (s, &sg->sock_list, node)
 		wake_up_interruptible_all(&s->wq);
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
@@ -81,7 +80,7 @@ int sgiov_dp_health(struct sgiov *sg)
 	unsigned long fl;
 	u32 st;
 
-	if (READ_ONCE(sg->dead))
+	if (sgiov_dead(sg))
 		return -ENODEV;
 	st = readl(sg->regs + SGIOV_REG_DP_STATUS);
 	sg->health_reads++;
@@ -94,9 +93,9 @@ int sgiov_dp_health(struct sgiov *sg)
 	}
 	if (st & SGIOV_DP_STATUS_RUNNING)
 		return 0;
-	/* Queued under dp_lock, where remove sets dead: no work is queued after it cancels. */
+	/* Queued under dp_lock, where remove ends RUNNING: no work is queued after it cancels. */
 	spin_lock_irqsave(&sg->dp_lock, fl);
-	if (!sg->dead && !sg->reset_queued) {
+	if (!sgiov_dead(sg) && !sg->reset_queued) {
 		sg->reset_queued = true;
 		queue_work(sg->wq, &sg->reset_work);
 	}
@@ -109,10 +108,11 @@ int sgiov_dp_health(struct sgiov *sg)
 static ssize_t dp_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
 	struct sgiov *sg = pci_get_drvdata(to_pci_dev(dev));
+	enum sgiov_dp_state st = READ_ONCE(sg->dp_state);
 
-	if (!sg->dp_up)
+	if (st == SGIOV_DP_OFF || st == SGIOV_DP_REMOVED)
 		return sysfs_emit(buf, "off: %s\n", sg->dp_result);
-	if (READ_ONCE(sg->gone)) /* no MMIO: the VMM would only log it as failed */
+	if (st == SGIOV_DP_GONE) /* no MMIO: the VMM would only log it as failed */
 		return sysfs_emit(buf, "%s resets=%llu health_reads=%llu\n", sg->dp_result,
 				  sg->resets, sg->health_reads);
 	return sysfs_emit(buf,
@@ -226,7 +226,7 @@ static void sgiov_reset_work(struct work_struct *w)
 	spin_lock(&sg->h2d_lock);
 	spin_lock_irqsave(&sg->dp_lock, fl);
 	sg->reset_queued = false;
-	if (sg->dead) {
+	if (sgiov_dead(sg)) {
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
 		spin_unlock(&sg->h2d_lock);
 		return;
@@ -373,7 +373,7 @@ int sgiov_dp_probe(struct sgiov *sg)
 	ret = sgiov_dp_start(sg);
 	if (ret)
 		goto err;
-	WRITE_ONCE(sg->dp_up, true);
+	WRITE_ONCE(sg->dp_state, SGIOV_DP_RUNNING);
 	sg->last_d2h = sg->last_health = jiffies;
 	mod_timer(&sg->timer, jiffies + msecs_to_jiffies(SGIOV_TIMER_MS));
 
@@ -403,7 +403,8 @@ int sgiov_dp_probe(struct sgiov *sg)
 
 err_stop:
 	timer_delete_sync(&sg->timer);
-	WRITE_ONCE(sg->dp_up, false);
+	/* Not started after all, even if the timer found the device gone meanwhile. */
+	WRITE_ONCE(sg->dp_state, SGIOV_DP_OFF);
 	writel(0, sg->regs + SGIOV_REG_DP_CONTROL);
 err:
 	if (sg->irq_d2h_ok)
@@ -416,7 +417,9 @@ err:
 /* Stops the device's data plane: it forgets every socket and writes nothing more. */
 static void sgiov_dp_stop(struct sgiov *sg)
 {
-	if (!sg->dp_up || READ_ONCE(sg->gone))
+	enum sgiov_dp_state st = READ_ONCE(sg->dp_state);
+
+	if (st == SGIOV_DP_OFF || st == SGIOV_DP_GONE)
 		return;
 	writel(0, sg->regs + SGIOV_REG_DP_CONTROL);
 	readl(sg->regs + SGIOV_REG_DP_STATUS); /* flush */
@@ -428,14 +431,15 @@ void sgiov_dp_remove(struct sgiov *sg)
 	LIST_HEAD(gone);
 	unsigned long fl;
 
-	if (!sg->dp_up)
+	if (READ_ONCE(sg->dp_state) == SGIOV_DP_OFF)
 		return;
 	if (sg->misc_ok)
 		misc_deregister(&sg->misc); /* no new opens */
 	sg->misc_ok = false;
-	/* Set under dp_lock, where the health check queues reset_work: none after the cancel. */
+	/* Under dp_lock, where the health check queues reset_work: none after the cancel. */
 	spin_lock_irqsave(&sg->dp_lock, fl);
-	WRITE_ONCE(sg->dead, true);
+	if (sg->dp_state == SGIOV_DP_RUNNING) /* one found gone stays so: no MMIO */
+		WRITE_ONCE(sg->dp_state, SGIOV_DP_REMOVED);
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 	cancel_work_sync(&sg->reset_work);
 	sgiov_dp_stop(sg);
@@ -448,7 +452,6 @@ void sgiov_dp_remove(struct sgiov *sg)
 
 	/* Everyone waiting learns the device is gone; closing sockets are freed here. */
 	spin_lock_irqsave(&sg->dp_lock, fl);
-	WRITE_ONCE(sg->dead, true);
 	list_for_each_entry_safe (s, tmp, &sg->sock_list, node) {
 		if (s->closing)
 			list_move(&s->node, &gone);
@@ -463,7 +466,6 @@ void sgiov_dp_remove(struct sgiov *sg)
 	}
 	/* Sockets still open (an unbind with files open) are freed on their last close. */
 	sgiov_dp_free_mem(sg);
-	WRITE_ONCE(sg->dp_up, false);
 	strscpy(sg->dp_result, "removed", sizeof(sg->dp_result));
 }
 

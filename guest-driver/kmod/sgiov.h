@@ -29,6 +29,20 @@
 struct sgiov_sock;
 struct sgiov_slot;
 
+/*
+ * The data plane's lifecycle (lifecycle.c): OFF -> RUNNING at probe;
+ * RUNNING -> REMOVED at unbind; RUNNING or REMOVED -> GONE when the device
+ * stops answering (a surprise removal, or a reset it does not start again
+ * from). OFF is also where a probe that gave up leaves it.
+ */
+enum sgiov_dp_state {
+	SGIOV_DP_OFF,	  /* not started (the probe failed: dp_result says why) */
+	SGIOV_DP_RUNNING, /* started: sockets can be opened */
+	SGIOV_DP_REMOVED, /* unbound: every operation fails with ENODEV */
+	SGIOV_DP_GONE,	  /* as REMOVED, and BAR0 is not touched again (the VMM would log
+			     each access as failed) */
+};
+
 struct sgiov {
 	struct pci_dev *pdev;
 	struct kref ref; /* probe's, plus one per socket */
@@ -56,9 +70,7 @@ struct sgiov {
 	u64 error_addr;
 
 	/* ---- data plane (its parts: see dp.h) ---- */
-	bool dp_up;		       /* probed and started */
-	bool dead;		       /* removed: every operation fails with ENODEV */
-	bool gone;		       /* surprise removal: BAR0 reads all-ones; no more MMIO */
+	enum sgiov_dp_state dp_state;  /* changed under dp_lock (but at probe) */
 	u32 epoch;		       /* +1 at each device reset (h2d_lock and dp_lock) */
 	bool reset_queued;	       /* reset_work queued (dp_lock) */
 	struct work_struct reset_work; /* re-initialises the data plane after a device reset */
@@ -116,6 +128,20 @@ struct sgiov {
 	u64 health_reads, resets, retries, repeats, cmd_resent;
 	u64 holes, resyncs; /* lost D2H signals found, RESYNCs sent */
 };
+
+/* Every operation fails with ENODEV: removed, or gone. */
+static inline bool sgiov_dead(const struct sgiov *sg)
+{
+	enum sgiov_dp_state st = READ_ONCE(sg->dp_state);
+
+	return st == SGIOV_DP_REMOVED || st == SGIOV_DP_GONE;
+}
+
+/* The device stopped answering: no more MMIO. */
+static inline bool sgiov_gone(const struct sgiov *sg)
+{
+	return READ_ONCE(sg->dp_state) == SGIOV_DP_GONE;
+}
 
 /* core.c */
 void sgiov_core_enable(struct sgiov *sg);

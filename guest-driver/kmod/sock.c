@@ -265,7 +265,7 @@ void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 	case SGIOV_SIG_D2H_DEV_ERROR:
 		if (val == SGIOV_SERR_DEVICE_RESET) {
 			/* The device says it is resetting itself: restart without waiting for the timer. */
-			if (!sg->dead && !sg->reset_queued) {
+			if (!sgiov_dead(sg) && !sg->reset_queued) {
 				sg->reset_queued = true;
 				queue_work(sg->wq, &sg->reset_work);
 			}
@@ -300,10 +300,10 @@ int sgiov_cmd_submit(struct sgiov *sg, const struct sgiov_cmd *c, u8 kind, struc
 		if (nonblock)
 			return -EAGAIN;
 		atomic_inc(&sg->waiters);
-		left = wait_event_timeout(sg->cmd_wq,
-					  READ_ONCE(sg->slot_nfree) || READ_ONCE(sg->dead), left);
+		left = wait_event_timeout(sg->cmd_wq, READ_ONCE(sg->slot_nfree) || sgiov_dead(sg),
+					  left);
 		atomic_dec(&sg->waiters);
-		if (READ_ONCE(sg->dead))
+		if (sgiov_dead(sg))
 			return -ENODEV;
 		if (!left)
 			return -ETIMEDOUT;
@@ -362,8 +362,7 @@ int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sgiov_soc
 	atomic_inc(&sg->waiters);
 	while (left > 0) {
 		slice = min_t(long, left, msecs_to_jiffies(SGIOV_RETRY_MS));
-		r = wait_event_timeout(sg->cmd_wq, READ_ONCE(sl->done) || READ_ONCE(sg->dead),
-				       slice);
+		r = wait_event_timeout(sg->cmd_wq, READ_ONCE(sl->done) || sgiov_dead(sg), slice);
 		left -= slice - r;
 		if (r)
 			break;
@@ -379,11 +378,11 @@ int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sgiov_soc
 		sl->kind = SLOT_ORPHAN; /* freed when (if) the answer comes */
 		sl->sock = NULL;
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
-		if (!READ_ONCE(sg->dead))
+		if (!sgiov_dead(sg))
 			dev_err_ratelimited(&sg->pdev->dev,
 					    "command op %u (socket %u) not answered in %u ms\n",
 					    c->op, c->sid, cmd_timeout_ms);
-		return READ_ONCE(sg->dead) ? -ENODEV : -ETIMEDOUT;
+		return sgiov_dead(sg) ? -ENODEV : -ETIMEDOUT;
 	}
 	ret = sl->status ? -(int)sl->status : 0;
 	if (result)
@@ -472,7 +471,7 @@ void sgiov_sock_release(struct sgiov_sock *s)
 	int ret;
 
 	s->closing = true;
-	if (!s->has_sid || READ_ONCE(sg->dead)) {
+	if (!s->has_sid || sgiov_dead(sg)) {
 		sgiov_sock_free(s);
 		return;
 	}
@@ -480,7 +479,7 @@ void sgiov_sock_release(struct sgiov_sock *s)
 	ret = sgiov_cmd_submit(sg, &c, SLOT_CLOSE, s, false, s->epoch);
 	if (ret < 0) {
 		/* ECONNRESET: the device that knew it was reset, and forgot it. */
-		if (!READ_ONCE(sg->dead) && ret != -ECONNRESET)
+		if (!sgiov_dead(sg) && ret != -ECONNRESET)
 			sgiov_sock_leak(s, "CLOSE could not be sent");
 		sgiov_sock_free(s);
 	}
