@@ -8,10 +8,20 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, type WriteStream } from 'node:fs';
+import {
+  closeSync,
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  type WriteStream,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cacheDir, repoRoot } from '../emulator/util/paths.js';
+import { cacheDir, checkoutId, repoRoot } from '../emulator/util/paths.js';
 
 export interface GuestImage {
   kernel: string;
@@ -19,12 +29,50 @@ export interface GuestImage {
   kver: string;
   tree: string;
   key: string;
+  /** The glibc userland archive (scripts/steps/guest-userland.sh), when the setup built it. */
+  userland?: string;
+}
+
+/** The setup's record NAME.json, this checkout's (NAME-<checkout>.json) first. */
+function guestRecord(name: string): Record<string, string> | null {
+  const dir = join(cacheDir(), 'guest');
+  for (const f of [`${name}-${checkoutId()}.json`, `${name}.json`]) {
+    const p = join(dir, f);
+    if (existsSync(p)) return JSON.parse(readFileSync(p, 'utf8')) as Record<string, string>;
+  }
+  return null;
 }
 
 export function guestImage(): GuestImage {
-  const p = join(cacheDir(), 'guest', 'image.json');
-  if (!existsSync(p)) throw new Error(`${p} not found: run scripts/setup.sh first`);
-  return JSON.parse(readFileSync(p, 'utf8')) as GuestImage;
+  const img = guestRecord('image') as GuestImage | null;
+  if (!img)
+    throw new Error(`${join(cacheDir(), 'guest', 'image.json')} not found: run scripts/setup.sh first`);
+  const u = guestRecord('userland');
+  if (u?.userland && existsSync(u.userland)) img.userland = u.userland;
+  return img;
+}
+
+/**
+ * Writes to `out` the initramfs followed by more archives (the userland, extra
+ * packages, a run's files): Linux unpacks each in turn, later files winning.
+ * Each part starts on a 4-byte boundary (zeros between are skipped), which an
+ * uncompressed newc archive needs.
+ */
+export function composeInitrd(out: string, parts: string[]): string {
+  const fd = openSync(out, 'w');
+  try {
+    let at = 0;
+    for (const p of parts) {
+      const pad = (4 - (at % 4)) % 4;
+      if (pad) writeSync(fd, Buffer.alloc(pad));
+      const b = readFileSync(p);
+      writeSync(fd, b);
+      at += pad + b.length;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -179,6 +227,12 @@ export interface VmOptions {
   extraAppend?: string;
   /** Let the guest reboot (no -no-reboot): a reboot boots the same kernel and initramfs again. */
   reboot?: boolean;
+  /** vCPUs (default 1). */
+  smp?: number;
+  /** Archives unpacked after the image's initramfs (composeInitrd; written next to the console file). */
+  extraInitrd?: string[];
+  /** The guest's serial console reads the host's stdin (an interactive shell). */
+  stdin?: boolean;
 }
 
 /** One `SGIOV: kind k=v ...` line printed by the guest's /init. */
@@ -246,7 +300,7 @@ export class QemuVm {
       '-cpu',
       'max',
       '-smp',
-      '1',
+      String(opts.smp ?? 1),
       '-m',
       String(opts.memMiB ?? 512),
       // Shared guest RAM, so the device DMAs straight into it.
@@ -260,20 +314,27 @@ export class QemuVm {
       'none',
       '-monitor',
       'none',
+      // signal=off: a ^C typed into an interactive guest shell goes to the guest.
+      '-chardev',
+      `stdio,id=console,signal=${opts.stdin ? 'off' : 'on'}`,
       '-serial',
-      'stdio',
+      'chardev:console',
       ...(opts.reboot ? [] : ['-no-reboot']),
       '-kernel',
       img.kernel,
       '-initrd',
-      img.initramfs,
+      opts.extraInitrd?.length
+        ? composeInitrd(`${opts.consolePath}.initrd`, [img.initramfs, ...opts.extraInitrd])
+        : img.initramfs,
       '-append',
       append,
       '-device',
       JSON.stringify({ driver: 'vfio-user-pci', socket: { path: opts.socketPath, type: 'unix' } }),
     ];
     this.console = createWriteStream(opts.consolePath);
-    this.proc = spawn(join(t, 'usr/lib64/ld-linux-x86-64.so.2'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(join(t, 'usr/lib64/ld-linux-x86-64.so.2'), args, {
+      stdio: [opts.stdin ? 'inherit' : 'ignore', 'pipe', 'pipe'],
+    });
     const sink = (d: Buffer): void => {
       this.console.write(d);
       const s = d.toString();

@@ -55,3 +55,27 @@ debian_mirror() {
 # skips it. stamp_ok NAME KEY / stamp_set NAME KEY
 stamp_ok() { [ -f "$SGIOV_CACHE/stamps/$1" ] && [ "$(cat "$SGIOV_CACHE/stamps/$1")" = "$2" ]; }
 stamp_set() { mkdir -p "$SGIOV_CACHE/stamps"; printf '%s' "$2" >"$SGIOV_CACHE/stamps/$1"; }
+
+# guest_json NAME JSON: what the harness boots, in $SGIOV_CACHE/guest/NAME.json
+# (the last setup run's) and NAME-<checkout>.json (this checkout's, which the
+# harness prefers: checkouts sharing the cache each boot what they built).
+# The checkout id hashes its physical path (emulator/util/paths.ts: checkoutId).
+guest_json() {
+  local dir="$SGIOV_CACHE/guest" id f
+  id=$(cd "$SGIOV_ROOT" && pwd -P | tr -d '\n' | sha256sum | cut -c1-12)
+  mkdir -p "$dir"
+  for f in "$dir/$1.json" "$dir/$1-$id.json"; do
+    printf '%s\n' "$2" >"$f.tmp.$$"
+    mv -f "$f.tmp.$$" "$f"
+  done
+}
+
+# remove_leftovers GLOB...: the scratch folders of runs that failed, named
+# after their run's PID (X.PID), removed once that process is gone.
+remove_leftovers() {
+  local d
+  for d in "$@"; do
+    [ -e "$d" ] || continue
+    kill -0 "${d##*.}" 2>/dev/null || rm -rf "$d"
+  done
+}

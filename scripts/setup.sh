@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and builds everything sgiov needs, idempotently, caching outside
 # the checkout in ${SGIOV_CACHE:-$HOME/.cache/sgiov}. One line per step.
-#   scripts/setup.sh            host packages, npm deps, libvfio-user, trixie tree, guest image
+#   scripts/setup.sh            host packages, npm deps, libvfio-user, trixie tree, guest image, guest userland
 #   scripts/setup.sh --host     everything but the guest (no VM needed)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,5 +15,6 @@ step libvfio-user libvfio_user
 if [ "${1:-}" != "--host" ]; then
   step trixie-tree trixie_tree
   step guest-image guest_image
+  step guest-userland guest_userland
 fi
 echo "[setup] done in $((SECONDS - t0))s (cache: $SGIOV_CACHE)" >&2

@@ -4,8 +4,8 @@
 # and the tree's static busybox (and the ABI as shell definitions, at
 # /etc/sgiov_abi.sh) into a gzipped newc initramfs at
 # $SGIOV_CACHE/guest/<key>/initramfs.cpio.gz. <key> hashes every input, so
-# an unchanged image is reused; $SGIOV_CACHE/guest/image.json tells the
-# harness what to boot.
+# an unchanged image is reused; $SGIOV_CACHE/guest/image[-<checkout>].json
+# tells the harness what to boot (scripts/lib.sh: guest_json).
 
 # Hashes the inputs: the sources under guest-driver/ (build outputs left by
 # a developer's `make` excluded), qemu/init, this script, busybox, the kernel.
@@ -23,10 +23,8 @@ guest_image_key() {
 }
 
 guest_image_json() { # KERNEL INITRAMFS KVER TREE KEY
-  local dir="$SGIOV_CACHE/guest"
-  printf '{"kernel": "%s", "initramfs": "%s", "kver": "%s", "tree": "%s", "key": "%s"}\n' \
-    "$1" "$2" "$3" "$4" "$5" >"$dir/image.json.tmp.$$"
-  mv -f "$dir/image.json.tmp.$$" "$dir/image.json"
+  guest_json image "$(printf '{"kernel": "%s", "initramfs": "%s", "kver": "%s", "tree": "%s", "key": "%s"}' \
+    "$1" "$2" "$3" "$4" "$5")"
 }
 
 guest_image() {
@@ -51,11 +49,7 @@ guest_image() {
   fi
 
   # Leftovers of failed runs (named after the PID of their setup run).
-  local d
-  for d in "$tree"/build/sgiov.* "$dir"/.tmp.*; do
-    [ -e "$d" ] || continue
-    kill -0 "${d##*.}" 2>/dev/null || rm -rf "$d"
-  done
+  remove_leftovers "$tree"/build/sgiov.* "$dir"/.tmp.*
 
   # Build inside the tree, in a fresh copy of guest-driver/ private to this
   # run (/build/sgiov.PID; removed afterwards, kept on failure for a look).
