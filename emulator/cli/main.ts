@@ -2,6 +2,7 @@
 /**
  * sgiov: the command line of the SG-IOV emulator.
  *   sgiov serve --socket PATH [options]   serve the device to QEMU over vfio-user
+ *   sgiov vm [options] -- COMMAND [ARGS...]   run a command in a guest (the harness: qemu/run.ts)
  */
 import { parseArgs } from 'node:util';
 import { BARS, CONSTANTS } from '../abi/abi.js';
@@ -14,12 +15,17 @@ import { ControlServer } from '../control/server.js';
 import { createConnection } from 'node:net';
 import { DRF_HELP, DRF_USAGE, runDrf } from './drf.js'; // sgiov drf
 import { loadPlan, PlanError } from '../faults/plan.js';
+// The CLI is the outermost layer: it may use the harness (qemu/ never imports the CLI).
+import { runInVm, VmRunError, type Copy } from '../../qemu/run.js';
+import { parseCidr } from '../../qemu/address-plan.js';
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
 Usage:
   sgiov serve --socket PATH [options]
   sgiov ctl --control PATH COMMAND [ARGS-JSON]   send one control command, print the reply
+  sgiov vm [vm options] -- COMMAND [ARGS...]      run a command in a guest, exit with its status
+  sgiov vm [vm options] --shell                   an interactive guest shell
 ${DRF_USAGE}
   sgiov --help
 
@@ -38,6 +44,18 @@ serve options:
       --link-deadline MS     a link down this long fails its sockets (default 10000)
       --faults PLAN          load a fault-injection plan (JSON; examples in faults/) at start
   -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
+
+vm options (a fresh emulator and a QEMU VM under TCG; docs/running-programs.md):
+      --packages P1,P2       extra Debian packages from the trixie tree (cached per set)
+      --copy HOST:GUEST      a host file or folder into the guest (repeated; GUEST ending
+                             in / places it inside that folder)
+      --mem SIZE             guest memory, e.g. 512M, 1G (default 1G)
+      --smp N                vCPUs (default 1)
+      --addr A.B.C.D/N       the guest's address instead of the plan's 10.77.0.1/16
+      --json                 at the end one line {"exitCode", "seconds", "device": {counters}}
+      --shell                an interactive shell on the guest console instead of COMMAND
+  The command runs in /root with $SGIOV_ADDR set; its output is streamed, its
+  exit status is sgiov's. Status 125: the run failed before the command ended.
 
 ${DRF_HELP}
 The emulator serves one client at a time; when QEMU disconnects, the device
@@ -179,6 +197,86 @@ async function serve(argv: string[]): Promise<number> {
   return stopping ? 0 : code === 0 ? 1 : code;
 }
 
+/** A size in MiB: "512", "512M", "1G" (binary units). */
+function parseMem(v: string): number {
+  const m = /^(\d+)([MG]?)(?:i?B)?$/i.exec(v);
+  const mib = m ? Number(m[1]) * (m[2]?.toUpperCase() === 'G' ? 1024 : 1) : NaN;
+  if (!Number.isInteger(mib) || mib < 128 || mib > 65536)
+    throw new UsageError(`--mem: '${v}' is not a size from 128M to 64G (e.g. 512M, 1G)`);
+  return mib;
+}
+
+/** The exit status of a run that could not give the command's. */
+const VM_FAILED = 125;
+
+/** sgiov vm: runs a command in a guest (qemu/run.ts), exits with its status. */
+async function vm(argv: string[]): Promise<number> {
+  const dd = argv.indexOf('--');
+  const { values, positionals } = parseArgs({
+    args: dd >= 0 ? argv.slice(0, dd) : argv,
+    allowPositionals: true,
+    options: {
+      packages: { type: 'string', multiple: true },
+      copy: { type: 'string', multiple: true },
+      mem: { type: 'string' },
+      smp: { type: 'string' },
+      addr: { type: 'string' },
+      json: { type: 'boolean' },
+      shell: { type: 'boolean' },
+    },
+  });
+  const command = [...positionals, ...(dd >= 0 ? argv.slice(dd + 1) : [])];
+  if (values.shell && command.length > 0) throw new UsageError('--shell takes no COMMAND');
+  if (!values.shell && command.length === 0)
+    throw new UsageError('a COMMAND is required (after --), or --shell');
+  const packages = (values.packages ?? []).flatMap((p) => p.split(',')).filter((p) => p !== '');
+  const copies: Copy[] = (values.copy ?? []).map((c) => {
+    const i = c.lastIndexOf(':');
+    if (i <= 0 || i === c.length - 1) throw new UsageError(`--copy: '${c}' is not HOST_PATH:GUEST_PATH`);
+    return { host: c.slice(0, i), guest: c.slice(i + 1) };
+  });
+  const smp = values.smp === undefined ? 1 : Number(values.smp);
+  if (!Number.isInteger(smp) || smp < 1 || smp > 64)
+    throw new UsageError(`--smp: '${values.smp}' is not a whole number in 1..64`);
+  let addr: string | undefined;
+  try {
+    addr = values.addr === undefined ? undefined : parseCidr(values.addr);
+  } catch (e) {
+    throw new UsageError(`--addr: ${(e as Error).message}`);
+  }
+  let last = 0x0a;
+  try {
+    const r = await runInVm({
+      command,
+      shell: values.shell ?? false,
+      packages,
+      copies,
+      smp,
+      ...(values.mem !== undefined ? { memMiB: parseMem(values.mem) } : {}),
+      ...(addr !== undefined ? { addr } : {}),
+      out: (b) => {
+        if (b.length > 0) last = b[b.length - 1]!;
+        process.stdout.write(b);
+      },
+    });
+    if (values.json) {
+      // On a line of its own, even after output without a final newline.
+      const line = JSON.stringify({
+        exitCode: r.exitCode,
+        seconds: r.seconds,
+        bootSeconds: r.bootSeconds,
+        device: r.device,
+      });
+      process.stdout.write((last === 0x0a ? '' : '\n') + line + '\n');
+    }
+    return r.exitCode;
+  } catch (e) {
+    if (!(e instanceof VmRunError)) throw e;
+    process.stderr.write(`sgiov vm: ${e.message}\n`);
+    return VM_FAILED;
+  }
+}
+
 /** sgiov ctl: one request to a running emulator's control interface. */
 async function ctl(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -222,6 +320,9 @@ async function ctl(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** The arguments before `--` (a guest command's own -h is not sgiov's). */
+const options = (a: string[]): string[] => (a.includes('--') ? a.slice(0, a.indexOf('--')) : a);
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (
@@ -229,8 +330,8 @@ async function main(argv: string[]): Promise<number> {
     cmd === '--help' ||
     cmd === '-h' ||
     cmd === 'help' ||
-    rest.includes('--help') ||
-    rest.includes('-h')
+    options(rest).includes('--help') ||
+    options(rest).includes('-h')
   ) {
     process.stdout.write(HELP);
     return cmd ? 0 : 2;
@@ -243,6 +344,8 @@ async function main(argv: string[]): Promise<number> {
         return await ctl(rest);
       case 'drf':
         return runDrf(rest);
+      case 'vm':
+        return await vm(rest);
       default:
         throw new UsageError(`unknown command '${cmd}'`);
     }

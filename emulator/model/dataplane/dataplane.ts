@@ -87,6 +87,8 @@ export interface DataPlaneCounters {
   signalErrors: number;
   msgsMoved: number;
   bytesMoved: number;
+  /** CREATEs that made a socket (a script checks that a program's sockets were the device's). */
+  socketsCreated: number;
   interrupts: number;
   /** H2D signals ignored as repeats (a TX_TAIL or RX_HEAD that does not move, a CMD for a taken slot). */
   repeats: number;
@@ -167,6 +169,7 @@ export class DataPlane {
     signalErrors: 0,
     msgsMoved: 0,
     bytesMoved: 0,
+    socketsCreated: 0,
     interrupts: 0,
     repeats: 0,
     resyncs: 0,
@@ -1073,6 +1076,7 @@ export class DataPlane {
     if (this.rings.overlap(txAddr, txSize) >= 0 || this.rings.overlap(rxAddr, rxSize) >= 0) return ST.EBUSY;
     if (this.farm && tenant >= this.farm.tenants.length) return ST.EINVAL; // no such tenant
     s.create(sid, txAddr, txSize, rxAddr, rxSize);
+    this.counters.socketsCreated++;
     s.tenant[sid] = tenant;
     this.rings.add(txAddr, txSize, sid);
     this.rings.add(rxAddr, rxSize, sid);
