@@ -12,12 +12,16 @@ import { EmulatorServer } from './serve.js';
 import { clusterFromOptions, formatAddress, type Cluster } from '../fabric/cluster.js';
 import type { WorkerFabricConfig } from '../host/worker.js';
 import { ControlServer } from '../control/server.js';
-import { createConnection } from 'node:net';
 import { DRF_HELP, DRF_USAGE, runDrf } from './drf.js'; // sgiov drf
 import { loadPlan, PlanError } from '../faults/plan.js';
 // The CLI is the outermost layer: it may use the harness (qemu/ never imports the CLI).
 import { runInVm, VmRunError, type Copy } from '../../qemu/run.js';
 import { parseCidr } from '../../qemu/address-plan.js';
+import { readFileSync } from 'node:fs';
+import { methodHandler } from '../control/methods.js';
+import { ControlClient, ControlUnreachable } from '../control/client.js';
+import { claimSocketPath, SocketPathInUse } from '../util/socket-path.js';
+import { commandHelp, parseCommand, suggest, UsageError, type CommandSpec } from './options.js';
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
@@ -26,6 +30,8 @@ Usage:
   sgiov ctl --control PATH COMMAND [ARGS-JSON]   send one control command, print the reply
   sgiov vm [vm options] -- COMMAND [ARGS...]      run a command in a guest, exit with its status
   sgiov vm [vm options] --shell                   an interactive guest shell
+                                                 ('methods' lists them; sgiov ctl --help)
+  sgiov --version
 ${DRF_USAGE}
   sgiov --help
 
@@ -65,8 +71,6 @@ Environment: SGIOV_CACHE (setup cache, default ~/.cache/sgiov),
 SGIOV_LIBVFIO_USER (path of libvfio-user.so.0), SGIOV_LOG_LEVEL.
 `;
 
-class UsageError extends Error {}
-
 function parseServe(argv: string[]): {
   socketPath: string;
   identity: PciIdentity;
@@ -77,27 +81,38 @@ function parseServe(argv: string[]): {
   fabric?: WorkerFabricConfig;
   faultsPlan?: string;
 } {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      socket: { type: 'string', short: 's' },
-      'vendor-id': { type: 'string' },
-      'device-id': { type: 'string' },
-      'subsys-vendor-id': { type: 'string' },
-      'subsys-id': { type: 'string' },
-      'msix-vectors': { type: 'string' },
-      'max-sockets': { type: 'string' },
-      control: { type: 'string', short: 'c' },
-      cluster: { type: 'string' },
-      node: { type: 'string', multiple: true },
-      self: { type: 'string' },
-      'link-deadline': { type: 'string' },
-      faults: { type: 'string' },
-      'log-level': { type: 'string', short: 'l' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const serveOptions = {
+    socket: { type: 'string', short: 's' },
+    'vendor-id': { type: 'string' },
+    'device-id': { type: 'string' },
+    'subsys-vendor-id': { type: 'string' },
+    'subsys-id': { type: 'string' },
+    'msix-vectors': { type: 'string' },
+    'max-sockets': { type: 'string' },
+    control: { type: 'string', short: 'c' },
+    cluster: { type: 'string' },
+    node: { type: 'string', multiple: true },
+    self: { type: 'string' },
+    'link-deadline': { type: 'string' },
+    faults: { type: 'string' },
+    'log-level': { type: 'string', short: 'l' },
+    help: { type: 'boolean', short: 'h' },
+  } as const;
+  let parsed: ReturnType<
+    typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof serveOptions }>
+  >;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: serveOptions });
+  } catch (e) {
+    const m = /Unknown option '([^']+)'/.exec((e as Error).message);
+    if (!m) throw new UsageError((e as Error).message.split('\n')[0]!);
+    const hint = suggest(
+      m[1]!,
+      Object.keys(serveOptions).map((o) => `--${o}`),
+    );
+    throw new UsageError(`unknown option '${m[1]}'${hint ? ` (did you mean ${hint}?)` : ''}`);
+  }
+  const { values, positionals } = parsed;
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (!values.socket) throw new UsageError('--socket PATH is required');
   const identity: PciIdentity = { ...DEFAULT_IDENTITY };
@@ -166,7 +181,23 @@ async function serve(argv: string[]): Promise<number> {
   const out = (line: string): void => {
     process.stdout.write(line.endsWith('\n') ? line : line + '\n');
   };
+  // A path another emulator listens on is refused; a dead one's socket file is replaced.
+  try {
+    for (const [p, what] of [
+      [cfg.socketPath, 'vfio-user socket'],
+      ...(cfg.control ? [[cfg.control, 'control socket']] : []),
+    ] as [string, string][])
+      if ((await claimSocketPath(p, what)) === 'stale')
+        log.warn({ path: p }, `${what}: replaced a stale socket file nobody listened on`);
+  } catch (e) {
+    if (e instanceof SocketPathInUse) {
+      process.stderr.write(`sgiov serve: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
   const server = new EmulatorServer(cfg, log.child({ sub: 'main' }), out);
+  const startedNs = process.hrtime.bigint();
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
@@ -182,8 +213,12 @@ async function serve(argv: string[]): Promise<number> {
     if (cfg.control) {
       control = new ControlServer(
         cfg.control,
-        (cmd, args) => server.request(cmd, args),
+        methodHandler((cmd, args) => server.request(cmd, args)),
         log.child({ sub: 'control' }),
+        () => ({
+          time: new Date().toISOString(),
+          uptimeS: Number(process.hrtime.bigint() - startedNs) / 1e9,
+        }),
       );
       await control.listen();
     }
@@ -276,17 +311,33 @@ async function vm(argv: string[]): Promise<number> {
     return VM_FAILED;
   }
 }
+const CTL: CommandSpec = {
+  name: 'ctl',
+  summary: "send one command to a running emulator's control interface, print the result",
+  usage: ['--control PATH COMMAND [ARGS-JSON]', '--control PATH methods'],
+  options: [
+    {
+      name: 'control',
+      short: 'c',
+      type: 'string',
+      arg: 'PATH',
+      help: 'the control socket (serve --control PATH)',
+    },
+  ],
+  footer: "'sgiov ctl --control PATH methods' lists the commands and their arguments.\n",
+};
 
 /** sgiov ctl: one request to a running emulator's control interface. */
 async function ctl(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { control: { type: 'string', short: 'c' } },
-  });
-  if (!values.control) throw new UsageError('--control PATH is required');
+  const { values, positionals, help } = parseCommand(CTL, argv);
+  if (help) {
+    process.stdout.write(commandHelp(CTL));
+    return 0;
+  }
+  const path = values.control as string | undefined;
+  if (!path) throw new UsageError('--control PATH is required');
   const [cmd, json, ...extra] = positionals;
-  if (!cmd) throw new UsageError('a COMMAND is required (status, sockets, ...)');
+  if (!cmd) throw new UsageError('a COMMAND is required (status, sockets, ... ; methods lists them)');
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
   let args: unknown = {};
   if (json !== undefined) {
@@ -296,28 +347,40 @@ async function ctl(argv: string[]): Promise<number> {
       throw new UsageError(`ARGS-JSON: '${json}' is not JSON`);
     }
   }
-  const reply = await new Promise<string>((resolve, reject) => {
-    const c = createConnection(values.control!);
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
-        c.end();
-        resolve(buf.slice(0, nl));
-      }
-    });
-    c.on('error', (e) => reject(new Error(`control socket ${values.control}: ${e.message}`)));
-  });
-  const r = JSON.parse(reply) as { ok: boolean; result?: unknown; error?: string };
-  if (!r.ok) {
-    process.stderr.write(`sgiov ctl: ${r.error}\n`);
-    return 1;
+  let c: ControlClient;
+  try {
+    c = await ControlClient.connect(path);
+  } catch (e) {
+    if (e instanceof ControlUnreachable) {
+      process.stderr.write(`sgiov ctl: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
   }
-  process.stdout.write(JSON.stringify(r.result, null, 2) + '\n');
-  return 0;
+  try {
+    const r = await c.request(cmd, args as Record<string, unknown>);
+    if (!r.ok) {
+      process.stderr.write(`sgiov ctl: ${r.error}\n`);
+      return 1;
+    }
+    process.stdout.write(JSON.stringify(r.result, null, 2) + '\n');
+    return 0;
+  } catch (e) {
+    if (e instanceof ControlUnreachable) {
+      process.stderr.write(`sgiov ctl: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    c.close();
+  }
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return `sgiov ${pkg.version}\n`;
 }
 
 /** The arguments before `--` (a guest command's own -h is not sgiov's). */
@@ -325,6 +388,19 @@ const options = (a: string[]): string[] => (a.includes('--') ? a.slice(0, a.inde
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd === '--version' || cmd === '-V') {
+    process.stdout.write(version());
+    return 0;
+  }
+  if (cmd === 'ctl') {
+    try {
+      return await ctl(rest);
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      process.stderr.write(`sgiov ctl: ${e.message}\nRun 'sgiov ctl --help' for usage.\n`);
+      return 2;
+    }
+  }
   if (
     !cmd ||
     cmd === '--help' ||

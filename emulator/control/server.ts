@@ -24,6 +24,8 @@ export class ControlServer {
     private readonly path: string,
     private readonly handle: ControlHandler,
     private readonly log: Logger,
+    /** Fields every reply carries (the time, the device's uptime). */
+    private readonly stamp: () => Record<string, unknown> = () => ({}),
   ) {}
 
   listen(): Promise<void> {
@@ -77,11 +79,17 @@ export class ControlServer {
       const args = req.args ?? {};
       if (typeof args !== 'object' || args === null || Array.isArray(args))
         throw new TypeError('"args" must be an object');
-      reply = { id, ok: true, result: await this.handle(req.cmd, args as Record<string, unknown>) };
+      reply = {
+        id,
+        ok: true,
+        ...this.stamp(),
+        result: await this.handle(req.cmd, args as Record<string, unknown>),
+      };
     } catch (e) {
       reply = {
         id,
         ok: false,
+        ...this.stamp(),
         error: e instanceof SyntaxError ? `not JSON: ${e.message}` : (e as Error).message,
       };
     }
