@@ -9,185 +9,31 @@
  * exchange, another node's name, a flood of handshakes never finished)
  * are each refused, counted and logged with its address.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  encodeChallenge,
-  encodeProof,
-  newNonce,
-  parseChallenge,
-  parseProof,
-  proofMatches,
-  proofOf,
-  type Transcript,
-} from '../../emulator/fabric/auth.js';
+import { encodeProof } from '../../emulator/fabric/auth.js';
 import { Fabric, type FabricOptions } from '../../emulator/fabric/fabric.js';
-import {
-  encodeFrame,
-  encodeHeader,
-  FIRST_DATA_TYPE,
-  FrameDecoder,
-  LinkType,
-  type Frame,
-  type FrameHeader,
-} from '../../emulator/fabric/frame.js';
-import { encodeHello, parseHello, type Hello } from '../../emulator/fabric/hello.js';
+import { encodeFrame, encodeHeader, LinkType, type Frame } from '../../emulator/fabric/frame.js';
+import { parseHello, type Hello } from '../../emulator/fabric/hello.js';
+import { RAW_MSG, RawPeer } from '../../emulator/fabric/raw-peer.js';
 import { freePorts, localCluster, TEST_SECRET } from '../../emulator/fabric/testing.js';
 import { makeLogger } from '../../emulator/util/log.js';
 import { until } from '../../qemu/vm.js';
 
-/** A data frame type, as the data plane would number one. */
-const MSG = FIRST_DATA_TYPE + 2;
-const NO_BINDING = new Uint8Array(0);
+/** The hostile peer (raw-peer.ts) with this test's cluster hash. */
+const raw = {
+  connect: (port: number): Promise<RawPeer> => RawPeer.connect(port, hash),
+  wrap: (s: Socket): RawPeer => RawPeer.wrap(s, hash),
+};
 
-/** Node 'a', by hand. Its source id is 0: 'a' sorts first in a, b, c. */
-class RawPeer {
-  readonly frames: Frame[] = [];
-  closed = false;
-  /** Every byte this peer wrote, frame by frame (a captured exchange, for replaying). */
-  readonly sent: Uint8Array[] = [];
-  private readonly decoder = new FrameDecoder((f) => this.frames.push(f));
-  /** This end's port: how b's log lines name the connection ("remote"). */
-  readonly port: number;
+const MSG = RAW_MSG;
+const S = TEST_SECRET;
 
-  private constructor(readonly socket: Socket) {
-    this.port = socket.localPort ?? 0;
-    socket.on('data', (c) => this.decoder.push(c));
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => {});
-  }
-
-  static async connect(port: number): Promise<RawPeer> {
-    const s = connect(port, '127.0.0.1');
-    await new Promise((resolve, reject) => s.once('connect', resolve).once('error', reject));
-    return RawPeer.wrap(s);
-  }
-
-  static wrap(s: Socket): RawPeer {
-    const p = new RawPeer(s);
-    raws.push(p);
-    return p;
-  }
-
-  send(h: Partial<FrameHeader>, payload: Uint8Array[] = []): void {
-    const chunks = encodeFrame(
-      { type: MSG, flags: 0, src: 0, seq: 0, ack: 0, channel: 0, socket: 0, value: 0, ...h },
-      payload,
-    );
-    this.sent.push(Buffer.concat(chunks));
-    for (const c of chunks) this.socket.write(c);
-  }
-
-  /** Sends a HELLO (with a fresh nonce unless `over` says otherwise); returns what the proofs will cover. */
-  hello(over: Partial<Hello> = {}, head: Partial<FrameHeader> = {}): { payload: Uint8Array; hello: Hello } {
-    const h: Hello = {
-      from: 'a',
-      to: 'b',
-      cluster: hash,
-      incarnation: 'feed',
-      session: '',
-      nonce: newNonce(),
-      windowFrames: 64,
-      windowBytes: 1 << 20,
-      ...over,
-    };
-    const payload = encodeHello(h);
-    this.send({ type: LinkType.HELLO, ...head }, [payload]);
-    return { payload, hello: h };
-  }
-
-  /** The next frame b sends, or null if none comes (b closed the connection, say). */
-  async next(ms = 5_000): Promise<Frame | null> {
-    if (!(await until(() => this.frames.length > 0 || this.closed, ms))) return null;
-    return this.frames.shift() ?? null;
-  }
-
-  /**
-   * The dialer's handshake by hand: HELLO, b's CHALLENGE (its proof
-   * checked), our PROOF made with `secret`; returns b's CHALLENGE and the
-   * transcript, or throws if b does not answer.
-   */
-  async authenticate(
-    session = '',
-    ack = 0,
-    secret = TEST_SECRET,
-    over: Partial<Hello> = {},
-  ): Promise<{ t: Transcript; challenge: Frame }> {
-    const { payload, hello } = this.hello({ session, ...over }, { ack });
-    const ch = await this.next();
-    expect(ch?.type).toBe(LinkType.CHALLENGE);
-    const c = parseChallenge(ch!.payload);
-    if (typeof c === 'string') throw new Error(c);
-    const t: Transcript = {
-      dialer: hello.from,
-      acceptor: 'b',
-      dialerIncarnation: hello.incarnation,
-      acceptorIncarnation: c.incarnation,
-      dialerNonce: hello.nonce!,
-      acceptorNonce: c.nonce,
-      hello: payload,
-      helloAck: ack,
-      binding: NO_BINDING,
-    };
-    // b proved it holds the secret, over our fresh nonce.
-    expect(proofMatches(TEST_SECRET, 'acceptor', t, c.proof)).toBe(true);
-    this.send({ type: LinkType.PROOF }, [encodeProof(proofOf(secret, 'dialer', t))]);
-    return { t, challenge: ch! };
-  }
-
-  /** Authenticates and returns b's WELCOME: the session and the last seq b says it delivered. */
-  async join(session = '', ack = 0): Promise<{ session: string; delivered: number }> {
-    await this.authenticate(session, ack);
-    const w = await this.next();
-    expect(w?.type).toBe(LinkType.WELCOME);
-    const h = parseHello(w!.payload);
-    if (typeof h === 'string') throw new Error(h);
-    return { session: h.session, delivered: w!.ack };
-  }
-
-  async gone(): Promise<boolean> {
-    return until(() => this.closed, 5_000);
-  }
-}
-
-/**
- * The acceptor's handshake by hand as node c, for b's dial on `r`: b's
- * HELLO, our CHALLENGE (made with `secret`), b's PROOF checked; returns
- * b's HELLO, or null when b refused (closed) before its PROOF.
- */
-async function acceptAsC(r: RawPeer, secret = TEST_SECRET, incarnation = 'cafe'): Promise<Hello | null> {
-  const hf = await r.next();
-  expect(hf?.type).toBe(LinkType.HELLO);
-  const h = parseHello(hf!.payload);
-  if (typeof h === 'string') throw new Error(h);
-  const t: Transcript = {
-    dialer: 'b',
-    acceptor: 'c',
-    dialerIncarnation: h.incarnation,
-    acceptorIncarnation: incarnation,
-    dialerNonce: h.nonce!,
-    acceptorNonce: newNonce(),
-    hello: hf!.payload,
-    helloAck: hf!.ack,
-    binding: NO_BINDING,
-  };
-  r.send({ type: LinkType.CHALLENGE, src: 2 }, [
-    encodeChallenge({ incarnation, nonce: t.acceptorNonce, proof: proofOf(secret, 'acceptor', t) }),
-  ]);
-  const pf = await r.next();
-  if (pf === null) return null;
-  expect(pf.type).toBe(LinkType.PROOF);
-  const p = parseProof(pf.payload);
-  expect(typeof p === 'string' && proofMatches(TEST_SECRET, 'dialer', t, p)).toBe(true);
-  return h;
-}
-
-const raws: RawPeer[] = [];
 const fabrics: Fabric[] = [];
 const servers: Server[] = [];
 let hash = 0;
 afterEach(async () => {
-  for (const r of raws.splice(0)) r.socket.destroy();
+  RawPeer.destroyAll();
   await Promise.all(fabrics.splice(0).map((f) => f.close()));
   await Promise.all(servers.splice(0).map((s) => new Promise((resolve) => s.close(resolve))));
 });
@@ -220,7 +66,7 @@ async function setup(opts: Partial<FabricOptions> = {}, rawC = false, cOpts: Par
   const cGot: Frame[] = [];
   const cConns: RawPeer[] = [];
   if (rawC) {
-    const server = createServer((s) => cConns.push(RawPeer.wrap(s)));
+    const server = createServer((s) => cConns.push(raw.wrap(s)));
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(pc, '127.0.0.1', resolve));
   } else {
@@ -262,7 +108,7 @@ describe('fabric against a hostile peer', () => {
     ];
     for (const [what, act, kind] of cases) {
       const before = b.stats().refused[kind as 'badHello'];
-      const r = await RawPeer.connect(port);
+      const r = await raw.connect(port);
       act(r);
       expect(await r.gone(), what).toBe(true);
       expect(r.frames, what).toEqual([]); // no WELCOME
@@ -277,8 +123,8 @@ describe('fabric against a hostile peer', () => {
     const { b, port, got, bad, bcWorks } = await setup();
     const payload = (v: number): Uint8Array[] => [new Uint8Array(100).fill(v)];
 
-    let r = await RawPeer.connect(port);
-    await r.join();
+    let r = await raw.connect(port);
+    await r.join(S);
     const frame = encodeFrame(
       { type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 },
       payload(9),
@@ -286,8 +132,8 @@ describe('fabric against a hostile peer', () => {
     r.socket.end(Buffer.concat([frame[0]!, frame[1]!.subarray(0, 50)]));
     expect(await until(() => bad().truncated === 1, 5_000)).toBe(true);
 
-    r = await RawPeer.connect(port);
-    await r.join();
+    r = await raw.connect(port);
+    await r.join(S);
     const header = encodeHeader(
       { type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 0 },
       32 << 20,
@@ -297,8 +143,8 @@ describe('fabric against a hostile peer', () => {
     expect(await r.gone()).toBe(true);
     expect(bad().tooLarge).toBe(1);
 
-    r = await RawPeer.connect(port);
-    await r.join();
+    r = await raw.connect(port);
+    await r.join(S);
     const damaged = encodeFrame(
       { type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 },
       payload(9),
@@ -310,8 +156,8 @@ describe('fabric against a hostile peer', () => {
     expect(got).toEqual([]);
 
     // Sequence: 1 is delivered, 1 again is a duplicate, 3 is a gap and resets the connection...
-    r = await RawPeer.connect(port);
-    const { session } = await r.join();
+    r = await raw.connect(port);
+    const { session } = await r.join(S);
     r.send({ seq: 1, value: 1 }, payload(1));
     r.send({ seq: 1, value: 1 }, payload(1));
     r.send({ seq: 3, value: 3 }, payload(3));
@@ -319,8 +165,8 @@ describe('fabric against a hostile peer', () => {
     expect(bad().outOfSequence).toBe(1);
     expect(b.stats().links.a!.duplicates).toBe(1);
     // ...and the reconnect resumes the session: b says it has 1, the peer resends from 2.
-    r = await RawPeer.connect(port);
-    const resumed = await r.join(session);
+    r = await raw.connect(port);
+    const resumed = await r.join(S, session);
     expect(resumed).toEqual({ session, delivered: 1 });
     r.send({ seq: 2, value: 2 }, payload(2));
     r.send({ seq: 3, value: 3 }, payload(3));
@@ -337,10 +183,10 @@ describe('fabric against a hostile peer', () => {
 
   it('keeps the newest connection from the same dialer and resumes on it', async () => {
     const { b, port } = await setup();
-    const first = await RawPeer.connect(port);
-    const { session } = await first.join();
-    const second = await RawPeer.connect(port);
-    expect(await second.join(session)).toEqual({ session, delivered: 0 });
+    const first = await raw.connect(port);
+    const { session } = await first.join(S);
+    const second = await raw.connect(port);
+    expect(await second.join(S, session)).toEqual({ session, delivered: 0 });
     expect(await first.gone()).toBe(true);
     expect(second.closed).toBe(false);
     expect(b.stats().links.a).toMatchObject({ state: 'up', session, failures: 0 });
@@ -362,7 +208,7 @@ describe('fabric against a hostile peer', () => {
       if (typeof h === 'string') throw new Error(h);
       return h;
     };
-    expect((await acceptAsC(await conn(0)))?.session).toBe('');
+    expect((await (await conn(0)).accept(S))?.session).toBe('');
     welcome(cConns[0]!, 'abcd');
     expect(await until(() => b.stats().links.c!.state === 'up', 5_000)).toBe(true);
     expect(b.send('c', MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: true, seq: 1 });
@@ -379,8 +225,8 @@ describe('fabric against a hostile peer', () => {
 
   it('bounds the unacknowledged window: send() reports back-pressure until the peer acks', async () => {
     const { b, port, drains, acked } = await setup({ windowFrames: 8, windowBytes: 256 << 10 });
-    const r = await RawPeer.connect(port);
-    await r.join();
+    const r = await raw.connect(port);
+    await r.join(S);
     const send = (value: number, size: number) =>
       b.send('a', MSG, { channel: 5, socket: 6 }, value, [new Uint8Array(size)]);
 
@@ -422,7 +268,8 @@ describe('fabric authentication against an intruder without the secret', () => {
       ['HELLO without a nonce', async (r) => void r.hello({ nonce: undefined }), 'badAuth'],
       [
         'proof made with another secret',
-        (r) => r.authenticate('', 0, new TextEncoder().encode('not the cluster secret')).then(() => {}),
+        (r) =>
+          r.authenticate(new TextEncoder().encode('not the cluster secret'), { check: S }).then(() => {}),
         'badAuth',
       ],
       [
@@ -449,7 +296,7 @@ describe('fabric authentication against an intruder without the secret', () => {
     ];
     for (const [what, act, kind] of cases) {
       const before = b.stats().refused[kind as 'badAuth'];
-      const r = await RawPeer.connect(port);
+      const r = await raw.connect(port);
       await act(r);
       expect(await r.gone(), what).toBe(true);
       // No WELCOME, nothing after the CHALLENGE.
@@ -470,14 +317,14 @@ describe('fabric authentication against an intruder without the secret', () => {
   it('refuses a captured exchange replayed, and a proof replayed on a new challenge; the session it copied stays as it was', async () => {
     const { b, port, got, logged } = await setup();
     // A real 'a' joins (the intruder watches its bytes) and sends one frame.
-    const real = await RawPeer.connect(port);
-    const { session } = await real.join();
+    const real = await raw.connect(port);
+    const { session } = await real.join(S);
     real.send({ seq: 1, value: 1 }, [new Uint8Array([1])]);
     expect(await until(() => got.length === 1, 5_000)).toBe(true);
     const [helloBytes, proofBytes] = real.sent;
 
     // Replayed as it was: HELLO and PROOF back to back (the PROOF answered the old CHALLENGE).
-    const replay = await RawPeer.connect(port);
+    const replay = await raw.connect(port);
     replay.socket.write(helloBytes!);
     replay.socket.write(proofBytes!);
     expect(await replay.gone()).toBe(true);
@@ -486,7 +333,7 @@ describe('fabric authentication against an intruder without the secret', () => {
     expect(linesAbout(logged, replay, 'badAuth')).toBe(1);
 
     // Replayed after reading the new CHALLENGE: the old proof does not cover its nonce.
-    const late = await RawPeer.connect(port);
+    const late = await raw.connect(port);
     late.socket.write(helloBytes!);
     expect((await late.next())?.type).toBe(LinkType.CHALLENGE);
     late.socket.write(proofBytes!);
@@ -503,10 +350,10 @@ describe('fabric authentication against an intruder without the secret', () => {
 
   it("refuses an intruder claiming another node's name: the named node's session is not resumed, replaced or failed", async () => {
     const { b, port, got, logged, bcWorks } = await setup();
-    const real = await RawPeer.connect(port);
-    const { session } = await real.join();
+    const real = await raw.connect(port);
+    const { session } = await real.join(S);
     // Claims to be 'a', naming a's session to resume it, with no secret (a guessed proof).
-    const intruder = await RawPeer.connect(port);
+    const intruder = await raw.connect(port);
     const { payload } = intruder.hello({ session, incarnation: 'feed' });
     expect(payload.length).toBeGreaterThan(0);
     expect((await intruder.next())?.type).toBe(LinkType.CHALLENGE);
@@ -514,7 +361,7 @@ describe('fabric authentication against an intruder without the secret', () => {
     intruder.send({ seq: 1, value: 66 }, [new Uint8Array([6, 6])]);
     expect(await intruder.gone()).toBe(true);
     // ... and as 'c' (a real node, which b dials): refused before any proof.
-    const asC = await RawPeer.connect(port);
+    const asC = await raw.connect(port);
     asC.hello({ from: 'c' }, { src: 2 });
     expect(await asC.gone()).toBe(true);
     expect(b.stats().refused).toMatchObject({ badAuth: 1, badHello: 1 });
@@ -533,12 +380,12 @@ describe('fabric authentication against an intruder without the secret', () => {
     };
     // A c with another secret: b refuses its CHALLENGE and sends no PROOF.
     expect(
-      await acceptAsC(await conn(0), new TextEncoder().encode('another secret, same length')),
+      await (await conn(0)).accept(new TextEncoder().encode('another secret, same length'), { check: S }),
     ).toBeNull();
     expect(await cConns[0]!.gone()).toBe(true);
     expect(b.stats().links.c!.bad.badAuth).toBe(1);
     // A real c (it has the secret): b proves itself; the intruder captures that CHALLENGE...
-    expect(await acceptAsC(await conn(1))).not.toBeNull();
+    expect(await (await conn(1)).accept(S)).not.toBeNull();
     const captured = cConns[1]!.sent[0]!;
     cConns[1]!.socket.destroy();
     // ...and replays it to b's next dial: it answered another nonce.
@@ -562,7 +409,7 @@ describe('fabric authentication against an intruder without the secret', () => {
     const peers: RawPeer[] = [];
     let sentToC = 0;
     for (let i = 0; i < N; i += 50) {
-      const batch = await Promise.all(Array.from({ length: 50 }, () => RawPeer.connect(port)));
+      const batch = await Promise.all(Array.from({ length: 50 }, () => raw.connect(port)));
       // Half say HELLO and never prove anything, half say nothing at all.
       batch.forEach((r, j) => j % 2 === 0 && r.hello());
       peers.push(...batch);
@@ -588,7 +435,7 @@ describe('fabric authentication against an intruder without the secret', () => {
     expect(b.stats().links.c).toMatchObject({ state: 'up', failures: 0 });
     expect(got).toEqual([]);
     // After the flood a real 'a' still joins.
-    const real = await RawPeer.connect(port);
-    expect((await real.join()).session).toMatch(/^[0-9a-f]{16}$/);
+    const real = await raw.connect(port);
+    expect((await real.join(S)).session).toMatch(/^[0-9a-f]{16}$/);
   }, 60_000);
 });
