@@ -9,7 +9,7 @@ import { BARS, CONSTANTS } from '../abi/abi.js';
 import { DEFAULT_IDENTITY, parseId, type PciIdentity } from '../pci/config.js';
 import { defaultLevel, isLogLevel, LOG_LEVELS, makeLogger } from '../util/log.js';
 import { EmulatorServer } from './serve.js';
-import { clusterFromOptions, formatAddress, type Cluster } from '../fabric/cluster.js';
+import { CLUSTER_ARGS, clusterFromOptions, formatAddress, type Cluster } from '../fabric/cluster.js';
 import type { WorkerFabricConfig } from '../host/worker.js';
 import { ControlServer } from '../control/server.js';
 import { DRF_HELP, DRF_USAGE, runDrf } from './drf.js'; // sgiov drf
@@ -47,6 +47,13 @@ serve options:
       --cluster FILE         cross-node pipes: the cluster ({"self": "a", "nodes": {"a": "host:port", ...}})
       --node NAME=HOST:PORT  the same from flags, one per node (repeated); with --self NAME
       --self NAME            this node's name (overrides the file's "self")
+      --fabric-secret FILE   the cluster secret (a file only its owner may read: chmod 600);
+                             peers prove it at each handshake (HMAC-SHA-256). Without it the
+                             fabric is unauthenticated (a warning at start). docs/fabric-security.md
+      --fabric-tls           encrypt the links: TLS 1.3 with certificates on both ends, with
+      --fabric-ca FILE       the cluster's CA certificate,
+      --fabric-cert FILE     this node's certificate (naming it: CN or DNS subjectAltName) and
+      --fabric-key FILE      its key (owner-only); or "tls": {ca, cert, key} in the cluster file
       --link-deadline MS     a link down this long fails its sockets (default 10000)
       --faults PLAN          load a fault-injection plan (JSON; examples in faults/) at start
   -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
@@ -90,9 +97,7 @@ function parseServe(argv: string[]): {
     'msix-vectors': { type: 'string' },
     'max-sockets': { type: 'string' },
     control: { type: 'string', short: 'c' },
-    cluster: { type: 'string' },
-    node: { type: 'string', multiple: true },
-    self: { type: 'string' },
+    ...CLUSTER_ARGS,
     'link-deadline': { type: 'string' },
     faults: { type: 'string' },
     'log-level': { type: 'string', short: 'l' },
@@ -135,10 +140,13 @@ function parseServe(argv: string[]): {
   if (!isLogLevel(level))
     throw new UsageError(`--log-level: '${level}' is not one of ${LOG_LEVELS.join(', ')}`);
   let fabric: WorkerFabricConfig | undefined;
+  const clusterFlags = (Object.keys(CLUSTER_ARGS) as (keyof typeof CLUSTER_ARGS)[]).filter(
+    (k) => values[k] !== undefined,
+  );
   if (values.cluster !== undefined || values.node !== undefined || values.self !== undefined) {
     let cluster: Cluster;
     try {
-      cluster = clusterFromOptions({ cluster: values.cluster, node: values.node, self: values.self });
+      cluster = clusterFromOptions(values);
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
@@ -150,9 +158,13 @@ function parseServe(argv: string[]): {
       self: cluster.self,
       nodes: [...cluster.nodes].map(([n, a]) => [n, formatAddress(a)]),
       ...(deadline !== undefined ? { deadlineMs: deadline } : {}),
+      ...(cluster.files?.secret !== undefined ? { secretFile: cluster.files.secret } : {}),
+      ...(cluster.files?.tls ? { tls: cluster.files.tls } : {}),
     };
   } else if (values['link-deadline'] !== undefined) {
     throw new UsageError('--link-deadline: only with --cluster or --node');
+  } else if (clusterFlags.length > 0) {
+    throw new UsageError(`--${clusterFlags[0]}: only with --cluster or --node`);
   }
   if (values.faults !== undefined) {
     // Validated here, so that a bad plan stops the start naming the field.

@@ -9,8 +9,17 @@ import { randomBytes } from 'node:crypto';
 import { silentLogger, RateLimitedLog, type Logger } from '../util/log.js';
 import type { Cluster, NodeAddress } from './cluster.js';
 import { Conn } from './conn.js';
-import { FIRST_DATA_TYPE, FRAME_CRC_IMPL, LinkType, type Frame, type FrameHeader } from './frame.js';
-import { parseHello, refuseHello } from './hello.js';
+import { encodeChallenge, newNonce, parseProof, proofMatches, proofOf, type Transcript } from './auth.js';
+import {
+  encodeFrame,
+  FIRST_DATA_TYPE,
+  FRAME_CRC_IMPL,
+  LinkType,
+  type Frame,
+  type FrameHeader,
+} from './frame.js';
+import { parseHello, refuseHello, type Hello } from './hello.js';
+import { DEFAULT_PREAUTH, hostOf, PreAuth, type PreAuthLimits } from './preauth.js';
 import {
   DEFAULT_LINK_OPTIONS,
   Link,
@@ -66,6 +75,8 @@ export interface FabricOptions extends Partial<LinkOptions> {
   log?: Logger;
   /** Fault injection on the wire: what each link does to the frames it writes and reads (faults.ts). */
   faults?: WireFaults;
+  /** Bounds on accepted connections still in their handshake (preauth.ts); the time bound is deadMs. */
+  preAuth?: Partial<Omit<PreAuthLimits, 'timeoutMs'>>;
 }
 
 /** The owner's ids and value, carried opaquely in the frame header. */
@@ -81,8 +92,17 @@ const UNKNOWN: SendResult = Object.freeze({ ok: false, reason: 'unknown-node' })
 export interface FabricStats {
   self: string;
   incarnation: string;
-  /** Connections refused before they could belong to a link (bad first frame, bad or foreign HELLO). */
+  /** Whether peers must prove the cluster secret, and whether the links are TLS. */
+  authenticated: boolean;
+  encrypted: boolean;
+  /**
+   * Connections refused before they could belong to a link: bad first
+   * frame, bad or foreign HELLO, failed authentication or TLS, handshake
+   * not finished in time or pushed out by newer ones.
+   */
   refused: BadCounts;
+  /** Accepted connections in their handshake now. */
+  handshaking: number;
   links: Record<string, LinkStats>;
 }
 
@@ -97,14 +117,15 @@ const isU32 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xff
 export class Fabric {
   readonly incarnation = randomBytes(8).toString('hex');
   private readonly links = new Map<string, Link>();
-  /** Accepted connections that have not sent their HELLO yet, with the timer that gives up on them. */
-  private readonly pending = new Map<Conn, NodeJS.Timeout>();
+  /** Accepted connections that have not finished their handshake (bounded: preauth.ts). */
+  private readonly pending: PreAuth<Conn>;
   private readonly refused = zeroBadCounts();
   private readonly cluster: Cluster;
   private readonly transport: FabricTransport;
   private readonly log: Logger;
   private readonly warn: RateLimitedLog;
   private readonly opts: LinkOptions;
+  private readonly selfIndex: number;
   private listener: FabricListener | null = null;
   private closed = false;
 
@@ -112,9 +133,10 @@ export class Fabric {
     options: FabricOptions,
     private readonly events: FabricEvents,
   ) {
-    const { cluster, transport, log, faults, ...linkOpts } = options;
+    const { cluster, transport, log, faults, preAuth: _preAuth, ...linkOpts } = options;
     this.cluster = cluster;
-    this.transport = transport ?? new TcpTransport();
+    this.selfIndex = cluster.names.indexOf(cluster.self);
+    this.transport = transport ?? new TcpTransport(cluster.tls ? { tls: cluster.tls } : {});
     this.log = (log ?? silentLogger()).child({ sub: 'fabric', node: cluster.self });
     this.warn = new RateLimitedLog(this.log);
     const heartbeatMs = linkOpts.heartbeatMs ?? DEFAULT_LINK_OPTIONS.heartbeatMs;
@@ -127,6 +149,17 @@ export class Fabric {
       opts: this.opts,
       ...(faults ? { faults } : {}),
     };
+    this.pending = new PreAuth<Conn>(
+      { timeoutMs: this.opts.deadMs, ...DEFAULT_PREAUTH, ...options.preAuth },
+      (conn, why) =>
+        why === 'timeout'
+          ? this.refuse(conn, 'handshakeTimeout', `handshake not finished within ${this.opts.deadMs} ms`)
+          : this.refuse(
+              conn,
+              'handshakeOverflow',
+              'pushed out by newer connections still in their handshake (too many from its host or in all)',
+            ),
+    );
     for (const node of cluster.names) {
       if (node === cluster.self) continue;
       this.links.set(
@@ -157,9 +190,16 @@ export class Fabric {
         incarnation: this.incarnation,
         peers: [...this.links.keys()],
         crc: FRAME_CRC_IMPL,
+        auth: this.cluster.secret ? 'hmac-sha256' : 'none',
+        tls: this.cluster.tls !== undefined,
       },
       'fabric listening',
     );
+    if (!this.cluster.secret)
+      this.log.warn(
+        { address: this.listener.address },
+        'fabric is unauthenticated: any process that reaches this address can join as a node of the cluster and send into its sockets; give the cluster a secret (--fabric-secret FILE; docs/fabric-security.md)',
+      );
     for (const link of this.links.values()) link.start();
   }
 
@@ -203,7 +243,15 @@ export class Fabric {
   stats(): FabricStats {
     const links: Record<string, LinkStats> = {};
     for (const [node, link] of this.links) links[node] = link.stats();
-    return { self: this.cluster.self, incarnation: this.incarnation, refused: { ...this.refused }, links };
+    return {
+      self: this.cluster.self,
+      incarnation: this.incarnation,
+      authenticated: this.cluster.secret !== undefined,
+      encrypted: this.cluster.tls !== undefined,
+      refused: { ...this.refused },
+      handshaking: this.pending.size,
+      links,
+    };
   }
 
   /** Stops every link, timer and connection, and the listener. Unacknowledged frames are not reported. */
@@ -211,51 +259,127 @@ export class Fabric {
     if (this.closed) return;
     this.closed = true;
     for (const link of this.links.values()) link.close();
-    for (const [conn, timer] of this.pending) {
-      clearTimeout(timer);
-      conn.drop();
-    }
-    this.pending.clear();
+    for (const conn of this.pending.clear()) conn.drop();
     await this.listener?.close();
     this.listener = null;
     this.log.info('fabric closed');
   }
 
-  /** An inbound connection: it gets deadMs to present a valid HELLO, then belongs to that peer's link. */
+  /**
+   * An inbound connection: it gets deadMs to finish its handshake (TLS,
+   * HELLO and, with a secret, CHALLENGE and PROOF: auth.ts), then belongs
+   * to that peer's link. Nothing of a link is touched before.
+   */
   private accept(conn: Conn): void {
     if (this.closed) return conn.drop();
-    const forget = (): void => {
-      clearTimeout(this.pending.get(conn));
-      this.pending.delete(conn);
-    };
-    this.pending.set(
-      conn,
-      setTimeout(() => {
-        forget();
-        this.refuse(conn, 'badHello', `no HELLO within ${this.opts.deadMs} ms`);
-      }, this.opts.deadMs),
-    );
+    this.pending.add(conn, hostOf(conn.wire.remote));
+    /** The HELLO taken and the CHALLENGE sent, while the PROOF is awaited. */
+    let asked: { hello: Hello; frame: Frame; t: Transcript } | null = null;
+    const done = (): boolean => this.pending.delete(conn);
     conn.setHandlers({
       frame: (f) => {
-        forget();
-        this.hello(conn, f);
+        if (!this.pending.has(conn)) return;
+        if (asked === null) {
+          asked = this.hello(conn, f);
+          return;
+        }
+        // The same HELLO again (a duplicated packet) while the PROOF is awaited: nothing new.
+        if (f.type === LinkType.HELLO) return;
+        done();
+        this.proof(conn, f, asked);
       },
       bad: (e) => {
-        forget();
+        done();
         this.refuse(conn, e.kind, e.message);
       },
-      closed: forget,
+      closed: () => {
+        if (!done()) return;
+        const tls = conn.wire.authFailure?.();
+        if (tls) this.refuse(conn, 'badTls', tls);
+      },
     });
   }
 
-  private hello(conn: Conn, f: Frame): void {
-    if (f.type !== LinkType.HELLO)
-      return this.refuse(conn, 'badHello', `first frame has type ${f.type}, not HELLO`);
+  /**
+   * The first frame: a HELLO from a node of the cluster (over TLS, one its
+   * certificate names). Without a secret it opens the link at once; with
+   * one it is answered with a CHALLENGE, and returned.
+   */
+  private hello(conn: Conn, f: Frame): { hello: Hello; frame: Frame; t: Transcript } | null {
+    const fail = (kind: BadKind, why: string): null => {
+      this.pending.delete(conn);
+      this.refuse(conn, kind, why);
+      return null;
+    };
+    if (f.type !== LinkType.HELLO) return fail('badHello', `first frame has type ${f.type}, not HELLO`);
     const h = parseHello(f.payload);
-    if (typeof h === 'string') return this.refuse(conn, 'badHello', h);
+    if (typeof h === 'string') return fail('badHello', h);
     const refusal = refuseHello(h, f.src, this.cluster);
-    if (refusal) return this.refuse(conn, refusal.kind, refusal.why);
-    this.links.get(h.from)!.adopt(conn, h, f.ack);
+    if (refusal) return fail(refusal.kind, refusal.why);
+    const names = conn.wire.peerNames;
+    if (this.cluster.tls && !names?.includes(h.from))
+      return fail(
+        'badTls',
+        `HELLO says '${h.from}', its certificate names ${names?.join(', ') || 'no node'}`,
+      );
+    const secret = this.cluster.secret;
+    if (!secret) {
+      this.pending.delete(conn);
+      this.links.get(h.from)!.adopt(conn, h, f.ack);
+      return null;
+    }
+    if (h.nonce === undefined)
+      return fail('badAuth', `HELLO from '${h.from}' without a nonce: the peer has no cluster secret`);
+    const t: Transcript = {
+      dialer: h.from,
+      acceptor: this.cluster.self,
+      dialerIncarnation: h.incarnation,
+      acceptorIncarnation: this.incarnation,
+      dialerNonce: h.nonce,
+      acceptorNonce: newNonce(),
+      hello: f.payload,
+      helloAck: f.ack,
+      binding: conn.wire.binding?.() ?? new Uint8Array(0),
+    };
+    const challenge = encodeChallenge({
+      incarnation: this.incarnation,
+      nonce: t.acceptorNonce,
+      proof: proofOf(secret, 'acceptor', t),
+    });
+    conn.write(
+      encodeFrame(
+        {
+          type: LinkType.CHALLENGE,
+          flags: 0,
+          src: this.selfIndex,
+          seq: 0,
+          ack: 0,
+          channel: 0,
+          socket: 0,
+          value: 0,
+        },
+        [challenge],
+      ),
+    );
+    return { hello: h, frame: f, t };
+  }
+
+  /** The frame after our CHALLENGE: a PROOF of the secret over this exchange, or the connection is refused. */
+  private proof(conn: Conn, f: Frame, asked: { hello: Hello; frame: Frame; t: Transcript }): void {
+    const from = asked.hello.from;
+    if (f.type !== LinkType.PROOF)
+      return this.refuse(conn, 'badAuth', `'${from}' sent frame type ${f.type} instead of its PROOF`);
+    if (f.src !== asked.frame.src)
+      return this.refuse(conn, 'badAuth', `PROOF with source id ${f.src}, the HELLO had ${asked.frame.src}`);
+    const p = parseProof(f.payload);
+    if (typeof p !== 'string') return this.refuse(conn, 'badAuth', p.bad);
+    if (!proofMatches(this.cluster.secret!, 'dialer', asked.t, p))
+      return this.refuse(
+        conn,
+        'badAuth',
+        `'${from}' failed to prove the cluster secret (another secret, or a replayed exchange)`,
+      );
+    this.links.get(from)!.adopt(conn, asked.hello, asked.frame.ack);
   }
 
   private refuse(conn: Conn, kind: BadKind, why: string): void {

@@ -48,8 +48,11 @@ export const PLACE_MIN = 16 << 10;
 /** A 16 MiB payload: far above the data plane's 1 MiB messages, low enough that a bad length cannot make us allocate gigabytes. */
 export const DEFAULT_MAX_PAYLOAD = 16 << 20;
 
-/** The fabric's own frame types: never delivered to the owner. */
-export const LinkType = { HELLO: 1, WELCOME: 2, ACK: 3, HEARTBEAT: 4 } as const;
+/**
+ * The fabric's own frame types: never delivered to the owner. CHALLENGE
+ * and PROOF are the authentication between HELLO and WELCOME (auth.ts).
+ */
+export const LinkType = { HELLO: 1, WELCOME: 2, ACK: 3, HEARTBEAT: 4, CHALLENGE: 5, PROOF: 6 } as const;
 /**
  * Types from here up are the owner's (the data plane numbers its CONNECT,
  * MSG, CREDIT, ... from here): sequenced, acked, retransmitted, delivered

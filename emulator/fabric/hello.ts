@@ -1,10 +1,11 @@
 /**
  * The handshake frames. The dialer sends HELLO, the acceptor answers
- * WELCOME; both carry the same JSON payload, and in the header's ack field
+ * WELCOME (with the cluster secret, after CHALLENGE and PROOF: auth.ts); both carry the same JSON payload, and in the header's ack field
  * the last link seq the sender delivered (so the other side knows what to
  * retransmit). In WELCOME, `session` is the acceptor's verdict: the
  * dialer's session when it resumes, a new one otherwise.
  */
+import { isNonce } from './auth.js';
 import type { Cluster } from './cluster.js';
 
 export interface Hello {
@@ -24,6 +25,8 @@ export interface Hello {
    * never saw the WELCOME that opened it".
    */
   left?: string;
+  /** The dialer's fresh nonce for the authentication (auth.ts); absent from older senders. */
+  nonce?: string;
   /** The sender's unacked window, so the receiver acks well before it fills. */
   windowFrames: number;
   windowBytes: number;
@@ -52,6 +55,7 @@ export function parseHello(payload: Uint8Array): Hello | string {
   if (!str('from', /^[a-z0-9_-]{1,32}$/) || !str('to', /^[a-z0-9_-]{1,32}$/)) return 'HELLO: bad from/to';
   if (!str('incarnation', ID) || !str('session', ID)) return 'HELLO: bad incarnation/session';
   if (o.left !== undefined && !str('left', ID)) return 'HELLO: bad left';
+  if (o.nonce !== undefined && !isNonce(o.nonce)) return 'HELLO: bad nonce';
   if (!Number.isInteger(o.cluster) || !count('windowFrames') || !count('windowBytes'))
     return 'HELLO: bad cluster/window';
   return o as unknown as Hello;

@@ -18,6 +18,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { RateLimitedLog, type Logger } from '../util/log.js';
+import { encodeProof, newNonce, parseChallenge, proofMatches, proofOf, type Transcript } from './auth.js';
 import { formatAddress, type Cluster } from './cluster.js';
 import { Conn, type ConnHandlers } from './conn.js';
 import { corruptChunks, Hold, type WireFault, type WireFaults } from './faults.js';
@@ -34,7 +35,7 @@ import {
   type FrameHeader,
 } from './frame.js';
 import { dials, encodeHello, parseHello, refuseHello, type Hello } from './hello.js';
-import type { FabricTransport } from './transport.js';
+import { TlsFailure, type FabricTransport } from './transport.js';
 import { SendWindow, type SentFrame } from './window.js';
 
 export interface LinkOptions {
@@ -86,7 +87,19 @@ export interface LinkStateInfo {
 }
 
 /** Input refused, by kind: the frame decoder's kinds and the link's own. */
-export type BadKind = FrameErrorKind | 'outOfSequence' | 'unknownNode' | 'badHello' | 'unexpected';
+export type BadKind =
+  | FrameErrorKind
+  | 'outOfSequence'
+  | 'unknownNode'
+  | 'badHello'
+  | 'unexpected'
+  /** The handshake's authentication failed (auth.ts): no, another or a replayed proof of the cluster secret. */
+  | 'badAuth'
+  /** The TLS handshake, the peer's certificate, or the node it names (tls.ts). */
+  | 'badTls'
+  /** A connection that did not finish its handshake in time, or was pushed out by newer ones (preauth.ts). */
+  | 'handshakeTimeout'
+  | 'handshakeOverflow';
 export type BadCounts = Record<BadKind, number>;
 
 export function zeroBadCounts(): BadCounts {
@@ -100,6 +113,10 @@ export function zeroBadCounts(): BadCounts {
     unknownNode: 0,
     badHello: 0,
     unexpected: 0,
+    badAuth: 0,
+    badTls: 0,
+    handshakeTimeout: 0,
+    handshakeOverflow: 0,
   };
 }
 
@@ -211,6 +228,12 @@ export class Link {
     }
   });
   private rxFault: WireFault | null = null;
+  /**
+   * The dialer's side of the authentication on the current connection: its
+   * HELLO (nonce, payload, ack) and, once the CHALLENGE checked out, the
+   * acceptor's transcript (auth.ts).
+   */
+  private auth: { nonce: string; hello: Uint8Array; ack: number; proven: Transcript | null } | null = null;
 
   private readonly c = {
     framesSent: 0,
@@ -368,12 +391,25 @@ export class Link {
         this.own(conn);
         this.conn = conn;
         this.lastRx = performance.now();
-        this.writeLink(LinkType.HELLO, encodeHello(this.hello()));
+        const names = wire.peerNames;
+        if (this.ctx.cluster.tls && !names?.includes(this.peer))
+          return this.protocolError(
+            'badTls',
+            `dialed '${this.peer}', the certificate at ${wire.remote} names ${names?.join(', ') || 'no node'}`,
+          );
+        const nonce = newNonce();
+        const hello = encodeHello({ ...this.hello(), nonce });
+        this.auth = { nonce, hello, ack: this.delivered, proven: null };
+        this.writeLink(LinkType.HELLO, hello);
       },
       (e: Error) => {
         if (abort.signal.aborted || this.closed) return;
         this.dialAbort = null;
         this.clear('handshakeTimer');
+        if (e instanceof TlsFailure) {
+          this.bad.badTls++;
+          this.warn.warn('fabric-badTls', { kind: 'badTls', remote: formatAddress(addr) }, e.message);
+        }
         this.retry(`connect to ${formatAddress(addr)} failed: ${e.message}`);
       },
     );
@@ -429,6 +465,7 @@ export class Link {
     conn.drop();
     if (conn !== this.conn) return;
     this.conn = null;
+    this.auth = null;
     const wasUp = this.up;
     this.up = false;
     this.stopConnTimers();
@@ -577,10 +614,15 @@ export class Link {
         'unknownNode',
         `frame with source id ${f.src}, '${this.peer}' is ${this.peerIndex}`,
       );
-    if (!this.up) return this.onWelcome(f);
+    if (!this.up) return f.type === LinkType.CHALLENGE ? this.onChallenge(f) : this.onWelcome(f);
     if (!this.ackUpTo(f.ack)) return;
     if (f.type >= FIRST_DATA_TYPE) return this.onData(f);
-    if (f.type === LinkType.HELLO || f.type === LinkType.WELCOME) {
+    if (
+      f.type === LinkType.HELLO ||
+      f.type === LinkType.WELCOME ||
+      f.type === LinkType.CHALLENGE ||
+      f.type === LinkType.PROOF
+    ) {
       // The handshake repeated on the connection it established: a duplicated packet, nothing new.
       this.c.duplicates++;
       return;
@@ -589,14 +631,65 @@ export class Link {
       this.protocolError('unexpected', `link frame type ${f.type} on an established link`);
   }
 
+  /**
+   * The dialer: the acceptor proves the secret over our fresh nonce and
+   * its own; we answer with our PROOF. Nothing of the session is touched.
+   */
+  private onChallenge(f: Frame): void {
+    const secret = this.ctx.cluster.secret;
+    const auth = this.auth;
+    if (!this.dialer || auth === null)
+      return this.protocolError('unexpected', 'CHALLENGE to the end that accepts this link');
+    if (!secret)
+      return this.protocolError(
+        'badAuth',
+        `'${this.peer}' asks for authentication, and this node has no cluster secret (--fabric-secret)`,
+      );
+    if (auth.proven !== null) {
+      this.c.duplicates++;
+      return;
+    }
+    const c = parseChallenge(f.payload);
+    if (typeof c === 'string') return this.protocolError('badAuth', c);
+    const t: Transcript = {
+      dialer: this.ctx.cluster.self,
+      acceptor: this.peer,
+      dialerIncarnation: this.ctx.incarnation,
+      acceptorIncarnation: c.incarnation,
+      dialerNonce: auth.nonce,
+      acceptorNonce: c.nonce,
+      hello: auth.hello,
+      helloAck: auth.ack,
+      binding: this.conn?.wire.binding?.() ?? new Uint8Array(0),
+    };
+    if (!proofMatches(secret, 'acceptor', t, c.proof))
+      return this.protocolError(
+        'badAuth',
+        `'${this.peer}' failed to prove the cluster secret (another secret, or a replayed exchange)`,
+      );
+    auth.proven = t;
+    this.writeLink(LinkType.PROOF, encodeProof(proofOf(secret, 'dialer', t)));
+  }
+
   private onWelcome(f: Frame): void {
     if (f.type !== LinkType.WELCOME)
       return this.protocolError('unexpected', `expected WELCOME, got frame type ${f.type}`);
+    const proven = this.auth?.proven ?? null;
+    if (this.ctx.cluster.secret && proven === null)
+      return this.protocolError(
+        'badAuth',
+        `'${this.peer}' answered without authenticating (it has no cluster secret)`,
+      );
     const h = parseHello(f.payload);
     if (typeof h === 'string') return this.protocolError('badHello', h);
     if (h.session === '') return this.protocolError('badHello', 'WELCOME without a session');
     const refusal = refuseHello(h, f.src, this.ctx.cluster, this.peer);
     if (refusal) return this.protocolError(refusal.kind, refusal.why);
+    if (proven !== null && h.incarnation !== proven.acceptorIncarnation)
+      return this.protocolError(
+        'badAuth',
+        `WELCOME from incarnation ${h.incarnation}, the CHALLENGE from ${proven.acceptorIncarnation}`,
+      );
     const resume = this.session !== '' && h.session === this.session;
     if (!resume) {
       this.freshSession(h.incarnation, h.session);

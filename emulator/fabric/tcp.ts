@@ -13,12 +13,19 @@
  * That saves the turn of the event loop between poll(2) and the data, a
  * Buffer and a stream event per chunk; node never reads those sockets
  * (stopNodeReading).
+ *
+ * With `tls` (tls.ts) every connection is TLS 1.3 with certificates on both
+ * sides; node reads those (the kernel's bytes are ciphertext: direct reads
+ * do not apply), and the owner's poll(2) still gets their descriptors, so
+ * that it yields to the event loop when one is readable.
  */
 import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { createSecureContext, connect as tlsConnect, TLSSocket, type SecureContext } from 'node:tls';
 import { EAGAIN, EINTR, Libc } from '../native/libc.js';
 import { formatAddress, type NodeAddress } from './cluster.js';
 import { FrameError, HEADER_LEN } from './frame.js';
-import type { FabricListener, FabricTransport, Wire } from './transport.js';
+import { EXPORTER_BYTES, EXPORTER_LABEL, peerCertNames, tlsOptions, type FabricTls } from './tls.js';
+import { TlsFailure, type FabricListener, type FabricTransport, type Wire } from './transport.js';
 
 /** One read(2) takes at most this much; a socket with more is read again, up to READ_ROUNDS times per call. */
 const READ_MAX = 256 << 10;
@@ -64,6 +71,10 @@ class TcpWire implements Wire {
   private dataCb: ((chunk: Uint8Array) => void) | null = null;
   private hints: { headerNext(): boolean } | null = null;
   readonly fd: number;
+  /** TLS: the node names the peer's verified certificate carries (set once the handshake is done). */
+  peerNames: readonly string[] | null = null;
+  /** TLS: why the handshake or the peer's certificate failed, if it did. */
+  tlsFailure: string | null = null;
 
   constructor(
     private readonly socket: Socket,
@@ -75,11 +86,26 @@ class TcpWire implements Wire {
     this.local = `${socket.localAddress}:${socket.localPort}`;
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     // Without an 'error' listener a reset peer would crash the process; the cause is reported through onClose.
-    socket.on('error', (e) => (this.error = e));
+    socket.on('error', (e) => {
+      this.error = e;
+      if (socket instanceof TLSSocket && this.peerNames === null && this.tlsFailure === null)
+        this.tlsFailure = `TLS handshake failed: ${e.message}`;
+    });
     socket.on('close', () => {
       this.closedWith = this.error ? { error: this.error } : {};
       this.closeCb?.(this.error);
     });
+  }
+
+  /** TLS: keying material exported from this connection's session, which the authentication binds to. */
+  binding(): Uint8Array {
+    return this.socket instanceof TLSSocket && this.peerNames !== null
+      ? this.socket.exportKeyingMaterial(EXPORTER_BYTES, EXPORTER_LABEL, Buffer.alloc(0))
+      : new Uint8Array(0);
+  }
+
+  authFailure(): string | null {
+    return this.tlsFailure;
   }
 
   write(chunks: readonly Uint8Array[]): void {
@@ -207,9 +233,25 @@ function stopNodeReading(s: Socket): void {
   }
 }
 
-/** The descriptor under a node:net handle (Linux), or -1. */
+/**
+ * Why a server-side TLSSocket's client certificate fails verification by
+ * the CA, or null when it passes. Outside tls.Server node neither rejects
+ * nor sets `authorized` (tls.Server does it in a 'secure' listener of its
+ * own, with this same handle call); a handle without the call counts as a
+ * failure, so a change in node fails closed.
+ */
+function clientCertError(s: TLSSocket): string | null {
+  const h = (s as unknown as { _handle?: { verifyError?: () => Error | null } | null })._handle;
+  if (typeof h?.verifyError !== 'function') return 'cannot verify it (no verifyError on the TLS handle)';
+  const e = h.verifyError();
+  if (e) return (e as Error & { code?: string }).code ?? e.message;
+  return s.getPeerCertificate()?.subject ? null : 'no certificate';
+}
+
+/** The descriptor under a node:net handle (Linux; for TLS the TCP handle under the TLS one), or -1. */
 function fdOf(h: unknown): number {
-  const fd = (h as { _handle?: { fd?: number } } | null)?._handle?.fd;
+  const handle = (h as { _handle?: { fd?: number; _parent?: { fd?: number } } } | null)?._handle;
+  const fd = handle?.fd ?? handle?._parent?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
@@ -220,9 +262,19 @@ export class TcpTransport implements FabricTransport {
   /** Direct-read wires by descriptor. */
   private readonly direct = new Map<number, TcpWire>();
   private readonly arena: ReadArena | null;
+  private readonly tls: FabricTls | null;
+  private readonly secure: SecureContext | null;
 
-  constructor(opts: { directReads?: boolean } = {}) {
-    this.arena = opts.directReads ? new ReadArena() : null;
+  constructor(opts: { directReads?: boolean; tls?: FabricTls } = {}) {
+    this.tls = opts.tls ?? null;
+    this.secure = this.tls ? createSecureContext(tlsOptions(this.tls)) : null;
+    // The kernel's bytes of a TLS connection are ciphertext: node reads them.
+    this.arena = opts.directReads && !this.tls ? new ReadArena() : null;
+  }
+
+  /** Whether the connections are TLS. */
+  get encrypted(): boolean {
+    return this.tls !== null;
   }
 
   /**
@@ -284,8 +336,36 @@ export class TcpTransport implements FabricTransport {
     return s;
   }
 
+  /**
+   * A TLS connection's Wire exists from the TCP accept, so that the
+   * fabric's bound on connections not yet authenticated covers the TLS
+   * handshake too; bytes reach its owner only once the handshake is done
+   * and the client's certificate checked.
+   */
+  private accepted(raw: Socket): TcpWire {
+    if (!this.secure) return this.wire(raw);
+    raw.setNoDelay(true);
+    const s = new TLSSocket(raw, {
+      isServer: true,
+      secureContext: this.secure,
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+    const w = this.wire(s);
+    s.once('secure', () => {
+      const bad = clientCertError(s);
+      if (bad !== null) {
+        w.tlsFailure = `client certificate refused: ${bad}`;
+        s.destroy();
+        return;
+      }
+      w.peerNames = peerCertNames(s.getPeerCertificate());
+    });
+    return w;
+  }
+
   async listen(address: NodeAddress, onWire: (wire: Wire) => void): Promise<FabricListener> {
-    const server = createServer((s) => onWire(this.wire(s)));
+    const server = createServer((s) => onWire(this.accepted(s)));
     this.servers.add(server);
     server.once('close', () => this.servers.delete(server));
     await new Promise<void>((resolve, reject) => {
@@ -305,6 +385,7 @@ export class TcpTransport implements FabricTransport {
   }
 
   connect(address: NodeAddress, signal: AbortSignal): Promise<Wire> {
+    if (this.tls) return this.connectTls(address, signal);
     return new Promise<Wire>((resolve, reject) => {
       if (signal.aborted) return reject(new Error(`connect to ${formatAddress(address)} aborted`));
       const s = netConnect({ host: address.host, port: address.port });
@@ -323,6 +404,40 @@ export class TcpTransport implements FabricTransport {
         signal.removeEventListener('abort', abort);
         s.removeAllListeners('error');
         resolve(this.wire(s));
+      });
+    });
+  }
+
+  /** A TLS connection: resolves once the handshake is done and the server's certificate verified by the cluster's CA. */
+  private connectTls(address: NodeAddress, signal: AbortSignal): Promise<Wire> {
+    return new Promise<Wire>((resolve, reject) => {
+      const where = formatAddress(address);
+      if (signal.aborted) return reject(new Error(`connect to ${where} aborted`));
+      let tcpUp = false;
+      const s = tlsConnect({
+        host: address.host,
+        port: address.port,
+        secureContext: this.secure!,
+        rejectUnauthorized: true,
+        // The peer is known by address, which its certificate does not name: the fabric checks the node name (peerNames).
+        checkServerIdentity: () => undefined,
+      });
+      s.once('connect', () => (tcpUp = true));
+      const abort = (): void => {
+        s.destroy();
+        reject(new Error(`connect to ${where} aborted`));
+      };
+      signal.addEventListener('abort', abort, { once: true });
+      s.once('error', (e) => {
+        signal.removeEventListener('abort', abort);
+        reject(tcpUp ? new TlsFailure(`TLS handshake with ${where} failed: ${e.message}`) : e);
+      });
+      s.once('secureConnect', () => {
+        signal.removeEventListener('abort', abort);
+        s.removeAllListeners('error');
+        const w = this.wire(s);
+        w.peerNames = peerCertNames(s.getPeerCertificate());
+        resolve(w);
       });
     });
   }

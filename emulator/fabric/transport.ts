@@ -24,6 +24,16 @@ export interface Wire {
    * (nothing is read then). Called from within the data callback.
    */
   readExactly?(views: readonly Uint8Array[], n: number): boolean;
+  /**
+   * Optional (a transport that authenticates connections itself: TLS): the
+   * node names the peer's verified certificate carries, null before the
+   * handshake is done.
+   */
+  readonly peerNames?: readonly string[] | null;
+  /** Optional: bytes unique to this connection's security session (TLS exporter), which the handshake's proofs cover. */
+  binding?(): Uint8Array;
+  /** Optional: why the transport's own authentication (TLS) failed on this connection, or null. */
+  authFailure?(): string | null;
   /** Sets the callback for the end of the connection, whichever side ended it; called once. */
   onClose(cb: (error?: Error) => void): void;
   /** Drops the connection now; unsent data is discarded. */
@@ -42,3 +52,6 @@ export interface FabricTransport {
   /** Rejects when the connection cannot be made or `signal` aborts first. */
   connect(address: NodeAddress, signal: AbortSignal): Promise<Wire>;
 }
+
+/** connect() rejects with this when the connection was made and its TLS handshake (or the peer's certificate) failed. */
+export class TlsFailure extends Error {}

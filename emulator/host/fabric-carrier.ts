@@ -60,7 +60,10 @@ export class FabricCarrier {
   private dp: DataPlane | null = null;
 
   constructor(private readonly o: FabricCarrierOptions) {
-    this.transport = new TcpTransport({ directReads: o.directReads === true });
+    this.transport = new TcpTransport({
+      directReads: o.directReads === true,
+      ...(o.cluster.tls ? { tls: o.cluster.tls } : {}),
+    });
     o.cluster.names.forEach((n, i) => this.ids.set(n, i + 1));
     const id = (node: string): number => this.ids.get(node) ?? 0;
     const opts: FabricOptions = {

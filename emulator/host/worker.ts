@@ -9,6 +9,7 @@ import { SgiovDevice } from '../model/device.js';
 import { VfuServer } from './vfu-server.js';
 import { FabricCarrier } from './fabric-carrier.js';
 import { clusterFromOptions } from '../fabric/cluster.js';
+import type { FabricTlsFiles } from '../fabric/tls.js';
 import type { PciIdentity } from '../pci/config.js';
 import { FaultInjector } from '../faults/injector.js';
 import { loadPlan } from '../faults/plan.js';
@@ -18,6 +19,9 @@ export interface WorkerFabricConfig {
   self: string;
   nodes: [string, string][];
   deadlineMs?: number;
+  /** The cluster secret's and the TLS files' paths (the CLI loaded and checked them; loaded again here). */
+  secretFile?: string;
+  tls?: FabricTlsFiles;
 }
 
 export interface WorkerConfig {
@@ -108,9 +112,14 @@ async function main(): Promise<void> {
   server.open(model);
   if (cfg.fabric) {
     // parseServe validated it; rebuilt here from plain data.
+    const f = cfg.fabric;
     const cluster = clusterFromOptions({
-      node: cfg.fabric.nodes.map(([n, a]) => `${n}=${a}`),
-      self: cfg.fabric.self,
+      node: f.nodes.map(([n, a]) => `${n}=${a}`),
+      self: f.self,
+      'fabric-secret': f.secretFile,
+      ...(f.tls
+        ? { 'fabric-tls': true, 'fabric-ca': f.tls.ca, 'fabric-cert': f.tls.cert, 'fabric-key': f.tls.key }
+        : {}),
     });
     carrier = new FabricCarrier({
       cluster,

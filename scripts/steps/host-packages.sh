@@ -1,8 +1,9 @@
 # Host packages the setup itself needs: debootstrap for the trixie tree,
 # meson/ninja/json-c to build libvfio-user, cpio to pack the initramfs;
 # and libdeflate0, whose CRC-32 the emulator's fabric frames use (7x zlib's).
-# clang-format checks the C side's formatting (npm run lint).
-HOST_PACKAGES=(debootstrap meson ninja-build pkg-config libjson-c-dev libcmocka-dev cpio xz-utils gzip curl ca-certificates iproute2 libdeflate0 clang-format)
+# clang-format checks the C side's formatting (npm run lint). openssl makes
+# the fabric's secret and certificates (scripts/fabric-certs.sh).
+HOST_PACKAGES=(debootstrap meson ninja-build pkg-config libjson-c-dev libcmocka-dev cpio xz-utils gzip curl ca-certificates iproute2 libdeflate0 clang-format openssl)
 
 host_packages() {
   local missing=()

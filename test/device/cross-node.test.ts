@@ -5,7 +5,8 @@
  * link cut and restored (nothing lost with a long deadline; sockets failed
  * cleanly with a short one), and one emulator killed. Needs root for the
  * namespaces; every process is stopped by its PID and the namespaces are
- * deleted.
+ * deleted. The fabric is authenticated (a secret made for the run); the
+ * stress and the cut-and-resume run again with TLS on.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONSTANTS } from '../../emulator/abi/abi.js';
@@ -28,85 +29,106 @@ afterEach(stopCluster);
 describe.skipIf(!NetnsPair.available())(
   'cross-node pipes between two emulators in two network namespaces',
   () => {
-    it('carries the stress workload both ways across the link: nothing lost, duplicated, reordered or corrupted', async () => {
-      const c = await startCluster(20_000);
-      const ab = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 64, 65536, 9000);
-      const ba = openCrossPairs(c.b.drv, c.a.drv, NODE_A, 64, 65536, 9100);
-      const w = both(c);
-      const r1 = stressPairs(
-        ab.pairs,
-        { messagesPerPair: 60, minSize: 1, maxSize: 65536, ringSize: 65536, seed: 11 },
-        w.wait,
-        w.tick,
-      );
-      const r2 = stressPairs(
-        ba.pairs,
-        { messagesPerPair: 60, minSize: 1, maxSize: 65536, ringSize: 65536, seed: 12 },
-        w.wait,
-        w.tick,
-      );
-      for (const r of [r1, r2])
+    it.each([
+      ['authenticated', false],
+      ['authenticated and encrypted (TLS)', true],
+    ])(
+      'carries the stress workload both ways across the link (%s): nothing lost, duplicated, reordered or corrupted',
+      async (_what, tls) => {
+        const c = await startCluster(20_000, undefined, { tls });
+        const ab = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 64, 65536, 9000);
+        const ba = openCrossPairs(c.b.drv, c.a.drv, NODE_A, 64, 65536, 9100);
+        const w = both(c);
+        const r1 = stressPairs(
+          ab.pairs,
+          { messagesPerPair: 60, minSize: 1, maxSize: 65536, ringSize: 65536, seed: 11 },
+          w.wait,
+          w.tick,
+        );
+        const r2 = stressPairs(
+          ba.pairs,
+          { messagesPerPair: 60, minSize: 1, maxSize: 65536, ringSize: 65536, seed: 12 },
+          w.wait,
+          w.tick,
+        );
+        for (const r of [r1, r2])
+          expect(r).toMatchObject({
+            pairs: 32,
+            sent: 1920,
+            received: 1920,
+            lost: 0,
+            duplicated: 0,
+            reordered: 0,
+            corrupted: 0,
+            failedPairs: 0,
+          });
+        // The messages went over the fabric, not around it.
+        type Status = {
+          pipes: { msgsOut: number; msgsIn: number; msgsPlaced: number; unknownSocket: number };
+          fabric: { authenticated: boolean; encrypted: boolean; refused: Record<string, number> };
+        };
+        const st = (await control(c.a, 'status')) as Status;
+        expect(st.fabric).toMatchObject({ authenticated: true, encrypted: tls });
+        expect(Object.values(st.fabric.refused).every((n) => n === 0)).toBe(true);
+        expect(st.pipes.msgsOut).toBe(1920);
+        expect(st.pipes.msgsIn).toBe(1920);
+        expect(st.pipes.unknownSocket).toBe(0);
+        // Large messages landed straight in the receivers' rings (verified intact above), the rest through a copy.
+        const stB = (await control(c.b, 'status')) as Status;
+        process.stderr.write(
+          `cross-node${tls ? ' (TLS)' : ''}: messages placed straight in the ring: a ${st.pipes.msgsPlaced}, b ${stB.pipes.msgsPlaced} of 1920 each\n`,
+        );
+        // Over TLS node reads the sockets (the kernel holds ciphertext): nothing can be placed from the wire.
+        if (tls) expect(st.pipes.msgsPlaced + stB.pipes.msgsPlaced).toBe(0);
+        else expect(st.pipes.msgsPlaced + stB.pipes.msgsPlaced).toBeGreaterThan(0);
+      },
+      120_000,
+    );
+
+    it.each([
+      ['authenticated', false],
+      ['authenticated and encrypted (TLS)', true],
+    ])(
+      'the link cut and restored within the deadline (%s): the sessions resume, nothing is lost or duplicated',
+      async (_what, tls) => {
+        const c = await startCluster(30_000, undefined, { tls });
+        const { pairs } = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 32, 16384, 9200);
+        const w = both(c);
+        let cut = false;
+        const r = stressPairs(
+          pairs,
+          {
+            messagesPerPair: 150,
+            minSize: 1,
+            maxSize: 16384,
+            ringSize: 16384,
+            seed: 5,
+            progressEvery: 800,
+            progress: () => {
+              if (cut) return;
+              cut = true;
+              c.net.down();
+              sleepSync(2500); // longer than the fabric's dead-peer time (600 ms): the connections drop
+              c.net.up();
+            },
+          },
+          w.wait,
+          w.tick,
+        );
+        expect(cut).toBe(true);
         expect(r).toMatchObject({
-          pairs: 32,
-          sent: 1920,
-          received: 1920,
+          sent: 2400,
+          received: 2400,
           lost: 0,
           duplicated: 0,
           reordered: 0,
           corrupted: 0,
           failedPairs: 0,
         });
-      // The messages went over the fabric, not around it.
-      type Status = { pipes: { msgsOut: number; msgsIn: number; msgsPlaced: number; unknownSocket: number } };
-      const st = (await control(c.a, 'status')) as Status;
-      expect(st.pipes.msgsOut).toBe(1920);
-      expect(st.pipes.msgsIn).toBe(1920);
-      expect(st.pipes.unknownSocket).toBe(0);
-      // Large messages landed straight in the receivers' rings (verified intact above), the rest through a copy.
-      const stB = (await control(c.b, 'status')) as Status;
-      process.stderr.write(
-        `cross-node: messages placed straight in the ring: a ${st.pipes.msgsPlaced}, b ${stB.pipes.msgsPlaced} of 1920 each\n`,
-      );
-      expect(st.pipes.msgsPlaced + stB.pipes.msgsPlaced).toBeGreaterThan(0);
-    }, 120_000);
-
-    it('the link cut and restored within the deadline: the sessions resume, nothing is lost or duplicated', async () => {
-      const c = await startCluster(30_000);
-      const { pairs } = openCrossPairs(c.a.drv, c.b.drv, NODE_B, 32, 16384, 9200);
-      const w = both(c);
-      let cut = false;
-      const r = stressPairs(
-        pairs,
-        {
-          messagesPerPair: 150,
-          minSize: 1,
-          maxSize: 16384,
-          ringSize: 16384,
-          seed: 5,
-          progressEvery: 800,
-          progress: () => {
-            if (cut) return;
-            cut = true;
-            c.net.down();
-            sleepSync(2500); // longer than the fabric's dead-peer time (600 ms): the connections drop
-            c.net.up();
-          },
-        },
-        w.wait,
-        w.tick,
-      );
-      expect(cut).toBe(true);
-      expect(r).toMatchObject({
-        sent: 2400,
-        received: 2400,
-        lost: 0,
-        duplicated: 0,
-        reordered: 0,
-        corrupted: 0,
-        failedPairs: 0,
-      });
-      expect(c.a.emu.log + c.b.emu.log).toMatch(/resumed/);
-    }, 120_000);
+        expect(c.a.emu.log + c.b.emu.log).toMatch(/resumed/);
+      },
+      120_000,
+    );
 
     it('the link down past a short deadline: the paired sockets fail with LINK_FAILED on both sides, reported, none lost silently; local pipes go on', async () => {
       const c = await startCluster(1_000);

@@ -2,12 +2,15 @@
  * What the cross-node device tests share: two emulator processes, each in
  * its own network namespace (a veth pair made here), each with its own
  * VM-less client in the test's process; cleanup by PID; the control socket.
+ * The fabric is authenticated (a cluster secret made for the run) and, with
+ * `tls`, encrypted (certificates from scripts/fabric-certs.sh).
  */
 import { onTestFailed } from 'vitest';
 import { clientAccess } from '../../emulator/client/remote-access.js';
 import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
 import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
+import { FabricCredentials } from './fabric.js';
 import { NetnsPair } from '../../qemu/netns.js';
 import { controlCall, EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
 
@@ -42,6 +45,7 @@ async function startNode(
   name: 'a' | 'b',
   deadlineMs: number,
   extraArgs: readonly string[],
+  security: readonly string[],
 ): Promise<Node> {
   const sock = dir.file(`${name}.sock`);
   const emu = new EmulatorProcess({
@@ -55,6 +59,7 @@ async function startNode(
       String(deadlineMs),
       '--control',
       dir.file(`${name}.ctl`),
+      ...security,
       ...extraArgs,
     ],
   });
@@ -73,14 +78,17 @@ async function startNode(
 export async function startCluster(
   deadlineMs: number,
   args: (dir: RunDir) => { a?: string[]; b?: string[] } = () => ({}),
+  opts: { tls?: boolean } = {},
 ): Promise<Cluster> {
   const net = NetnsPair.create('xn');
   const dir = new RunDir('sgiov-crossnode-');
   const c: Cluster = { net, dir, a: null as unknown as Node, b: null as unknown as Node, keep: false };
   live = c;
   const extra = args(dir);
-  c.a = await startNode(net, dir, 'a', deadlineMs, extra.a ?? []);
-  c.b = await startNode(net, dir, 'b', deadlineMs, extra.b ?? []);
+  const creds = FabricCredentials.make(dir.file('fabric'), ['a', 'b']);
+  const tls = opts.tls === true;
+  c.a = await startNode(net, dir, 'a', deadlineMs, extra.a ?? [], creds.flags('a', tls));
+  c.b = await startNode(net, dir, 'b', deadlineMs, extra.b ?? [], creds.flags('b', tls));
   onTestFailed(() => {
     c.keep = true;
   });

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseClusterArgs, parseClusterJson } from '../../../emulator/fabric/cluster.js';
+import { FabricCredentials } from '../../support/fabric.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sgiov-cluster-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -62,7 +63,10 @@ describe('fabric cluster description', () => {
     ['{ "nodes": { "a": "h:7000" } }', /self: missing/],
     ['{ "self": "a", "nodes": {} }', /nodes: no node is listed/],
     ['{ "self": "a", "nodes": ["a"] }', /nodes: must be an object/],
-    ['{ "self": "a", "nodes": { "a": "h:1" }, "port": 3 }', /port: unknown field/],
+    [
+      '{ "self": "a", "nodes": { "a": "h:1" }, "port": 3 }',
+      /port: unknown field \(expected self, nodes, secret, tls\)/,
+    ],
     ['{ "self": "a", ', /cluster: not JSON/],
   ])('names the bad field: %s', (text, message) => {
     expect(() => parseClusterJson(text)).toThrow(message);
@@ -79,5 +83,127 @@ describe('fabric cluster description', () => {
     [['--node', 'a=h:1', '--self', 'a', '--port', '3'], /--port/],
   ])('names the bad flag: %j', (argv, message) => {
     expect(() => parseClusterArgs(argv)).toThrow(message);
+  });
+});
+
+describe('fabric cluster security settings: the secret file and TLS', () => {
+  const sec = join(dir, 'sec');
+  let creds: FabricCredentials;
+  const nodes = ['--node', 'a=127.0.0.1:7000', '--node', 'b=127.0.0.1:7001', '--self', 'a'];
+  beforeAll(() => {
+    creds = FabricCredentials.make(sec, ['a', 'b']);
+  });
+
+  it('reads the secret from an owner-only file, from a flag or the cluster file (relative to it)', () => {
+    const c = parseClusterArgs([...nodes, '--fabric-secret', creds.secretFile]);
+    // openssl rand -hex 32 and its newline: the 64 hex digits are the secret.
+    expect(Buffer.from(c.secret!).toString()).toBe(readFileSync(creds.secretFile, 'utf8').trim());
+    expect(c.secret!.length).toBe(64);
+    expect(c.tls).toBeUndefined();
+    const file = join(sec, 'cluster.json');
+    writeFileSync(file, JSON.stringify({ self: 'b', nodes: { a: 'h:1', b: 'h:2' }, secret: 'secret' }));
+    expect(Buffer.from(parseClusterArgs(['--cluster', file]).secret!).equals(Buffer.from(c.secret!))).toBe(
+      true,
+    );
+    expect(parseClusterArgs(nodes).secret).toBeUndefined();
+  });
+
+  it('refuses a secret file group or others may read, a short one, a missing one, and a secret given as text', () => {
+    const open = join(dir, 'open.secret');
+    writeFileSync(open, 'x'.repeat(64));
+    chmodSync(open, 0o644);
+    expect(() => parseClusterArgs([...nodes, '--fabric-secret', open])).toThrow(
+      /--fabric-secret: .*open\.secret has mode 644: group or others may read or write it \(chmod 600/,
+    );
+    chmodSync(open, 0o604);
+    expect(() => parseClusterArgs([...nodes, '--fabric-secret', open])).toThrow(/mode 604/);
+    const short = join(dir, 'short.secret');
+    writeFileSync(short, 'abc\n', { mode: 0o600 });
+    expect(() => parseClusterArgs([...nodes, '--fabric-secret', short])).toThrow(
+      /holds 3 bytes; a secret has 16\.\.4096/,
+    );
+    expect(() => parseClusterArgs([...nodes, '--fabric-secret', join(dir, 'nope')])).toThrow(
+      /--fabric-secret: cannot read/,
+    );
+    // What is on a command line is not a file: "--fabric-secret hunter2..." names a file that is not there.
+    expect(() => parseClusterArgs([...nodes, '--fabric-secret', 'correct horse battery staple'])).toThrow(
+      /cannot read/,
+    );
+    const file = join(dir, 'open-cluster.json');
+    writeFileSync(file, JSON.stringify({ self: 'a', nodes: { a: 'h:1' }, secret: 'open.secret' }));
+    expect(() => parseClusterArgs(['--cluster', file])).toThrow(/: secret: .*has mode 604/);
+  });
+
+  it('loads the TLS files and checks them: the key fits, the CA signed it, it names this node', () => {
+    const f = (n: string): string => join(sec, n);
+    const tls = (self: string, cert: string, key: string, ca = f('ca.pem')): string[] => [
+      '--node',
+      'a=h:1',
+      '--node',
+      'b=h:2',
+      '--self',
+      self,
+      '--fabric-secret',
+      creds.secretFile,
+      '--fabric-tls',
+      '--fabric-ca',
+      ca,
+      '--fabric-cert',
+      cert,
+      '--fabric-key',
+      key,
+    ];
+    const c = parseClusterArgs(tls('a', f('a.pem'), f('a.key')));
+    expect(c.tls?.cert.toString()).toContain('BEGIN CERTIFICATE');
+    expect(c.files?.tls).toEqual({ ca: f('ca.pem'), cert: f('a.pem'), key: f('a.key') });
+    expect(() => parseClusterArgs(tls('b', f('a.pem'), f('a.key')))).toThrow(
+      /--fabric-cert: .*a\.pem names a, not this node 'b'/,
+    );
+    expect(() => parseClusterArgs(tls('a', f('a.pem'), f('b.key')))).toThrow(
+      /--fabric-key: .*b\.key is not the key of/,
+    );
+    expect(() => parseClusterArgs(tls('a', f('a.pem'), f('a.key'), f('b.pem')))).toThrow(/is not signed by/);
+    chmodSync(f('a.key'), 0o640);
+    expect(() => parseClusterArgs(tls('a', f('a.pem'), f('a.key')))).toThrow(/--fabric-key: .*mode 640/);
+    chmodSync(f('a.key'), 0o600);
+    // TLS needs the secret, and every file.
+    expect(() => parseClusterArgs([...nodes, '--fabric-tls', '--fabric-ca', f('ca.pem')])).toThrow(
+      /--fabric-tls: needs --fabric-cert FILE/,
+    );
+    expect(() => parseClusterArgs([...nodes, '--fabric-cert', f('a.pem')])).toThrow(
+      /--fabric-cert: only with --fabric-tls/,
+    );
+    const noSecret = tls('a', f('a.pem'), f('a.key')).filter(
+      (x, i, all) => x !== '--fabric-secret' && all[i - 1] !== '--fabric-secret',
+    );
+    expect(() => parseClusterArgs(noSecret)).toThrow(
+      /--fabric-tls: needs the cluster secret too \(--fabric-secret\)/,
+    );
+    // The cluster file's "tls" section turns it on, its paths relative to the file.
+    const file = join(sec, 'tls-cluster.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        self: 'b',
+        nodes: { a: 'h:1', b: 'h:2' },
+        secret: 'secret',
+        tls: { ca: 'ca.pem', cert: 'b.pem', key: 'b.key' },
+      }),
+    );
+    expect(parseClusterArgs(['--cluster', file]).tls).toBeDefined();
+    writeFileSync(
+      file,
+      JSON.stringify({
+        self: 'b',
+        nodes: { a: 'h:1', b: 'h:2' },
+        tls: { ca: 'ca.pem', cert: 'b.pem', key: 'b.key' },
+      }),
+    );
+    expect(() => parseClusterArgs(['--cluster', file])).toThrow(/: tls: needs the cluster secret too/);
+    writeFileSync(
+      file,
+      JSON.stringify({ self: 'b', nodes: { a: 'h:1', b: 'h:2' }, tls: { ca: 'ca.pem', crt: 'b.pem' } }),
+    );
+    expect(() => parseClusterArgs(['--cluster', file])).toThrow(/tls\.crt: unknown field/);
   });
 });

@@ -3,95 +3,37 @@
  * by hand as node 'a' (or as nobody): each kind of bad input is refused or
  * dropped and counted, nothing crashes, and b's legitimate link to 'c'
  * keeps working. The same peer checks the window bound, since it can
- * simply never acknowledge.
+ * simply never acknowledge. The cluster has a secret (TEST_SECRET): the
+ * peer authenticates by hand (auth.ts) when it plays a node, and the
+ * intruder's attempts without it (no proof, a wrong one, a replayed
+ * exchange, another node's name, a flood of handshakes never finished)
+ * are each refused, counted and logged with its address.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { encodeProof } from '../../../emulator/fabric/auth.js';
 import { Fabric, type FabricOptions } from '../../../emulator/fabric/fabric.js';
-import {
-  encodeFrame,
-  encodeHeader,
-  FIRST_DATA_TYPE,
-  FrameDecoder,
-  LinkType,
-  type Frame,
-  type FrameHeader,
-} from '../../../emulator/fabric/frame.js';
-import { encodeHello, parseHello, type Hello } from '../../../emulator/fabric/hello.js';
-import { freePorts, localCluster } from '../../support/fabric.js';
+import { encodeFrame, encodeHeader, LinkType, type Frame } from '../../../emulator/fabric/frame.js';
+import { parseHello, type Hello } from '../../../emulator/fabric/hello.js';
+import { RAW_MSG, RawPeer } from '../../../emulator/fabric/raw-peer.js';
+import { freePorts, localCluster, TEST_SECRET } from '../../support/fabric.js';
+import { makeLogger } from '../../../emulator/util/log.js';
 import { until } from '../../../qemu/vm.js';
 
-/** A data frame type, as the data plane would number one. */
-const MSG = FIRST_DATA_TYPE + 2;
+/** The hostile peer (raw-peer.ts) with this test's cluster hash. */
+const raw = {
+  connect: (port: number): Promise<RawPeer> => RawPeer.connect(port, hash),
+  wrap: (s: Socket): RawPeer => RawPeer.wrap(s, hash),
+};
 
-/** Node 'a', by hand. Its source id is 0: 'a' sorts first in a, b, c. */
-class RawPeer {
-  readonly frames: Frame[] = [];
-  closed = false;
-  private readonly decoder = new FrameDecoder((f) => this.frames.push(f));
+const MSG = RAW_MSG;
+const S = TEST_SECRET;
 
-  private constructor(readonly socket: Socket) {
-    socket.on('data', (c) => this.decoder.push(c));
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => {});
-  }
-
-  static async connect(port: number): Promise<RawPeer> {
-    const s = connect(port, '127.0.0.1');
-    await new Promise((resolve, reject) => s.once('connect', resolve).once('error', reject));
-    return RawPeer.wrap(s);
-  }
-
-  static wrap(s: Socket): RawPeer {
-    const p = new RawPeer(s);
-    raws.push(p);
-    return p;
-  }
-
-  send(h: Partial<FrameHeader>, payload: Uint8Array[] = []): void {
-    for (const c of encodeFrame(
-      { type: MSG, flags: 0, src: 0, seq: 0, ack: 0, channel: 0, socket: 0, value: 0, ...h },
-      payload,
-    ))
-      this.socket.write(c);
-  }
-
-  hello(over: Partial<Hello> = {}, head: Partial<FrameHeader> = {}): void {
-    const h: Hello = {
-      from: 'a',
-      to: 'b',
-      cluster: hash,
-      incarnation: 'feed',
-      session: '',
-      windowFrames: 64,
-      windowBytes: 1 << 20,
-      ...over,
-    };
-    this.send({ type: LinkType.HELLO, ...head }, [encodeHello(h)]);
-  }
-
-  /** Sends HELLO and returns b's WELCOME and the last seq b says it delivered. */
-  async join(session = '', ack = 0): Promise<{ session: string; delivered: number }> {
-    this.hello({ session }, { ack });
-    expect(await until(() => this.frames.length > 0, 5_000)).toBe(true);
-    const w = this.frames.shift()!;
-    expect(w.type).toBe(LinkType.WELCOME);
-    const h = parseHello(w.payload);
-    if (typeof h === 'string') throw new Error(h);
-    return { session: h.session, delivered: w.ack };
-  }
-
-  async gone(): Promise<boolean> {
-    return until(() => this.closed, 5_000);
-  }
-}
-
-const raws: RawPeer[] = [];
 const fabrics: Fabric[] = [];
 const servers: Server[] = [];
 let hash = 0;
 afterEach(async () => {
-  for (const r of raws.splice(0)) r.socket.destroy();
+  RawPeer.destroyAll();
   await Promise.all(fabrics.splice(0).map((f) => f.close()));
   await Promise.all(servers.splice(0).map((s) => new Promise((resolve) => s.close(resolve))));
 });
@@ -101,7 +43,7 @@ afterEach(async () => {
  * accepted connections are raw peers; a is always the raw peer. b's events
  * are recorded.
  */
-async function setup(opts: Partial<FabricOptions> = {}, rawC = false) {
+async function setup(opts: Partial<FabricOptions> = {}, rawC = false, cOpts: Partial<FabricOptions> = {}) {
   const [pa, pb, pc] = await freePorts(3);
   const ports = { a: pa!, b: pb!, c: pc! };
   hash = localCluster('a', ports).hash;
@@ -109,9 +51,11 @@ async function setup(opts: Partial<FabricOptions> = {}, rawC = false) {
   const drains: string[] = [];
   const acked: number[] = [];
   const failed: number[][] = [];
-  // A long heartbeat: the raw peer does not send any.
+  // A long heartbeat: the raw peer does not send any. b's warnings are kept: each refusal is logged.
+  const logged: Record<string, unknown>[] = [];
+  const log = makeLogger('warn', { write: (line: string) => logged.push(JSON.parse(line)) });
   const b = new Fabric(
-    { cluster: localCluster('b', ports), heartbeatMs: 10_000, ...opts },
+    { cluster: localCluster('b', ports), heartbeatMs: 10_000, log, ...opts },
     {
       onFrame: (node, f) => got.push({ node, f }),
       onDrain: (node) => drains.push(node),
@@ -122,12 +66,12 @@ async function setup(opts: Partial<FabricOptions> = {}, rawC = false) {
   const cGot: Frame[] = [];
   const cConns: RawPeer[] = [];
   if (rawC) {
-    const server = createServer((s) => cConns.push(RawPeer.wrap(s)));
+    const server = createServer((s) => cConns.push(raw.wrap(s)));
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(pc, '127.0.0.1', resolve));
   } else {
     const c = new Fabric(
-      { cluster: localCluster('c', ports), heartbeatMs: 10_000 },
+      { cluster: localCluster('c', ports), heartbeatMs: 10_000, ...cOpts },
       { onFrame: (_n, f) => cGot.push(f) },
     );
     fabrics.push(c);
@@ -143,7 +87,7 @@ async function setup(opts: Partial<FabricOptions> = {}, rawC = false) {
     expect(await until(() => cGot.length === n + 1, 5_000)).toBe(true);
     expect(cGot.at(-1)!.value).toBe(42);
   };
-  return { b, port: pb!, got, drains, acked, failed, cConns, bad, bcWorks };
+  return { b, port: pb!, got, drains, acked, failed, cConns, bad, bcWorks, logged, cGot };
 }
 
 describe('fabric against a hostile peer', () => {
@@ -164,7 +108,7 @@ describe('fabric against a hostile peer', () => {
     ];
     for (const [what, act, kind] of cases) {
       const before = b.stats().refused[kind as 'badHello'];
-      const r = await RawPeer.connect(port);
+      const r = await raw.connect(port);
       act(r);
       expect(await r.gone(), what).toBe(true);
       expect(r.frames, what).toEqual([]); // no WELCOME
@@ -179,8 +123,8 @@ describe('fabric against a hostile peer', () => {
     const { b, port, got, bad, bcWorks } = await setup();
     const payload = (v: number): Uint8Array[] => [new Uint8Array(100).fill(v)];
 
-    let r = await RawPeer.connect(port);
-    await r.join();
+    let r = await raw.connect(port);
+    await r.join(S);
     const frame = encodeFrame(
       { type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 },
       payload(9),
@@ -188,8 +132,8 @@ describe('fabric against a hostile peer', () => {
     r.socket.end(Buffer.concat([frame[0]!, frame[1]!.subarray(0, 50)]));
     expect(await until(() => bad().truncated === 1, 5_000)).toBe(true);
 
-    r = await RawPeer.connect(port);
-    await r.join();
+    r = await raw.connect(port);
+    await r.join(S);
     const header = encodeHeader(
       { type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 0 },
       32 << 20,
@@ -199,8 +143,8 @@ describe('fabric against a hostile peer', () => {
     expect(await r.gone()).toBe(true);
     expect(bad().tooLarge).toBe(1);
 
-    r = await RawPeer.connect(port);
-    await r.join();
+    r = await raw.connect(port);
+    await r.join(S);
     const damaged = encodeFrame(
       { type: MSG, flags: 0, src: 0, seq: 1, ack: 0, channel: 0, socket: 0, value: 9 },
       payload(9),
@@ -212,8 +156,8 @@ describe('fabric against a hostile peer', () => {
     expect(got).toEqual([]);
 
     // Sequence: 1 is delivered, 1 again is a duplicate, 3 is a gap and resets the connection...
-    r = await RawPeer.connect(port);
-    const { session } = await r.join();
+    r = await raw.connect(port);
+    const { session } = await r.join(S);
     r.send({ seq: 1, value: 1 }, payload(1));
     r.send({ seq: 1, value: 1 }, payload(1));
     r.send({ seq: 3, value: 3 }, payload(3));
@@ -221,8 +165,8 @@ describe('fabric against a hostile peer', () => {
     expect(bad().outOfSequence).toBe(1);
     expect(b.stats().links.a!.duplicates).toBe(1);
     // ...and the reconnect resumes the session: b says it has 1, the peer resends from 2.
-    r = await RawPeer.connect(port);
-    const resumed = await r.join(session);
+    r = await raw.connect(port);
+    const resumed = await r.join(S, session);
     expect(resumed).toEqual({ session, delivered: 1 });
     r.send({ seq: 2, value: 2 }, payload(2));
     r.send({ seq: 3, value: 3 }, payload(3));
@@ -239,10 +183,10 @@ describe('fabric against a hostile peer', () => {
 
   it('keeps the newest connection from the same dialer and resumes on it', async () => {
     const { b, port } = await setup();
-    const first = await RawPeer.connect(port);
-    const { session } = await first.join();
-    const second = await RawPeer.connect(port);
-    expect(await second.join(session)).toEqual({ session, delivered: 0 });
+    const first = await raw.connect(port);
+    const { session } = await first.join(S);
+    const second = await raw.connect(port);
+    expect(await second.join(S, session)).toEqual({ session, delivered: 0 });
     expect(await first.gone()).toBe(true);
     expect(second.closed).toBe(false);
     expect(b.stats().links.a).toMatchObject({ state: 'up', session, failures: 0 });
@@ -252,14 +196,19 @@ describe('fabric against a hostile peer', () => {
     // Dead connections are found by the deadline here, not the (30 s) heartbeat timeout.
     const { b, failed, cConns } = await setup({ deadlineMs: 300 }, true);
     const welcome = (r: RawPeer, session: string): void =>
-      r.hello({ from: 'c', to: 'b', incarnation: 'cafe', session }, { type: LinkType.WELCOME, src: 2 });
+      void r.hello({ from: 'c', to: 'b', incarnation: 'cafe', session }, { type: LinkType.WELCOME, src: 2 });
+    const conn = async (i: number): Promise<RawPeer> => {
+      expect(await until(() => cConns[i] !== undefined, 5_000)).toBe(true);
+      return cConns[i]!;
+    };
     const helloOf = async (i: number): Promise<Hello> => {
-      expect(await until(() => (cConns[i]?.frames.length ?? 0) > 0, 5_000)).toBe(true);
-      const h = parseHello(cConns[i]!.frames.shift()!.payload);
+      const r = await conn(i);
+      const f = await r.next();
+      const h = parseHello(f!.payload);
       if (typeof h === 'string') throw new Error(h);
       return h;
     };
-    expect((await helloOf(0)).session).toBe('');
+    expect((await (await conn(0)).accept(S))?.session).toBe('');
     welcome(cConns[0]!, 'abcd');
     expect(await until(() => b.stats().links.c!.state === 'up', 5_000)).toBe(true);
     expect(b.send('c', MSG, { channel: 0, socket: 0 }, 0, [])).toEqual({ ok: true, seq: 1 });
@@ -276,8 +225,8 @@ describe('fabric against a hostile peer', () => {
 
   it('bounds the unacknowledged window: send() reports back-pressure until the peer acks', async () => {
     const { b, port, drains, acked } = await setup({ windowFrames: 8, windowBytes: 256 << 10 });
-    const r = await RawPeer.connect(port);
-    await r.join();
+    const r = await raw.connect(port);
+    await r.join(S);
     const send = (value: number, size: number) =>
       b.send('a', MSG, { channel: 5, socket: 6 }, value, [new Uint8Array(size)]);
 
@@ -306,4 +255,187 @@ describe('fabric against a hostile peer', () => {
     expect(send(11, 512 << 10).ok).toBe(true);
     expect(send(12, 10)).toEqual({ ok: false, reason: 'full' });
   });
+});
+
+describe('fabric authentication against an intruder without the secret', () => {
+  /** b's warnings about connections from `r`'s address, of `kind`. */
+  const linesAbout = (logged: Record<string, unknown>[], r: RawPeer, kind: string): number =>
+    logged.filter((l) => l.kind === kind && l.remote === `127.0.0.1:${r.port}`).length;
+
+  it('refuses a HELLO without a nonce, a wrong proof, another frame for the proof, and no proof at all; each counted and logged with its address', async () => {
+    const { b, port, got, logged, bcWorks } = await setup({ deadMs: 400 });
+    const cases: [string, (r: RawPeer) => Promise<void>, string][] = [
+      ['HELLO without a nonce', async (r) => void r.hello({ nonce: undefined }), 'badAuth'],
+      [
+        'proof made with another secret',
+        (r) =>
+          r.authenticate(new TextEncoder().encode('not the cluster secret'), { check: S }).then(() => {}),
+        'badAuth',
+      ],
+      [
+        'data instead of the proof',
+        async (r) => {
+          r.hello();
+          expect((await r.next())?.type).toBe(LinkType.CHALLENGE);
+          r.send({ seq: 1, value: 7 }, [new Uint8Array(10)]);
+        },
+        'badAuth',
+      ],
+      [
+        'a proof that is not hex',
+        async (r) => {
+          r.hello();
+          await r.next();
+          r.send({ type: LinkType.PROOF }, [new TextEncoder().encode('{"proof":"xyz"}')]);
+        },
+        'badAuth',
+      ],
+      // Says HELLO and stops: the handshake times out (deadMs) and the connection goes.
+      ['HELLO, then nothing', async (r) => void r.hello(), 'handshakeTimeout'],
+      ['nothing at all', async () => {}, 'handshakeTimeout'],
+    ];
+    for (const [what, act, kind] of cases) {
+      const before = b.stats().refused[kind as 'badAuth'];
+      const r = await raw.connect(port);
+      await act(r);
+      expect(await r.gone(), what).toBe(true);
+      // No WELCOME, nothing after the CHALLENGE.
+      expect(
+        r.frames.filter((f) => f.type !== LinkType.CHALLENGE),
+        what,
+      ).toEqual([]);
+      expect(b.stats().refused[kind as 'badAuth'], what).toBe(before + 1);
+      expect(linesAbout(logged, r, kind), what).toBe(1);
+    }
+    expect(b.stats().refused).toMatchObject({ badAuth: 4, handshakeTimeout: 2 });
+    expect(b.stats().links.a!.state).toBe('connecting');
+    expect(b.stats().handshaking).toBe(0);
+    expect(got).toEqual([]);
+    await bcWorks();
+  });
+
+  it('refuses a captured exchange replayed, and a proof replayed on a new challenge; the session it copied stays as it was', async () => {
+    const { b, port, got, logged } = await setup();
+    // A real 'a' joins (the intruder watches its bytes) and sends one frame.
+    const real = await raw.connect(port);
+    const { session } = await real.join(S);
+    real.send({ seq: 1, value: 1 }, [new Uint8Array([1])]);
+    expect(await until(() => got.length === 1, 5_000)).toBe(true);
+    const [helloBytes, proofBytes] = real.sent;
+
+    // Replayed as it was: HELLO and PROOF back to back (the PROOF answered the old CHALLENGE).
+    const replay = await raw.connect(port);
+    replay.socket.write(helloBytes!);
+    replay.socket.write(proofBytes!);
+    expect(await replay.gone()).toBe(true);
+    expect(replay.frames.map((f) => f.type)).toEqual([LinkType.CHALLENGE]);
+    expect(b.stats().refused.badAuth).toBe(1);
+    expect(linesAbout(logged, replay, 'badAuth')).toBe(1);
+
+    // Replayed after reading the new CHALLENGE: the old proof does not cover its nonce.
+    const late = await raw.connect(port);
+    late.socket.write(helloBytes!);
+    expect((await late.next())?.type).toBe(LinkType.CHALLENGE);
+    late.socket.write(proofBytes!);
+    expect(await late.gone()).toBe(true);
+    expect(b.stats().refused.badAuth).toBe(2);
+
+    // The real peer's connection and session were neither replaced nor failed, and still carry frames.
+    expect(real.closed).toBe(false);
+    expect(b.stats().links.a).toMatchObject({ state: 'up', session, failures: 0, framesReceived: 1 });
+    real.send({ seq: 2, value: 2 }, [new Uint8Array([2])]);
+    expect(await until(() => got.length === 2, 5_000)).toBe(true);
+    expect(got.map((g) => g.f.value)).toEqual([1, 2]);
+  });
+
+  it("refuses an intruder claiming another node's name: the named node's session is not resumed, replaced or failed", async () => {
+    const { b, port, got, logged, bcWorks } = await setup();
+    const real = await raw.connect(port);
+    const { session } = await real.join(S);
+    // Claims to be 'a', naming a's session to resume it, with no secret (a guessed proof).
+    const intruder = await raw.connect(port);
+    const { payload } = intruder.hello({ session, incarnation: 'feed' });
+    expect(payload.length).toBeGreaterThan(0);
+    expect((await intruder.next())?.type).toBe(LinkType.CHALLENGE);
+    intruder.send({ type: LinkType.PROOF }, [encodeProof('00'.repeat(32))]);
+    intruder.send({ seq: 1, value: 66 }, [new Uint8Array([6, 6])]);
+    expect(await intruder.gone()).toBe(true);
+    // ... and as 'c' (a real node, which b dials): refused before any proof.
+    const asC = await raw.connect(port);
+    asC.hello({ from: 'c' }, { src: 2 });
+    expect(await asC.gone()).toBe(true);
+    expect(b.stats().refused).toMatchObject({ badAuth: 1, badHello: 1 });
+    expect(linesAbout(logged, intruder, 'badAuth')).toBe(1);
+    expect(real.closed).toBe(false);
+    expect(b.stats().links.a).toMatchObject({ state: 'up', session, failures: 0, reconnects: 0 });
+    expect(got).toEqual([]); // nothing from the intruder
+    await bcWorks();
+  });
+
+  it('refuses a peer acceptor that cannot prove the secret or replays a captured CHALLENGE (b dials it)', async () => {
+    const { b, cConns, logged } = await setup({}, true);
+    const conn = async (i: number): Promise<RawPeer> => {
+      expect(await until(() => cConns[i] !== undefined, 5_000)).toBe(true);
+      return cConns[i]!;
+    };
+    // A c with another secret: b refuses its CHALLENGE and sends no PROOF.
+    expect(
+      await (await conn(0)).accept(new TextEncoder().encode('another secret, same length'), { check: S }),
+    ).toBeNull();
+    expect(await cConns[0]!.gone()).toBe(true);
+    expect(b.stats().links.c!.bad.badAuth).toBe(1);
+    // A real c (it has the secret): b proves itself; the intruder captures that CHALLENGE...
+    expect(await (await conn(1)).accept(S)).not.toBeNull();
+    const captured = cConns[1]!.sent[0]!;
+    cConns[1]!.socket.destroy();
+    // ...and replays it to b's next dial: it answered another nonce.
+    const r = await conn(2);
+    expect((await r.next())?.type).toBe(LinkType.HELLO);
+    r.socket.write(captured);
+    expect(await r.gone()).toBe(true);
+    expect(r.frames).toEqual([]); // no PROOF
+    expect(b.stats().links.c!.bad.badAuth).toBe(2);
+    expect(logged.filter((l) => l.kind === 'badAuth').length).toBe(2);
+    expect(b.stats().links.c!.session).toBe('');
+  });
+
+  it('1,000 connections that never finish the handshake: each refused and counted, at most the bound held at once; the real link keeps working and a real peer still joins', async () => {
+    // A short handshake time and heartbeats to match it (deadMs = 3 heartbeats).
+    const fast = { heartbeatMs: 100 };
+    const { b, port, got, logged, cGot } = await setup(fast, false, fast);
+    const N = 1000;
+    let maxHeld = 0;
+    const sample = setInterval(() => (maxHeld = Math.max(maxHeld, b.stats().handshaking)), 2);
+    const peers: RawPeer[] = [];
+    let sentToC = 0;
+    for (let i = 0; i < N; i += 50) {
+      const batch = await Promise.all(Array.from({ length: 50 }, () => raw.connect(port)));
+      // Half say HELLO and never prove anything, half say nothing at all.
+      batch.forEach((r, j) => j % 2 === 0 && r.hello());
+      peers.push(...batch);
+      // b's link to c carries frames all along.
+      expect(b.send('c', MSG, { channel: 0, socket: 0 }, i, [new Uint8Array([i & 0xff])]).ok).toBe(true);
+      sentToC++;
+      maxHeld = Math.max(maxHeld, b.stats().handshaking);
+    }
+    expect(await until(() => peers.every((r) => r.closed), 20_000)).toBe(true);
+    clearInterval(sample);
+    const { refused } = b.stats();
+    expect(refused.handshakeTimeout + refused.handshakeOverflow).toBe(N);
+    // One host may hold 16 handshakes: the rest pushed out its own older ones.
+    expect(refused.handshakeOverflow).toBeGreaterThanOrEqual(N - 16 * 3);
+    expect(maxHeld).toBeLessThanOrEqual(16);
+    expect(b.stats().handshaking).toBe(0);
+    // Logged with their addresses (rate-limited: the first of each second, then a count of the rest).
+    expect(
+      logged.some((l) => l.kind === 'handshakeOverflow' && String(l.remote).startsWith('127.0.0.1:')),
+    ).toBe(true);
+    expect(peers.every((r) => r.frames.every((f) => f.type === LinkType.CHALLENGE))).toBe(true);
+    expect(await until(() => cGot.length === sentToC, 5_000)).toBe(true);
+    expect(b.stats().links.c).toMatchObject({ state: 'up', failures: 0 });
+    expect(got).toEqual([]);
+    // After the flood a real 'a' still joins.
+    const real = await raw.connect(port);
+    expect((await real.join(S)).session).toMatch(/^[0-9a-f]{16}$/);
+  }, 60_000);
 });
