@@ -7,7 +7,6 @@
  * are removed by stop()/cleanup().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
 import {
   closeSync,
   createWriteStream,
@@ -21,6 +20,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ControlClient } from '../emulator/control/client.js';
 import { cacheDir, checkoutId, repoRoot } from '../emulator/util/paths.js';
 
 export interface GuestImage {
@@ -412,36 +412,20 @@ export class QemuVm {
 }
 
 /** One command to an emulator's control socket (JSON lines): its result; throws on an error reply or no answer in `ms`. */
-export function controlCall(
+export async function controlCall(
   path: string,
   cmd: string,
   args: Record<string, unknown> = {},
   ms = 10_000,
 ): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const c = connect(path);
-    let buf = '';
-    const t = setTimeout(() => {
-      c.destroy();
-      reject(new Error(`control ${cmd}: no answer in ${ms} ms`));
-    }, ms);
-    c.setEncoding('utf8');
-    c.on('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-    c.on('connect', () => c.write(JSON.stringify({ id: 1, cmd, args }) + '\n'));
-    c.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(t);
-      c.end();
-      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (r.ok) resolve(r.result);
-      else reject(new Error(`control ${cmd}: ${r.error}`));
-    });
-  });
+  const c = await ControlClient.connect(path);
+  try {
+    const r = await c.request(cmd, args, ms);
+    if (!r.ok) throw new Error(`control ${cmd}: ${r.error}`);
+    return r.result;
+  } finally {
+    c.close();
+  }
 }
 
 /**
