@@ -32,6 +32,7 @@ import { Libc } from '../../emulator/native/libc.js';
 import { SgiovDriver, VEC_DMA } from '../../emulator/client/sgiov-driver.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { stats, type Stats } from './stats.js';
+import { benchRow, rowsTable } from './rows.js';
 
 export { stats, type Stats } from './stats.js';
 
@@ -253,6 +254,33 @@ async function main(): Promise<number> {
       scheduler: sched,
       isolation: iso,
       crossNode: fabric,
+      rows: [
+        benchRow({
+          id: 'dataPlane.stream.128k',
+          what: '128 KiB stream over one pipe, zero-copy / memcpy through the same rings',
+          unit: 'GB/s',
+          value: dp.stream.zeroCopyGBps,
+          baseline: dp.stream.memcpyGBps,
+          goal: '>= 0.5',
+        }),
+        benchRow({
+          id: 'dataPlane.scaling.pingPong.4k',
+          what: `4 KiB ping-pong median RTT with ${dp.scaling.at(-1)!.sockets} sockets open / with ${dp.scaling[0]!.sockets}`,
+          unit: 'us',
+          value: dp.scaling.at(-1)!.rttUs.median,
+          baseline: dp.scaling[0]!.rttUs.median,
+          goal: '<= 1.5',
+        }),
+        benchRow({
+          id: 'dataPlane.aesGcm.128k',
+          what: 'AES-256-GCM engine on 128 KiB messages / node:crypto on the same buffers',
+          unit: 'GB/s',
+          value: dp.crypto.engineGBps,
+          baseline: dp.crypto.nodeCryptoGBps,
+          goal: '>= 0.8',
+        }),
+        ...('rows' in fabric ? fabric.rows : []),
+      ],
     };
 
     const rows: [string, string, string, string][] = [
@@ -389,6 +417,13 @@ async function main(): Promise<number> {
           `n=${fabric.pingPong.tcpUs.n}`,
         ],
         [`  pipe / TCP median RTT (goal <= 1.5)`, '', '', fabric.pingPong.ratio.toFixed(2)],
+        [`  128 KiB stream over a TLS 1.3 fabric`, '', '', `${fabric.stream.tlsGBps.toFixed(3)} GB/s`],
+        [
+          `  4 KiB ping-pong RTT over a TLS 1.3 fabric`,
+          `${fabric.pingPong.tlsUs.median.toFixed(1)} us`,
+          `${fabric.pingPong.tlsUs.p99.toFixed(1)} us`,
+          `n=${fabric.pingPong.tlsUs.n}`,
+        ],
       );
     }
     const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -399,6 +434,8 @@ async function main(): Promise<number> {
     );
     process.stdout.write(line(rows[0]!) + '\n' + w.map((n) => '-'.repeat(n)).join('  ') + '\n');
     for (const r of rows.slice(1)) process.stdout.write(line(r) + '\n');
+    process.stdout.write('\nrows (baseline measured in the same run; ratio = value / baseline)\n');
+    process.stdout.write(rowsTable(result.rows));
 
     if (!values['no-json']) {
       const out = join(repoRoot(), 'bench', 'results');
