@@ -17,6 +17,7 @@ import { loadPlan, PlanError } from '../faults/plan.js';
 // The CLI is the outermost layer: it may use the harness (qemu/ never imports the CLI).
 import { runInVm, VmRunError, type Copy } from '../../qemu/run.js';
 import { parseCidr } from '../../qemu/address-plan.js';
+import { CompareError, compareResults } from '../../qemu/bench/compare.js';
 import { readFileSync } from 'node:fs';
 import { methodHandler } from '../control/methods.js';
 import { ControlClient, ControlUnreachable } from '../control/client.js';
@@ -31,6 +32,8 @@ Usage:
   sgiov vm [vm options] -- COMMAND [ARGS...]      run a command in a guest, exit with its status
   sgiov vm [vm options] --shell                   an interactive guest shell
                                                  ('methods' lists them; sgiov ctl --help)
+  sgiov bench compare A.json B.json             two bench results row by row (exit 1: a goal
+                                                 met in A is missed in B)
   sgiov --version
 ${DRF_USAGE}
   sgiov --help
@@ -388,6 +391,23 @@ async function ctl(argv: string[]): Promise<number> {
   }
 }
 
+/** sgiov bench compare A.json B.json (qemu/bench/compare.ts). */
+function bench(args: string[]): number {
+  if (args[0] !== 'compare' || args.length !== 3)
+    throw new UsageError(
+      'usage: sgiov bench compare A.json B.json (two results of npm run bench or bench:apps)',
+    );
+  try {
+    const r = compareResults(args[1]!, args[2]!);
+    process.stdout.write(r.text);
+    return r.regressed.length ? 1 : 0;
+  } catch (e) {
+    if (!(e instanceof CompareError)) throw e;
+    process.stderr.write(`sgiov bench compare: ${e.message}\n`);
+    return 2;
+  }
+}
+
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
     version: string;
@@ -434,6 +454,8 @@ async function main(argv: string[]): Promise<number> {
         return runDrf(rest);
       case 'vm':
         return await vm(rest);
+      case 'bench':
+        return bench(rest);
       default:
         throw new UsageError(`unknown command '${cmd}'`);
     }
