@@ -9,7 +9,7 @@
  * thread. The context is non-blocking: the loop polls the socket itself so
  * that it can also run the device's scheduled events and stop on request.
  */
-import { unlinkSync } from 'node:fs';
+import { FrontDoor, type Refusal } from './front-door.js';
 import { BARS, DOORBELLS } from '../abi/abi.js';
 import type { DeviceHost, PciDeviceModel } from '../model/host.js';
 import { DmaRegions } from '../model/dma-regions.js';
@@ -55,6 +55,10 @@ export interface VfuServerOptions {
   identity: PciIdentity;
   msixVectors: number;
   log: Logger;
+  /** A group given read and write on the socket (its gid); without it the socket is owner-only. */
+  socketGid?: number;
+  /** A handshake or a started message must complete within this (ms; default 5000). */
+  clientDeadlineMs?: number;
 }
 
 export interface VfuStats {
@@ -64,6 +68,10 @@ export interface VfuStats {
   barAccesses: number;
   /** KICK doorbells rung through the ioeventfd (a client that asked for it writes the eventfd instead of a message). */
   ioeventfdKicks: number;
+  /** Clients the front door dropped (silent past the deadline, not reading, unparseable). */
+  clientsDropped: number;
+  /** Requests the front door refused with an error reply (bad fds, sizes). */
+  requestsRefused: number;
 }
 
 /** A device loop's round that only spun: it neither waited nor looked at other descriptors. */
@@ -109,13 +117,35 @@ export class VfuServer implements DeviceHost {
     dmaRegions: 0,
     barAccesses: 0,
     ioeventfdKicks: 0,
+    clientsDropped: 0,
+    requestsRefused: 0,
   };
+  private readonly door: FrontDoor;
   /** The KICK doorbell's ioeventfd (-1: none), and 8 bytes to read it into. */
   private kickFd = -1;
   private readonly kickBuf = Buffer.alloc(8);
 
   constructor(private readonly opts: VfuServerOptions) {
     this.log = opts.log.child({ sub: 'vfu' });
+    this.door = new FrontDoor(
+      {
+        socketPath: opts.socketPath,
+        ...(opts.socketGid !== undefined ? { gid: opts.socketGid } : {}),
+        deadlineMs: opts.clientDeadlineMs ?? 5000,
+        log: opts.log,
+      },
+      {
+        attach: () => this.tryAttach(),
+        serve: () => this.serveRequests(),
+        connectionFd: () => (this.ctx ? this.n.vfu_get_poll_fd(this.ctx) : -1),
+        check: (cmd, payload, fds) => this.checkRequest(cmd, payload, fds),
+      },
+    );
+  }
+
+  /** What the front door asks before handing a request to libvfio-user (see checkRequest). */
+  private checkRequest(_cmd: number, _payload: Buffer, _fds: readonly number[]): Refusal | null {
+    return null;
   }
 
   // ---- DeviceHost -----------------------------------------------------------
@@ -159,14 +189,10 @@ export class VfuServer implements DeviceHost {
   open(model: PciDeviceModel): void {
     this.model = model;
     const { socketPath, identity: id, msixVectors, log: rootLog } = this.opts;
-    try {
-      unlinkSync(socketPath);
-    } catch {
-      /* not there */
-    }
+    // libvfio-user listens on a private socket; clients come through the front door.
     const ctx = this.n.vfu_create_ctx(
       VFU_TRANS_SOCK,
-      socketPath,
+      this.door.privatePath,
       LIBVFIO_USER_FLAG_ATTACH_NB,
       null,
       VFU_DEV_TYPE_PCI,
@@ -272,6 +298,7 @@ export class VfuServer implements DeviceHost {
     this.callbacks.push(reset);
     check('vfu_setup_device_reset_cb', this.n.vfu_setup_device_reset_cb(ctx, reset));
     check('vfu_realize_ctx', this.n.vfu_realize_ctx(ctx));
+    this.door.listen();
     this.log.info({ socket: socketPath, ids: id, msixVectors }, 'listening for a vfio-user client');
   }
 
@@ -434,19 +461,19 @@ export class VfuServer implements DeviceHost {
     const own = this.kickFd >= 0 ? 2 : 1;
     const n = own + extra.length;
     if (this.pollSet.length < n * 8) this.pollSet = Buffer.alloc(n * 8 * 2);
-    const fd = this.n.vfu_get_poll_fd(this.ctx);
+    const fd = this.door.pollFd();
     for (let i = 0; i < n; i++) {
       this.pollSet.writeInt32LE(i === 0 ? fd : i < own ? this.kickFd : extra[i - own]!, i * 8);
-      this.pollSet.writeInt16LE(POLLIN, i * 8 + 4);
+      this.pollSet.writeInt16LE(i === 0 ? this.door.pollEvents() : POLLIN, i * 8 + 4);
       this.pollSet.writeInt16LE(0, i * 8 + 6);
     }
     const r = this.n.poll(this.pollSet, n, timeout);
     if (r < 0 && this.n.errno() !== EINTR) throw new Error(`poll failed: errno ${this.n.errno()}`);
     const revents = (i: number): boolean => r > 0 && this.pollSet.readInt16LE(i * 8 + 6) !== 0;
-    if (revents(0)) {
-      if (!this.attached) this.tryAttach();
-      else this.serveRequests();
-    }
+    if (revents(0)) this.door.ready(this.pollSet.readInt16LE(6));
+    else this.door.tick();
+    this.stats.clientsDropped = this.door.stats.dropped;
+    this.stats.requestsRefused = this.door.stats.refused;
     if (own === 2 && revents(1)) this.kickFromEventfd();
     const ready: number[] = [];
     for (let i = own; i < n; i++) if (revents(i)) ready.push(extra[i - own]!);
@@ -462,23 +489,25 @@ export class VfuServer implements DeviceHost {
 
   private nextTimeoutMs(idleMs: number): number {
     if (this.busy) return 0; // the device is polling shared memory: do not sleep
+    const deadline = this.door.nextDeadlineMs();
+    if (deadline !== undefined) idleMs = Math.min(idleMs, deadline);
     const next = this.events.nextDue();
     if (next === undefined) return idleMs;
     const ms = Math.floor((next - this.nowNs()) / 1e6);
     return Math.max(0, Math.min(idleMs, ms));
   }
 
-  private tryAttach(): void {
+  /** The front door has passed the client's VERSION on: libvfio-user's handshake. */
+  private tryAttach(): boolean {
     if (this.n.vfu_attach_ctx(this.ctx) === 0) {
       this.attached = true;
       this.stats.attached = true;
       this.stats.clients++;
       this.log.info({ client: this.stats.clients }, 'client attached');
-      return;
+      return true;
     }
-    const e = this.n.errno();
-    if (e !== EAGAIN && e !== EINTR)
-      this.log.warn({ errno: e }, 'client failed the vfio-user handshake; still listening');
+    this.log.warn({ errno: this.n.errno() }, 'client failed the vfio-user handshake; still listening');
+    return false;
   }
 
   private serveRequests(): void {
@@ -503,6 +532,7 @@ export class VfuServer implements DeviceHost {
   }
 
   private clientGone(): void {
+    if (!this.attached) return;
     // The next client finds the function as after a reset: no memory
     // decoding, no bus mastering, MSI-X off (libvfio-user keeps them).
     if (this.cfgSpace) {
@@ -517,6 +547,8 @@ export class VfuServer implements DeviceHost {
     this.events.clear();
     this.model?.reset('client disconnected');
     this.log.info('client gone; waiting for the next client');
+    // When libvfio-user ended the connection (a protocol error), the front door drops the client too.
+    this.door.drop('libvfio-user ended the connection', {});
   }
 
   private runDueEvents(): void {
@@ -548,11 +580,7 @@ export class VfuServer implements DeviceHost {
       Libc.get().close(this.shmFd);
       this.shmFd = -1;
     }
-    try {
-      unlinkSync(this.opts.socketPath);
-    } catch {
-      /* already gone */
-    }
+    this.door.close();
     this.log.info('closed');
   }
 }
