@@ -34,7 +34,13 @@ import {
 } from '../native/libvfio-user.js';
 import {
   EAGAIN,
+  EBADF,
   ECONNRESET,
+  EINVAL,
+  F_GET_SEALS,
+  F_SEAL_SHRINK,
+  S_IFMT,
+  S_IFREG,
   EFD_CLOEXEC,
   EFD_NONBLOCK,
   EINTR,
@@ -94,6 +100,7 @@ export interface LoopIo {
   /** A busy slice ends after this long (default 200 us). */
   sliceUs?: number;
 }
+const CMD_DMA_MAP = 2;
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MASTER = 0x4;
 
@@ -143,14 +150,95 @@ export class VfuServer implements DeviceHost {
     );
   }
 
-  /** What the front door asks before handing a request to libvfio-user (see checkRequest). */
-  private checkRequest(_cmd: number, _payload: Buffer, _fds: readonly number[]): Refusal | null {
+  /** What the front door asks before handing a request to libvfio-user. */
+  private checkRequest(cmd: number, payload: Buffer, fds: readonly number[]): Refusal | null {
+    if (cmd === CMD_DMA_MAP) return this.checkDmaMap(payload, fds);
     return null;
+  }
+
+  /**
+   * A DMA_MAP's fd must back the whole region: libvfio-user maps what it is
+   * given, and a page past the end of the file kills the process (SIGBUS)
+   * at the first DMA that touches it. A file sealed against shrinking
+   * (F_SEAL_SHRINK, as QEMU's memfd backend makes guest RAM) stays so; an
+   * unsealed one is looked at again (fstat) before each DMA into it.
+   */
+  private checkDmaMap(p: Buffer, fds: readonly number[]): Refusal | null {
+    if (p.length < 32) return null; // libvfio-user answers a short one itself
+    if (fds.length === 0) return null; // a region without a mapping: listed, never touched
+    const offset = p.readBigUInt64LE(8);
+    const iova = p.readBigUInt64LE(16);
+    const size = p.readBigUInt64LE(24);
+    const at = { iova: '0x' + iova.toString(16), offset: '0x' + offset.toString(16), size: Number(size) };
+    if (fds.length > 1)
+      return { errno: EINVAL, reason: 'DMA_MAP with more than one fd', fds: fds.length, ...at };
+    const libc = Libc.get();
+    const st = libc.fstat(fds[0]!);
+    if (!st) return { errno: EBADF, reason: 'DMA_MAP fd cannot be examined', ...at };
+    if ((st.mode & S_IFMT) !== S_IFREG)
+      return { errno: EINVAL, reason: 'DMA_MAP fd is not a regular file (memfd, shm, hugetlbfs)', ...at };
+    if (offset + size > BigInt(st.size))
+      return {
+        errno: EINVAL,
+        reason: 'DMA_MAP region runs past the end of its file',
+        fileSize: st.size,
+        ...at,
+      };
+    const seals = libc.fcntl(fds[0]!, F_GET_SEALS);
+    if (seals < 0 || (seals & F_SEAL_SHRINK) === 0) {
+      const dup = libc.dup(fds[0]!);
+      if (dup < 0) return { errno: EBADF, reason: 'DMA_MAP fd cannot be kept for its checks', ...at };
+      const old = this.pendingUnsealed.get(iova);
+      if (old) libc.close(old.fd);
+      this.pendingUnsealed.set(iova, { fd: dup, need: Number(offset + size) });
+      this.log.info(
+        at,
+        'DMA_MAP of a file not sealed against shrinking: its size is checked before each DMA',
+      );
+    }
+    return null;
+  }
+
+  /** Unsealed DMA regions' fds, from DMA_MAP until libvfio-user registers the region. */
+  private readonly pendingUnsealed = new Map<bigint, { fd: number; need: number }>();
+  /** Registered regions whose file could shrink: [start, end) in IOVA, the fd, the size the mapping needs. */
+  private unsealed: { start: number; end: number; fd: number; need: number; shrank: boolean }[] = [];
+
+  /** False when a region under [addr, addr+len) lost part of its file (DMA into it would be SIGBUS). */
+  private filesBack(addr: bigint, len: number): boolean {
+    const a = Number(addr);
+    for (const u of this.unsealed) {
+      if (a >= u.end || a + len <= u.start) continue;
+      const st = Libc.get().fstat(u.fd);
+      if (st && st.size >= u.need) continue;
+      if (!u.shrank)
+        this.log.warn(
+          { iova: '0x' + u.start.toString(16), need: u.need, fileSize: st?.size },
+          "a DMA region's file shrank below its mapping: DMA into it fails (DMA_UNMAPPED)",
+        );
+      u.shrank = true;
+      return false;
+    }
+    return true;
+  }
+
+  private dropUnsealed(inside?: { start: number; end: number }): void {
+    const keep: typeof this.unsealed = [];
+    for (const u of this.unsealed) {
+      if (!inside || (u.start >= inside.start && u.end <= inside.end)) Libc.get().close(u.fd);
+      else keep.push(u);
+    }
+    this.unsealed = keep;
+    if (!inside) {
+      for (const p of this.pendingUnsealed.values()) Libc.get().close(p.fd);
+      this.pendingUnsealed.clear();
+    }
   }
 
   // ---- DeviceHost -----------------------------------------------------------
 
   dmaView(addr: bigint, len: number): Uint8Array | null {
+    if (this.unsealed.length > 0 && !this.filesBack(addr, len)) return null;
     return this.dma.view(addr, len);
   }
 
@@ -377,8 +465,17 @@ export class VfuServer implements DeviceHost {
     // Without a mapping (guest RAM not shared) only message-based DMA would
     // work, which this device does not use: such a region is listed but
     // every DMA into it fails with DMA_UNMAPPED.
-    const view = vaddr !== 0n ? new Uint8Array(this.n.view(vaddr, len)) : null;
+    // A region of several GiB (a VM's RAM) is viewed in pieces (DmaRegions).
+    const view =
+      vaddr !== 0n ? (off: number, n: number) => new Uint8Array(this.n.view(vaddr + BigInt(off), n)) : null;
     this.dma.add(iova, len, view);
+    const unsealed = this.pendingUnsealed.get(iova);
+    if (unsealed) {
+      this.pendingUnsealed.delete(iova);
+      const start = Number(iova);
+      this.dropUnsealed({ start, end: start + len });
+      this.unsealed.push({ start, end: start + len, ...unsealed, shrank: false });
+    }
     this.stats.dmaRegions = this.dma.list().length;
     // QEMU also registers device memory (other BARs, ROMs) without an fd;
     // guest RAM comes with one when it is shared (share=on).
@@ -389,6 +486,7 @@ export class VfuServer implements DeviceHost {
     const iova = BigInt(info.iova.iov_base);
     const len = Number(info.iova.iov_len);
     this.dma.remove(iova, len);
+    this.dropUnsealed({ start: Number(iova), end: Number(iova) + len });
     this.stats.dmaRegions = this.dma.list().length;
     this.log.debug({ iova: '0x' + iova.toString(16), len }, 'DMA region unregistered');
   }
@@ -543,6 +641,7 @@ export class VfuServer implements DeviceHost {
     this.attached = false;
     this.stats.attached = false;
     this.dma.clear();
+    this.dropUnsealed();
     this.stats.dmaRegions = 0;
     this.events.clear();
     this.model?.reset('client disconnected');
@@ -565,6 +664,7 @@ export class VfuServer implements DeviceHost {
   close(): void {
     if (this.ctx) {
       this.dma.clear();
+      this.dropUnsealed();
       this.n.vfu_destroy_ctx(this.ctx);
       this.ctx = 0n;
     }
