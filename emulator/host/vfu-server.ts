@@ -9,6 +9,7 @@
  * thread. The context is non-blocking: the loop polls the socket itself so
  * that it can also run the device's scheduled events and stop on request.
  */
+import { readlinkSync } from 'node:fs';
 import { FrontDoor, type Refusal } from './front-door.js';
 import { BARS, DOORBELLS } from '../abi/abi.js';
 import type { DeviceHost, PciDeviceModel } from '../model/host.js';
@@ -38,6 +39,9 @@ import {
   ECONNRESET,
   EINVAL,
   F_GET_SEALS,
+  F_GETFL,
+  F_SETFL,
+  O_NONBLOCK,
   F_SEAL_SHRINK,
   S_IFMT,
   S_IFREG,
@@ -101,6 +105,8 @@ export interface LoopIo {
   sliceUs?: number;
 }
 const CMD_DMA_MAP = 2;
+const CMD_SET_IRQS = 8;
+const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MASTER = 0x4;
 
@@ -153,6 +159,37 @@ export class VfuServer implements DeviceHost {
   /** What the front door asks before handing a request to libvfio-user. */
   private checkRequest(cmd: number, payload: Buffer, fds: readonly number[]): Refusal | null {
     if (cmd === CMD_DMA_MAP) return this.checkDmaMap(payload, fds);
+    if (cmd === CMD_SET_IRQS) return this.checkIrqFds(payload, fds);
+    return null;
+  }
+
+  /**
+   * An interrupt's fd must be an eventfd: libvfio-user writes it from the
+   * device thread, and a write to a pipe nobody reads blocks once the pipe
+   * is full. Each is made non-blocking too (an eventfd write blocks only at
+   * a count of 2^64 - 2, but the device thread never waits).
+   */
+  private checkIrqFds(p: Buffer, fds: readonly number[]): Refusal | null {
+    if (fds.length === 0 || p.length < 20 || (p.readUInt32LE(4) & VFIO_IRQ_SET_DATA_EVENTFD) === 0)
+      return null;
+    const libc = Libc.get();
+    for (const [i, fd] of fds.entries()) {
+      let what = '';
+      try {
+        what = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        /* not open */
+      }
+      if (what !== 'anon_inode:[eventfd]')
+        return {
+          errno: EINVAL,
+          reason: 'SET_IRQS fd is not an eventfd',
+          vector: p.readUInt32LE(12) + i,
+          fd: what || 'unknown',
+        };
+      const fl = libc.fcntl(fd, F_GETFL);
+      if (fl >= 0 && (fl & O_NONBLOCK) === 0) libc.fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
     return null;
   }
 
