@@ -276,6 +276,7 @@ async function serve(argv: string[]): Promise<number> {
           time: new Date().toISOString(),
           uptimeS: Number(process.hrtime.bigint() - startedNs) / 1e9,
         }),
+        cfg.controlGid !== undefined ? { gid: cfg.controlGid } : {},
       );
       await control.listen();
     }
