@@ -23,6 +23,7 @@ import { methodHandler } from '../control/methods.js';
 import { ControlClient, ControlUnreachable } from '../control/client.js';
 import { claimSocketPath, SocketPathInUse } from '../util/socket-path.js';
 import { commandHelp, parseCommand, suggest, UsageError, type CommandSpec } from './options.js';
+import { resolveGroup } from '../util/group.js';
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
@@ -46,7 +47,13 @@ serve options:
       --subsys-id ID         PCI subsystem id         (default 0x${DEFAULT_IDENTITY.subsysId.toString(16).padStart(4, '0')})
       --msix-vectors N       MSI-X vectors, 2..2048   (default ${BARS.MSIX_VECTORS})
       --max-sockets N        socket devices at most, 1..8388607 (default ${CONSTANTS.MAX_SOCKETS_DEFAULT})
-  -c, --control PATH         serve the control interface (JSON lines) on this UNIX socket
+      --socket-group NAME    give this group read/write on the vfio-user socket (0660);
+                             without it the socket is owner-only (0600) whatever the umask
+      --client-deadline MS   a client must finish its handshake and each message it starts
+                             within this, or it is dropped (default 5000)
+  -c, --control PATH         serve the control interface (JSON lines) on this UNIX socket,
+                             owner-only (0600) whatever the umask
+      --control-group NAME   give this group read/write on the control socket (0660)
       --cluster FILE         cross-node pipes: the cluster ({"self": "a", "nodes": {"a": "host:port", ...}})
       --node NAME=HOST:PORT  the same from flags, one per node (repeated); with --self NAME
       --self NAME            this node's name (overrides the file's "self")
@@ -90,6 +97,9 @@ function parseServe(argv: string[]): {
   control: string | undefined;
   fabric?: WorkerFabricConfig;
   faultsPlan?: string;
+  socketGid?: number;
+  clientDeadlineMs?: number;
+  controlGid?: number;
 } {
   const serveOptions = {
     socket: { type: 'string', short: 's' },
@@ -100,6 +110,9 @@ function parseServe(argv: string[]): {
     'msix-vectors': { type: 'string' },
     'max-sockets': { type: 'string' },
     control: { type: 'string', short: 'c' },
+    'socket-group': { type: 'string' },
+    'client-deadline': { type: 'string' },
+    'control-group': { type: 'string' },
     ...CLUSTER_ARGS,
     'link-deadline': { type: 'string' },
     faults: { type: 'string' },
@@ -178,7 +191,9 @@ function parseServe(argv: string[]): {
       throw e;
     }
   }
+  const access = parseAccess(values);
   return {
+    ...access,
     socketPath: values.socket,
     identity,
     msixVectors,
@@ -187,6 +202,36 @@ function parseServe(argv: string[]): {
     control: values.control,
     ...(fabric ? { fabric } : {}),
     ...(values.faults !== undefined ? { faultsPlan: values.faults } : {}),
+  };
+}
+
+/** --socket-group, --control-group, --client-deadline (docs/reliability.md). */
+function parseAccess(values: Record<string, unknown>): {
+  socketGid?: number;
+  controlGid?: number;
+  clientDeadlineMs?: number;
+} {
+  const gid = (flag: string): number | undefined => {
+    const v = values[flag];
+    if (typeof v !== 'string') return undefined;
+    try {
+      return resolveGroup(v);
+    } catch (e) {
+      throw new UsageError(`--${flag}: ${(e as Error).message}`);
+    }
+  };
+  if (values['control-group'] !== undefined && values.control === undefined)
+    throw new UsageError('--control-group: only with --control');
+  const d = values['client-deadline'];
+  const ms = typeof d === 'string' ? Number(d) : undefined;
+  if (ms !== undefined && (!Number.isInteger(ms) || ms < 10 || ms > 3_600_000))
+    throw new UsageError(`--client-deadline: '${String(d)}' is not a whole number of ms in 10..3600000`);
+  const socketGid = gid('socket-group');
+  const controlGid = gid('control-group');
+  return {
+    ...(socketGid !== undefined ? { socketGid } : {}),
+    ...(controlGid !== undefined ? { controlGid } : {}),
+    ...(ms !== undefined ? { clientDeadlineMs: ms } : {}),
   };
 }
 
@@ -234,6 +279,7 @@ async function serve(argv: string[]): Promise<number> {
           time: new Date().toISOString(),
           uptimeS: Number(process.hrtime.bigint() - startedNs) / 1e9,
         }),
+        cfg.controlGid !== undefined ? { gid: cfg.controlGid } : {},
       );
       await control.listen();
     }

@@ -33,6 +33,10 @@ export interface WorkerConfig {
   fabric?: WorkerFabricConfig;
   /** A fault plan file (the CLI validated it), loaded into the device's injector at start. */
   faultsPlan?: string;
+  /** The group given read and write on the vfio-user socket (--socket-group), as a gid. */
+  socketGid?: number;
+  /** --client-deadline: a handshake or a started message must complete within this (ms). */
+  clientDeadlineMs?: number;
 }
 
 export type ToWorker =
@@ -63,6 +67,8 @@ const server = new VfuServer({
   identity: cfg.identity,
   msixVectors: cfg.msixVectors,
   log,
+  ...(cfg.socketGid !== undefined ? { socketGid: cfg.socketGid } : {}),
+  ...(cfg.clientDeadlineMs !== undefined ? { clientDeadlineMs: cfg.clientDeadlineMs } : {}),
 });
 let carrier: FabricCarrier | null = null;
 
