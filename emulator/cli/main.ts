@@ -22,6 +22,10 @@ import { methodHandler } from '../control/methods.js';
 import { ControlClient, ControlUnreachable } from '../control/client.js';
 import { claimSocketPath, SocketPathInUse } from '../util/socket-path.js';
 import { commandHelp, parseCommand, suggest, UsageError, type CommandSpec } from './options.js';
+import { OBSERVE_ARGS, OBSERVE_HELP, observeFromOptions, type ObserveOptions } from './observe-args.js';
+import { MetricsServer } from '../observe/metrics.js';
+import { lineWriter } from '../observe/log-format.js';
+import type { Snapshot } from '../host/snapshot.js';
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
@@ -56,6 +60,7 @@ serve options:
       --fabric-key FILE      its key (owner-only); or "tls": {ca, cert, key} in the cluster file
       --link-deadline MS     a link down this long fails its sockets (default 10000)
       --faults PLAN          load a fault-injection plan (JSON; examples in faults/) at start
+${OBSERVE_HELP.trimEnd()}
   -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
 
 vm options (a fresh emulator and a QEMU VM under TCG; docs/running-programs.md):
@@ -78,7 +83,7 @@ Environment: SGIOV_CACHE (setup cache, default ~/.cache/sgiov),
 SGIOV_LIBVFIO_USER (path of libvfio-user.so.0), SGIOV_LOG_LEVEL.
 `;
 
-function parseServe(argv: string[]): {
+function parseServe(argv: string[]): ObserveOptions & {
   socketPath: string;
   identity: PciIdentity;
   msixVectors: number;
@@ -100,6 +105,7 @@ function parseServe(argv: string[]): {
     ...CLUSTER_ARGS,
     'link-deadline': { type: 'string' },
     faults: { type: 'string' },
+    ...OBSERVE_ARGS,
     'log-level': { type: 'string', short: 'l' },
     help: { type: 'boolean', short: 'h' },
   } as const;
@@ -184,15 +190,14 @@ function parseServe(argv: string[]): {
     control: values.control,
     ...(fabric ? { fabric } : {}),
     ...(values.faults !== undefined ? { faultsPlan: values.faults } : {}),
+    ...observeFromOptions(values),
   };
 }
 
 async function serve(argv: string[]): Promise<number> {
   const cfg = parseServe(argv);
-  const log = makeLogger(cfg.logLevel);
-  const out = (line: string): void => {
-    process.stdout.write(line.endsWith('\n') ? line : line + '\n');
-  };
+  const out = lineWriter(cfg.logFormat);
+  const log = makeLogger(cfg.logLevel, { write: out });
   // A path another emulator listens on is refused; a dead one's socket file is replaced.
   try {
     for (const [p, what] of [
@@ -210,6 +215,21 @@ async function serve(argv: string[]): Promise<number> {
   }
   const server = new EmulatorServer(cfg, log.child({ sub: 'main' }), out);
   const startedNs = process.hrtime.bigint();
+  const uptimeS = (): number => Number(process.hrtime.bigint() - startedNs) / 1e9;
+  // The metrics port first: one in use stops the start before the device thread exists.
+  const metrics = cfg.metrics
+    ? new MetricsServer(
+        cfg.metrics,
+        async () => ({ snap: (await server.request('metrics', {})) as Snapshot, uptimeS: uptimeS() }),
+        log.child({ sub: 'metrics' }),
+      )
+    : null;
+  try {
+    await metrics?.listen();
+  } catch (e) {
+    process.stderr.write(`sgiov serve: ${(e as Error).message}\n`);
+    return 1;
+  }
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
@@ -229,7 +249,7 @@ async function serve(argv: string[]): Promise<number> {
         log.child({ sub: 'control' }),
         () => ({
           time: new Date().toISOString(),
-          uptimeS: Number(process.hrtime.bigint() - startedNs) / 1e9,
+          uptimeS: uptimeS(),
         }),
       );
       await control.listen();
@@ -237,10 +257,12 @@ async function serve(argv: string[]): Promise<number> {
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'could not start the device');
     await server.stop();
+    await metrics?.close();
     return 1;
   }
   const code = await server.done;
   await control?.close();
+  await metrics?.close();
   return stopping ? 0 : code === 0 ? 1 : code;
 }
 

@@ -138,6 +138,8 @@ export interface LinkStats {
   reconnects: number;
   failures: number;
   failedFrames: number;
+  /** Smoothed round trip, frame sent to its ack (ms; acks may wait ackDelayMs to ride on a frame); 0 before a sample. */
+  rttMs: number;
   unackedFrames: number;
   unackedBytes: number;
   bad: BadCounts;
@@ -248,6 +250,10 @@ export class Link {
     failedFrames: 0,
   };
   private readonly bad = zeroBadCounts();
+  /** RTT: one frame timed at a time (its first transmission only, as Karn's rule), and the smoothed value. */
+  private rttSeq = 0;
+  private rttAt = 0;
+  private srttMs = 0;
 
   constructor(
     readonly peer: string,
@@ -362,6 +368,7 @@ export class Link {
       session: this.session,
       peerIncarnation: this.peerIncarnation,
       ...this.c,
+      rttMs: this.srttMs,
       unackedFrames: this.window.count,
       unackedBytes: this.window.bytes,
       bad: { ...this.bad },
@@ -577,6 +584,7 @@ export class Link {
     const frames = this.window.takeAll();
     if (this.session !== '') this.left = this.session;
     this.sendSeq = 0;
+    this.rttSeq = 0;
     this.delivered = 0;
     this.pendingAckFrames = 0;
     this.pendingAckBytes = 0;
@@ -732,6 +740,11 @@ export class Link {
     }
     if (!this.window.release(ack)) return true;
     this.ackWaitSince = performance.now();
+    if (this.rttSeq !== 0 && ack >= this.rttSeq) {
+      const ms = this.ackWaitSince - this.rttAt;
+      this.srttMs = this.srttMs === 0 ? ms : this.srttMs * 0.875 + ms * 0.125;
+      this.rttSeq = 0;
+    }
     this.ev.acked(ack);
     this.maybeDrain();
     return true;
@@ -775,6 +788,12 @@ export class Link {
       f.socket,
       f.bytes,
     );
+    if (f.transmitted) {
+      if (f.seq === this.rttSeq) this.rttSeq = 0; // a retransmission's ack would time two sends
+    } else if (this.rttSeq === 0) {
+      this.rttSeq = f.seq;
+      this.rttAt = performance.now();
+    }
     f.transmitted = true;
     this.c.framesSent++;
     this.c.bytesSent += f.bytes;
