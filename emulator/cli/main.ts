@@ -19,19 +19,21 @@ import { runInVm, VmRunError, type Copy } from '../../qemu/run.js';
 import { parseCidr } from '../../qemu/address-plan.js';
 import { readFileSync } from 'node:fs';
 import { methodHandler } from '../control/methods.js';
-import { ControlClient, ControlUnreachable } from '../control/client.js';
+import { CONTROL_OPTION, withControl } from './control-session.js';
 import { claimSocketPath, SocketPathInUse } from '../util/socket-path.js';
 import { commandHelp, parseCommand, suggest, UsageError, type CommandSpec } from './options.js';
 import { OBSERVE_ARGS, OBSERVE_HELP, observeFromOptions, type ObserveOptions } from './observe-args.js';
 import { MetricsServer } from '../observe/metrics.js';
 import { lineWriter } from '../observe/log-format.js';
 import type { Snapshot } from '../host/snapshot.js';
+import { runTop } from './top.js';
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
 Usage:
   sgiov serve --socket PATH [options]
   sgiov ctl --control PATH COMMAND [ARGS-JSON]   send one control command, print the reply
+  sgiov top --control PATH [--once]              a live view of a running emulator (sgiov top --help)
   sgiov vm [vm options] -- COMMAND [ARGS...]      run a command in a guest, exit with its status
   sgiov vm [vm options] --shell                   an interactive guest shell
                                                  ('methods' lists them; sgiov ctl --help)
@@ -349,15 +351,7 @@ const CTL: CommandSpec = {
   name: 'ctl',
   summary: "send one command to a running emulator's control interface, print the result",
   usage: ['--control PATH COMMAND [ARGS-JSON]', '--control PATH methods'],
-  options: [
-    {
-      name: 'control',
-      short: 'c',
-      type: 'string',
-      arg: 'PATH',
-      help: 'the control socket (serve --control PATH)',
-    },
-  ],
+  options: [CONTROL_OPTION],
   footer: "'sgiov ctl --control PATH methods' lists the commands and their arguments.\n",
 };
 
@@ -381,17 +375,7 @@ async function ctl(argv: string[]): Promise<number> {
       throw new UsageError(`ARGS-JSON: '${json}' is not JSON`);
     }
   }
-  let c: ControlClient;
-  try {
-    c = await ControlClient.connect(path);
-  } catch (e) {
-    if (e instanceof ControlUnreachable) {
-      process.stderr.write(`sgiov ctl: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  }
-  try {
+  return withControl('ctl', path, async (c) => {
     const r = await c.request(cmd, args as Record<string, unknown>);
     if (!r.ok) {
       process.stderr.write(`sgiov ctl: ${r.error}\n`);
@@ -399,15 +383,7 @@ async function ctl(argv: string[]): Promise<number> {
     }
     process.stdout.write(JSON.stringify(r.result, null, 2) + '\n');
     return 0;
-  } catch (e) {
-    if (e instanceof ControlUnreachable) {
-      process.stderr.write(`sgiov ctl: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  } finally {
-    c.close();
-  }
+  });
 }
 
 function version(): string {
@@ -420,29 +396,67 @@ function version(): string {
 /** The arguments before `--` (a guest command's own -h is not sgiov's). */
 const options = (a: string[]): string[] => (a.includes('--') ? a.slice(0, a.indexOf('--')) : a);
 
+/** The block of HELP that starts with the line `header` and ends at the next blank line. */
+function helpSection(header: string): string {
+  const lines = HELP.split('\n');
+  const from = lines.findIndex((l) => l.startsWith(header));
+  const to = lines.findIndex((l, i) => i > from && l.trim() === '');
+  return lines.slice(from, to < 0 ? undefined : to).join('\n') + '\n';
+}
+
+/** `sgiov CMD --help` for the commands whose options are in the global help. */
+function subcommandHelp(cmd: string): string | undefined {
+  const usage = (summary: string, lines: string[]): string =>
+    `sgiov ${cmd} - ${summary}\n\nUsage:\n${lines.map((l) => `  ${l}\n`).join('')}\n`;
+  switch (cmd) {
+    case 'serve':
+      return (
+        usage('serve the SG-IOV device to QEMU over vfio-user', ['sgiov serve --socket PATH [options]']) +
+        helpSection('serve options:')
+      );
+    case 'vm':
+      return (
+        usage('run a command in a guest against a fresh emulator, exit with its status', [
+          'sgiov vm [vm options] -- COMMAND [ARGS...]',
+          'sgiov vm [vm options] --shell',
+        ]) + helpSection('vm options')
+      );
+    case 'drf':
+      return (
+        usage('DRF allocations (and a simulated schedule) for accelerators and tenants', [DRF_USAGE.trim()]) +
+        DRF_HELP
+      );
+    default:
+      return undefined;
+  }
+}
+
+/** A subcommand with its own options table: its usage errors name it and its --help. */
+async function ownUsage(name: string, run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`sgiov ${name}: ${e.message}\nRun 'sgiov ${name} --help' for usage.\n`);
+    return 2;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === '--version' || cmd === '-V') {
     process.stdout.write(version());
     return 0;
   }
-  if (cmd === 'ctl') {
-    try {
-      return await ctl(rest);
-    } catch (e) {
-      if (!(e instanceof UsageError)) throw e;
-      process.stderr.write(`sgiov ctl: ${e.message}\nRun 'sgiov ctl --help' for usage.\n`);
-      return 2;
-    }
+  if (cmd === 'ctl') return ownUsage('ctl', () => ctl(rest));
+  if (cmd === 'top') return ownUsage('top', () => runTop(rest));
+  const wantsHelp = options(rest).includes('--help') || options(rest).includes('-h');
+  const own = cmd && wantsHelp ? subcommandHelp(cmd) : undefined;
+  if (own !== undefined) {
+    process.stdout.write(own);
+    return 0;
   }
-  if (
-    !cmd ||
-    cmd === '--help' ||
-    cmd === '-h' ||
-    cmd === 'help' ||
-    options(rest).includes('--help') ||
-    options(rest).includes('-h')
-  ) {
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help' || wantsHelp) {
     process.stdout.write(HELP);
     return cmd ? 0 : 2;
   }

@@ -15,12 +15,28 @@ export const OBSERVE_ARGS = {
   'log-format': { type: 'string' },
 } as const;
 
-/** The lines of `sgiov serve --help` for them (the global help has them too). */
+const PAD = ' '.repeat(29);
+
+/** The event names, a few a line, under the option's text. */
+function eventLines(): string {
+  const lines: string[] = [];
+  let cur = '';
+  for (const e of TRACE_EVENTS) {
+    if (cur && cur.length + e.length + 2 > 66) {
+      lines.push(cur + ',');
+      cur = e;
+    } else cur = cur ? `${cur}, ${e}` : e;
+  }
+  lines.push(cur);
+  return lines.map((l) => `${PAD}  ${l}\n`).join('');
+}
+
+/** The lines of the help for them (the global help and `sgiov serve --help`). */
 export const OBSERVE_HELP = `      --metrics HOST:PORT    serve /metrics (Prometheus text format) there; a bare PORT
                              listens on 127.0.0.1; 0 picks a free port (off by default)
       --trace PATTERN        log one line per event whose name matches: globs, comma-separated,
-                             -GLOB removes (${TRACE_EVENTS.join(', ')})
-      --trace-rate N         trace lines per event per second at most; the rest are counted
+                             -GLOB removes, e.g. 'mmio_*' or 'cmd_*,dma_*'. Events:
+${eventLines()}      --trace-rate N         trace lines per event per second at most; the rest are counted
                              in a "trace lines suppressed" line (default ${TRACE_RATE_DEFAULT})
       --log-format FORMAT    ${LOG_FORMATS.join('|')} (default: pretty on a terminal, json otherwise)
 `;

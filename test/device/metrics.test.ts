@@ -5,22 +5,18 @@
  * on a scheduled accelerator, a fault rule's injections); a bad --metrics
  * is refused naming it; the port is closed when the emulator stops.
  */
-import { spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientAccess } from '../../emulator/client/remote-access.js';
 import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
 import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { ControlClient } from '../../emulator/control/client.js';
-import { repoRoot } from '../../emulator/util/paths.js';
-import { EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
+import { until, type EmulatorProcess, type RunDir } from '../../qemu/vm.js';
+import { sgiovCli, startControlled } from '../support/device.js';
 import { sample, scrape } from '../support/prom.js';
 
-const cli = join(repoRoot(), 'dist', 'emulator', 'cli', 'main.js');
-const sgiov = (...args: string[]) =>
-  spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 15_000 });
+const sgiov = sgiovCli;
 
 let dir: RunDir;
 let emu: EmulatorProcess;
@@ -28,14 +24,7 @@ let url = '';
 let port = 0;
 
 beforeAll(async () => {
-  dir = new RunDir('sgiov-metrics-');
-  emu = new EmulatorProcess({
-    socketPath: dir.file('s.sock'),
-    logPath: dir.file('e.log'),
-    logLevel: 'info',
-    extraArgs: ['--control', dir.file('ctl.sock'), '--metrics', '127.0.0.1:0'],
-  });
-  await emu.ready();
+  ({ dir, emu } = await startControlled('metrics', ['--metrics', '127.0.0.1:0']));
   const line = emu.records().find((r) => r.msg === 'metrics endpoint listening');
   url = String(line?.metrics);
   port = Number(/:(\d+)\/metrics$/.exec(url)?.[1]);
