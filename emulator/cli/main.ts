@@ -20,16 +20,22 @@ import { parseCidr } from '../../qemu/address-plan.js';
 import { CompareError, compareResults } from '../../qemu/bench/compare.js';
 import { readFileSync } from 'node:fs';
 import { methodHandler } from '../control/methods.js';
-import { ControlClient, ControlUnreachable } from '../control/client.js';
+import { CONTROL_OPTION, withControl } from './control-session.js';
 import { claimSocketPath, SocketPathInUse } from '../util/socket-path.js';
 import { commandHelp, parseCommand, suggest, UsageError, type CommandSpec } from './options.js';
 import { resolveGroup } from '../util/group.js';
+import { OBSERVE_ARGS, OBSERVE_HELP, observeFromOptions, type ObserveOptions } from './observe-args.js';
+import { MetricsServer } from '../observe/metrics.js';
+import { lineWriter } from '../observe/log-format.js';
+import type { Snapshot } from '../host/snapshot.js';
+import { runTop } from './top.js';
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
 Usage:
   sgiov serve --socket PATH [options]
   sgiov ctl --control PATH COMMAND [ARGS-JSON]   send one control command, print the reply
+  sgiov top --control PATH [--once]              a live view of a running emulator (sgiov top --help)
   sgiov vm [vm options] -- COMMAND [ARGS...]      run a command in a guest, exit with its status
   sgiov vm [vm options] --shell                   an interactive guest shell
                                                  ('methods' lists them; sgiov ctl --help)
@@ -66,6 +72,7 @@ serve options:
       --fabric-key FILE      its key (owner-only); or "tls": {ca, cert, key} in the cluster file
       --link-deadline MS     a link down this long fails its sockets (default 10000)
       --faults PLAN          load a fault-injection plan (JSON; examples in faults/) at start
+${OBSERVE_HELP.trimEnd()}
   -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
 
 vm options (a fresh emulator and a QEMU VM under TCG; docs/running-programs.md):
@@ -88,7 +95,7 @@ Environment: SGIOV_CACHE (setup cache, default ~/.cache/sgiov),
 SGIOV_LIBVFIO_USER (path of libvfio-user.so.0), SGIOV_LOG_LEVEL.
 `;
 
-function parseServe(argv: string[]): {
+function parseServe(argv: string[]): ObserveOptions & {
   socketPath: string;
   identity: PciIdentity;
   msixVectors: number;
@@ -116,6 +123,7 @@ function parseServe(argv: string[]): {
     ...CLUSTER_ARGS,
     'link-deadline': { type: 'string' },
     faults: { type: 'string' },
+    ...OBSERVE_ARGS,
     'log-level': { type: 'string', short: 'l' },
     help: { type: 'boolean', short: 'h' },
   } as const;
@@ -202,6 +210,7 @@ function parseServe(argv: string[]): {
     control: values.control,
     ...(fabric ? { fabric } : {}),
     ...(values.faults !== undefined ? { faultsPlan: values.faults } : {}),
+    ...observeFromOptions(values),
   };
 }
 
@@ -237,10 +246,8 @@ function parseAccess(values: Record<string, unknown>): {
 
 async function serve(argv: string[]): Promise<number> {
   const cfg = parseServe(argv);
-  const log = makeLogger(cfg.logLevel);
-  const out = (line: string): void => {
-    process.stdout.write(line.endsWith('\n') ? line : line + '\n');
-  };
+  const out = lineWriter(cfg.logFormat);
+  const log = makeLogger(cfg.logLevel, { write: out });
   // A path another emulator listens on is refused; a dead one's socket file is replaced.
   try {
     for (const [p, what] of [
@@ -258,6 +265,21 @@ async function serve(argv: string[]): Promise<number> {
   }
   const server = new EmulatorServer(cfg, log.child({ sub: 'main' }), out);
   const startedNs = process.hrtime.bigint();
+  const uptimeS = (): number => Number(process.hrtime.bigint() - startedNs) / 1e9;
+  // The metrics port first: one in use stops the start before the device thread exists.
+  const metrics = cfg.metrics
+    ? new MetricsServer(
+        cfg.metrics,
+        async () => ({ snap: (await server.request('metrics', {})) as Snapshot, uptimeS: uptimeS() }),
+        log.child({ sub: 'metrics' }),
+      )
+    : null;
+  try {
+    await metrics?.listen();
+  } catch (e) {
+    process.stderr.write(`sgiov serve: ${(e as Error).message}\n`);
+    return 1;
+  }
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
@@ -277,7 +299,7 @@ async function serve(argv: string[]): Promise<number> {
         log.child({ sub: 'control' }),
         () => ({
           time: new Date().toISOString(),
-          uptimeS: Number(process.hrtime.bigint() - startedNs) / 1e9,
+          uptimeS: uptimeS(),
         }),
         cfg.controlGid !== undefined ? { gid: cfg.controlGid } : {},
       );
@@ -286,10 +308,12 @@ async function serve(argv: string[]): Promise<number> {
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'could not start the device');
     await server.stop();
+    await metrics?.close();
     return 1;
   }
   const code = await server.done;
   await control?.close();
+  await metrics?.close();
   return stopping ? 0 : code === 0 ? 1 : code;
 }
 
@@ -376,15 +400,7 @@ const CTL: CommandSpec = {
   name: 'ctl',
   summary: "send one command to a running emulator's control interface, print the result",
   usage: ['--control PATH COMMAND [ARGS-JSON]', '--control PATH methods'],
-  options: [
-    {
-      name: 'control',
-      short: 'c',
-      type: 'string',
-      arg: 'PATH',
-      help: 'the control socket (serve --control PATH)',
-    },
-  ],
+  options: [CONTROL_OPTION],
   footer: "'sgiov ctl --control PATH methods' lists the commands and their arguments.\n",
 };
 
@@ -408,17 +424,7 @@ async function ctl(argv: string[]): Promise<number> {
       throw new UsageError(`ARGS-JSON: '${json}' is not JSON`);
     }
   }
-  let c: ControlClient;
-  try {
-    c = await ControlClient.connect(path);
-  } catch (e) {
-    if (e instanceof ControlUnreachable) {
-      process.stderr.write(`sgiov ctl: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  }
-  try {
+  return withControl('ctl', path, async (c) => {
     const r = await c.request(cmd, args as Record<string, unknown>);
     if (!r.ok) {
       process.stderr.write(`sgiov ctl: ${r.error}\n`);
@@ -426,15 +432,7 @@ async function ctl(argv: string[]): Promise<number> {
     }
     process.stdout.write(JSON.stringify(r.result, null, 2) + '\n');
     return 0;
-  } catch (e) {
-    if (e instanceof ControlUnreachable) {
-      process.stderr.write(`sgiov ctl: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  } finally {
-    c.close();
-  }
+  });
 }
 
 /** sgiov bench compare A.json B.json (qemu/bench/compare.ts). */
@@ -464,29 +462,67 @@ function version(): string {
 /** The arguments before `--` (a guest command's own -h is not sgiov's). */
 const options = (a: string[]): string[] => (a.includes('--') ? a.slice(0, a.indexOf('--')) : a);
 
+/** The block of HELP that starts with the line `header` and ends at the next blank line. */
+function helpSection(header: string): string {
+  const lines = HELP.split('\n');
+  const from = lines.findIndex((l) => l.startsWith(header));
+  const to = lines.findIndex((l, i) => i > from && l.trim() === '');
+  return lines.slice(from, to < 0 ? undefined : to).join('\n') + '\n';
+}
+
+/** `sgiov CMD --help` for the commands whose options are in the global help. */
+function subcommandHelp(cmd: string): string | undefined {
+  const usage = (summary: string, lines: string[]): string =>
+    `sgiov ${cmd} - ${summary}\n\nUsage:\n${lines.map((l) => `  ${l}\n`).join('')}\n`;
+  switch (cmd) {
+    case 'serve':
+      return (
+        usage('serve the SG-IOV device to QEMU over vfio-user', ['sgiov serve --socket PATH [options]']) +
+        helpSection('serve options:')
+      );
+    case 'vm':
+      return (
+        usage('run a command in a guest against a fresh emulator, exit with its status', [
+          'sgiov vm [vm options] -- COMMAND [ARGS...]',
+          'sgiov vm [vm options] --shell',
+        ]) + helpSection('vm options')
+      );
+    case 'drf':
+      return (
+        usage('DRF allocations (and a simulated schedule) for accelerators and tenants', [DRF_USAGE.trim()]) +
+        DRF_HELP
+      );
+    default:
+      return undefined;
+  }
+}
+
+/** A subcommand with its own options table: its usage errors name it and its --help. */
+async function ownUsage(name: string, run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`sgiov ${name}: ${e.message}\nRun 'sgiov ${name} --help' for usage.\n`);
+    return 2;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === '--version' || cmd === '-V') {
     process.stdout.write(version());
     return 0;
   }
-  if (cmd === 'ctl') {
-    try {
-      return await ctl(rest);
-    } catch (e) {
-      if (!(e instanceof UsageError)) throw e;
-      process.stderr.write(`sgiov ctl: ${e.message}\nRun 'sgiov ctl --help' for usage.\n`);
-      return 2;
-    }
+  if (cmd === 'ctl') return ownUsage('ctl', () => ctl(rest));
+  if (cmd === 'top') return ownUsage('top', () => runTop(rest));
+  const wantsHelp = options(rest).includes('--help') || options(rest).includes('-h');
+  const own = cmd && wantsHelp ? subcommandHelp(cmd) : undefined;
+  if (own !== undefined) {
+    process.stdout.write(own);
+    return 0;
   }
-  if (
-    !cmd ||
-    cmd === '--help' ||
-    cmd === '-h' ||
-    cmd === 'help' ||
-    options(rest).includes('--help') ||
-    options(rest).includes('-h')
-  ) {
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help' || wantsHelp) {
     process.stdout.write(HELP);
     return cmd ? 0 : 2;
   }

@@ -32,7 +32,7 @@ import {
   type ServerInfo,
   setIrqs,
 } from './device-requests.js';
-import { GuestMemory } from './guest-memory.js';
+import { dmaMap, GuestMemory } from './guest-memory.js';
 import { IrqEventFds } from './irq-eventfds.js';
 import { type MappedArea, MappedRegions } from './mapped-regions.js';
 import { regionPost, regionRead, regionReadBytes, regionWrite, regionWriteBytes } from './region-access.js';
@@ -339,18 +339,13 @@ export class VfioUserClient {
    * of `fd` from `fileOffset`, at `iova`. The client keeps no record of it.
    */
   mapFd(fd: number, fileOffset: bigint, iova: bigint, size: bigint): void {
-    const s = this.ch.send;
-    s.setUint32(HEADER_SIZE, DMA_MAP_SIZE, true);
-    s.setUint32(HEADER_SIZE + 4, VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE, true);
-    s.setBigUint64(HEADER_SIZE + 8, fileOffset, true);
-    s.setBigUint64(HEADER_SIZE + 16, iova, true);
-    s.setBigUint64(HEADER_SIZE + 24, size, true);
-    this.ch.transact(CMD.DMA_MAP, DMA_MAP_SIZE, [fd]);
+    dmaMap(this.ch, fd, fileOffset, iova, size);
   }
 
   /** SET_IRQS on MSI-X: `fds` become the trigger of vectors start.. (tests of what the server accepts). */
   setMsixFds(start: number, fds: number[]): void {
-    this.setIrqs(
+    setIrqs(
+      this.ch,
       VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
       VFIO_PCI_MSIX_IRQ_INDEX,
       start,

@@ -13,6 +13,8 @@ import type { FabricTlsFiles } from '../fabric/tls.js';
 import type { PciIdentity } from '../pci/config.js';
 import { FaultInjector } from '../faults/injector.js';
 import { loadPlan } from '../faults/plan.js';
+import { snapshot } from './snapshot.js';
+import { flushTrace, setTrace, traceState } from '../util/trace.js';
 
 /** Cross-node pipes: this node and the cluster, as [name, "host:port"] pairs. */
 export interface WorkerFabricConfig {
@@ -37,6 +39,8 @@ export interface WorkerConfig {
   socketGid?: number;
   /** --client-deadline: a handshake or a started message must complete within this (ms). */
   clientDeadlineMs?: number;
+  /** Trace events to log (a glob the CLI checked) and at most how many lines a second each. */
+  trace?: { pattern: string; perSecond?: number };
 }
 
 export type ToWorker =
@@ -87,7 +91,13 @@ function drainControl(model: SgiovDevice): boolean {
             device: model.status(),
             ...(carrier ? { fabric: carrier.stats(), pipes: model.dp.remote?.counters } : {}),
           };
-        else if (msg.cmd === 'fabric') {
+        else if (msg.cmd === 'metrics')
+          result = snapshot(server.stats, model, server.nowNs(), carrier ? carrier.stats() : null);
+        else if (msg.cmd === 'trace') {
+          const a = msg.args as { pattern?: string; perSecond?: number };
+          if (a.pattern !== undefined) setTrace(a.pattern, log, a.perSecond);
+          result = traceState();
+        } else if (msg.cmd === 'fabric') {
           if (!carrier) throw new Error('fabric: this emulator has no cluster (--cluster or --node)');
           result = carrier.stats();
         } else result = model.control(msg.cmd, msg.args);
@@ -102,7 +112,9 @@ function drainControl(model: SgiovDevice): boolean {
 
 async function main(): Promise<void> {
   const modelLog = log.child({ sub: 'model' });
-  const faults = new FaultInjector(modelLog, cfg.faultsPlan ? loadPlan(cfg.faultsPlan) : undefined);
+  if (cfg.trace) setTrace(cfg.trace.pattern, log, cfg.trace.perSecond);
+  // The root logger: the injector's lines carry "sub": "faults" (under modelLog it would be a second "sub").
+  const faults = new FaultInjector(log, cfg.faultsPlan ? loadPlan(cfg.faultsPlan) : undefined);
   const model = new SgiovDevice(
     {
       dmaView: (a, l) => server.dmaView(a, l),
@@ -158,6 +170,7 @@ try {
 } catch (err) {
   post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
 } finally {
+  flushTrace();
   await (carrier as FabricCarrier | null)?.close();
   server.close();
 }
