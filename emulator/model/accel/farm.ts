@@ -118,6 +118,27 @@ export class AcceleratorFarm {
     this.sched.setTenant(i, spec);
   }
 
+  /** A tenant made at run time at index `i` (a freed one, or the next): its stats start afresh. */
+  placeTenant(i: number, spec: TenantSpec): void {
+    if (i < this.sched.tenants.length) this.sched.setTenant(i, spec);
+    else {
+      while (this.sched.tenants.length < i) this.addTenant({ name: `(free ${this.sched.tenants.length})` });
+      this.addTenant(spec);
+    }
+    this.stats[i] = { bytes: 0, firstNs: -1, lastNs: 0, uses: new Set<number>() };
+  }
+
+  /** A deleted tenant's index: a placeholder until placeTenant reuses it (it has no socket, so no job). */
+  freeTenant(i: number): void {
+    this.sched.setTenant(i, { name: `(free ${i})` });
+    this.stats[i] = { bytes: 0, firstNs: -1, lastNs: 0, uses: new Set<number>() };
+  }
+
+  private addTenant(spec: TenantSpec): void {
+    this.sched.addTenant(spec);
+    this.stats.push({ bytes: 0, firstNs: -1, lastNs: 0, uses: new Set<number>() });
+  }
+
   /**
    * Finishes the jobs whose time is up and starts queued ones on free
    * accelerators. `done` gets the tag of each message whose jobs have all
