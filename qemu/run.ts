@@ -48,6 +48,10 @@ export interface RunOptions {
   timeoutS?: number;
   /** Keep the run directory (console, emulator log) even when the run went well. */
   keep?: boolean;
+  /** Called with the emulator's control socket once it is up, before the VM boots (e.g. to set a schedule). */
+  beforeBoot?: (controlPath: string) => Promise<void>;
+  /** Called with the control socket once the command has ended, before the emulator stops (to read its state). */
+  afterCommand?: (controlPath: string) => Promise<void>;
 }
 
 export interface RunResult {
@@ -222,6 +226,7 @@ export async function runInVm(o: RunOptions): Promise<RunResult> {
       extraArgs: ['--control', dir.file('control.sock')],
     });
     await emu.ready();
+    await o.beforeBoot?.(emu.controlPath!);
     const stream = new ConsoleStream(out);
     vm = new QemuVm(
       {
@@ -262,6 +267,7 @@ export async function runInVm(o: RunOptions): Promise<RunResult> {
       throw e;
     }
     const seconds = (Date.now() - t0) / 1000;
+    await o.afterCommand?.(emu.controlPath!);
     const status = (await controlCall(emu.controlPath!, 'status')) as {
       device: { dataPlane: { counters: Record<string, unknown>; socketsOpen: number } };
     };

@@ -19,7 +19,8 @@ static_assert(sizeof(struct sgiov_tenant_new) == 24 + 32 + 32);
 static_assert(sizeof(((struct sgiov_tenant_new *)0)->name) == SGIOV_TENANT_NAME_LEN);
 
 /* One command whose tx_addr points at a struct sgiov_tenant_cfg filled from t (cfg: false for DELETE). */
-static int sgiov_tenant_cmd(struct sgiov *sg, u8 op, struct sgiov_tenant_new *t, bool cfg, u32 *result)
+static int sgiov_tenant_cmd(struct sgiov *sg, u8 op, struct sgiov_tenant_new *t, bool cfg,
+			    u32 *result)
 {
 	struct device *dev = &sg->pdev->dev;
 	struct sgiov_tenant_cfg *k = NULL;
@@ -34,8 +35,8 @@ static int sgiov_tenant_cmd(struct sgiov *sg, u8 op, struct sgiov_tenant_new *t,
 		memcpy(k->name, t->name, sizeof(k->name));
 		memcpy(k->aes_key, t->aes_key, sizeof(k->aes_key));
 		k->vni = t->vni;
-		k->flags = (t->flags & SGIOV_TENANT_AES ? 1u << SGIOV_TENANT_CFG_AES : 0) |
-			   (t->flags & SGIOV_TENANT_VNI ? 1u << SGIOV_TENANT_CFG_VNI : 0);
+		k->flags = (t->flags & SGIOV_TENANT_AES ? SGIOV_TENANT_CFG_AES : 0) |
+			   (t->flags & SGIOV_TENANT_VNI ? SGIOV_TENANT_CFG_VNI : 0);
 		c.tx_addr = k_dma;
 	}
 	c.op = op;
@@ -47,7 +48,10 @@ static int sgiov_tenant_cmd(struct sgiov *sg, u8 op, struct sgiov_tenant_new *t,
 		memzero_explicit(k->aes_key, sizeof(k->aes_key));
 		if (ret == -ETIMEDOUT)
 			/* The device may still read it: leave it allocated (as a socket's rings). */
-			dev_err(dev, "tenant command op %u not answered: its config buffer is left allocated\n", op);
+			dev_err(dev,
+				"tenant command op %u not answered: its config buffer is left "
+				"allocated\n",
+				op);
 		else
 			dma_free_coherent(dev, sizeof(*k), k, k_dma);
 	}
@@ -77,7 +81,8 @@ long sgiov_ioc_tenant(struct sgiov *sg, unsigned int cmd, void __user *ua)
 		goto out;
 	}
 	if (cmd == SGIOV_IOC_TENANT_KEYS) {
-		ret = t.flags ? sgiov_tenant_cmd(sg, SGIOV_CMD_OP_TENANT_KEYS, &t, true, NULL) : -EINVAL;
+		ret = t.flags ? sgiov_tenant_cmd(sg, SGIOV_CMD_OP_TENANT_KEYS, &t, true, NULL)
+			      : -EINVAL;
 		goto out;
 	}
 	if (!t.weight_milli) {
