@@ -591,14 +591,24 @@ static int tenant_create(const struct req *r, uint32_t *id)
 	return ret;
 }
 
+/*
+ * Deletes the tenant. The device refuses while a socket of it exists
+ * (EBUSY): a container's sockets close with its processes, and a file
+ * closed just before DEL may still be closing, so EBUSY is retried for
+ * up to 2 s before DEL gives up with "try again later".
+ */
 static int tenant_delete(const struct req *r, uint32_t id)
 {
 	int fd = device_open(r), ret = 0;
 
 	if (fd < 0)
 		return -errno;
-	if (ioctl(fd, SGIOV_IOC_TENANT_DELETE, &id))
-		ret = -errno;
+	for (int i = 0; i < 200; i++) {
+		ret = ioctl(fd, SGIOV_IOC_TENANT_DELETE, &id) ? -errno : 0;
+		if (ret != -EBUSY)
+			break;
+		usleep(10000);
+	}
 	close(fd);
 	return ret;
 }

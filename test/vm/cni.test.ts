@@ -13,7 +13,9 @@
  * code; CHECK passes, and fails after DEL; DEL twice succeeds; GC removes a
  * stale attachment (record, tenant, address) and keeps the valid one; at
  * the end the emulator's `tenants` shows the one tenant left, with the
- * weight and cap the runtime gave. Needs the setup and a build.
+ * weight and cap the runtime gave. sgiov-tenant-keys in the same boot: two
+ * tenants made with different keys through the module's ioctls, each reads
+ * its own messages and not the other's. Needs the setup and a build.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -84,6 +86,9 @@ cni add-c ADD ${C} /run/netns/c eth0 $T/a.json
 echo "RESULT before-gc $(ls /run/sgiov/netns | wc -l) $(ls /run/cni/sgiov-ipam/sgiov | grep -vc -e lock -e last_reserved)"
 cni gc GC x x x $T/gc.json
 echo "RESULT after-gc $(ls /run/sgiov/netns | wc -l) $(ls /run/cni/sgiov-ipam/sgiov | grep -vc -e lock -e last_reserved) $(ls /run/sgiov/netns/ | grep -c "^$(ino /run/netns/a).json")"
+sgiov-tenant-keys >/tmp/keys.out 2>&1
+echo "RESULT keys rc=$? $(grep -c 'ok=1' /tmp/keys.out) $(grep 'ok=0' /tmp/keys.out | tr '\n' ' ')"
+cat /tmp/keys.out
 exit 0
 `;
 
@@ -221,6 +226,11 @@ describe('the sgiov CNI plugin in a guest', () => {
     expect(result('del-b')).toEqual({ rc: 0, out: {} });
     expect(result('del-b-again')).toEqual({ rc: 0, out: {} });
     expect(lines.get('gone-b')).toBe('0 1'); // no record; `ip link show eth0` fails in netns b
+  });
+
+  it('tenants with their own keys from the guest: each reads its own, not the other’s (EBADMSG); bad input refused', () => {
+    // sgiov-tenant-keys: 22 checks, every one passed.
+    expect(lines.get('keys')).toBe('rc=0 22 ');
   });
 
   it('GC removes the stale attachment and keeps the valid one; the device keeps only its tenant', () => {
