@@ -8,9 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONSTANTS } from '../../emulator/abi/abi.js';
 import { clientAccess } from '../../emulator/client/remote-access.js';
 import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
-import { chainCode, SgiovError, SgiovSocketDriver } from '../../emulator/client/sockets.js';
+import { chainCode, SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { controlCall, EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
+import { errnoOf } from '../support/errno.js';
 
 let dir: RunDir;
 let emu: EmulatorProcess;
@@ -34,16 +35,6 @@ afterAll(async () => {
   await emu?.stop();
   dir?.remove();
 });
-
-function errnoOf(f: () => unknown): string {
-  try {
-    f();
-    return '';
-  } catch (e) {
-    if (e instanceof SgiovError) return e.errno;
-    throw e;
-  }
-}
 
 interface Row {
   id: number;

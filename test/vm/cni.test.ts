@@ -76,6 +76,8 @@ cni no-name ADD ctr-x-2 /run/netns/c eth0 $T/no-name.json
 cni bad-offload ADD ctr-x-3 /run/netns/c eth0 $T/bad-offload.json
 cni no-netns ADD ctr-x-4 /run/netns/nope eth0 $T/a.json
 cni no-ifname ADD ctr-x-5 /run/netns/c "" $T/a.json
+with_prev $T/b.json "$add_b" >/tmp/check-b.json
+cni check-b CHECK ${B} /run/netns/b eth0 /tmp/check-b.json
 with_prev $T/b.json "$add_b" >/tmp/del-b.json
 cni del-b DEL ${B} /run/netns/b eth0 /tmp/del-b.json
 cni del-b-again DEL ${B} /run/netns/b eth0 /tmp/del-b.json
@@ -210,6 +212,7 @@ describe('the sgiov CNI plugin in a guest', () => {
 
   it('CHECK against prevResult passes; after DEL it fails', () => {
     expect(result('check-a')).toEqual({ rc: 0, out: {} });
+    expect(result('check-b')).toEqual({ rc: 0, out: {} }); // the device accepts a socket of b's tenant
     expect(expectError('check-b-after-del', 104).details).toMatch(/no record/);
   });
 

@@ -8,9 +8,10 @@
 import { createDecipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CONSTANTS, ENUMS } from '../../../emulator/abi/abi.js';
-import { chainCode, SgiovError, SgiovSocketDriver } from '../../../emulator/client/sockets.js';
+import { chainCode, SgiovSocketDriver } from '../../../emulator/client/sockets.js';
 import { busAccess, enabledDevice } from '../../../emulator/host/bus-access.js';
 import { TenantTable } from '../../../emulator/model/dataplane/tenants.js';
+import { errnoOf, sgiovErrorOf } from '../../support/errno.js';
 
 function rig(schedule?: Record<string, unknown>) {
   const { bus, dev } = enabledDevice(32 << 20);
@@ -18,17 +19,6 @@ function rig(schedule?: Record<string, unknown>) {
   const drv = new SgiovSocketDriver(a, { d2hSlots: 4096, timeoutMs: 2000 });
   if (schedule) dev.control('schedule', schedule);
   return { bus, dev, drv, a };
-}
-
-/** The errno name a call fails with ('' when it does not fail). */
-function errnoOf(f: () => unknown): string {
-  try {
-    f();
-    return '';
-  } catch (e) {
-    if (e instanceof SgiovError) return e.errno;
-    throw e;
-  }
 }
 
 const keyA = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
@@ -173,12 +163,7 @@ describe('per-tenant keys', () => {
     const [cx, sx] = connect(drv, a, b, 803, ENC_DEC);
     const failed = dev.dp.counters.msgsMoved;
     cx.send(msg(500, 3));
-    let err: SgiovError | null = null;
-    try {
-      sx.recv();
-    } catch (e) {
-      err = e as SgiovError;
-    }
+    const err = sgiovErrorOf(() => sx.recv());
     expect(err?.errno).toBe('EBADMSG');
     expect(err?.code).toBe(ENUMS.SERR.AUTH_FAILED);
     expect(dev.dp.counters.msgsMoved).toBe(failed + 1); // it left the sender's ring, it was not delivered
@@ -224,12 +209,7 @@ describe('per-tenant keys', () => {
     expect(Array.from(framed.subarray(4, 7))).toEqual([0, 0, 42]);
     const [cx, sx] = connect(drv, a, b, 804, chainCode('ENCAP', 'DECAP'));
     cx.send(msg(64, 8));
-    let err: SgiovError | null = null;
-    try {
-      sx.recv();
-    } catch (e) {
-      err = e as SgiovError;
-    }
+    const err = sgiovErrorOf(() => sx.recv());
     expect(err?.code).toBe(ENUMS.SERR.BAD_ENCAP);
     const [ca, sa] = connect(drv, a, a, 805, chainCode('ENCAP', 'DECAP'));
     ca.send(msg(64, 9));
