@@ -8,7 +8,8 @@
  * plaintext, A to B (sealed with A's key, opened with B's) is EBADMSG and
  * the next message of A to A still arrives. Bad input: weight 0, a taken
  * name, an unknown flag, an unknown tenant, tenant 0, a delete while a
- * socket of the tenant exists (EBUSY), a delete twice. Needs CAP_NET_ADMIN.
+ * socket of the tenant exists (EBUSY), a delete twice, a caller without
+ * CAP_NET_ADMIN (EPERM). Runs as root.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "libsgiov.h"
@@ -116,6 +118,21 @@ int main(void)
 	      -EINVAL);
 	check("delete_unknown_enoent", tenant_delete(fd, 250), -ENOENT);
 	check("delete_default_einval", tenant_delete(fd, 0), -EINVAL);
+	/* Without CAP_NET_ADMIN (a child that became nobody, on the same open file): EPERM. */
+	{
+		pid_t pid = fork();
+		int st = 0;
+
+		if (pid == 0) {
+			uint32_t id;
+
+			_exit(setuid(65534)						  ? 3
+			      : tenant_create(fd, "keys-z", 1000, 0, NULL, &id) == -EPERM ? 0
+											  : 1);
+		}
+		waitpid(pid, &st, 0);
+		check("create_unprivileged_eperm", WIFEXITED(st) ? WEXITSTATUS(st) : 2, 0);
+	}
 	k.id = 250;
 	check("keys_unknown_enoent", ioctl(fd, SGIOV_IOC_TENANT_KEYS, &k) ? -errno : 0, -ENOENT);
 

@@ -232,8 +232,8 @@ describe('the sgiov CNI plugin in a guest', () => {
   });
 
   it('tenants with their own keys from the guest: each reads its own, not the other’s (EBADMSG); bad input refused', () => {
-    // sgiov-tenant-keys: 22 checks, every one passed.
-    expect(lines.get('keys')).toBe('rc=0 22 ');
+    // sgiov-tenant-keys: 23 checks, every one passed.
+    expect(lines.get('keys')).toBe('rc=0 23 ');
   });
 
   it('GC removes the stale attachment and keeps the valid one; the device keeps only its tenant', () => {
