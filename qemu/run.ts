@@ -52,6 +52,8 @@ export interface RunOptions {
   emulatorArgs?: string[];
   /** Called with the emulator's control socket once it is up, before QEMU starts (the demo schedules and adds faults through it). */
   beforeBoot?: (controlPath: string) => Promise<void>;
+  /** Called with the control socket once the command has ended, before the emulator stops (to read its state). */
+  afterCommand?: (controlPath: string) => Promise<void>;
 }
 
 export interface RunResult {
@@ -267,6 +269,7 @@ export async function runInVm(o: RunOptions): Promise<RunResult> {
       throw e;
     }
     const seconds = (Date.now() - t0) / 1000;
+    await o.afterCommand?.(emu.controlPath!);
     const status = (await controlCall(emu.controlPath!, 'status')) as {
       device: { dataPlane: { counters: Record<string, unknown>; socketsOpen: number } };
     };

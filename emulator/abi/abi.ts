@@ -306,6 +306,10 @@ export const CONSTANTS = {
   CRYPTO_TAG_LEN: 16,
   /** The encapsulation header (VxLAN-style: flags, reserved, 24-bit VNI, reserved). */
   ENCAP_HDR_LEN: 8,
+  /** Tenants the device holds at once (ids 0..MAX_TENANTS_DEFAULT-1; 0 is the default tenant and always exists). */
+  MAX_TENANTS_DEFAULT: 256,
+  /** struct sgiov_tenant_cfg.name: bytes, NUL-padded. */
+  TENANT_NAME_LEN: 32,
 } as const;
 
 /** Bit fields: name -> bit number. */
@@ -317,6 +321,8 @@ export const BITS = {
   DP_CONTROL: { START: 0 },
   DP_STATUS: { RUNNING: 0, POLLING: 1 },
   SHM_FLAG: { NEED_KICK: 0 },
+  /** struct sgiov_tenant_cfg.flags: which of the tenant's own keys the config gives. */
+  TENANT_CFG: { AES: 0, VNI: 1 },
 } as const;
 
 /** Enumerations: name -> value. */
@@ -412,7 +418,25 @@ export const ENUMS = {
     FULL_COPY: 7,
   },
   /** TENANT sets a tenant's weight and demand cap for the accelerator schedulers (tenant, arg, cap_mbps). */
-  CMD_OP: { CREATE: 1, LISTEN: 2, CONNECT: 3, ACCEPT: 4, CLOSE: 5, TENANT: 6 },
+  CMD_OP: {
+    CREATE: 1,
+    LISTEN: 2,
+    CONNECT: 3,
+    ACCEPT: 4,
+    CLOSE: 5,
+    TENANT: 6,
+    /**
+     * Tenants made by the driver. TENANT_CREATE: tenant = the id wanted (0: the
+     * lowest free one), arg = the weight in thousandths (>= 1), cap_mbps, tx_addr
+     * = guest address of a struct sgiov_tenant_cfg (0: none); result = the id.
+     * TENANT_DELETE: tenant = the id; EBUSY while a socket of it exists.
+     * TENANT_KEYS: tenant = the id, tx_addr = a struct sgiov_tenant_cfg whose
+     * flags say which keys to set (its name is ignored).
+     */
+    TENANT_CREATE: 16,
+    TENANT_DELETE: 17,
+    TENANT_KEYS: 18,
+  },
   /** Command status values are Linux errno numbers, so a driver can return -status. */
   STATUS: {
     OK: 0,
@@ -430,6 +454,8 @@ export const ENUMS = {
     EISCONN: 106,
     ENOTCONN: 107,
     ECONNREFUSED: 111,
+    /** TENANT_CREATE: the tenant table is full. */
+    ENOSPC: 28,
   },
   EVENT: {
     /** A listener has a connection waiting for accept. */
@@ -471,6 +497,8 @@ export interface StructField {
   offset: number;
   type: 'u8' | 'u16' | 'u32' | 'u64';
   doc: string;
+  /** An array of this many elements (absent: one). */
+  count?: number;
 }
 
 /** Structures in guest memory, as the device reads and writes them. */
@@ -529,6 +557,33 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
         type: 'u32',
         doc: 'TENANT: the demand cap in Mbps per used accelerator (0: none); otherwise 0',
       },
+    ],
+  },
+  tenant_cfg: {
+    size: 72,
+    doc: "A tenant's name and own keys (TENANT_CREATE, TENANT_KEYS: the command's tx_addr points at it). A key or VNI the flags do not give falls back to the device-wide one (CRYPTO_KEY, ENCAP_VNI).",
+    fields: [
+      {
+        name: 'name',
+        offset: 0,
+        type: 'u8',
+        count: 32,
+        doc: 'TENANT_CREATE: printable ASCII, NUL-padded; unique (EEXIST); empty: tenant<id>',
+      },
+      {
+        name: 'aes_key',
+        offset: 32,
+        type: 'u8',
+        count: 32,
+        doc: 'AES-256-GCM key of its sockets (SGIOV_TENANT_CFG_AES)',
+      },
+      {
+        name: 'vni',
+        offset: 64,
+        type: 'u32',
+        doc: 'VxLAN network id of its sockets, <= 0xffffff (SGIOV_TENANT_CFG_VNI)',
+      },
+      { name: 'flags', offset: 68, type: 'u32', doc: 'SGIOV_TENANT_CFG_* bits; others EINVAL' },
     ],
   },
 };

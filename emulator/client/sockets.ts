@@ -8,7 +8,7 @@
  * command slots and the sockets' rings. Calls are synchronous: a call that
  * needs the device's answer pumps until it comes (DeviceAccess.wait).
  */
-import { CONSTANTS, ENUMS, reg, SHM, STRUCTS } from '../abi/abi.js';
+import { BITS, CONSTANTS, ENUMS, reg, SHM, STRUCTS } from '../abi/abi.js';
 import { atomicLoad64, atomicStore64 } from '../util/atomics.js';
 import { ERRNO_NAME, SERR_NAME, SgiovError } from './errors.js';
 import { SgiovSocket } from './socket.js';
@@ -97,6 +97,16 @@ class Allocator {
     }
     this.free = merged;
   }
+}
+
+/** A tenant's name and own keys (struct sgiov_tenant_cfg). */
+export interface TenantOptions {
+  name?: string;
+  /** 32 bytes. */
+  aesKey?: Uint8Array;
+  vni?: number;
+  /** The flags word as written (to test bad ones); default: from the fields given. */
+  rawFlags?: number;
 }
 
 export interface CmdFields {
@@ -441,6 +451,76 @@ export class SgiovSocketDriver {
       arg: Math.round(weight * 1000),
       capMbps: capGbps === undefined ? 0 : Math.round(capGbps * 1000),
     });
+  }
+
+  // ---- tenants made by the driver ------------------------------------------------
+
+  /**
+   * Creates a tenant (TENANT_CREATE): its id (`opts.id`, or the lowest free
+   * one), or SgiovError with the errno (EEXIST, EINVAL, ENOSPC, EFAULT).
+   */
+  createTenant(opts: TenantOptions & { id?: number; weight?: number; capGbps?: number } = {}): number {
+    return this.withTenantCfg(opts, true, (cfg) =>
+      this.command(ENUMS.CMD_OP.TENANT_CREATE, {
+        sid: 0,
+        tenant: opts.id ?? 0,
+        arg: Math.round((opts.weight ?? 1) * 1000),
+        capMbps: opts.capGbps === undefined ? 0 : Math.round(opts.capGbps * 1000),
+        txAddr: cfg,
+      }),
+    );
+  }
+
+  /** Deletes a tenant (TENANT_DELETE): EBUSY while one of its sockets exists, ENOENT for no such tenant. */
+  deleteTenant(id: number): void {
+    this.command(ENUMS.CMD_OP.TENANT_DELETE, { sid: 0, tenant: id });
+  }
+
+  /** Gives a tenant its own AES key and/or VNI (TENANT_KEYS). */
+  setTenantKeys(id: number, keys: Omit<TenantOptions, 'name'>): void {
+    this.withTenantCfg(keys, false, (cfg) =>
+      this.command(ENUMS.CMD_OP.TENANT_KEYS, { sid: 0, tenant: id, txAddr: cfg }),
+    );
+  }
+
+  /** Runs `f` with a struct sgiov_tenant_cfg in guest memory (its address; 0n when there is nothing to say and `optional`). */
+  private withTenantCfg<T>(o: TenantOptions, optional: boolean, f: (addr: bigint) => T): T {
+    if (
+      optional &&
+      o.name === undefined &&
+      o.aesKey === undefined &&
+      o.vni === undefined &&
+      o.rawFlags === undefined
+    )
+      return f(0n);
+    const F = Object.fromEntries(STRUCTS.tenant_cfg!.fields.map((x) => [x.name, x.offset])) as Record<
+      string,
+      number
+    >;
+    const size = STRUCTS.tenant_cfg!.size;
+    const off = this.alloc.alloc(size, 64);
+    const mem = this.dev.mem;
+    mem.fill(0, off, off + size);
+    try {
+      const name = new TextEncoder().encode(o.name ?? '');
+      if (name.length > CONSTANTS.TENANT_NAME_LEN)
+        throw new SgiovError(`tenant name longer than ${CONSTANTS.TENANT_NAME_LEN} bytes`, 'EINVAL');
+      mem.set(name, off + F.name!);
+      let flags = 0;
+      if (o.aesKey !== undefined) {
+        if (o.aesKey.length !== 32) throw new SgiovError('an AES-256 key is 32 bytes', 'EINVAL');
+        mem.set(o.aesKey, off + F.aes_key!);
+        flags |= 1 << BITS.TENANT_CFG.AES;
+      }
+      if (o.vni !== undefined) {
+        this.mem.setUint32(off + F.vni!, o.vni, true);
+        flags |= 1 << BITS.TENANT_CFG.VNI;
+      }
+      this.mem.setUint32(off + F.flags!, o.rawFlags ?? flags, true);
+      return f(this.addr(off));
+    } finally {
+      this.alloc.release(off, size);
+    }
   }
 
   // ---- sockets ---------------------------------------------------------------

@@ -55,6 +55,8 @@
 #define SGIOV_CRYPTO_IV_LEN                  0xc
 #define SGIOV_CRYPTO_TAG_LEN                 0x10
 #define SGIOV_ENCAP_HDR_LEN                  0x8
+#define SGIOV_MAX_TENANTS_DEFAULT            0x100
+#define SGIOV_TENANT_NAME_LEN                0x20
 
 /* BAR0 registers: offset, width in bytes */
 #define SGIOV_REG_ID                         0x000           /* ro, 32-bit: Magic SGIOV_ID_MAGIC */
@@ -126,6 +128,8 @@
 #define SGIOV_DP_STATUS_RUNNING              (1u << 0)
 #define SGIOV_DP_STATUS_POLLING              (1u << 1)
 #define SGIOV_SHM_FLAG_NEED_KICK             (1u << 0)
+#define SGIOV_TENANT_CFG_AES                 (1u << 0)
+#define SGIOV_TENANT_CFG_VNI                 (1u << 1)
 
 /* Enumerations */
 #define SGIOV_DMA_OP_COPY                    0
@@ -178,6 +182,9 @@
 #define SGIOV_CMD_OP_ACCEPT                  4
 #define SGIOV_CMD_OP_CLOSE                   5
 #define SGIOV_CMD_OP_TENANT                  6
+#define SGIOV_CMD_OP_TENANT_CREATE           16
+#define SGIOV_CMD_OP_TENANT_DELETE           17
+#define SGIOV_CMD_OP_TENANT_KEYS             18
 #define SGIOV_STATUS_OK                      0
 #define SGIOV_STATUS_ENOENT                  2
 #define SGIOV_STATUS_EAGAIN                  11
@@ -193,6 +200,7 @@
 #define SGIOV_STATUS_EISCONN                 106
 #define SGIOV_STATUS_ENOTCONN                107
 #define SGIOV_STATUS_ECONNREFUSED            111
+#define SGIOV_STATUS_ENOSPC                  28
 #define SGIOV_EVENT_CONN_PENDING             1
 #define SGIOV_EVENT_CONNECTED                2
 #define SGIOV_EVENT_PEER_CLOSED              3
@@ -255,6 +263,14 @@ struct sgiov_cmd {
 	SGIOV_U32  cap_mbps;    /* 0x3c: TENANT: the demand cap in Mbps per used accelerator (0: none); otherwise 0 */
 } __attribute__((packed));
 _Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
+/* A tenant's name and own keys (TENANT_CREATE, TENANT_KEYS: the command's tx_addr points at it). A key or VNI the flags do not give falls back to the device-wide one (CRYPTO_KEY, ENCAP_VNI). */
+struct sgiov_tenant_cfg {
+	SGIOV_U8   name[32];    /* 0x00: TENANT_CREATE: printable ASCII, NUL-padded; unique (EEXIST); empty: tenant<id> */
+	SGIOV_U8   aes_key[32]; /* 0x20: AES-256-GCM key of its sockets (SGIOV_TENANT_CFG_AES) */
+	SGIOV_U32  vni;         /* 0x40: VxLAN network id of its sockets, <= 0xffffff (SGIOV_TENANT_CFG_VNI) */
+	SGIOV_U32  flags;       /* 0x44: SGIOV_TENANT_CFG_* bits; others EINVAL */
+} __attribute__((packed));
+_Static_assert(sizeof(struct sgiov_tenant_cfg) == 72, "struct sgiov_tenant_cfg size");
 #endif /* __ASSEMBLER__ */
 #define SGIOV_CMD_OFF_OP                     0x00
 #define SGIOV_CMD_OFF_FLAGS                  0x01
@@ -272,5 +288,10 @@ _Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
 #define SGIOV_CMD_OFF_TENANT                 0x38
 #define SGIOV_CMD_OFF_CAP_MBPS               0x3c
 #define SGIOV_CMD_SIZE                       64
+#define SGIOV_TENANT_CFG_OFF_NAME            0x00
+#define SGIOV_TENANT_CFG_OFF_AES_KEY         0x20
+#define SGIOV_TENANT_CFG_OFF_VNI             0x40
+#define SGIOV_TENANT_CFG_OFF_FLAGS           0x44
+#define SGIOV_TENANT_CFG_SIZE                72
 
 #endif /* SGIOV_ABI_H */

@@ -213,6 +213,42 @@ struct sgiov_tenant {
 #define SGIOV_IOC_SET_TENANT _IOW(SGIOV_IOC_MAGIC, 11, struct sgiov_tenant)
 
 /*
+ * Tenants made from the guest (CAP_NET_ADMIN; any open socket file of the
+ * device will do, as for SET_TENANT; the module's tenant.c):
+ *   SGIOV_IOC_TENANT_CREATE  a tenant with a name, weight, demand cap and,
+ *                            optionally, its own AES-256-GCM key and VNI;
+ *                            id in: the id wanted (0: the lowest free one),
+ *                            out: its id. EEXIST: the id or name is taken;
+ *                            EINVAL: weight 0, a bad name, flag or VNI, a
+ *                            cap above every accelerator; ENOSPC: the
+ *                            device's tenant table is full.
+ *   SGIOV_IOC_TENANT_DELETE  deletes one: EBUSY while a socket of it exists
+ *                            (close them first), ENOENT for no such tenant,
+ *                            EINVAL for tenant 0 (the default one stays).
+ *   SGIOV_IOC_TENANT_KEYS    gives a tenant its own key and/or VNI (flags say
+ *                            which; name, weight and cap are ignored).
+ * A socket's ENCRYPT and ENCAP stages use its tenant's own key and VNI, its
+ * peer's DECRYPT and DECAP stages the peer's tenant's; a tenant without
+ * its own uses the device-wide ones (SGIOV_IOC_SET_KEYS).
+ */
+#define SGIOV_TENANT_AES 0x1 /* aes_key is the tenant's own */
+#define SGIOV_TENANT_VNI 0x2 /* vni is the tenant's own */
+
+struct sgiov_tenant_new {
+	__u32 id;	    /* in: wanted (0: any); out (CREATE): the tenant's id */
+	__u32 weight_milli; /* CREATE: weight in thousandths, >= 1 */
+	__u32 cap_mbps;	    /* CREATE: demand cap in Mbps per used accelerator; 0: none */
+	__u32 flags;	    /* SGIOV_TENANT_*; others EINVAL */
+	__u32 vni;	    /* with SGIOV_TENANT_VNI: <= 0xffffff */
+	__u32 reserved;	    /* 0 */
+	char name[32];	    /* CREATE: printable ASCII, NUL-padded; "" : tenant<id> */
+	__u8 aes_key[32];   /* with SGIOV_TENANT_AES */
+};
+#define SGIOV_IOC_TENANT_CREATE _IOWR(SGIOV_IOC_MAGIC, 20, struct sgiov_tenant_new)
+#define SGIOV_IOC_TENANT_DELETE _IOW(SGIOV_IOC_MAGIC, 21, __u32)
+#define SGIOV_IOC_TENANT_KEYS	_IOW(SGIOV_IOC_MAGIC, 22, struct sgiov_tenant_new)
+
+/*
  * CONNECT to a listener on another node of the emulator's cluster (cross-
  * node warp pipes). node: 0 is this node, otherwise 1 + the node's index in
  * the cluster's sorted names (the emulator logs the table at start). Then

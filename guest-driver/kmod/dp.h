@@ -11,6 +11,7 @@
  *                sgiov_uapi.h), its file operations and ioctls
  *   lifecycle.c  start, the device's health (surprise removal, reset),
  *                restart after a reset, remove; the sysfs attribute "dp"
+ *   tenant.c     tenants made from the guest (create, delete, own keys)
  *
  * Locking: dp_lock (irqsave) covers the D2H consumer, the socket table, the
  * command slots and every socket field the D2H side changes; h2d_lock the
@@ -136,5 +137,8 @@ extern const struct file_operations sgiov_fops;
 
 /* lifecycle.c */
 int sgiov_dp_health(struct sgiov *sg);
+
+/* tenant.c: SGIOV_IOC_TENANT_CREATE, _DELETE, _KEYS */
+long sgiov_ioc_tenant(struct sgiov *sg, unsigned int cmd, void __user *ua);
 
 #endif /* SGIOV_DP_H */

@@ -710,6 +710,9 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	case SGIOV_IOC_DIGEST: return sgiov_ioc_digest(s, ua);
 	case SGIOV_IOC_SET_KEYS: return sgiov_ioc_set_keys(sg, ua);
 	case SGIOV_IOC_SET_TENANT: return sgiov_ioc_set_tenant(sg, ua);
+	case SGIOV_IOC_TENANT_CREATE:
+	case SGIOV_IOC_TENANT_DELETE:
+	case SGIOV_IOC_TENANT_KEYS: return sgiov_ioc_tenant(sg, cmd, ua);
 	case SGIOV_IOC_ACCEPT: return sgiov_ioc_accept(f, s, ua);
 	case SGIOV_IOC_INFO:
 	case SGIOV_IOC_INFO_V0: /* built before tenants: the fields up to msgs_failed */

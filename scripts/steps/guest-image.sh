@@ -88,6 +88,17 @@ guest_image() {
     tools+=("$name")
   done
 
+  # The CNI plugin (/opt/cni/bin/sgiov): static, with json-c from the tree.
+  if ! in_tree dpkg-query -W -f='${Status}' libjson-c-dev 2>/dev/null | grep -q 'install ok installed'; then
+    echo "== installing libjson-c-dev in the tree (the CNI plugin's JSON)"
+    in_tree apt-get install -y --no-install-recommends libjson-c-dev >/dev/null ||
+      { in_tree apt-get update >/dev/null && in_tree apt-get install -y --no-install-recommends libjson-c-dev >/dev/null; } ||
+      { echo "cannot install libjson-c-dev in the tree"; return 1; }
+  fi
+  echo "== building the CNI plugin sgiov"
+  mkdir -p "$b/cni" && cp "$src"/cni/*.c "$b/cni/"
+  in_tree gcc -static -O2 -Wall -Wextra -I"$bt/include" -o "$bt/out/sgiov-cni" "$bt/cni/sgiov-cni.c" -ljson-c -lm
+
   # Assemble the initramfs in a scratch directory next to its destination.
   local tmp="$dir/.tmp.$key.$$"
   rm -rf "$tmp"
@@ -99,6 +110,9 @@ guest_image() {
   install -m 0644 "$src/include/sgiov_abi.sh" "$r/etc/sgiov_abi.sh"
   install -m 0644 "$b/out/sgiov.ko" "$r/lib/modules/sgiov.ko"
   for name in "${tools[@]}"; do install -m 0755 "$b/out/$name" "$r/usr/bin/$name"; done
+  mkdir -p "$r/opt/cni/bin" "$r/etc/cni/net.d"
+  install -m 0755 "$b/out/sgiov-cni" "$r/opt/cni/bin/sgiov"
+  install -m 0644 "$src"/cni/*.conflist "$r/etc/cni/net.d/"
   # The kernel opens /dev/console for /init before devtmpfs is mounted.
   mknod -m 0600 "$r/dev/console" c 5 1 || echo "warning: cannot create dev/console (not root?)"
   mknod -m 0666 "$r/dev/null" c 1 3 || true
@@ -117,5 +131,5 @@ guest_image() {
   done
 
   guest_image_json "$kernel" "$img" "$kver" "$tree" "$key"
-  echo "built $key: $(du -k "$img" | cut -f1) KiB, sgiov.ko + ${tools[*]}, kernel $kver"
+  echo "built $key: $(du -k "$img" | cut -f1) KiB, sgiov.ko + ${tools[*]} + /opt/cni/bin/sgiov, kernel $kver"
 }

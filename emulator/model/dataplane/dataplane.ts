@@ -41,6 +41,7 @@ import {
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 import { TRACE, trace } from '../../util/trace.js';
 import { CMD_OP_NAME, nameOf, SIGNAL_NAME, STATUS_NAME } from '../names.js';
+import { TenantTable, tenantCommand } from './tenants.js';
 
 const SIG = ENUMS.SIG_H2D;
 const D2H = ENUMS.SIG_D2H;
@@ -193,7 +194,10 @@ export class DataPlane {
   private readonly guestErr: RateLimitedLog;
   /** The engines' key material (the driver writes it through registers). */
   readonly keys: EngineKeys = { aesKey: new Uint8Array(32), vni: 0 };
+  /** Decoded chains by code and the two ends' tenants (their keys). */
   private readonly chains = new Map<number, Chain>();
+  /** Who the sockets belong to, with their own keys (tenants.ts). */
+  readonly tenants: TenantTable;
   /** Scheduled accelerators, when configured (control interface); null: as fast as the host goes. */
   farm: AcceleratorFarm | null = null;
   /** Executor F: the device memory messages are staged in, and what is in it now. */
@@ -230,8 +234,10 @@ export class DataPlane {
     maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT,
     faults?: FaultInjector,
     onGlobal?: GlobalFaultHandler,
+    maxTenants: number = CONSTANTS.MAX_TENANTS_DEFAULT,
   ) {
     this.socks = new SocketTable(maxSockets);
+    this.tenants = new TenantTable(this.keys, maxTenants);
     this.guestErr = new RateLimitedLog(host.log);
     this.faults = faults ?? new FaultInjector(host.log);
     this.onGlobal = onGlobal ?? (() => false);
@@ -506,11 +512,17 @@ export class DataPlane {
 
   /** The decoded chain of a socket's pipes (validated at CONNECT, so it decodes). */
   private chainOf(sid: number): Chain {
-    const code = this.socks.chain[sid]!;
-    let c = this.chains.get(code);
+    const s = this.socks;
+    const code = s.chain[sid]!;
+    const tx = s.tenant[sid]!;
+    const peer = s.peer[sid]!;
+    const rx = peer === NO_PEER || !s.exists(peer) ? tx : s.tenant[peer]!;
+    // The sender's tenant's keys encrypt and encapsulate, the receiver's decrypt and decapsulate.
+    const key = code * 2 ** 20 + (tx & 0x3ff) * 1024 + (rx & 0x3ff);
+    let c = this.chains.get(key);
     if (!c) {
-      c = decodeChain(code, this.keys) as Chain;
-      this.chains.set(code, c);
+      c = decodeChain(code, this.tenants.keysOf(tx), this.tenants.keysOf(rx)) as Chain;
+      this.chains.set(key, c);
     }
     return c;
   }
@@ -1038,6 +1050,11 @@ export class DataPlane {
           d.getUint32(CMD_FIELD.cap_mbps!, true),
         );
         break;
+      case OP.TENANT_CREATE:
+      case OP.TENANT_DELETE:
+      case OP.TENANT_KEYS:
+        [status, result] = this.tenantCmd(op, d);
+        break;
       case OP.CLOSE: {
         const r = this.close(sid, slot);
         if (r === 'pending') return; // answered when the tx ring has drained
@@ -1091,13 +1108,49 @@ export class DataPlane {
       return ST.EFAULT;
     if (txAddr < rxAddr + rxSize && rxAddr < txAddr + txSize) return ST.EBUSY;
     if (this.rings.overlap(txAddr, txSize) >= 0 || this.rings.overlap(rxAddr, rxSize) >= 0) return ST.EBUSY;
-    if (this.farm && tenant >= this.farm.tenants.length) return ST.EINVAL; // no such tenant
+    if (this.tenants.refuses(tenant, this.farm !== null)) return ST.EINVAL; // no such tenant
     s.create(sid, txAddr, txSize, rxAddr, rxSize);
     this.counters.socketsCreated++;
     s.tenant[sid] = tenant;
     this.rings.add(txAddr, txSize, sid);
     this.rings.add(rxAddr, rxSize, sid);
     return ST.OK;
+  }
+
+  /** TENANT_CREATE, TENANT_DELETE, TENANT_KEYS (emulator/model/dataplane/tenants.ts). */
+  private tenantCmd(op: number, d: DataView): [number, number] {
+    return tenantCommand(
+      {
+        op,
+        tenant: d.getUint32(CMD_FIELD.tenant!, true),
+        weightMilli: d.getUint32(CMD_FIELD.arg!, true),
+        capMbps: d.getUint32(CMD_FIELD.cap_mbps!, true),
+        cfgAddr: d.getBigUint64(CMD_FIELD.tx_addr!, true),
+      },
+      {
+        table: this.tenants,
+        farm: this.farm,
+        readCfg: (addr) => this.host.dmaView(addr, STRUCTS.tenant_cfg!.size),
+        socketsOf: (id) => {
+          let n = 0;
+          for (let sid = 0; sid < this.socks.capacity; sid++)
+            if (this.socks.tenant[sid] === id && this.socks.exists(sid)) n++;
+          return n;
+        },
+        changed: () => this.chains.clear(),
+        refused: (what, ctx, why) => this.guestErr.warn(what, ctx, why),
+        info: (ctx, msg) => this.host.log.info(ctx, msg),
+      },
+    );
+  }
+
+  /** Each live tenant's measured rate and DRF allocation (scheduled accelerators), with its id. */
+  tenantReport(): (ReturnType<AcceleratorFarm['report']>[number] & { id: number })[] {
+    if (!this.farm) return [];
+    return this.farm
+      .report()
+      .map((r, id) => ({ id, ...r }))
+      .filter((r) => this.tenants.has(r.id));
   }
 
   /** TENANT: weight (thousandths) and demand cap (Mbps, 0: none) of a tenant of the scheduled accelerators. */
@@ -1107,7 +1160,7 @@ export class DataPlane {
       this.guestErr.warn('tenant-unscheduled', { tenant }, 'TENANT while the accelerators are not scheduled');
       return ST.ENOENT;
     }
-    const cur = farm.tenants[tenant];
+    const cur = this.tenants.has(tenant) ? farm.tenants[tenant] : undefined;
     if (!cur || weightMilli === 0) {
       this.guestErr.warn(
         'tenant-bad',
@@ -1117,11 +1170,13 @@ export class DataPlane {
       return cur ? ST.EINVAL : ST.ENOENT;
     }
     try {
-      farm.setTenant(tenant, {
+      const spec = {
         ...cur,
         weight: weightMilli / 1000,
         ...(capMbps > 0 ? { capGbps: capMbps / 1000 } : { capGbps: undefined }),
-      });
+      };
+      farm.setTenant(tenant, spec);
+      this.tenants.update(tenant, spec);
     } catch (e) {
       this.guestErr.warn('tenant-bad', { tenant, why: (e as Error).message }, 'TENANT refused');
       return ST.EINVAL;
