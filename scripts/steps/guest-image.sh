@@ -77,13 +77,17 @@ guest_image() {
   in_tree gcc -O2 -Wall -Wextra -I"$bt/include" -c -o "$bt/lib/libsgiov.o" "$bt/lib/libsgiov.c"
   in_tree ar rcs "$bt/lib/libsgiov.a" "$bt/lib/libsgiov.o"
 
-  # Every tools/*.c is one static program.
-  local c name tools=()
+  # Every tools/*.c is one static program, except those marked
+  # "sgiov-build: dynamic" (linked against the userland's glibc, so that
+  # LD_PRELOAD acts on them: sgiov-conform).
+  local c name link tools=()
   for c in "$b"/tools/*.c; do
     [ -f "$c" ] || continue
     name=$(basename "$c" .c)
-    echo "== building $name"
-    in_tree gcc -static -O2 -Wall -Wextra -I"$bt/include" -I"$bt/lib" \
+    link=-static
+    grep -q 'sgiov-build: dynamic' "$c" && link=
+    echo "== building $name${link:+ (static)}"
+    in_tree gcc $link -O2 -Wall -Wextra -I"$bt/include" -I"$bt/lib" \
       -o "$bt/out/$name" "$bt/tools/$name.c" "$bt/lib/libsgiov.a"
     tools+=("$name")
   done
