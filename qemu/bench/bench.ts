@@ -15,23 +15,19 @@
  * bench/results/<timestamp>.json. Ratios are against baselines measured in
  * the same run, on the same machine; nothing here asserts a time.
  */
-import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchDataPlane } from './dataplane.js';
 import { schedulerDecisionTable } from './sched.js';
 import { benchIsolation } from './isolation.js';
 import { benchFabric } from './fabric.js';
-import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { reg } from '../../emulator/abi/abi.js';
-import { repoRoot } from '../../emulator/util/paths.js';
 import { EmulatorProcess, RunDir } from '../vm.js';
 import { Libc } from '../../emulator/native/libc.js';
 import { SgiovDriver, VEC_DMA } from '../../emulator/client/sgiov-driver.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { stats, type Stats } from './stats.js';
+import { gitCommit, machine, table, writeResult } from './report.js';
 
 export { stats, type Stats } from './stats.js';
 
@@ -133,18 +129,6 @@ function dmaBench(drv: SgiovDriver, bytes: number, jobs: number, baselineCopies:
   };
 }
 
-function gitCommit(): string | null {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
-      cwd: repoRoot(),
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
-  } catch {
-    return null;
-  }
-}
-
 const us = (ns: number): string => (ns / 1000).toFixed(ns < 1000 ? 3 : 1);
 
 async function main(): Promise<number> {
@@ -236,12 +220,7 @@ async function main(): Promise<number> {
     const result = {
       when: new Date().toISOString(),
       commit: gitCommit(),
-      machine: {
-        cpu: cpus()[0]?.model ?? 'unknown',
-        cpus: cpus().length,
-        node: process.version,
-        loadavg: loadavg(),
-      },
+      machine: machine(),
       transport:
         'vfio-user over a UNIX socket; client and emulator are separate processes; guest memory is a memfd both map',
       bar0Read: { what: `REGION_READ of SCRATCH (4 bytes), ${reads} round trips`, ...bar0 },
@@ -391,22 +370,11 @@ async function main(): Promise<number> {
         [`  pipe / TCP median RTT (goal <= 1.5)`, '', '', fabric.pingPong.ratio.toFixed(2)],
       );
     }
-    const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-    const line = (r: string[]): string =>
-      r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
     process.stdout.write(
       `sgiov bench ${result.when} commit ${result.commit ?? '?'} on ${result.machine.cpus} x ${result.machine.cpu}, node ${process.version}\n`,
     );
-    process.stdout.write(line(rows[0]!) + '\n' + w.map((n) => '-'.repeat(n)).join('  ') + '\n');
-    for (const r of rows.slice(1)) process.stdout.write(line(r) + '\n');
-
-    if (!values['no-json']) {
-      const out = join(repoRoot(), 'bench', 'results');
-      mkdirSync(out, { recursive: true });
-      const file = join(out, `${result.when.replace(/[:.]/g, '-')}.json`);
-      writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
-      process.stdout.write(`figures: ${file}\n`);
-    }
+    process.stdout.write(table(rows));
+    if (!values['no-json']) process.stdout.write(`figures: ${writeResult(result)}\n`);
     ok = true;
     return 0;
   } finally {

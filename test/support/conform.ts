@@ -40,12 +40,3 @@ export function conformDiff(want: Map<string, string>, got: Map<string, string>)
   }
   return { identical, differing: lines.length, report: lines.join('\n') };
 }
-
-/** The guest kernel's TCP counters from a `SNMP TAG Tcp: names... Tcp: values...` line. */
-export function snmpTcp(out: string, tag: string): Record<string, number> {
-  const line = new RegExp(`^SNMP ${tag} (.*)$`, 'm').exec(out)?.[1] ?? '';
-  const [, names = '', values = ''] = line.split('Tcp:');
-  const n = names.trim().split(/\s+/);
-  const v = values.trim().split(/\s+/).map(Number);
-  return Object.fromEntries(n.map((k, i) => [k, v[i]!]));
-}

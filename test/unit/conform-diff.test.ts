@@ -1,6 +1,6 @@
 /** The comparison of two sgiov-conform runs (test/support/conform.ts) that the VM test reports with. */
 import { describe, expect, it } from 'vitest';
-import { conformDiff, parseConform, snmpTcp } from '../support/conform.js';
+import { conformDiff, parseConform } from '../support/conform.js';
 
 const run = (...l: string[]): Map<string, string> => parseConform(l);
 
@@ -20,11 +20,5 @@ describe('conformDiff', () => {
       ].join('\n'),
     );
     expect(conformDiff(kernel, kernel)).toEqual({ identical: 3, differing: 0, report: '' });
-  });
-
-  it('reads the TCP counters of a tagged /proc/net/snmp line', () => {
-    const out = 'x\nSNMP kernel Tcp: RtoAlgorithm ActiveOpens PassiveOpens Tcp: 1 52 50 \ny\n';
-    expect(snmpTcp(out, 'kernel')).toEqual({ RtoAlgorithm: 1, ActiveOpens: 52, PassiveOpens: 50 });
-    expect(snmpTcp(out, 'sgiov').ActiveOpens).toBeUndefined();
   });
 });

@@ -17,11 +17,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { runInVm } from '../../qemu/run.js';
-import { conformDiff, parseConform, snmpTcp } from '../support/conform.js';
+import { SNMP_SH, snmpTcp } from '../../qemu/guest-snmp.js';
+import { conformDiff, parseConform } from '../support/conform.js';
 
 /** The guest side: both runs, the kernel's TCP counters around them, then both outputs, tagged. */
 const SCRIPT = [
-  'snmp() { echo "SNMP $1 $(grep "^Tcp:" /proc/net/snmp | tr "\\n" " ")"; }',
+  SNMP_SH,
   'snmp start',
   'sgiov-conform >/tmp/kernel.out 2>/tmp/kernel.err; echo "RC kernel $?"',
   'snmp kernel',
