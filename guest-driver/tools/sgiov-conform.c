@@ -660,7 +660,9 @@ static void c_nb_connect_epoll(const char *name, int port)
 	if (n > 0)
 		lp(&l, " events=%s", EV(got[0].events));
 	lp(&l, " SO_ERROR=%s", R(-get_int(c, SOL_SOCKET, SO_ERROR)));
+	/* Linux: the first connect after the non-blocking one completed gives 0, then EISCONN. */
 	lp(&l, " connect again=%s", R(rc(connect(c, (struct sockaddr *)&ss, len))));
+	lp(&l, " and again=%s", R(rc(connect(c, (struct sockaddr *)&ss, len))));
 	lp(&l, " listener poll=%s", EV((unsigned int)poll1(ls, POLLIN, WAIT_MS)));
 	s = (int)rc(accept(ls, NULL, NULL));
 	lp(&l, " accept=%s", s >= 0 ? "fd" : R(s));
@@ -886,16 +888,33 @@ static void c_nonblocking(const char *name, int port)
 	r = rc(ioctl(s, FIONBIO, &off));
 	lp(&l, " FIONBIO off=%s O_NONBLOCK=%d", R(r), nonblock(s));
 	lp(&l, " F_SETFL=%s", R(rc(fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK))));
-	/* Fill until the pipe pushes back (how far depends on buffer sizes: not printed). */
+	/*
+	 * Fill until the pipe pushes back (how far depends on buffer sizes: not
+	 * printed), and again while acknowledgements still free room, until it
+	 * stays full for 200 ms.
+	 */
+	long ev = -1;
+	r = 0;
+	for (int round = 0; round < 50 && ev != 0; round++) {
+		for (int i = 0; i < 100000; i++) {
+			r = rc(send(c, buf, sizeof(buf), 0));
+			if (r < 0)
+				break;
+			total += r;
+		}
+		ev = poll1(c, POLLOUT, 200);
+	}
+	lp(&l, " fill ended=%s after data=%d", R(r), total > 0);
+	lp(&l, " poll full=%s", EV((unsigned int)(ev < 0 ? 0 : ev)));
+	/* Blocking again: MSG_DONTWAIT alone keeps a send from waiting. */
+	fcntl(c, F_SETFL, fcntl(c, F_GETFL) & ~O_NONBLOCK);
 	for (int i = 0; i < 100000; i++) {
-		r = rc(send(c, buf, sizeof(buf), 0));
+		r = rc(send(c, buf, sizeof(buf), MSG_DONTWAIT));
 		if (r < 0)
 			break;
 		total += r;
 	}
-	lp(&l, " fill ended=%s after data=%d", R(r), total > 0);
-	lp(&l, " poll full=%s", EV((unsigned int)poll1(c, POLLOUT, 0)));
-	lp(&l, " DONTWAIT on full=%s", R(rc(send(c, buf, 1, MSG_DONTWAIT))));
+	lp(&l, " blocking, DONTWAIT fill ended=%s", R(r));
 	/* The reader drains it all; the writer may continue. */
 	long got = 0;
 	while (got < total) {
