@@ -275,6 +275,13 @@ export const REGISTERS: readonly RegisterDef[] = [
     access: 'rw',
     doc: 'VxLAN network id the encapsulation engine writes and the decapsulation engine expects',
   },
+  {
+    name: 'BYTES_MOVED',
+    offset: 0x288,
+    width: 8,
+    access: 'ro',
+    doc: 'Bytes moved through warp pipes since start (ABI 1.2; what a guest test reads around a program)',
+  },
 ] as const;
 
 /** Trapped doorbells, also in BAR0. A 4-byte write of a tag starts the job. */

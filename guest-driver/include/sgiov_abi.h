@@ -102,6 +102,7 @@
 #define SGIOV_REG_CRYPTO_KEY2                0x270           /* wo, 64-bit: key bits 128..191 */
 #define SGIOV_REG_CRYPTO_KEY3                0x278           /* wo, 64-bit: key bits 192..255 */
 #define SGIOV_REG_ENCAP_VNI                  0x280           /* rw, 32-bit: VxLAN network id the encapsulation engine writes and the decapsulation engine expects */
+#define SGIOV_REG_BYTES_MOVED                0x288           /* ro, 64-bit: Bytes moved through warp pipes since start (ABI 1.2; what a guest test reads around a program) */
 
 /* Doorbells (trapped), BAR0 */
 #define SGIOV_DOORBELL_BASE                  0x1000
