@@ -6,7 +6,7 @@
  * header differs from what this file generates.
  */
 
-export const ABI_VERSION = { major: 1, minor: 1 } as const;
+export const ABI_VERSION = { major: 1, minor: 2 } as const;
 
 /** PCI identity (defaults; the CLI can override the ids). 0x1234 is the
  *  vendor id that QEMU's own example devices (edu, bochs) use for devices
@@ -275,6 +275,13 @@ export const REGISTERS: readonly RegisterDef[] = [
     access: 'rw',
     doc: 'VxLAN network id the encapsulation engine writes and the decapsulation engine expects',
   },
+  {
+    name: 'BYTES_MOVED',
+    offset: 0x288,
+    width: 8,
+    access: 'ro',
+    doc: 'Bytes moved through warp pipes since start (ABI 1.2; what a guest test reads around a program)',
+  },
 ] as const;
 
 /** Trapped doorbells, also in BAR0. A 4-byte write of a tag starts the job. */
@@ -317,6 +324,13 @@ export const BITS = {
   DP_CONTROL: { START: 0 },
   DP_STATUS: { RUNNING: 0, POLLING: 1 },
   SHM_FLAG: { NEED_KICK: 0 },
+  /**
+   * A command slot's flags (ABI 1.2, IP addressing). ADDR: LISTEN on the
+   * socket's bound (address, port), CONNECT to the (address, port) in the
+   * slot. V6ONLY: BIND, an IPv6 wildcard that does not take IPv4
+   * connections. PEER: NAME reports the peer's name, not the socket's own.
+   */
+  CMD_FLAG: { ADDR: 0, V6ONLY: 1, PEER: 2 },
 } as const;
 
 /** Enumerations: name -> value. */
@@ -412,7 +426,20 @@ export const ENUMS = {
     FULL_COPY: 7,
   },
   /** TENANT sets a tenant's weight and demand cap for the accelerator schedulers (tenant, arg, cap_mbps). */
-  CMD_OP: { CREATE: 1, LISTEN: 2, CONNECT: 3, ACCEPT: 4, CLOSE: 5, TENANT: 6 },
+  CMD_OP: {
+    CREATE: 1,
+    LISTEN: 2,
+    CONNECT: 3,
+    ACCEPT: 4,
+    CLOSE: 5,
+    TENANT: 6,
+    /** ABI 1.2: gives the socket its local (address, port); port 0: the device picks an ephemeral one (the result). */
+    BIND: 16,
+    /** ABI 1.2: arg 0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR (Linux's values). SHUT_WR: the peer reads EOF after what was sent, and may still send. */
+    SHUTDOWN: 17,
+    /** ABI 1.2: the device writes the socket's name (flag PEER: its peer's) into the slot's addr and port; result 1 when it has one. */
+    NAME: 18,
+  },
   /** Command status values are Linux errno numbers, so a driver can return -status. */
   STATUS: {
     OK: 0,
@@ -430,6 +457,9 @@ export const ENUMS = {
     EISCONN: 106,
     ENOTCONN: 107,
     ECONNREFUSED: 111,
+    EADDRNOTAVAIL: 99,
+    EAFNOSUPPORT: 97,
+    EOPNOTSUPP: 95,
   },
   EVENT: {
     /** A listener has a connection waiting for accept. */
@@ -438,6 +468,8 @@ export const ENUMS = {
     CONNECTED: 2,
     /** The peer closed: no more messages will arrive after those already delivered. */
     PEER_CLOSED: 3,
+    /** The peer shut down its sending side (SHUTDOWN, SHUT_WR): no more messages after those delivered; this socket may still send. */
+    PEER_SHUTDOWN: 4,
   },
   /** Why a socket went to the error state (SOCK_ERROR) or a signal was rejected (DEV_ERROR). */
   SERR: {
@@ -485,11 +517,26 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
         type: 'u8',
         doc: 'SGIOV_CMD_OP_*; the device writes 0 here when it takes the command, and ignores a CMD signal for a slot whose op is 0 (a repeated signal)',
       },
-      { name: 'flags', offset: 1, type: 'u8', doc: 'reserved, 0' },
-      { name: 'port', offset: 2, type: 'u16', doc: 'LISTEN, CONNECT: the port' },
+      { name: 'flags', offset: 1, type: 'u8', doc: 'SGIOV_CMD_FLAG_* bits (ABI 1.2); otherwise 0' },
+      {
+        name: 'port',
+        offset: 2,
+        type: 'u16',
+        doc: 'LISTEN, CONNECT, BIND: the port; NAME: written by the device',
+      },
       { name: 'sid', offset: 4, type: 'u32', doc: 'the socket the command is for (TENANT: unused, 0)' },
-      { name: 'tx_addr', offset: 8, type: 'u64', doc: 'CREATE: guest address of the tx ring' },
-      { name: 'rx_addr', offset: 16, type: 'u64', doc: 'CREATE: guest address of the rx ring' },
+      {
+        name: 'tx_addr',
+        offset: 8,
+        type: 'u64',
+        doc: 'CREATE: guest address of the tx ring; BIND, CONNECT (flag ADDR), NAME: bytes 0..7 of the IPv6 address (IPv4 as ::ffff:a.b.c.d), in network order',
+      },
+      {
+        name: 'rx_addr',
+        offset: 16,
+        type: 'u64',
+        doc: 'CREATE: guest address of the rx ring; BIND, CONNECT (flag ADDR), NAME: bytes 8..15 of the address',
+      },
       { name: 'tx_size', offset: 24, type: 'u32', doc: 'CREATE: tx ring size, a power of two' },
       { name: 'rx_size', offset: 28, type: 'u32', doc: 'CREATE: rx ring size, a power of two' },
       {

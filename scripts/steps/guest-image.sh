@@ -1,4 +1,4 @@
-# The guest image: sgiov.ko, libsgiov.a and the guest tools (static, linked
+# The guest image: sgiov.ko, libsgiov.a, the guest tools (static, linked
 # against it) built for the trixie tree's kernel (inside the tree, with its
 # gcc and headers), packed with qemu/init
 # and the tree's static busybox (and the ABI as shell definitions, at
@@ -57,7 +57,7 @@ guest_image() {
   local b="$tree$bt"
   rm -rf "$b"
   mkdir -p "$b/out"
-  cp -r "$src/include" "$src/kmod" "$src/lib" "$src/tools" "$b/"
+  cp -r "$src/include" "$src/kmod" "$src/lib" "$src/tools" "$src/preload" "$b/"
   rm -rf "$b/tools/bin"
   (cd "$b/kmod" && rm -f ./*.o ./*.ko ./*.mod ./*.mod.c ./.*.cmd Module.symvers modules.order)
   rm -f "$b"/lib/*.o "$b"/lib/*.a
@@ -92,6 +92,12 @@ guest_image() {
     tools+=("$name")
   done
 
+  # The preload library (dynamic: the userland's glibc loads it; sgiov-run sets LD_PRELOAD).
+  echo "== building libsgiov-preload.so"
+  in_tree gcc -shared -fPIC -O2 -Wall -Wextra -I"$bt/include" \
+    -o "$bt/out/libsgiov-preload.so" "$bt/preload/sgiov-preload.c" -ldl
+  in_tree gcc -O2 -Wall -Wextra -o "$bt/out/sgiov-sockopt" "$bt/preload/sgiov-sockopt.c"
+
   # Assemble the initramfs in a scratch directory next to its destination.
   local tmp="$dir/.tmp.$key.$$"
   rm -rf "$tmp"
@@ -103,6 +109,9 @@ guest_image() {
   install -m 0644 "$src/include/sgiov_abi.sh" "$r/etc/sgiov_abi.sh"
   install -m 0644 "$b/out/sgiov.ko" "$r/lib/modules/sgiov.ko"
   for name in "${tools[@]}"; do install -m 0755 "$b/out/$name" "$r/usr/bin/$name"; done
+  install -D -m 0755 "$b/out/libsgiov-preload.so" "$r/usr/lib/sgiov/libsgiov-preload.so"
+  install -D -m 0644 "$src/preload/preload.conf" "$r/etc/sgiov/preload.conf"
+  install -m 0755 "$b/out/sgiov-sockopt" "$r/usr/bin/sgiov-sockopt"
   # The kernel opens /dev/console for /init before devtmpfs is mounted.
   mknod -m 0600 "$r/dev/console" c 5 1 || echo "warning: cannot create dev/console (not root?)"
   mknod -m 0666 "$r/dev/null" c 1 3 || true
