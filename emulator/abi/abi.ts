@@ -6,7 +6,7 @@
  * header differs from what this file generates.
  */
 
-export const ABI_VERSION = { major: 1, minor: 1 } as const;
+export const ABI_VERSION = { major: 1, minor: 2 } as const;
 
 /** PCI identity (defaults; the CLI can override the ids). 0x1234 is the
  *  vendor id that QEMU's own example devices (edu, bochs) use for devices
@@ -275,6 +275,13 @@ export const REGISTERS: readonly RegisterDef[] = [
     access: 'rw',
     doc: 'VxLAN network id the encapsulation engine writes and the decapsulation engine expects',
   },
+  {
+    name: 'BYTES_MOVED',
+    offset: 0x288,
+    width: 8,
+    access: 'ro',
+    doc: 'Bytes moved through warp pipes since start (ABI 1.2; what a guest test reads around a program)',
+  },
 ] as const;
 
 /** Trapped doorbells, also in BAR0. A 4-byte write of a tag starts the job. */
@@ -321,6 +328,13 @@ export const BITS = {
   DP_CONTROL: { START: 0 },
   DP_STATUS: { RUNNING: 0, POLLING: 1 },
   SHM_FLAG: { NEED_KICK: 0 },
+  /**
+   * A command slot's flags (ABI 1.2, IP addressing). ADDR: LISTEN on the
+   * socket's bound (address, port), CONNECT to the (address, port) in the
+   * slot. V6ONLY: BIND, an IPv6 wildcard that does not take IPv4
+   * connections. PEER: NAME reports the peer's name, not the socket's own.
+   */
+  CMD_FLAG: { ADDR: 0, V6ONLY: 1, PEER: 2 },
   /** struct sgiov_tenant_cfg.flags: which of the tenant's own keys the config gives. */
   TENANT_CFG: { AES: 0, VNI: 1 },
 } as const;
@@ -425,6 +439,12 @@ export const ENUMS = {
     ACCEPT: 4,
     CLOSE: 5,
     TENANT: 6,
+    /** ABI 1.2: gives the socket its local (address, port); port 0: the device picks an ephemeral one (the result). */
+    BIND: 16,
+    /** ABI 1.2: arg 0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR (Linux's values). SHUT_WR: the peer reads EOF after what was sent, and may still send. */
+    SHUTDOWN: 17,
+    /** ABI 1.2: the device writes the socket's name (flag PEER: its peer's) into the slot's addr and port; result 1 when it has one. */
+    NAME: 18,
     /**
      * Tenants made by the driver. TENANT_CREATE: tenant = the id wanted (0: the
      * lowest free one), arg = the weight in thousandths (>= 1), cap_mbps, tx_addr
@@ -433,9 +453,9 @@ export const ENUMS = {
      * TENANT_KEYS: tenant = the id, tx_addr = a struct sgiov_tenant_cfg whose
      * flags say which keys to set (its name is ignored).
      */
-    TENANT_CREATE: 16,
-    TENANT_DELETE: 17,
-    TENANT_KEYS: 18,
+    TENANT_CREATE: 32,
+    TENANT_DELETE: 33,
+    TENANT_KEYS: 34,
   },
   /** Command status values are Linux errno numbers, so a driver can return -status. */
   STATUS: {
@@ -454,6 +474,9 @@ export const ENUMS = {
     EISCONN: 106,
     ENOTCONN: 107,
     ECONNREFUSED: 111,
+    EADDRNOTAVAIL: 99,
+    EAFNOSUPPORT: 97,
+    EOPNOTSUPP: 95,
     /** TENANT_CREATE: the tenant table is full. */
     ENOSPC: 28,
   },
@@ -464,6 +487,8 @@ export const ENUMS = {
     CONNECTED: 2,
     /** The peer closed: no more messages will arrive after those already delivered. */
     PEER_CLOSED: 3,
+    /** The peer shut down its sending side (SHUTDOWN, SHUT_WR): no more messages after those delivered; this socket may still send. */
+    PEER_SHUTDOWN: 4,
   },
   /** Why a socket went to the error state (SOCK_ERROR) or a signal was rejected (DEV_ERROR). */
   SERR: {
@@ -513,11 +538,26 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
         type: 'u8',
         doc: 'SGIOV_CMD_OP_*; the device writes 0 here when it takes the command, and ignores a CMD signal for a slot whose op is 0 (a repeated signal)',
       },
-      { name: 'flags', offset: 1, type: 'u8', doc: 'reserved, 0' },
-      { name: 'port', offset: 2, type: 'u16', doc: 'LISTEN, CONNECT: the port' },
+      { name: 'flags', offset: 1, type: 'u8', doc: 'SGIOV_CMD_FLAG_* bits (ABI 1.2); otherwise 0' },
+      {
+        name: 'port',
+        offset: 2,
+        type: 'u16',
+        doc: 'LISTEN, CONNECT, BIND: the port; NAME: written by the device',
+      },
       { name: 'sid', offset: 4, type: 'u32', doc: 'the socket the command is for (TENANT: unused, 0)' },
-      { name: 'tx_addr', offset: 8, type: 'u64', doc: 'CREATE: guest address of the tx ring' },
-      { name: 'rx_addr', offset: 16, type: 'u64', doc: 'CREATE: guest address of the rx ring' },
+      {
+        name: 'tx_addr',
+        offset: 8,
+        type: 'u64',
+        doc: 'CREATE: guest address of the tx ring; BIND, CONNECT (flag ADDR), NAME: bytes 0..7 of the IPv6 address (IPv4 as ::ffff:a.b.c.d), in network order',
+      },
+      {
+        name: 'rx_addr',
+        offset: 16,
+        type: 'u64',
+        doc: 'CREATE: guest address of the rx ring; BIND, CONNECT (flag ADDR), NAME: bytes 8..15 of the address',
+      },
       { name: 'tx_size', offset: 24, type: 'u32', doc: 'CREATE: tx ring size, a power of two' },
       { name: 'rx_size', offset: 28, type: 'u32', doc: 'CREATE: rx ring size, a power of two' },
       {

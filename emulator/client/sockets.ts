@@ -8,6 +8,7 @@
  * command slots and the sockets' rings. Calls are synchronous: a call that
  * needs the device's answer pumps until it comes (DeviceAccess.wait).
  */
+import { addrFromWords, addrToWords } from '../abi/addr.js';
 import { BITS, CONSTANTS, ENUMS, reg, SHM, STRUCTS } from '../abi/abi.js';
 import { atomicLoad64, atomicStore64 } from '../util/atomics.js';
 import { ERRNO_NAME, SERR_NAME, SgiovError } from './errors.js';
@@ -120,6 +121,10 @@ export interface CmdFields {
   chain?: number;
   tenant?: number;
   capMbps?: number;
+  /** SGIOV_CMD_FLAG_* bits (ABI 1.2). */
+  flags?: number;
+  /** BIND, CONNECT (flag ADDR): the 16-byte address, in tx_addr/rx_addr (instead of txAddr/rxAddr). */
+  addr?: Uint8Array;
 }
 
 /** A chain code from stage names, first stage first (at most 4). */
@@ -407,10 +412,12 @@ export class SgiovSocketDriver {
     const off = this.cmdOff + slot * CONSTANTS.CMD_SLOT_SIZE;
     this.dev.mem.fill(0, off, off + CONSTANTS.CMD_SLOT_SIZE);
     this.mem.setUint8(off + CMD.op!, op);
+    this.mem.setUint8(off + CMD.flags!, fields.flags ?? 0);
     this.mem.setUint16(off + CMD.port!, fields.port ?? 0, true);
     this.mem.setUint32(off + CMD.sid!, fields.sid, true);
-    this.mem.setBigUint64(off + CMD.tx_addr!, fields.txAddr ?? 0n, true);
-    this.mem.setBigUint64(off + CMD.rx_addr!, fields.rxAddr ?? 0n, true);
+    const [lo, hi] = fields.addr ? addrToWords(fields.addr) : [fields.txAddr ?? 0n, fields.rxAddr ?? 0n];
+    this.mem.setBigUint64(off + CMD.tx_addr!, lo, true);
+    this.mem.setBigUint64(off + CMD.rx_addr!, hi, true);
     this.mem.setUint32(off + CMD.tx_size!, fields.txSize ?? 0, true);
     this.mem.setUint32(off + CMD.rx_size!, fields.rxSize ?? 0, true);
     this.mem.setUint32(off + CMD.arg!, fields.arg ?? 0, true);
@@ -420,6 +427,21 @@ export class SgiovSocketDriver {
     this.cmdWaiting.add(slot);
     this.signal(SIG.CMD, slot, 0);
     return slot;
+  }
+
+  /** Runs one command; its result and the (address, port) the device wrote back into the slot (NAME). */
+  commandName(op: number, fields: CmdFields): { result: number; addr: Uint8Array; port: number } {
+    const slot = this.submit(op, fields);
+    const result = this.complete(slot);
+    const off = this.cmdOff + slot * CONSTANTS.CMD_SLOT_SIZE;
+    return {
+      result,
+      addr: addrFromWords(
+        this.mem.getBigUint64(off + CMD.tx_addr!, true),
+        this.mem.getBigUint64(off + CMD.rx_addr!, true),
+      ),
+      port: this.mem.getUint16(off + CMD.port!, true),
+    };
   }
 
   /** Whether the answer to `slot` has come. */

@@ -1,4 +1,4 @@
-# The guest image: sgiov.ko, libsgiov.a and the guest tools (static, linked
+# The guest image: sgiov.ko, libsgiov.a, the guest tools (static, linked
 # against it) built for the trixie tree's kernel (inside the tree, with its
 # gcc and headers), packed with qemu/init
 # and the tree's static busybox (and the ABI as shell definitions, at
@@ -57,7 +57,7 @@ guest_image() {
   local b="$tree$bt"
   rm -rf "$b"
   mkdir -p "$b/out"
-  cp -r "$src/include" "$src/kmod" "$src/lib" "$src/tools" "$b/"
+  cp -r "$src/include" "$src/kmod" "$src/lib" "$src/tools" "$src/preload" "$b/"
   rm -rf "$b/tools/bin"
   (cd "$b/kmod" && rm -f ./*.o ./*.ko ./*.mod ./*.mod.c ./.*.cmd Module.symvers modules.order)
   rm -f "$b"/lib/*.o "$b"/lib/*.a
@@ -77,13 +77,17 @@ guest_image() {
   in_tree gcc -O2 -Wall -Wextra -I"$bt/include" -c -o "$bt/lib/libsgiov.o" "$bt/lib/libsgiov.c"
   in_tree ar rcs "$bt/lib/libsgiov.a" "$bt/lib/libsgiov.o"
 
-  # Every tools/*.c is one static program.
-  local c name tools=()
+  # Every tools/*.c is one static program, except those marked
+  # "sgiov-build: dynamic" (linked against the userland's glibc, so that
+  # LD_PRELOAD acts on them: sgiov-conform).
+  local c name link tools=()
   for c in "$b"/tools/*.c; do
     [ -f "$c" ] || continue
     name=$(basename "$c" .c)
-    echo "== building $name"
-    in_tree gcc -static -O2 -Wall -Wextra -I"$bt/include" -I"$bt/lib" \
+    link=-static
+    grep -q 'sgiov-build: dynamic' "$c" && link=
+    echo "== building $name${link:+ (static)}"
+    in_tree gcc $link -O2 -Wall -Wextra -I"$bt/include" -I"$bt/lib" \
       -o "$bt/out/$name" "$bt/tools/$name.c" "$bt/lib/libsgiov.a"
     tools+=("$name")
   done
@@ -98,6 +102,11 @@ guest_image() {
   echo "== building the CNI plugin sgiov"
   mkdir -p "$b/cni" && cp "$src"/cni/*.c "$b/cni/"
   in_tree gcc -static -O2 -Wall -Wextra -I"$bt/include" -o "$bt/out/sgiov-cni" "$bt/cni/sgiov-cni.c" -ljson-c -lm
+  # The preload library (dynamic: the userland's glibc loads it; sgiov-run sets LD_PRELOAD).
+  echo "== building libsgiov-preload.so"
+  in_tree gcc -shared -fPIC -O2 -Wall -Wextra -I"$bt/include" \
+    -o "$bt/out/libsgiov-preload.so" "$bt/preload/sgiov-preload.c" -ldl
+  in_tree gcc -O2 -Wall -Wextra -o "$bt/out/sgiov-sockopt" "$bt/preload/sgiov-sockopt.c"
 
   # Assemble the initramfs in a scratch directory next to its destination.
   local tmp="$dir/.tmp.$key.$$"
@@ -113,6 +122,9 @@ guest_image() {
   mkdir -p "$r/opt/cni/bin" "$r/etc/cni/net.d"
   install -m 0755 "$b/out/sgiov-cni" "$r/opt/cni/bin/sgiov"
   install -m 0644 "$src"/cni/*.conflist "$r/etc/cni/net.d/"
+  install -D -m 0755 "$b/out/libsgiov-preload.so" "$r/usr/lib/sgiov/libsgiov-preload.so"
+  install -D -m 0644 "$src/preload/preload.conf" "$r/etc/sgiov/preload.conf"
+  install -m 0755 "$b/out/sgiov-sockopt" "$r/usr/bin/sgiov-sockopt"
   # The kernel opens /dev/console for /init before devtmpfs is mounted.
   mknod -m 0600 "$r/dev/console" c 5 1 || echo "warning: cannot create dev/console (not root?)"
   mknod -m 0666 "$r/dev/null" c 1 3 || true

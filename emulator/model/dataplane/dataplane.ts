@@ -19,7 +19,7 @@
  * - A bad signal puts only its socket in the error state (SOCK_ERROR, logged
  *   once); a signal naming no socket is answered with DEV_ERROR.
  */
-import { CONSTANTS, ENUMS, SHM, STRUCTS } from '../../abi/abi.js';
+import { BITS, CONSTANTS, ENUMS, SHM, STRUCTS } from '../../abi/abi.js';
 import { RateLimitedLog } from '../../util/log.js';
 import type { DeviceHost } from '../host.js';
 import { runJob, generateJobs, split } from '../accel/jobgen.js';
@@ -42,6 +42,8 @@ import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js
 import { TRACE, trace } from '../../util/trace.js';
 import { CMD_OP_NAME, nameOf, SIGNAL_NAME, STATUS_NAME } from '../names.js';
 import { TenantTable, tenantCommand } from './tenants.js';
+import { AddressBook, routeAddr, type SockName } from './addresses.js';
+import { addrFromWords, addrToWords } from '../../abi/addr.js';
 
 const SIG = ENUMS.SIG_H2D;
 const D2H = ENUMS.SIG_D2H;
@@ -56,6 +58,13 @@ const CMD_FIELD = Object.fromEntries(STRUCTS.cmd!.fields.map((f) => [f.name, f.o
 const FLAG_PEER_CLOSED = 1;
 const FLAG_READY = 2;
 const FLAG_BLOCKED = 4;
+/** SHUTDOWN (SHUT_WR) asked: no more sends. */
+const FLAG_SHUT_WR = 8;
+/** SHUT_WR asked with messages still queued: the peer hears it when they have moved. */
+const FLAG_SHUT_PENDING = 16;
+const CMD_FLAG_ADDR = 1 << BITS.CMD_FLAG.ADDR;
+const CMD_FLAG_V6ONLY = 1 << BITS.CMD_FLAG.V6ONLY;
+const CMD_FLAG_PEER = 1 << BITS.CMD_FLAG.PEER;
 
 export interface DataPlaneConfig {
   h2dMode: number;
@@ -212,6 +221,8 @@ export class DataPlane {
   /** Commands answered, by op << 8 | status (metrics); the op each slot's command had. */
   readonly commandCounts = new Map<number, number>();
   private readonly slotOp = new Uint8Array(65536);
+  /** Local names, listeners by address, connected sockets' names (ABI 1.2). */
+  readonly addrs = new AddressBook();
 
   /** The device's fault injector (fault-injection points: dma.*, signal.*, irq, job.*; the fabric's fabric.*). */
   readonly faults: FaultInjector;
@@ -289,6 +300,7 @@ export class DataPlane {
     this.halted = false;
     for (let sid = 0; sid < this.socks.capacity; sid++) this.socks.free(sid);
     this.socks.listeners.clear();
+    this.addrs.clear();
     this.rings.clear();
     this.ready = [];
     this.readyAt = 0;
@@ -457,6 +469,8 @@ export class DataPlane {
       return this.sockError(sid, SERR.NOT_CONNECTED, 'send on a socket that is not connected');
     if (s.flags[sid]! & FLAG_PEER_CLOSED)
       return this.sockError(sid, SERR.NOT_CONNECTED, 'send after the peer closed');
+    if (s.flags[sid]! & FLAG_SHUT_WR)
+      return this.sockError(sid, SERR.NOT_CONNECTED, 'send after SHUTDOWN (SHUT_WR)');
     const peer = s.peer[sid]!;
     const chain = this.chainOf(sid);
     const out = chain.transform.outLen(len);
@@ -642,6 +656,7 @@ export class DataPlane {
     if (q && q.length === 0) s.txQueue.delete(sid);
     if (!st && !s.txQueue.has(sid)) {
       if (s.state[sid] === SockState.CLOSING) this.finishClose(sid);
+      else this.shutPending(sid);
     } else if (progress && !blocked && !this.stagingWaiters.has(sid)) {
       this.markReady(sid);
     }
@@ -878,6 +893,7 @@ export class DataPlane {
     }
     this.socks.txQueue.delete(sid);
     if (this.socks.state[sid] === SockState.CLOSING) this.finishClose(sid);
+    else this.shutPending(sid);
   }
 
   /**
@@ -1012,6 +1028,11 @@ export class DataPlane {
     const sid = d.getUint32(CMD_FIELD.sid!, true);
     this.slotOp[slot] = op;
     if (TRACE.cmd_submit) trace('cmd_submit', { slot, op: nameOf(CMD_OP_NAME, op), sid });
+    const flags = d.getUint8(CMD_FIELD.flags!);
+    const slotAddr = (): SockName => ({
+      addr: addrFromWords(d.getBigUint64(CMD_FIELD.tx_addr!, true), d.getBigUint64(CMD_FIELD.rx_addr!, true)),
+      port: d.getUint16(CMD_FIELD.port!, true),
+    });
     let status: number;
     let result = 0;
     switch (op) {
@@ -1026,7 +1047,19 @@ export class DataPlane {
         );
         break;
       case OP.LISTEN:
-        status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true));
+        status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true), (flags & CMD_FLAG_ADDR) !== 0);
+        break;
+      case OP.BIND: {
+        const n = slotAddr();
+        [status, result] = this.bind(sid, n, (flags & CMD_FLAG_V6ONLY) !== 0);
+        break;
+      }
+      case OP.NAME: {
+        [status, result] = this.nameOf(sid, (flags & CMD_FLAG_PEER) !== 0, d);
+        break;
+      }
+      case OP.SHUTDOWN:
+        status = this.shutdown(sid, d.getUint32(CMD_FIELD.arg!, true));
         break;
       case OP.CONNECT: {
         const r = this.connect(
@@ -1035,6 +1068,7 @@ export class DataPlane {
           slot,
           d.getUint32(CMD_FIELD.chain!, true),
           d.getUint32(CMD_FIELD.arg!, true),
+          flags & CMD_FLAG_ADDR ? slotAddr().addr : null,
         );
         if (r === 'pending') return; // answered at accept time
         [status, result] = r;
@@ -1188,10 +1222,19 @@ export class DataPlane {
     return ST.OK;
   }
 
-  private listen(sid: number, port: number): number {
+  private listen(sid: number, port: number, byAddr = false): number {
     const s = this.socks;
     if (!s.exists(sid)) return ST.ENOENT;
     if (s.state[sid] !== SockState.CREATED) return ST.EINVAL;
+    if (byAddr) {
+      const st = this.addrs.listen(sid);
+      if (st === ST.OK) {
+        s.state[sid] = SockState.LISTENING;
+        s.port[sid] = this.addrs.name(sid, false)!.port;
+      }
+      return st;
+    }
+    if (this.addrs.isBound(sid)) return ST.EINVAL; // a bound socket listens on its name (flag ADDR)
     if (port === CONSTANTS.PORT_LOOPBACK) return ST.EINVAL;
     if (s.listeners.has(port)) return ST.EADDRINUSE;
     s.state[sid] = SockState.LISTENING;
@@ -1200,15 +1243,66 @@ export class DataPlane {
     return ST.OK;
   }
 
+  /** BIND: [status, the port]. */
+  private bind(sid: number, n: SockName, v6only: boolean): [number, number] {
+    const s = this.socks;
+    if (!s.exists(sid)) return [ST.ENOENT, 0];
+    if (s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
+    const r = this.addrs.bind(sid, n.addr, n.port, v6only);
+    return r < 0 ? [-r, 0] : [ST.OK, r];
+  }
+
+  /** NAME: writes the name into the slot; [status, 1 when the socket has one]. */
+  private nameOf(sid: number, peer: boolean, d: DataView): [number, number] {
+    if (!this.socks.exists(sid)) return [ST.ENOENT, 0];
+    const n = this.addrs.name(sid, peer);
+    const [lo, hi] = n ? addrToWords(n.addr) : [0n, 0n];
+    d.setBigUint64(CMD_FIELD.tx_addr!, lo, true);
+    d.setBigUint64(CMD_FIELD.rx_addr!, hi, true);
+    d.setUint16(CMD_FIELD.port!, n?.port ?? 0, true);
+    return [ST.OK, n ? 1 : 0];
+  }
+
+  /** SHUTDOWN: how 0 (SHUT_RD: nothing for the device), 1 (SHUT_WR), 2 (both). */
+  private shutdown(sid: number, how: number): number {
+    const s = this.socks;
+    if (!s.exists(sid)) return ST.ENOENT;
+    if (how > 2) return ST.EINVAL;
+    if (s.state[sid] !== SockState.CONNECTED) return ST.ENOTCONN;
+    if (how === 0 || s.flags[sid]! & FLAG_SHUT_WR) return ST.OK;
+    if (this.remote?.has(sid)) return ST.EOPNOTSUPP; // no half-close frame across nodes yet
+    s.flags[sid] = s.flags[sid]! | FLAG_SHUT_WR | FLAG_SHUT_PENDING;
+    if ((s.txQueue.get(sid)?.length ?? 0) === 0 && !this.staged.has(sid)) this.shutPending(sid);
+    return ST.OK;
+  }
+
+  /** A SHUT_WR whose messages have all moved: the peer hears it (EOF after them). */
+  private shutPending(sid: number): void {
+    const s = this.socks;
+    if (!(s.flags[sid]! & FLAG_SHUT_PENDING)) return;
+    s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
+    const peer = s.peer[sid]!;
+    if (peer !== NO_PEER && s.exists(peer)) this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_SHUTDOWN);
+  }
+
   private connect(
     sid: number,
     port: number,
     slot: number,
     chain: number,
     node = 0,
+    dst: Uint8Array | null = null,
   ): [number, number] | 'pending' {
     const s = this.socks;
     if (!s.exists(sid)) return [ST.ENOENT, 0];
+    if (dst) {
+      // By address: the address plan says which node (the node field is not used).
+      const fab = this.remote?.fabric;
+      const r = routeAddr(dst, fab?.selfId ?? 0, fab?.names.length ?? 0);
+      if (r < 0) return [ST.ENETUNREACH, 0];
+      node = r;
+      if (node !== 0) return [ST.ENETUNREACH, 0]; // cross-node by address: not yet
+    }
     if (node !== 0 && !this.remote) return [ST.ENETUNREACH, 0]; // no fabric: only this node exists
     if (node !== 0 && this.remote!.isRemote(node)) {
       if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
@@ -1225,7 +1319,7 @@ export class DataPlane {
       );
       return [ST.EINVAL, 0];
     }
-    if (c.lookAside && port !== CONSTANTS.PORT_LOOPBACK) return [ST.EINVAL, 0]; // executor A has no peer
+    if (c.lookAside && (dst || port !== CONSTANTS.PORT_LOOPBACK)) return [ST.EINVAL, 0]; // executor A has no peer
     if (this.farm) {
       // With scheduled accelerators the device has only those: a chain naming another engine is refused.
       const missing = c.stages
@@ -1243,14 +1337,19 @@ export class DataPlane {
     s.chain[sid] = chain;
     if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
     if (s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
-    if (port === CONSTANTS.PORT_LOOPBACK) {
+    if (!dst && port === CONSTANTS.PORT_LOOPBACK) {
       // Executor L: the socket's own rx ring is the sink of its tx pipe.
       s.state[sid] = SockState.CONNECTED;
       s.peer[sid] = sid;
       return [ST.OK, sid];
     }
-    const l = s.listeners.get(port);
-    if (l === undefined) return [ST.ECONNREFUSED, 0];
+    const l = dst ? this.addrs.lookup(dst, port) : (s.listeners.get(port) ?? -1);
+    if (l < 0) return [ST.ECONNREFUSED, 0];
+    if (dst) {
+      const b = this.addrs.autoBind(sid, dst);
+      if (b < 0) return [-b, 0];
+      this.addrs.connecting(sid, { addr: dst, port });
+    }
     s.state[sid] = SockState.CONNECTING;
     s.pendingCmd[sid] = slot;
     const b = s.backlog.get(l);
@@ -1275,6 +1374,7 @@ export class DataPlane {
     s.chain[sid] = s.chain[peer]!; // both directions run the chain
     s.state[peer] = SockState.CONNECTED;
     s.peer[peer] = sid;
+    this.addrs.accepted(peer, sid);
     const slot = s.pendingCmd[peer]!;
     s.pendingCmd[peer] = NO_PEER;
     this.answer(slot, ST.OK, sid);
@@ -1295,9 +1395,10 @@ export class DataPlane {
         const cs = s.pendingCmd[c]!;
         s.pendingCmd[c] = NO_PEER;
         s.state[c] = SockState.CREATED;
+        this.addrs.withdrawn(c);
         this.answer(cs, ST.ECONNREFUSED, 0);
       }
-      s.listeners.delete(s.port[sid]!);
+      if (s.listeners.get(s.port[sid]!) === sid) s.listeners.delete(s.port[sid]!);
     }
     if (st === SockState.CONNECTING) {
       for (const [l, b] of s.backlog) {
@@ -1307,6 +1408,7 @@ export class DataPlane {
           if (b.length === 0) s.backlog.delete(l);
         }
       }
+      this.addrs.withdrawn(sid);
       this.answer(s.pendingCmd[sid]!, ST.ECONNREFUSED, 0);
     }
     if (st === SockState.CONNECTED && ((s.txQueue.get(sid)?.length ?? 0) > 0 || this.staged.has(sid))) {
@@ -1341,6 +1443,7 @@ export class DataPlane {
     }
     this.waiters.delete(sid);
     this.dropStaged(sid);
+    this.addrs.release(sid);
     this.rings.remove(s.txAddr[sid]!, s.txSize[sid]!);
     this.rings.remove(s.rxAddr[sid]!, s.rxSize[sid]!);
     s.free(sid);
