@@ -26,8 +26,8 @@
 #include "sgiov_uapi.h"
 #include "dp.h"
 
-#define SGIOV_SHUT_RD 0
-#define SGIOV_SHUT_WR 1
+#define SGIOV_SHUT_RD	0
+#define SGIOV_SHUT_WR	1
 #define SGIOV_SHUT_RDWR 2
 
 #define SGIOV_SEND_FLAGS (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE)
@@ -184,7 +184,8 @@ ssize_t sgiov_stream_send(struct sgiov_sock *s, struct iov_iter *from, int flags
 				ret = -EAGAIN;
 				break;
 			}
-			ret = sgiov_wait(sg, s->wq, sgiov_stream_tx_ready(s), &budget, sgiov_nudge(sg));
+			ret = sgiov_wait(sg, s->wq, sgiov_stream_tx_ready(s), &budget,
+					 sgiov_nudge(sg));
 			if (ret)
 				break;
 			continue;
