@@ -913,6 +913,7 @@ export class DataPlane {
         socks: this.socks,
         host: this.host,
         keys: this.keys,
+        addrs: this.addrs,
         emit: (t, i, v) => this.emit(t, i, v),
         sockError: (sid, code, why) => this.sockError(sid, code, why),
         consumed: (sid, len) => this.consumed(sid, len),
@@ -1235,7 +1236,19 @@ export class DataPlane {
       const r = routeAddr(dst, fab?.selfId ?? 0, fab?.names.length ?? 0);
       if (r < 0) return [ST.ENETUNREACH, 0];
       node = r;
-      if (node !== 0) return [ST.ENETUNREACH, 0]; // cross-node by address: not yet
+      if (node !== 0) {
+        if (!this.remote?.isRemote(node)) return [ST.ENETUNREACH, 0];
+        if (s.state[sid] !== SockState.CREATED)
+          return [s.state[sid] === SockState.CONNECTED ? ST.EISCONN : ST.EINVAL, 0];
+        const b = this.addrs.autoBind(sid, dst);
+        if (b < 0) return [-b, 0];
+        this.addrs.connecting(sid, { addr: dst, port });
+        const rr = this.remote.connect(sid, node, port, slot, chain, {
+          dst: { addr: dst, port },
+          src: this.addrs.name(sid, false),
+        });
+        return rr === 'pending' ? rr : [rr, 0];
+      }
     }
     if (node !== 0 && !this.remote) return [ST.ENETUNREACH, 0]; // no fabric: only this node exists
     if (node !== 0 && this.remote!.isRemote(node)) {
