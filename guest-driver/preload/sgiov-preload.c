@@ -740,6 +740,10 @@ int getpeername(int fd, struct sockaddr *sa, socklen_t *len)
 
 /* ---- options ---------------------------------------------------------------------------- */
 
+/* The "segment" of an SG-IOV socket is a message (up to half the ring); TCP_MAXSEG and
+ * tcpi_snd_mss report it capped at loopback TCP's MSS, which programs expect to fit 16 bits. */
+#define SG_MSS(size) ((size) / 2 < 65483 ? (size) / 2 : 65483)
+
 static int int_arg(const void *v, socklen_t l, int *out)
 {
 	if (!v || l < sizeof(int)) {
@@ -865,7 +869,7 @@ int getsockopt(int fd, int level, int name, void *v, socklen_t *l)
 		switch (name) {
 		case TCP_NODELAY: return put_int(v, l, o->nodelay);
 		case TCP_CORK: return put_int(v, l, o->cork);
-		case TCP_MAXSEG: return put_int(v, l, info.tx_size / 2);
+		case TCP_MAXSEG: return put_int(v, l, SG_MSS(info.tx_size));
 		case TCP_KEEPIDLE: return put_int(v, l, o->keepidle ? o->keepidle : 7200);
 		case TCP_KEEPINTVL: return put_int(v, l, o->keepintvl ? o->keepintvl : 75);
 		case TCP_KEEPCNT: return put_int(v, l, o->keepcnt ? o->keepcnt : 9);
@@ -880,10 +884,10 @@ int getsockopt(int fd, int level, int name, void *v, socklen_t *l)
 			}
 			memset(&t, 0, sizeof(t));
 			t.tcpi_state = tcp_state(&info);
-			t.tcpi_snd_mss = info.tx_size / 2;
-			t.tcpi_rcv_mss = info.rx_size / 2;
+			t.tcpi_snd_mss = SG_MSS(info.tx_size);
+			t.tcpi_rcv_mss = SG_MSS(info.rx_size);
 			t.tcpi_unacked = info.tx_tail != info.tx_head;
-			t.tcpi_snd_cwnd = info.tx_size / (info.tx_size / 2);
+			t.tcpi_snd_cwnd = info.tx_size / SG_MSS(info.tx_size);
 			t.tcpi_rcv_space = info.rx_size;
 			k = *l < sizeof(t) ? *l : sizeof(t);
 			memcpy(v, &t, k);

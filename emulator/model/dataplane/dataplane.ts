@@ -62,6 +62,12 @@ const FLAG_BLOCKED = 4;
 const FLAG_SHUT_WR = 8;
 /** SHUT_WR asked with messages still queued: the peer hears it when they have moved. */
 const FLAG_SHUT_PENDING = 16;
+/**
+ * Connected by address and not yet accepted: as TCP's handshake completes
+ * before accept(), CONNECT is answered at once; what the socket sends
+ * waits in its queue until the accept pairs it.
+ */
+const FLAG_UNPAIRED = 32;
 const CMD_FLAG_ADDR = 1 << BITS.CMD_FLAG.ADDR;
 const CMD_FLAG_V6ONLY = 1 << BITS.CMD_FLAG.V6ONLY;
 const CMD_FLAG_PEER = 1 << BITS.CMD_FLAG.PEER;
@@ -475,7 +481,7 @@ export class DataPlane {
     const chain = this.chainOf(sid);
     const out = chain.transform.outLen(len);
     const peerRx = this.remote?.has(sid) ? this.remote.peerRxSize(sid) : s.rxSize[peer]!;
-    if (!chain.lookAside && typeof out === 'number' && out > peerRx)
+    if (!chain.lookAside && peer !== NO_PEER && typeof out === 'number' && out > peerRx)
       return this.sockError(
         sid,
         SERR.MSG_TOO_LARGE,
@@ -517,7 +523,7 @@ export class DataPlane {
 
   private markReady(sid: number): void {
     const f = this.socks.flags[sid]!;
-    if (f & (FLAG_READY | FLAG_BLOCKED)) return;
+    if (f & (FLAG_READY | FLAG_BLOCKED | FLAG_UNPAIRED)) return;
     this.socks.flags[sid] = f | FLAG_READY;
     this.ready.push(sid);
   }
@@ -925,6 +931,7 @@ export class DataPlane {
         socks: this.socks,
         host: this.host,
         keys: this.keys,
+        addrs: this.addrs,
         emit: (t, i, v) => this.emit(t, i, v),
         sockError: (sid, code, why) => this.sockError(sid, code, why),
         consumed: (sid, len) => this.consumed(sid, len),
@@ -1279,7 +1286,7 @@ export class DataPlane {
   /** A SHUT_WR whose messages have all moved: the peer hears it (EOF after them). */
   private shutPending(sid: number): void {
     const s = this.socks;
-    if (!(s.flags[sid]! & FLAG_SHUT_PENDING)) return;
+    if (!(s.flags[sid]! & FLAG_SHUT_PENDING) || s.flags[sid]! & FLAG_UNPAIRED) return; // unpaired: at the accept
     s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
     const peer = s.peer[sid]!;
     if (peer !== NO_PEER && s.exists(peer)) this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_SHUTDOWN);
@@ -1301,7 +1308,19 @@ export class DataPlane {
       const r = routeAddr(dst, fab?.selfId ?? 0, fab?.names.length ?? 0);
       if (r < 0) return [ST.ENETUNREACH, 0];
       node = r;
-      if (node !== 0) return [ST.ENETUNREACH, 0]; // cross-node by address: not yet
+      if (node !== 0) {
+        if (!this.remote?.isRemote(node)) return [ST.ENETUNREACH, 0];
+        if (s.state[sid] !== SockState.CREATED)
+          return [s.state[sid] === SockState.CONNECTED ? ST.EISCONN : ST.EINVAL, 0];
+        const b = this.addrs.autoBind(sid, dst);
+        if (b < 0) return [-b, 0];
+        this.addrs.connecting(sid, { addr: dst, port });
+        const rr = this.remote.connect(sid, node, port, slot, chain, {
+          dst: { addr: dst, port },
+          src: this.addrs.name(sid, false),
+        });
+        return rr === 'pending' ? rr : [rr, 0];
+      }
     }
     if (node !== 0 && !this.remote) return [ST.ENETUNREACH, 0]; // no fabric: only this node exists
     if (node !== 0 && this.remote!.isRemote(node)) {
@@ -1349,6 +1368,13 @@ export class DataPlane {
       const b = this.addrs.autoBind(sid, dst);
       if (b < 0) return [-b, 0];
       this.addrs.connecting(sid, { addr: dst, port });
+      s.state[sid] = SockState.CONNECTED;
+      s.flags[sid] = s.flags[sid]! | FLAG_UNPAIRED;
+      const q = s.backlog.get(l);
+      if (q) q.push(sid);
+      else s.backlog.set(l, [sid]);
+      this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+      return [ST.OK, NO_PEER];
     }
     s.state[sid] = SockState.CONNECTING;
     s.pendingCmd[sid] = slot;
@@ -1375,6 +1401,13 @@ export class DataPlane {
     s.state[peer] = SockState.CONNECTED;
     s.peer[peer] = sid;
     this.addrs.accepted(peer, sid);
+    if (s.flags[peer]! & FLAG_UNPAIRED) {
+      // Connected by address, answered already: what it sent meanwhile moves now.
+      s.flags[peer] = s.flags[peer]! & ~FLAG_UNPAIRED;
+      if (s.txQueue.has(peer)) this.markReady(peer);
+      if (s.flags[peer]! & FLAG_SHUT_PENDING && !s.txQueue.has(peer)) this.shutPending(peer);
+      return [ST.OK, peer];
+    }
     const slot = s.pendingCmd[peer]!;
     s.pendingCmd[peer] = NO_PEER;
     this.answer(slot, ST.OK, sid);
@@ -1390,6 +1423,12 @@ export class DataPlane {
       for (const c of s.backlog.get(sid) ?? []) {
         if (c < 0) {
           this.remote!.refuse(c);
+          continue;
+        }
+        if (s.flags[c]! & FLAG_UNPAIRED) {
+          // Connected, never accepted: as a reset.
+          s.flags[c] = s.flags[c]! & ~FLAG_UNPAIRED;
+          this.sockError(c, SERR.NOT_CONNECTED, 'the listener closed before accepting the connection');
           continue;
         }
         const cs = s.pendingCmd[c]!;
@@ -1410,6 +1449,17 @@ export class DataPlane {
       }
       this.addrs.withdrawn(sid);
       this.answer(s.pendingCmd[sid]!, ST.ECONNREFUSED, 0);
+    }
+    if (s.flags[sid]! & FLAG_UNPAIRED) {
+      // Connected by address and never accepted: leaves the backlog (what it sent is lost, as with a reset).
+      for (const [l, b] of s.backlog) {
+        const i = b.indexOf(sid);
+        if (i >= 0) {
+          b.splice(i, 1);
+          if (b.length === 0) s.backlog.delete(l);
+        }
+      }
+      s.txQueue.delete(sid);
     }
     if (st === SockState.CONNECTED && ((s.txQueue.get(sid)?.length ?? 0) > 0 || this.staged.has(sid))) {
       // Graceful: what was sent is still delivered, then the peer sees EOF.
