@@ -35,7 +35,7 @@ describe('npm run demo', () => {
       /PASS {2}sockets over warp pipes .*128 KiB stream [\d.]+ Gbps; 4 KiB ping-pong median [\d.]+ us/,
     );
     expect(summary).toMatch(
-      /PASS {2}two tenants, DRF .* A [\d.]+ Gbps \(DRF 0\.075\); B [\d.]+ Gbps \(DRF 0\.125\)/,
+      /PASS {2}two tenants, DRF .* A [\d.]+ Gbps \(DRF 0\.0375\); B [\d.]+ Gbps \(DRF 0\.0625\)/,
     );
     expect(summary).toMatch(
       /PASS {2}fault: .* [1-9]\d* signals dropped; (\d+) messages sent, \1 delivered, 0 lost/,
