@@ -33,6 +33,7 @@ import {
   AF_UNIX,
   E2BIG,
   EAGAIN,
+  EINVAL,
   EINTR,
   Libc,
   MSG_CTRUNC,
@@ -53,6 +54,8 @@ const CMD_VERSION = 1;
 const CMD_DMA_UNMAP = 3;
 const CMD_REGION_READ = 9;
 const CMD_DIRTY_PAGES = 14;
+const CMD_DEVICE_RESET = 13;
+const FLAG_TYPE_MASK = 0xf;
 const FLAG_REPLY = 0x1;
 const FLAG_ERROR = 0x20;
 const FLAG_NO_REPLY = 0x10;
@@ -77,6 +80,8 @@ export interface FrontDoorBackend {
   attach(): boolean;
   /** vfu_run_ctx until it has nothing to read (and its handling of a hang-up). */
   serve(): void;
+  /** The connection to libvfio-user is closed: let it see the end, whatever it still had to read. */
+  hangUp(): void;
   /** libvfio-user's end of the connection (to size its send buffer), or -1. */
   connectionFd(): number;
   /**
@@ -343,8 +348,20 @@ export class FrontDoor {
     this.drainInner();
   }
 
-  /** Messages the connection to libvfio-user cannot carry whole, or replies it could not. */
+  /**
+   * Headers libvfio-user rejects without reading the body (which it then
+   * parses as headers), messages the connection to libvfio-user cannot
+   * carry whole, and requests whose reply it could not.
+   */
   private refuse(cmd: number, msg: Buffer): Refusal | null {
+    if ((msg.readUInt32LE(8) & FLAG_TYPE_MASK) !== 0)
+      return {
+        errno: EINVAL,
+        reason: 'not a command (the header type is not 0)',
+        flags: msg.readUInt32LE(8),
+      };
+    if (msg.length === HEADER && cmd !== CMD_DEVICE_RESET)
+      return { errno: EINVAL, reason: 'a command without its payload', size: msg.length };
     if (msg.length > this.requestCap)
       return {
         errno: E2BIG,
@@ -515,7 +532,7 @@ export class FrontDoor {
     if (this.inner >= 0) {
       this.libc.close(this.inner);
       this.inner = -1;
-      if (c.attached) this.backend.serve();
+      if (c.attached) this.backend.hangUp();
     }
   }
 

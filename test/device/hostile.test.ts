@@ -273,6 +273,15 @@ describe('hostile clients, plans and users', () => {
     const next = raw.recv();
     expect(next?.msgId).toBe(78);
     expect(next?.payload.readUInt16LE(16), 'the vendor id').toBe(DEFAULT_IDENTITY.vendorId);
+    // A header libvfio-user rejects without reading its body (not a command; a command without
+    // payload): refused whole by the front door, so the body is not read as headers either.
+    const junk = Buffer.alloc(64, 0x10); // would parse as headers of 0x10101010 bytes
+    expect(raw.sendBytes(raw.message(CMD.REGION_READ, junk, { id: 79, flags: 1 }))).toBe(80);
+    expect(raw.recv()?.msgId).toBe(79);
+    expect(raw.sendBytes(raw.message(CMD.DEVICE_GET_INFO, Buffer.alloc(0), { id: 80 }))).toBe(16);
+    expect(raw.recv()?.msgId).toBe(80);
+    expect(raw.sendBytes(raw.message(CMD.REGION_READ, q, { id: 81 }))).toBe(32);
+    expect(raw.recv()?.payload.readUInt16LE(16), 'still in step').toBe(DEFAULT_IDENTITY.vendorId);
     raw.release();
     const lines = (rig.emu.log.match(/\n/g) ?? []).length - before;
     expect(lines, 'log lines for one request (not one per 16 bytes of data)').toBeLessThan(20);
