@@ -226,9 +226,7 @@ export class FrontDoor {
     const waited = (nowNs() - c.since) / 1e6;
     if (waited < this.opts.deadlineMs) return;
     this.drop(
-      c.attached
-        ? 'a message started but not finished within the deadline'
-        : 'no vfio-user handshake within the deadline',
+      c.attached ? 'a message started but not finished within the deadline' : 'silent past the deadline',
       { waitedMs: Math.round(waited), deadlineMs: this.opts.deadlineMs, have: c.inLen },
     );
   }
@@ -521,7 +519,9 @@ export class FrontDoor {
     this.client = null;
     if (reason !== null) {
       this.stats.dropped++;
-      this.log.warn({ conn: c.n, ...fields }, `client dropped: ${reason}`);
+      // Before the handshake is done it is a failed handshake (the log says so, as it always has).
+      const what = c.attached ? 'client dropped' : 'client failed the vfio-user handshake; dropped';
+      this.log.warn({ conn: c.n, ...fields }, `${what}: ${reason}`);
     }
     this.libc.close(c.fd);
     for (const f of c.inFds) this.libc.close(f);
