@@ -256,7 +256,10 @@ export class FrontDoor {
   private readClient(): void {
     for (let reads = 0; this.client && reads < 64; reads++) {
       const c = this.client;
-      const want = Math.min(this.scratchLen, Math.max(4096, this.needed(c) - c.inLen));
+      // Never past the message being assembled: fds come with the read that takes the
+      // first bytes of the sendmsg carrying them, so a read that ran into the next message
+      // would give that message's fds to this one (QEMU sends DMA_MAPs back to back).
+      const want = Math.min(this.scratchLen, Math.max(1, this.needed(c) - c.inLen));
       const r = this.libc.recvWithFds(c.fd, this.scratch, want, MSG_DONTWAIT);
       if (r.n < 0) {
         const e = this.libc.errno();

@@ -219,6 +219,33 @@ describe('hostile clients, plans and users', () => {
     await healthy();
   });
 
+  it('fds go with the message that carried them when messages come back to back (as QEMU sends DMA_MAPs)', async () => {
+    rig.keepOnFailure();
+    const raw = new RawConn(rig.sock, 5000);
+    expect(raw.version()).not.toBeNull();
+    const map = (iova: bigint, size: bigint): Buffer => {
+      const p = Buffer.alloc(32);
+      p.writeUInt32LE(32, 0);
+      p.writeUInt32LE(3, 4);
+      p.writeBigUInt64LE(iova, 16);
+      p.writeBigUInt64LE(size, 24);
+      return p;
+    };
+    const small = memfd(4096);
+    // A: a region without an fd (fine); B: 1 MiB backed by a 4 KiB file (refused). Both sent before any reply.
+    expect(raw.sendBytes(raw.message(CMD.DMA_MAP, map(0x5_0000_0000n, 1n << 20n), { id: 90 }))).toBe(48);
+    expect(raw.sendBytes(raw.message(CMD.DMA_MAP, map(0x6_0000_0000n, 1n << 20n), { id: 91 }), [small])).toBe(
+      48,
+    );
+    const replies = [raw.recv(), raw.recv()];
+    libc.close(small);
+    raw.release();
+    const byId = new Map(replies.map((r) => [r?.msgId, r]));
+    expect(byId.get(90)?.flags, 'A: accepted').toBe(1);
+    expect(byId.get(91)?.flags, 'B: refused (its own fd is too small)').toBe(0x21);
+    await healthy();
+  });
+
   it('4d. many clients connecting at once are queued, not refused (listen backlog)', async () => {
     rig.keepOnFailure();
     const socks: Socket[] = [];
