@@ -18,7 +18,7 @@ import { loadPlan, PlanError } from '../faults/plan.js';
 import { runInVm, VmRunError, type Copy } from '../../qemu/run.js';
 import { parseCidr } from '../../qemu/address-plan.js';
 import { CompareError, compareResults } from '../../qemu/bench/compare.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { methodHandler } from '../control/methods.js';
 import { CONTROL_OPTION, withControl } from './control-session.js';
 import { claimSocketPath, SocketPathInUse } from '../util/socket-path.js';
@@ -244,6 +244,9 @@ function parseAccess(values: Record<string, unknown>): {
   };
 }
 
+/** A stop that takes longer than this (a stuck device thread) ends the process anyway. */
+const STOP_WATCHDOG_MS = 900;
+
 async function serve(argv: string[]): Promise<number> {
   const cfg = parseServe(argv);
   const out = lineWriter(cfg.logFormat);
@@ -286,6 +289,12 @@ async function serve(argv: string[]): Promise<number> {
     stopping = true;
     log.info({ signal: sig }, 'stopping');
     void server.stop();
+    // Whatever the device thread is doing, the process ends within a second of the signal.
+    setTimeout(() => {
+      log.warn({ signal: sig, afterMs: STOP_WATCHDOG_MS }, 'the device thread did not stop; exiting');
+      for (const p of [cfg.socketPath, cfg.control]) if (p) rmSync(p, { force: true });
+      process.exit(0);
+    }, STOP_WATCHDOG_MS).unref();
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -70,9 +70,10 @@ export class EmulatorServer {
   async stop(): Promise<void> {
     if (!this.worker) return;
     this.worker.postMessage({ type: 'stop' } satisfies ToWorker);
+    // A device thread that does not see the stop within half a second is terminated.
     const t = setTimeout(() => {
       void this.worker?.terminate();
-    }, 3000);
+    }, 500);
     await this.exited;
     clearTimeout(t);
     this.worker = null;

@@ -58,7 +58,7 @@
  * }
  * Unknown fields are errors at every level, so a typo is reported, not ignored.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { DOORBELLS, ENUMS, REGISTERS } from '../abi/abi.js';
 import { ACCEL_NAMES, type AccelName } from '../abi/accel-names.js';
 
@@ -306,6 +306,12 @@ function name(v: unknown, path: string): string {
 }
 
 const NS_PER = { ns: 1, us: 1e3, ms: 1e6 } as const;
+/** The longest delay, stall or link-down a rule may ask: an hour (the device's clocks are whole ns). */
+export const MAX_DURATION_NS = 3600e9;
+/** The furthest byte a corruption may start at: past the largest DMA job (1 MiB) it could never apply. */
+export const MAX_CORRUPT_OFFSET = 1 << 20;
+/** The largest plan file read: a plan is a few KiB; /dev/zero is not one. */
+export const MAX_PLAN_BYTES = 1 << 20;
 export type Duration = { ns?: number; us?: number; ms?: number };
 /** A duration given as ns, us or ms (one of them) in whole nanoseconds, for callers' own clocks. */
 export function toNs(d: Duration): number {
@@ -323,8 +329,9 @@ function duration(o: Record<string, unknown>, path: string, allowZero: boolean):
     );
   const unit = given[0]!;
   const v = o[unit];
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0))
-    fail(join(path, unit), `must be a number ${allowZero ? '>=' : '>'} 0`);
+  const max = MAX_DURATION_NS / NS_PER[unit];
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0) || v > max)
+    fail(join(path, unit), `must be a number ${allowZero ? '>=' : '>'} 0 and at most ${max} (one hour)`);
   return toNs({ [unit]: v });
 }
 
@@ -456,7 +463,8 @@ function parseAction(v: unknown, path: string, point: PointName): FaultAction {
       return { action, accel, ns: duration(o, path, false) };
     }
     case 'corrupt': {
-      const offset = o.offset === undefined ? 0 : whole(o.offset, join(path, 'offset'), 0);
+      const offset =
+        o.offset === undefined ? 0 : whole(o.offset, join(path, 'offset'), 0, MAX_CORRUPT_OFFSET);
       const xp = join(path, 'xor');
       const raw = o.xor;
       if (raw === undefined) fail(xp, 'required: the byte or bytes to XOR in');
@@ -569,8 +577,9 @@ export function validatePlan(json: unknown): Plan {
 export function loadPlan(path: string): Plan {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readBounded(path, MAX_PLAN_BYTES);
   } catch (e) {
+    if (e instanceof PlanError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw new PlanError(
       `faults plan '${path}': ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
@@ -587,5 +596,19 @@ export function loadPlan(path: string): Plan {
   } catch (e) {
     if (e instanceof PlanError) throw new PlanError(`faults plan '${path}': ${e.message}`);
     throw e;
+  }
+}
+
+/** A file's text when it is at most `max` bytes (read no further: a device or a FIFO may not end). */
+function readBounded(path: string, max: number): string {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(max + 1);
+    let got = 0;
+    for (let n = 1; n > 0 && got <= max; got += n) n = readSync(fd, buf, got, buf.length - got, null);
+    if (got > max) throw new PlanError(`faults plan '${path}': larger than ${max} bytes; not a plan`);
+    return buf.toString('utf8', 0, got);
+  } finally {
+    closeSync(fd);
   }
 }

@@ -33,6 +33,7 @@ import {
   AF_UNIX,
   E2BIG,
   EAGAIN,
+  EINVAL,
   EINTR,
   Libc,
   MSG_CTRUNC,
@@ -53,6 +54,8 @@ const CMD_VERSION = 1;
 const CMD_DMA_UNMAP = 3;
 const CMD_REGION_READ = 9;
 const CMD_DIRTY_PAGES = 14;
+const CMD_DEVICE_RESET = 13;
+const FLAG_TYPE_MASK = 0xf;
 const FLAG_REPLY = 0x1;
 const FLAG_ERROR = 0x20;
 const FLAG_NO_REPLY = 0x10;
@@ -77,6 +80,8 @@ export interface FrontDoorBackend {
   attach(): boolean;
   /** vfu_run_ctx until it has nothing to read (and its handling of a hang-up). */
   serve(): void;
+  /** The connection to libvfio-user is closed: let it see the end, whatever it still had to read. */
+  hangUp(): void;
   /** libvfio-user's end of the connection (to size its send buffer), or -1. */
   connectionFd(): number;
   /**
@@ -221,9 +226,7 @@ export class FrontDoor {
     const waited = (nowNs() - c.since) / 1e6;
     if (waited < this.opts.deadlineMs) return;
     this.drop(
-      c.attached
-        ? 'a message started but not finished within the deadline'
-        : 'no vfio-user handshake within the deadline',
+      c.attached ? 'a message started but not finished within the deadline' : 'silent past the deadline',
       { waitedMs: Math.round(waited), deadlineMs: this.opts.deadlineMs, have: c.inLen },
     );
   }
@@ -253,7 +256,10 @@ export class FrontDoor {
   private readClient(): void {
     for (let reads = 0; this.client && reads < 64; reads++) {
       const c = this.client;
-      const want = Math.min(this.scratchLen, Math.max(4096, this.needed(c) - c.inLen));
+      // Never past the message being assembled: fds come with the read that takes the
+      // first bytes of the sendmsg carrying them, so a read that ran into the next message
+      // would give that message's fds to this one (QEMU sends DMA_MAPs back to back).
+      const want = Math.min(this.scratchLen, Math.max(1, this.needed(c) - c.inLen));
       const r = this.libc.recvWithFds(c.fd, this.scratch, want, MSG_DONTWAIT);
       if (r.n < 0) {
         const e = this.libc.errno();
@@ -343,8 +349,20 @@ export class FrontDoor {
     this.drainInner();
   }
 
-  /** Messages the connection to libvfio-user cannot carry whole, or replies it could not. */
+  /**
+   * Headers libvfio-user rejects without reading the body (which it then
+   * parses as headers), messages the connection to libvfio-user cannot
+   * carry whole, and requests whose reply it could not.
+   */
   private refuse(cmd: number, msg: Buffer): Refusal | null {
+    if ((msg.readUInt32LE(8) & FLAG_TYPE_MASK) !== 0)
+      return {
+        errno: EINVAL,
+        reason: 'not a command (the header type is not 0)',
+        flags: msg.readUInt32LE(8),
+      };
+    if (msg.length === HEADER && cmd !== CMD_DEVICE_RESET)
+      return { errno: EINVAL, reason: 'a command without its payload', size: msg.length };
     if (msg.length > this.requestCap)
       return {
         errno: E2BIG,
@@ -504,7 +522,9 @@ export class FrontDoor {
     this.client = null;
     if (reason !== null) {
       this.stats.dropped++;
-      this.log.warn({ conn: c.n, ...fields }, `client dropped: ${reason}`);
+      // Before the handshake is done it is a failed handshake (the log says so, as it always has).
+      const what = c.attached ? 'client dropped' : 'client failed the vfio-user handshake; dropped';
+      this.log.warn({ conn: c.n, ...fields }, `${what}: ${reason}`);
     }
     this.libc.close(c.fd);
     for (const f of c.inFds) this.libc.close(f);
@@ -515,7 +535,7 @@ export class FrontDoor {
     if (this.inner >= 0) {
       this.libc.close(this.inner);
       this.inner = -1;
-      if (c.attached) this.backend.serve();
+      if (c.attached) this.backend.hangUp();
     }
   }
 

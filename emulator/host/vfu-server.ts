@@ -150,6 +150,7 @@ export class VfuServer implements DeviceHost {
       {
         attach: () => this.tryAttach(),
         serve: () => this.serveRequests(),
+        hangUp: () => this.hangUp(),
         connectionFd: () => (this.ctx ? this.n.vfu_get_poll_fd(this.ctx) : -1),
         check: (cmd, payload, fds) => this.checkRequest(cmd, payload, fds),
       },
@@ -664,6 +665,21 @@ export class VfuServer implements DeviceHost {
       }
       return;
     }
+  }
+
+  /**
+   * The front door closed libvfio-user's connection: vfu_run_ctx until
+   * libvfio-user has read to its end and detached (each call reads at least
+   * a header of what was left), then the device is reset.
+   */
+  private hangUp(): void {
+    for (let i = 0; i < 100_000; i++) {
+      const r = this.n.vfu_run_ctx(this.ctx);
+      if (r >= 0) continue;
+      const e = this.n.errno();
+      if (e === ENOTCONN || e === ESHUTDOWN || e === ECONNRESET) break;
+    }
+    this.clientGone();
   }
 
   private clientGone(): void {

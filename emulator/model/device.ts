@@ -91,6 +91,14 @@ export interface DeviceConfig {
 const U32 = 0xffff_ffffn;
 const U64 = 0xffff_ffff_ffff_ffffn;
 
+/** Rates and weights a control request may set: finite, and far from where the schedulers' sums overflow or vanish. */
+const MIN_GBPS = 1e-3;
+const MAX_GBPS = 1e6;
+const MIN_WEIGHT = 1e-6;
+const MAX_WEIGHT = 1e6;
+const inRange = (v: unknown, lo: number, hi: number): v is number =>
+  typeof v === 'number' && Number.isFinite(v) && v >= lo && v <= hi;
+
 export class SgiovDevice implements PciDeviceModel {
   private s: DeviceState = powerOnState();
   private readonly guestErr: RateLimitedLog;
@@ -386,8 +394,10 @@ export class SgiovDevice implements PciDeviceModel {
     const accels = Object.entries(acc as Record<string, unknown>).map(([name, gbps]) => {
       if (!(ACCEL_NAMES as readonly string[]).includes(name))
         throw new Error(`schedule: unknown accelerator '${name}' (known: ${ACCEL_NAMES.join(', ')})`);
-      if (typeof gbps !== 'number' || !(gbps > 0) || !Number.isFinite(gbps))
-        throw new Error(`schedule: accelerator '${name}' needs a capacity in Gbps > 0`);
+      if (!inRange(gbps, MIN_GBPS, MAX_GBPS))
+        throw new Error(
+          `schedule: accelerator '${name}' needs a capacity in Gbps > 0 (in [${MIN_GBPS}, ${MAX_GBPS}])`,
+        );
       return { name: name as AccelName, capacityGbps: gbps };
     });
     if (accels.length === 0) throw new Error('schedule: at least one accelerator');
@@ -407,15 +417,19 @@ export class SgiovDevice implements PciDeviceModel {
       if (names.has(name)) throw new Error(`schedule: tenant '${name}' given twice`);
       names.add(name);
       const weight = o.weight === undefined ? 1 : o.weight;
-      if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight))
-        throw new Error(`schedule: tenant '${name}': weight must be > 0`);
+      if (!inRange(weight, MIN_WEIGHT, MAX_WEIGHT))
+        throw new Error(`schedule: tenant '${name}': weight must be > 0 (in [${MIN_WEIGHT}, ${MAX_WEIGHT}])`);
       const priority = o.priority === undefined ? 0 : o.priority;
-      if (typeof priority !== 'number' || !Number.isFinite(priority))
-        throw new Error(`schedule: tenant '${name}': priority must be a number`);
+      if (!inRange(priority, -MAX_WEIGHT, MAX_WEIGHT))
+        throw new Error(
+          `schedule: tenant '${name}': priority must be a number in [${-MAX_WEIGHT}, ${MAX_WEIGHT}]`,
+        );
       if (o.cap === undefined) return { name, weight, priority };
       const most = Math.max(...accels.map((a) => a.capacityGbps));
-      if (typeof o.cap !== 'number' || !(o.cap > 0) || !Number.isFinite(o.cap))
-        throw new Error(`schedule: tenant '${name}': cap must be a number of Gbps > 0`);
+      if (!inRange(o.cap, MIN_GBPS, MAX_GBPS))
+        throw new Error(
+          `schedule: tenant '${name}': cap must be a number of Gbps > 0 (in [${MIN_GBPS}, ${MAX_GBPS}])`,
+        );
       if (o.cap > most)
         throw new Error(
           `schedule: tenant '${name}': cap ${o.cap} Gbps is above every accelerator's capacity (largest ${most} Gbps)`,
@@ -462,11 +476,13 @@ export class SgiovDevice implements PciDeviceModel {
       );
     const cur = farm.tenants[i]!;
     const weight = args.weight === undefined ? cur.weight : args.weight;
-    if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight))
-      throw new Error(`tenant: '${cur.name}': weight must be > 0`);
+    if (!inRange(weight, MIN_WEIGHT, MAX_WEIGHT))
+      throw new Error(`tenant: '${cur.name}': weight must be > 0 (in [${MIN_WEIGHT}, ${MAX_WEIGHT}])`);
     const cap = args.cap === undefined ? cur.capGbps : args.cap === null ? undefined : args.cap;
-    if (cap !== undefined && (typeof cap !== 'number' || !(cap > 0) || !Number.isFinite(cap)))
-      throw new Error(`tenant: '${cur.name}': cap must be a number of Gbps > 0, or null`);
+    if (cap !== undefined && !inRange(cap, MIN_GBPS, MAX_GBPS))
+      throw new Error(
+        `tenant: '${cur.name}': cap must be a number of Gbps > 0 (in [${MIN_GBPS}, ${MAX_GBPS}]), or null`,
+      );
     try {
       const spec = {
         name: cur.name,

@@ -33,10 +33,16 @@ export interface Rig {
 /** Small guest memory by default: the tests need a few pages, not 64 MiB. */
 export const TEST_MEM = 4 * 1024 * 1024;
 
-export async function startRig(name: string): Promise<Rig> {
+/** `extraArgs` go to `sgiov serve` ("{dir}" in one stands for the run dir). */
+export async function startRig(name: string, extraArgs: string[] = []): Promise<Rig> {
   const dir = new RunDir(`sgiov-devtest-${name}-`);
   const sock = dir.file('sgiov.sock');
-  const emu = new EmulatorProcess({ socketPath: sock, logPath: dir.file('emulator.log'), logLevel: 'info' });
+  const emu = new EmulatorProcess({
+    socketPath: sock,
+    logPath: dir.file('emulator.log'),
+    logLevel: 'info',
+    extraArgs: extraArgs.map((a) => a.replace('{dir}', dir.path)),
+  });
   let keep = false;
   const rig: Rig = {
     dir,

@@ -32,6 +32,11 @@ export class RawConn {
     this.view = new Uint8Array(this.libc.view(this.buf, BUF));
   }
 
+  /** SO_SNDTIMEO and SO_RCVTIMEO from now on. */
+  timeout(ms: number): void {
+    this.libc.setSocketTimeout(this.fd, ms);
+  }
+
   /** Sends `bytes` in one sendmsg with `fds`; returns what sendmsg returned (-1: see errno). */
   sendBytes(bytes: Uint8Array, fds: readonly number[] = []): number {
     this.view.set(bytes.subarray(0, BUF));

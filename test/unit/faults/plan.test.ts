@@ -205,7 +205,22 @@ describe('fault plan validation', () => {
     [
       'negative offset',
       one({ do: { action: 'corrupt', offset: -1, xor: 1 } }),
-      /^rules\[0\]\.do\.offset: must be a whole number >= 0/,
+      /^rules\[0\]\.do\.offset: must be a whole number in \[0, 1048576\]/,
+    ],
+    [
+      'an offset no data reaches',
+      one({ do: { action: 'corrupt', offset: 2 ** 40, xor: 1 } }),
+      /^rules\[0\]\.do\.offset: must be a whole number in \[0, 1048576\]/,
+    ],
+    [
+      'a delay no clock can hold (1e303 ms: Infinity in ns)',
+      one({ point: 'dma.read', do: { action: 'delay', ms: 1e303 } }),
+      /^rules\[0\]\.do\.ms: must be a number >= 0 and at most 3600000 \(one hour\)/,
+    ],
+    [
+      'a stall over an hour',
+      one({ point: 'job.start', do: { action: 'stall', us: 3600e6 + 1 } }),
+      /^rules\[0\]\.do\.us: must be a number > 0 and at most 3600000000 \(one hour\)/,
     ],
     [
       'trigger typo',
@@ -375,6 +390,15 @@ describe('loadPlan', () => {
     const f = join(dir, 'bad.json');
     writeFileSync(f, '{ "seed": 1, ');
     expect(() => loadPlan(f)).toThrow(/^faults plan '.*bad\.json': not JSON: /);
+  });
+
+  it('refuses a file larger than a plan (1 MiB), /dev/zero included, without reading it all', () => {
+    expect(() => loadPlan('/dev/zero')).toThrow(
+      /^faults plan '\/dev\/zero': larger than 1048576 bytes; not a plan$/,
+    );
+    const f = join(dir, 'huge.json');
+    writeFileSync(f, JSON.stringify({ description: 'x'.repeat(1 << 20), rules: [] }));
+    expect(() => loadPlan(f)).toThrow(/larger than 1048576 bytes/);
   });
 
   it('names the file and the field of an invalid plan', () => {

@@ -155,6 +155,16 @@ describe('scheduled accelerators on the data plane', () => {
     ]);
     expect(() => dev.control('tenant', { tenant: 'C' })).toThrow(/unknown tenant 'C'/);
     expect(() => dev.control('tenant', { tenant: 'A', weight: -1 })).toThrow(/weight must be > 0/);
+    // Finite but beyond what the schedulers' sums hold: refused naming the field.
+    expect(() => dev.control('tenant', { tenant: 'A', weight: 1e308 })).toThrow(
+      /weight must be > 0 \(in \[0\.000001, 1000000\]\)/,
+    );
+    expect(() => dev.control('tenant', { tenant: 'A', cap: 5e-324 })).toThrow(
+      /cap must be a number of Gbps > 0 \(in/,
+    );
+    expect(() => dev.control('schedule', { accelerators: { rdma: 1e308 } })).toThrow(
+      /rdma' needs a capacity in Gbps > 0 \(in/,
+    );
     expect(() => dev.control('tenant', { tenant: 'A', cap: 91 })).toThrow(/above every accelerator/);
     expect(() =>
       dev.control('schedule', { accelerators: { rdma: 10 }, tenants: [{ name: 'A', cap: 11 }] }),
