@@ -104,6 +104,7 @@ export function setTrace(p: string, log: Logger, rate = perSecond): TraceEvent[]
   if (!(Number.isInteger(rate) && rate >= 1))
     throw new Error(`trace rate ${rate} is not a whole number >= 1`);
   flushTrace();
+  windows.clear(); // the new pattern's limits start afresh
   // Trace lines show whatever the log level: they were asked for by name.
   out = log.child({ sub: 'trace' }, { level: 'info' });
   perSecond = rate;
