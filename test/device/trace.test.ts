@@ -188,7 +188,7 @@ describe('trace events', () => {
     }
     const line = out.split('\n').find((x) => x.includes('listening for a vfio-user client'))!;
     expect(line).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: \[vfu\] listening for a vfio-user client/);
-    expect(out).toMatch(/\n\s+socket: ".*p\.sock"/);
+    expect(line).toMatch(/ \{"socket":".*p\.sock",/);
     expect(out.split('\n').some((x) => x.startsWith('{'))).toBe(false);
   });
 });
