@@ -8,6 +8,9 @@
  * rest are counted and reported in one line ("trace lines suppressed",
  * with the count) when the second is over and the event comes again, when
  * the pattern changes, and at flushTrace().
+ *
+ * The pattern is one per thread (module state): in the emulator, the device
+ * thread's (host/worker.ts sets it from --trace and the `trace` command).
  */
 import type { Logger } from './log.js';
 
