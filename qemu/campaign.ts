@@ -39,6 +39,7 @@ import {
 } from './campaign-memory.js';
 import type { Plan } from '../emulator/faults/plan.js';
 import { NetnsPair } from './netns.js';
+import { FabricCredentials } from './fabric-credentials.js';
 import { controlCall, EmulatorProcess, guestListening, QemuVm, RunDir, type GuestLine } from './vm.js';
 
 export interface VmCampaignOptions {
@@ -220,6 +221,8 @@ async function twoNodes(
   const vms: QemuVm[] = [];
   const timeoutS = o.timeoutS ?? 240;
   try {
+    // The fabric as users should run it: authenticated (a secret made for this plan).
+    const creds = FabricCredentials.make(dir.file(`${name}-fabric`), ['a', 'b']);
     for (const node of ['a', 'b'] as const) {
       const e = new EmulatorProcess({
         socketPath: dir.file(`${name}-${node}.sock`),
@@ -232,6 +235,7 @@ async function twoNodes(
           '30000',
           '--control',
           dir.file(`${name}-${node}.ctl`),
+          ...creds.flags(node, false),
           ...(node === 'a' ? ['--faults', file] : []),
         ],
       });

@@ -17,11 +17,13 @@ import { loadPlan, PlanError } from '../faults/plan.js';
 // The CLI is the outermost layer: it may use the harness (qemu/ never imports the CLI).
 import { runInVm, VmRunError, type Copy } from '../../qemu/run.js';
 import { parseCidr } from '../../qemu/address-plan.js';
+import { CompareError, compareResults } from '../../qemu/bench/compare.js';
 import { readFileSync } from 'node:fs';
 import { methodHandler } from '../control/methods.js';
 import { CONTROL_OPTION, withControl } from './control-session.js';
 import { claimSocketPath, SocketPathInUse } from '../util/socket-path.js';
 import { commandHelp, parseCommand, suggest, UsageError, type CommandSpec } from './options.js';
+import { resolveGroup } from '../util/group.js';
 import { OBSERVE_ARGS, OBSERVE_HELP, observeFromOptions, type ObserveOptions } from './observe-args.js';
 import { MetricsServer } from '../observe/metrics.js';
 import { lineWriter } from '../observe/log-format.js';
@@ -37,6 +39,8 @@ Usage:
   sgiov vm [vm options] -- COMMAND [ARGS...]      run a command in a guest, exit with its status
   sgiov vm [vm options] --shell                   an interactive guest shell
                                                  ('methods' lists them; sgiov ctl --help)
+  sgiov bench compare A.json B.json             two bench results row by row (exit 1: a goal
+                                                 met in A is missed in B)
   sgiov --version
 ${DRF_USAGE}
   sgiov --help
@@ -49,7 +53,13 @@ serve options:
       --subsys-id ID         PCI subsystem id         (default 0x${DEFAULT_IDENTITY.subsysId.toString(16).padStart(4, '0')})
       --msix-vectors N       MSI-X vectors, 2..2048   (default ${BARS.MSIX_VECTORS})
       --max-sockets N        socket devices at most, 1..8388607 (default ${CONSTANTS.MAX_SOCKETS_DEFAULT})
-  -c, --control PATH         serve the control interface (JSON lines) on this UNIX socket
+      --socket-group NAME    give this group read/write on the vfio-user socket (0660);
+                             without it the socket is owner-only (0600) whatever the umask
+      --client-deadline MS   a client must finish its handshake and each message it starts
+                             within this, or it is dropped (default 5000)
+  -c, --control PATH         serve the control interface (JSON lines) on this UNIX socket,
+                             owner-only (0600) whatever the umask
+      --control-group NAME   give this group read/write on the control socket (0660)
       --cluster FILE         cross-node pipes: the cluster ({"self": "a", "nodes": {"a": "host:port", ...}})
       --node NAME=HOST:PORT  the same from flags, one per node (repeated); with --self NAME
       --self NAME            this node's name (overrides the file's "self")
@@ -94,6 +104,9 @@ function parseServe(argv: string[]): ObserveOptions & {
   control: string | undefined;
   fabric?: WorkerFabricConfig;
   faultsPlan?: string;
+  socketGid?: number;
+  clientDeadlineMs?: number;
+  controlGid?: number;
 } {
   const serveOptions = {
     socket: { type: 'string', short: 's' },
@@ -104,6 +117,9 @@ function parseServe(argv: string[]): ObserveOptions & {
     'msix-vectors': { type: 'string' },
     'max-sockets': { type: 'string' },
     control: { type: 'string', short: 'c' },
+    'socket-group': { type: 'string' },
+    'client-deadline': { type: 'string' },
+    'control-group': { type: 'string' },
     ...CLUSTER_ARGS,
     'link-deadline': { type: 'string' },
     faults: { type: 'string' },
@@ -183,7 +199,9 @@ function parseServe(argv: string[]): ObserveOptions & {
       throw e;
     }
   }
+  const access = parseAccess(values);
   return {
+    ...access,
     socketPath: values.socket,
     identity,
     msixVectors,
@@ -193,6 +211,36 @@ function parseServe(argv: string[]): ObserveOptions & {
     ...(fabric ? { fabric } : {}),
     ...(values.faults !== undefined ? { faultsPlan: values.faults } : {}),
     ...observeFromOptions(values),
+  };
+}
+
+/** --socket-group, --control-group, --client-deadline (docs/reliability.md). */
+function parseAccess(values: Record<string, unknown>): {
+  socketGid?: number;
+  controlGid?: number;
+  clientDeadlineMs?: number;
+} {
+  const gid = (flag: string): number | undefined => {
+    const v = values[flag];
+    if (typeof v !== 'string') return undefined;
+    try {
+      return resolveGroup(v);
+    } catch (e) {
+      throw new UsageError(`--${flag}: ${(e as Error).message}`);
+    }
+  };
+  if (values['control-group'] !== undefined && values.control === undefined)
+    throw new UsageError('--control-group: only with --control');
+  const d = values['client-deadline'];
+  const ms = typeof d === 'string' ? Number(d) : undefined;
+  if (ms !== undefined && (!Number.isInteger(ms) || ms < 10 || ms > 3_600_000))
+    throw new UsageError(`--client-deadline: '${String(d)}' is not a whole number of ms in 10..3600000`);
+  const socketGid = gid('socket-group');
+  const controlGid = gid('control-group');
+  return {
+    ...(socketGid !== undefined ? { socketGid } : {}),
+    ...(controlGid !== undefined ? { controlGid } : {}),
+    ...(ms !== undefined ? { clientDeadlineMs: ms } : {}),
   };
 }
 
@@ -253,6 +301,7 @@ async function serve(argv: string[]): Promise<number> {
           time: new Date().toISOString(),
           uptimeS: uptimeS(),
         }),
+        cfg.controlGid !== undefined ? { gid: cfg.controlGid } : {},
       );
       await control.listen();
     }
@@ -386,6 +435,23 @@ async function ctl(argv: string[]): Promise<number> {
   });
 }
 
+/** sgiov bench compare A.json B.json (qemu/bench/compare.ts). */
+function bench(args: string[]): number {
+  if (args[0] !== 'compare' || args.length !== 3)
+    throw new UsageError(
+      'usage: sgiov bench compare A.json B.json (two results of npm run bench or bench:apps)',
+    );
+  try {
+    const r = compareResults(args[1]!, args[2]!);
+    process.stdout.write(r.text);
+    return r.regressed.length ? 1 : 0;
+  } catch (e) {
+    if (!(e instanceof CompareError)) throw e;
+    process.stderr.write(`sgiov bench compare: ${e.message}\n`);
+    return 2;
+  }
+}
+
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
     version: string;
@@ -470,6 +536,8 @@ async function main(argv: string[]): Promise<number> {
         return runDrf(rest);
       case 'vm':
         return await vm(rest);
+      case 'bench':
+        return bench(rest);
       default:
         throw new UsageError(`unknown command '${cmd}'`);
     }

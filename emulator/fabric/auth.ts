@@ -7,7 +7,7 @@
  *   HELLO {from, to, incarnation Id, nonce Nd, ...}  ->
  *                                                    <-  CHALLENGE {incarnation Ia, nonce Na, proof: MAC('acceptor', T)}
  *   PROOF {proof: MAC('dialer', T)}                  ->
- *                                                    <-  WELCOME (the session verdict: link.ts)
+ *                                                    <-  WELCOME (the session verdict: link-handshake.ts)
  *
  * T = the names, incarnations and nonces of both, a hash of the HELLO's
  * payload and its ack (so nothing the acceptor acts on can be changed),

@@ -20,9 +20,9 @@ import {
 } from './frame.js';
 import { parseHello, refuseHello, type Hello } from './hello.js';
 import { DEFAULT_PREAUTH, hostOf, PreAuth, type PreAuthLimits } from './preauth.js';
+import { Link } from './link.js';
 import {
   DEFAULT_LINK_OPTIONS,
-  Link,
   zeroBadCounts,
   type BadCounts,
   type BadKind,
@@ -30,7 +30,7 @@ import {
   type LinkState,
   type LinkStateInfo,
   type LinkStats,
-} from './link.js';
+} from './link-types.js';
 import type { WireFault, WireFaults, WireFrame } from './faults.js';
 import { TcpTransport } from './tcp.js';
 import type { FabricListener, FabricTransport } from './transport.js';

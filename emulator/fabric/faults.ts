@@ -3,7 +3,7 @@
  * owner frame by frame. The fabric knows nothing of fault plans: the owner
  * (host/fabric-carrier.ts, from the device's FaultInjector) answers
  * send() for each frame a link writes and recv() for each frame a link's
- * connection decodes, and the link applies the answer:
+ * connection decodes, and the link applies the answer (link-faults.ts):
  *
  *   drop       the frame is not written / not taken (a lost packet)
  *   duplicate  written twice / taken twice

@@ -15,13 +15,16 @@
  * frame waiting rtoMs with no ack progress resets the connection, and the
  * resume resends it. Every frame, heartbeats too, carries the cumulative
  * ack, so a lost ACK is made good by the next frame or heartbeat.
+ *
+ * Beside it: what the owner names (options, states, counters, events) in
+ * link-types.ts, what the handshake frames mean in link-handshake.ts, and
+ * the wire faults a link applies in link-faults.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { RateLimitedLog, type Logger } from '../util/log.js';
-import { encodeProof, newNonce, parseChallenge, proofMatches, proofOf, type Transcript } from './auth.js';
-import { formatAddress, type Cluster } from './cluster.js';
+import { formatAddress } from './cluster.js';
 import { Conn, type ConnHandlers } from './conn.js';
-import { corruptChunks, Hold, type WireFault, type WireFaults } from './faults.js';
+import type { WireFrame } from './faults.js';
 import {
   announcedLength,
   encodeHeader,
@@ -31,148 +34,30 @@ import {
   payloadLength,
   peekHeader,
   type Frame,
-  type FrameErrorKind,
-  type FrameHeader,
 } from './frame.js';
-import { dials, encodeHello, parseHello, refuseHello, type Hello } from './hello.js';
-import { TlsFailure, type FabricTransport } from './transport.js';
+import { dials, encodeHello, type Hello } from './hello.js';
+import { LinkFaults } from './link-faults.js';
+import {
+  acceptVerdict,
+  checkWelcome,
+  DialerHandshake,
+  helloOf,
+  isRefusal,
+  type LinkEnds,
+} from './link-handshake.js';
+import {
+  zeroBadCounts,
+  zeroLinkCounters,
+  type BadKind,
+  type LinkContext,
+  type LinkEvents,
+  type LinkOptions,
+  type LinkState,
+  type LinkStateInfo,
+  type LinkStats,
+} from './link-types.js';
+import { TlsFailure } from './transport.js';
 import { SendWindow, type SentFrame } from './window.js';
-
-export interface LinkOptions {
-  /** A frame (a heartbeat when idle) goes out at least this often. */
-  heartbeatMs: number;
-  /** Nothing heard for this long: the connection is dead; also the limit for a connect + handshake. */
-  deadMs: number;
-  /** Not re-established within this: the session is FAILED. */
-  deadlineMs: number;
-  backoffMinMs: number;
-  backoffMaxMs: number;
-  /** Bound on frames sent and not yet acknowledged: count and payload bytes. */
-  windowFrames: number;
-  windowBytes: number;
-  /** An ack waits at most this long for a frame to ride on. */
-  ackDelayMs: number;
-  /**
-   * Retransmission timeout: frames unacknowledged and no ack progress for
-   * this long reset the connection, so the resume resends them (a frame lost
-   * with nothing after it). Above the heartbeat interval, which carries the
-   * ack when an ACK frame is lost, and above deadMs, so that a silent peer is
-   * reported as such (default 4 heartbeat intervals).
-   */
-  rtoMs: number;
-  maxPayload: number;
-}
-
-export const DEFAULT_LINK_OPTIONS: LinkOptions = {
-  heartbeatMs: 200,
-  deadMs: 600,
-  deadlineMs: 10_000,
-  backoffMinMs: 50,
-  backoffMaxMs: 2_000,
-  windowFrames: 1024,
-  windowBytes: 16 << 20,
-  ackDelayMs: 2,
-  rtoMs: 800,
-  maxPayload: 16 << 20,
-};
-
-export type LinkState = 'connecting' | 'up' | 'down' | 'failed';
-
-export interface LinkStateInfo {
-  reason: string;
-  session?: string;
-  resumed?: boolean;
-  retransmitted?: number;
-  failedFrames?: number;
-}
-
-/** Input refused, by kind: the frame decoder's kinds and the link's own. */
-export type BadKind =
-  | FrameErrorKind
-  | 'outOfSequence'
-  | 'unknownNode'
-  | 'badHello'
-  | 'unexpected'
-  /** The handshake's authentication failed (auth.ts): no, another or a replayed proof of the cluster secret. */
-  | 'badAuth'
-  /** The TLS handshake, the peer's certificate, or the node it names (tls.ts). */
-  | 'badTls'
-  /** A connection that did not finish its handshake in time, or was pushed out by newer ones (preauth.ts). */
-  | 'handshakeTimeout'
-  | 'handshakeOverflow';
-export type BadCounts = Record<BadKind, number>;
-
-export function zeroBadCounts(): BadCounts {
-  return {
-    truncated: 0,
-    tooLarge: 0,
-    badCrc: 0,
-    badMagic: 0,
-    badVersion: 0,
-    outOfSequence: 0,
-    unknownNode: 0,
-    badHello: 0,
-    unexpected: 0,
-    badAuth: 0,
-    badTls: 0,
-    handshakeTimeout: 0,
-    handshakeOverflow: 0,
-  };
-}
-
-export interface LinkStats {
-  state: LinkState;
-  session: string;
-  peerIncarnation: string;
-  /** Data frames written (retransmissions included) and their payload bytes. */
-  framesSent: number;
-  bytesSent: number;
-  /** Data frames delivered to the owner and their payload bytes. */
-  framesReceived: number;
-  bytesReceived: number;
-  retransmitted: number;
-  /** Connections reset by the retransmission timeout. */
-  rtoResets: number;
-  duplicates: number;
-  /** Times the link came up again after being down. */
-  reconnects: number;
-  failures: number;
-  failedFrames: number;
-  /** Smoothed round trip, frame sent to its ack (ms; acks may wait ackDelayMs to ride on a frame); 0 before a sample. */
-  rttMs: number;
-  unackedFrames: number;
-  unackedBytes: number;
-  bad: BadCounts;
-}
-
-export interface LinkEvents {
-  frame(f: Frame): void;
-  state(state: LinkState, info: LinkStateInfo): void;
-  /** The session failed (`reason`); `frames` were not acknowledged (each may or may not have been delivered). */
-  failed(frames: SentFrame[], reason: string): void;
-  /** Every frame of the current session up to `seq` is delivered at the peer. */
-  acked(seq: number): void;
-  /** send() refused a frame and the window has room again. */
-  drain(): void;
-  /**
-   * Optional: where the payload (`length` bytes) of the data frame `h` may
-   * be written straight from the wire (views adding up to `length`), or
-   * null. Asked only for the next frame in sequence on an established link
-   * with no injected receive fault in play; frame() follows at once if the
-   * frame checks out.
-   */
-  place?(h: FrameHeader, length: number): Uint8Array[] | null;
-}
-
-export interface LinkContext {
-  cluster: Cluster;
-  incarnation: string;
-  transport: FabricTransport;
-  log: Logger;
-  opts: LinkOptions;
-  /** Fault injection on the wire (faults.ts); absent: none. */
-  faults?: WireFaults;
-}
 
 const newId = (): string => randomBytes(8).toString('hex');
 
@@ -217,38 +102,14 @@ export class Link {
 
   /** Since when the oldest unacknowledged frame has waited with no ack progress (the RTO's clock). */
   private ackWaitSince = 0;
-  // Injected faults (faults.ts): an outage (no connection before outageUntil), output or input held in order, a recv fault for the frame being decoded.
-  private outageUntil = 0;
-  private readonly txHold = new Hold<readonly Uint8Array[]>((q) => {
-    for (const chunks of q) this.conn?.write(chunks);
-  });
-  private readonly rxHold = new Hold<Frame>((q) => {
-    const conn = this.conn;
-    for (const f of q) {
-      if (this.conn !== conn || this.rxHold.active) break;
-      this.take(f);
-    }
-  });
-  private rxFault: WireFault | null = null;
-  /**
-   * The dialer's side of the authentication on the current connection: its
-   * HELLO (nonce, payload, ack) and, once the CHALLENGE checked out, the
-   * acceptor's transcript (auth.ts).
-   */
-  private auth: { nonce: string; hello: Uint8Array; ack: number; proven: Transcript | null } | null = null;
+  /** Injected faults on the wire (link-faults.ts): every write and every frame decoded goes through them. */
+  private readonly faults: LinkFaults;
+  /** Who the two ends are, for the handshake (link-handshake.ts). */
+  private readonly ends: LinkEnds;
+  /** The dialer's side of the handshake on the current connection (link-handshake.ts). */
+  private auth: DialerHandshake | null = null;
 
-  private readonly c = {
-    framesSent: 0,
-    bytesSent: 0,
-    framesReceived: 0,
-    bytesReceived: 0,
-    retransmitted: 0,
-    rtoResets: 0,
-    duplicates: 0,
-    reconnects: 0,
-    failures: 0,
-    failedFrames: 0,
-  };
+  private readonly c = zeroLinkCounters();
   private readonly bad = zeroBadCounts();
   /** RTT: one frame timed at a time (its first transmission only, as Karn's rule), and the smoothed value. */
   private rttSeq = 0;
@@ -268,6 +129,13 @@ export class Link {
     this.warn = new RateLimitedLog(this.log);
     this.backoff = this.o.backoffMinMs;
     this.window = new SendWindow(this.o.windowFrames, this.o.windowBytes);
+    this.ends = { cluster: ctx.cluster, incarnation: ctx.incarnation, peer };
+    this.faults = new LinkFaults(ctx.faults, {
+      peer,
+      current: () => this.conn,
+      take: (f) => this.take(f),
+      lost: (conn, why) => this.lost(conn, why),
+    });
   }
 
   start(): void {
@@ -314,7 +182,7 @@ export class Link {
   /** An accepted connection whose HELLO the fabric checked: it becomes this link's connection. */
   adopt(conn: Conn, hello: Hello, peerDelivered: number): void {
     if (this.closed) return conn.drop();
-    if (performance.now() < this.outageUntil) {
+    if (this.faults.outageLeftMs() > 0) {
       this.log.debug(
         { remote: conn.wire.remote },
         'fabric connection refused: the link is down (fault injection)',
@@ -326,23 +194,13 @@ export class Link {
     this.own(conn);
     conn.setMaxPayload(this.o.maxPayload);
     this.lastRx = performance.now();
-    const resume = hello.session !== '' && hello.session === this.session;
-    // A dialer with no session that did not leave ours, and has not
-    // restarted, never saw the WELCOME that opened it (the connection went
-    // first): it holds nothing of the session, which goes on from its
-    // first frame instead of failing everything sent in it.
-    const unseen =
-      !resume &&
-      hello.session === '' &&
-      this.session !== '' &&
-      (hello.left ?? '') !== this.session &&
-      hello.incarnation === this.peerIncarnation;
-    if (!resume && !unseen) this.freshSession(hello.incarnation);
+    const verdict = acceptVerdict(hello, this.session, this.peerIncarnation);
+    if (verdict === 'fresh') this.freshSession(hello.incarnation);
     if (this.closed) return; // the owner closed the fabric from its failed() callback
     this.peerIncarnation = hello.incarnation;
     this.setPeerWindow(hello);
     this.writeLink(LinkType.WELCOME, encodeHello(this.hello()));
-    this.goUp(resume ? peerDelivered : 0, resume || unseen);
+    this.goUp(verdict === 'resume' ? peerDelivered : 0, verdict !== 'fresh');
   }
 
   /** Drops the current connection as a network cut would; false when there is none. */
@@ -404,10 +262,8 @@ export class Link {
             'badTls',
             `dialed '${this.peer}', the certificate at ${wire.remote} names ${names?.join(', ') || 'no node'}`,
           );
-        const nonce = newNonce();
-        const hello = encodeHello({ ...this.hello(), nonce });
-        this.auth = { nonce, hello, ack: this.delivered, proven: null };
-        this.writeLink(LinkType.HELLO, hello);
+        this.auth = new DialerHandshake(this.ends, this.hello(), this.delivered);
+        this.writeLink(LinkType.HELLO, this.auth.hello);
       },
       (e: Error) => {
         if (abort.signal.aborted || this.closed) return;
@@ -425,15 +281,14 @@ export class Link {
   /** Takes `conn`'s events (and, with fault injection, sees its frames before their CRC check). */
   private own(conn: Conn): void {
     conn.setHandlers(this.handlers(conn));
-    if (this.ctx.faults) conn.setTap(this.tap);
+    const tap = this.faults.tap;
+    if (tap) conn.setTap(tap);
     if (this.ev.place) conn.setPlacer((head) => this.place(conn, head));
   }
 
   /** FrameDecoder.placer for `conn`: only the frame take() will deliver next, and only with no receive fault in play. */
   private place(conn: Conn, head: Uint8Array): Uint8Array[] | null {
-    if (conn !== this.conn || !this.up || this.rxHold.active || this.rxFault !== null) return null;
-    const fx = this.ctx.faults;
-    if (fx && fx.armed[fx.recvPoint]) return null;
+    if (conn !== this.conn || !this.up || !this.faults.rxClear()) return null;
     const h = peekHeader(head);
     if (h.src !== this.peerIndex || h.type < FIRST_DATA_TYPE || h.seq !== this.delivered + 1) return null;
     return this.ev.place!(h, announcedLength(head));
@@ -441,7 +296,7 @@ export class Link {
 
   private handlers(conn: Conn): ConnHandlers {
     return {
-      frame: (f) => this.onFrame(conn, f),
+      frame: (f) => this.faults.frame(conn, f),
       bad: (e) => {
         this.bad[e.kind]++;
         this.warn.warn(
@@ -457,7 +312,7 @@ export class Link {
 
   private retry(why: string): void {
     // Not before an injected outage ends.
-    const inMs = Math.max(this.backoff, this.outageUntil - performance.now());
+    const inMs = Math.max(this.backoff, this.faults.outageLeftMs());
     this.log.debug({ why, inMs }, 'fabric dial failed, retrying');
     this.armDeadline();
     this.dialTimer = setTimeout(() => {
@@ -529,17 +384,7 @@ export class Link {
   // --- sessions -----------------------------------------------------------
 
   private hello(): Hello {
-    const { cluster } = this.ctx;
-    return {
-      from: cluster.self,
-      to: this.peer,
-      cluster: cluster.hash,
-      incarnation: this.ctx.incarnation,
-      session: this.session,
-      left: this.left,
-      windowFrames: this.o.windowFrames,
-      windowBytes: this.o.windowBytes,
-    };
+    return helloOf(this.ends, this.session, this.left, this.o);
   }
 
   private setPeerWindow(h: Hello): void {
@@ -600,21 +445,7 @@ export class Link {
 
   // --- frames -------------------------------------------------------------
 
-  private onFrame(conn: Conn, f: Frame): void {
-    const fault = this.rxFault;
-    this.rxFault = null;
-    if (conn !== this.conn) return;
-    if (fault !== null && this.recvFault(conn, f, fault)) return;
-    this.rx(conn, f);
-  }
-
-  /** A frame off the connection, in order: taken now, or queued behind those an injected delay holds. */
-  private rx(conn: Conn, f: Frame): void {
-    if (conn !== this.conn) return;
-    if (this.rxHold.active) this.rxHold.push(f);
-    else this.take(f);
-  }
-
+  /** A frame off the current connection, in order and past any injected fault (link-faults.ts). */
   private take(f: Frame): void {
     this.lastRx = performance.now();
     if (f.src !== this.peerIndex)
@@ -639,65 +470,22 @@ export class Link {
       this.protocolError('unexpected', `link frame type ${f.type} on an established link`);
   }
 
-  /**
-   * The dialer: the acceptor proves the secret over our fresh nonce and
-   * its own; we answer with our PROOF. Nothing of the session is touched.
-   */
+  /** The dialer: the acceptor's CHALLENGE, answered with our PROOF. Nothing of the session is touched. */
   private onChallenge(f: Frame): void {
-    const secret = this.ctx.cluster.secret;
-    const auth = this.auth;
-    if (!this.dialer || auth === null)
+    if (!this.dialer || this.auth === null)
       return this.protocolError('unexpected', 'CHALLENGE to the end that accepts this link');
-    if (!secret)
-      return this.protocolError(
-        'badAuth',
-        `'${this.peer}' asks for authentication, and this node has no cluster secret (--fabric-secret)`,
-      );
-    if (auth.proven !== null) {
+    const r = this.auth.challenge(f, () => this.conn?.wire.binding?.() ?? new Uint8Array(0));
+    if (r === 'duplicate') {
       this.c.duplicates++;
       return;
     }
-    const c = parseChallenge(f.payload);
-    if (typeof c === 'string') return this.protocolError('badAuth', c);
-    const t: Transcript = {
-      dialer: this.ctx.cluster.self,
-      acceptor: this.peer,
-      dialerIncarnation: this.ctx.incarnation,
-      acceptorIncarnation: c.incarnation,
-      dialerNonce: auth.nonce,
-      acceptorNonce: c.nonce,
-      hello: auth.hello,
-      helloAck: auth.ack,
-      binding: this.conn?.wire.binding?.() ?? new Uint8Array(0),
-    };
-    if (!proofMatches(secret, 'acceptor', t, c.proof))
-      return this.protocolError(
-        'badAuth',
-        `'${this.peer}' failed to prove the cluster secret (another secret, or a replayed exchange)`,
-      );
-    auth.proven = t;
-    this.writeLink(LinkType.PROOF, encodeProof(proofOf(secret, 'dialer', t)));
+    if (isRefusal(r)) return this.protocolError(r.kind, r.why);
+    this.writeLink(LinkType.PROOF, r);
   }
 
   private onWelcome(f: Frame): void {
-    if (f.type !== LinkType.WELCOME)
-      return this.protocolError('unexpected', `expected WELCOME, got frame type ${f.type}`);
-    const proven = this.auth?.proven ?? null;
-    if (this.ctx.cluster.secret && proven === null)
-      return this.protocolError(
-        'badAuth',
-        `'${this.peer}' answered without authenticating (it has no cluster secret)`,
-      );
-    const h = parseHello(f.payload);
-    if (typeof h === 'string') return this.protocolError('badHello', h);
-    if (h.session === '') return this.protocolError('badHello', 'WELCOME without a session');
-    const refusal = refuseHello(h, f.src, this.ctx.cluster, this.peer);
-    if (refusal) return this.protocolError(refusal.kind, refusal.why);
-    if (proven !== null && h.incarnation !== proven.acceptorIncarnation)
-      return this.protocolError(
-        'badAuth',
-        `WELCOME from incarnation ${h.incarnation}, the CHALLENGE from ${proven.acceptorIncarnation}`,
-      );
+    const h = checkWelcome(f, this.ends, this.auth);
+    if (isRefusal(h)) return this.protocolError(h.kind, h.why);
     const resume = this.session !== '' && h.session === this.session;
     if (!resume) {
       this.freshSession(h.incarnation, h.session);
@@ -780,14 +568,7 @@ export class Link {
       f.bytes,
       f.pcrc,
     );
-    this.write(
-      f.segments.length === 1 ? [header, f.segments[0]!] : [header, ...f.segments],
-      f.type,
-      f.seq,
-      f.channel,
-      f.socket,
-      f.bytes,
-    );
+    this.write(f.segments.length === 1 ? [header, f.segments[0]!] : [header, ...f.segments], f);
     if (f.transmitted) {
       if (f.seq === this.rttSeq) this.rttSeq = 0; // a retransmission's ack would time two sends
     } else if (this.rttSeq === 0) {
@@ -807,7 +588,7 @@ export class Link {
       bytes,
       payloadCrc(segs),
     );
-    this.write([header, ...segs], type, 0, 0, 0, bytes);
+    this.write([header, ...segs], { type, seq: 0, channel: 0, socket: 0, bytes });
   }
 
   /**
@@ -815,114 +596,13 @@ export class Link {
    * one (a write an injected fault loses included: the next frame or
    * heartbeat carries the ack).
    */
-  private write(
-    chunks: readonly Uint8Array[],
-    type: number,
-    seq: number,
-    channel: number,
-    socket: number,
-    bytes: number,
-  ): void {
+  private write(chunks: readonly Uint8Array[], f: WireFrame): void {
     const conn = this.conn;
-    if (conn) {
-      const fx = this.ctx.faults;
-      const fault =
-        fx && fx.armed[fx.sendPoint] ? fx.send(this.peer, { type, seq, channel, socket, bytes }) : null;
-      if (fault === null) this.out(conn, chunks);
-      else this.sendFault(conn, chunks, fault);
-    }
+    if (conn) this.faults.write(conn, chunks, f);
     this.lastTx = performance.now();
     this.pendingAckFrames = 0;
     this.pendingAckBytes = 0;
     this.clear('ackTimer');
-  }
-
-  // --- injected faults (faults.ts) ----------------------------------------
-
-  /** Writes a frame, or queues it behind those an injected delay holds. */
-  private out(conn: Conn, chunks: readonly Uint8Array[]): void {
-    if (this.txHold.active) this.txHold.push(chunks);
-    else conn.write(chunks);
-  }
-
-  /** What the network does to a frame being sent. */
-  private sendFault(conn: Conn, chunks: readonly Uint8Array[], f: WireFault): void {
-    switch (f.action) {
-      case 'drop':
-        return;
-      case 'duplicate':
-        this.out(conn, chunks);
-        return this.out(conn, chunks);
-      case 'corrupt':
-        return this.out(conn, corruptChunks(chunks, f.offset, f.xor));
-      case 'delay':
-        this.txHold.extend(f.ns / 1e6);
-        return this.out(conn, chunks);
-      case 'link_down':
-        this.outageUntil = Math.max(this.outageUntil, performance.now() + f.ns / 1e6);
-        return this.cutSoon(conn, `link down for ${f.ns / 1e6} ms (fault injection)`);
-      case 'error':
-        return this.cutSoon(conn, 'connection reset (fault injection)');
-    }
-  }
-
-  /**
-   * The connection goes now (nothing more is written), the link learns it
-   * after the current call: a fault may strike in the middle of goUp() or
-   * of the owner's send().
-   */
-  private cutSoon(conn: Conn, why: string): void {
-    conn.drop();
-    queueMicrotask(() => this.lost(conn, why));
-  }
-
-  /**
-   * Sees each frame the connection decodes, before its CRC check: asks the
-   * owner's recv() and applies a `corrupt` to the bytes (the CRC check that
-   * follows refuses the frame); any other fault waits for onFrame.
-   */
-  private readonly tap = (head: Uint8Array, payload: () => Uint8Array): boolean => {
-    const fx = this.ctx.faults!;
-    if (!fx.armed[fx.recvPoint]) return false;
-    const h = peekHeader(head);
-    const f = fx.recv(this.peer, {
-      type: h.type,
-      seq: h.seq,
-      channel: h.channel,
-      socket: h.socket,
-      bytes: announcedLength(head),
-    });
-    if (f === null) return false;
-    if (f.action === 'corrupt') {
-      corruptChunks([head, payload()], f.offset, f.xor, false);
-      return true;
-    }
-    this.rxFault = f;
-    return false;
-  };
-
-  /** What the network does to a frame received; true when the frame is not to be taken as it is. */
-  private recvFault(conn: Conn, f: Frame, fault: WireFault): boolean {
-    switch (fault.action) {
-      case 'drop':
-        return true;
-      case 'duplicate':
-        this.rx(conn, f);
-        this.rx(conn, f);
-        return true;
-      case 'delay':
-        this.rxHold.extend(fault.ns / 1e6);
-        return false;
-      case 'link_down':
-        this.outageUntil = Math.max(this.outageUntil, performance.now() + fault.ns / 1e6);
-        this.lost(conn, `link down for ${fault.ns / 1e6} ms (fault injection)`);
-        return true;
-      case 'error':
-        this.lost(conn, 'connection reset (fault injection)');
-        return true;
-      case 'corrupt':
-        return false; // applied by the tap, and the frame passed its CRC: the bytes hit were outside it
-    }
   }
 
   private setState(state: LinkState, info: LinkStateInfo): void {
@@ -944,10 +624,7 @@ export class Link {
   private stopConnTimers(): void {
     this.clear('handshakeTimer');
     this.clear('ackTimer');
-    // Frames an injected delay held belong to the connection: the resume resends what they carried.
-    this.txHold.cancel();
-    this.rxHold.cancel();
-    this.rxFault = null;
+    this.faults.cancel();
     if (this.beatTimer) clearInterval(this.beatTimer);
     this.beatTimer = null;
   }

@@ -35,6 +35,10 @@ export interface WorkerConfig {
   fabric?: WorkerFabricConfig;
   /** A fault plan file (the CLI validated it), loaded into the device's injector at start. */
   faultsPlan?: string;
+  /** The group given read and write on the vfio-user socket (--socket-group), as a gid. */
+  socketGid?: number;
+  /** --client-deadline: a handshake or a started message must complete within this (ms). */
+  clientDeadlineMs?: number;
   /** Trace events to log (a glob the CLI checked) and at most how many lines a second each. */
   trace?: { pattern: string; perSecond?: number };
 }
@@ -67,6 +71,8 @@ const server = new VfuServer({
   identity: cfg.identity,
   msixVectors: cfg.msixVectors,
   log,
+  ...(cfg.socketGid !== undefined ? { socketGid: cfg.socketGid } : {}),
+  ...(cfg.clientDeadlineMs !== undefined ? { clientDeadlineMs: cfg.clientDeadlineMs } : {}),
 });
 let carrier: FabricCarrier | null = null;
 

@@ -292,6 +292,7 @@ export class SgiovDevice implements PciDeviceModel {
       KICKS: ctr(() => dp.counters.kicks),
       SIGNAL_ERRORS: ctr(() => dp.counters.signalErrors),
       MSGS_MOVED: ctr(() => dp.counters.msgsMoved),
+      BYTES_MOVED: { read: () => BigInt(dp.counters.bytesMoved) },
       ...Object.fromEntries(
         [0, 1, 2, 3].map((i): [string, RegBehaviour] => [
           i === 0 ? 'CRYPTO_KEY' : `CRYPTO_KEY${i}`,
@@ -390,8 +391,15 @@ export class SgiovDevice implements PciDeviceModel {
       return { name: name as AccelName, capacityGbps: gbps };
     });
     if (accels.length === 0) throw new Error('schedule: at least one accelerator');
-    const ten = args.tenants ?? [{ name: 'default' }];
-    if (!Array.isArray(ten) || ten.length === 0) throw new Error('schedule: "tenants" is a non-empty list');
+    if (args.tenants !== undefined && dp.tenants.guestMade.length > 0)
+      throw new Error(
+        `schedule: the guest made tenants ${dp.tenants.guestMade.map((t) => `${t.id} (${t.name})`).join(', ')}; ` +
+          'leave "tenants" out to keep the tenant table, or delete them first',
+      );
+    const ten = args.tenants ?? [];
+    if (!Array.isArray(ten) || (args.tenants !== undefined && ten.length === 0))
+      throw new Error('schedule: "tenants" is a non-empty list');
+    if (ten.length > dp.tenants.max) throw new Error(`schedule: at most ${dp.tenants.max} tenants`);
     const names = new Set<string>();
     const tenants = ten.map((t: unknown, i: number) => {
       const o = (typeof t === 'object' && t !== null ? t : {}) as Record<string, unknown>;
@@ -422,7 +430,18 @@ export class SgiovDevice implements PciDeviceModel {
       jobBytes > CONSTANTS.RING_MAX
     )
       throw new Error(`schedule: jobBytes must be a whole number of bytes in 64..${CONSTANTS.RING_MAX}`);
-    dp.configureFarm({ accels, tenants, policy: policyOf(args.policy ?? 'drf', args.vfs), jobBytes });
+    const policy = policyOf(args.policy ?? 'drf', args.vfs);
+    if (args.tenants === undefined) {
+      // The tenants as they stand (the default one, and those the host or the guest made).
+      try {
+        dp.configureFarm({ accels, tenants: dp.tenants.specs(), policy, jobBytes });
+      } catch (e) {
+        throw new Error(`schedule: ${(e as Error).message}`);
+      }
+    } else {
+      dp.configureFarm({ accels, tenants, policy, jobBytes });
+      dp.tenants.replace(tenants);
+    }
     return { scheduled: true, ...dp.farm!.cfg };
   }
 
@@ -433,10 +452,13 @@ export class SgiovDevice implements PciDeviceModel {
   private tenant(args: Record<string, unknown>): unknown {
     const farm = this.dp.farm;
     if (!farm) throw new Error('tenant: the accelerators are not scheduled (see the schedule command)');
-    const i = farm.tenants.findIndex((t) => t.name === args.tenant);
+    const i = farm.tenants.findIndex((t, id) => t.name === args.tenant && this.dp.tenants.has(id));
     if (i < 0)
       throw new Error(
-        `tenant: unknown tenant '${String(args.tenant)}' (known: ${farm.tenants.map((t) => t.name).join(', ')})`,
+        `tenant: unknown tenant '${String(args.tenant)}' (known: ${this.dp.tenants
+          .list()
+          .map((t) => t.name)
+          .join(', ')})`,
       );
     const cur = farm.tenants[i]!;
     const weight = args.weight === undefined ? cur.weight : args.weight;
@@ -446,12 +468,14 @@ export class SgiovDevice implements PciDeviceModel {
     if (cap !== undefined && (typeof cap !== 'number' || !(cap > 0) || !Number.isFinite(cap)))
       throw new Error(`tenant: '${cur.name}': cap must be a number of Gbps > 0, or null`);
     try {
-      farm.setTenant(i, {
+      const spec = {
         name: cur.name,
         weight,
         ...(cur.priority !== undefined ? { priority: cur.priority } : {}),
         ...(cap !== undefined ? { capGbps: cap } : {}),
-      });
+      };
+      farm.setTenant(i, spec);
+      this.dp.tenants.update(i, spec);
     } catch (e) {
       throw new Error(`tenant: ${(e as Error).message}`);
     }
@@ -484,7 +508,7 @@ export class SgiovDevice implements PciDeviceModel {
       case 'tenants':
         if (!this.dp.farm)
           throw new Error('tenants: the accelerators are not scheduled (see the schedule command)');
-        return { policy: this.dp.farm.sched.kind, tenants: this.dp.farm.report() };
+        return { policy: this.dp.farm.sched.kind, tenants: this.dp.tenantReport() };
       case 'tenant':
         return this.tenant(args);
       default:

@@ -15,23 +15,22 @@
  * bench/results/<timestamp>.json. Ratios are against baselines measured in
  * the same run, on the same machine; nothing here asserts a time.
  */
-import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchDataPlane } from './dataplane.js';
 import { schedulerDecisionTable } from './sched.js';
 import { benchIsolation } from './isolation.js';
 import { benchFabric } from './fabric.js';
-import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { reg } from '../../emulator/abi/abi.js';
-import { repoRoot } from '../../emulator/util/paths.js';
 import { EmulatorProcess, RunDir } from '../vm.js';
 import { Libc } from '../../emulator/native/libc.js';
 import { SgiovDriver, VEC_DMA } from '../../emulator/client/sgiov-driver.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { stats, type Stats } from './stats.js';
+import { benchRow, rowsTable } from './rows.js';
+import { drfOverTime } from './drf-time.js';
+import { plotResult } from './plots.js';
+import { gitCommit, machine, table, writeResult } from './report.js';
 
 export { stats, type Stats } from './stats.js';
 
@@ -133,18 +132,6 @@ function dmaBench(drv: SgiovDriver, bytes: number, jobs: number, baselineCopies:
   };
 }
 
-function gitCommit(): string | null {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
-      cwd: repoRoot(),
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
-  } catch {
-    return null;
-  }
-}
-
 const us = (ns: number): string => (ns / 1000).toFixed(ns < 1000 ? 3 : 1);
 
 async function main(): Promise<number> {
@@ -236,12 +223,7 @@ async function main(): Promise<number> {
     const result = {
       when: new Date().toISOString(),
       commit: gitCommit(),
-      machine: {
-        cpu: cpus()[0]?.model ?? 'unknown',
-        cpus: cpus().length,
-        node: process.version,
-        loadavg: loadavg(),
-      },
+      machine: machine(),
       transport:
         'vfio-user over a UNIX socket; client and emulator are separate processes; guest memory is a memfd both map',
       bar0Read: { what: `REGION_READ of SCRATCH (4 bytes), ${reads} round trips`, ...bar0 },
@@ -253,6 +235,34 @@ async function main(): Promise<number> {
       scheduler: sched,
       isolation: iso,
       crossNode: fabric,
+      drfOverTime: drfOverTime(),
+      rows: [
+        benchRow({
+          id: 'dataPlane.stream.128k',
+          what: '128 KiB stream over one pipe, zero-copy / memcpy through the same rings',
+          unit: 'GB/s',
+          value: dp.stream.zeroCopyGBps,
+          baseline: dp.stream.memcpyGBps,
+          goal: '>= 0.5',
+        }),
+        benchRow({
+          id: 'dataPlane.scaling.pingPong.4k',
+          what: `4 KiB ping-pong median RTT with ${dp.scaling.at(-1)!.sockets} sockets open / with ${dp.scaling[0]!.sockets}`,
+          unit: 'us',
+          value: dp.scaling.at(-1)!.rttUs.median,
+          baseline: dp.scaling[0]!.rttUs.median,
+          goal: '<= 1.5',
+        }),
+        benchRow({
+          id: 'dataPlane.aesGcm.128k',
+          what: 'AES-256-GCM engine on 128 KiB messages / node:crypto on the same buffers',
+          unit: 'GB/s',
+          value: dp.crypto.engineGBps,
+          baseline: dp.crypto.nodeCryptoGBps,
+          goal: '>= 0.8',
+        }),
+        ...('rows' in fabric ? fabric.rows : []),
+      ],
     };
 
     const rows: [string, string, string, string][] = [
@@ -389,23 +399,25 @@ async function main(): Promise<number> {
           `n=${fabric.pingPong.tcpUs.n}`,
         ],
         [`  pipe / TCP median RTT (goal <= 1.5)`, '', '', fabric.pingPong.ratio.toFixed(2)],
+        [`  128 KiB stream over a TLS 1.3 fabric`, '', '', `${fabric.stream.tlsGBps.toFixed(3)} GB/s`],
+        [
+          `  4 KiB ping-pong RTT over a TLS 1.3 fabric`,
+          `${fabric.pingPong.tlsUs.median.toFixed(1)} us`,
+          `${fabric.pingPong.tlsUs.p99.toFixed(1)} us`,
+          `n=${fabric.pingPong.tlsUs.n}`,
+        ],
       );
     }
-    const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-    const line = (r: string[]): string =>
-      r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
     process.stdout.write(
       `sgiov bench ${result.when} commit ${result.commit ?? '?'} on ${result.machine.cpus} x ${result.machine.cpu}, node ${process.version}\n`,
     );
-    process.stdout.write(line(rows[0]!) + '\n' + w.map((n) => '-'.repeat(n)).join('  ') + '\n');
-    for (const r of rows.slice(1)) process.stdout.write(line(r) + '\n');
-
+    process.stdout.write(table(rows));
+    process.stdout.write('\nrows (baseline measured in the same run; ratio = value / baseline)\n');
+    process.stdout.write(rowsTable(result.rows));
     if (!values['no-json']) {
-      const out = join(repoRoot(), 'bench', 'results');
-      mkdirSync(out, { recursive: true });
-      const file = join(out, `${result.when.replace(/[:.]/g, '-')}.json`);
-      writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+      const file = writeResult(result);
       process.stdout.write(`figures: ${file}\n`);
+      for (const f of await plotResult(result, file)) process.stdout.write(`plot: ${f}\n`);
     }
     ok = true;
     return 0;

@@ -6,8 +6,9 @@
  *     connection, 128 KiB writes), as a throughput ratio;
  *   - 4 KiB ping-pong over the pipe vs a TCP ping-pong, as a ratio of
  *     median round trips.
- * The TCP baseline runs as two node processes, one in each namespace, the
- * same runtime as the emulators. Needs root (namespaces). Used by
+ * Both pipe measures run twice: on an authenticated fabric and on a TLS 1.3
+ * one. The TCP baseline runs as two node processes, one in each namespace,
+ * the same runtime as the emulators. Needs root (namespaces). Used by
  * `npm run bench`; also alone: node dist/qemu/bench/fabric.js
  */
 import { spawn } from 'node:child_process';
@@ -15,15 +16,25 @@ import { fileURLToPath } from 'node:url';
 import { NetnsPair } from '../netns.js';
 import { EmulatorProcess, RunDir, stopProcess } from '../vm.js';
 import { stat, type Stat } from './dataplane.js';
+import { benchRow, rowsTable, type BenchRow } from './rows.js';
+import { FabricCredentials } from '../fabric-credentials.js';
 import { clientAccess } from '../../emulator/client/remote-access.js';
 import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
-import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
+import { SgiovSocketDriver, type SgiovSocket } from '../../emulator/client/sockets.js';
 import { openCrossPairs } from '../../emulator/client/stress.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 
 export interface FabricBench {
-  stream: { msgBytes: number; seconds: number; pipeGBps: number; tcpGBps: number; ratio: number };
-  pingPong: { msgBytes: number; pipeUs: Stat; tcpUs: Stat; ratio: number };
+  stream: {
+    msgBytes: number;
+    seconds: number;
+    pipeGBps: number;
+    tlsGBps: number;
+    tcpGBps: number;
+    ratio: number;
+  };
+  pingPong: { msgBytes: number; pipeUs: Stat; tlsUs: Stat; tcpUs: Stat; ratio: number };
+  rows: BenchRow[];
 }
 
 const nowUs = (): number => Number(process.hrtime.bigint()) / 1000;
@@ -128,15 +139,15 @@ async function tcpBaseline(
   }
 }
 
-export async function benchFabric(
-  opts: { quick?: boolean; log?: (m: string) => void } = {},
-): Promise<FabricBench | { skipped: string }> {
-  if (!NetnsPair.available()) return { skipped: 'needs root and iproute2 for the network namespaces' };
-  const log = opts.log ?? (() => {});
-  const seconds = opts.quick ? 1.5 : 4;
-  const rounds = opts.quick ? 500 : 3000;
-  const net = NetnsPair.create('bench');
-  const dir = new RunDir('sgiov-benchfabric-');
+/** The pipe's side of the bench on one pair of emulators started with `security`'s flags per node. */
+async function measurePipes(
+  net: NetnsPair,
+  dir: RunDir,
+  security: (node: 'a' | 'b') => string[],
+  seconds: number,
+  rounds: number,
+  log: (m: string) => void,
+): Promise<{ pipeGBps: number; pipeUs: Stat }> {
   const emus: EmulatorProcess[] = [];
   const clients: VfioUserClient[] = [];
   try {
@@ -147,7 +158,7 @@ export async function benchFabric(
         logPath: dir.file(`${name}.log`),
         logLevel: 'warn',
         netns: net.node(name, FABRIC_PORT).netns,
-        extraArgs: net.node(name, FABRIC_PORT).cluster,
+        extraArgs: [...net.node(name, FABRIC_PORT).cluster, ...security(name)],
       });
       emus.push(emu);
       await emu.ready();
@@ -169,12 +180,7 @@ export async function benchFabric(
     const [da, db] = drvs as [SgiovSocketDriver, SgiovSocketDriver];
     // Wait for the link: a connect fails with ENETUNREACH until it is up.
     const deadline = Date.now() + 15_000;
-    let pair:
-      | [
-          import('../../emulator/client/sockets.js').SgiovSocket,
-          import('../../emulator/client/sockets.js').SgiovSocket,
-        ]
-      | null = null;
+    let pair: [SgiovSocket, SgiovSocket] | null = null;
     for (let port = 9000; !pair; port++) {
       try {
         pair = openCrossPairs(da, db, 2, 2, 4 << 20, port).pairs[0]!;
@@ -185,7 +191,7 @@ export async function benchFabric(
     }
     const [tx, rx] = pair;
 
-    log('fabric: 128 KiB stream across the nodes');
+    log('128 KiB stream across the nodes');
     const msg = 128 << 10;
     const runStream = (us: number): number => {
       let got = 0;
@@ -211,7 +217,7 @@ export async function benchFabric(
     runStream(300_000); // warm up: JIT, TCP windows
     const pipeGBps = runStream(seconds * 1e6);
 
-    log('fabric: 4 KiB ping-pong across the nodes');
+    log('4 KiB ping-pong across the nodes');
     const [pa, pb] = openCrossPairs(da, db, 2, 2, 65536, 9900).pairs[0]!;
     const m = new Uint8Array(4096).fill(0x5a);
     const rtt: number[] = [];
@@ -223,20 +229,113 @@ export async function benchFabric(
       da.waitUntil(() => pa.tryRecvInPlace() >= 0, 'pong');
       if (i >= 1000) rtt.push(nowUs() - t0);
     }
-    const pipeUs = stat(rtt);
-
-    log('fabric: plain TCP between the same namespaces');
-    const tcp = await tcpBaseline(net, seconds, rounds);
-    return {
-      stream: { msgBytes: msg, seconds, pipeGBps, tcpGBps: tcp.streamGBps, ratio: pipeGBps / tcp.streamGBps },
-      pingPong: { msgBytes: 4096, pipeUs, tcpUs: tcp.rttUs, ratio: pipeUs.median / tcp.rttUs.median },
-    };
+    return { pipeGBps, pipeUs: stat(rtt) };
   } finally {
     for (const c of clients) c.close();
     await Promise.all(emus.map((e) => e.stop()));
+  }
+}
+
+/**
+ * The fabric bench: the pipes on an authenticated fabric (the secret only),
+ * the same on a TLS 1.3 fabric, and plain TCP between the same namespaces,
+ * in one run. The rows compare each with the baseline a user would pick
+ * instead: plain TCP for the pipes, and the unencrypted fabric for TLS (the
+ * price of encryption).
+ */
+export async function benchFabric(
+  opts: { quick?: boolean; log?: (m: string) => void } = {},
+): Promise<FabricBench | { skipped: string }> {
+  if (!NetnsPair.available()) return { skipped: 'needs root and iproute2 for the network namespaces' };
+  const log = opts.log ?? (() => {});
+  const seconds = opts.quick ? 1.5 : 4;
+  const rounds = opts.quick ? 500 : 3000;
+  const net = NetnsPair.create('bench');
+  const dir = new RunDir('sgiov-benchfabric-');
+  try {
+    const creds = FabricCredentials.make(dir.file('fabric'), ['a', 'b']);
+    const auth = await measurePipes(
+      net,
+      dir,
+      (n) => creds.flags(n, false),
+      seconds,
+      rounds,
+      (m) => log(`fabric (authenticated): ${m}`),
+    );
+    const tls = await measurePipes(
+      net,
+      dir,
+      (n) => creds.flags(n, true),
+      seconds,
+      rounds,
+      (m) => log(`fabric (TLS 1.3): ${m}`),
+    );
+    log('fabric: plain TCP between the same namespaces');
+    const tcp = await tcpBaseline(net, seconds, rounds);
+    const msg = 128 << 10;
+    return {
+      stream: {
+        msgBytes: msg,
+        seconds,
+        pipeGBps: auth.pipeGBps,
+        tlsGBps: tls.pipeGBps,
+        tcpGBps: tcp.streamGBps,
+        ratio: auth.pipeGBps / tcp.streamGBps,
+      },
+      pingPong: {
+        msgBytes: 4096,
+        pipeUs: auth.pipeUs,
+        tlsUs: tls.pipeUs,
+        tcpUs: tcp.rttUs,
+        ratio: auth.pipeUs.median / tcp.rttUs.median,
+      },
+      rows: fabricRows(auth, tls, tcp),
+    };
+  } finally {
     net.remove();
     dir.remove();
   }
+}
+
+function fabricRows(
+  auth: { pipeGBps: number; pipeUs: Stat },
+  tls: { pipeGBps: number; pipeUs: Stat },
+  tcp: { streamGBps: number; rttUs: Stat },
+): BenchRow[] {
+  return [
+    benchRow({
+      id: 'crossNode.stream.128k',
+      what: '128 KiB stream over one cross-node pipe (authenticated fabric) / plain TCP between the namespaces',
+      unit: 'GB/s',
+      value: auth.pipeGBps,
+      baseline: tcp.streamGBps,
+      goal: '>= 0.8',
+    }),
+    benchRow({
+      id: 'crossNode.pingPong.4k',
+      what: '4 KiB ping-pong median RTT over one cross-node pipe (authenticated) / plain TCP',
+      unit: 'us',
+      value: auth.pipeUs.median,
+      baseline: tcp.rttUs.median,
+      goal: '<= 1.5',
+    }),
+    benchRow({
+      id: 'crossNode.tls.stream.128k',
+      what: '128 KiB stream over a TLS 1.3 fabric / the same without TLS',
+      unit: 'GB/s',
+      value: tls.pipeGBps,
+      baseline: auth.pipeGBps,
+      goal: '>= 0.5',
+    }),
+    benchRow({
+      id: 'crossNode.tls.pingPong.4k',
+      what: '4 KiB ping-pong median RTT over a TLS 1.3 fabric / the same without TLS',
+      unit: 'us',
+      value: tls.pipeUs.median,
+      baseline: auth.pipeUs.median,
+      goal: '<= 1.5',
+    }),
+  ];
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
@@ -245,6 +344,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     log: (m) => process.stderr.write(`bench: ${m}\n`),
   }).then(
     (r) => {
+      if ('rows' in r) process.stdout.write(rowsTable(r.rows));
       process.stdout.write(JSON.stringify(r, null, 2) + '\n');
     },
     (e: unknown) => {

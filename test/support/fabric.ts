@@ -2,12 +2,9 @@
  * Test support: several fabric nodes in one process on 127.0.0.1, for the
  * fabric's own tests and the data-plane tests that run more than one node.
  */
-import { execFileSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import { repoRoot } from '../../emulator/util/paths.js';
 import { parseClusterArgs, type Cluster } from '../../emulator/fabric/cluster.js';
-import { loadFabricTls, type FabricTls } from '../../emulator/fabric/tls.js';
+import type { FabricTls } from '../../emulator/fabric/tls.js';
 
 /** The secret of the tests' in-process clusters: authentication is on unless a test turns it off. */
 export const TEST_SECRET = new TextEncoder().encode('the cluster secret of sgiov tests');
@@ -52,34 +49,4 @@ export function localCluster(
   return { ...c, ...(secret ? { secret } : {}), ...(opts.tls ? { tls: opts.tls } : {}) };
 }
 
-/** A cluster's secret file and TLS files in a directory (scripts/fabric-certs.sh made them). */
-export class FabricCredentials {
-  private constructor(readonly dir: string) {}
-
-  /** Makes (or adds to) `dir`'s secret, CA and the certificates of `nodes`. */
-  static make(dir: string, nodes: readonly string[]): FabricCredentials {
-    execFileSync('bash', [join(repoRoot(), 'scripts', 'fabric-certs.sh'), dir, ...nodes], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    return new FabricCredentials(dir);
-  }
-
-  get secretFile(): string {
-    return join(this.dir, 'secret');
-  }
-
-  /** `serve`'s flags for `node`: the secret, and with `tls` the CA, its certificate and key. */
-  flags(node: string, tls: boolean): string[] {
-    const f = (n: string): string => join(this.dir, n);
-    const out = ['--fabric-secret', this.secretFile];
-    if (tls) out.push('--fabric-tls', '--fabric-ca', f('ca.pem'), '--fabric-cert', f(`${node}.pem`));
-    if (tls) out.push('--fabric-key', f(`${node}.key`));
-    return out;
-  }
-
-  /** `node`'s TLS files, loaded (for an in-process Fabric). */
-  tls(node: string): FabricTls {
-    const f = (n: string): string => join(this.dir, n);
-    return loadFabricTls({ ca: f('ca.pem'), cert: f(`${node}.pem`), key: f(`${node}.key`) }, node, (k) => k);
-  }
-}
+export { FabricCredentials } from '../../qemu/fabric-credentials.js';

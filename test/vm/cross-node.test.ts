@@ -11,6 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { NetnsPair } from '../../qemu/netns.js';
+import { FabricCredentials } from '../../qemu/fabric-credentials.js';
 import { EmulatorProcess, guestListening, QemuVm, RunDir, type GuestLine } from '../../qemu/vm.js';
 
 const SOCKETS = 2048;
@@ -28,13 +29,20 @@ beforeAll(async () => {
   if (!NetnsPair.available()) return;
   net = NetnsPair.create('vmxn');
   dir = new RunDir('sgiov-vmcross-');
+  // Authenticated, as the device tests are (a secret made for the run).
+  const creds = FabricCredentials.make(dir.file('fabric'), ['a', 'b']);
   for (const name of ['a', 'b'] as const) {
     const emu = new EmulatorProcess({
       socketPath: dir.file(`${name}.sock`),
       logPath: dir.file(`${name}.log`),
       logLevel: 'info',
       netns: net.node(name, FABRIC_PORT).netns,
-      extraArgs: [...net.node(name, FABRIC_PORT).cluster, '--control', dir.file(`${name}.ctl`)],
+      extraArgs: [
+        ...net.node(name, FABRIC_PORT).cluster,
+        '--control',
+        dir.file(`${name}.ctl`),
+        ...creds.flags(name, false),
+      ],
     });
     emus.push(emu);
     await emu.ready();
@@ -126,6 +134,7 @@ describe.skipIf(!NetnsPair.available())('cross-node pipes between two VMs', () =
       }
       // The traffic crossed the fabric.
       for (const e of emus) expect(e.log).not.toMatch(/link to node . failed/);
+      for (const e of emus) expect(e.log).not.toMatch(/fabric is unauthenticated/);
     },
     VM_S * 1000 + 60_000,
   );

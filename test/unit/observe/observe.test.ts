@@ -81,7 +81,15 @@ describe('--metrics addresses', () => {
 function snap(t: number, bytes: number, busyS: number, injections: number): Snapshot {
   return {
     nowNs: t * 1e9,
-    transport: { clients: 1, attached: true, dmaRegions: 1, barAccesses: 10, ioeventfdKicks: 0 },
+    transport: {
+      clients: 1,
+      attached: true,
+      dmaRegions: 1,
+      barAccesses: 10,
+      ioeventfdKicks: 0,
+      clientsDropped: 0,
+      requestsRefused: 0,
+    },
     device: {
       enabled: true,
       removed: false,
