@@ -69,6 +69,8 @@ async function live(c: ControlClient, path: string, intervalS: number, once: boo
       return 0;
     }
     process.once('SIGINT', quit);
+    // A reader that went away (top | head) ends the view, not with a stack trace.
+    process.stdout.on('error', quit);
     const tty = process.stdin.isTTY === true;
     if (tty) {
       process.stdin.setRawMode(true);
@@ -92,5 +94,6 @@ async function live(c: ControlClient, path: string, intervalS: number, once: boo
     return 0;
   } finally {
     process.off('SIGINT', quit);
+    process.stdout.off('error', quit);
   }
 }

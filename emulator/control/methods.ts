@@ -96,7 +96,10 @@ export const METHODS: readonly MethodSpec[] = [
     help: 'the trace events logged, and a new pattern ({} shows the current one)',
     args: {
       pattern: { type: 'string', help: "globs over event names, comma-separated, -GLOB removes; '' stops" },
-      perSecond: { type: 'integer', help: 'lines per event per second at most', default: 1000 },
+      perSecond: {
+        type: 'integer',
+        help: 'lines per event per second at most, >= 1 (absent: as before; 1000 or --trace-rate at start)',
+      },
     },
   },
 ];

@@ -896,7 +896,13 @@ export class SgiovDevice implements PciDeviceModel {
     this.dmaStats.jobs++;
     this.dmaStats.bytes += job.len;
     if (TRACE.dma_done)
-      trace('dma_done', { tag: job.tag, src: hex(job.src), dst: hex(job.dst), len: job.len, op: job.op });
+      trace('dma_done', {
+        tag: job.tag,
+        src: hex(job.src),
+        dst: hex(job.dst),
+        len: job.len,
+        op: job.op === ENUMS.DMA_OP.COPY ? 'copy' : 'invert',
+      });
     this.interrupt(BITS.IRQ.DMA_DONE, job.vector);
   }
 

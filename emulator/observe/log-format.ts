@@ -25,9 +25,10 @@ export function lineWriter(
   const pretty = pinoPretty.prettyFactory({
     colorize: process.stdout.isTTY === true,
     translateTime: 'SYS:HH:MM:ss.l',
-    ignore: 'pid,hostname',
+    ignore: 'pid,hostname,sub',
     messageFormat: '{if sub}[{sub}] {end}{msg}',
-    hideObject: false,
+    // One line a record, as a trace wants: the fields follow the message as JSON.
+    singleLine: true,
   });
   return (line) => {
     // A line that is not JSON (it should not happen) is written as it came.

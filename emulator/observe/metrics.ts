@@ -78,6 +78,20 @@ export const METRICS: readonly MetricDef[] = [
     samples: (s) => one(s.transport.clients),
   },
   {
+    name: 'sgiov_vfio_user_clients_dropped_total',
+    help: 'vfio-user clients the front door dropped (silent past the deadline, not reading, unparseable)',
+    type: 'counter',
+    labels: [],
+    samples: (s) => one(s.transport.clientsDropped),
+  },
+  {
+    name: 'sgiov_vfio_user_requests_refused_total',
+    help: 'vfio-user requests refused with an error reply (bad fds, sizes)',
+    type: 'counter',
+    labels: [],
+    samples: (s) => one(s.transport.requestsRefused),
+  },
+  {
     name: 'sgiov_bar_accesses_total',
     help: 'Trapped BAR accesses served over vfio-user',
     type: 'counter',

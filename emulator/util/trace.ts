@@ -8,6 +8,9 @@
  * rest are counted and reported in one line ("trace lines suppressed",
  * with the count) when the second is over and the event comes again, when
  * the pattern changes, and at flushTrace().
+ *
+ * The pattern is one per thread (module state): in the emulator, the device
+ * thread's (host/worker.ts sets it from --trace and the `trace` command).
  */
 import type { Logger } from './log.js';
 
@@ -35,8 +38,8 @@ export const TRACE_HELP: Record<TraceEvent, string> = {
   dma_error: 'a DMA-engine job failed: tag, code, addr, why',
   cmd_submit: 'a command taken from its slot: slot, op, sid',
   cmd_done: 'a command answered: slot, op, status, result',
-  signal_h2d: 'a host-to-device signal: type, id (socket or slot), value',
-  signal_d2h: 'a device-to-host signal queued: type, id, value',
+  signal_h2d: 'a host-to-device signal taken: type, then sid and ring (tx/rx), slot (commands) or id; value',
+  signal_d2h: 'a device-to-host signal queued: type, then sid and ring, slot or sid (events, errors); value',
   job_submit: 'a message handed to the scheduled accelerators: tenant, bytes, jobs, accels',
   job_start: 'an accelerator starts a job: accel, tenant, bytes',
   job_done: 'an accelerator finished a job: accel, tenant, bytes',
@@ -104,6 +107,7 @@ export function setTrace(p: string, log: Logger, rate = perSecond): TraceEvent[]
   if (!(Number.isInteger(rate) && rate >= 1))
     throw new Error(`trace rate ${rate} is not a whole number >= 1`);
   flushTrace();
+  windows.clear(); // the new pattern's limits start afresh
   // Trace lines show whatever the log level: they were asked for by name.
   out = log.child({ sub: 'trace' }, { level: 'info' });
   perSecond = rate;

@@ -11,7 +11,7 @@ import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
 import { SgiovSocketDriver } from '../../emulator/client/sockets.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { ControlClient } from '../../emulator/control/client.js';
-import type { EmulatorProcess, RunDir } from '../../qemu/vm.js';
+import { until, type EmulatorProcess, type RunDir } from '../../qemu/vm.js';
 import { cliPath, sgiovCli, startControlled } from '../support/device.js';
 
 const cli = cliPath();
@@ -107,6 +107,30 @@ describe('sgiov top', () => {
       client.close();
       ctl.close();
     }
+  });
+
+  it('live: redraws a frame each interval until SIGINT, then exits 0', async () => {
+    const top = spawn(
+      process.execPath,
+      [cli, 'top', '--control', dir.file('ctl.sock'), '--interval', '0.2'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    top.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => top.once('close', r));
+    const frames = (): number =>
+      out.split('\x1b[H\x1b[2J').filter((f) => f.startsWith('sgiov top - ')).length;
+    try {
+      expect(await until(() => frames() >= 3, 10_000)).toBe(true);
+    } finally {
+      top.kill('SIGINT');
+    }
+    expect(await exited).toBe(0);
+    // The first frame has no interval yet; the later ones do.
+    const later = out.split('\x1b[H\x1b[2J')[2]!;
+    expect(later).toMatch(/interval 0\.\d+ s\n/);
   });
 
   it('refuses a bad interval and a missing socket in one line', () => {

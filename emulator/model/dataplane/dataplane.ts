@@ -40,7 +40,7 @@ import {
 } from '../fault-points.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 import { TRACE, trace } from '../../util/trace.js';
-import { CMD_OP_NAME, nameOf, SIGNAL_NAME, STATUS_NAME } from '../names.js';
+import { CMD_OP_NAME, nameOf, signalFields, STATUS_NAME } from '../names.js';
 import { TenantTable, tenantCommand } from './tenants.js';
 import { AddressBook, routeAddr, type SockName } from './addresses.js';
 import { addrFromWords, addrToWords } from '../../abi/addr.js';
@@ -412,7 +412,7 @@ export class DataPlane {
 
   /** One H2D signal (also the entry point for tests). */
   signal(type: number, id: number, value: number): void {
-    if (TRACE.signal_h2d) trace('signal_h2d', { type: nameOf(SIGNAL_NAME, type), id, value });
+    if (TRACE.signal_h2d) trace('signal_h2d', signalFields(type, id, value));
     switch (type) {
       case SIG.TX_TAIL:
         return this.txTail(id, value);
@@ -1523,7 +1523,7 @@ export class DataPlane {
   // ---- D2H -------------------------------------------------------------------
 
   private emit(type: number, id: number, value: number): void {
-    if (TRACE.signal_d2h) trace('signal_d2h', { type: nameOf(SIGNAL_NAME, type), id, value });
+    if (TRACE.signal_d2h) trace('signal_d2h', signalFields(type, id, value));
     // Two u32 halves rather than a BigInt: this runs twice per message.
     this.d2hBacklog.push(((type << 24) | (id & 0xffffff)) >>> 0, value >>> 0);
   }
