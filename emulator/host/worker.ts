@@ -2,6 +2,10 @@
  * The device thread: owns the vfu context and the device model, runs the
  * vfio-user loop with synchronous callbacks, and sends its log lines to the
  * main thread (which writes them) so that it never blocks on stdout.
+ * Control requests are answered between rounds by the function the
+ * thread's entry (cli/device-thread.ts) gives runDeviceThread: the control
+ * layer's (control/commands.ts). Only that entry imports this module for
+ * more than its types: it is the worker thread's own.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { makeLogger, type LogLevel } from '../util/log.js';
@@ -66,25 +70,22 @@ const server = new VfuServer({
 });
 let carrier: FabricCarrier | null = null;
 
+/** How the thread answers a control command (control/commands.ts): a result, or an Error thrown. */
+export type CommandAnswerer = (
+  t: { model: SgiovDevice; server: VfuServer; carrier: FabricCarrier | null },
+  cmd: string,
+  args: Record<string, unknown>,
+) => unknown;
+
 /** Control messages arrive while this thread is busy in its own loop. */
-function drainControl(model: SgiovDevice): boolean {
+function drainControl(model: SgiovDevice, answer: CommandAnswerer): boolean {
   for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
     const msg = m.message as ToWorker;
     if (msg.type === 'stop') stopping = true;
     else if (msg.type === 'stats') post({ type: 'stats', stats: server.stats });
     else if (msg.type === 'control') {
       try {
-        let result: unknown;
-        if (msg.cmd === 'status')
-          result = {
-            transport: server.stats,
-            device: model.status(),
-            ...(carrier ? { fabric: carrier.stats(), pipes: model.dp.remote?.counters } : {}),
-          };
-        else if (msg.cmd === 'fabric') {
-          if (!carrier) throw new Error('fabric: this emulator has no cluster (--cluster or --node)');
-          result = carrier.stats();
-        } else result = model.control(msg.cmd, msg.args);
+        const result = answer({ model, server, carrier }, msg.cmd, msg.args);
         post({ type: 'control', id: msg.id, ok: true, result });
       } catch (e) {
         post({ type: 'control', id: msg.id, ok: false, error: (e as Error).message });
@@ -94,7 +95,7 @@ function drainControl(model: SgiovDevice): boolean {
   return stopping;
 }
 
-async function main(): Promise<void> {
+async function main(answer: CommandAnswerer): Promise<void> {
   const modelLog = log.child({ sub: 'model' });
   const faults = new FaultInjector(modelLog, cfg.faultsPlan ? loadPlan(cfg.faultsPlan) : undefined);
   const model = new SgiovDevice(
@@ -138,20 +139,23 @@ async function main(): Promise<void> {
     // The device loop reads the fabric's sockets itself and writes what a round sent; accepts,
     // timers and write completions live in this thread's event loop, which the loop gives turns.
     await server.runAsync(
-      () => drainControl(model),
+      () => drainControl(model, answer),
       { fds: () => c.fds(), readable: (fds) => c.readReady(fds), flush: () => c.flush() },
       5,
     );
   } else {
-    server.run(() => drainControl(model));
+    server.run(() => drainControl(model, answer));
   }
 }
 
-try {
-  await main();
-} catch (err) {
-  post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
-} finally {
-  await (carrier as FabricCarrier | null)?.close();
-  server.close();
+/** Runs the device thread until it is told to stop; `answer` answers the control commands. */
+export async function runDeviceThread(answer: CommandAnswerer): Promise<void> {
+  try {
+    await main(answer);
+  } catch (err) {
+    post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
+  } finally {
+    await (carrier as FabricCarrier | null)?.close();
+    server.close();
+  }
 }

@@ -18,9 +18,7 @@ import {
 import { RateLimitedLog } from '../util/log.js';
 import type { DeviceHost, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
-import { ACCEL_NAMES, DEFAULT_JOB_BYTES, type AccelName } from './accel/farm.js';
-import { isSchedulerKind, SCHEDULER_KINDS, type PolicyConfig } from '../sched/scheduler.js';
-import { FaultInjector, corruptValue, faultsControl, applyCorrupt, type Fault } from '../faults/injector.js';
+import { FaultInjector, corruptValue, applyCorrupt, type Fault } from '../faults/injector.js';
 import { POINT } from '../faults/plan.js';
 import { faultCode, raiseIrq } from './fault-points.js';
 import { crc32c } from './accel/engines.js';
@@ -344,151 +342,9 @@ export class SgiovDevice implements PciDeviceModel {
     };
   }
 
-  /**
-   * `schedule`: accelerator capacities, tenants and the scheduling policy.
-   *   {"accelerators": {"rdma": 100, "crypto": 60}, "tenants": [{"name": "A", "weight": 2}, {"name": "B", "cap": 40}],
-   *    "policy": "drf", "jobBytes": 16384}
-   *                      weight (> 0), priority (prio), cap (Gbps, demand cap), jobBytes (largest accelerator job)
-   *   {"policy": "rr"}   switch the policy of the running configuration
-   *   {"off": true}      back to unscheduled (as fast as the host goes)
-   *   {}                 the current configuration
-   */
-  private schedule(args: Record<string, unknown>): unknown {
-    const dp = this.dp;
-    const policyOf = (v: unknown, vfs: unknown): PolicyConfig => {
-      if (!isSchedulerKind(String(v)))
-        throw new Error(`schedule: policy '${String(v)}' is not one of ${SCHEDULER_KINDS.join(', ')}`);
-      if (v === 'sriov') {
-        if (vfs !== undefined && (!Number.isInteger(vfs) || (vfs as number) < 1))
-          throw new Error('schedule: vfs must be a whole number >= 1');
-        return vfs === undefined ? { kind: 'sriov' } : { kind: 'sriov', vfs: vfs as number };
-      }
-      return { kind: v as 'drf' | 'rr' | 'prio' };
-    };
-    if (args.off === true) {
-      dp.configureFarm(null);
-      return { scheduled: false };
-    }
-    if (args.accelerators === undefined && args.policy !== undefined) {
-      if (!dp.farm) throw new Error('schedule: nothing to switch; give accelerators and tenants first');
-      dp.farm.sched.setPolicy(policyOf(args.policy, args.vfs), this.host.nowNs() / 1e9);
-      return { scheduled: true, policy: dp.farm.sched.kind };
-    }
-    if (args.accelerators === undefined)
-      return dp.farm ? { scheduled: true, ...dp.farm.cfg } : { scheduled: false };
-    const acc = args.accelerators;
-    if (typeof acc !== 'object' || acc === null || Array.isArray(acc))
-      throw new Error('schedule: "accelerators" is an object of name: Gbps');
-    const accels = Object.entries(acc as Record<string, unknown>).map(([name, gbps]) => {
-      if (!(ACCEL_NAMES as readonly string[]).includes(name))
-        throw new Error(`schedule: unknown accelerator '${name}' (known: ${ACCEL_NAMES.join(', ')})`);
-      if (typeof gbps !== 'number' || !(gbps > 0) || !Number.isFinite(gbps))
-        throw new Error(`schedule: accelerator '${name}' needs a capacity in Gbps > 0`);
-      return { name: name as AccelName, capacityGbps: gbps };
-    });
-    if (accels.length === 0) throw new Error('schedule: at least one accelerator');
-    const ten = args.tenants ?? [{ name: 'default' }];
-    if (!Array.isArray(ten) || ten.length === 0) throw new Error('schedule: "tenants" is a non-empty list');
-    const names = new Set<string>();
-    const tenants = ten.map((t: unknown, i: number) => {
-      const o = (typeof t === 'object' && t !== null ? t : {}) as Record<string, unknown>;
-      const name = typeof o.name === 'string' && o.name ? o.name : `tenant${i}`;
-      if (names.has(name)) throw new Error(`schedule: tenant '${name}' given twice`);
-      names.add(name);
-      const weight = o.weight === undefined ? 1 : o.weight;
-      if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight))
-        throw new Error(`schedule: tenant '${name}': weight must be > 0`);
-      const priority = o.priority === undefined ? 0 : o.priority;
-      if (typeof priority !== 'number' || !Number.isFinite(priority))
-        throw new Error(`schedule: tenant '${name}': priority must be a number`);
-      if (o.cap === undefined) return { name, weight, priority };
-      const most = Math.max(...accels.map((a) => a.capacityGbps));
-      if (typeof o.cap !== 'number' || !(o.cap > 0) || !Number.isFinite(o.cap))
-        throw new Error(`schedule: tenant '${name}': cap must be a number of Gbps > 0`);
-      if (o.cap > most)
-        throw new Error(
-          `schedule: tenant '${name}': cap ${o.cap} Gbps is above every accelerator's capacity (largest ${most} Gbps)`,
-        );
-      return { name, weight, priority, capGbps: o.cap };
-    });
-    const jobBytes = args.jobBytes ?? DEFAULT_JOB_BYTES;
-    if (
-      typeof jobBytes !== 'number' ||
-      !Number.isInteger(jobBytes) ||
-      jobBytes < 64 ||
-      jobBytes > CONSTANTS.RING_MAX
-    )
-      throw new Error(`schedule: jobBytes must be a whole number of bytes in 64..${CONSTANTS.RING_MAX}`);
-    dp.configureFarm({ accels, tenants, policy: policyOf(args.policy ?? 'drf', args.vfs), jobBytes });
-    return { scheduled: true, ...dp.farm!.cfg };
-  }
-
-  /**
-   * `tenant`: change one tenant at run time, as the guest's TENANT command does.
-   *   {"tenant": "A", "weight": 2, "cap": 40}   cap null lifts the cap; absent fields stay
-   */
-  private tenant(args: Record<string, unknown>): unknown {
-    const farm = this.dp.farm;
-    if (!farm) throw new Error('tenant: the accelerators are not scheduled (see the schedule command)');
-    const i = farm.tenants.findIndex((t) => t.name === args.tenant);
-    if (i < 0)
-      throw new Error(
-        `tenant: unknown tenant '${String(args.tenant)}' (known: ${farm.tenants.map((t) => t.name).join(', ')})`,
-      );
-    const cur = farm.tenants[i]!;
-    const weight = args.weight === undefined ? cur.weight : args.weight;
-    if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight))
-      throw new Error(`tenant: '${cur.name}': weight must be > 0`);
-    const cap = args.cap === undefined ? cur.capGbps : args.cap === null ? undefined : args.cap;
-    if (cap !== undefined && (typeof cap !== 'number' || !(cap > 0) || !Number.isFinite(cap)))
-      throw new Error(`tenant: '${cur.name}': cap must be a number of Gbps > 0, or null`);
-    try {
-      farm.setTenant(i, {
-        name: cur.name,
-        weight,
-        ...(cur.priority !== undefined ? { priority: cur.priority } : {}),
-        ...(cap !== undefined ? { capGbps: cap } : {}),
-      });
-    } catch (e) {
-      throw new Error(`tenant: ${(e as Error).message}`);
-    }
-    return { tenant: cur.name, weight, capGbps: cap ?? null };
-  }
-
-  /** Control-interface commands other than `status`; throws on an unknown one or bad arguments. */
-  control(cmd: string, args: Record<string, unknown>): unknown {
-    switch (cmd) {
-      case 'sockets': {
-        const from = args.from === undefined ? 0 : Number(args.from);
-        const limit = args.limit === undefined ? 100 : Number(args.limit);
-        if (!Number.isInteger(from) || from < 0 || !Number.isInteger(limit) || limit < 1 || limit > 65536)
-          throw new Error('sockets: "from" >= 0 and "limit" in 1..65536');
-        return this.dp.describeSockets(from, limit);
-      }
-      case 'reset':
-        this.reset('reset through the control interface');
-        return { reset: true };
-      case 'faults':
-        if (args.op === 'reinsert') {
-          // The card is back in its slot: as after power-on.
-          const was = this.removed;
-          this.reset('re-inserted through the control interface');
-          return { reinserted: true, wasRemoved: was };
-        }
-        return faultsControl(this.faults, args);
-      case 'schedule':
-        return this.schedule(args);
-      case 'tenants':
-        if (!this.dp.farm)
-          throw new Error('tenants: the accelerators are not scheduled (see the schedule command)');
-        return { policy: this.dp.farm.sched.kind, tenants: this.dp.farm.report() };
-      case 'tenant':
-        return this.tenant(args);
-      default:
-        throw new Error(
-          `unknown command '${cmd}' (known: status, sockets, reset, schedule, tenants, tenant, faults)`,
-        );
-    }
+  /** Device time in nanoseconds (the carrier's clock). */
+  nowNs(): number {
+    return this.host.nowNs();
   }
 
   private statusBits(s: DeviceState): number {
