@@ -129,7 +129,7 @@ async function main(answer: CommandAnswerer): Promise<void> {
       directReads: true,
       ...(cfg.fabric.deadlineMs !== undefined ? { deadlineMs: cfg.fabric.deadlineMs } : {}),
     });
-    carrier.attach(model.dp);
+    carrier.attach(model);
     await carrier.start();
     log.info({ nodes: carrier.nodes }, 'cross-node pipes: node ids for CONNECT');
   }

@@ -16,8 +16,9 @@ import {
   type RegisterDef,
 } from '../abi/abi.js';
 import { RateLimitedLog } from '../util/log.js';
-import type { DeviceHost, PciDeviceModel } from './host.js';
+import type { DeviceHost, FabricPort, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
+import type { PipeFabric, PipeFabricEvents } from './dataplane/remote.js';
 import { FaultInjector, corruptValue, applyCorrupt, type Fault } from '../faults/injector.js';
 import { POINT } from '../faults/plan.js';
 import { faultCode, raiseIrq } from './fault-points.js';
@@ -88,7 +89,7 @@ export interface DeviceConfig {
 const U32 = 0xffff_ffffn;
 const U64 = 0xffff_ffff_ffff_ffffn;
 
-export class SgiovDevice implements PciDeviceModel {
+export class SgiovDevice implements PciDeviceModel, FabricPort {
   private s: DeviceState = powerOnState();
   private readonly guestErr: RateLimitedLog;
   /** offset -> register, for the dispatch; built from the ABI table. */
@@ -340,6 +341,14 @@ export class SgiovDevice implements PciDeviceModel {
         injections: this.faults.list().injections,
       },
     };
+  }
+
+  attachFabric(fabric: PipeFabric): PipeFabricEvents {
+    return this.dp.attachFabric(fabric);
+  }
+
+  socketTenant(sid: number): number | undefined {
+    return this.dp.socks.tenant[sid];
   }
 
   /** Device time in nanoseconds (the carrier's clock). */
