@@ -1,20 +1,11 @@
 /**
- * The SG-IOV device model: the BAR0 register file, the trapped doorbells and
+ * The SG-IOV device model: the MMIO dispatch over the BAR0 register file
+ * (its state and behaviours in registers.ts), the trapped doorbells and
  * the DMA engine. One state object, one MMIO dispatch, access sizes checked,
  * DMA ranges checked, guest errors latched in ERROR_CODE and logged, never
  * thrown (see emulator/abi/abi.ts for the register map).
  */
-import {
-  ABI_VERSION,
-  BARS,
-  BITS,
-  CONSTANTS,
-  DOORBELLS,
-  ENUMS,
-  REGISTERS,
-  SHM,
-  type RegisterDef,
-} from '../abi/abi.js';
+import { BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, SHM } from '../abi/abi.js';
 import { RateLimitedLog } from '../util/log.js';
 import type { DeviceHost, FabricPort, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
@@ -23,61 +14,22 @@ import { FaultInjector, corruptValue, applyCorrupt, type Fault } from '../faults
 import { POINT } from '../faults/plan.js';
 import { faultCode, raiseIrq } from './fault-points.js';
 import { crc32c } from './accel/engines.js';
+import {
+  bit,
+  type DeviceState,
+  type ErrorCode,
+  powerOnState,
+  type Register,
+  registerTable,
+  U32,
+  U64,
+} from './registers.js';
 
-const bit = (n: number): number => (1 << n) >>> 0;
+export type { ErrorCode } from './registers.js';
+
 const errName = (code: number): string =>
   Object.entries(ENUMS.ERR).find(([, v]) => v === code)?.[0] ?? String(code);
 const ERR = ENUMS.ERR;
-export type ErrorCode = (typeof ERR)[keyof typeof ERR];
-
-/** Everything a reset puts back. */
-interface DeviceState {
-  control: number;
-  errorCode: number;
-  errorAddr: bigint;
-  irqStatus: number;
-  irqMask: number;
-  errVector: number;
-  scratch: number;
-  irqCount: number;
-  badAccessCount: number;
-  dmaCompleted: number;
-  dmaSrc: bigint;
-  dmaDst: bigint;
-  dmaLen: number;
-  dmaOp: number;
-  dmaVector: number;
-  dmaStatus: number;
-  dmaTag: number;
-}
-
-function powerOnState(): DeviceState {
-  return {
-    control: 0,
-    errorCode: ERR.NONE,
-    errorAddr: 0n,
-    irqStatus: 0,
-    irqMask: 0,
-    errVector: 0,
-    scratch: 0,
-    irqCount: 0,
-    badAccessCount: 0,
-    dmaCompleted: 0,
-    dmaSrc: 0n,
-    dmaDst: 0n,
-    dmaLen: 0,
-    dmaOp: 0,
-    dmaVector: 0,
-    dmaStatus: ENUMS.DMA_STATE.IDLE,
-    dmaTag: 0,
-  };
-}
-
-/** How a register behaves: read gives its full-width value, write takes it. */
-interface RegBehaviour {
-  read: (s: DeviceState) => bigint;
-  write?: (s: DeviceState, v: bigint) => void;
-}
 
 export interface DeviceConfig {
   msixVectors: number;
@@ -86,14 +38,11 @@ export interface DeviceConfig {
   faults?: FaultInjector;
 }
 
-const U32 = 0xffff_ffffn;
-const U64 = 0xffff_ffff_ffff_ffffn;
-
 export class SgiovDevice implements PciDeviceModel, FabricPort {
   private s: DeviceState = powerOnState();
   private readonly guestErr: RateLimitedLog;
   /** offset -> register, for the dispatch; built from the ABI table. */
-  private readonly byOffset = new Map<number, { def: RegisterDef; b: RegBehaviour }>();
+  private readonly byOffset: Map<number, Register>;
   readonly dp: DataPlane;
   /** Fault injection: one injector for the whole device (the data plane and the fabric use it too). */
   readonly faults: FaultInjector;
@@ -115,197 +64,14 @@ export class SgiovDevice implements PciDeviceModel, FabricPort {
     this.dp = new DataPlane(host, cfg.maxSockets ?? CONSTANTS.MAX_SOCKETS_DEFAULT, this.faults, (f, where) =>
       this.globalFault(f, where),
     );
-    const behaviours = this.behaviours();
-    for (const def of REGISTERS) {
-      const b = behaviours[def.name];
-      if (!b) throw new Error(`register ${def.name} has no behaviour in the model`);
-      this.byOffset.set(def.offset, { def, b });
-    }
-    for (const name of Object.keys(behaviours)) {
-      if (!REGISTERS.some((r) => r.name === name))
-        throw new Error(`model register ${name} is not in the ABI`);
-    }
-  }
-
-  /** The register file as data: name -> behaviour. Access rights come from the ABI. */
-  private behaviours(): Record<string, RegBehaviour> {
-    const num = (v: number): bigint => BigInt(v >>> 0);
-    return {
-      ID: { read: () => num(CONSTANTS.ID_MAGIC) },
-      VERSION: { read: () => num((ABI_VERSION.major << 16) | ABI_VERSION.minor) },
-      CAPS: {
-        read: () =>
-          num(bit(BITS.CAP.DMA_ENGINE) | bit(BITS.CAP.MSIX) | bit(BITS.CAP.SOCKETS) | bit(BITS.CAP.SHM_FIFO)),
-      },
-      STATUS: { read: (s) => num(this.statusBits(s)) },
-      CONTROL: {
-        read: (s) => num(s.control),
-        write: (s, v) => {
-          if (Number(v) & bit(BITS.CONTROL.RESET)) {
-            this.guestReset('CONTROL.RESET written by the guest');
-            return;
-          }
-          s.control = Number(v) & bit(BITS.CONTROL.ENABLE);
-        },
-      },
-      ERROR_CODE: {
-        read: (s) => num(s.errorCode),
-        write: (s) => {
-          s.errorCode = ERR.NONE;
-          s.errorAddr = 0n;
-        },
-      },
-      ERROR_ADDR: { read: (s) => s.errorAddr },
-      IRQ_STATUS: {
-        read: (s) => num(s.irqStatus),
-        write: (s, v) => {
-          s.irqStatus = (s.irqStatus & ~Number(v)) >>> 0;
-        },
-      },
-      IRQ_MASK: {
-        read: (s) => num(s.irqMask),
-        write: (s, v) => {
-          s.irqMask = Number(v) & (bit(BITS.IRQ.DMA_DONE) | bit(BITS.IRQ.ERROR));
-        },
-      },
-      ERR_VECTOR: {
-        read: (s) => num(s.errVector),
-        write: (s, v) => {
-          s.errVector = Number(v & U32);
-        },
-      },
-      NUM_VECTORS: { read: () => num(this.cfg.msixVectors) },
-      SCRATCH: {
-        read: (s) => num(s.scratch),
-        write: (s, v) => {
-          s.scratch = Number(v & U32);
-        },
-      },
-      IRQ_COUNT: { read: (s) => num(s.irqCount) },
-      BAD_ACCESS_COUNT: { read: (s) => num(s.badAccessCount) },
-      DMA_COMPLETED: { read: (s) => num(s.dmaCompleted) },
-      DMA_SRC: {
-        read: (s) => s.dmaSrc,
-        write: (s, v) => {
-          s.dmaSrc = v;
-        },
-      },
-      DMA_DST: {
-        read: (s) => s.dmaDst,
-        write: (s, v) => {
-          s.dmaDst = v;
-        },
-      },
-      DMA_LEN: {
-        read: (s) => num(s.dmaLen),
-        write: (s, v) => {
-          s.dmaLen = Number(v & U32);
-        },
-      },
-      DMA_OP: {
-        read: (s) => num(s.dmaOp),
-        write: (s, v) => {
-          s.dmaOp = Number(v & U32);
-        },
-      },
-      DMA_VECTOR: {
-        read: (s) => num(s.dmaVector),
-        write: (s, v) => {
-          s.dmaVector = Number(v & U32);
-        },
-      },
-      DMA_STATUS: { read: (s) => num(s.dmaStatus) },
-      DMA_TAG: { read: (s) => num(s.dmaTag) },
-      ...this.dataPlaneRegisters(num),
-    };
-  }
-
-  /** The data plane's registers: configuration (fixed while it runs), control, counters. */
-  private dataPlaneRegisters(num: (v: number) => bigint): Record<string, RegBehaviour> {
-    const dp = this.dp;
-    const c = dp.cfg;
-    const conf = <K extends keyof typeof c>(key: K, name: string): RegBehaviour => ({
-      read: () => (typeof c[key] === 'bigint' ? (c[key] as bigint) : num(c[key] as number)),
-      write: (_s, v) => {
-        if (dp.running) {
-          this.badAccess(
-            'write',
-            0,
-            REGISTERS.find((r) => r.name === name)!.offset,
-            4,
-            'data plane configuration is fixed while it runs',
-            0n,
-          );
-          return;
-        }
-        (c as unknown as Record<string, number | bigint>)[key] =
-          typeof c[key] === 'bigint' ? v : Number(v & U32);
-      },
+    this.byOffset = registerTable({
+      dp: this.dp,
+      msixVectors: cfg.msixVectors,
+      busMasterEnabled: () => host.busMasterEnabled(),
+      guestReset: (reason) => this.guestReset(reason),
+      latchError: (code, addr, why) => this.latchError(code, addr, why),
+      refuseWrite: (offset, why) => this.badAccess('write', 0, offset, 4, why, 0n),
     });
-    const ctr = (get: () => number): RegBehaviour => ({ read: () => num(get() >>> 0) });
-    return {
-      MAX_SOCKETS: { read: () => num(dp.socks.max) },
-      H2D_MODE: conf('h2dMode', 'H2D_MODE'),
-      D2H_BASE: conf('d2hBase', 'D2H_BASE'),
-      D2H_SLOTS: conf('d2hSlots', 'D2H_SLOTS'),
-      D2H_VECTOR: conf('d2hVector', 'D2H_VECTOR'),
-      D2H_PROD_ADDR: conf('d2hProdAddr', 'D2H_PROD_ADDR'),
-      CMD_BASE: conf('cmdBase', 'CMD_BASE'),
-      CMD_SLOTS: conf('cmdSlots', 'CMD_SLOTS'),
-      IRQ_MOD_COUNT: conf('modCount', 'IRQ_MOD_COUNT'),
-      IRQ_MOD_USECS: conf('modUsecs', 'IRQ_MOD_USECS'),
-      DP_CONTROL: {
-        read: () => num(dp.running ? bit(BITS.DP_CONTROL.START) : 0),
-        write: (_s, v) => {
-          const start = (Number(v) & bit(BITS.DP_CONTROL.START)) !== 0;
-          if (start && !dp.running) {
-            if (!(this.s.control & bit(BITS.CONTROL.ENABLE))) {
-              this.latchError(ERR.NOT_ENABLED, 0n, 'data plane start while the device is not enabled');
-              return;
-            }
-            const bad = dp.start();
-            if (bad)
-              this.latchError(
-                ERR.DP_BAD_CONFIG,
-                BigInt(REGISTERS.find((r) => r.name === bad)?.offset ?? 0),
-                `data plane start refused: ${bad} is not valid`,
-              );
-          } else if (!start && dp.running) {
-            dp.stop('DP_CONTROL cleared by the guest');
-          }
-        },
-      },
-      DP_STATUS: {
-        read: () =>
-          num(
-            (dp.running ? bit(BITS.DP_STATUS.RUNNING) : 0) |
-              (dp.running && !dp.sleeping ? bit(BITS.DP_STATUS.POLLING) : 0),
-          ),
-      },
-      SOCKETS_OPEN: ctr(() => dp.socks.open),
-      H2D_SIGNALS: ctr(() => dp.counters.h2dSignals),
-      D2H_SIGNALS: ctr(() => dp.counters.d2hSignals),
-      KICKS: ctr(() => dp.counters.kicks),
-      SIGNAL_ERRORS: ctr(() => dp.counters.signalErrors),
-      MSGS_MOVED: ctr(() => dp.counters.msgsMoved),
-      ...Object.fromEntries(
-        [0, 1, 2, 3].map((i): [string, RegBehaviour] => [
-          i === 0 ? 'CRYPTO_KEY' : `CRYPTO_KEY${i}`,
-          {
-            read: () => 0n, // keys are write-only
-            write: (_s, v) => {
-              new DataView(dp.keys.aesKey.buffer).setBigUint64(i * 8, v & U64, true);
-            },
-          },
-        ]),
-      ),
-      ENCAP_VNI: {
-        read: () => num(dp.keys.vni),
-        write: (_s, v) => {
-          dp.keys.vni = Number(v) & 0xffffff;
-        },
-      },
-    };
   }
 
   poll(): boolean {
@@ -354,14 +120,6 @@ export class SgiovDevice implements PciDeviceModel, FabricPort {
   /** Device time in nanoseconds (the carrier's clock). */
   nowNs(): number {
     return this.host.nowNs();
-  }
-
-  private statusBits(s: DeviceState): number {
-    let v = bit(BITS.STATUS.READY);
-    if (s.control & bit(BITS.CONTROL.ENABLE)) v |= bit(BITS.STATUS.ENABLED);
-    if (s.errorCode !== ERR.NONE) v |= bit(BITS.STATUS.ERROR);
-    if (this.host.busMasterEnabled()) v |= bit(BITS.STATUS.BUS_MASTER);
-    return v >>> 0;
   }
 
   reset(reason: string): void {
@@ -571,10 +329,7 @@ export class SgiovDevice implements PciDeviceModel, FabricPort {
   }
 
   /** Finds the register an access hits, or says why it hits none. */
-  private locate(
-    offset: number,
-    size: number,
-  ): { r: { def: RegisterDef; b: RegBehaviour }; high: boolean } | string {
+  private locate(offset: number, size: number): { r: Register; high: boolean } | string {
     if (size !== 4 && size !== 8) return `unsupported access size ${size}`;
     if (offset % size !== 0) return 'misaligned access';
     const r = this.byOffset.get(offset);
