@@ -2,7 +2,7 @@
  * The import layers of sgiov (npm run lint; CI fails on a new upward import).
  * Each folder of emulator/ may import only the folders listed for it; qemu/
  * (the harness) may import the emulator but not its CLI; tests may import all.
- *   cli -> control / host -> model -> faults, sched, pci, abi -> util
+ *   cli -> control / observe / host -> model -> faults, sched, pci, abi -> util
  *   host -> fabric, client, native -> util
  */
 const allowed = {
@@ -17,6 +17,8 @@ const allowed = {
   client: ['native', 'abi', 'util'],
   host: ['model', 'fabric', 'client', 'native', 'abi', 'pci', 'sched', 'faults', 'util'],
   control: ['host', 'model', 'fabric', 'faults', 'sched', 'abi', 'pci', 'util'],
+  // Metrics endpoint, log format: beside the control interface, over the carriers' snapshot.
+  observe: ['host', 'model', 'fabric', 'faults', 'sched', 'abi', 'pci', 'util'],
 };
 const layer = (names) => `^emulator/(${names.join('|')})/`;
 

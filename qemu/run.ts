@@ -48,6 +48,10 @@ export interface RunOptions {
   timeoutS?: number;
   /** Keep the run directory (console, emulator log) even when the run went well. */
   keep?: boolean;
+  /** More `sgiov serve` arguments for the run's emulator. */
+  emulatorArgs?: string[];
+  /** Called with the emulator's control socket once it is up, before QEMU starts (the demo schedules and adds faults through it). */
+  beforeBoot?: (controlPath: string) => Promise<void>;
 }
 
 export interface RunResult {
@@ -219,9 +223,10 @@ export async function runInVm(o: RunOptions): Promise<RunResult> {
       socketPath: dir.file('sgiov.sock'),
       logPath: dir.file('emulator.log'),
       logLevel: 'info',
-      extraArgs: ['--control', dir.file('control.sock')],
+      extraArgs: ['--control', dir.file('control.sock'), ...(o.emulatorArgs ?? [])],
     });
     await emu.ready();
+    await o.beforeBoot?.(emu.controlPath!);
     const stream = new ConsoleStream(out);
     vm = new QemuVm(
       {

@@ -253,7 +253,7 @@ export function runDrf(
     cmd = parseDrfArgs(argv);
   } catch (e) {
     if (e instanceof DrfUsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      err(`sgiov drf: ${(e as Error).message}\nRun 'sgiov --help' for usage.\n`);
+      err(`sgiov drf: ${(e as Error).message}\nRun 'sgiov drf --help' for usage.\n`);
       return 2;
     }
     throw e;

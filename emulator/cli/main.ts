@@ -17,20 +17,30 @@ import { loadPlan, PlanError } from '../faults/plan.js';
 // The CLI is the outermost layer: it may use the harness (qemu/ never imports the CLI).
 import { runInVm, VmRunError, type Copy } from '../../qemu/run.js';
 import { parseCidr } from '../../qemu/address-plan.js';
+import { CompareError, compareResults } from '../../qemu/bench/compare.js';
 import { readFileSync } from 'node:fs';
 import { methodHandler } from '../control/methods.js';
-import { ControlClient, ControlUnreachable } from '../control/client.js';
+import { CONTROL_OPTION, withControl } from './control-session.js';
 import { claimSocketPath, SocketPathInUse } from '../util/socket-path.js';
 import { commandHelp, parseCommand, suggest, UsageError, type CommandSpec } from './options.js';
+import { resolveGroup } from '../util/group.js';
+import { OBSERVE_ARGS, OBSERVE_HELP, observeFromOptions, type ObserveOptions } from './observe-args.js';
+import { MetricsServer } from '../observe/metrics.js';
+import { lineWriter } from '../observe/log-format.js';
+import type { Snapshot } from '../host/snapshot.js';
+import { runTop } from './top.js';
 
 const HELP = `sgiov - emulator of the SG-IOV PCIe device, served to QEMU over vfio-user
 
 Usage:
   sgiov serve --socket PATH [options]
   sgiov ctl --control PATH COMMAND [ARGS-JSON]   send one control command, print the reply
+  sgiov top --control PATH [--once]              a live view of a running emulator (sgiov top --help)
   sgiov vm [vm options] -- COMMAND [ARGS...]      run a command in a guest, exit with its status
   sgiov vm [vm options] --shell                   an interactive guest shell
                                                  ('methods' lists them; sgiov ctl --help)
+  sgiov bench compare A.json B.json             two bench results row by row (exit 1: a goal
+                                                 met in A is missed in B)
   sgiov --version
 ${DRF_USAGE}
   sgiov --help
@@ -43,7 +53,13 @@ serve options:
       --subsys-id ID         PCI subsystem id         (default 0x${DEFAULT_IDENTITY.subsysId.toString(16).padStart(4, '0')})
       --msix-vectors N       MSI-X vectors, 2..2048   (default ${BARS.MSIX_VECTORS})
       --max-sockets N        socket devices at most, 1..8388607 (default ${CONSTANTS.MAX_SOCKETS_DEFAULT})
-  -c, --control PATH         serve the control interface (JSON lines) on this UNIX socket
+      --socket-group NAME    give this group read/write on the vfio-user socket (0660);
+                             without it the socket is owner-only (0600) whatever the umask
+      --client-deadline MS   a client must finish its handshake and each message it starts
+                             within this, or it is dropped (default 5000)
+  -c, --control PATH         serve the control interface (JSON lines) on this UNIX socket,
+                             owner-only (0600) whatever the umask
+      --control-group NAME   give this group read/write on the control socket (0660)
       --cluster FILE         cross-node pipes: the cluster ({"self": "a", "nodes": {"a": "host:port", ...}})
       --node NAME=HOST:PORT  the same from flags, one per node (repeated); with --self NAME
       --self NAME            this node's name (overrides the file's "self")
@@ -56,6 +72,7 @@ serve options:
       --fabric-key FILE      its key (owner-only); or "tls": {ca, cert, key} in the cluster file
       --link-deadline MS     a link down this long fails its sockets (default 10000)
       --faults PLAN          load a fault-injection plan (JSON; examples in faults/) at start
+${OBSERVE_HELP.trimEnd()}
   -l, --log-level LEVEL      ${LOG_LEVELS.join('|')} (default: $SGIOV_LOG_LEVEL or info)
 
 vm options (a fresh emulator and a QEMU VM under TCG; docs/running-programs.md):
@@ -78,7 +95,7 @@ Environment: SGIOV_CACHE (setup cache, default ~/.cache/sgiov),
 SGIOV_LIBVFIO_USER (path of libvfio-user.so.0), SGIOV_LOG_LEVEL.
 `;
 
-function parseServe(argv: string[]): {
+function parseServe(argv: string[]): ObserveOptions & {
   socketPath: string;
   identity: PciIdentity;
   msixVectors: number;
@@ -87,6 +104,9 @@ function parseServe(argv: string[]): {
   control: string | undefined;
   fabric?: WorkerFabricConfig;
   faultsPlan?: string;
+  socketGid?: number;
+  clientDeadlineMs?: number;
+  controlGid?: number;
 } {
   const serveOptions = {
     socket: { type: 'string', short: 's' },
@@ -97,9 +117,13 @@ function parseServe(argv: string[]): {
     'msix-vectors': { type: 'string' },
     'max-sockets': { type: 'string' },
     control: { type: 'string', short: 'c' },
+    'socket-group': { type: 'string' },
+    'client-deadline': { type: 'string' },
+    'control-group': { type: 'string' },
     ...CLUSTER_ARGS,
     'link-deadline': { type: 'string' },
     faults: { type: 'string' },
+    ...OBSERVE_ARGS,
     'log-level': { type: 'string', short: 'l' },
     help: { type: 'boolean', short: 'h' },
   } as const;
@@ -175,7 +199,9 @@ function parseServe(argv: string[]): {
       throw e;
     }
   }
+  const access = parseAccess(values);
   return {
+    ...access,
     socketPath: values.socket,
     identity,
     msixVectors,
@@ -184,15 +210,44 @@ function parseServe(argv: string[]): {
     control: values.control,
     ...(fabric ? { fabric } : {}),
     ...(values.faults !== undefined ? { faultsPlan: values.faults } : {}),
+    ...observeFromOptions(values),
+  };
+}
+
+/** --socket-group, --control-group, --client-deadline (docs/reliability.md). */
+function parseAccess(values: Record<string, unknown>): {
+  socketGid?: number;
+  controlGid?: number;
+  clientDeadlineMs?: number;
+} {
+  const gid = (flag: string): number | undefined => {
+    const v = values[flag];
+    if (typeof v !== 'string') return undefined;
+    try {
+      return resolveGroup(v);
+    } catch (e) {
+      throw new UsageError(`--${flag}: ${(e as Error).message}`);
+    }
+  };
+  if (values['control-group'] !== undefined && values.control === undefined)
+    throw new UsageError('--control-group: only with --control');
+  const d = values['client-deadline'];
+  const ms = typeof d === 'string' ? Number(d) : undefined;
+  if (ms !== undefined && (!Number.isInteger(ms) || ms < 10 || ms > 3_600_000))
+    throw new UsageError(`--client-deadline: '${String(d)}' is not a whole number of ms in 10..3600000`);
+  const socketGid = gid('socket-group');
+  const controlGid = gid('control-group');
+  return {
+    ...(socketGid !== undefined ? { socketGid } : {}),
+    ...(controlGid !== undefined ? { controlGid } : {}),
+    ...(ms !== undefined ? { clientDeadlineMs: ms } : {}),
   };
 }
 
 async function serve(argv: string[]): Promise<number> {
   const cfg = parseServe(argv);
-  const log = makeLogger(cfg.logLevel);
-  const out = (line: string): void => {
-    process.stdout.write(line.endsWith('\n') ? line : line + '\n');
-  };
+  const out = lineWriter(cfg.logFormat);
+  const log = makeLogger(cfg.logLevel, { write: out });
   // A path another emulator listens on is refused; a dead one's socket file is replaced.
   try {
     for (const [p, what] of [
@@ -210,6 +265,21 @@ async function serve(argv: string[]): Promise<number> {
   }
   const server = new EmulatorServer(cfg, log.child({ sub: 'main' }), out);
   const startedNs = process.hrtime.bigint();
+  const uptimeS = (): number => Number(process.hrtime.bigint() - startedNs) / 1e9;
+  // The metrics port first: one in use stops the start before the device thread exists.
+  const metrics = cfg.metrics
+    ? new MetricsServer(
+        cfg.metrics,
+        async () => ({ snap: (await server.request('metrics', {})) as Snapshot, uptimeS: uptimeS() }),
+        log.child({ sub: 'metrics' }),
+      )
+    : null;
+  try {
+    await metrics?.listen();
+  } catch (e) {
+    process.stderr.write(`sgiov serve: ${(e as Error).message}\n`);
+    return 1;
+  }
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
@@ -229,18 +299,21 @@ async function serve(argv: string[]): Promise<number> {
         log.child({ sub: 'control' }),
         () => ({
           time: new Date().toISOString(),
-          uptimeS: Number(process.hrtime.bigint() - startedNs) / 1e9,
+          uptimeS: uptimeS(),
         }),
+        cfg.controlGid !== undefined ? { gid: cfg.controlGid } : {},
       );
       await control.listen();
     }
   } catch (e) {
     log.fatal({ error: (e as Error).message }, 'could not start the device');
     await server.stop();
+    await metrics?.close();
     return 1;
   }
   const code = await server.done;
   await control?.close();
+  await metrics?.close();
   return stopping ? 0 : code === 0 ? 1 : code;
 }
 
@@ -327,15 +400,7 @@ const CTL: CommandSpec = {
   name: 'ctl',
   summary: "send one command to a running emulator's control interface, print the result",
   usage: ['--control PATH COMMAND [ARGS-JSON]', '--control PATH methods'],
-  options: [
-    {
-      name: 'control',
-      short: 'c',
-      type: 'string',
-      arg: 'PATH',
-      help: 'the control socket (serve --control PATH)',
-    },
-  ],
+  options: [CONTROL_OPTION],
   footer: "'sgiov ctl --control PATH methods' lists the commands and their arguments.\n",
 };
 
@@ -359,17 +424,7 @@ async function ctl(argv: string[]): Promise<number> {
       throw new UsageError(`ARGS-JSON: '${json}' is not JSON`);
     }
   }
-  let c: ControlClient;
-  try {
-    c = await ControlClient.connect(path);
-  } catch (e) {
-    if (e instanceof ControlUnreachable) {
-      process.stderr.write(`sgiov ctl: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  }
-  try {
+  return withControl('ctl', path, async (c) => {
     const r = await c.request(cmd, args as Record<string, unknown>);
     if (!r.ok) {
       process.stderr.write(`sgiov ctl: ${r.error}\n`);
@@ -377,14 +432,23 @@ async function ctl(argv: string[]): Promise<number> {
     }
     process.stdout.write(JSON.stringify(r.result, null, 2) + '\n');
     return 0;
+  });
+}
+
+/** sgiov bench compare A.json B.json (qemu/bench/compare.ts). */
+function bench(args: string[]): number {
+  if (args[0] !== 'compare' || args.length !== 3)
+    throw new UsageError(
+      'usage: sgiov bench compare A.json B.json (two results of npm run bench or bench:apps)',
+    );
+  try {
+    const r = compareResults(args[1]!, args[2]!);
+    process.stdout.write(r.text);
+    return r.regressed.length ? 1 : 0;
   } catch (e) {
-    if (e instanceof ControlUnreachable) {
-      process.stderr.write(`sgiov ctl: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  } finally {
-    c.close();
+    if (!(e instanceof CompareError)) throw e;
+    process.stderr.write(`sgiov bench compare: ${e.message}\n`);
+    return 2;
   }
 }
 
@@ -398,29 +462,67 @@ function version(): string {
 /** The arguments before `--` (a guest command's own -h is not sgiov's). */
 const options = (a: string[]): string[] => (a.includes('--') ? a.slice(0, a.indexOf('--')) : a);
 
+/** The block of HELP that starts with the line `header` and ends at the next blank line. */
+function helpSection(header: string): string {
+  const lines = HELP.split('\n');
+  const from = lines.findIndex((l) => l.startsWith(header));
+  const to = lines.findIndex((l, i) => i > from && l.trim() === '');
+  return lines.slice(from, to < 0 ? undefined : to).join('\n') + '\n';
+}
+
+/** `sgiov CMD --help` for the commands whose options are in the global help. */
+function subcommandHelp(cmd: string): string | undefined {
+  const usage = (summary: string, lines: string[]): string =>
+    `sgiov ${cmd} - ${summary}\n\nUsage:\n${lines.map((l) => `  ${l}\n`).join('')}\n`;
+  switch (cmd) {
+    case 'serve':
+      return (
+        usage('serve the SG-IOV device to QEMU over vfio-user', ['sgiov serve --socket PATH [options]']) +
+        helpSection('serve options:')
+      );
+    case 'vm':
+      return (
+        usage('run a command in a guest against a fresh emulator, exit with its status', [
+          'sgiov vm [vm options] -- COMMAND [ARGS...]',
+          'sgiov vm [vm options] --shell',
+        ]) + helpSection('vm options')
+      );
+    case 'drf':
+      return (
+        usage('DRF allocations (and a simulated schedule) for accelerators and tenants', [DRF_USAGE.trim()]) +
+        DRF_HELP
+      );
+    default:
+      return undefined;
+  }
+}
+
+/** A subcommand with its own options table: its usage errors name it and its --help. */
+async function ownUsage(name: string, run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`sgiov ${name}: ${e.message}\nRun 'sgiov ${name} --help' for usage.\n`);
+    return 2;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === '--version' || cmd === '-V') {
     process.stdout.write(version());
     return 0;
   }
-  if (cmd === 'ctl') {
-    try {
-      return await ctl(rest);
-    } catch (e) {
-      if (!(e instanceof UsageError)) throw e;
-      process.stderr.write(`sgiov ctl: ${e.message}\nRun 'sgiov ctl --help' for usage.\n`);
-      return 2;
-    }
+  if (cmd === 'ctl') return ownUsage('ctl', () => ctl(rest));
+  if (cmd === 'top') return ownUsage('top', () => runTop(rest));
+  const wantsHelp = options(rest).includes('--help') || options(rest).includes('-h');
+  const own = cmd && wantsHelp ? subcommandHelp(cmd) : undefined;
+  if (own !== undefined) {
+    process.stdout.write(own);
+    return 0;
   }
-  if (
-    !cmd ||
-    cmd === '--help' ||
-    cmd === '-h' ||
-    cmd === 'help' ||
-    options(rest).includes('--help') ||
-    options(rest).includes('-h')
-  ) {
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help' || wantsHelp) {
     process.stdout.write(HELP);
     return cmd ? 0 : 2;
   }
@@ -434,6 +536,8 @@ async function main(argv: string[]): Promise<number> {
         return runDrf(rest);
       case 'vm':
         return await vm(rest);
+      case 'bench':
+        return bench(rest);
       default:
         throw new UsageError(`unknown command '${cmd}'`);
     }

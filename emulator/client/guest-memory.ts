@@ -22,6 +22,23 @@ import {
   VFIO_USER_F_DMA_REGION_WRITE,
 } from './vfio-user-protocol.js';
 
+/** DMA_MAP (read/write): `size` bytes of `fd` from `fileOffset`, seen by the device at `iova`. */
+export function dmaMap(
+  ch: VfioUserChannel,
+  fd: number,
+  fileOffset: bigint,
+  iova: bigint,
+  size: bigint,
+): void {
+  const s = ch.send;
+  s.setUint32(HEADER_SIZE, DMA_MAP_SIZE, true);
+  s.setUint32(HEADER_SIZE + 4, VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE, true);
+  s.setBigUint64(HEADER_SIZE + 8, fileOffset, true);
+  s.setBigUint64(HEADER_SIZE + 16, iova, true);
+  s.setBigUint64(HEADER_SIZE + 24, size, true);
+  ch.transact(CMD.DMA_MAP, DMA_MAP_SIZE, [fd]);
+}
+
 export class GuestMemory {
   private fd = -1;
   private ptr: Ptr | null = null;
@@ -64,13 +81,7 @@ export class GuestMemory {
   /** DMA_MAP: shares the memory with the device at `iova` (read/write). */
   map(): void {
     if (this.dmaMapped) return;
-    const s = this.ch.send;
-    s.setUint32(HEADER_SIZE, DMA_MAP_SIZE, true);
-    s.setUint32(HEADER_SIZE + 4, VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE, true);
-    s.setBigUint64(HEADER_SIZE + 8, 0n, true); // offset into the memfd
-    s.setBigUint64(HEADER_SIZE + 16, this.iova, true);
-    s.setBigUint64(HEADER_SIZE + 24, BigInt(this.bytes), true);
-    this.ch.transact(CMD.DMA_MAP, DMA_MAP_SIZE, [this.fd]);
+    dmaMap(this.ch, this.fd, 0n, this.iova, BigInt(this.bytes));
     this.dmaMapped = true;
   }
 

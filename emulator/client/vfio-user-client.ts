@@ -32,7 +32,7 @@ import {
   type ServerInfo,
   setIrqs,
 } from './device-requests.js';
-import { GuestMemory } from './guest-memory.js';
+import { dmaMap, GuestMemory } from './guest-memory.js';
 import { IrqEventFds } from './irq-eventfds.js';
 import { type MappedArea, MappedRegions } from './mapped-regions.js';
 import { regionPost, regionRead, regionReadBytes, regionWrite, regionWriteBytes } from './region-access.js';
@@ -332,6 +332,26 @@ export class VfioUserClient {
   /** DMA_MAP: shares the guest memory with the device at `iova` (read/write). */
   map(): void {
     this.memory!.map();
+  }
+
+  /**
+   * DMA_MAP of another fd (tests of what the server accepts): `size` bytes
+   * of `fd` from `fileOffset`, at `iova`. The client keeps no record of it.
+   */
+  mapFd(fd: number, fileOffset: bigint, iova: bigint, size: bigint): void {
+    dmaMap(this.ch, fd, fileOffset, iova, size);
+  }
+
+  /** SET_IRQS on MSI-X: `fds` become the trigger of vectors start.. (tests of what the server accepts). */
+  setMsixFds(start: number, fds: number[]): void {
+    setIrqs(
+      this.ch,
+      VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+      VFIO_PCI_MSIX_IRQ_INDEX,
+      start,
+      fds.length,
+      fds,
+    );
   }
 
   /** DMA_UNMAP: the device loses its view of the guest memory (this process keeps its own). */

@@ -1,27 +1,32 @@
 /**
  * The control interface's commands, answered in the device thread between
  * its rounds: host/worker.ts hands each request here once control/methods.ts
- * checked it against the table. `status` and `fabric` come from the
- * carriers, the rest from the device model: `sockets`, `reset`, `faults`,
- * `schedule`, `tenants`, `tenant`. Each checks its arguments' ranges and
+ * checked it against the table. `status`, `metrics`, `trace` and `fabric`
+ * come from the carriers and the thread, the rest from the device model:
+ * `sockets`, `reset`, `faults`, `schedule`, `tenants`, `tenant`. Each checks its arguments' ranges and
  * meaning and throws an Error naming the problem; the model itself takes
  * no JSON.
  */
 import { CONSTANTS } from '../abi/abi.js';
 import { faultsControl } from '../faults/injector.js';
 import type { FabricCarrier } from '../host/fabric-carrier.js';
+import { snapshot } from '../host/snapshot.js';
 import type { VfuServer } from '../host/vfu-server.js';
 import { ACCEL_NAMES, type AccelName, DEFAULT_JOB_BYTES } from '../model/accel/farm.js';
 import type { SgiovDevice } from '../model/device.js';
 import { isSchedulerKind, type PolicyConfig, SCHEDULER_KINDS } from '../sched/scheduler.js';
+import type { Logger } from '../util/log.js';
+import { setTrace, traceState } from '../util/trace.js';
 
 /** What the device thread answers with: the model and its carriers. */
 export interface CommandTarget {
   readonly model: SgiovDevice;
-  /** The vfio-user server (its counters for `status`). */
-  readonly server: Pick<VfuServer, 'stats'>;
+  /** The vfio-user server (its counters and clock). */
+  readonly server: Pick<VfuServer, 'stats' | 'nowNs'>;
   /** The fabric carrier, when the emulator is a node of a cluster. */
   readonly carrier: FabricCarrier | null;
+  /** The thread's root logger (trace lines go to it). */
+  readonly log: Logger;
 }
 
 /** Answers one control command (checked against the table already); throws on an unknown one or bad arguments. */
@@ -33,6 +38,13 @@ export function answerCommand(t: CommandTarget, cmd: string, args: Record<string
       device: model.status(),
       ...(carrier ? { fabric: carrier.stats(), pipes: model.dp.remote?.counters } : {}),
     };
+  if (cmd === 'metrics')
+    return snapshot(t.server.stats, model, t.server.nowNs(), carrier ? carrier.stats() : null);
+  if (cmd === 'trace') {
+    const a = args as { pattern?: string; perSecond?: number };
+    if (a.pattern !== undefined) setTrace(a.pattern, t.log, a.perSecond);
+    return traceState();
+  }
   if (cmd === 'fabric') {
     if (!carrier) throw new Error('fabric: this emulator has no cluster (--cluster or --node)');
     return carrier.stats();

@@ -86,6 +86,19 @@ export const METHODS: readonly MethodSpec[] = [
     },
   },
   { name: 'fabric', help: 'the cross-node links: state, frames, retransmissions, RTT', args: {} },
+  {
+    name: 'metrics',
+    help: 'every counter at once (what /metrics and sgiov top show): device, sockets by state, commands, tenants, accelerators, links, fault rules',
+    args: {},
+  },
+  {
+    name: 'trace',
+    help: 'the trace events logged, and a new pattern ({} shows the current one)',
+    args: {
+      pattern: { type: 'string', help: "globs over event names, comma-separated, -GLOB removes; '' stops" },
+      perSecond: { type: 'integer', help: 'lines per event per second at most', default: 1000 },
+    },
+  },
 ];
 
 const BY_NAME = new Map(METHODS.map((m) => [m.name, m]));

@@ -6,15 +6,33 @@
  *   <- {"id": 1, "ok": false, "error": "unknown command 'x'"}
  * A malformed line gets an error reply and the connection stays open.
  * Later issues add commands here (tenants, schedulers, faults, metrics).
+ *
+ * The socket is owner-only (0600; 0660 with a group), whatever the umask:
+ * whoever can connect can reset the device. Nothing a client sends grows
+ * the emulator without bound: a line is at most MAX_LINE bytes, at most
+ * MAX_INFLIGHT requests of a connection are with the device at once (the
+ * connection is not read while MAX_QUEUED more wait), and a client that
+ * lets MAX_REPLY_QUEUE bytes of replies pile up unread is disconnected.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, unlinkSync } from 'node:fs';
 import type { Logger } from '../util/log.js';
 
 export type ControlHandler = (cmd: string, args: Record<string, unknown>) => Promise<unknown>;
 
-/** The largest request line accepted; a client that sends more is cut off. */
-const MAX_LINE = 1 << 20;
+/** The largest request line accepted; a client that sends more gets an error and is cut off. */
+export const MAX_LINE = 256 << 10;
+/** Requests of one connection being answered at once; more wait in its queue. */
+const MAX_INFLIGHT = 16;
+/** Lines waiting past this: the connection is not read until the device catches up. */
+const MAX_QUEUED = 256;
+/** Unread replies past this: the client does not read, and is disconnected. */
+export const MAX_REPLY_QUEUE = 1 << 20;
+
+export interface ControlServerOptions {
+  /** A group given read and write on the socket (mode 0660); without it the owner only (0600). */
+  gid?: number;
+}
 
 export class ControlServer {
   private server: Server | null = null;
@@ -26,6 +44,7 @@ export class ControlServer {
     private readonly log: Logger,
     /** Fields every reply carries (the time, the device's uptime). */
     private readonly stamp: () => Record<string, unknown> = () => ({}),
+    private readonly opts: ControlServerOptions = {},
   ) {}
 
   listen(): Promise<void> {
@@ -36,30 +55,66 @@ export class ControlServer {
     }
     const server = createServer((c) => this.serve(c));
     this.server = server;
-    return new Promise((resolve, reject) => {
+    // bind(2) creates the socket file with the umask's mode: owner-only from the start.
+    const old = process.umask(0o177);
+    return new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.path, () => {
-        this.log.info({ control: this.path }, 'control interface listening');
+        try {
+          if (this.opts.gid !== undefined) chownSync(this.path, -1, this.opts.gid);
+          chmodSync(this.path, this.opts.gid !== undefined ? 0o660 : 0o600);
+        } catch (e) {
+          reject(e as Error);
+          return;
+        }
+        this.log.info(
+          { control: this.path, mode: this.opts.gid !== undefined ? '0660' : '0600' },
+          'control interface listening',
+        );
         resolve();
       });
-    });
+    }).finally(() => process.umask(old));
   }
 
   private serve(c: Socket): void {
     this.conns.add(c);
     let buf = '';
+    const lines: string[] = [];
+    let inflight = 0;
+    let cut = false;
+    const pump = (): void => {
+      while (inflight < MAX_INFLIGHT && lines.length > 0) {
+        inflight++;
+        void this.request(c, lines.shift()!).finally(() => {
+          inflight--;
+          pump();
+        });
+      }
+      if (lines.length < MAX_QUEUED / 2 && c.isPaused() && !cut) c.resume();
+    };
     c.setEncoding('utf8');
     c.on('data', (d: string) => {
+      if (cut) return;
       buf += d;
-      if (buf.length > MAX_LINE && !buf.includes('\n')) {
-        c.end(JSON.stringify({ ok: false, error: `request line longer than ${MAX_LINE} bytes` }) + '\n');
-        return;
-      }
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
-        if (line) void this.request(c, line);
+        if (line.length > MAX_LINE) {
+          cut = true;
+          break;
+        }
+        if (line) lines.push(line);
       }
+      if (cut || buf.length > MAX_LINE) {
+        cut = true;
+        this.log.warn({ max: MAX_LINE }, 'control request line too long; connection closed');
+        c.end(
+          JSON.stringify({ id: null, ok: false, error: `request line longer than ${MAX_LINE} bytes` }) + '\n',
+        );
+        return;
+      }
+      if (lines.length >= MAX_QUEUED) c.pause();
+      pump();
     });
     c.on('error', () => {
       /* a client gone mid-reply */
@@ -93,10 +148,17 @@ export class ControlServer {
         error: e instanceof SyntaxError ? `not JSON: ${e.message}` : (e as Error).message,
       };
     }
-    if (!c.destroyed)
-      c.write(
-        JSON.stringify(reply, (_k, v: unknown) => (typeof v === 'bigint' ? '0x' + v.toString(16) : v)) + '\n',
+    if (c.destroyed) return;
+    c.write(
+      JSON.stringify(reply, (_k, v: unknown) => (typeof v === 'bigint' ? '0x' + v.toString(16) : v)) + '\n',
+    );
+    if (c.writableLength > MAX_REPLY_QUEUE) {
+      this.log.warn(
+        { queued: c.writableLength, max: MAX_REPLY_QUEUE },
+        'control client does not read its replies; disconnected',
       );
+      c.destroy();
+    }
   }
 
   async close(): Promise<void> {

@@ -129,6 +129,8 @@ export interface LinkStats extends LinkCounters {
   state: LinkState;
   session: string;
   peerIncarnation: string;
+  /** Smoothed round trip, frame sent to its ack (ms; acks may wait ackDelayMs to ride on a frame); 0 before a sample. */
+  rttMs: number;
   unackedFrames: number;
   unackedBytes: number;
   bad: BadCounts;

@@ -111,6 +111,10 @@ export class Link {
 
   private readonly c = zeroLinkCounters();
   private readonly bad = zeroBadCounts();
+  /** RTT: one frame timed at a time (its first transmission only, as Karn's rule), and the smoothed value. */
+  private rttSeq = 0;
+  private rttAt = 0;
+  private srttMs = 0;
 
   constructor(
     readonly peer: string,
@@ -222,6 +226,7 @@ export class Link {
       session: this.session,
       peerIncarnation: this.peerIncarnation,
       ...this.c,
+      rttMs: this.srttMs,
       unackedFrames: this.window.count,
       unackedBytes: this.window.bytes,
       bad: { ...this.bad },
@@ -424,6 +429,7 @@ export class Link {
     const frames = this.window.takeAll();
     if (this.session !== '') this.left = this.session;
     this.sendSeq = 0;
+    this.rttSeq = 0;
     this.delivered = 0;
     this.pendingAckFrames = 0;
     this.pendingAckBytes = 0;
@@ -522,6 +528,11 @@ export class Link {
     }
     if (!this.window.release(ack)) return true;
     this.ackWaitSince = performance.now();
+    if (this.rttSeq !== 0 && ack >= this.rttSeq) {
+      const ms = this.ackWaitSince - this.rttAt;
+      this.srttMs = this.srttMs === 0 ? ms : this.srttMs * 0.875 + ms * 0.125;
+      this.rttSeq = 0;
+    }
     this.ev.acked(ack);
     this.maybeDrain();
     return true;
@@ -558,6 +569,12 @@ export class Link {
       f.pcrc,
     );
     this.write(f.segments.length === 1 ? [header, f.segments[0]!] : [header, ...f.segments], f);
+    if (f.transmitted) {
+      if (f.seq === this.rttSeq) this.rttSeq = 0; // a retransmission's ack would time two sends
+    } else if (this.rttSeq === 0) {
+      this.rttSeq = f.seq;
+      this.rttAt = performance.now();
+    }
     f.transmitted = true;
     this.c.framesSent++;
     this.c.bytesSent += f.bytes;

@@ -22,7 +22,8 @@
  * (and was not shadowed) applies after the check, in plan order: the last
  * one names the new state.
  */
-import { RateLimitedLog, type Logger } from '../util/log.js';
+import { RateLimitedLog, subLogger, type Logger } from '../util/log.js';
+import { TRACE, trace } from '../util/trace.js';
 import {
   ACTION_NAMES,
   POINT_NAMES,
@@ -71,6 +72,17 @@ export interface RuleReport {
   /** The rule as written. */
   rule: Record<string, unknown>;
 }
+
+/** One injection, for the live view. */
+export interface RecentInjection {
+  atMs: number;
+  rule: string;
+  point: string;
+  action: string;
+  /** The rule's injections so far. */
+  n: number;
+}
+const RECENT = 16;
 
 export interface FaultReport {
   state: string;
@@ -168,8 +180,11 @@ export class FaultInjector {
   /** Injections can come in floods (p = 1 on every signal): a few lines per rule per second. */
   private readonly rl: RateLimitedLog;
 
+  private readonly recentRing: RecentInjection[] = [];
+  private recentNext = 0;
+
   constructor(log: Logger, plan?: Plan) {
-    this.log = log.child({ sub: 'faults' });
+    this.log = subLogger(log, 'faults');
     this.rl = new RateLimitedLog(this.log);
     if (plan) this.load(plan);
   }
@@ -240,6 +255,23 @@ export class FaultInjector {
       { rule: r.spec.id, point: r.spec.point, action: a.action, ...detail(a), n: r.injections, ctx: where },
       'fault injected',
     );
+    if (TRACE.fault_inject)
+      trace('fault_inject', { rule: r.spec.id, point: r.spec.point, action: a.action, ...where });
+    this.recentRing[this.recentNext++ % RECENT] = {
+      atMs: Date.now(),
+      rule: r.spec.id,
+      point: r.spec.point,
+      action: a.action,
+      n: r.injections,
+    };
+  }
+
+  /** The latest injections, oldest first (at most 16): for `sgiov top`. */
+  recent(): RecentInjection[] {
+    const n = Math.min(this.recentNext, RECENT);
+    const out: RecentInjection[] = [];
+    for (let i = this.recentNext - n; i < this.recentNext; i++) out.push({ ...this.recentRing[i % RECENT]! });
+    return out;
   }
 
   /** Adds a rule (validated as in a plan; errors name "rule.<field>"); returns its id. */

@@ -9,7 +9,8 @@
  * thread. The context is non-blocking: the loop polls the socket itself so
  * that it can also run the device's scheduled events and stop on request.
  */
-import { unlinkSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
+import { FrontDoor, type Refusal } from './front-door.js';
 import { BARS, DOORBELLS } from '../abi/abi.js';
 import type { DeviceHost, PciDeviceModel } from '../model/host.js';
 import { DmaRegions } from '../model/dma-regions.js';
@@ -34,7 +35,16 @@ import {
 } from '../native/libvfio-user.js';
 import {
   EAGAIN,
+  EBADF,
   ECONNRESET,
+  EINVAL,
+  F_GET_SEALS,
+  F_GETFL,
+  F_SETFL,
+  O_NONBLOCK,
+  F_SEAL_SHRINK,
+  S_IFMT,
+  S_IFREG,
   EFD_CLOEXEC,
   EFD_NONBLOCK,
   EINTR,
@@ -55,6 +65,10 @@ export interface VfuServerOptions {
   identity: PciIdentity;
   msixVectors: number;
   log: Logger;
+  /** A group given read and write on the socket (its gid); without it the socket is owner-only. */
+  socketGid?: number;
+  /** A handshake or a started message must complete within this (ms; default 5000). */
+  clientDeadlineMs?: number;
 }
 
 export interface VfuStats {
@@ -64,6 +78,10 @@ export interface VfuStats {
   barAccesses: number;
   /** KICK doorbells rung through the ioeventfd (a client that asked for it writes the eventfd instead of a message). */
   ioeventfdKicks: number;
+  /** Clients the front door dropped (silent past the deadline, not reading, unparseable). */
+  clientsDropped: number;
+  /** Requests the front door refused with an error reply (bad fds, sizes). */
+  requestsRefused: number;
 }
 
 /** A device loop's round that only spun: it neither waited nor looked at other descriptors. */
@@ -86,6 +104,9 @@ export interface LoopIo {
   /** A busy slice ends after this long (default 200 us). */
   sliceUs?: number;
 }
+const CMD_DMA_MAP = 2;
+const CMD_SET_IRQS = 8;
+const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MASTER = 0x4;
 
@@ -109,18 +130,152 @@ export class VfuServer implements DeviceHost {
     dmaRegions: 0,
     barAccesses: 0,
     ioeventfdKicks: 0,
+    clientsDropped: 0,
+    requestsRefused: 0,
   };
+  private readonly door: FrontDoor;
   /** The KICK doorbell's ioeventfd (-1: none), and 8 bytes to read it into. */
   private kickFd = -1;
   private readonly kickBuf = Buffer.alloc(8);
 
   constructor(private readonly opts: VfuServerOptions) {
     this.log = opts.log.child({ sub: 'vfu' });
+    this.door = new FrontDoor(
+      {
+        socketPath: opts.socketPath,
+        ...(opts.socketGid !== undefined ? { gid: opts.socketGid } : {}),
+        deadlineMs: opts.clientDeadlineMs ?? 5000,
+        log: opts.log,
+      },
+      {
+        attach: () => this.tryAttach(),
+        serve: () => this.serveRequests(),
+        connectionFd: () => (this.ctx ? this.n.vfu_get_poll_fd(this.ctx) : -1),
+        check: (cmd, payload, fds) => this.checkRequest(cmd, payload, fds),
+      },
+    );
+  }
+
+  /** What the front door asks before handing a request to libvfio-user. */
+  private checkRequest(cmd: number, payload: Buffer, fds: readonly number[]): Refusal | null {
+    if (cmd === CMD_DMA_MAP) return this.checkDmaMap(payload, fds);
+    if (cmd === CMD_SET_IRQS) return this.checkIrqFds(payload, fds);
+    return null;
+  }
+
+  /**
+   * An interrupt's fd must be an eventfd: libvfio-user writes it from the
+   * device thread, and a write to a pipe nobody reads blocks once the pipe
+   * is full. Each is made non-blocking too (an eventfd write blocks only at
+   * a count of 2^64 - 2, but the device thread never waits).
+   */
+  private checkIrqFds(p: Buffer, fds: readonly number[]): Refusal | null {
+    if (fds.length === 0 || p.length < 20 || (p.readUInt32LE(4) & VFIO_IRQ_SET_DATA_EVENTFD) === 0)
+      return null;
+    const libc = Libc.get();
+    for (const [i, fd] of fds.entries()) {
+      let what = '';
+      try {
+        what = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        /* not open */
+      }
+      if (what !== 'anon_inode:[eventfd]')
+        return {
+          errno: EINVAL,
+          reason: 'SET_IRQS fd is not an eventfd',
+          vector: p.readUInt32LE(12) + i,
+          fd: what || 'unknown',
+        };
+      const fl = libc.fcntl(fd, F_GETFL);
+      if (fl >= 0 && (fl & O_NONBLOCK) === 0) libc.fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+    return null;
+  }
+
+  /**
+   * A DMA_MAP's fd must back the whole region: libvfio-user maps what it is
+   * given, and a page past the end of the file kills the process (SIGBUS)
+   * at the first DMA that touches it. A file sealed against shrinking
+   * (F_SEAL_SHRINK, as QEMU's memfd backend makes guest RAM) stays so; an
+   * unsealed one is looked at again (fstat) before each DMA into it.
+   */
+  private checkDmaMap(p: Buffer, fds: readonly number[]): Refusal | null {
+    if (p.length < 32) return null; // libvfio-user answers a short one itself
+    if (fds.length === 0) return null; // a region without a mapping: listed, never touched
+    const offset = p.readBigUInt64LE(8);
+    const iova = p.readBigUInt64LE(16);
+    const size = p.readBigUInt64LE(24);
+    const at = { iova: '0x' + iova.toString(16), offset: '0x' + offset.toString(16), size: Number(size) };
+    if (fds.length > 1)
+      return { errno: EINVAL, reason: 'DMA_MAP with more than one fd', fds: fds.length, ...at };
+    const libc = Libc.get();
+    const st = libc.fstat(fds[0]!);
+    if (!st) return { errno: EBADF, reason: 'DMA_MAP fd cannot be examined', ...at };
+    if ((st.mode & S_IFMT) !== S_IFREG)
+      return { errno: EINVAL, reason: 'DMA_MAP fd is not a regular file (memfd, shm, hugetlbfs)', ...at };
+    if (offset + size > BigInt(st.size))
+      return {
+        errno: EINVAL,
+        reason: 'DMA_MAP region runs past the end of its file',
+        fileSize: st.size,
+        ...at,
+      };
+    const seals = libc.fcntl(fds[0]!, F_GET_SEALS);
+    if (seals < 0 || (seals & F_SEAL_SHRINK) === 0) {
+      const dup = libc.dup(fds[0]!);
+      if (dup < 0) return { errno: EBADF, reason: 'DMA_MAP fd cannot be kept for its checks', ...at };
+      const old = this.pendingUnsealed.get(iova);
+      if (old) libc.close(old.fd);
+      this.pendingUnsealed.set(iova, { fd: dup, need: Number(offset + size) });
+      this.log.info(
+        at,
+        'DMA_MAP of a file not sealed against shrinking: its size is checked before each DMA',
+      );
+    }
+    return null;
+  }
+
+  /** Unsealed DMA regions' fds, from DMA_MAP until libvfio-user registers the region. */
+  private readonly pendingUnsealed = new Map<bigint, { fd: number; need: number }>();
+  /** Registered regions whose file could shrink: [start, end) in IOVA, the fd, the size the mapping needs. */
+  private unsealed: { start: number; end: number; fd: number; need: number; shrank: boolean }[] = [];
+
+  /** False when a region under [addr, addr+len) lost part of its file (DMA into it would be SIGBUS). */
+  private filesBack(addr: bigint, len: number): boolean {
+    const a = Number(addr);
+    for (const u of this.unsealed) {
+      if (a >= u.end || a + len <= u.start) continue;
+      const st = Libc.get().fstat(u.fd);
+      if (st && st.size >= u.need) continue;
+      if (!u.shrank)
+        this.log.warn(
+          { iova: '0x' + u.start.toString(16), need: u.need, fileSize: st?.size },
+          "a DMA region's file shrank below its mapping: DMA into it fails (DMA_UNMAPPED)",
+        );
+      u.shrank = true;
+      return false;
+    }
+    return true;
+  }
+
+  private dropUnsealed(inside?: { start: number; end: number }): void {
+    const keep: typeof this.unsealed = [];
+    for (const u of this.unsealed) {
+      if (!inside || (u.start >= inside.start && u.end <= inside.end)) Libc.get().close(u.fd);
+      else keep.push(u);
+    }
+    this.unsealed = keep;
+    if (!inside) {
+      for (const p of this.pendingUnsealed.values()) Libc.get().close(p.fd);
+      this.pendingUnsealed.clear();
+    }
   }
 
   // ---- DeviceHost -----------------------------------------------------------
 
   dmaView(addr: bigint, len: number): Uint8Array | null {
+    if (this.unsealed.length > 0 && !this.filesBack(addr, len)) return null;
     return this.dma.view(addr, len);
   }
 
@@ -159,14 +314,10 @@ export class VfuServer implements DeviceHost {
   open(model: PciDeviceModel): void {
     this.model = model;
     const { socketPath, identity: id, msixVectors, log: rootLog } = this.opts;
-    try {
-      unlinkSync(socketPath);
-    } catch {
-      /* not there */
-    }
+    // libvfio-user listens on a private socket; clients come through the front door.
     const ctx = this.n.vfu_create_ctx(
       VFU_TRANS_SOCK,
-      socketPath,
+      this.door.privatePath,
       LIBVFIO_USER_FLAG_ATTACH_NB,
       null,
       VFU_DEV_TYPE_PCI,
@@ -272,6 +423,7 @@ export class VfuServer implements DeviceHost {
     this.callbacks.push(reset);
     check('vfu_setup_device_reset_cb', this.n.vfu_setup_device_reset_cb(ctx, reset));
     check('vfu_realize_ctx', this.n.vfu_realize_ctx(ctx));
+    this.door.listen();
     this.log.info({ socket: socketPath, ids: id, msixVectors }, 'listening for a vfio-user client');
   }
 
@@ -350,8 +502,17 @@ export class VfuServer implements DeviceHost {
     // Without a mapping (guest RAM not shared) only message-based DMA would
     // work, which this device does not use: such a region is listed but
     // every DMA into it fails with DMA_UNMAPPED.
-    const view = vaddr !== 0n ? new Uint8Array(this.n.view(vaddr, len)) : null;
+    // A region of several GiB (a VM's RAM) is viewed in pieces (DmaRegions).
+    const view =
+      vaddr !== 0n ? (off: number, n: number) => new Uint8Array(this.n.view(vaddr + BigInt(off), n)) : null;
     this.dma.add(iova, len, view);
+    const unsealed = this.pendingUnsealed.get(iova);
+    if (unsealed) {
+      this.pendingUnsealed.delete(iova);
+      const start = Number(iova);
+      this.dropUnsealed({ start, end: start + len });
+      this.unsealed.push({ start, end: start + len, ...unsealed, shrank: false });
+    }
     this.stats.dmaRegions = this.dma.list().length;
     // QEMU also registers device memory (other BARs, ROMs) without an fd;
     // guest RAM comes with one when it is shared (share=on).
@@ -362,6 +523,7 @@ export class VfuServer implements DeviceHost {
     const iova = BigInt(info.iova.iov_base);
     const len = Number(info.iova.iov_len);
     this.dma.remove(iova, len);
+    this.dropUnsealed({ start: Number(iova), end: Number(iova) + len });
     this.stats.dmaRegions = this.dma.list().length;
     this.log.debug({ iova: '0x' + iova.toString(16), len }, 'DMA region unregistered');
   }
@@ -434,19 +596,19 @@ export class VfuServer implements DeviceHost {
     const own = this.kickFd >= 0 ? 2 : 1;
     const n = own + extra.length;
     if (this.pollSet.length < n * 8) this.pollSet = Buffer.alloc(n * 8 * 2);
-    const fd = this.n.vfu_get_poll_fd(this.ctx);
+    const fd = this.door.pollFd();
     for (let i = 0; i < n; i++) {
       this.pollSet.writeInt32LE(i === 0 ? fd : i < own ? this.kickFd : extra[i - own]!, i * 8);
-      this.pollSet.writeInt16LE(POLLIN, i * 8 + 4);
+      this.pollSet.writeInt16LE(i === 0 ? this.door.pollEvents() : POLLIN, i * 8 + 4);
       this.pollSet.writeInt16LE(0, i * 8 + 6);
     }
     const r = this.n.poll(this.pollSet, n, timeout);
     if (r < 0 && this.n.errno() !== EINTR) throw new Error(`poll failed: errno ${this.n.errno()}`);
     const revents = (i: number): boolean => r > 0 && this.pollSet.readInt16LE(i * 8 + 6) !== 0;
-    if (revents(0)) {
-      if (!this.attached) this.tryAttach();
-      else this.serveRequests();
-    }
+    if (revents(0)) this.door.ready(this.pollSet.readInt16LE(6));
+    else this.door.tick();
+    this.stats.clientsDropped = this.door.stats.dropped;
+    this.stats.requestsRefused = this.door.stats.refused;
     if (own === 2 && revents(1)) this.kickFromEventfd();
     const ready: number[] = [];
     for (let i = own; i < n; i++) if (revents(i)) ready.push(extra[i - own]!);
@@ -462,23 +624,25 @@ export class VfuServer implements DeviceHost {
 
   private nextTimeoutMs(idleMs: number): number {
     if (this.busy) return 0; // the device is polling shared memory: do not sleep
+    const deadline = this.door.nextDeadlineMs();
+    if (deadline !== undefined) idleMs = Math.min(idleMs, deadline);
     const next = this.events.nextDue();
     if (next === undefined) return idleMs;
     const ms = Math.floor((next - this.nowNs()) / 1e6);
     return Math.max(0, Math.min(idleMs, ms));
   }
 
-  private tryAttach(): void {
+  /** The front door has passed the client's VERSION on: libvfio-user's handshake. */
+  private tryAttach(): boolean {
     if (this.n.vfu_attach_ctx(this.ctx) === 0) {
       this.attached = true;
       this.stats.attached = true;
       this.stats.clients++;
       this.log.info({ client: this.stats.clients }, 'client attached');
-      return;
+      return true;
     }
-    const e = this.n.errno();
-    if (e !== EAGAIN && e !== EINTR)
-      this.log.warn({ errno: e }, 'client failed the vfio-user handshake; still listening');
+    this.log.warn({ errno: this.n.errno() }, 'client failed the vfio-user handshake; still listening');
+    return false;
   }
 
   private serveRequests(): void {
@@ -503,6 +667,7 @@ export class VfuServer implements DeviceHost {
   }
 
   private clientGone(): void {
+    if (!this.attached) return;
     // The next client finds the function as after a reset: no memory
     // decoding, no bus mastering, MSI-X off (libvfio-user keeps them).
     if (this.cfgSpace) {
@@ -513,10 +678,13 @@ export class VfuServer implements DeviceHost {
     this.attached = false;
     this.stats.attached = false;
     this.dma.clear();
+    this.dropUnsealed();
     this.stats.dmaRegions = 0;
     this.events.clear();
     this.model?.reset('client disconnected');
     this.log.info('client gone; waiting for the next client');
+    // When libvfio-user ended the connection (a protocol error), the front door drops the client too.
+    this.door.drop('libvfio-user ended the connection', {});
   }
 
   private runDueEvents(): void {
@@ -533,6 +701,7 @@ export class VfuServer implements DeviceHost {
   close(): void {
     if (this.ctx) {
       this.dma.clear();
+      this.dropUnsealed();
       this.n.vfu_destroy_ctx(this.ctx);
       this.ctx = 0n;
     }
@@ -548,11 +717,7 @@ export class VfuServer implements DeviceHost {
       Libc.get().close(this.shmFd);
       this.shmFd = -1;
     }
-    try {
-      unlinkSync(this.opts.socketPath);
-    } catch {
-      /* already gone */
-    }
+    this.door.close();
     this.log.info('closed');
   }
 }

@@ -8,7 +8,7 @@
  * more than its types: it is the worker thread's own.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { makeLogger, type LogLevel } from '../util/log.js';
+import { makeLogger, type Logger, type LogLevel } from '../util/log.js';
 import { SgiovDevice } from '../model/device.js';
 import { VfuServer } from './vfu-server.js';
 import { FabricCarrier } from './fabric-carrier.js';
@@ -17,6 +17,7 @@ import type { FabricTlsFiles } from '../fabric/tls.js';
 import type { PciIdentity } from '../pci/config.js';
 import { FaultInjector } from '../faults/injector.js';
 import { loadPlan } from '../faults/plan.js';
+import { flushTrace, setTrace } from '../util/trace.js';
 
 /** Cross-node pipes: this node and the cluster, as [name, "host:port"] pairs. */
 export interface WorkerFabricConfig {
@@ -37,6 +38,12 @@ export interface WorkerConfig {
   fabric?: WorkerFabricConfig;
   /** A fault plan file (the CLI validated it), loaded into the device's injector at start. */
   faultsPlan?: string;
+  /** The group given read and write on the vfio-user socket (--socket-group), as a gid. */
+  socketGid?: number;
+  /** --client-deadline: a handshake or a started message must complete within this (ms). */
+  clientDeadlineMs?: number;
+  /** Trace events to log (a glob the CLI checked) and at most how many lines a second each. */
+  trace?: { pattern: string; perSecond?: number };
 }
 
 export type ToWorker =
@@ -67,12 +74,14 @@ const server = new VfuServer({
   identity: cfg.identity,
   msixVectors: cfg.msixVectors,
   log,
+  ...(cfg.socketGid !== undefined ? { socketGid: cfg.socketGid } : {}),
+  ...(cfg.clientDeadlineMs !== undefined ? { clientDeadlineMs: cfg.clientDeadlineMs } : {}),
 });
 let carrier: FabricCarrier | null = null;
 
 /** How the thread answers a control command (control/commands.ts): a result, or an Error thrown. */
 export type CommandAnswerer = (
-  t: { model: SgiovDevice; server: VfuServer; carrier: FabricCarrier | null },
+  t: { model: SgiovDevice; server: VfuServer; carrier: FabricCarrier | null; log: Logger },
   cmd: string,
   args: Record<string, unknown>,
 ) => unknown;
@@ -85,7 +94,7 @@ function drainControl(model: SgiovDevice, answer: CommandAnswerer): boolean {
     else if (msg.type === 'stats') post({ type: 'stats', stats: server.stats });
     else if (msg.type === 'control') {
       try {
-        const result = answer({ model, server, carrier }, msg.cmd, msg.args);
+        const result = answer({ model, server, carrier, log }, msg.cmd, msg.args);
         post({ type: 'control', id: msg.id, ok: true, result });
       } catch (e) {
         post({ type: 'control', id: msg.id, ok: false, error: (e as Error).message });
@@ -97,7 +106,9 @@ function drainControl(model: SgiovDevice, answer: CommandAnswerer): boolean {
 
 async function main(answer: CommandAnswerer): Promise<void> {
   const modelLog = log.child({ sub: 'model' });
-  const faults = new FaultInjector(modelLog, cfg.faultsPlan ? loadPlan(cfg.faultsPlan) : undefined);
+  if (cfg.trace) setTrace(cfg.trace.pattern, log, cfg.trace.perSecond);
+  // The root logger: the injector's lines carry "sub": "faults" (under modelLog it would be a second "sub").
+  const faults = new FaultInjector(log, cfg.faultsPlan ? loadPlan(cfg.faultsPlan) : undefined);
   const model = new SgiovDevice(
     {
       dmaView: (a, l) => server.dmaView(a, l),
@@ -155,6 +166,7 @@ export async function runDeviceThread(answer: CommandAnswerer): Promise<void> {
   } catch (err) {
     post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
   } finally {
+    flushTrace();
     await (carrier as FabricCarrier | null)?.close();
     server.close();
   }

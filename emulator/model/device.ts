@@ -26,6 +26,7 @@ import {
 } from './registers.js';
 
 export type { ErrorCode } from './registers.js';
+import { hex, TRACE, trace } from '../util/trace.js';
 
 const errName = (code: number): string =>
   Object.entries(ENUMS.ERR).find(([, v]) => v === code)?.[0] ?? String(code);
@@ -54,6 +55,8 @@ export class SgiovDevice implements PciDeviceModel, FabricPort {
   removed = false;
   /** Fault resets applied (device.reset-point removals are counted by the injector). */
   faultResets = 0;
+  /** The DMA engine since start (a reset does not clear them; metrics): jobs done, their bytes, jobs failed. */
+  readonly dmaStats = { jobs: 0, bytes: 0, errors: 0 };
 
   constructor(
     private readonly host: DeviceHost,
@@ -179,6 +182,12 @@ export class SgiovDevice implements PciDeviceModel, FabricPort {
   // ---- MMIO dispatch -------------------------------------------------------
 
   barRead(bar: number, offset: number, size: number): bigint {
+    const v = this.barRead1(bar, offset, size);
+    if (TRACE.mmio_read) trace('mmio_read', { bar, offset: hex(offset), size, value: hex(v) });
+    return v;
+  }
+
+  private barRead1(bar: number, offset: number, size: number): bigint {
     const ones = size >= 8 ? U64 : (1n << BigInt(size * 8)) - 1n;
     if (this.removed) return ones;
     if (this.faults.armed[POINT.MMIO_READ]) {
@@ -241,6 +250,7 @@ export class SgiovDevice implements PciDeviceModel, FabricPort {
   }
 
   barWrite(bar: number, offset: number, size: number, value: bigint): void {
+    if (TRACE.mmio_write) trace('mmio_write', { bar, offset: hex(offset), size, value: hex(value) });
     if (this.removed) return;
     if (this.faults.armed[POINT.MMIO_WRITE]) {
       const f = this.faults.check(
@@ -389,6 +399,8 @@ export class SgiovDevice implements PciDeviceModel, FabricPort {
   ): void {
     if (this.removed) return; // a vanished device does no DMA
     const fail = (code: ErrorCode, addr: bigint, why: string): void => {
+      this.dmaStats.errors++;
+      if (TRACE.dma_error) trace('dma_error', { tag: job.tag, code: errName(code), addr: hex(addr), why });
       this.s.dmaStatus = ENUMS.DMA_STATE.ERROR;
       this.s.dmaTag = job.tag;
       this.latchError(code, addr, why);
@@ -461,6 +473,10 @@ export class SgiovDevice implements PciDeviceModel, FabricPort {
     this.s.dmaStatus = ENUMS.DMA_STATE.DONE;
     this.s.dmaTag = job.tag;
     this.s.dmaCompleted = (this.s.dmaCompleted + 1) >>> 0;
+    this.dmaStats.jobs++;
+    this.dmaStats.bytes += job.len;
+    if (TRACE.dma_done)
+      trace('dma_done', { tag: job.tag, src: hex(job.src), dst: hex(job.dst), len: job.len, op: job.op });
     this.interrupt(BITS.IRQ.DMA_DONE, job.vector);
   }
 

@@ -49,6 +49,32 @@ export const POLLHUP = 0x10;
 export const POLLNVAL = 0x20;
 /** What mmap returns on failure, as koffi hands a pointer back: (void *)-1. */
 export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+export const POLLOUT = 0x4;
+export const SOCK_NONBLOCK = 0x800;
+export const O_NONBLOCK = 0x800;
+export const MSG_DONTWAIT = 0x40;
+export const SO_SNDBUF = 7;
+export const SO_SNDBUFFORCE = 32;
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+export const F_SETPIPE_SZ = 1031;
+export const F_GET_SEALS = 1034;
+export const F_ADD_SEALS = 1033;
+export const F_SEAL_SHRINK = 0x2;
+export const F_SEAL_GROW = 0x4;
+export const MFD_ALLOW_SEALING = 0x2;
+export const E2BIG = 7;
+export const EBADF = 9;
+export const EINVAL = 22;
+export const EWOULDBLOCK = EAGAIN;
+
+/** What fstat(2) says of a descriptor (the fields the emulator looks at). */
+export interface FileStat {
+  mode: number;
+  size: number;
+}
+export const S_IFMT = 0o170000;
+export const S_IFREG = 0o100000;
 
 // struct msghdr (56 bytes), struct iovec (16), struct cmsghdr (16 + data).
 const MSGHDR_SIZE = 56;
@@ -98,6 +124,16 @@ export class Libc {
   readonly write: (fd: number, buf: Ptr | Buffer, n: number) => number;
   readonly poll: (fds: Ptr | Buffer, nfds: number, timeoutMs: number) => number;
   readonly close: (fd: number) => number;
+  readonly bind: (fd: number, addr: Buffer, len: number) => number;
+  readonly listen: (fd: number, backlog: number) => number;
+  readonly accept4: (fd: number, addr: null, len: null, flags: number) => number;
+  readonly getsockopt: (fd: number, level: number, name: number, val: Buffer, len: Buffer) => number;
+  readonly umask: (mask: number) => number;
+  readonly dup: (fd: number) => number;
+  readonly pipe2: (fds: Buffer, flags: number) => number;
+  private readonly fcntlInt: (fd: number, cmd: number, ...args: unknown[]) => number;
+  private readonly fstatRaw: (fd: number, buf: Buffer) => number;
+  private readonly statBuf = Buffer.alloc(256);
   private readonly ioctl: (fd: number, req: number, argType: string, arg: Buffer) => number;
   private readonly intOut = Buffer.alloc(4);
 
@@ -129,6 +165,15 @@ export class Libc {
     this.poll = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
     this.close = libc.func('int close(int fd)');
     this.ioctl = libc.func('int ioctl(int fd, unsigned long req, ...)');
+    this.bind = libc.func('int bind(int fd, const void *addr, uint32_t len)');
+    this.listen = libc.func('int listen(int fd, int backlog)');
+    this.accept4 = libc.func('int accept4(int fd, void *addr, void *len, int flags)');
+    this.getsockopt = libc.func('int getsockopt(int fd, int level, int name, void *val, void *len)');
+    this.umask = libc.func('unsigned int umask(unsigned int mask)');
+    this.dup = libc.func('int dup(int fd)');
+    this.pipe2 = libc.func('int pipe2(void *fds, int flags)');
+    this.fcntlInt = libc.func('int fcntl(int fd, int cmd, ...)');
+    this.fstatRaw = libc.func('int fstat(int fd, void *buf)');
     const ctl = cmsgSpace(4 * LIBC_MAX_FDS);
     this.sendHdr = this.alloc(MSGHDR_SIZE + 16);
     this.recvHdr = this.alloc(MSGHDR_SIZE + 16);
@@ -159,6 +204,32 @@ export class Libc {
       : -1;
   }
 
+  /** fcntl(fd, cmd, arg) with an int argument (or none): what libc returns. */
+  fcntl(fd: number, cmd: number, arg = 0): number {
+    return this.fcntlInt(fd, cmd, 'int', arg);
+  }
+
+  /** fstat(2): the file's type and size, or null (errno()) when fd is not open. */
+  fstat(fd: number): FileStat | null {
+    if (this.fstatRaw(fd, this.statBuf) < 0) return null;
+    // struct stat on x86-64 and arm64 differ; both are handled by their offsets.
+    const arm = process.arch === 'arm64';
+    return {
+      mode: this.statBuf.readUInt32LE(arm ? 16 : 24),
+      size: Number(this.statBuf.readBigInt64LE(48)),
+    };
+  }
+
+  /** A struct sockaddr_un for `path`, and its length; throws for a path too long. */
+  unixAddress(path: string): [Buffer, number] {
+    const addr = Buffer.alloc(110);
+    const p = Buffer.from(path);
+    if (p.length >= 108) throw new Error(`socket path too long (${p.length} bytes, at most 107): ${path}`);
+    addr.writeUInt16LE(AF_UNIX, 0);
+    p.copy(addr, 2);
+    return [addr, 2 + p.length + 1];
+  }
+
   /** Native memory that never moves (koffi.alloc); release with free(). */
   alloc(len: number): Ptr {
     return koffi.alloc('uint8_t', len) as Ptr;
@@ -175,14 +246,10 @@ export class Libc {
 
   /** A blocking AF_UNIX stream socket connected to `path`; throws on failure. */
   connectUnix(path: string): number {
-    const addr = Buffer.alloc(110); // struct sockaddr_un
-    const p = Buffer.from(path);
-    if (p.length >= 108) throw new Error(`socket path too long (${p.length} bytes, at most 107): ${path}`);
-    addr.writeUInt16LE(AF_UNIX, 0);
-    p.copy(addr, 2);
+    const [addr, len] = this.unixAddress(path);
     const fd = this.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw new Error(`socket(AF_UNIX) failed: errno ${this.errno()}`);
-    if (this.connect(fd, addr, 2 + p.length + 1) < 0) {
+    if (this.connect(fd, addr, len) < 0) {
       const e = this.errno();
       this.close(fd);
       throw Object.assign(new Error(`connect(${path}) failed: errno ${e}`), { errno: e });
@@ -205,7 +272,7 @@ export class Libc {
    * One sendmsg of `len` bytes at `buf`, with `fds` as SCM_RIGHTS when there
    * are any (they arrive with the first byte). Returns the bytes sent or -1.
    */
-  sendWithFds(fd: number, buf: Ptr, len: number, fds: readonly number[] = []): number {
+  sendWithFds(fd: number, buf: Ptr, len: number, fds: readonly number[] = [], flags = 0): number {
     if (fds.length > LIBC_MAX_FDS)
       throw new RangeError(`${fds.length} fds in one message (at most ${LIBC_MAX_FDS})`);
     const h = this.sendHdrView;
@@ -223,21 +290,21 @@ export class Libc {
       h.setBigUint64(MSG_CONTROL, 0n, true);
       h.setBigUint64(MSG_CONTROLLEN, 0n, true);
     }
-    return Number(this.sendmsg(fd, this.sendHdr, MSG_NOSIGNAL));
+    return Number(this.sendmsg(fd, this.sendHdr, MSG_NOSIGNAL | flags));
   }
 
   /**
    * One recvmsg of up to `cap` bytes into `buf`, collecting SCM_RIGHTS fds
    * (received close-on-exec). Returns n = -1 on failure (see errno()).
    */
-  recvWithFds(fd: number, buf: Ptr, cap: number): RecvResult {
+  recvWithFds(fd: number, buf: Ptr, cap: number, flags = 0): RecvResult {
     const h = this.recvHdrView;
     h.setBigUint64(MSGHDR_SIZE, buf, true);
     h.setBigUint64(MSGHDR_SIZE + 8, BigInt(cap), true);
     h.setBigUint64(MSG_CONTROL, this.recvCtl, true);
     h.setBigUint64(MSG_CONTROLLEN, BigInt(this.recvCtlView.byteLength), true);
     h.setInt32(MSG_FLAGS, 0, true);
-    const n = Number(this.recvmsg(fd, this.recvHdr, MSG_CMSG_CLOEXEC));
+    const n = Number(this.recvmsg(fd, this.recvHdr, MSG_CMSG_CLOEXEC | flags));
     const fds: number[] = [];
     if (n < 0) return { n, fds, flags: 0 };
     const ctlLen = Number(h.getBigUint64(MSG_CONTROLLEN, true));

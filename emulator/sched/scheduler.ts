@@ -432,6 +432,11 @@ export class JobScheduler {
     }
   }
 
+  /** Tenant `i`'s jobs queued or running anywhere now. */
+  jobsOf(i: number): number {
+    return this.inSystem[i] ?? 0;
+  }
+
   /** Changes tenant `i`'s weight, priority or cap; queued jobs stay, the next decisions use the new values. */
   setTenant(i: number, t: TenantSpec): void {
     if (!(i >= 0 && i < this.tenantList.length)) throw new RangeError(`no tenant ${i}`);

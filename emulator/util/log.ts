@@ -26,6 +26,16 @@ export function makeLogger(level: LogLevel = defaultLevel(), dest?: DestinationS
   );
 }
 
+/**
+ * A child logger for a part of the emulator: `{"sub": name}` on its lines.
+ * pino appends a child's bindings to its parent's, so under a parent that
+ * has a `sub` already a second one would repeat the key in every line
+ * (JSON parsers keep only the last); there the part goes in `part`.
+ */
+export function subLogger(log: Logger, name: string): Logger {
+  return log.bindings().sub === undefined ? log.child({ sub: name }) : log.child({ part: name });
+}
+
 /** A logger that drops everything, for unit tests. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });

@@ -33,6 +33,8 @@ import { SgiovDriver, VEC_DMA } from '../../emulator/client/sgiov-driver.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 import { stats, type Stats } from './stats.js';
 import { benchRow, rowsTable } from './rows.js';
+import { drfOverTime } from './drf-time.js';
+import { plotResult } from './plots.js';
 
 export { stats, type Stats } from './stats.js';
 
@@ -254,6 +256,7 @@ async function main(): Promise<number> {
       scheduler: sched,
       isolation: iso,
       crossNode: fabric,
+      drfOverTime: drfOverTime(),
       rows: [
         benchRow({
           id: 'dataPlane.stream.128k',
@@ -443,6 +446,7 @@ async function main(): Promise<number> {
       const file = join(out, `${result.when.replace(/[:.]/g, '-')}.json`);
       writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
       process.stdout.write(`figures: ${file}\n`);
+      for (const f of await plotResult(result, file)) process.stdout.write(`plot: ${f}\n`);
     }
     ok = true;
     return 0;

@@ -15,19 +15,21 @@ import { SgiovDriver } from '../../emulator/client/sgiov-driver.js';
 import { chainCode, SgiovSocketDriver, type SgiovSocket } from '../../emulator/client/sockets.js';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { openPairs } from '../../emulator/client/stress.js';
-import { stats } from './stats.js';
+import { quantiles, stats } from './stats.js';
 import { VfioUserClient } from '../../emulator/client/vfio-user-client.js';
 
 export interface Stat {
   median: number;
   p99: number;
   n: number;
+  /** The distribution, enough to draw its CDF: quantile -> value (QUANTILES, min 0 and max 1). */
+  quantiles: Record<string, number>;
 }
 
-/** Median and p99 of samples in any unit (the same quantile rule as bench-stats). */
+/** Median, p99 and the quantiles of samples in any unit (the same quantile rule as bench-stats). */
 export function stat(samples: number[]): Stat {
   const st = stats(samples);
-  return { median: st.medianNs, p99: st.p99Ns, n: st.n };
+  return { median: st.medianNs, p99: st.p99Ns, n: st.n, quantiles: quantiles(samples) };
 }
 
 const nowUs = (): number => Number(process.hrtime.bigint()) / 1000;

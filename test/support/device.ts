@@ -4,7 +4,10 @@
  * in this one. Every process is stopped by its PID; the run dir (socket,
  * log) is removed unless a test failed.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from '../../emulator/util/paths.js';
 import { onTestFailed } from 'vitest';
 import { EmulatorProcess, RunDir, until } from '../../qemu/vm.js';
 import { VfioUserClient, type ConnectOptions } from '../../emulator/client/vfio-user-client.js';
@@ -78,4 +81,27 @@ export async function startRig(name: string): Promise<Rig> {
     throw e;
   }
   return rig;
+}
+
+/** The sgiov CLI (dist/), run to completion. */
+export const sgiovCli = (...args: string[]) =>
+  spawnSync(process.execPath, [cliPath(), ...args], { encoding: 'utf8', timeout: 15_000 });
+
+export const cliPath = (): string => join(repoRoot(), 'dist', 'emulator', 'cli', 'main.js');
+
+/** An emulator with a control socket (dir.file('ctl.sock')) and `extraArgs`, ready. */
+export async function startControlled(
+  name: string,
+  extraArgs: string[] = [],
+): Promise<{ dir: RunDir; emu: EmulatorProcess; ctl: string }> {
+  const dir = new RunDir(`sgiov-${name}-`);
+  const ctl = dir.file('ctl.sock');
+  const emu = new EmulatorProcess({
+    socketPath: dir.file('s.sock'),
+    logPath: dir.file('e.log'),
+    logLevel: 'info',
+    extraArgs: ['--control', ctl, ...extraArgs],
+  });
+  await emu.ready();
+  return { dir, emu, ctl };
 }

@@ -18,6 +18,7 @@
 import { JobScheduler, type PolicyConfig, type SchedJob, type TenantSpec } from '../../sched/scheduler.js';
 import { progressiveFilling } from '../../sched/drf.js';
 import { ACCEL_NAMES, type AccelName } from '../../abi/accel-names.js';
+import { TRACE, trace } from '../../util/trace.js';
 
 export { ACCEL_NAMES, type AccelName };
 
@@ -43,6 +44,18 @@ interface TenantStats {
   lastNs: number;
   /** Accelerators its jobs used, for the allocation it should get. */
   uses: Set<number>;
+  /** Messages and jobs whose whole chain has run (metrics; resetStats leaves them). */
+  messages: number;
+  jobs: number;
+}
+
+/** Per accelerator since the farm was configured (metrics): the jobs it ran, their bytes, its busy time. */
+export interface AccelStats {
+  name: AccelName;
+  capacityGbps: number;
+  jobs: number;
+  bytes: number;
+  busyNs: number;
 }
 
 export class AcceleratorFarm {
@@ -52,6 +65,7 @@ export class AcceleratorFarm {
   private readonly index = new Map<string, number>();
   private readonly stats: TenantStats[];
   private inFlight = 0;
+  readonly accelStats: AccelStats[];
 
   /**
    * The configuration as it stands now: the tenants and the policy are the
@@ -75,7 +89,21 @@ export class AcceleratorFarm {
     base.accels.forEach((a, i) => this.index.set(a.name, i));
     this.busyUntil = base.accels.map(() => 0);
     this.running = base.accels.map(() => null);
-    this.stats = base.tenants.map(() => ({ bytes: 0, firstNs: -1, lastNs: 0, uses: new Set<number>() }));
+    this.stats = base.tenants.map(() => ({
+      bytes: 0,
+      firstNs: -1,
+      lastNs: 0,
+      uses: new Set<number>(),
+      messages: 0,
+      jobs: 0,
+    }));
+    this.accelStats = base.accels.map((a) => ({
+      name: a.name,
+      capacityGbps: a.capacityGbps,
+      jobs: 0,
+      bytes: 0,
+      busyNs: 0,
+    }));
   }
 
   /** Accelerator indexes for engine names, skipping engines this farm does not model. */
@@ -100,6 +128,13 @@ export class AcceleratorFarm {
     const max = this.base.jobBytes ?? DEFAULT_JOB_BYTES;
     const total = Math.max(1, bytes);
     const msg: MessageJobs = { tag, left: Math.ceil(total / max) };
+    if (TRACE.job_submit)
+      trace('job_submit', {
+        tenant: this.sched.tenants[t]!.name,
+        bytes,
+        jobs: msg.left,
+        accels: accels.map((a) => this.base.accels[a]!.name),
+      });
     for (let off = 0; off < total; off += max) {
       this.sched.submit(
         { tenant: t, accels, bytes: Math.min(max, total - off), stage: 0, tag: msg },
@@ -133,14 +168,21 @@ export class AcceleratorFarm {
           backToBack = true;
           if (this.busyUntil[a]! > nowNs) break;
           this.running[a] = null;
+          const as = this.accelStats[a]!;
+          as.jobs++;
+          as.bytes += cur.bytes;
+          as.busyNs += (cur.bytes * 8) / as.capacityGbps;
+          if (TRACE.job_done) this.traceJob('job_done', a, cur);
           if (this.sched.complete(cur, now) < 0) {
             const st = this.stats[cur.tenant]!;
             if (st.firstNs < 0) st.firstNs = nowNs;
             st.bytes += cur.bytes;
             st.lastNs = nowNs;
+            st.jobs++;
             const msg = cur.tag as MessageJobs;
             if (--msg.left === 0) {
               this.inFlight--;
+              st.messages++;
               done(msg.tag);
             }
           }
@@ -148,6 +190,7 @@ export class AcceleratorFarm {
         const job = this.sched.next(a, now);
         if (!job) break;
         this.running[a] = job;
+        if (TRACE.job_start) this.traceJob('job_start', a, job);
         // After a job that just finished, the next starts when it finished
         // (the poll loop notices late; the accelerator did not idle); an
         // idle accelerator starts now.
@@ -156,6 +199,23 @@ export class AcceleratorFarm {
         backToBack = true;
       }
     }
+  }
+
+  private traceJob(ev: 'job_start' | 'job_done', a: number, job: SchedJob): void {
+    trace(ev, {
+      accel: this.base.accels[a]!.name,
+      tenant: this.sched.tenants[job.tenant]!.name,
+      bytes: job.bytes,
+    });
+  }
+
+  /** Per tenant (metrics): messages and jobs done, jobs queued or running now. */
+  tenantCounters(): { messages: number; jobs: number; queued: number }[] {
+    return this.stats.map((st, i) => ({
+      messages: st.messages,
+      jobs: st.jobs,
+      queued: this.sched.jobsOf(i),
+    }));
   }
 
   /** Per tenant: measured Gbps since its first completion, and the DRF allocation for what it uses. */

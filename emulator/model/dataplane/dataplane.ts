@@ -39,6 +39,8 @@ import {
   type GlobalFaultHandler,
 } from '../fault-points.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
+import { TRACE, trace } from '../../util/trace.js';
+import { CMD_OP_NAME, nameOf, SIGNAL_NAME, STATUS_NAME } from '../names.js';
 
 const SIG = ENUMS.SIG_H2D;
 const D2H = ENUMS.SIG_D2H;
@@ -203,6 +205,9 @@ export class DataPlane {
   private stagingWaiters = new Set<number>();
   /** Cross-node pipes, when the carrier gave this device a fabric (attachFabric). */
   remote: RemotePipes | null = null;
+  /** Commands answered, by op << 8 | status (metrics); the op each slot's command had. */
+  readonly commandCounts = new Map<number, number>();
+  private readonly slotOp = new Uint8Array(65536);
 
   /** The device's fault injector (fault-injection points: dma.*, signal.*, irq, job.*; the fabric's fabric.*). */
   readonly faults: FaultInjector;
@@ -383,6 +388,7 @@ export class DataPlane {
 
   /** One H2D signal (also the entry point for tests). */
   signal(type: number, id: number, value: number): void {
+    if (TRACE.signal_h2d) trace('signal_h2d', { type: nameOf(SIGNAL_NAME, type), id, value });
     switch (type) {
       case SIG.TX_TAIL:
         return this.txTail(id, value);
@@ -992,6 +998,8 @@ export class DataPlane {
     } // taken already: a repeated CMD signal
     d.setUint8(CMD_FIELD.op!, 0);
     const sid = d.getUint32(CMD_FIELD.sid!, true);
+    this.slotOp[slot] = op;
+    if (TRACE.cmd_submit) trace('cmd_submit', { slot, op: nameOf(CMD_OP_NAME, op), sid });
     let status: number;
     let result = 0;
     switch (op) {
@@ -1044,6 +1052,15 @@ export class DataPlane {
   }
 
   private answer(slot: number, status: number, result: number): void {
+    const key = (this.slotOp[slot & 0xffff]! << 8) | (status & 0xff);
+    this.commandCounts.set(key, (this.commandCounts.get(key) ?? 0) + 1);
+    if (TRACE.cmd_done)
+      trace('cmd_done', {
+        slot,
+        op: nameOf(CMD_OP_NAME, this.slotOp[slot & 0xffff]!),
+        status: nameOf(STATUS_NAME, status),
+        result,
+      });
     const v = this.host.dmaView(
       this.cfg.cmdBase + BigInt(slot * CONSTANTS.CMD_SLOT_SIZE),
       CONSTANTS.CMD_SLOT_SIZE,
@@ -1298,6 +1315,7 @@ export class DataPlane {
   // ---- D2H -------------------------------------------------------------------
 
   private emit(type: number, id: number, value: number): void {
+    if (TRACE.signal_d2h) trace('signal_d2h', { type: nameOf(SIGNAL_NAME, type), id, value });
     // Two u32 halves rather than a BigInt: this runs twice per message.
     this.d2hBacklog.push(((type << 24) | (id & 0xffffff)) >>> 0, value >>> 0);
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DmaRegions } from '../../../emulator/model/dma-regions.js';
+import { DmaRegions, PIECE } from '../../../emulator/model/dma-regions.js';
 
 describe('DMA regions', () => {
   it('translates addresses inside one region to views on its memory', () => {
@@ -38,5 +38,34 @@ describe('DMA regions', () => {
     d.add(0xfd000000n, 1 << 24, null);
     expect(d.list()).toEqual([{ iova: 0xfd000000n, len: 1 << 24, mapped: false }]);
     expect(d.view(0xfd000000n, 4)).toBeNull();
+  });
+
+  it('views a region of several GiB in overlapping pieces, so an access across a piece boundary still has one view', () => {
+    const d = new DmaRegions();
+    const len = 6 * PIECE + 4096;
+    // The transport makes the pieces; here each is a stand-in whose subarray says where it points.
+    const made: [number, number][] = [];
+    d.add(0x1_0000_0000n, len, (off, n) => {
+      made.push([off, n]);
+      return {
+        length: n,
+        subarray: (a: number, b: number) => ({ piece: off, a, b }),
+      } as unknown as Uint8Array;
+    });
+    expect(
+      made.every(([, n]) => n <= 2 * PIECE),
+      'no view longer than 2 pieces',
+    ).toBe(true);
+    expect(made.at(-1)![0] + made.at(-1)![1], 'the last piece reaches the end').toBe(len);
+    const at = (off: number, n: number): unknown => d.view(0x1_0000_0000n + BigInt(off), n);
+    expect(at(PIECE - 8, 16), 'across the first boundary: in piece 0').toEqual({
+      piece: 0,
+      a: PIECE - 8,
+      b: PIECE + 8,
+    });
+    expect(at(3 * PIECE + 5, 4)).toEqual({ piece: 3 * PIECE, a: 5, b: 9 });
+    expect(at(len - 8, 8), 'the last bytes').not.toBeNull();
+    expect(at(len - 8, 16), 'past the end').toBeNull();
+    expect(d.list()[0]!.mapped).toBe(true);
   });
 });
