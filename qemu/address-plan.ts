@@ -3,8 +3,9 @@
  * sorted order), VM v on it: 10.77.n.(v+1)/16. qemu/init puts the address on
  * the guest's dummy interface sgiov0 and exports it as $SGIOV_ADDR.
  */
-export const PLAN_PREFIX = '10.77';
-export const PLAN_PREFIX_LEN = 16;
+import { PLAN_PREFIX, PLAN_PREFIX_LEN } from '../emulator/abi/addr.js';
+
+export { PLAN_PREFIX, PLAN_PREFIX_LEN };
 
 /** The plan's address (with its prefix length) of VM `vm` on node `node`. */
 export function guestAddress(node: number, vm: number): string {

@@ -48,10 +48,12 @@ export interface RunOptions {
   timeoutS?: number;
   /** Keep the run directory (console, emulator log) even when the run went well. */
   keep?: boolean;
-  /** More `sgiov serve` arguments for the run's emulator. */
-  emulatorArgs?: string[];
+  /** The emulator as one node of a cluster: its network namespace and extra arguments (--cluster ...). */
+  emulator?: { netns?: string; extraArgs?: string[] };
   /** Called with the emulator's control socket once it is up, before QEMU starts (the demo schedules and adds faults through it). */
   beforeBoot?: (controlPath: string) => Promise<void>;
+  /** Called with the control socket once the command has ended, before the emulator stops (to read its state). */
+  afterCommand?: (controlPath: string) => Promise<void>;
 }
 
 export interface RunResult {
@@ -223,7 +225,8 @@ export async function runInVm(o: RunOptions): Promise<RunResult> {
       socketPath: dir.file('sgiov.sock'),
       logPath: dir.file('emulator.log'),
       logLevel: 'info',
-      extraArgs: ['--control', dir.file('control.sock'), ...(o.emulatorArgs ?? [])],
+      ...(o.emulator?.netns ? { netns: o.emulator.netns } : {}),
+      extraArgs: [...(o.emulator?.extraArgs ?? []), '--control', dir.file('control.sock')],
     });
     await emu.ready();
     await o.beforeBoot?.(emu.controlPath!);
@@ -267,6 +270,7 @@ export async function runInVm(o: RunOptions): Promise<RunResult> {
       throw e;
     }
     const seconds = (Date.now() - t0) / 1000;
+    await o.afterCommand?.(emu.controlPath!);
     const status = (await controlCall(emu.controlPath!, 'status')) as {
       device: { dataPlane: { counters: Record<string, unknown>; socketsOpen: number } };
     };

@@ -6,7 +6,7 @@
  * header differs from what this file generates.
  */
 
-export const ABI_VERSION = { major: 1, minor: 1 } as const;
+export const ABI_VERSION = { major: 1, minor: 2 } as const;
 
 /** PCI identity (defaults; the CLI can override the ids). 0x1234 is the
  *  vendor id that QEMU's own example devices (edu, bochs) use for devices
@@ -275,6 +275,13 @@ export const REGISTERS: readonly RegisterDef[] = [
     access: 'rw',
     doc: 'VxLAN network id the encapsulation engine writes and the decapsulation engine expects',
   },
+  {
+    name: 'BYTES_MOVED',
+    offset: 0x288,
+    width: 8,
+    access: 'ro',
+    doc: 'Bytes moved through warp pipes since start (ABI 1.2; what a guest test reads around a program)',
+  },
 ] as const;
 
 /** Trapped doorbells, also in BAR0. A 4-byte write of a tag starts the job. */
@@ -306,6 +313,10 @@ export const CONSTANTS = {
   CRYPTO_TAG_LEN: 16,
   /** The encapsulation header (VxLAN-style: flags, reserved, 24-bit VNI, reserved). */
   ENCAP_HDR_LEN: 8,
+  /** Tenants the device holds at once (ids 0..MAX_TENANTS_DEFAULT-1; 0 is the default tenant and always exists). */
+  MAX_TENANTS_DEFAULT: 256,
+  /** struct sgiov_tenant_cfg.name: bytes, NUL-padded. */
+  TENANT_NAME_LEN: 32,
 } as const;
 
 /** Bit fields: name -> bit number. */
@@ -317,6 +328,15 @@ export const BITS = {
   DP_CONTROL: { START: 0 },
   DP_STATUS: { RUNNING: 0, POLLING: 1 },
   SHM_FLAG: { NEED_KICK: 0 },
+  /**
+   * A command slot's flags (ABI 1.2, IP addressing). ADDR: LISTEN on the
+   * socket's bound (address, port), CONNECT to the (address, port) in the
+   * slot. V6ONLY: BIND, an IPv6 wildcard that does not take IPv4
+   * connections. PEER: NAME reports the peer's name, not the socket's own.
+   */
+  CMD_FLAG: { ADDR: 0, V6ONLY: 1, PEER: 2 },
+  /** struct sgiov_tenant_cfg.flags: which of the tenant's own keys the config gives. */
+  TENANT_CFG: { AES: 0, VNI: 1 },
 } as const;
 
 /** Enumerations: name -> value. */
@@ -412,7 +432,31 @@ export const ENUMS = {
     FULL_COPY: 7,
   },
   /** TENANT sets a tenant's weight and demand cap for the accelerator schedulers (tenant, arg, cap_mbps). */
-  CMD_OP: { CREATE: 1, LISTEN: 2, CONNECT: 3, ACCEPT: 4, CLOSE: 5, TENANT: 6 },
+  CMD_OP: {
+    CREATE: 1,
+    LISTEN: 2,
+    CONNECT: 3,
+    ACCEPT: 4,
+    CLOSE: 5,
+    TENANT: 6,
+    /** ABI 1.2: gives the socket its local (address, port); port 0: the device picks an ephemeral one (the result). */
+    BIND: 16,
+    /** ABI 1.2: arg 0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR (Linux's values). SHUT_WR: the peer reads EOF after what was sent, and may still send. */
+    SHUTDOWN: 17,
+    /** ABI 1.2: the device writes the socket's name (flag PEER: its peer's) into the slot's addr and port; result 1 when it has one. */
+    NAME: 18,
+    /**
+     * Tenants made by the driver. TENANT_CREATE: tenant = the id wanted (0: the
+     * lowest free one), arg = the weight in thousandths (>= 1), cap_mbps, tx_addr
+     * = guest address of a struct sgiov_tenant_cfg (0: none); result = the id.
+     * TENANT_DELETE: tenant = the id; EBUSY while a socket of it exists.
+     * TENANT_KEYS: tenant = the id, tx_addr = a struct sgiov_tenant_cfg whose
+     * flags say which keys to set (its name is ignored).
+     */
+    TENANT_CREATE: 32,
+    TENANT_DELETE: 33,
+    TENANT_KEYS: 34,
+  },
   /** Command status values are Linux errno numbers, so a driver can return -status. */
   STATUS: {
     OK: 0,
@@ -430,6 +474,11 @@ export const ENUMS = {
     EISCONN: 106,
     ENOTCONN: 107,
     ECONNREFUSED: 111,
+    EADDRNOTAVAIL: 99,
+    EAFNOSUPPORT: 97,
+    EOPNOTSUPP: 95,
+    /** TENANT_CREATE: the tenant table is full. */
+    ENOSPC: 28,
   },
   EVENT: {
     /** A listener has a connection waiting for accept. */
@@ -438,6 +487,8 @@ export const ENUMS = {
     CONNECTED: 2,
     /** The peer closed: no more messages will arrive after those already delivered. */
     PEER_CLOSED: 3,
+    /** The peer shut down its sending side (SHUTDOWN, SHUT_WR): no more messages after those delivered; this socket may still send. */
+    PEER_SHUTDOWN: 4,
   },
   /** Why a socket went to the error state (SOCK_ERROR) or a signal was rejected (DEV_ERROR). */
   SERR: {
@@ -471,6 +522,8 @@ export interface StructField {
   offset: number;
   type: 'u8' | 'u16' | 'u32' | 'u64';
   doc: string;
+  /** An array of this many elements (absent: one). */
+  count?: number;
 }
 
 /** Structures in guest memory, as the device reads and writes them. */
@@ -485,11 +538,26 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
         type: 'u8',
         doc: 'SGIOV_CMD_OP_*; the device writes 0 here when it takes the command, and ignores a CMD signal for a slot whose op is 0 (a repeated signal)',
       },
-      { name: 'flags', offset: 1, type: 'u8', doc: 'reserved, 0' },
-      { name: 'port', offset: 2, type: 'u16', doc: 'LISTEN, CONNECT: the port' },
+      { name: 'flags', offset: 1, type: 'u8', doc: 'SGIOV_CMD_FLAG_* bits (ABI 1.2); otherwise 0' },
+      {
+        name: 'port',
+        offset: 2,
+        type: 'u16',
+        doc: 'LISTEN, CONNECT, BIND: the port; NAME: written by the device',
+      },
       { name: 'sid', offset: 4, type: 'u32', doc: 'the socket the command is for (TENANT: unused, 0)' },
-      { name: 'tx_addr', offset: 8, type: 'u64', doc: 'CREATE: guest address of the tx ring' },
-      { name: 'rx_addr', offset: 16, type: 'u64', doc: 'CREATE: guest address of the rx ring' },
+      {
+        name: 'tx_addr',
+        offset: 8,
+        type: 'u64',
+        doc: 'CREATE: guest address of the tx ring; BIND, CONNECT (flag ADDR), NAME: bytes 0..7 of the IPv6 address (IPv4 as ::ffff:a.b.c.d), in network order',
+      },
+      {
+        name: 'rx_addr',
+        offset: 16,
+        type: 'u64',
+        doc: 'CREATE: guest address of the rx ring; BIND, CONNECT (flag ADDR), NAME: bytes 8..15 of the address',
+      },
       { name: 'tx_size', offset: 24, type: 'u32', doc: 'CREATE: tx ring size, a power of two' },
       { name: 'rx_size', offset: 28, type: 'u32', doc: 'CREATE: rx ring size, a power of two' },
       {
@@ -529,6 +597,33 @@ export const STRUCTS: Record<string, { size: number; doc: string; fields: Struct
         type: 'u32',
         doc: 'TENANT: the demand cap in Mbps per used accelerator (0: none); otherwise 0',
       },
+    ],
+  },
+  tenant_cfg: {
+    size: 72,
+    doc: "A tenant's name and own keys (TENANT_CREATE, TENANT_KEYS: the command's tx_addr points at it). A key or VNI the flags do not give falls back to the device-wide one (CRYPTO_KEY, ENCAP_VNI).",
+    fields: [
+      {
+        name: 'name',
+        offset: 0,
+        type: 'u8',
+        count: 32,
+        doc: 'TENANT_CREATE: printable ASCII, NUL-padded; unique (EEXIST); empty: tenant<id>',
+      },
+      {
+        name: 'aes_key',
+        offset: 32,
+        type: 'u8',
+        count: 32,
+        doc: 'AES-256-GCM key of its sockets (SGIOV_TENANT_CFG_AES)',
+      },
+      {
+        name: 'vni',
+        offset: 64,
+        type: 'u32',
+        doc: 'VxLAN network id of its sockets, <= 0xffffff (SGIOV_TENANT_CFG_VNI)',
+      },
+      { name: 'flags', offset: 68, type: 'u32', doc: 'SGIOV_TENANT_CFG_* bits; others EINVAL' },
     ],
   },
 };

@@ -113,7 +113,7 @@ export function generateHeader(): string {
     out.push(`struct sgiov_${name} {`);
     for (const f of st.fields)
       out.push(
-        `\t${('SGIOV_' + f.type.toUpperCase()).padEnd(10)} ${(f.name + ';').padEnd(12)} /* ${hex(f.offset, 2)}: ${f.doc} */`,
+        `\t${('SGIOV_' + f.type.toUpperCase()).padEnd(10)} ${(f.name + (f.count ? `[${f.count}]` : '') + ';').padEnd(12)} /* ${hex(f.offset, 2)}: ${f.doc} */`,
       );
     out.push('} __attribute__((packed));');
     out.push(`_Static_assert(sizeof(struct sgiov_${name}) == ${st.size}, "struct sgiov_${name} size");`);

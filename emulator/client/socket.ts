@@ -3,7 +3,7 @@
  * a tx and an rx ring in guest memory, moved by signals (SgiovSocketDriver
  * in sockets.ts owns the memory, the FIFOs and the command slots).
  */
-import { ENUMS } from '../abi/abi.js';
+import { BITS, ENUMS } from '../abi/abi.js';
 import { SERR_NAME, SgiovError } from './errors.js';
 import type { SgiovSocketDriver } from './sockets.js';
 
@@ -19,6 +19,8 @@ export class SgiovSocket {
   private partial = 0;
   pendingConnections = 0;
   peerClosed = false;
+  /** The peer shut down its sending side (half-close): nothing more will arrive; this socket may still send. */
+  peerShutdown = false;
   error: string | null = null;
   closed = false;
 
@@ -57,6 +59,53 @@ export class SgiovSocket {
     return () => {
       this.drv.complete(slot);
     };
+  }
+
+  /** BIND (ABI 1.2): the socket's local (address, port); port 0: the device picks one. Returns the port. */
+  bind(addr: Uint8Array, port = 0, v6only = false): number {
+    return this.drv.command(ENUMS.CMD_OP.BIND, {
+      sid: this.sid,
+      addr,
+      port,
+      flags: v6only ? 1 << BITS.CMD_FLAG.V6ONLY : 0,
+    });
+  }
+
+  /** LISTEN on the bound (address, port). */
+  listenBound(): void {
+    this.drv.command(ENUMS.CMD_OP.LISTEN, { sid: this.sid, flags: 1 << BITS.CMD_FLAG.ADDR });
+  }
+
+  /** CONNECT to (address, port); the returned function waits for the accept (or the refusal). */
+  connectAddrStart(addr: Uint8Array, port: number, chain = 0): () => void {
+    const slot = this.drv.submit(ENUMS.CMD_OP.CONNECT, {
+      sid: this.sid,
+      addr,
+      port,
+      chain,
+      flags: 1 << BITS.CMD_FLAG.ADDR,
+    });
+    return () => {
+      this.drv.complete(slot);
+    };
+  }
+
+  connectAddr(addr: Uint8Array, port: number): void {
+    this.connectAddrStart(addr, port)();
+  }
+
+  /** SHUTDOWN: 0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR. */
+  shutdown(how: number): void {
+    this.drv.command(ENUMS.CMD_OP.SHUTDOWN, { sid: this.sid, arg: how });
+  }
+
+  /** NAME: the socket's (or its peer's) address and port; null when it has none. */
+  name(peer = false): { addr: Uint8Array; port: number } | null {
+    const r = this.drv.commandName(ENUMS.CMD_OP.NAME, {
+      sid: this.sid,
+      flags: peer ? 1 << BITS.CMD_FLAG.PEER : 0,
+    });
+    return r.result ? { addr: r.addr, port: r.port } : null;
   }
 
   /** Accepts one pending connection into a new socket; throws EAGAIN when none waits. */
@@ -262,6 +311,7 @@ export class SgiovSocket {
   onEvent(ev: number): void {
     if (ev === ENUMS.EVENT.CONN_PENDING) this.pendingConnections++;
     else if (ev === ENUMS.EVENT.PEER_CLOSED) this.peerClosed = true;
+    else if (ev === ENUMS.EVENT.PEER_SHUTDOWN) this.peerShutdown = true;
   }
   onError(code: number, name?: string): void {
     this.error ??= name ?? SERR_NAME[code] ?? `SERR ${code}`;

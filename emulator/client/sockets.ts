@@ -8,7 +8,8 @@
  * command slots and the sockets' rings. Calls are synchronous: a call that
  * needs the device's answer pumps until it comes (DeviceAccess.wait).
  */
-import { CONSTANTS, ENUMS, reg, SHM, STRUCTS } from '../abi/abi.js';
+import { addrFromWords, addrToWords } from '../abi/addr.js';
+import { BITS, CONSTANTS, ENUMS, reg, SHM, STRUCTS } from '../abi/abi.js';
 import { atomicLoad64, atomicStore64 } from '../util/atomics.js';
 import { ERRNO_NAME, SERR_NAME, SgiovError } from './errors.js';
 import { SgiovSocket } from './socket.js';
@@ -99,6 +100,16 @@ class Allocator {
   }
 }
 
+/** A tenant's name and own keys (struct sgiov_tenant_cfg). */
+export interface TenantOptions {
+  name?: string;
+  /** 32 bytes. */
+  aesKey?: Uint8Array;
+  vni?: number;
+  /** The flags word as written (to test bad ones); default: from the fields given. */
+  rawFlags?: number;
+}
+
 export interface CmdFields {
   sid: number;
   port?: number;
@@ -110,6 +121,10 @@ export interface CmdFields {
   chain?: number;
   tenant?: number;
   capMbps?: number;
+  /** SGIOV_CMD_FLAG_* bits (ABI 1.2). */
+  flags?: number;
+  /** BIND, CONNECT (flag ADDR): the 16-byte address, in tx_addr/rx_addr (instead of txAddr/rxAddr). */
+  addr?: Uint8Array;
 }
 
 /** A chain code from stage names, first stage first (at most 4). */
@@ -397,10 +412,12 @@ export class SgiovSocketDriver {
     const off = this.cmdOff + slot * CONSTANTS.CMD_SLOT_SIZE;
     this.dev.mem.fill(0, off, off + CONSTANTS.CMD_SLOT_SIZE);
     this.mem.setUint8(off + CMD.op!, op);
+    this.mem.setUint8(off + CMD.flags!, fields.flags ?? 0);
     this.mem.setUint16(off + CMD.port!, fields.port ?? 0, true);
     this.mem.setUint32(off + CMD.sid!, fields.sid, true);
-    this.mem.setBigUint64(off + CMD.tx_addr!, fields.txAddr ?? 0n, true);
-    this.mem.setBigUint64(off + CMD.rx_addr!, fields.rxAddr ?? 0n, true);
+    const [lo, hi] = fields.addr ? addrToWords(fields.addr) : [fields.txAddr ?? 0n, fields.rxAddr ?? 0n];
+    this.mem.setBigUint64(off + CMD.tx_addr!, lo, true);
+    this.mem.setBigUint64(off + CMD.rx_addr!, hi, true);
     this.mem.setUint32(off + CMD.tx_size!, fields.txSize ?? 0, true);
     this.mem.setUint32(off + CMD.rx_size!, fields.rxSize ?? 0, true);
     this.mem.setUint32(off + CMD.arg!, fields.arg ?? 0, true);
@@ -410,6 +427,21 @@ export class SgiovSocketDriver {
     this.cmdWaiting.add(slot);
     this.signal(SIG.CMD, slot, 0);
     return slot;
+  }
+
+  /** Runs one command; its result and the (address, port) the device wrote back into the slot (NAME). */
+  commandName(op: number, fields: CmdFields): { result: number; addr: Uint8Array; port: number } {
+    const slot = this.submit(op, fields);
+    const result = this.complete(slot);
+    const off = this.cmdOff + slot * CONSTANTS.CMD_SLOT_SIZE;
+    return {
+      result,
+      addr: addrFromWords(
+        this.mem.getBigUint64(off + CMD.tx_addr!, true),
+        this.mem.getBigUint64(off + CMD.rx_addr!, true),
+      ),
+      port: this.mem.getUint16(off + CMD.port!, true),
+    };
   }
 
   /** Whether the answer to `slot` has come. */
@@ -441,6 +473,76 @@ export class SgiovSocketDriver {
       arg: Math.round(weight * 1000),
       capMbps: capGbps === undefined ? 0 : Math.round(capGbps * 1000),
     });
+  }
+
+  // ---- tenants made by the driver ------------------------------------------------
+
+  /**
+   * Creates a tenant (TENANT_CREATE): its id (`opts.id`, or the lowest free
+   * one), or SgiovError with the errno (EEXIST, EINVAL, ENOSPC, EFAULT).
+   */
+  createTenant(opts: TenantOptions & { id?: number; weight?: number; capGbps?: number } = {}): number {
+    return this.withTenantCfg(opts, true, (cfg) =>
+      this.command(ENUMS.CMD_OP.TENANT_CREATE, {
+        sid: 0,
+        tenant: opts.id ?? 0,
+        arg: Math.round((opts.weight ?? 1) * 1000),
+        capMbps: opts.capGbps === undefined ? 0 : Math.round(opts.capGbps * 1000),
+        txAddr: cfg,
+      }),
+    );
+  }
+
+  /** Deletes a tenant (TENANT_DELETE): EBUSY while one of its sockets exists, ENOENT for no such tenant. */
+  deleteTenant(id: number): void {
+    this.command(ENUMS.CMD_OP.TENANT_DELETE, { sid: 0, tenant: id });
+  }
+
+  /** Gives a tenant its own AES key and/or VNI (TENANT_KEYS). */
+  setTenantKeys(id: number, keys: Omit<TenantOptions, 'name'>): void {
+    this.withTenantCfg(keys, false, (cfg) =>
+      this.command(ENUMS.CMD_OP.TENANT_KEYS, { sid: 0, tenant: id, txAddr: cfg }),
+    );
+  }
+
+  /** Runs `f` with a struct sgiov_tenant_cfg in guest memory (its address; 0n when there is nothing to say and `optional`). */
+  private withTenantCfg<T>(o: TenantOptions, optional: boolean, f: (addr: bigint) => T): T {
+    if (
+      optional &&
+      o.name === undefined &&
+      o.aesKey === undefined &&
+      o.vni === undefined &&
+      o.rawFlags === undefined
+    )
+      return f(0n);
+    const F = Object.fromEntries(STRUCTS.tenant_cfg!.fields.map((x) => [x.name, x.offset])) as Record<
+      string,
+      number
+    >;
+    const size = STRUCTS.tenant_cfg!.size;
+    const off = this.alloc.alloc(size, 64);
+    const mem = this.dev.mem;
+    mem.fill(0, off, off + size);
+    try {
+      const name = new TextEncoder().encode(o.name ?? '');
+      if (name.length > CONSTANTS.TENANT_NAME_LEN)
+        throw new SgiovError(`tenant name longer than ${CONSTANTS.TENANT_NAME_LEN} bytes`, 'EINVAL');
+      mem.set(name, off + F.name!);
+      let flags = 0;
+      if (o.aesKey !== undefined) {
+        if (o.aesKey.length !== 32) throw new SgiovError('an AES-256 key is 32 bytes', 'EINVAL');
+        mem.set(o.aesKey, off + F.aes_key!);
+        flags |= 1 << BITS.TENANT_CFG.AES;
+      }
+      if (o.vni !== undefined) {
+        this.mem.setUint32(off + F.vni!, o.vni, true);
+        flags |= 1 << BITS.TENANT_CFG.VNI;
+      }
+      this.mem.setUint32(off + F.flags!, o.rawFlags ?? flags, true);
+      return f(this.addr(off));
+    } finally {
+      this.alloc.release(off, size);
+    }
   }
 
   // ---- sockets ---------------------------------------------------------------

@@ -78,7 +78,7 @@ export function deviceCommand(model: SgiovDevice, cmd: string, args: Record<stri
     case 'tenants':
       if (!model.dp.farm)
         throw new Error('tenants: the accelerators are not scheduled (see the schedule command)');
-      return { policy: model.dp.farm.sched.kind, tenants: model.dp.farm.report() };
+      return { policy: model.dp.farm.sched.kind, tenants: model.dp.tenantReport() };
     case 'tenant':
       return tenant(model, args);
     default:
@@ -131,8 +131,15 @@ function schedule(model: SgiovDevice, args: Record<string, unknown>): unknown {
     return { name: name as AccelName, capacityGbps: gbps };
   });
   if (accels.length === 0) throw new Error('schedule: at least one accelerator');
-  const ten = args.tenants ?? [{ name: 'default' }];
-  if (!Array.isArray(ten) || ten.length === 0) throw new Error('schedule: "tenants" is a non-empty list');
+  if (args.tenants !== undefined && dp.tenants.guestMade.length > 0)
+    throw new Error(
+      `schedule: the guest made tenants ${dp.tenants.guestMade.map((t) => `${t.id} (${t.name})`).join(', ')}; ` +
+        'leave "tenants" out to keep the tenant table, or delete them first',
+    );
+  const ten = args.tenants ?? [];
+  if (!Array.isArray(ten) || (args.tenants !== undefined && ten.length === 0))
+    throw new Error('schedule: "tenants" is a non-empty list');
+  if (ten.length > dp.tenants.max) throw new Error(`schedule: at most ${dp.tenants.max} tenants`);
   const names = new Set<string>();
   const tenants = ten.map((t: unknown, i: number) => {
     const o = (typeof t === 'object' && t !== null ? t : {}) as Record<string, unknown>;
@@ -163,7 +170,18 @@ function schedule(model: SgiovDevice, args: Record<string, unknown>): unknown {
     jobBytes > CONSTANTS.RING_MAX
   )
     throw new Error(`schedule: jobBytes must be a whole number of bytes in 64..${CONSTANTS.RING_MAX}`);
-  dp.configureFarm({ accels, tenants, policy: policyOf(args.policy ?? 'drf', args.vfs), jobBytes });
+  const policy = policyOf(args.policy ?? 'drf', args.vfs);
+  if (args.tenants === undefined) {
+    // The tenants as they stand (the default one, and those the host or the guest made).
+    try {
+      dp.configureFarm({ accels, tenants: dp.tenants.specs(), policy, jobBytes });
+    } catch (e) {
+      throw new Error(`schedule: ${(e as Error).message}`);
+    }
+  } else {
+    dp.configureFarm({ accels, tenants, policy, jobBytes });
+    dp.tenants.replace(tenants);
+  }
   return { scheduled: true, ...dp.farm!.cfg };
 }
 
@@ -174,10 +192,13 @@ function schedule(model: SgiovDevice, args: Record<string, unknown>): unknown {
 function tenant(model: SgiovDevice, args: Record<string, unknown>): unknown {
   const farm = model.dp.farm;
   if (!farm) throw new Error('tenant: the accelerators are not scheduled (see the schedule command)');
-  const i = farm.tenants.findIndex((t) => t.name === args.tenant);
+  const i = farm.tenants.findIndex((t, id) => t.name === args.tenant && model.dp.tenants.has(id));
   if (i < 0)
     throw new Error(
-      `tenant: unknown tenant '${String(args.tenant)}' (known: ${farm.tenants.map((t) => t.name).join(', ')})`,
+      `tenant: unknown tenant '${String(args.tenant)}' (known: ${model.dp.tenants
+        .list()
+        .map((t) => t.name)
+        .join(', ')})`,
     );
   const cur = farm.tenants[i]!;
   const weight = args.weight === undefined ? cur.weight : args.weight;
@@ -187,12 +208,14 @@ function tenant(model: SgiovDevice, args: Record<string, unknown>): unknown {
   if (cap !== undefined && (typeof cap !== 'number' || !(cap > 0) || !Number.isFinite(cap)))
     throw new Error(`tenant: '${cur.name}': cap must be a number of Gbps > 0, or null`);
   try {
-    farm.setTenant(i, {
+    const spec = {
       name: cur.name,
       weight,
       ...(cur.priority !== undefined ? { priority: cur.priority } : {}),
       ...(cap !== undefined ? { capGbps: cap } : {}),
-    });
+    };
+    farm.setTenant(i, spec);
+    model.dp.tenants.update(i, spec);
   } catch (e) {
     throw new Error(`tenant: ${(e as Error).message}`);
   }

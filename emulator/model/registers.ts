@@ -256,6 +256,7 @@ function dataPlaneRegisters(dev: RegisterHost, num: (v: number) => bigint): Reco
     KICKS: ctr(() => dp.counters.kicks),
     SIGNAL_ERRORS: ctr(() => dp.counters.signalErrors),
     MSGS_MOVED: ctr(() => dp.counters.msgsMoved),
+    BYTES_MOVED: { read: () => BigInt(dp.counters.bytesMoved) },
     ...Object.fromEntries(
       [0, 1, 2, 3].map((i): [string, RegBehaviour] => [
         i === 0 ? 'CRYPTO_KEY' : `CRYPTO_KEY${i}`,

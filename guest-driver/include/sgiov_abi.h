@@ -7,7 +7,7 @@
 #define SGIOV_ABI_H
 
 #define SGIOV_ABI_MAJOR                      1
-#define SGIOV_ABI_MINOR                      1
+#define SGIOV_ABI_MINOR                      2
 
 /* PCI identity (defaults) */
 #define SGIOV_PCI_VENDOR_ID                  0x1234
@@ -55,6 +55,8 @@
 #define SGIOV_CRYPTO_IV_LEN                  0xc
 #define SGIOV_CRYPTO_TAG_LEN                 0x10
 #define SGIOV_ENCAP_HDR_LEN                  0x8
+#define SGIOV_MAX_TENANTS_DEFAULT            0x100
+#define SGIOV_TENANT_NAME_LEN                0x20
 
 /* BAR0 registers: offset, width in bytes */
 #define SGIOV_REG_ID                         0x000           /* ro, 32-bit: Magic SGIOV_ID_MAGIC */
@@ -102,6 +104,7 @@
 #define SGIOV_REG_CRYPTO_KEY2                0x270           /* wo, 64-bit: key bits 128..191 */
 #define SGIOV_REG_CRYPTO_KEY3                0x278           /* wo, 64-bit: key bits 192..255 */
 #define SGIOV_REG_ENCAP_VNI                  0x280           /* rw, 32-bit: VxLAN network id the encapsulation engine writes and the decapsulation engine expects */
+#define SGIOV_REG_BYTES_MOVED                0x288           /* ro, 64-bit: Bytes moved through warp pipes since start (ABI 1.2; what a guest test reads around a program) */
 
 /* Doorbells (trapped), BAR0 */
 #define SGIOV_DOORBELL_BASE                  0x1000
@@ -126,6 +129,11 @@
 #define SGIOV_DP_STATUS_RUNNING              (1u << 0)
 #define SGIOV_DP_STATUS_POLLING              (1u << 1)
 #define SGIOV_SHM_FLAG_NEED_KICK             (1u << 0)
+#define SGIOV_CMD_FLAG_ADDR                  (1u << 0)
+#define SGIOV_CMD_FLAG_V6ONLY                (1u << 1)
+#define SGIOV_CMD_FLAG_PEER                  (1u << 2)
+#define SGIOV_TENANT_CFG_AES                 (1u << 0)
+#define SGIOV_TENANT_CFG_VNI                 (1u << 1)
 
 /* Enumerations */
 #define SGIOV_DMA_OP_COPY                    0
@@ -178,6 +186,12 @@
 #define SGIOV_CMD_OP_ACCEPT                  4
 #define SGIOV_CMD_OP_CLOSE                   5
 #define SGIOV_CMD_OP_TENANT                  6
+#define SGIOV_CMD_OP_BIND                    16
+#define SGIOV_CMD_OP_SHUTDOWN                17
+#define SGIOV_CMD_OP_NAME                    18
+#define SGIOV_CMD_OP_TENANT_CREATE           32
+#define SGIOV_CMD_OP_TENANT_DELETE           33
+#define SGIOV_CMD_OP_TENANT_KEYS             34
 #define SGIOV_STATUS_OK                      0
 #define SGIOV_STATUS_ENOENT                  2
 #define SGIOV_STATUS_EAGAIN                  11
@@ -193,9 +207,14 @@
 #define SGIOV_STATUS_EISCONN                 106
 #define SGIOV_STATUS_ENOTCONN                107
 #define SGIOV_STATUS_ECONNREFUSED            111
+#define SGIOV_STATUS_EADDRNOTAVAIL           99
+#define SGIOV_STATUS_EAFNOSUPPORT            97
+#define SGIOV_STATUS_EOPNOTSUPP              95
+#define SGIOV_STATUS_ENOSPC                  28
 #define SGIOV_EVENT_CONN_PENDING             1
 #define SGIOV_EVENT_CONNECTED                2
 #define SGIOV_EVENT_PEER_CLOSED              3
+#define SGIOV_EVENT_PEER_SHUTDOWN            4
 #define SGIOV_SERR_NO_SUCH_RING              1
 #define SGIOV_SERR_SOCKET_CLOSED             2
 #define SGIOV_SERR_BAD_TAIL                  3
@@ -239,11 +258,11 @@
 /* A command slot (CMD_BASE + index * 64). The driver fills it and sends SIG_H2D_CMD; the device writes status and result, then sends SIG_D2H_CMD_DONE. */
 struct sgiov_cmd {
 	SGIOV_U8   op;          /* 0x00: SGIOV_CMD_OP_*; the device writes 0 here when it takes the command, and ignores a CMD signal for a slot whose op is 0 (a repeated signal) */
-	SGIOV_U8   flags;       /* 0x01: reserved, 0 */
-	SGIOV_U16  port;        /* 0x02: LISTEN, CONNECT: the port */
+	SGIOV_U8   flags;       /* 0x01: SGIOV_CMD_FLAG_* bits (ABI 1.2); otherwise 0 */
+	SGIOV_U16  port;        /* 0x02: LISTEN, CONNECT, BIND: the port; NAME: written by the device */
 	SGIOV_U32  sid;         /* 0x04: the socket the command is for (TENANT: unused, 0) */
-	SGIOV_U64  tx_addr;     /* 0x08: CREATE: guest address of the tx ring */
-	SGIOV_U64  rx_addr;     /* 0x10: CREATE: guest address of the rx ring */
+	SGIOV_U64  tx_addr;     /* 0x08: CREATE: guest address of the tx ring; BIND, CONNECT (flag ADDR), NAME: bytes 0..7 of the IPv6 address (IPv4 as ::ffff:a.b.c.d), in network order */
+	SGIOV_U64  rx_addr;     /* 0x10: CREATE: guest address of the rx ring; BIND, CONNECT (flag ADDR), NAME: bytes 8..15 of the address */
 	SGIOV_U32  tx_size;     /* 0x18: CREATE: tx ring size, a power of two */
 	SGIOV_U32  rx_size;     /* 0x1c: CREATE: rx ring size, a power of two */
 	SGIOV_U32  arg;         /* 0x20: ACCEPT: the listening socket; CONNECT: the node (0: this one; else 1 + its index in the cluster's sorted names); TENANT: the weight in thousandths (1000: weight 1), >= 1 */
@@ -255,6 +274,14 @@ struct sgiov_cmd {
 	SGIOV_U32  cap_mbps;    /* 0x3c: TENANT: the demand cap in Mbps per used accelerator (0: none); otherwise 0 */
 } __attribute__((packed));
 _Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
+/* A tenant's name and own keys (TENANT_CREATE, TENANT_KEYS: the command's tx_addr points at it). A key or VNI the flags do not give falls back to the device-wide one (CRYPTO_KEY, ENCAP_VNI). */
+struct sgiov_tenant_cfg {
+	SGIOV_U8   name[32];    /* 0x00: TENANT_CREATE: printable ASCII, NUL-padded; unique (EEXIST); empty: tenant<id> */
+	SGIOV_U8   aes_key[32]; /* 0x20: AES-256-GCM key of its sockets (SGIOV_TENANT_CFG_AES) */
+	SGIOV_U32  vni;         /* 0x40: VxLAN network id of its sockets, <= 0xffffff (SGIOV_TENANT_CFG_VNI) */
+	SGIOV_U32  flags;       /* 0x44: SGIOV_TENANT_CFG_* bits; others EINVAL */
+} __attribute__((packed));
+_Static_assert(sizeof(struct sgiov_tenant_cfg) == 72, "struct sgiov_tenant_cfg size");
 #endif /* __ASSEMBLER__ */
 #define SGIOV_CMD_OFF_OP                     0x00
 #define SGIOV_CMD_OFF_FLAGS                  0x01
@@ -272,5 +299,10 @@ _Static_assert(sizeof(struct sgiov_cmd) == 64, "struct sgiov_cmd size");
 #define SGIOV_CMD_OFF_TENANT                 0x38
 #define SGIOV_CMD_OFF_CAP_MBPS               0x3c
 #define SGIOV_CMD_SIZE                       64
+#define SGIOV_TENANT_CFG_OFF_NAME            0x00
+#define SGIOV_TENANT_CFG_OFF_AES_KEY         0x20
+#define SGIOV_TENANT_CFG_OFF_VNI             0x40
+#define SGIOV_TENANT_CFG_OFF_FLAGS           0x44
+#define SGIOV_TENANT_CFG_SIZE                72
 
 #endif /* SGIOV_ABI_H */

@@ -108,8 +108,10 @@ struct sgiov_create {
 	__u32 tx_size; /* bytes, power of two; 0: the default (1 MiB) */
 	__u32 rx_size;
 	__u32 tenant; /* the socket's tenant: an index in the device's schedule (0: the default) */
-	__u32 flags;  /* reserved, 0 (EINVAL otherwise) */
+	__u32 flags;  /* SGIOV_CREATE_* (EINVAL for others) */
 };
+/* struct sgiov_create.flags: a stream socket (TCP semantics; see "Stream sockets") */
+#define SGIOV_CREATE_STREAM 0x1
 /* The size of struct sgiov_create before tenants (tx_size and rx_size only). */
 #define SGIOV_CREATE_SIZE_V0 8
 
@@ -213,6 +215,42 @@ struct sgiov_tenant {
 #define SGIOV_IOC_SET_TENANT _IOW(SGIOV_IOC_MAGIC, 11, struct sgiov_tenant)
 
 /*
+ * Tenants made from the guest (CAP_NET_ADMIN; any open socket file of the
+ * device will do, as for SET_TENANT; the module's tenant.c):
+ *   SGIOV_IOC_TENANT_CREATE  a tenant with a name, weight, demand cap and,
+ *                            optionally, its own AES-256-GCM key and VNI;
+ *                            id in: the id wanted (0: the lowest free one),
+ *                            out: its id. EEXIST: the id or name is taken;
+ *                            EINVAL: weight 0, a bad name, flag or VNI, a
+ *                            cap above every accelerator; ENOSPC: the
+ *                            device's tenant table is full.
+ *   SGIOV_IOC_TENANT_DELETE  deletes one: EBUSY while a socket of it exists
+ *                            (close them first), ENOENT for no such tenant,
+ *                            EINVAL for tenant 0 (the default one stays).
+ *   SGIOV_IOC_TENANT_KEYS    gives a tenant its own key and/or VNI (flags say
+ *                            which; name, weight and cap are ignored).
+ * A socket's ENCRYPT and ENCAP stages use its tenant's own key and VNI, its
+ * peer's DECRYPT and DECAP stages the peer's tenant's; a tenant without
+ * its own uses the device-wide ones (SGIOV_IOC_SET_KEYS).
+ */
+#define SGIOV_TENANT_AES 0x1 /* aes_key is the tenant's own */
+#define SGIOV_TENANT_VNI 0x2 /* vni is the tenant's own */
+
+struct sgiov_tenant_new {
+	__u32 id;	    /* in: wanted (0: any); out (CREATE): the tenant's id */
+	__u32 weight_milli; /* CREATE: weight in thousandths, >= 1 */
+	__u32 cap_mbps;	    /* CREATE: demand cap in Mbps per used accelerator; 0: none */
+	__u32 flags;	    /* SGIOV_TENANT_*; others EINVAL */
+	__u32 vni;	    /* with SGIOV_TENANT_VNI: <= 0xffffff */
+	__u32 reserved;	    /* 0 */
+	char name[32];	    /* CREATE: printable ASCII, NUL-padded; "" : tenant<id> */
+	__u8 aes_key[32];   /* with SGIOV_TENANT_AES */
+};
+#define SGIOV_IOC_TENANT_CREATE _IOWR(SGIOV_IOC_MAGIC, 20, struct sgiov_tenant_new)
+#define SGIOV_IOC_TENANT_DELETE _IOW(SGIOV_IOC_MAGIC, 21, __u32)
+#define SGIOV_IOC_TENANT_KEYS	_IOW(SGIOV_IOC_MAGIC, 22, struct sgiov_tenant_new)
+
+/*
  * CONNECT to a listener on another node of the emulator's cluster (cross-
  * node warp pipes). node: 0 is this node, otherwise 1 + the node's index in
  * the cluster's sorted names (the emulator logs the table at start). Then
@@ -226,5 +264,71 @@ struct sgiov_connect_node {
 	__u32 flags; /* reserved, 0 (EINVAL otherwise) */
 };
 #define SGIOV_IOC_CONNECT_NODE _IOW(SGIOV_IOC_MAGIC, 12, struct sgiov_connect_node)
+
+/*
+ * Stream sockets and IP addresses (ABI 1.2), for the preload library
+ * (guest-driver/preload) that gives unmodified programs SG-IOV sockets.
+ *
+ * SGIOV_CREATE_STREAM at CREATE makes a stream socket: read() takes bytes
+ * across message boundaries as TCP does (what has arrived, up to count;
+ * blocking only while nothing has); write() of any size is cut into
+ * messages of at most tx_size / 2 and blocks until all is sent (O_NONBLOCK:
+ * sends what fits, EAGAIN when nothing does); readv, writev and splice
+ * (sendfile) work; a write after the peer closed or after SHUT_WR fails
+ * with EPIPE and raises SIGPIPE. FIONREAD (SIOCINQ) gives the bytes
+ * waiting, TIOCOUTQ (SIOCOUTQ) those sent and not yet taken by the device.
+ * An accepted socket is a stream socket when its listener is, and inherits
+ * its family. Message-mode sockets (no flag) behave as before.
+ *
+ * Addresses are IPv6 (IPv4 as ::ffff:a.b.c.d), 16 bytes in network order;
+ * ports in host order.
+ *   SGIOV_IOC_BIND      (CREATED) the local name; port 0: the device picks
+ *                       an ephemeral one, written back. EADDRINUSE when a
+ *                       bound socket covers the address on that port.
+ *                       flags SGIOV_BIND_V6ONLY: [::] takes no IPv4.
+ *   SGIOV_IOC_LISTEN_ADDR  LISTEN on the bound name (EINVAL unbound).
+ *   SGIOV_IOC_CONNECT_ADDR CONNECT to (addr, port): a listener bound to that
+ *                       address, else one on a wildcard; ECONNREFUSED when
+ *                       none; ENETUNREACH for a plan address of no node.
+ *                       O_NONBLOCK: EINPROGRESS, then poll and SO_ERROR
+ *                       (SGIOV_IOC_INFO's err). An unbound socket gets an
+ *                       ephemeral port.
+ *   SGIOV_IOC_NAME      flags SGIOV_NAME_PEER: the peer's name; out: flags
+ *                       SGIOV_NAME_KNOWN when the device has one, family as
+ *                       given at BIND or CONNECT_ADDR (accepted: the
+ *                       listener's).
+ *   SGIOV_IOC_SHUTDOWN  SHUT_RD (0): reads return 0; SHUT_WR (1): the peer
+ *                       reads EOF after what was sent and may still send;
+ *                       SHUT_RDWR (2): both. ENOTCONN unless connected.
+ *   SGIOV_IOC_SEND / _RECV  writev / readv with Linux's MSG_* flags:
+ *                       MSG_DONTWAIT, MSG_NOSIGNAL (no SIGPIPE), MSG_PEEK
+ *                       (stream: copies what waits without taking it),
+ *                       MSG_WAITALL (stream: until iov is full, EOF or an
+ *                       error), MSG_MORE (accepted, no effect); others
+ *                       EOPNOTSUPP. Returns the bytes moved.
+ */
+struct sgiov_inet_addr {
+	__u8 addr[16];
+	__u16 port;
+	__u16 family; /* AF_INET or AF_INET6 as the program used it (kept for NAME) */
+	__u32 flags;  /* BIND: SGIOV_BIND_V6ONLY; NAME: SGIOV_NAME_PEER in, SGIOV_NAME_KNOWN out */
+};
+#define SGIOV_BIND_V6ONLY 0x1
+#define SGIOV_NAME_PEER	  0x1
+#define SGIOV_NAME_KNOWN  0x2
+
+struct sgiov_msg {
+	__u64 iov;    /* const struct iovec * */
+	__u32 iovcnt; /* at most UIO_MAXIOV */
+	__u32 flags;  /* MSG_* */
+};
+
+#define SGIOV_IOC_BIND	       _IOWR(SGIOV_IOC_MAGIC, 13, struct sgiov_inet_addr)
+#define SGIOV_IOC_LISTEN_ADDR  _IO(SGIOV_IOC_MAGIC, 14)
+#define SGIOV_IOC_CONNECT_ADDR _IOW(SGIOV_IOC_MAGIC, 15, struct sgiov_inet_addr)
+#define SGIOV_IOC_NAME	       _IOWR(SGIOV_IOC_MAGIC, 16, struct sgiov_inet_addr)
+#define SGIOV_IOC_SHUTDOWN     _IOW(SGIOV_IOC_MAGIC, 17, __u32)
+#define SGIOV_IOC_SEND	       _IOW(SGIOV_IOC_MAGIC, 18, struct sgiov_msg)
+#define SGIOV_IOC_RECV	       _IOW(SGIOV_IOC_MAGIC, 19, struct sgiov_msg)
 
 #endif /* SGIOV_UAPI_H */

@@ -37,49 +37,11 @@ MODULE_PARM_DESC(
 	"how long a blocking read, write, connect or accept waits before ETIMEDOUT (0: no limit)");
 
 /* A wait's budget in jiffies: io_timeout_ms, or no limit. */
-static long sgiov_io_budget(void)
+long sgiov_io_budget(void)
 {
 	unsigned int ms = READ_ONCE(io_timeout_ms);
 
 	return ms ? (long)msecs_to_jiffies(ms) : MAX_SCHEDULE_TIMEOUT;
-}
-
-/*
- * Waits interruptibly for cond on wq within the caller's budget *left
- * (jiffies, MAX_SCHEDULE_TIMEOUT: none; what is used is taken off), in
- * slices of SGIOV_RETRY_MS; a slice that ends without cond runs `retry`.
- * The waiter is counted, so the timer looks at the device sooner.
- * 0 once cond holds, -ETIMEDOUT when the budget is spent, -ERESTARTSYS.
- */
-#define sgiov_wait(sg, wq, cond, left, retry)                                             \
-	({                                                                                \
-		long __ret = 0, __slice, __r;                                             \
-                                                                                          \
-		atomic_inc(&(sg)->waiters);                                               \
-		while (!(cond)) {                                                         \
-			if (*(left) <= 0) {                                               \
-				__ret = -ETIMEDOUT;                                       \
-				break;                                                    \
-			}                                                                 \
-			__slice = min_t(long, *(left), msecs_to_jiffies(SGIOV_RETRY_MS)); \
-			__r = wait_event_interruptible_timeout(wq, cond, __slice);        \
-			if (__r < 0) {                                                    \
-				__ret = __r;                                              \
-				break;                                                    \
-			}                                                                 \
-			if (*(left) != MAX_SCHEDULE_TIMEOUT)                              \
-				*(left) -= __slice - __r;                                 \
-			if (__r > 0)                                                      \
-				break;                                                    \
-			retry;                                                            \
-		}                                                                         \
-		atomic_dec(&(sg)->waiters);                                               \
-		(int)__ret;                                                               \
-	})
-
-static inline u32 tx_free(struct sgiov_sock *s)
-{
-	return s->tx_size - (s->tx_tail - s->tx_head);
 }
 
 /* ---- file operations --------------------------------------------------------- */
@@ -111,7 +73,7 @@ static int sgiov_rx_blocked(struct sgiov_sock *s)
 		return -ENODEV;
 	if (s->err)
 		return -s->err;
-	if (s->peer_closed)
+	if (s->peer_closed || s->peer_shut || s->shut_rd)
 		return 0;
 	if (s->state != SGIOV_STATE_CONNECTED && s->state != SGIOV_STATE_CONNECTING)
 		return -ENOTCONN;
@@ -121,7 +83,7 @@ static int sgiov_rx_blocked(struct sgiov_sock *s)
 static bool sgiov_rx_ready(struct sgiov_sock *s)
 {
 	return READ_ONCE(s->ends_n) || READ_ONCE(s->err) || READ_ONCE(s->peer_closed) ||
-	       sgiov_dead(s->sg) ||
+	       READ_ONCE(s->peer_shut) || READ_ONCE(s->shut_rd) || sgiov_dead(s->sg) ||
 	       (READ_ONCE(s->state) != SGIOV_STATE_CONNECTED &&
 		READ_ONCE(s->state) != SGIOV_STATE_CONNECTING);
 }
@@ -154,7 +116,7 @@ static int sgiov_rx_consume(struct sgiov_sock *s, u32 head, u32 n, u32 left)
  * no-op), in case the last one was lost and holds the peer's next message
  * back for want of room; rx_mutex held.
  */
-static void sgiov_rx_retry(struct sgiov_sock *s)
+void sgiov_rx_retry(struct sgiov_sock *s)
 {
 	sgiov_nudge(s->sg);
 	if (READ_ONCE(s->state) == SGIOV_STATE_CONNECTED && !READ_ONCE(s->err) &&
@@ -209,17 +171,26 @@ static int sgiov_rx_next(struct sgiov_sock *s, bool nonblock, u32 *head, u32 *le
 	}
 }
 
-static ssize_t sgiov_read(struct file *f, char __user *buf, size_t count, loff_t *ppos)
+/* Whether an I/O call on f may not block (O_NONBLOCK, or an IOCB_NOWAIT request). */
+static bool sgiov_nonblock(struct kiocb *iocb)
 {
-	struct sgiov_sock *s = f->private_data;
+	return (iocb->ki_filp->f_flags & O_NONBLOCK) || (iocb->ki_flags & IOCB_NOWAIT);
+}
+
+static ssize_t sgiov_read_iter(struct kiocb *iocb, struct iov_iter *to)
+{
+	struct sgiov_sock *s = iocb->ki_filp->private_data;
+	size_t count = iov_iter_count(to);
 	u32 head, left, n, pos, first, serr;
 	int ret;
 
+	if (s->stream)
+		return sgiov_stream_recv(s, to, 0, sgiov_nonblock(iocb));
 	if (!count)
 		return 0;
 	if (mutex_lock_interruptible(&s->rx_mutex))
 		return -ERESTARTSYS;
-	ret = sgiov_rx_next(s, f->f_flags & O_NONBLOCK, &head, &left, &serr);
+	ret = sgiov_rx_next(s, sgiov_nonblock(iocb), &head, &left, &serr);
 	if (ret <= 0)
 		goto out;
 	if (serr) {
@@ -229,8 +200,8 @@ static ssize_t sgiov_read(struct file *f, char __user *buf, size_t count, loff_t
 	n = min_t(size_t, left, count);
 	pos = head & (s->rx_size - 1);
 	first = min(n, s->rx_size - pos);
-	if (copy_to_user(buf, s->rx + pos, first) ||
-	    (first < n && copy_to_user(buf + first, s->rx, n - first))) {
+	if (copy_to_iter(s->rx + pos, first, to) != first ||
+	    (first < n && copy_to_iter(s->rx, n - first, to) != n - first)) {
 		ret = -EFAULT;
 		goto out;
 	}
@@ -253,7 +224,7 @@ static int sgiov_tx_blocked(struct sgiov_sock *s, u32 len)
 		return 1;
 	if (s->state != SGIOV_STATE_CONNECTED)
 		return -ENOTCONN;
-	if (s->peer_closed)
+	if (s->peer_closed || s->shut_wr)
 		return -EPIPE;
 	if (len > s->tx_size)
 		return -EMSGSIZE;
@@ -295,7 +266,7 @@ static int sgiov_tx_wait(struct sgiov_sock *s, u32 len, bool nonblock)
 }
 
 /* Publishes len bytes at the tx tail as one message; tx_mutex held. */
-static int sgiov_tx_publish(struct sgiov_sock *s, u32 len)
+int sgiov_tx_publish(struct sgiov_sock *s, u32 len)
 {
 	struct sgiov *sg = s->sg;
 	unsigned long fl;
@@ -309,25 +280,28 @@ static int sgiov_tx_publish(struct sgiov_sock *s, u32 len)
 			 SGIOV_RING_ID(s->sid, SGIOV_RING_DIR_TX), tail);
 }
 
-static ssize_t sgiov_write(struct file *f, const char __user *buf, size_t count, loff_t *ppos)
+static ssize_t sgiov_write_iter(struct kiocb *iocb, struct iov_iter *from)
 {
-	struct sgiov_sock *s = f->private_data;
+	struct sgiov_sock *s = iocb->ki_filp->private_data;
+	size_t count = iov_iter_count(from);
 	u32 pos, first;
 	int ret;
 
+	if (s->stream)
+		return sgiov_stream_send(s, from, 0, sgiov_nonblock(iocb));
 	if (!count)
 		return -EINVAL;
 	if (count > SGIOV_RING_MAX)
 		return -EMSGSIZE;
 	if (mutex_lock_interruptible(&s->tx_mutex))
 		return -ERESTARTSYS;
-	ret = sgiov_tx_wait(s, count, f->f_flags & O_NONBLOCK);
+	ret = sgiov_tx_wait(s, count, sgiov_nonblock(iocb));
 	if (ret)
 		goto out;
 	pos = s->tx_tail & (s->tx_size - 1);
 	first = min_t(u32, count, s->tx_size - pos);
-	if (copy_from_user(s->tx + pos, buf, first) ||
-	    (first < count && copy_from_user(s->tx, buf + first, count - first))) {
+	if (copy_from_iter(s->tx + pos, first, from) != first ||
+	    (first < count && copy_from_iter(s->tx, count - first, from) != count - first)) {
 		ret = -EFAULT;
 		goto out;
 	}
@@ -365,6 +339,10 @@ static __poll_t sgiov_poll(struct file *f, struct poll_table_struct *pt)
 			m |= EPOLLIN | EPOLLRDNORM;
 		break;
 	case SGIOV_STATE_CONNECTED:
+		if (s->stream) {
+			m |= sgiov_stream_poll(s);
+			break;
+		}
 		if (s->ends_n || s->peer_closed)
 			m |= EPOLLIN | EPOLLRDNORM;
 		if (s->peer_closed)
@@ -414,7 +392,9 @@ out:
 	return ret;
 }
 
-static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u32 chain, u32 node)
+/* CONNECT to a port (addr NULL) or, flag ADDR, to (addr, port): addr is 16 bytes. */
+long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u32 chain, u32 node,
+		       const u8 *addr)
 {
 	struct sgiov *sg = s->sg;
 	struct sgiov_cmd c = { .op = SGIOV_CMD_OP_CONNECT };
@@ -445,6 +425,11 @@ static long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u3
 	c.port = port;
 	c.chain = chain; /* judged by the device: EINVAL for a chain it cannot run */
 	c.arg = node;	 /* 0: this node; the device answers ENETUNREACH for one it does not know */
+	if (addr) {
+		c.flags = SGIOV_CMD_FLAG_ADDR;
+		memcpy(&c.tx_addr, addr, 8);
+		memcpy(&c.rx_addr, addr + 8, 8);
+	}
 	ret = sgiov_cmd_submit(sg, &c, SLOT_CONNECT, s, nonblock, s->epoch);
 	if (ret < 0) {
 		spin_lock_irqsave(&sg->dp_lock, fl);
@@ -511,6 +496,8 @@ static long sgiov_ioc_accept(struct file *f, struct sgiov_sock *l, struct sgiov_
 			ret = sgiov_sock_create(n, a.tx_size, a.rx_size, l->tenant);
 			if (ret)
 				goto fail;
+			n->stream = l->stream;
+			n->family = l->family;
 		}
 		c.sid = n->sid;
 		c.arg = l->sid;
@@ -668,12 +655,14 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		memset(&cr, 0, sizeof(cr));
 		if (copy_from_user(&cr, ua, _IOC_SIZE(cmd)))
 			return -EFAULT;
-		if (cr.flags)
+		if (cr.flags & ~SGIOV_CREATE_STREAM)
 			return -EINVAL;
 		mutex_lock(&s->lock);
 		ret = s->state == SGIOV_STATE_NEW && !s->has_sid
 			      ? sgiov_sock_create(s, cr.tx_size, cr.rx_size, cr.tenant)
 			      : -EEXIST;
+		if (!ret)
+			s->stream = cr.flags & SGIOV_CREATE_STREAM;
 		mutex_unlock(&s->lock);
 		return ret;
 	case SGIOV_IOC_LISTEN:
@@ -696,20 +685,23 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	case SGIOV_IOC_CONNECT:
 		if (copy_from_user(&p, ua, sizeof(p)))
 			return -EFAULT;
-		return sgiov_ioc_connect(f, s, p.port, 0, 0);
+		return sgiov_ioc_connect(f, s, p.port, 0, 0, NULL);
 	case SGIOV_IOC_CONNECT_CHAIN:
 		if (copy_from_user(&cc, ua, sizeof(cc)))
 			return -EFAULT;
-		return sgiov_ioc_connect(f, s, cc.port, cc.chain, 0);
+		return sgiov_ioc_connect(f, s, cc.port, cc.chain, 0, NULL);
 	case SGIOV_IOC_CONNECT_NODE:
 		if (copy_from_user(&cn, ua, sizeof(cn)))
 			return -EFAULT;
 		if (cn.flags)
 			return -EINVAL;
-		return sgiov_ioc_connect(f, s, cn.port, cn.chain, cn.node);
+		return sgiov_ioc_connect(f, s, cn.port, cn.chain, cn.node, NULL);
 	case SGIOV_IOC_DIGEST: return sgiov_ioc_digest(s, ua);
 	case SGIOV_IOC_SET_KEYS: return sgiov_ioc_set_keys(sg, ua);
 	case SGIOV_IOC_SET_TENANT: return sgiov_ioc_set_tenant(sg, ua);
+	case SGIOV_IOC_TENANT_CREATE:
+	case SGIOV_IOC_TENANT_DELETE:
+	case SGIOV_IOC_TENANT_KEYS: return sgiov_ioc_tenant(sg, cmd, ua);
 	case SGIOV_IOC_ACCEPT: return sgiov_ioc_accept(f, s, ua);
 	case SGIOV_IOC_INFO:
 	case SGIOV_IOC_INFO_V0: /* built before tenants: the fields up to msgs_failed */
@@ -744,15 +736,17 @@ static long sgiov_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		mutex_unlock(&s->rx_mutex);
 		return ret;
 	}
-	return -ENOTTY;
+	return sgiov_inet_ioctl(f, s, cmd, arg);
 }
 
 const struct file_operations sgiov_fops = {
 	.owner = THIS_MODULE,
 	.open = sgiov_open,
 	.release = sgiov_release,
-	.read = sgiov_read,
-	.write = sgiov_write,
+	.read_iter = sgiov_read_iter,
+	.write_iter = sgiov_write_iter,
+	.splice_write = iter_file_splice_write, /* sendfile() to a socket */
+	.splice_read = copy_splice_read,
 	.poll = sgiov_poll,
 	.mmap = sgiov_mmap,
 	.unlocked_ioctl = sgiov_ioctl,

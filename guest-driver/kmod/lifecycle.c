@@ -119,12 +119,14 @@ static ssize_t dp_show(struct device *dev, struct device_attribute *attr, char *
 			  "running dev=/dev/%s d2h_slots=%u cmd_slots=%u max_sockets=%u "
 			  "sockets_open=%u h2d=%llu d2h=%llu kicks=%llu d2h_irqs=%llu stray=%llu "
 			  "dev_errors=%llu polled=%llu retries=%llu health_reads=%llu resets=%llu "
-			  "repeats=%llu cmd_resent=%llu holes=%llu resyncs=%llu\n",
+			  "repeats=%llu cmd_resent=%llu holes=%llu resyncs=%llu msgs_moved=%u "
+			  "bytes_moved=%llu\n",
 			  sg->misc_name, sg->d2h_slots, sg->cmd_slots, sg->max_socks,
 			  readl(sg->regs + SGIOV_REG_SOCKETS_OPEN), sg->h2d_sent, sg->d2h_seen,
 			  sg->kicks, sg->d2h_irqs, sg->stray, sg->dev_errors, sg->polled,
 			  sg->retries, sg->health_reads, sg->resets, sg->repeats, sg->cmd_resent,
-			  sg->holes, sg->resyncs);
+			  sg->holes, sg->resyncs, readl(sg->regs + SGIOV_REG_MSGS_MOVED),
+			  readq(sg->regs + SGIOV_REG_BYTES_MOVED));
 }
 DEVICE_ATTR_RO(dp);
 

@@ -156,7 +156,8 @@ void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 			sg->repeats++;
 			return;
 		}
-		if (!sgiov_push_end(s, val, 0))
+		/* A stream socket reads bytes, not messages: no ends to keep. */
+		if (!s->stream && !sgiov_push_end(s, val, 0))
 			sgiov_set_err(s, ENOMEM);
 		s->rx_tail = val;
 		wake_up_interruptible_all(&s->wq);
@@ -211,6 +212,9 @@ void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 			sl->status = val;
 			sl->result = READ_ONCE(cmd->result);
 			sl->snap = s ? s->conn_events : 0;
+			sl->addr[0] = READ_ONCE(cmd->tx_addr);
+			sl->addr[1] = READ_ONCE(cmd->rx_addr);
+			sl->port = READ_ONCE(cmd->port);
 			sl->done = true;
 			wake_up_all(&sg->cmd_wq);
 			return;
@@ -248,6 +252,12 @@ void sgiov_d2h_one(struct sgiov *sg, u64 sig)
 				return;
 			}
 			s->peer_closed = true;
+		} else if (val == SGIOV_EVENT_PEER_SHUTDOWN) {
+			if (s->peer_shut) {
+				sg->repeats++;
+				return;
+			}
+			s->peer_shut = true;
 		}
 		wake_up_interruptible_all(&s->wq);
 		return;
@@ -350,11 +360,28 @@ int sgiov_cmd_submit(struct sgiov *sg, const struct sgiov_cmd *c, u8 kind, struc
 int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sgiov_sock *s, u32 *result,
 		   u32 *snap, u32 epoch)
 {
+	struct sgiov_slot out;
+	int ret = sgiov_cmd_sync_slot(sg, c, s, &out, epoch);
+
+	if (out.done) {
+		if (result)
+			*result = out.result;
+		if (snap)
+			*snap = out.snap;
+	}
+	return ret;
+}
+
+/* As sgiov_cmd_sync; *out gets a copy of the answered slot (out->done false when none came). */
+int sgiov_cmd_sync_slot(struct sgiov *sg, const struct sgiov_cmd *c, struct sgiov_sock *s,
+			struct sgiov_slot *out, u32 epoch)
+{
 	long left = msecs_to_jiffies(cmd_timeout_ms), slice, r;
 	struct sgiov_slot *sl;
 	unsigned long fl;
 	int slot, ret;
 
+	out->done = false;
 	slot = sgiov_cmd_submit(sg, c, SLOT_SYNC, s, false, epoch);
 	if (slot < 0)
 		return slot;
@@ -385,10 +412,7 @@ int sgiov_cmd_sync(struct sgiov *sg, const struct sgiov_cmd *c, struct sgiov_soc
 		return sgiov_dead(sg) ? -ENODEV : -ETIMEDOUT;
 	}
 	ret = sl->status ? -(int)sl->status : 0;
-	if (result)
-		*result = sl->result;
-	if (snap)
-		*snap = sl->snap;
+	*out = *sl;
 	sgiov_slot_put(sg, slot);
 	spin_unlock_irqrestore(&sg->dp_lock, fl);
 	wake_up_all(&sg->cmd_wq); /* a slot is free */

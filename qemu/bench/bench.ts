@@ -15,18 +15,13 @@
  * bench/results/<timestamp>.json. Ratios are against baselines measured in
  * the same run, on the same machine; nothing here asserts a time.
  */
-import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchDataPlane } from './dataplane.js';
 import { schedulerDecisionTable } from './sched.js';
 import { benchIsolation } from './isolation.js';
 import { benchFabric } from './fabric.js';
-import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { reg } from '../../emulator/abi/abi.js';
-import { repoRoot } from '../../emulator/util/paths.js';
 import { EmulatorProcess, RunDir } from '../vm.js';
 import { Libc } from '../../emulator/native/libc.js';
 import { SgiovDriver, VEC_DMA } from '../../emulator/client/sgiov-driver.js';
@@ -35,6 +30,7 @@ import { stats, type Stats } from './stats.js';
 import { benchRow, rowsTable } from './rows.js';
 import { drfOverTime } from './drf-time.js';
 import { plotResult } from './plots.js';
+import { gitCommit, machine, table, writeResult } from './report.js';
 
 export { stats, type Stats } from './stats.js';
 
@@ -136,18 +132,6 @@ function dmaBench(drv: SgiovDriver, bytes: number, jobs: number, baselineCopies:
   };
 }
 
-function gitCommit(): string | null {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
-      cwd: repoRoot(),
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
-  } catch {
-    return null;
-  }
-}
-
 const us = (ns: number): string => (ns / 1000).toFixed(ns < 1000 ? 3 : 1);
 
 async function main(): Promise<number> {
@@ -239,12 +223,7 @@ async function main(): Promise<number> {
     const result = {
       when: new Date().toISOString(),
       commit: gitCommit(),
-      machine: {
-        cpu: cpus()[0]?.model ?? 'unknown',
-        cpus: cpus().length,
-        node: process.version,
-        loadavg: loadavg(),
-      },
+      machine: machine(),
       transport:
         'vfio-user over a UNIX socket; client and emulator are separate processes; guest memory is a memfd both map',
       bar0Read: { what: `REGION_READ of SCRATCH (4 bytes), ${reads} round trips`, ...bar0 },
@@ -429,22 +408,14 @@ async function main(): Promise<number> {
         ],
       );
     }
-    const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-    const line = (r: string[]): string =>
-      r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
     process.stdout.write(
       `sgiov bench ${result.when} commit ${result.commit ?? '?'} on ${result.machine.cpus} x ${result.machine.cpu}, node ${process.version}\n`,
     );
-    process.stdout.write(line(rows[0]!) + '\n' + w.map((n) => '-'.repeat(n)).join('  ') + '\n');
-    for (const r of rows.slice(1)) process.stdout.write(line(r) + '\n');
+    process.stdout.write(table(rows));
     process.stdout.write('\nrows (baseline measured in the same run; ratio = value / baseline)\n');
     process.stdout.write(rowsTable(result.rows));
-
     if (!values['no-json']) {
-      const out = join(repoRoot(), 'bench', 'results');
-      mkdirSync(out, { recursive: true });
-      const file = join(out, `${result.when.replace(/[:.]/g, '-')}.json`);
-      writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+      const file = writeResult(result);
       process.stdout.write(`figures: ${file}\n`);
       for (const f of await plotResult(result, file)) process.stdout.write(`plot: ${f}\n`);
     }

@@ -1,4 +1,4 @@
-# The guest image: sgiov.ko, libsgiov.a and the guest tools (static, linked
+# The guest image: sgiov.ko, libsgiov.a, the guest tools (static, linked
 # against it) built for the trixie tree's kernel (inside the tree, with its
 # gcc and headers), packed with qemu/init
 # and the tree's static busybox (and the ABI as shell definitions, at
@@ -57,7 +57,7 @@ guest_image() {
   local b="$tree$bt"
   rm -rf "$b"
   mkdir -p "$b/out"
-  cp -r "$src/include" "$src/kmod" "$src/lib" "$src/tools" "$b/"
+  cp -r "$src/include" "$src/kmod" "$src/lib" "$src/tools" "$src/preload" "$b/"
   rm -rf "$b/tools/bin"
   (cd "$b/kmod" && rm -f ./*.o ./*.ko ./*.mod ./*.mod.c ./.*.cmd Module.symvers modules.order)
   rm -f "$b"/lib/*.o "$b"/lib/*.a
@@ -77,16 +77,36 @@ guest_image() {
   in_tree gcc -O2 -Wall -Wextra -I"$bt/include" -c -o "$bt/lib/libsgiov.o" "$bt/lib/libsgiov.c"
   in_tree ar rcs "$bt/lib/libsgiov.a" "$bt/lib/libsgiov.o"
 
-  # Every tools/*.c is one static program.
-  local c name tools=()
+  # Every tools/*.c is one static program, except those marked
+  # "sgiov-build: dynamic" (linked against the userland's glibc, so that
+  # LD_PRELOAD acts on them: sgiov-conform).
+  local c name link tools=()
   for c in "$b"/tools/*.c; do
     [ -f "$c" ] || continue
     name=$(basename "$c" .c)
-    echo "== building $name"
-    in_tree gcc -static -O2 -Wall -Wextra -I"$bt/include" -I"$bt/lib" \
+    link=-static
+    grep -q 'sgiov-build: dynamic' "$c" && link=
+    echo "== building $name${link:+ (static)}"
+    in_tree gcc $link -O2 -Wall -Wextra -I"$bt/include" -I"$bt/lib" \
       -o "$bt/out/$name" "$bt/tools/$name.c" "$bt/lib/libsgiov.a"
     tools+=("$name")
   done
+
+  # The CNI plugin (/opt/cni/bin/sgiov): static, with json-c from the tree.
+  if ! in_tree dpkg-query -W -f='${Status}' libjson-c-dev 2>/dev/null | grep -q 'install ok installed'; then
+    echo "== installing libjson-c-dev in the tree (the CNI plugin's JSON)"
+    in_tree apt-get install -y --no-install-recommends libjson-c-dev >/dev/null ||
+      { in_tree apt-get update >/dev/null && in_tree apt-get install -y --no-install-recommends libjson-c-dev >/dev/null; } ||
+      { echo "cannot install libjson-c-dev in the tree"; return 1; }
+  fi
+  echo "== building the CNI plugin sgiov"
+  mkdir -p "$b/cni" && cp "$src"/cni/*.c "$b/cni/"
+  in_tree gcc -static -O2 -Wall -Wextra -I"$bt/include" -o "$bt/out/sgiov-cni" "$bt/cni/sgiov-cni.c" -ljson-c -lm
+  # The preload library (dynamic: the userland's glibc loads it; sgiov-run sets LD_PRELOAD).
+  echo "== building libsgiov-preload.so"
+  in_tree gcc -shared -fPIC -O2 -Wall -Wextra -I"$bt/include" \
+    -o "$bt/out/libsgiov-preload.so" "$bt/preload/sgiov-preload.c" -ldl
+  in_tree gcc -O2 -Wall -Wextra -o "$bt/out/sgiov-sockopt" "$bt/preload/sgiov-sockopt.c"
 
   # Assemble the initramfs in a scratch directory next to its destination.
   local tmp="$dir/.tmp.$key.$$"
@@ -99,6 +119,12 @@ guest_image() {
   install -m 0644 "$src/include/sgiov_abi.sh" "$r/etc/sgiov_abi.sh"
   install -m 0644 "$b/out/sgiov.ko" "$r/lib/modules/sgiov.ko"
   for name in "${tools[@]}"; do install -m 0755 "$b/out/$name" "$r/usr/bin/$name"; done
+  mkdir -p "$r/opt/cni/bin" "$r/etc/cni/net.d"
+  install -m 0755 "$b/out/sgiov-cni" "$r/opt/cni/bin/sgiov"
+  install -m 0644 "$src"/cni/*.conflist "$r/etc/cni/net.d/"
+  install -D -m 0755 "$b/out/libsgiov-preload.so" "$r/usr/lib/sgiov/libsgiov-preload.so"
+  install -D -m 0644 "$src/preload/preload.conf" "$r/etc/sgiov/preload.conf"
+  install -m 0755 "$b/out/sgiov-sockopt" "$r/usr/bin/sgiov-sockopt"
   # The kernel opens /dev/console for /init before devtmpfs is mounted.
   mknod -m 0600 "$r/dev/console" c 5 1 || echo "warning: cannot create dev/console (not root?)"
   mknod -m 0666 "$r/dev/null" c 1 3 || true
@@ -117,5 +143,5 @@ guest_image() {
   done
 
   guest_image_json "$kernel" "$img" "$kver" "$tree" "$key"
-  echo "built $key: $(du -k "$img" | cut -f1) KiB, sgiov.ko + ${tools[*]}, kernel $kver"
+  echo "built $key: $(du -k "$img" | cut -f1) KiB, sgiov.ko + ${tools[*]} + /opt/cni/bin/sgiov, kernel $kver"
 }

@@ -25,7 +25,11 @@
 # dash is /bin/sh (as on Debian) and bash the interactive shell: busybox's
 # sh runs its own applets before PATH (its ip, not iproute2's). netbase has
 # /etc/protocols and /etc/services (NPtcp asks getprotobyname("tcp")).
-GUEST_USERLAND_PACKAGES=(iperf3 netpipe-tcp nginx nginx-common wrk curl openssl iproute2 dash bash netbase)
+GUEST_USERLAND_PACKAGES=(iperf3 netpipe-tcp nginx nginx-common wrk curl openssl iproute2 dash bash netbase containernetworking-plugins)
+# Of some packages only a few files are kept (the rest is large and unused):
+# of the reference CNI plugins (55 MB), the IPAM plugin the sgiov CNI
+# plugin delegates to (/usr/lib/cni/host-local; docs/cni.md).
+declare -A GUEST_USERLAND_ONLY=([containernetworking-plugins]="usr/lib/cni/host-local")
 # Kernel modules of the tree's kernel the userland needs: dummy carries the
 # guest's SG-IOV address ($SGIOV_ADDR, see qemu/init).
 GUEST_USERLAND_MODULES=(drivers/net/dummy)
@@ -126,6 +130,16 @@ userland_build() {
     deb=$(ls "$b/debs/${named}_"*.deb | head -n 1)
     mkdir -p "$b/named/$named"
     dpkg-deb -x "$deb" "$b/named/$named"
+    if [ -n "${GUEST_USERLAND_ONLY[$named]:-}" ]; then
+      local keep="$b/keep.$named" f
+      for f in ${GUEST_USERLAND_ONLY[$named]}; do
+        [ -e "$b/named/$named/$f" ] || { echo "$named has no $f"; return 1; }
+        mkdir -p "$keep/$(dirname "$f")"
+        mv "$b/named/$named/$f" "$keep/$f"
+      done
+      rm -rf "${b:?}/named/$named"
+      mv "$keep" "$b/named/$named"
+    fi
   done
 
   local tmp="$dir/.tmp.$(basename "$out").$$"

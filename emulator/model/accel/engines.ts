@@ -116,8 +116,12 @@ export interface Chain {
   errorCode: number;
 }
 
-/** Decodes a chain code; returns an error text for an unknown stage or a bad combination. */
-export function decodeChain(code: number, keys: EngineKeys): Chain | string {
+/**
+ * Decodes a chain code; returns an error text for an unknown stage or a bad
+ * combination. ENCRYPT and ENCAP use `keys` (the sender's), DECRYPT and
+ * DECAP `rxKeys` (the receiver's; the same by default).
+ */
+export function decodeChain(code: number, keys: EngineKeys, rxKeys: EngineKeys = keys): Chain | string {
   const S = ENUMS.STAGE;
   const stages: number[] = [];
   for (let i = 0; i < 4; i++) {
@@ -139,13 +143,13 @@ export function decodeChain(code: number, keys: EngineKeys): Chain | string {
         inline.push(encrypt(keys));
         break;
       case S.DECRYPT:
-        inline.push(decrypt(keys));
+        inline.push(decrypt(rxKeys));
         break;
       case S.ENCAP:
         inline.push(encap(keys));
         break;
       case S.DECAP:
-        inline.push(decap(keys));
+        inline.push(decap(rxKeys));
         errorCode = ENUMS.SERR.BAD_ENCAP;
         break;
       case S.CRC32C:

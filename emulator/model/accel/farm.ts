@@ -38,6 +38,15 @@ interface MessageJobs {
   left: number;
 }
 
+const freshStats = (): TenantStats => ({
+  bytes: 0,
+  firstNs: -1,
+  lastNs: 0,
+  uses: new Set<number>(),
+  messages: 0,
+  jobs: 0,
+});
+
 interface TenantStats {
   bytes: number;
   firstNs: number;
@@ -89,14 +98,7 @@ export class AcceleratorFarm {
     base.accels.forEach((a, i) => this.index.set(a.name, i));
     this.busyUntil = base.accels.map(() => 0);
     this.running = base.accels.map(() => null);
-    this.stats = base.tenants.map(() => ({
-      bytes: 0,
-      firstNs: -1,
-      lastNs: 0,
-      uses: new Set<number>(),
-      messages: 0,
-      jobs: 0,
-    }));
+    this.stats = base.tenants.map(freshStats);
     this.accelStats = base.accels.map((a) => ({
       name: a.name,
       capacityGbps: a.capacityGbps,
@@ -151,6 +153,27 @@ export class AcceleratorFarm {
   /** Changes a tenant's weight, priority or demand cap at run time. */
   setTenant(i: number, spec: TenantSpec): void {
     this.sched.setTenant(i, spec);
+  }
+
+  /** A tenant made at run time at index `i` (a freed one, or the next): its stats start afresh. */
+  placeTenant(i: number, spec: TenantSpec): void {
+    if (i < this.sched.tenants.length) this.sched.setTenant(i, spec);
+    else {
+      while (this.sched.tenants.length < i) this.addTenant({ name: `(free ${this.sched.tenants.length})` });
+      this.addTenant(spec);
+    }
+    this.stats[i] = freshStats();
+  }
+
+  /** A deleted tenant's index: a placeholder until placeTenant reuses it (it has no socket, so no job). */
+  freeTenant(i: number): void {
+    this.sched.setTenant(i, { name: `(free ${i})` });
+    this.stats[i] = freshStats();
+  }
+
+  private addTenant(spec: TenantSpec): void {
+    this.sched.addTenant(spec);
+    this.stats.push(freshStats());
   }
 
   /**

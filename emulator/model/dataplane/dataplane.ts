@@ -19,7 +19,7 @@
  * - A bad signal puts only its socket in the error state (SOCK_ERROR, logged
  *   once); a signal naming no socket is answered with DEV_ERROR.
  */
-import { CONSTANTS, ENUMS, SHM, STRUCTS } from '../../abi/abi.js';
+import { BITS, CONSTANTS, ENUMS, SHM, STRUCTS } from '../../abi/abi.js';
 import { RateLimitedLog } from '../../util/log.js';
 import type { DeviceHost } from '../host.js';
 import { runJob, generateJobs, split } from '../accel/jobgen.js';
@@ -41,6 +41,9 @@ import {
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 import { TRACE, trace } from '../../util/trace.js';
 import { CMD_OP_NAME, nameOf, SIGNAL_NAME, STATUS_NAME } from '../names.js';
+import { TenantTable, tenantCommand } from './tenants.js';
+import { AddressBook, routeAddr, type SockName } from './addresses.js';
+import { addrFromWords, addrToWords } from '../../abi/addr.js';
 
 const SIG = ENUMS.SIG_H2D;
 const D2H = ENUMS.SIG_D2H;
@@ -55,6 +58,19 @@ const CMD_FIELD = Object.fromEntries(STRUCTS.cmd!.fields.map((f) => [f.name, f.o
 const FLAG_PEER_CLOSED = 1;
 const FLAG_READY = 2;
 const FLAG_BLOCKED = 4;
+/** SHUTDOWN (SHUT_WR) asked: no more sends. */
+const FLAG_SHUT_WR = 8;
+/** SHUT_WR asked with messages still queued: the peer hears it when they have moved. */
+const FLAG_SHUT_PENDING = 16;
+/**
+ * Connected by address and not yet accepted: as TCP's handshake completes
+ * before accept(), CONNECT is answered at once; what the socket sends
+ * waits in its queue until the accept pairs it.
+ */
+const FLAG_UNPAIRED = 32;
+const CMD_FLAG_ADDR = 1 << BITS.CMD_FLAG.ADDR;
+const CMD_FLAG_V6ONLY = 1 << BITS.CMD_FLAG.V6ONLY;
+const CMD_FLAG_PEER = 1 << BITS.CMD_FLAG.PEER;
 
 export interface DataPlaneConfig {
   h2dMode: number;
@@ -193,7 +209,10 @@ export class DataPlane {
   private readonly guestErr: RateLimitedLog;
   /** The engines' key material (the driver writes it through registers). */
   readonly keys: EngineKeys = { aesKey: new Uint8Array(32), vni: 0 };
+  /** Decoded chains by code and the two ends' tenants (their keys). */
   private readonly chains = new Map<number, Chain>();
+  /** Who the sockets belong to, with their own keys (tenants.ts). */
+  readonly tenants: TenantTable;
   /** Scheduled accelerators, when configured (control interface); null: as fast as the host goes. */
   farm: AcceleratorFarm | null = null;
   /** Executor F: the device memory messages are staged in, and what is in it now. */
@@ -208,6 +227,8 @@ export class DataPlane {
   /** Commands answered, by op << 8 | status (metrics); the op each slot's command had. */
   readonly commandCounts = new Map<number, number>();
   private readonly slotOp = new Uint8Array(65536);
+  /** Local names, listeners by address, connected sockets' names (ABI 1.2). */
+  readonly addrs = new AddressBook();
 
   /** The device's fault injector (fault-injection points: dma.*, signal.*, irq, job.*; the fabric's fabric.*). */
   readonly faults: FaultInjector;
@@ -230,8 +251,10 @@ export class DataPlane {
     maxSockets: number = CONSTANTS.MAX_SOCKETS_DEFAULT,
     faults?: FaultInjector,
     onGlobal?: GlobalFaultHandler,
+    maxTenants: number = CONSTANTS.MAX_TENANTS_DEFAULT,
   ) {
     this.socks = new SocketTable(maxSockets);
+    this.tenants = new TenantTable(this.keys, maxTenants);
     this.guestErr = new RateLimitedLog(host.log);
     this.faults = faults ?? new FaultInjector(host.log);
     this.onGlobal = onGlobal ?? (() => false);
@@ -283,6 +306,7 @@ export class DataPlane {
     this.halted = false;
     for (let sid = 0; sid < this.socks.capacity; sid++) this.socks.free(sid);
     this.socks.listeners.clear();
+    this.addrs.clear();
     this.rings.clear();
     this.ready = [];
     this.readyAt = 0;
@@ -451,11 +475,13 @@ export class DataPlane {
       return this.sockError(sid, SERR.NOT_CONNECTED, 'send on a socket that is not connected');
     if (s.flags[sid]! & FLAG_PEER_CLOSED)
       return this.sockError(sid, SERR.NOT_CONNECTED, 'send after the peer closed');
+    if (s.flags[sid]! & FLAG_SHUT_WR)
+      return this.sockError(sid, SERR.NOT_CONNECTED, 'send after SHUTDOWN (SHUT_WR)');
     const peer = s.peer[sid]!;
     const chain = this.chainOf(sid);
     const out = chain.transform.outLen(len);
     const peerRx = this.remote?.has(sid) ? this.remote.peerRxSize(sid) : s.rxSize[peer]!;
-    if (!chain.lookAside && typeof out === 'number' && out > peerRx)
+    if (!chain.lookAside && peer !== NO_PEER && typeof out === 'number' && out > peerRx)
       return this.sockError(
         sid,
         SERR.MSG_TOO_LARGE,
@@ -497,7 +523,7 @@ export class DataPlane {
 
   private markReady(sid: number): void {
     const f = this.socks.flags[sid]!;
-    if (f & (FLAG_READY | FLAG_BLOCKED)) return;
+    if (f & (FLAG_READY | FLAG_BLOCKED | FLAG_UNPAIRED)) return;
     this.socks.flags[sid] = f | FLAG_READY;
     this.ready.push(sid);
   }
@@ -506,11 +532,17 @@ export class DataPlane {
 
   /** The decoded chain of a socket's pipes (validated at CONNECT, so it decodes). */
   private chainOf(sid: number): Chain {
-    const code = this.socks.chain[sid]!;
-    let c = this.chains.get(code);
+    const s = this.socks;
+    const code = s.chain[sid]!;
+    const tx = s.tenant[sid]!;
+    const peer = s.peer[sid]!;
+    const rx = peer === NO_PEER || !s.exists(peer) ? tx : s.tenant[peer]!;
+    // The sender's tenant's keys encrypt and encapsulate, the receiver's decrypt and decapsulate.
+    const key = code * 2 ** 20 + (tx & 0x3ff) * 1024 + (rx & 0x3ff);
+    let c = this.chains.get(key);
     if (!c) {
-      c = decodeChain(code, this.keys) as Chain;
-      this.chains.set(code, c);
+      c = decodeChain(code, this.tenants.keysOf(tx), this.tenants.keysOf(rx)) as Chain;
+      this.chains.set(key, c);
     }
     return c;
   }
@@ -630,6 +662,7 @@ export class DataPlane {
     if (q && q.length === 0) s.txQueue.delete(sid);
     if (!st && !s.txQueue.has(sid)) {
       if (s.state[sid] === SockState.CLOSING) this.finishClose(sid);
+      else this.shutPending(sid);
     } else if (progress && !blocked && !this.stagingWaiters.has(sid)) {
       this.markReady(sid);
     }
@@ -866,6 +899,7 @@ export class DataPlane {
     }
     this.socks.txQueue.delete(sid);
     if (this.socks.state[sid] === SockState.CLOSING) this.finishClose(sid);
+    else this.shutPending(sid);
   }
 
   /**
@@ -897,6 +931,7 @@ export class DataPlane {
         socks: this.socks,
         host: this.host,
         keys: this.keys,
+        addrs: this.addrs,
         emit: (t, i, v) => this.emit(t, i, v),
         sockError: (sid, code, why) => this.sockError(sid, code, why),
         consumed: (sid, len) => this.consumed(sid, len),
@@ -1000,6 +1035,11 @@ export class DataPlane {
     const sid = d.getUint32(CMD_FIELD.sid!, true);
     this.slotOp[slot] = op;
     if (TRACE.cmd_submit) trace('cmd_submit', { slot, op: nameOf(CMD_OP_NAME, op), sid });
+    const flags = d.getUint8(CMD_FIELD.flags!);
+    const slotAddr = (): SockName => ({
+      addr: addrFromWords(d.getBigUint64(CMD_FIELD.tx_addr!, true), d.getBigUint64(CMD_FIELD.rx_addr!, true)),
+      port: d.getUint16(CMD_FIELD.port!, true),
+    });
     let status: number;
     let result = 0;
     switch (op) {
@@ -1014,7 +1054,19 @@ export class DataPlane {
         );
         break;
       case OP.LISTEN:
-        status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true));
+        status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true), (flags & CMD_FLAG_ADDR) !== 0);
+        break;
+      case OP.BIND: {
+        const n = slotAddr();
+        [status, result] = this.bind(sid, n, (flags & CMD_FLAG_V6ONLY) !== 0);
+        break;
+      }
+      case OP.NAME: {
+        [status, result] = this.nameOf(sid, (flags & CMD_FLAG_PEER) !== 0, d);
+        break;
+      }
+      case OP.SHUTDOWN:
+        status = this.shutdown(sid, d.getUint32(CMD_FIELD.arg!, true));
         break;
       case OP.CONNECT: {
         const r = this.connect(
@@ -1023,6 +1075,7 @@ export class DataPlane {
           slot,
           d.getUint32(CMD_FIELD.chain!, true),
           d.getUint32(CMD_FIELD.arg!, true),
+          flags & CMD_FLAG_ADDR ? slotAddr().addr : null,
         );
         if (r === 'pending') return; // answered at accept time
         [status, result] = r;
@@ -1037,6 +1090,11 @@ export class DataPlane {
           d.getUint32(CMD_FIELD.arg!, true),
           d.getUint32(CMD_FIELD.cap_mbps!, true),
         );
+        break;
+      case OP.TENANT_CREATE:
+      case OP.TENANT_DELETE:
+      case OP.TENANT_KEYS:
+        [status, result] = this.tenantCmd(op, d);
         break;
       case OP.CLOSE: {
         const r = this.close(sid, slot);
@@ -1091,13 +1149,49 @@ export class DataPlane {
       return ST.EFAULT;
     if (txAddr < rxAddr + rxSize && rxAddr < txAddr + txSize) return ST.EBUSY;
     if (this.rings.overlap(txAddr, txSize) >= 0 || this.rings.overlap(rxAddr, rxSize) >= 0) return ST.EBUSY;
-    if (this.farm && tenant >= this.farm.tenants.length) return ST.EINVAL; // no such tenant
+    if (this.tenants.refuses(tenant, this.farm !== null)) return ST.EINVAL; // no such tenant
     s.create(sid, txAddr, txSize, rxAddr, rxSize);
     this.counters.socketsCreated++;
     s.tenant[sid] = tenant;
     this.rings.add(txAddr, txSize, sid);
     this.rings.add(rxAddr, rxSize, sid);
     return ST.OK;
+  }
+
+  /** TENANT_CREATE, TENANT_DELETE, TENANT_KEYS (emulator/model/dataplane/tenants.ts). */
+  private tenantCmd(op: number, d: DataView): [number, number] {
+    return tenantCommand(
+      {
+        op,
+        tenant: d.getUint32(CMD_FIELD.tenant!, true),
+        weightMilli: d.getUint32(CMD_FIELD.arg!, true),
+        capMbps: d.getUint32(CMD_FIELD.cap_mbps!, true),
+        cfgAddr: d.getBigUint64(CMD_FIELD.tx_addr!, true),
+      },
+      {
+        table: this.tenants,
+        farm: this.farm,
+        readCfg: (addr) => this.host.dmaView(addr, STRUCTS.tenant_cfg!.size),
+        socketsOf: (id) => {
+          let n = 0;
+          for (let sid = 0; sid < this.socks.capacity; sid++)
+            if (this.socks.tenant[sid] === id && this.socks.exists(sid)) n++;
+          return n;
+        },
+        changed: () => this.chains.clear(),
+        refused: (what, ctx, why) => this.guestErr.warn(what, ctx, why),
+        info: (ctx, msg) => this.host.log.info(ctx, msg),
+      },
+    );
+  }
+
+  /** Each live tenant's measured rate and DRF allocation (scheduled accelerators), with its id. */
+  tenantReport(): (ReturnType<AcceleratorFarm['report']>[number] & { id: number })[] {
+    if (!this.farm) return [];
+    return this.farm
+      .report()
+      .map((r, id) => ({ id, ...r }))
+      .filter((r) => this.tenants.has(r.id));
   }
 
   /** TENANT: weight (thousandths) and demand cap (Mbps, 0: none) of a tenant of the scheduled accelerators. */
@@ -1107,7 +1201,7 @@ export class DataPlane {
       this.guestErr.warn('tenant-unscheduled', { tenant }, 'TENANT while the accelerators are not scheduled');
       return ST.ENOENT;
     }
-    const cur = farm.tenants[tenant];
+    const cur = this.tenants.has(tenant) ? farm.tenants[tenant] : undefined;
     if (!cur || weightMilli === 0) {
       this.guestErr.warn(
         'tenant-bad',
@@ -1117,11 +1211,13 @@ export class DataPlane {
       return cur ? ST.EINVAL : ST.ENOENT;
     }
     try {
-      farm.setTenant(tenant, {
+      const spec = {
         ...cur,
         weight: weightMilli / 1000,
         ...(capMbps > 0 ? { capGbps: capMbps / 1000 } : { capGbps: undefined }),
-      });
+      };
+      farm.setTenant(tenant, spec);
+      this.tenants.update(tenant, spec);
     } catch (e) {
       this.guestErr.warn('tenant-bad', { tenant, why: (e as Error).message }, 'TENANT refused');
       return ST.EINVAL;
@@ -1133,10 +1229,19 @@ export class DataPlane {
     return ST.OK;
   }
 
-  private listen(sid: number, port: number): number {
+  private listen(sid: number, port: number, byAddr = false): number {
     const s = this.socks;
     if (!s.exists(sid)) return ST.ENOENT;
     if (s.state[sid] !== SockState.CREATED) return ST.EINVAL;
+    if (byAddr) {
+      const st = this.addrs.listen(sid);
+      if (st === ST.OK) {
+        s.state[sid] = SockState.LISTENING;
+        s.port[sid] = this.addrs.name(sid, false)!.port;
+      }
+      return st;
+    }
+    if (this.addrs.isBound(sid)) return ST.EINVAL; // a bound socket listens on its name (flag ADDR)
     if (port === CONSTANTS.PORT_LOOPBACK) return ST.EINVAL;
     if (s.listeners.has(port)) return ST.EADDRINUSE;
     s.state[sid] = SockState.LISTENING;
@@ -1145,15 +1250,78 @@ export class DataPlane {
     return ST.OK;
   }
 
+  /** BIND: [status, the port]. */
+  private bind(sid: number, n: SockName, v6only: boolean): [number, number] {
+    const s = this.socks;
+    if (!s.exists(sid)) return [ST.ENOENT, 0];
+    if (s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
+    const r = this.addrs.bind(sid, n.addr, n.port, v6only);
+    return r < 0 ? [-r, 0] : [ST.OK, r];
+  }
+
+  /** NAME: writes the name into the slot; [status, 1 when the socket has one]. */
+  private nameOf(sid: number, peer: boolean, d: DataView): [number, number] {
+    if (!this.socks.exists(sid)) return [ST.ENOENT, 0];
+    const n = this.addrs.name(sid, peer);
+    const [lo, hi] = n ? addrToWords(n.addr) : [0n, 0n];
+    d.setBigUint64(CMD_FIELD.tx_addr!, lo, true);
+    d.setBigUint64(CMD_FIELD.rx_addr!, hi, true);
+    d.setUint16(CMD_FIELD.port!, n?.port ?? 0, true);
+    return [ST.OK, n ? 1 : 0];
+  }
+
+  /** SHUTDOWN: how 0 (SHUT_RD: nothing for the device), 1 (SHUT_WR), 2 (both). */
+  private shutdown(sid: number, how: number): number {
+    const s = this.socks;
+    if (!s.exists(sid)) return ST.ENOENT;
+    if (how > 2) return ST.EINVAL;
+    if (s.state[sid] !== SockState.CONNECTED) return ST.ENOTCONN;
+    if (how === 0 || s.flags[sid]! & FLAG_SHUT_WR) return ST.OK;
+    if (this.remote?.has(sid)) return ST.EOPNOTSUPP; // no half-close frame across nodes yet
+    s.flags[sid] = s.flags[sid]! | FLAG_SHUT_WR | FLAG_SHUT_PENDING;
+    if ((s.txQueue.get(sid)?.length ?? 0) === 0 && !this.staged.has(sid)) this.shutPending(sid);
+    return ST.OK;
+  }
+
+  /** A SHUT_WR whose messages have all moved: the peer hears it (EOF after them). */
+  private shutPending(sid: number): void {
+    const s = this.socks;
+    if (!(s.flags[sid]! & FLAG_SHUT_PENDING) || s.flags[sid]! & FLAG_UNPAIRED) return; // unpaired: at the accept
+    s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
+    const peer = s.peer[sid]!;
+    if (peer !== NO_PEER && s.exists(peer)) this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_SHUTDOWN);
+  }
+
   private connect(
     sid: number,
     port: number,
     slot: number,
     chain: number,
     node = 0,
+    dst: Uint8Array | null = null,
   ): [number, number] | 'pending' {
     const s = this.socks;
     if (!s.exists(sid)) return [ST.ENOENT, 0];
+    if (dst) {
+      // By address: the address plan says which node (the node field is not used).
+      const fab = this.remote?.fabric;
+      const r = routeAddr(dst, fab?.selfId ?? 0, fab?.names.length ?? 0);
+      if (r < 0) return [ST.ENETUNREACH, 0];
+      node = r;
+      if (node !== 0) {
+        if (!this.remote?.isRemote(node)) return [ST.ENETUNREACH, 0];
+        if (s.state[sid] !== SockState.CREATED)
+          return [s.state[sid] === SockState.CONNECTED ? ST.EISCONN : ST.EINVAL, 0];
+        const b = this.addrs.autoBind(sid, dst);
+        if (b < 0) return [-b, 0];
+        this.addrs.connecting(sid, { addr: dst, port });
+        const rr = this.remote.connect(sid, node, port, slot, chain, {
+          dst: { addr: dst, port },
+          src: this.addrs.name(sid, false),
+        });
+        return rr === 'pending' ? rr : [rr, 0];
+      }
+    }
     if (node !== 0 && !this.remote) return [ST.ENETUNREACH, 0]; // no fabric: only this node exists
     if (node !== 0 && this.remote!.isRemote(node)) {
       if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
@@ -1170,7 +1338,7 @@ export class DataPlane {
       );
       return [ST.EINVAL, 0];
     }
-    if (c.lookAside && port !== CONSTANTS.PORT_LOOPBACK) return [ST.EINVAL, 0]; // executor A has no peer
+    if (c.lookAside && (dst || port !== CONSTANTS.PORT_LOOPBACK)) return [ST.EINVAL, 0]; // executor A has no peer
     if (this.farm) {
       // With scheduled accelerators the device has only those: a chain naming another engine is refused.
       const missing = c.stages
@@ -1188,14 +1356,26 @@ export class DataPlane {
     s.chain[sid] = chain;
     if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
     if (s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
-    if (port === CONSTANTS.PORT_LOOPBACK) {
+    if (!dst && port === CONSTANTS.PORT_LOOPBACK) {
       // Executor L: the socket's own rx ring is the sink of its tx pipe.
       s.state[sid] = SockState.CONNECTED;
       s.peer[sid] = sid;
       return [ST.OK, sid];
     }
-    const l = s.listeners.get(port);
-    if (l === undefined) return [ST.ECONNREFUSED, 0];
+    const l = dst ? this.addrs.lookup(dst, port) : (s.listeners.get(port) ?? -1);
+    if (l < 0) return [ST.ECONNREFUSED, 0];
+    if (dst) {
+      const b = this.addrs.autoBind(sid, dst);
+      if (b < 0) return [-b, 0];
+      this.addrs.connecting(sid, { addr: dst, port });
+      s.state[sid] = SockState.CONNECTED;
+      s.flags[sid] = s.flags[sid]! | FLAG_UNPAIRED;
+      const q = s.backlog.get(l);
+      if (q) q.push(sid);
+      else s.backlog.set(l, [sid]);
+      this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+      return [ST.OK, NO_PEER];
+    }
     s.state[sid] = SockState.CONNECTING;
     s.pendingCmd[sid] = slot;
     const b = s.backlog.get(l);
@@ -1220,6 +1400,14 @@ export class DataPlane {
     s.chain[sid] = s.chain[peer]!; // both directions run the chain
     s.state[peer] = SockState.CONNECTED;
     s.peer[peer] = sid;
+    this.addrs.accepted(peer, sid);
+    if (s.flags[peer]! & FLAG_UNPAIRED) {
+      // Connected by address, answered already: what it sent meanwhile moves now.
+      s.flags[peer] = s.flags[peer]! & ~FLAG_UNPAIRED;
+      if (s.txQueue.has(peer)) this.markReady(peer);
+      if (s.flags[peer]! & FLAG_SHUT_PENDING && !s.txQueue.has(peer)) this.shutPending(peer);
+      return [ST.OK, peer];
+    }
     const slot = s.pendingCmd[peer]!;
     s.pendingCmd[peer] = NO_PEER;
     this.answer(slot, ST.OK, sid);
@@ -1237,12 +1425,19 @@ export class DataPlane {
           this.remote!.refuse(c);
           continue;
         }
+        if (s.flags[c]! & FLAG_UNPAIRED) {
+          // Connected, never accepted: as a reset.
+          s.flags[c] = s.flags[c]! & ~FLAG_UNPAIRED;
+          this.sockError(c, SERR.NOT_CONNECTED, 'the listener closed before accepting the connection');
+          continue;
+        }
         const cs = s.pendingCmd[c]!;
         s.pendingCmd[c] = NO_PEER;
         s.state[c] = SockState.CREATED;
+        this.addrs.withdrawn(c);
         this.answer(cs, ST.ECONNREFUSED, 0);
       }
-      s.listeners.delete(s.port[sid]!);
+      if (s.listeners.get(s.port[sid]!) === sid) s.listeners.delete(s.port[sid]!);
     }
     if (st === SockState.CONNECTING) {
       for (const [l, b] of s.backlog) {
@@ -1252,7 +1447,19 @@ export class DataPlane {
           if (b.length === 0) s.backlog.delete(l);
         }
       }
+      this.addrs.withdrawn(sid);
       this.answer(s.pendingCmd[sid]!, ST.ECONNREFUSED, 0);
+    }
+    if (s.flags[sid]! & FLAG_UNPAIRED) {
+      // Connected by address and never accepted: leaves the backlog (what it sent is lost, as with a reset).
+      for (const [l, b] of s.backlog) {
+        const i = b.indexOf(sid);
+        if (i >= 0) {
+          b.splice(i, 1);
+          if (b.length === 0) s.backlog.delete(l);
+        }
+      }
+      s.txQueue.delete(sid);
     }
     if (st === SockState.CONNECTED && ((s.txQueue.get(sid)?.length ?? 0) > 0 || this.staged.has(sid))) {
       // Graceful: what was sent is still delivered, then the peer sees EOF.
@@ -1286,6 +1493,7 @@ export class DataPlane {
     }
     this.waiters.delete(sid);
     this.dropStaged(sid);
+    this.addrs.release(sid);
     this.rings.remove(s.txAddr[sid]!, s.txSize[sid]!);
     this.rings.remove(s.rxAddr[sid]!, s.rxSize[sid]!);
     s.free(sid);

@@ -13,6 +13,8 @@
  * the frame's channel / socket / value fields):
  *
  *   CONNECT   channel=port   socket=client sid  value=client rx size, payload: chain u32, tenant u32
+ *             (flag ADDR, ABI 1.2: then the destination address (16 bytes), the client's
+ *             address (16) and port (u16): the listener is looked up by address)
  *   ACCEPTED  channel=client socket=server sid  value=server rx size
  *   REFUSED   channel=client socket=0           value=errno
  *   MSG       channel=dst    socket=src          value=bytes the message takes in dst's ring, payload: the message
@@ -47,6 +49,7 @@ import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engin
 import { RateLimitedLog } from '../../util/log.js';
 import { NO_PEER, SockState, type SocketTable } from './sockets.js';
 import { byteLength, joinBytes } from '../../util/bytes.js';
+import type { AddressBook, SockName } from './addresses.js';
 
 const D2H = ENUMS.SIG_D2H;
 const ST = ENUMS.STATUS;
@@ -56,6 +59,14 @@ const SERR = ENUMS.SERR;
 export const PIPE_FRAME = { CONNECT: 16, ACCEPTED: 17, MSG: 18, CREDIT: 19, CLOSE: 20, REFUSED: 21 } as const;
 /** MSG flag: a sender-side stage refused the message; value is the SERR code. */
 export const MSG_FLAG_REFUSED = 1;
+/** CONNECT flag: by address (the payload carries both names). */
+export const CONNECT_FLAG_ADDR = 1;
+
+/** The names a CONNECT by address carries. */
+export interface ConnectNames {
+  dst: SockName;
+  src: SockName | null;
+}
 
 /** What the data plane needs of a fabric. */
 export interface PipeFabric {
@@ -125,6 +136,7 @@ export interface PipeOwner {
   answer(slot: number, status: number, result: number): void;
   /** A remote sender's message now waits in a listener's backlog under this (negative) id. */
   queueConnection(listener: number, id: number): void;
+  readonly addrs: AddressBook;
 }
 
 /** The far end of a socket whose peer is on another node. */
@@ -156,6 +168,8 @@ interface RemoteRequest {
   rxSize: number;
   chain: number;
   tenant: number;
+  /** A CONNECT by address: the names the accepted socket gets. */
+  names?: { local: SockName; peer: SockName };
 }
 
 interface InFlight {
@@ -270,16 +284,30 @@ export class RemotePipes {
   // ---- connection set-up -------------------------------------------------------
 
   /** CONNECT to (node, port): pending until the peer accepts; or an errno now. */
-  connect(sid: number, node: number, port: number, slot: number, chain: number): number | 'pending' {
+  connect(
+    sid: number,
+    node: number,
+    port: number,
+    slot: number,
+    chain: number,
+    names?: ConnectNames,
+  ): number | 'pending' {
     const s = this.dp.socks;
     if (node > this.fabric.names.length) return ST.ENETUNREACH;
     const h = this.halves(chain);
     if (typeof h === 'string') return ST.EINVAL;
-    const payload = new Uint8Array(8);
+    const payload = new Uint8Array(names ? 44 : 8);
     const v = new DataView(payload.buffer);
     v.setUint32(0, chain, true);
     v.setUint32(4, s.tenant[sid]!, true);
-    const r = this.send(node, PIPE_FRAME.CONNECT, 0, port, sid, s.rxSize[sid]!, [payload]);
+    if (names) {
+      payload.set(names.dst.addr, 8);
+      if (names.src) payload.set(names.src.addr, 24);
+      v.setUint16(40, names.src?.port ?? 0, true);
+    }
+    const r = this.send(node, PIPE_FRAME.CONNECT, names ? CONNECT_FLAG_ADDR : 0, port, sid, s.rxSize[sid]!, [
+      payload,
+    ]);
     if (r === 'unknown') return ST.ENETUNREACH;
     if (r === 'full') return ST.EAGAIN;
     s.state[sid] = SockState.CONNECTING;
@@ -305,6 +333,7 @@ export class RemotePipes {
     s.state[sid] = SockState.CONNECTED;
     s.peer[sid] = q.sid;
     s.chain[sid] = q.chain;
+    if (q.names) this.dp.addrs.acceptedRemote(sid, q.names.local, q.names.peer);
     this.ends.set(sid, {
       node: q.node,
       rsid: q.sid,
@@ -519,8 +548,14 @@ export class RemotePipes {
           return;
         }
         const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-        const l = s.listeners.get(channel);
-        if (l === undefined) {
+        const byAddr = (flags & CONNECT_FLAG_ADDR) !== 0;
+        if (byAddr && payload.length < 44) {
+          this.counters.protocolErrors++;
+          return;
+        }
+        const dst = byAddr ? { addr: payload.slice(8, 24), port: channel } : null;
+        const l = dst ? this.dp.addrs.lookup(dst.addr, channel) : (s.listeners.get(channel) ?? -1);
+        if (l < 0) {
           this.send(node, PIPE_FRAME.REFUSED, 0, socket, 0, ST.ECONNREFUSED);
           return;
         }
@@ -531,6 +566,9 @@ export class RemotePipes {
           rxSize: value,
           chain: v.getUint32(0, true),
           tenant: v.getUint32(4, true),
+          ...(dst
+            ? { names: { local: dst, peer: { addr: payload.slice(24, 40), port: v.getUint16(40, true) } } }
+            : {}),
         });
         this.dp.queueConnection(l, -id);
         return;
