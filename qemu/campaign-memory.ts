@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chainCode, SgiovSocketDriver } from '../emulator/client/sockets.js';
 import { busAccess, enabledDevice } from '../emulator/host/bus-access.js';
+import { deviceCommand } from '../emulator/control/commands.js';
 import { repoRoot } from '../emulator/util/paths.js';
 import type { SgiovDevice } from '../emulator/model/device.js';
 import { loadPlan, POINT_NAMES, type Plan, type Point } from '../emulator/faults/plan.js';
@@ -118,7 +119,7 @@ export const memoryWorkload: CampaignWorkload = {
     let recoverMs = rep.recoverMs;
     if (rep.deviceLost) {
       // The host's recovery: a reset through the control interface, then a new driver.
-      dev.control('reset', {});
+      deviceCommand(dev, 'reset', {});
       access.writeReg('CONTROL', 1);
       const drv2 = new SgiovSocketDriver(access, { d2hSlots: 1024, timeoutMs: 5000 });
       const s = drv2.socket({ txSize: 4096, rxSize: 4096 });

@@ -1,7 +1,8 @@
 /**
  * The main-thread side of the emulator: starts the device thread, writes
  * its log lines, and stops it on request. The main thread stays free for
- * control and logging; the device runs in the worker (host/worker.ts).
+ * control and logging; the device runs in the worker (host/worker.ts,
+ * started through its entry, device-thread.ts).
  */
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +23,7 @@ export class EmulatorServer {
 
   /** Resolves when the socket is listening; rejects when setup failed. */
   start(): Promise<void> {
-    const w = new Worker(fileURLToPath(new URL('../host/worker.js', import.meta.url)), {
+    const w = new Worker(fileURLToPath(new URL('./device-thread.js', import.meta.url)), {
       workerData: this.cfg,
     });
     this.worker = w;

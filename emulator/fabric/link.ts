@@ -17,8 +17,9 @@
  * ack, so a lost ACK is made good by the next frame or heartbeat.
  *
  * Beside it: what the owner names (options, states, counters, events) in
- * link-types.ts, what the handshake frames mean in link-handshake.ts, and
- * the wire faults a link applies in link-faults.ts.
+ * link-types.ts, what the handshake frames mean in link-handshake.ts, when
+ * acks go and the round trip they measure in link-acks.ts, and the wire
+ * faults a link applies in link-faults.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { RateLimitedLog, type Logger } from '../util/log.js';
@@ -36,6 +37,7 @@ import {
   type Frame,
 } from './frame.js';
 import { dials, encodeHello, type Hello } from './hello.js';
+import { DelayedAck, RttEstimator } from './link-acks.js';
 import { LinkFaults } from './link-faults.js';
 import {
   acceptVerdict,
@@ -86,10 +88,8 @@ export class Link {
 
   // Receiving.
   private delivered = 0;
-  private pendingAckFrames = 0;
-  private pendingAckBytes = 0;
-  private ackFrames = 1;
-  private ackBytes = 1;
+  /** When the next ACK goes (link-acks.ts). */
+  private readonly acks: DelayedAck;
   private lastRx = 0;
 
   private backoff: number;
@@ -97,7 +97,6 @@ export class Link {
   private dialTimer: NodeJS.Timeout | null = null;
   private handshakeTimer: NodeJS.Timeout | null = null;
   private beatTimer: NodeJS.Timeout | null = null;
-  private ackTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
 
   /** Since when the oldest unacknowledged frame has waited with no ack progress (the RTO's clock). */
@@ -111,10 +110,8 @@ export class Link {
 
   private readonly c = zeroLinkCounters();
   private readonly bad = zeroBadCounts();
-  /** RTT: one frame timed at a time (its first transmission only, as Karn's rule), and the smoothed value. */
-  private rttSeq = 0;
-  private rttAt = 0;
-  private srttMs = 0;
+  /** The round trip, frame to ack (link-acks.ts). */
+  private readonly rtt = new RttEstimator();
 
   constructor(
     readonly peer: string,
@@ -129,6 +126,9 @@ export class Link {
     this.warn = new RateLimitedLog(this.log);
     this.backoff = this.o.backoffMinMs;
     this.window = new SendWindow(this.o.windowFrames, this.o.windowBytes);
+    this.acks = new DelayedAck(this.o.ackDelayMs, () => {
+      if (this.up) this.writeLink(LinkType.ACK);
+    });
     this.ends = { cluster: ctx.cluster, incarnation: ctx.incarnation, peer };
     this.faults = new LinkFaults(ctx.faults, {
       peer,
@@ -198,7 +198,7 @@ export class Link {
     if (verdict === 'fresh') this.freshSession(hello.incarnation);
     if (this.closed) return; // the owner closed the fabric from its failed() callback
     this.peerIncarnation = hello.incarnation;
-    this.setPeerWindow(hello);
+    this.acks.setPeerWindow(hello.windowFrames, hello.windowBytes);
     this.writeLink(LinkType.WELCOME, encodeHello(this.hello()));
     this.goUp(verdict === 'resume' ? peerDelivered : 0, verdict !== 'fresh');
   }
@@ -226,7 +226,7 @@ export class Link {
       session: this.session,
       peerIncarnation: this.peerIncarnation,
       ...this.c,
-      rttMs: this.srttMs,
+      rttMs: this.rtt.ms,
       unackedFrames: this.window.count,
       unackedBytes: this.window.bytes,
       bad: { ...this.bad },
@@ -387,12 +387,6 @@ export class Link {
     return helloOf(this.ends, this.session, this.left, this.o);
   }
 
-  private setPeerWindow(h: Hello): void {
-    // Ack at a quarter of the peer's window, so its sender never stalls waiting for one.
-    this.ackFrames = Math.max(1, Math.floor(h.windowFrames / 4));
-    this.ackBytes = Math.max(1, Math.floor(h.windowBytes / 4));
-  }
-
   /**
    * The handshake did not resume: a new session begins. An existing one is
    * failed first; frames sent while there was no session at all (seq from
@@ -429,12 +423,10 @@ export class Link {
     const frames = this.window.takeAll();
     if (this.session !== '') this.left = this.session;
     this.sendSeq = 0;
-    this.rttSeq = 0;
+    this.rtt.reset();
     this.delivered = 0;
-    this.pendingAckFrames = 0;
-    this.pendingAckBytes = 0;
+    this.acks.settled();
     this.session = '';
-    this.clear('ackTimer');
     this.clear('deadlineTimer');
     this.c.failures++;
     this.c.failedFrames += frames.length;
@@ -492,7 +484,7 @@ export class Link {
       if (this.closed) return;
     }
     this.peerIncarnation = h.incarnation;
-    this.setPeerWindow(h);
+    this.acks.setPeerWindow(h.windowFrames, h.windowBytes);
     this.goUp(resume ? f.ack : 0, resume);
   }
 
@@ -506,18 +498,9 @@ export class Link {
     this.delivered = f.seq;
     this.c.framesReceived++;
     this.c.bytesReceived += f.length;
-    this.pendingAckFrames++;
-    this.pendingAckBytes += f.length;
+    this.acks.add(f.length);
     this.ev.frame(f);
-    if (!this.up) return;
-    if (this.pendingAckFrames >= this.ackFrames || this.pendingAckBytes >= this.ackBytes) {
-      this.writeLink(LinkType.ACK);
-    } else if (!this.ackTimer) {
-      this.ackTimer = setTimeout(() => {
-        this.ackTimer = null;
-        if (this.up && this.pendingAckFrames > 0) this.writeLink(LinkType.ACK);
-      }, this.o.ackDelayMs);
-    }
+    if (this.up && this.acks.due()) this.writeLink(LinkType.ACK);
   }
 
   /** Releases frames up to `ack`; false (and the connection reset) when it acks what was never sent. */
@@ -528,11 +511,7 @@ export class Link {
     }
     if (!this.window.release(ack)) return true;
     this.ackWaitSince = performance.now();
-    if (this.rttSeq !== 0 && ack >= this.rttSeq) {
-      const ms = this.ackWaitSince - this.rttAt;
-      this.srttMs = this.srttMs === 0 ? ms : this.srttMs * 0.875 + ms * 0.125;
-      this.rttSeq = 0;
-    }
+    this.rtt.acked(ack, this.ackWaitSince);
     this.ev.acked(ack);
     this.maybeDrain();
     return true;
@@ -569,12 +548,7 @@ export class Link {
       f.pcrc,
     );
     this.write(f.segments.length === 1 ? [header, f.segments[0]!] : [header, ...f.segments], f);
-    if (f.transmitted) {
-      if (f.seq === this.rttSeq) this.rttSeq = 0; // a retransmission's ack would time two sends
-    } else if (this.rttSeq === 0) {
-      this.rttSeq = f.seq;
-      this.rttAt = performance.now();
-    }
+    this.rtt.sent(f.seq, f.transmitted);
     f.transmitted = true;
     this.c.framesSent++;
     this.c.bytesSent += f.bytes;
@@ -600,9 +574,7 @@ export class Link {
     const conn = this.conn;
     if (conn) this.faults.write(conn, chunks, f);
     this.lastTx = performance.now();
-    this.pendingAckFrames = 0;
-    this.pendingAckBytes = 0;
-    this.clear('ackTimer');
+    this.acks.settled();
   }
 
   private setState(state: LinkState, info: LinkStateInfo): void {
@@ -623,13 +595,13 @@ export class Link {
 
   private stopConnTimers(): void {
     this.clear('handshakeTimer');
-    this.clear('ackTimer');
+    this.acks.cancel();
     this.faults.cancel();
     if (this.beatTimer) clearInterval(this.beatTimer);
     this.beatTimer = null;
   }
 
-  private clear(name: 'dialTimer' | 'handshakeTimer' | 'ackTimer' | 'deadlineTimer'): void {
+  private clear(name: 'dialTimer' | 'handshakeTimer' | 'deadlineTimer'): void {
     const t = this[name];
     if (t) clearTimeout(t);
     this[name] = null;

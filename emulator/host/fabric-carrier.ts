@@ -32,8 +32,8 @@ import { FIRST_DATA_TYPE } from '../fabric/frame.js';
 import { TcpTransport } from '../fabric/tcp.js';
 import type { Fault, FaultInjector } from '../faults/injector.js';
 import { POINT, type Point } from '../faults/plan.js';
-import type { DataPlane } from '../model/dataplane/dataplane.js';
 import { PIPE_FRAME, type PipeFabric, type PipeFabricEvents } from '../model/dataplane/remote.js';
+import type { FabricPort } from '../model/host.js';
 import { RateLimitedLog } from '../util/log.js';
 
 export interface FabricCarrierOptions {
@@ -57,7 +57,7 @@ export class FabricCarrier {
   private readonly transport: TcpTransport;
   private events: PipeFabricEvents | null = null;
   private readonly ids = new Map<string, number>();
-  private dp: DataPlane | null = null;
+  private port: FabricPort | null = null;
 
   constructor(private readonly o: FabricCarrierOptions) {
     this.transport = new TcpTransport({
@@ -72,7 +72,7 @@ export class FabricCarrier {
       log: o.log,
       ...(o.deadlineMs !== undefined ? { deadlineMs: o.deadlineMs } : {}),
       ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
-      ...(o.faults ? { faults: wireFaults(o.faults, o.log, id, (sid) => this.dp?.socks.tenant[sid]) } : {}),
+      ...(o.faults ? { faults: wireFaults(o.faults, o.log, id, (sid) => this.port?.socketTenant(sid)) } : {}),
     };
     this.fabric = new Fabric(opts, {
       onFrame: (node, f) =>
@@ -91,9 +91,9 @@ export class FabricCarrier {
     return this.o.cluster.names.map((name, i) => ({ id: i + 1, name, self: name === this.o.cluster.self }));
   }
 
-  /** Gives the data plane its PipeFabric. */
-  attach(dp: DataPlane): void {
-    this.dp = dp;
+  /** Gives the device model its PipeFabric (through the model's contract, model/host.ts). */
+  attach(port: FabricPort): void {
+    this.port = port;
     const names = this.o.cluster.names;
     const view: PipeFabric = {
       selfId: this.ids.get(this.o.cluster.self)!,
@@ -106,7 +106,7 @@ export class FabricCarrier {
         return r.reason === 'full' ? 'full' : 'unknown';
       },
     };
-    this.events = dp.attachFabric(view);
+    this.events = port.attachFabric(view);
   }
 
   start(): Promise<void> {

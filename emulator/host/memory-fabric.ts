@@ -6,8 +6,8 @@
  * delivery, as a zero-copy wire reads the sender's ring: a sender that
  * reused its ring before the acknowledgement would be caught.
  */
-import type { DataPlane } from '../model/dataplane/dataplane.js';
 import type { PipeFabric, PipeFabricEvents } from '../model/dataplane/remote.js';
+import type { FabricPort } from '../model/host.js';
 import { joinBytes } from '../util/bytes.js';
 
 interface Queued {
@@ -55,7 +55,8 @@ export class MemoryFabric {
     return i + 1;
   }
 
-  attach(name: string, dp: DataPlane): void {
+  /** Joins `name`'s device (its model, or just its data plane) to this fabric. */
+  attach(name: string, port: Pick<FabricPort, 'attachFabric'>): void {
     const self = this.id(name);
     const view: PipeFabric = {
       selfId: self,
@@ -75,7 +76,7 @@ export class MemoryFabric {
         return seq;
       },
     };
-    this.events.set(self, dp.attachFabric(view));
+    this.events.set(self, port.attachFabric(view));
   }
 
   /** Delivers every queued frame of every unpaused link, acknowledges them, and reports open windows; returns frames delivered. */

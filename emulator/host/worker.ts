@@ -2,9 +2,13 @@
  * The device thread: owns the vfu context and the device model, runs the
  * vfio-user loop with synchronous callbacks, and sends its log lines to the
  * main thread (which writes them) so that it never blocks on stdout.
+ * Control requests are answered between rounds by the function the
+ * thread's entry (cli/device-thread.ts) gives runDeviceThread: the control
+ * layer's (control/commands.ts). Only that entry imports this module for
+ * more than its types: it is the worker thread's own.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { makeLogger, type LogLevel } from '../util/log.js';
+import { makeLogger, type Logger, type LogLevel } from '../util/log.js';
 import { SgiovDevice } from '../model/device.js';
 import { VfuServer } from './vfu-server.js';
 import { FabricCarrier } from './fabric-carrier.js';
@@ -13,8 +17,7 @@ import type { FabricTlsFiles } from '../fabric/tls.js';
 import type { PciIdentity } from '../pci/config.js';
 import { FaultInjector } from '../faults/injector.js';
 import { loadPlan } from '../faults/plan.js';
-import { snapshot } from './snapshot.js';
-import { flushTrace, setTrace, traceState } from '../util/trace.js';
+import { flushTrace, setTrace } from '../util/trace.js';
 
 /** Cross-node pipes: this node and the cluster, as [name, "host:port"] pairs. */
 export interface WorkerFabricConfig {
@@ -76,31 +79,22 @@ const server = new VfuServer({
 });
 let carrier: FabricCarrier | null = null;
 
+/** How the thread answers a control command (control/commands.ts): a result, or an Error thrown. */
+export type CommandAnswerer = (
+  t: { model: SgiovDevice; server: VfuServer; carrier: FabricCarrier | null; log: Logger },
+  cmd: string,
+  args: Record<string, unknown>,
+) => unknown;
+
 /** Control messages arrive while this thread is busy in its own loop. */
-function drainControl(model: SgiovDevice): boolean {
+function drainControl(model: SgiovDevice, answer: CommandAnswerer): boolean {
   for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
     const msg = m.message as ToWorker;
     if (msg.type === 'stop') stopping = true;
     else if (msg.type === 'stats') post({ type: 'stats', stats: server.stats });
     else if (msg.type === 'control') {
       try {
-        let result: unknown;
-        if (msg.cmd === 'status')
-          result = {
-            transport: server.stats,
-            device: model.status(),
-            ...(carrier ? { fabric: carrier.stats(), pipes: model.dp.remote?.counters } : {}),
-          };
-        else if (msg.cmd === 'metrics')
-          result = snapshot(server.stats, model, server.nowNs(), carrier ? carrier.stats() : null);
-        else if (msg.cmd === 'trace') {
-          const a = msg.args as { pattern?: string; perSecond?: number };
-          if (a.pattern !== undefined) setTrace(a.pattern, log, a.perSecond);
-          result = traceState();
-        } else if (msg.cmd === 'fabric') {
-          if (!carrier) throw new Error('fabric: this emulator has no cluster (--cluster or --node)');
-          result = carrier.stats();
-        } else result = model.control(msg.cmd, msg.args);
+        const result = answer({ model, server, carrier, log }, msg.cmd, msg.args);
         post({ type: 'control', id: msg.id, ok: true, result });
       } catch (e) {
         post({ type: 'control', id: msg.id, ok: false, error: (e as Error).message });
@@ -110,7 +104,7 @@ function drainControl(model: SgiovDevice): boolean {
   return stopping;
 }
 
-async function main(): Promise<void> {
+async function main(answer: CommandAnswerer): Promise<void> {
   const modelLog = log.child({ sub: 'model' });
   if (cfg.trace) setTrace(cfg.trace.pattern, log, cfg.trace.perSecond);
   // The root logger: the injector's lines carry "sub": "faults" (under modelLog it would be a second "sub").
@@ -146,7 +140,7 @@ async function main(): Promise<void> {
       directReads: true,
       ...(cfg.fabric.deadlineMs !== undefined ? { deadlineMs: cfg.fabric.deadlineMs } : {}),
     });
-    carrier.attach(model.dp);
+    carrier.attach(model);
     await carrier.start();
     log.info({ nodes: carrier.nodes }, 'cross-node pipes: node ids for CONNECT');
   }
@@ -156,21 +150,24 @@ async function main(): Promise<void> {
     // The device loop reads the fabric's sockets itself and writes what a round sent; accepts,
     // timers and write completions live in this thread's event loop, which the loop gives turns.
     await server.runAsync(
-      () => drainControl(model),
+      () => drainControl(model, answer),
       { fds: () => c.fds(), readable: (fds) => c.readReady(fds), flush: () => c.flush() },
       5,
     );
   } else {
-    server.run(() => drainControl(model));
+    server.run(() => drainControl(model, answer));
   }
 }
 
-try {
-  await main();
-} catch (err) {
-  post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
-} finally {
-  flushTrace();
-  await (carrier as FabricCarrier | null)?.close();
-  server.close();
+/** Runs the device thread until it is told to stop; `answer` answers the control commands. */
+export async function runDeviceThread(answer: CommandAnswerer): Promise<void> {
+  try {
+    await main(answer);
+  } catch (err) {
+    post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
+  } finally {
+    flushTrace();
+    await (carrier as FabricCarrier | null)?.close();
+    server.close();
+  }
 }

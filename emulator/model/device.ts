@@ -1,85 +1,36 @@
 /**
- * The SG-IOV device model: the BAR0 register file, the trapped doorbells and
+ * The SG-IOV device model: the MMIO dispatch over the BAR0 register file
+ * (its state and behaviours in registers.ts), the trapped doorbells and
  * the DMA engine. One state object, one MMIO dispatch, access sizes checked,
  * DMA ranges checked, guest errors latched in ERROR_CODE and logged, never
  * thrown (see emulator/abi/abi.ts for the register map).
  */
-import {
-  ABI_VERSION,
-  BARS,
-  BITS,
-  CONSTANTS,
-  DOORBELLS,
-  ENUMS,
-  REGISTERS,
-  SHM,
-  type RegisterDef,
-} from '../abi/abi.js';
+import { BARS, BITS, CONSTANTS, DOORBELLS, ENUMS, SHM } from '../abi/abi.js';
 import { RateLimitedLog } from '../util/log.js';
-import type { DeviceHost, PciDeviceModel } from './host.js';
+import type { DeviceHost, FabricPort, PciDeviceModel } from './host.js';
 import { DataPlane, defaultDataPlaneConfig } from './dataplane/dataplane.js';
-import { ACCEL_NAMES, DEFAULT_JOB_BYTES, type AccelName } from './accel/farm.js';
-import { isSchedulerKind, SCHEDULER_KINDS, type PolicyConfig } from '../sched/scheduler.js';
-import { FaultInjector, corruptValue, faultsControl, applyCorrupt, type Fault } from '../faults/injector.js';
+import type { PipeFabric, PipeFabricEvents } from './dataplane/remote.js';
+import { FaultInjector, corruptValue, applyCorrupt, type Fault } from '../faults/injector.js';
 import { POINT } from '../faults/plan.js';
 import { faultCode, raiseIrq } from './fault-points.js';
 import { crc32c } from './accel/engines.js';
+import {
+  bit,
+  type DeviceState,
+  type ErrorCode,
+  powerOnState,
+  type Register,
+  registerTable,
+  U32,
+  U64,
+} from './registers.js';
+
+export type { ErrorCode } from './registers.js';
 import { hex, TRACE, trace } from '../util/trace.js';
 
-const bit = (n: number): number => (1 << n) >>> 0;
 const errName = (code: number): string =>
   Object.entries(ENUMS.ERR).find(([, v]) => v === code)?.[0] ?? String(code);
 const ERR = ENUMS.ERR;
-export type ErrorCode = (typeof ERR)[keyof typeof ERR];
-
-/** Everything a reset puts back. */
-interface DeviceState {
-  control: number;
-  errorCode: number;
-  errorAddr: bigint;
-  irqStatus: number;
-  irqMask: number;
-  errVector: number;
-  scratch: number;
-  irqCount: number;
-  badAccessCount: number;
-  dmaCompleted: number;
-  dmaSrc: bigint;
-  dmaDst: bigint;
-  dmaLen: number;
-  dmaOp: number;
-  dmaVector: number;
-  dmaStatus: number;
-  dmaTag: number;
-}
-
-function powerOnState(): DeviceState {
-  return {
-    control: 0,
-    errorCode: ERR.NONE,
-    errorAddr: 0n,
-    irqStatus: 0,
-    irqMask: 0,
-    errVector: 0,
-    scratch: 0,
-    irqCount: 0,
-    badAccessCount: 0,
-    dmaCompleted: 0,
-    dmaSrc: 0n,
-    dmaDst: 0n,
-    dmaLen: 0,
-    dmaOp: 0,
-    dmaVector: 0,
-    dmaStatus: ENUMS.DMA_STATE.IDLE,
-    dmaTag: 0,
-  };
-}
-
-/** How a register behaves: read gives its full-width value, write takes it. */
-interface RegBehaviour {
-  read: (s: DeviceState) => bigint;
-  write?: (s: DeviceState, v: bigint) => void;
-}
 
 export interface DeviceConfig {
   msixVectors: number;
@@ -88,22 +39,11 @@ export interface DeviceConfig {
   faults?: FaultInjector;
 }
 
-const U32 = 0xffff_ffffn;
-const U64 = 0xffff_ffff_ffff_ffffn;
-
-/** Rates and weights a control request may set: finite, and far from where the schedulers' sums overflow or vanish. */
-const MIN_GBPS = 1e-3;
-const MAX_GBPS = 1e6;
-const MIN_WEIGHT = 1e-6;
-const MAX_WEIGHT = 1e6;
-const inRange = (v: unknown, lo: number, hi: number): v is number =>
-  typeof v === 'number' && Number.isFinite(v) && v >= lo && v <= hi;
-
-export class SgiovDevice implements PciDeviceModel {
+export class SgiovDevice implements PciDeviceModel, FabricPort {
   private s: DeviceState = powerOnState();
   private readonly guestErr: RateLimitedLog;
   /** offset -> register, for the dispatch; built from the ABI table. */
-  private readonly byOffset = new Map<number, { def: RegisterDef; b: RegBehaviour }>();
+  private readonly byOffset: Map<number, Register>;
   readonly dp: DataPlane;
   /** Fault injection: one injector for the whole device (the data plane and the fabric use it too). */
   readonly faults: FaultInjector;
@@ -127,198 +67,14 @@ export class SgiovDevice implements PciDeviceModel {
     this.dp = new DataPlane(host, cfg.maxSockets ?? CONSTANTS.MAX_SOCKETS_DEFAULT, this.faults, (f, where) =>
       this.globalFault(f, where),
     );
-    const behaviours = this.behaviours();
-    for (const def of REGISTERS) {
-      const b = behaviours[def.name];
-      if (!b) throw new Error(`register ${def.name} has no behaviour in the model`);
-      this.byOffset.set(def.offset, { def, b });
-    }
-    for (const name of Object.keys(behaviours)) {
-      if (!REGISTERS.some((r) => r.name === name))
-        throw new Error(`model register ${name} is not in the ABI`);
-    }
-  }
-
-  /** The register file as data: name -> behaviour. Access rights come from the ABI. */
-  private behaviours(): Record<string, RegBehaviour> {
-    const num = (v: number): bigint => BigInt(v >>> 0);
-    return {
-      ID: { read: () => num(CONSTANTS.ID_MAGIC) },
-      VERSION: { read: () => num((ABI_VERSION.major << 16) | ABI_VERSION.minor) },
-      CAPS: {
-        read: () =>
-          num(bit(BITS.CAP.DMA_ENGINE) | bit(BITS.CAP.MSIX) | bit(BITS.CAP.SOCKETS) | bit(BITS.CAP.SHM_FIFO)),
-      },
-      STATUS: { read: (s) => num(this.statusBits(s)) },
-      CONTROL: {
-        read: (s) => num(s.control),
-        write: (s, v) => {
-          if (Number(v) & bit(BITS.CONTROL.RESET)) {
-            this.guestReset('CONTROL.RESET written by the guest');
-            return;
-          }
-          s.control = Number(v) & bit(BITS.CONTROL.ENABLE);
-        },
-      },
-      ERROR_CODE: {
-        read: (s) => num(s.errorCode),
-        write: (s) => {
-          s.errorCode = ERR.NONE;
-          s.errorAddr = 0n;
-        },
-      },
-      ERROR_ADDR: { read: (s) => s.errorAddr },
-      IRQ_STATUS: {
-        read: (s) => num(s.irqStatus),
-        write: (s, v) => {
-          s.irqStatus = (s.irqStatus & ~Number(v)) >>> 0;
-        },
-      },
-      IRQ_MASK: {
-        read: (s) => num(s.irqMask),
-        write: (s, v) => {
-          s.irqMask = Number(v) & (bit(BITS.IRQ.DMA_DONE) | bit(BITS.IRQ.ERROR));
-        },
-      },
-      ERR_VECTOR: {
-        read: (s) => num(s.errVector),
-        write: (s, v) => {
-          s.errVector = Number(v & U32);
-        },
-      },
-      NUM_VECTORS: { read: () => num(this.cfg.msixVectors) },
-      SCRATCH: {
-        read: (s) => num(s.scratch),
-        write: (s, v) => {
-          s.scratch = Number(v & U32);
-        },
-      },
-      IRQ_COUNT: { read: (s) => num(s.irqCount) },
-      BAD_ACCESS_COUNT: { read: (s) => num(s.badAccessCount) },
-      DMA_COMPLETED: { read: (s) => num(s.dmaCompleted) },
-      DMA_SRC: {
-        read: (s) => s.dmaSrc,
-        write: (s, v) => {
-          s.dmaSrc = v;
-        },
-      },
-      DMA_DST: {
-        read: (s) => s.dmaDst,
-        write: (s, v) => {
-          s.dmaDst = v;
-        },
-      },
-      DMA_LEN: {
-        read: (s) => num(s.dmaLen),
-        write: (s, v) => {
-          s.dmaLen = Number(v & U32);
-        },
-      },
-      DMA_OP: {
-        read: (s) => num(s.dmaOp),
-        write: (s, v) => {
-          s.dmaOp = Number(v & U32);
-        },
-      },
-      DMA_VECTOR: {
-        read: (s) => num(s.dmaVector),
-        write: (s, v) => {
-          s.dmaVector = Number(v & U32);
-        },
-      },
-      DMA_STATUS: { read: (s) => num(s.dmaStatus) },
-      DMA_TAG: { read: (s) => num(s.dmaTag) },
-      ...this.dataPlaneRegisters(num),
-    };
-  }
-
-  /** The data plane's registers: configuration (fixed while it runs), control, counters. */
-  private dataPlaneRegisters(num: (v: number) => bigint): Record<string, RegBehaviour> {
-    const dp = this.dp;
-    const c = dp.cfg;
-    const conf = <K extends keyof typeof c>(key: K, name: string): RegBehaviour => ({
-      read: () => (typeof c[key] === 'bigint' ? (c[key] as bigint) : num(c[key] as number)),
-      write: (_s, v) => {
-        if (dp.running) {
-          this.badAccess(
-            'write',
-            0,
-            REGISTERS.find((r) => r.name === name)!.offset,
-            4,
-            'data plane configuration is fixed while it runs',
-            0n,
-          );
-          return;
-        }
-        (c as unknown as Record<string, number | bigint>)[key] =
-          typeof c[key] === 'bigint' ? v : Number(v & U32);
-      },
+    this.byOffset = registerTable({
+      dp: this.dp,
+      msixVectors: cfg.msixVectors,
+      busMasterEnabled: () => host.busMasterEnabled(),
+      guestReset: (reason) => this.guestReset(reason),
+      latchError: (code, addr, why) => this.latchError(code, addr, why),
+      refuseWrite: (offset, why) => this.badAccess('write', 0, offset, 4, why, 0n),
     });
-    const ctr = (get: () => number): RegBehaviour => ({ read: () => num(get() >>> 0) });
-    return {
-      MAX_SOCKETS: { read: () => num(dp.socks.max) },
-      H2D_MODE: conf('h2dMode', 'H2D_MODE'),
-      D2H_BASE: conf('d2hBase', 'D2H_BASE'),
-      D2H_SLOTS: conf('d2hSlots', 'D2H_SLOTS'),
-      D2H_VECTOR: conf('d2hVector', 'D2H_VECTOR'),
-      D2H_PROD_ADDR: conf('d2hProdAddr', 'D2H_PROD_ADDR'),
-      CMD_BASE: conf('cmdBase', 'CMD_BASE'),
-      CMD_SLOTS: conf('cmdSlots', 'CMD_SLOTS'),
-      IRQ_MOD_COUNT: conf('modCount', 'IRQ_MOD_COUNT'),
-      IRQ_MOD_USECS: conf('modUsecs', 'IRQ_MOD_USECS'),
-      DP_CONTROL: {
-        read: () => num(dp.running ? bit(BITS.DP_CONTROL.START) : 0),
-        write: (_s, v) => {
-          const start = (Number(v) & bit(BITS.DP_CONTROL.START)) !== 0;
-          if (start && !dp.running) {
-            if (!(this.s.control & bit(BITS.CONTROL.ENABLE))) {
-              this.latchError(ERR.NOT_ENABLED, 0n, 'data plane start while the device is not enabled');
-              return;
-            }
-            const bad = dp.start();
-            if (bad)
-              this.latchError(
-                ERR.DP_BAD_CONFIG,
-                BigInt(REGISTERS.find((r) => r.name === bad)?.offset ?? 0),
-                `data plane start refused: ${bad} is not valid`,
-              );
-          } else if (!start && dp.running) {
-            dp.stop('DP_CONTROL cleared by the guest');
-          }
-        },
-      },
-      DP_STATUS: {
-        read: () =>
-          num(
-            (dp.running ? bit(BITS.DP_STATUS.RUNNING) : 0) |
-              (dp.running && !dp.sleeping ? bit(BITS.DP_STATUS.POLLING) : 0),
-          ),
-      },
-      SOCKETS_OPEN: ctr(() => dp.socks.open),
-      H2D_SIGNALS: ctr(() => dp.counters.h2dSignals),
-      D2H_SIGNALS: ctr(() => dp.counters.d2hSignals),
-      KICKS: ctr(() => dp.counters.kicks),
-      SIGNAL_ERRORS: ctr(() => dp.counters.signalErrors),
-      MSGS_MOVED: ctr(() => dp.counters.msgsMoved),
-      BYTES_MOVED: { read: () => BigInt(dp.counters.bytesMoved) },
-      ...Object.fromEntries(
-        [0, 1, 2, 3].map((i): [string, RegBehaviour] => [
-          i === 0 ? 'CRYPTO_KEY' : `CRYPTO_KEY${i}`,
-          {
-            read: () => 0n, // keys are write-only
-            write: (_s, v) => {
-              new DataView(dp.keys.aesKey.buffer).setBigUint64(i * 8, v & U64, true);
-            },
-          },
-        ]),
-      ),
-      ENCAP_VNI: {
-        read: () => num(dp.keys.vni),
-        write: (_s, v) => {
-          dp.keys.vni = Number(v) & 0xffffff;
-        },
-      },
-    };
   }
 
   poll(): boolean {
@@ -356,190 +112,17 @@ export class SgiovDevice implements PciDeviceModel {
     };
   }
 
-  /**
-   * `schedule`: accelerator capacities, tenants and the scheduling policy.
-   *   {"accelerators": {"rdma": 100, "crypto": 60}, "tenants": [{"name": "A", "weight": 2}, {"name": "B", "cap": 40}],
-   *    "policy": "drf", "jobBytes": 16384}
-   *                      weight (> 0), priority (prio), cap (Gbps, demand cap), jobBytes (largest accelerator job)
-   *   {"policy": "rr"}   switch the policy of the running configuration
-   *   {"off": true}      back to unscheduled (as fast as the host goes)
-   *   {}                 the current configuration
-   */
-  private schedule(args: Record<string, unknown>): unknown {
-    const dp = this.dp;
-    const policyOf = (v: unknown, vfs: unknown): PolicyConfig => {
-      if (!isSchedulerKind(String(v)))
-        throw new Error(`schedule: policy '${String(v)}' is not one of ${SCHEDULER_KINDS.join(', ')}`);
-      if (v === 'sriov') {
-        if (vfs !== undefined && (!Number.isInteger(vfs) || (vfs as number) < 1))
-          throw new Error('schedule: vfs must be a whole number >= 1');
-        return vfs === undefined ? { kind: 'sriov' } : { kind: 'sriov', vfs: vfs as number };
-      }
-      return { kind: v as 'drf' | 'rr' | 'prio' };
-    };
-    if (args.off === true) {
-      dp.configureFarm(null);
-      return { scheduled: false };
-    }
-    if (args.accelerators === undefined && args.policy !== undefined) {
-      if (!dp.farm) throw new Error('schedule: nothing to switch; give accelerators and tenants first');
-      dp.farm.sched.setPolicy(policyOf(args.policy, args.vfs), this.host.nowNs() / 1e9);
-      return { scheduled: true, policy: dp.farm.sched.kind };
-    }
-    if (args.accelerators === undefined)
-      return dp.farm ? { scheduled: true, ...dp.farm.cfg } : { scheduled: false };
-    const acc = args.accelerators;
-    if (typeof acc !== 'object' || acc === null || Array.isArray(acc))
-      throw new Error('schedule: "accelerators" is an object of name: Gbps');
-    const accels = Object.entries(acc as Record<string, unknown>).map(([name, gbps]) => {
-      if (!(ACCEL_NAMES as readonly string[]).includes(name))
-        throw new Error(`schedule: unknown accelerator '${name}' (known: ${ACCEL_NAMES.join(', ')})`);
-      if (!inRange(gbps, MIN_GBPS, MAX_GBPS))
-        throw new Error(
-          `schedule: accelerator '${name}' needs a capacity in Gbps > 0 (in [${MIN_GBPS}, ${MAX_GBPS}])`,
-        );
-      return { name: name as AccelName, capacityGbps: gbps };
-    });
-    if (accels.length === 0) throw new Error('schedule: at least one accelerator');
-    if (args.tenants !== undefined && dp.tenants.guestMade.length > 0)
-      throw new Error(
-        `schedule: the guest made tenants ${dp.tenants.guestMade.map((t) => `${t.id} (${t.name})`).join(', ')}; ` +
-          'leave "tenants" out to keep the tenant table, or delete them first',
-      );
-    const ten = args.tenants ?? [];
-    if (!Array.isArray(ten) || (args.tenants !== undefined && ten.length === 0))
-      throw new Error('schedule: "tenants" is a non-empty list');
-    if (ten.length > dp.tenants.max) throw new Error(`schedule: at most ${dp.tenants.max} tenants`);
-    const names = new Set<string>();
-    const tenants = ten.map((t: unknown, i: number) => {
-      const o = (typeof t === 'object' && t !== null ? t : {}) as Record<string, unknown>;
-      const name = typeof o.name === 'string' && o.name ? o.name : `tenant${i}`;
-      if (names.has(name)) throw new Error(`schedule: tenant '${name}' given twice`);
-      names.add(name);
-      const weight = o.weight === undefined ? 1 : o.weight;
-      if (!inRange(weight, MIN_WEIGHT, MAX_WEIGHT))
-        throw new Error(`schedule: tenant '${name}': weight must be > 0 (in [${MIN_WEIGHT}, ${MAX_WEIGHT}])`);
-      const priority = o.priority === undefined ? 0 : o.priority;
-      if (!inRange(priority, -MAX_WEIGHT, MAX_WEIGHT))
-        throw new Error(
-          `schedule: tenant '${name}': priority must be a number in [${-MAX_WEIGHT}, ${MAX_WEIGHT}]`,
-        );
-      if (o.cap === undefined) return { name, weight, priority };
-      const most = Math.max(...accels.map((a) => a.capacityGbps));
-      if (!inRange(o.cap, MIN_GBPS, MAX_GBPS))
-        throw new Error(
-          `schedule: tenant '${name}': cap must be a number of Gbps > 0 (in [${MIN_GBPS}, ${MAX_GBPS}])`,
-        );
-      if (o.cap > most)
-        throw new Error(
-          `schedule: tenant '${name}': cap ${o.cap} Gbps is above every accelerator's capacity (largest ${most} Gbps)`,
-        );
-      return { name, weight, priority, capGbps: o.cap };
-    });
-    const jobBytes = args.jobBytes ?? DEFAULT_JOB_BYTES;
-    if (
-      typeof jobBytes !== 'number' ||
-      !Number.isInteger(jobBytes) ||
-      jobBytes < 64 ||
-      jobBytes > CONSTANTS.RING_MAX
-    )
-      throw new Error(`schedule: jobBytes must be a whole number of bytes in 64..${CONSTANTS.RING_MAX}`);
-    const policy = policyOf(args.policy ?? 'drf', args.vfs);
-    if (args.tenants === undefined) {
-      // The tenants as they stand (the default one, and those the host or the guest made).
-      try {
-        dp.configureFarm({ accels, tenants: dp.tenants.specs(), policy, jobBytes });
-      } catch (e) {
-        throw new Error(`schedule: ${(e as Error).message}`);
-      }
-    } else {
-      dp.configureFarm({ accels, tenants, policy, jobBytes });
-      dp.tenants.replace(tenants);
-    }
-    return { scheduled: true, ...dp.farm!.cfg };
+  attachFabric(fabric: PipeFabric): PipeFabricEvents {
+    return this.dp.attachFabric(fabric);
   }
 
-  /**
-   * `tenant`: change one tenant at run time, as the guest's TENANT command does.
-   *   {"tenant": "A", "weight": 2, "cap": 40}   cap null lifts the cap; absent fields stay
-   */
-  private tenant(args: Record<string, unknown>): unknown {
-    const farm = this.dp.farm;
-    if (!farm) throw new Error('tenant: the accelerators are not scheduled (see the schedule command)');
-    const i = farm.tenants.findIndex((t, id) => t.name === args.tenant && this.dp.tenants.has(id));
-    if (i < 0)
-      throw new Error(
-        `tenant: unknown tenant '${String(args.tenant)}' (known: ${this.dp.tenants
-          .list()
-          .map((t) => t.name)
-          .join(', ')})`,
-      );
-    const cur = farm.tenants[i]!;
-    const weight = args.weight === undefined ? cur.weight : args.weight;
-    if (!inRange(weight, MIN_WEIGHT, MAX_WEIGHT))
-      throw new Error(`tenant: '${cur.name}': weight must be > 0 (in [${MIN_WEIGHT}, ${MAX_WEIGHT}])`);
-    const cap = args.cap === undefined ? cur.capGbps : args.cap === null ? undefined : args.cap;
-    if (cap !== undefined && !inRange(cap, MIN_GBPS, MAX_GBPS))
-      throw new Error(
-        `tenant: '${cur.name}': cap must be a number of Gbps > 0 (in [${MIN_GBPS}, ${MAX_GBPS}]), or null`,
-      );
-    try {
-      const spec = {
-        name: cur.name,
-        weight,
-        ...(cur.priority !== undefined ? { priority: cur.priority } : {}),
-        ...(cap !== undefined ? { capGbps: cap } : {}),
-      };
-      farm.setTenant(i, spec);
-      this.dp.tenants.update(i, spec);
-    } catch (e) {
-      throw new Error(`tenant: ${(e as Error).message}`);
-    }
-    return { tenant: cur.name, weight, capGbps: cap ?? null };
+  socketTenant(sid: number): number | undefined {
+    return this.dp.socks.tenant[sid];
   }
 
-  /** Control-interface commands other than `status`; throws on an unknown one or bad arguments. */
-  control(cmd: string, args: Record<string, unknown>): unknown {
-    switch (cmd) {
-      case 'sockets': {
-        const from = args.from === undefined ? 0 : Number(args.from);
-        const limit = args.limit === undefined ? 100 : Number(args.limit);
-        if (!Number.isInteger(from) || from < 0 || !Number.isInteger(limit) || limit < 1 || limit > 65536)
-          throw new Error('sockets: "from" >= 0 and "limit" in 1..65536');
-        return this.dp.describeSockets(from, limit);
-      }
-      case 'reset':
-        this.reset('reset through the control interface');
-        return { reset: true };
-      case 'faults':
-        if (args.op === 'reinsert') {
-          // The card is back in its slot: as after power-on.
-          const was = this.removed;
-          this.reset('re-inserted through the control interface');
-          return { reinserted: true, wasRemoved: was };
-        }
-        return faultsControl(this.faults, args);
-      case 'schedule':
-        return this.schedule(args);
-      case 'tenants':
-        if (!this.dp.farm)
-          throw new Error('tenants: the accelerators are not scheduled (see the schedule command)');
-        return { policy: this.dp.farm.sched.kind, tenants: this.dp.tenantReport() };
-      case 'tenant':
-        return this.tenant(args);
-      default:
-        throw new Error(
-          `unknown command '${cmd}' (known: status, sockets, reset, schedule, tenants, tenant, faults)`,
-        );
-    }
-  }
-
-  private statusBits(s: DeviceState): number {
-    let v = bit(BITS.STATUS.READY);
-    if (s.control & bit(BITS.CONTROL.ENABLE)) v |= bit(BITS.STATUS.ENABLED);
-    if (s.errorCode !== ERR.NONE) v |= bit(BITS.STATUS.ERROR);
-    if (this.host.busMasterEnabled()) v |= bit(BITS.STATUS.BUS_MASTER);
-    return v >>> 0;
+  /** Device time in nanoseconds (the carrier's clock). */
+  nowNs(): number {
+    return this.host.nowNs();
   }
 
   reset(reason: string): void {
@@ -756,10 +339,7 @@ export class SgiovDevice implements PciDeviceModel {
   }
 
   /** Finds the register an access hits, or says why it hits none. */
-  private locate(
-    offset: number,
-    size: number,
-  ): { r: { def: RegisterDef; b: RegBehaviour }; high: boolean } | string {
+  private locate(offset: number, size: number): { r: Register; high: boolean } | string {
     if (size !== 4 && size !== 8) return `unsupported access size ${size}`;
     if (offset % size !== 0) return 'misaligned access';
     const r = this.byOffset.get(offset);

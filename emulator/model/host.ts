@@ -4,9 +4,11 @@
  * In production the carrier is the vfio-user transport in a worker thread;
  * in unit tests it is the in-memory bus (emulator/host/memory-bus.ts).
  * Neither side knows how the other is built: the model never sees koffi,
- * sockets or threads.
+ * sockets or threads. A carrier with a fabric to other nodes gives it to
+ * the model through FabricPort.
  */
 import type { Logger } from '../util/log.js';
+import type { PipeFabric, PipeFabricEvents } from './dataplane/remote.js';
 
 export interface DeviceHost {
   /**
@@ -45,4 +47,17 @@ export interface PciDeviceModel {
    * "call again at once", false "sleep until an access or a scheduled event".
    */
   poll(): boolean;
+}
+
+/**
+ * The fabric as a port of the model (cross-node pipes): the carrier that
+ * has one (host/fabric-carrier.ts, or host/memory-fabric.ts in tests)
+ * hands the model its PipeFabric and reports the fabric's events to what
+ * it gets back.
+ */
+export interface FabricPort {
+  /** Takes the fabric to other nodes; returns the events the carrier reports to. */
+  attachFabric(fabric: PipeFabric): PipeFabricEvents;
+  /** The tenant socket `sid` belongs to (fault rules on the wire match on it); undefined outside the table. */
+  socketTenant(sid: number): number | undefined;
 }

@@ -174,7 +174,9 @@ static void check_compat(void)
 {
 	uint32_t old_create[2] = { 4096, 4096 };
 	uint32_t old_info[SGIOV_INFO_SIZE_V0 / 4 + 1];
-	struct sgiov_create c = { .tx_size = 4096, .rx_size = 4096, .flags = 0x80000000u }; /* no such flag */
+	struct sgiov_create c = { .tx_size = 4096,
+				  .rx_size = 4096,
+				  .flags = 0x80000000u }; /* no such flag */
 	struct sgiov_info i;
 	int fd = open(SGIOV_DEV_PATH, O_RDWR | O_CLOEXEC);
 

@@ -8,6 +8,7 @@
  */
 import { SgiovSocketDriver, type SgiovSocket } from '../../emulator/client/sockets.js';
 import { busAccess, enabledDevice } from '../../emulator/host/bus-access.js';
+import { deviceCommand } from '../../emulator/control/commands.js';
 import { stat, type Stat } from './dataplane.js';
 
 export interface IsolationResult {
@@ -43,7 +44,12 @@ export function benchIsolation(
   const a = busAccess(bus, dev);
   const drv = new SgiovSocketDriver(a, { d2hSlots: 65536, timeoutMs: 60_000 });
   const tenants = Array.from({ length: busy + 1 }, (_, i) => ({ name: i === 0 ? 'latency' : `bulk${i}` }));
-  dev.control('schedule', { accelerators: { rdma }, tenants, policy, ...(vfs !== null ? { vfs } : {}) });
+  deviceCommand(dev, 'schedule', {
+    accelerators: { rdma },
+    tenants,
+    policy,
+    ...(vfs !== null ? { vfs } : {}),
+  });
   const [pc, ps] = pair(drv, 2000, 0, 65536);
   const bulk = Array.from({ length: busy }, (_, i) => pair(drv, 2001 + i, i + 1, 2 << 20));
   const ping = new Uint8Array(4096);

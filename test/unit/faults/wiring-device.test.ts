@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { BITS, ENUMS, reg } from '../../../emulator/abi/abi.js';
 import { SgiovSocketDriver } from '../../../emulator/client/sockets.js';
 import { busAccess, enabledDevice } from '../../../emulator/host/bus-access.js';
+import { deviceCommand } from '../../../emulator/control/commands.js';
 import { validatePlan } from '../../../emulator/faults/plan.js';
 import { holds, rig, rule, stress } from '../../support/faults-wiring.js';
 
@@ -173,7 +174,10 @@ describe('surprise removal', () => {
     expect(r.dev.dp.counters.msgsMoved).toBe(moved);
     expect(r.bus.interrupts.length).toBe(irqs);
     expect(r.dev.status()).toMatchObject({ faults: { removed: true } });
-    expect(r.dev.control('faults', { op: 'reinsert' })).toEqual({ reinserted: true, wasRemoved: true });
+    expect(deviceCommand(r.dev, 'faults', { op: 'reinsert' })).toEqual({
+      reinserted: true,
+      wasRemoved: true,
+    });
     expect(a.readReg('ID')).toBe(0x53474956n);
     expect(a.readReg('SCRATCH')).toBe(0n);
   });
@@ -182,19 +186,21 @@ describe('surprise removal', () => {
     const { dev, a } = device([rule('device.reset', { action: 'surprise_removal' }, { once: true })]);
     a.writeReg('CONTROL', 1 << BITS.CONTROL.RESET);
     expect(a.readReg('ID')).toBe(0xffff_ffffn);
-    dev.control('reset', {});
+    deviceCommand(dev, 'reset', {});
     expect(a.readReg('ID')).toBe(0x53474956n);
   });
 
   it('the control faults ops reach the injector: add, list, clear', () => {
     const { dev } = device([]);
     expect(
-      dev.control('faults', { op: 'add', rule: { name: 'x', point: 'irq', do: { action: 'drop' } } }),
+      deviceCommand(dev, 'faults', { op: 'add', rule: { name: 'x', point: 'irq', do: { action: 'drop' } } }),
     ).toEqual({ id: 'x' });
-    expect((dev.control('faults', {}) as { rules: { id: string }[] }).rules.map((x) => x.id)).toEqual(['x']);
+    expect((deviceCommand(dev, 'faults', {}) as { rules: { id: string }[] }).rules.map((x) => x.id)).toEqual([
+      'x',
+    ]);
     expect(() =>
-      dev.control('faults', { op: 'add', rule: { point: 'irq', do: { action: 'stall', ms: 1 } } }),
+      deviceCommand(dev, 'faults', { op: 'add', rule: { point: 'irq', do: { action: 'stall', ms: 1 } } }),
     ).toThrow(/rule\.do\.action: 'stall' is not allowed at irq/);
-    expect(dev.control('faults', { op: 'clear' })).toEqual({ cleared: 1 });
+    expect(deviceCommand(dev, 'faults', { op: 'clear' })).toEqual({ cleared: 1 });
   });
 });

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { SHM } from '../../../emulator/abi/abi.js';
 import { busAccess, enabledDevice } from '../../../emulator/host/bus-access.js';
+import { deviceCommand } from '../../../emulator/control/commands.js';
 import { validatePlan, POINT_NAMES } from '../../../emulator/faults/plan.js';
 import { holds, rig, rule, stress } from '../../support/faults-wiring.js';
 
@@ -127,7 +128,11 @@ describe('job.start / job.complete', () => {
     const setup = (rules: unknown[]) => {
       const r = rig(rules);
       if (sched)
-        r.dev.control('schedule', { accelerators: { rdma: 100 }, tenants: [{ name: 'A' }], policy: 'drf' });
+        deviceCommand(r.dev, 'schedule', {
+          accelerators: { rdma: 100 },
+          tenants: [{ name: 'A' }],
+          policy: 'drf',
+        });
       return r;
     };
     for (const point of ['job.start', 'job.complete']) {
@@ -176,7 +181,7 @@ describe('job.start / job.complete', () => {
 
   it('scheduled: a stall holds the named accelerator for its time (device time)', () => {
     const r = rig([rule('job.start', { action: 'stall', accel: 'rdma', ms: 2 }, { once: true })]);
-    r.dev.control('schedule', { accelerators: { rdma: 100 }, tenants: [{ name: 'A' }] });
+    deviceCommand(r.dev, 'schedule', { accelerators: { rdma: 100 }, tenants: [{ name: 'A' }] });
     const l = r.drv.socket({ txSize: 4096, rxSize: 4096 });
     l.listen(9100);
     const [c, s] = r.drv.connectPair(l, { txSize: 4096, rxSize: 4096 });

@@ -10,6 +10,7 @@ import { ENUMS } from '../../../emulator/abi/abi.js';
 import { chainCode, SgiovSocketDriver, type SgiovSocket } from '../../../emulator/client/sockets.js';
 import { PIPE_FRAME } from '../../../emulator/model/dataplane/remote.js';
 import { busAccess, enabledDevice } from '../../../emulator/host/bus-access.js';
+import { deviceCommand } from '../../../emulator/control/commands.js';
 import { MemoryFabric } from '../../../emulator/host/memory-fabric.js';
 import { parseAddr } from '../../../emulator/abi/addr.js';
 
@@ -94,7 +95,7 @@ describe('cross-node warp pipes (in-memory fabric)', () => {
     s.send(msg(4096, 7)); // a full-ring message
     expect(c.recv()).toEqual(msg(4096, 7));
     // The connection is visible in both socket tables with its far end.
-    const sa = t.A.dev.control('sockets', {}) as {
+    const sa = deviceCommand(t.A.dev, 'sockets', {}) as {
       sockets: { sid: number; remote: { node: string; peer: number } | null }[];
     };
     expect(sa.sockets.find((x) => x.sid === c.sid)?.remote).toMatchObject({ node: 'b', peer: s.sid });

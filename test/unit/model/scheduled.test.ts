@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CONSTANTS } from '../../../emulator/abi/abi.js';
 import { chainCode, SgiovSocketDriver, type SgiovSocket } from '../../../emulator/client/sockets.js';
 import { busAccess, enabledDevice } from '../../../emulator/host/bus-access.js';
+import { deviceCommand } from '../../../emulator/control/commands.js';
 
 function rig(schedule: Record<string, unknown>) {
   const { bus, dev } = enabledDevice(64 << 20);
@@ -16,7 +17,7 @@ function rig(schedule: Record<string, unknown>) {
     bus.advance(1000);
   };
   const drv = new SgiovSocketDriver(a, { d2hSlots: 65536, timeoutMs: 5000 });
-  dev.control('schedule', schedule);
+  deviceCommand(dev, 'schedule', schedule);
   return { bus, dev, drv };
 }
 
@@ -60,7 +61,7 @@ describe('scheduled accelerators on the data plane', () => {
     const a = pair(drv, 1000, 0, chainCode('ENCRYPT', 'DECRYPT'));
     const b = pair(drv, 1001, 1);
     saturate(bus, dev, [a, b], 5); // warm up
-    const r = dev.control('tenants', {}) as {
+    const r = deviceCommand(dev, 'tenants', {}) as {
       tenants: { tenant: string; measuredGbps: number; drfGbps: number; uses: string[] }[];
     };
     expect(r.tenants.map((t) => t.drfGbps)).toEqual([37.5, 62.5]);
@@ -85,9 +86,9 @@ describe('scheduled accelerators on the data plane', () => {
     const rr = saturate(bus, dev, [a, b], 20).map((x) => (x * 8) / 20e6);
     expect(rr[0]).toBeGreaterThan(50 * 0.95); // round-robin on RDMA: 50 / 50
     expect(rr[1]).toBeGreaterThan(50 * 0.95);
-    dev.control('schedule', { policy: 'sriov' });
+    deviceCommand(dev, 'schedule', { policy: 'sriov' });
     // The configuration reported (and kept when the data plane restarts) is the one in force.
-    expect((dev.control('schedule', {}) as { policy: { kind: string } }).policy.kind).toBe('sriov');
+    expect((deviceCommand(dev, 'schedule', {}) as { policy: { kind: string } }).policy.kind).toBe('sriov');
     saturate(bus, dev, [a, b], 5);
     const vf = saturate(bus, dev, [a, b], 20).map((x) => (x * 8) / 20e6);
     expect(vf[0]).toBeLessThan(30 * 1.05); // a VF gets half of each accelerator: crypto 30 binds A
@@ -104,7 +105,7 @@ describe('scheduled accelerators on the data plane', () => {
     const a = pair(drv, 1000, 0);
     const b = pair(drv, 1001, 1);
     saturate(bus, dev, [a, b], 5);
-    const r = dev.control('tenants', {}) as { tenants: { capGbps: number | null; drfGbps: number }[] };
+    const r = deviceCommand(dev, 'tenants', {}) as { tenants: { capGbps: number | null; drfGbps: number }[] };
     expect(r.tenants.map((t) => t.drfGbps)).toEqual([70, 30]);
     expect(r.tenants[1]!.capGbps).toBe(30);
     const g = saturate(bus, dev, [a, b], 20).map((x) => (x * 8) / 20e6);
@@ -112,7 +113,7 @@ describe('scheduled accelerators on the data plane', () => {
     expect(g[1]).toBeLessThan(30 * 1.03);
     expect(g[0]).toBeGreaterThan(70 * 0.97);
     // Lifted at run time through the control interface: back to 50 / 50.
-    dev.control('tenant', { tenant: 'B', cap: null });
+    deviceCommand(dev, 'tenant', { tenant: 'B', cap: null });
     saturate(bus, dev, [a, b], 5);
     const h = saturate(bus, dev, [a, b], 20).map((x) => (x * 8) / 20e6);
     expect(h[0]).toBeGreaterThan(50 * 0.97);
@@ -136,38 +137,38 @@ describe('scheduled accelerators on the data plane', () => {
     expect(() => drv.setTenant(7, 1)).toThrow(/ENOENT/);
     expect(() => drv.setTenant(1, 0)).toThrow(/EINVAL/);
     expect(() => drv.setTenant(1, 1, 500)).toThrow(/EINVAL/); // cap above every capacity
-    const t = dev.control('tenants', {}) as { tenants: { weight: number; capGbps: number | null }[] };
+    const t = deviceCommand(dev, 'tenants', {}) as { tenants: { weight: number; capGbps: number | null }[] };
     expect(t.tenants.map((x) => [x.weight, x.capGbps])).toEqual([
       [2, null],
       [1, null],
     ]);
     drv.setTenant(1, 1, 10);
     expect(
-      (dev.control('tenants', {}) as { tenants: { capGbps: number | null }[] }).tenants[1]!.capGbps,
+      (deviceCommand(dev, 'tenants', {}) as { tenants: { capGbps: number | null }[] }).tenants[1]!.capGbps,
     ).toBe(10);
     expect(
-      (dev.control('schedule', {}) as { tenants: { weight: number; capGbps?: number }[] }).tenants.map(
+      (deviceCommand(dev, 'schedule', {}) as { tenants: { weight: number; capGbps?: number }[] }).tenants.map(
         (x) => [x.weight, x.capGbps],
       ),
     ).toEqual([
       [2, undefined],
       [1, 10],
     ]);
-    expect(() => dev.control('tenant', { tenant: 'C' })).toThrow(/unknown tenant 'C'/);
-    expect(() => dev.control('tenant', { tenant: 'A', weight: -1 })).toThrow(/weight must be > 0/);
+    expect(() => deviceCommand(dev, 'tenant', { tenant: 'C' })).toThrow(/unknown tenant 'C'/);
+    expect(() => deviceCommand(dev, 'tenant', { tenant: 'A', weight: -1 })).toThrow(/weight must be > 0/);
     // Finite but beyond what the schedulers' sums hold: refused naming the field.
-    expect(() => dev.control('tenant', { tenant: 'A', weight: 1e308 })).toThrow(
+    expect(() => deviceCommand(dev, 'tenant', { tenant: 'A', weight: 1e308 })).toThrow(
       /weight must be > 0 \(in \[0\.000001, 1000000\]\)/,
     );
-    expect(() => dev.control('tenant', { tenant: 'A', cap: 5e-324 })).toThrow(
+    expect(() => deviceCommand(dev, 'tenant', { tenant: 'A', cap: 5e-324 })).toThrow(
       /cap must be a number of Gbps > 0 \(in/,
     );
-    expect(() => dev.control('schedule', { accelerators: { rdma: 1e308 } })).toThrow(
+    expect(() => deviceCommand(dev, 'schedule', { accelerators: { rdma: 1e308 } })).toThrow(
       /rdma' needs a capacity in Gbps > 0 \(in/,
     );
-    expect(() => dev.control('tenant', { tenant: 'A', cap: 91 })).toThrow(/above every accelerator/);
+    expect(() => deviceCommand(dev, 'tenant', { tenant: 'A', cap: 91 })).toThrow(/above every accelerator/);
     expect(() =>
-      dev.control('schedule', { accelerators: { rdma: 10 }, tenants: [{ name: 'A', cap: 11 }] }),
+      deviceCommand(dev, 'schedule', { accelerators: { rdma: 10 }, tenants: [{ name: 'A', cap: 11 }] }),
     ).toThrow(/cap 11 Gbps is above/);
     // The device still moves data.
     const c = pair(drv, 1002, 1);
@@ -208,15 +209,15 @@ describe('scheduled accelerators on the data plane', () => {
 
   it('refuses bad schedule arguments and a socket of an unknown tenant', () => {
     const { dev, drv } = rig({ accelerators: { rdma: 10 }, tenants: [{ name: 'A' }] });
-    expect(() => dev.control('schedule', { accelerators: { warp: 1 } })).toThrow(
+    expect(() => deviceCommand(dev, 'schedule', { accelerators: { warp: 1 } })).toThrow(
       /unknown accelerator 'warp'/,
     );
-    expect(() => dev.control('schedule', { accelerators: { rdma: 0 } })).toThrow(/Gbps > 0/);
+    expect(() => deviceCommand(dev, 'schedule', { accelerators: { rdma: 0 } })).toThrow(/Gbps > 0/);
     expect(() =>
-      dev.control('schedule', { accelerators: { rdma: 1 }, tenants: [{ name: 'A', weight: 0 }] }),
+      deviceCommand(dev, 'schedule', { accelerators: { rdma: 1 }, tenants: [{ name: 'A', weight: 0 }] }),
     ).toThrow(/weight/);
-    expect(() => dev.control('schedule', { policy: 'fifo' })).toThrow(/policy 'fifo'/);
-    expect(() => dev.control('tenants', {})).not.toThrow();
+    expect(() => deviceCommand(dev, 'schedule', { policy: 'fifo' })).toThrow(/policy 'fifo'/);
+    expect(() => deviceCommand(dev, 'tenants', {})).not.toThrow();
     expect(() => drv.socket({ txSize: 4096, rxSize: 4096, tenant: 5 })).toThrow(/EINVAL/);
     const s = drv.socket({ txSize: 4096, rxSize: 4096, tenant: 0 });
     s.connect(CONSTANTS.PORT_LOOPBACK);
@@ -226,8 +227,8 @@ describe('scheduled accelerators on the data plane', () => {
     expect(() =>
       drv.socket({ txSize: 4096, rxSize: 4096 }).connect(CONSTANTS.PORT_LOOPBACK, chainCode('ENCRYPT')),
     ).toThrow(/EINVAL/);
-    dev.control('schedule', { off: true });
-    expect(() => dev.control('tenants', {})).toThrow(/not scheduled/);
+    deviceCommand(dev, 'schedule', { off: true });
+    expect(() => deviceCommand(dev, 'tenants', {})).toThrow(/not scheduled/);
     expect(() => drv.setTenant(0, 1)).toThrow(/ENOENT/); // TENANT with no scheduled accelerators
   });
 });

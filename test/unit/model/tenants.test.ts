@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { CONSTANTS, ENUMS } from '../../../emulator/abi/abi.js';
 import { chainCode, SgiovSocketDriver } from '../../../emulator/client/sockets.js';
 import { busAccess, enabledDevice } from '../../../emulator/host/bus-access.js';
+import { deviceCommand } from '../../../emulator/control/commands.js';
 import { TenantTable } from '../../../emulator/model/dataplane/tenants.js';
 import { errnoOf, sgiovErrorOf } from '../../support/errno.js';
 
@@ -17,7 +18,7 @@ function rig(schedule?: Record<string, unknown>) {
   const { bus, dev } = enabledDevice(32 << 20);
   const a = busAccess(bus, dev);
   const drv = new SgiovSocketDriver(a, { d2hSlots: 4096, timeoutMs: 2000 });
-  if (schedule) dev.control('schedule', schedule);
+  if (schedule) deviceCommand(dev, 'schedule', schedule);
   return { bus, dev, drv, a };
 }
 
@@ -102,7 +103,7 @@ describe('tenants made by the driver', () => {
   it('scheduled: a new tenant joins the accelerators with its weight and cap, and leaves them when deleted', () => {
     const { dev, drv } = rig({ accelerators: { rdma: 100, crypto: 60 } });
     const id = drv.createTenant({ name: 'ctr-a', weight: 2, capGbps: 10 });
-    const rows = () => (dev.control('tenants', {}) as { tenants: Row[] }).tenants;
+    const rows = () => (deviceCommand(dev, 'tenants', {}) as { tenants: Row[] }).tenants;
     expect(rows().map((r) => [r.id, r.tenant, r.weight, r.capGbps])).toEqual([
       [0, 'default', 1, null],
       [id, 'ctr-a', 2, 10],
@@ -110,11 +111,11 @@ describe('tenants made by the driver', () => {
     expect(errnoOf(() => drv.createTenant({ name: 'big', capGbps: 500 }))).toBe('EINVAL'); // above every capacity
     drv.setTenant(id, 3); // the TENANT command on a made tenant
     expect(dev.dp.tenants.get(id)!.weight).toBe(3);
-    expect(() => dev.control('schedule', { accelerators: { rdma: 10 }, tenants: [{ name: 'A' }] })).toThrow(
-      /the guest made tenants 1 \(ctr-a\)/,
-    );
+    expect(() =>
+      deviceCommand(dev, 'schedule', { accelerators: { rdma: 10 }, tenants: [{ name: 'A' }] }),
+    ).toThrow(/the guest made tenants 1 \(ctr-a\)/);
     // Leaving "tenants" out keeps the table.
-    dev.control('schedule', { accelerators: { rdma: 50, crypto: 60 } });
+    deviceCommand(dev, 'schedule', { accelerators: { rdma: 50, crypto: 60 } });
     expect(rows().map((r) => r.tenant)).toEqual(['default', 'ctr-a']);
     // Traffic of the made tenant is charged to it.
     const l = drv.socket({ txSize: 4096, rxSize: 4096, tenant: id });
