@@ -399,6 +399,14 @@ long sgiov_inet_ioctl(struct file *f, struct sgiov_sock *s, unsigned int cmd, un
 		if (get_user(how, (u32 __user *)ua))
 			return -EFAULT;
 		return sgiov_ioc_shutdown(s, how);
+	case SGIOV_IOC_SO_ERROR:
+		spin_lock_irqsave(&s->sg->dp_lock, fl);
+		how = s->state == SGIOV_STATE_CONNECTING ? 0 : s->err;
+		/* A refused connect leaves the socket CREATED: reading the error clears it (it may connect again). */
+		if (s->state == SGIOV_STATE_CREATED && s->has_sid && s->err != ECONNRESET)
+			s->err = 0;
+		spin_unlock_irqrestore(&s->sg->dp_lock, fl);
+		return put_user(how, (u32 __user *)ua);
 	case SGIOV_IOC_SEND: return sgiov_ioc_msg(f, s, ua, true);
 	case SGIOV_IOC_RECV: return sgiov_ioc_msg(f, s, ua, false);
 	case FIONREAD: /* SIOCINQ */

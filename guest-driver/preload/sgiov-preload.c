@@ -843,8 +843,13 @@ int getsockopt(int fd, int level, int name, void *v, socklen_t *l)
 	o = opts_of(fd);
 	if (level == SOL_SOCKET) {
 		switch (name) {
-		case SO_ERROR:
-			return put_int(v, l, info.state == SGIOV_STATE_CONNECTING ? 0 : info.err);
+		case SO_ERROR: {
+			__u32 e = 0;
+
+			if (ioctl(fd, SGIOV_IOC_SO_ERROR, &e) < 0)
+				return -1;
+			return put_int(v, l, e);
+		}
 		case SO_TYPE: return put_int(v, l, SOCK_STREAM);
 		case SO_PROTOCOL: return put_int(v, l, IPPROTO_TCP);
 		case SO_DOMAIN:

@@ -1277,7 +1277,6 @@ export class DataPlane {
     if (how > 2) return ST.EINVAL;
     if (s.state[sid] !== SockState.CONNECTED) return ST.ENOTCONN;
     if (how === 0 || s.flags[sid]! & FLAG_SHUT_WR) return ST.OK;
-    if (this.remote?.has(sid)) return ST.EOPNOTSUPP; // no half-close frame across nodes yet
     s.flags[sid] = s.flags[sid]! | FLAG_SHUT_WR | FLAG_SHUT_PENDING;
     if ((s.txQueue.get(sid)?.length ?? 0) === 0 && !this.staged.has(sid)) this.shutPending(sid);
     return ST.OK;
@@ -1287,6 +1286,11 @@ export class DataPlane {
   private shutPending(sid: number): void {
     const s = this.socks;
     if (!(s.flags[sid]! & FLAG_SHUT_PENDING) || s.flags[sid]! & FLAG_UNPAIRED) return; // unpaired: at the accept
+    if (this.remote?.has(sid)) {
+      // Across nodes: a frame after the messages sent (kept pending while the fabric's window is full).
+      if (this.remote.shutdown(sid)) s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
+      return;
+    }
     s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
     const peer = s.peer[sid]!;
     if (peer !== NO_PEER && s.exists(peer)) this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_SHUTDOWN);

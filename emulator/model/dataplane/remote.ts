@@ -21,6 +21,7 @@
  *             (flag REFUSED: no payload, value = the SERR a sender-side stage refused it with)
  *   CREDIT    channel=dst    socket=src          value=bytes freed in src's rx ring since the last CREDIT
  *   CLOSE     channel=dst    socket=src          value=0
+ *   SHUTDOWN  channel=dst    socket=src          value=0 (ABI 1.2: src shut down its sending side, after every message before it)
  *
  * Executor Z across nodes: a message leaves the sender's tx ring as views
  * of the ring (no copy in the device; the fabric writes them to the wire)
@@ -56,7 +57,15 @@ const ST = ENUMS.STATUS;
 const SERR = ENUMS.SERR;
 
 /** Frame types of the data plane (the fabric's own types are below 16). */
-export const PIPE_FRAME = { CONNECT: 16, ACCEPTED: 17, MSG: 18, CREDIT: 19, CLOSE: 20, REFUSED: 21 } as const;
+export const PIPE_FRAME = {
+  CONNECT: 16,
+  ACCEPTED: 17,
+  MSG: 18,
+  CREDIT: 19,
+  CLOSE: 20,
+  REFUSED: 21,
+  SHUTDOWN: 22,
+} as const;
 /** MSG flag: a sender-side stage refused the message; value is the SERR code. */
 export const MSG_FLAG_REFUSED = 1;
 /** CONNECT flag: by address (the payload carries both names). */
@@ -459,6 +468,13 @@ export class RemotePipes {
       );
   }
 
+  /** `sid` shut down its sending side (its queue has left): the peer hears it after those messages. False: not sent. */
+  shutdown(sid: number): boolean {
+    const e = this.ends.get(sid);
+    if (!e || e.rsid < 0) return false;
+    return typeof this.send(e.node, PIPE_FRAME.SHUTDOWN, 0, e.rsid, sid, 0) === 'number';
+  }
+
   /** Everything remote is forgotten (device reset or stop); peers are told their sockets closed. */
   reset(): void {
     for (const sid of [...this.ends.keys()]) this.closed(sid);
@@ -632,6 +648,15 @@ export class RemotePipes {
         this.dp.emit(D2H.EVENT, channel, ENUMS.EVENT.PEER_CLOSED);
         if ((s.txQueue.get(channel)?.length ?? 0) > 0)
           this.dp.sockError(channel, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
+        return;
+      }
+      case PIPE_FRAME.SHUTDOWN: {
+        const e = this.ends.get(channel);
+        if (!e || e.node !== node || e.rsid !== socket) {
+          this.drop(node, 'shutdown', { sid: channel });
+          return;
+        }
+        this.dp.emit(D2H.EVENT, channel, ENUMS.EVENT.PEER_SHUTDOWN);
         return;
       }
       default:

@@ -60,6 +60,18 @@ const msg = (n: number, seed: number): Uint8Array =>
   Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed * 101) & 0xff);
 
 describe('cross-node warp pipes (in-memory fabric)', () => {
+  it('half-closes across nodes: SHUT_WR reaches the peer after the messages sent before it, and the peer can still send', () => {
+    const t = twoNodes();
+    const [c, s] = crossPair(t, 7390);
+    c.send(msg(2000, 3));
+    c.shutdown(1);
+    expect(s.recv()).toEqual(msg(2000, 3));
+    t.db.waitUntil(() => s.peerShutdown, 'PEER_SHUTDOWN from node a');
+    expect(s.peerClosed).toBe(false);
+    s.send(msg(500, 4));
+    expect(c.recv()).toEqual(msg(500, 4));
+  });
+
   it('connects by address: the plan address of node b reaches its listener, and both ends know the names', () => {
     const t = twoNodes();
     const A = parseAddr;
