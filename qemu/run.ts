@@ -48,6 +48,8 @@ export interface RunOptions {
   timeoutS?: number;
   /** Keep the run directory (console, emulator log) even when the run went well. */
   keep?: boolean;
+  /** The emulator as one node of a cluster: its network namespace and extra arguments (--cluster ...). */
+  emulator?: { netns?: string; extraArgs?: string[] };
 }
 
 export interface RunResult {
@@ -219,7 +221,8 @@ export async function runInVm(o: RunOptions): Promise<RunResult> {
       socketPath: dir.file('sgiov.sock'),
       logPath: dir.file('emulator.log'),
       logLevel: 'info',
-      extraArgs: ['--control', dir.file('control.sock')],
+      ...(o.emulator?.netns ? { netns: o.emulator.netns } : {}),
+      extraArgs: [...(o.emulator?.extraArgs ?? []), '--control', dir.file('control.sock')],
     });
     await emu.ready();
     const stream = new ConsoleStream(out);

@@ -294,5 +294,7 @@ struct sgiov_msg {
 #define SGIOV_IOC_SHUTDOWN     _IOW(SGIOV_IOC_MAGIC, 17, __u32)
 #define SGIOV_IOC_SEND	       _IOW(SGIOV_IOC_MAGIC, 18, struct sgiov_msg)
 #define SGIOV_IOC_RECV	       _IOW(SGIOV_IOC_MAGIC, 19, struct sgiov_msg)
+/* SO_ERROR: the socket's error (0: none); a failed connect's is cleared by reading it, as Linux does. */
+#define SGIOV_IOC_SO_ERROR _IOR(SGIOV_IOC_MAGIC, 20, __u32)
 
 #endif /* SGIOV_UAPI_H */

@@ -26,8 +26,8 @@
 #include "sgiov_uapi.h"
 #include "dp.h"
 
-#define SGIOV_SHUT_RD 0
-#define SGIOV_SHUT_WR 1
+#define SGIOV_SHUT_RD	0
+#define SGIOV_SHUT_WR	1
 #define SGIOV_SHUT_RDWR 2
 
 #define SGIOV_SEND_FLAGS (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE)
@@ -184,7 +184,8 @@ ssize_t sgiov_stream_send(struct sgiov_sock *s, struct iov_iter *from, int flags
 				ret = -EAGAIN;
 				break;
 			}
-			ret = sgiov_wait(sg, s->wq, sgiov_stream_tx_ready(s), &budget, sgiov_nudge(sg));
+			ret = sgiov_wait(sg, s->wq, sgiov_stream_tx_ready(s), &budget,
+					 sgiov_nudge(sg));
 			if (ret)
 				break;
 			continue;
@@ -398,6 +399,14 @@ long sgiov_inet_ioctl(struct file *f, struct sgiov_sock *s, unsigned int cmd, un
 		if (get_user(how, (u32 __user *)ua))
 			return -EFAULT;
 		return sgiov_ioc_shutdown(s, how);
+	case SGIOV_IOC_SO_ERROR:
+		spin_lock_irqsave(&s->sg->dp_lock, fl);
+		how = s->state == SGIOV_STATE_CONNECTING ? 0 : s->err;
+		/* A refused connect leaves the socket CREATED: reading the error clears it (it may connect again). */
+		if (s->state == SGIOV_STATE_CREATED && s->has_sid && s->err != ECONNRESET)
+			s->err = 0;
+		spin_unlock_irqrestore(&s->sg->dp_lock, fl);
+		return put_user(how, (u32 __user *)ua);
 	case SGIOV_IOC_SEND: return sgiov_ioc_msg(f, s, ua, true);
 	case SGIOV_IOC_RECV: return sgiov_ioc_msg(f, s, ua, false);
 	case FIONREAD: /* SIOCINQ */

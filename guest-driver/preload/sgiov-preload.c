@@ -170,7 +170,8 @@ static void add_line(char *line, const char *where)
 	if (!strncmp(p, "program ", 8)) {
 		char *name;
 
-		for (name = strtok(p + 8, " \t"); name && nprogs < MAX_PROGS; name = strtok(NULL, " \t"))
+		for (name = strtok(p + 8, " \t"); name && nprogs < MAX_PROGS;
+		     name = strtok(NULL, " \t"))
 			snprintf(progs[nprogs++], sizeof(progs[0]), "%s", name);
 		return;
 	}
@@ -186,7 +187,8 @@ static void add_line(char *line, const char *where)
 }
 
 static const char *default_rules[] = {
-	"sgiov 127.0.0.0/8", "sgiov ::1/128", "sgiov 10.77.0.0/16", "sgiov 0.0.0.0/32", "sgiov ::/128",
+	"sgiov 127.0.0.0/8", "sgiov ::1/128", "sgiov 10.77.0.0/16",
+	"sgiov 0.0.0.0/32",  "sgiov ::/128",
 };
 
 __attribute__((constructor)) static void preload_init(void)
@@ -404,7 +406,8 @@ static int cloexec_of(int fd)
  */
 static int take_over(int fd)
 {
-	struct sgiov_create c = { .tx_size = ring_size, .rx_size = ring_size,
+	struct sgiov_create c = { .tx_size = ring_size,
+				  .rx_size = ring_size,
 				  .flags = SGIOV_CREATE_STREAM };
 	int fl = fcntl(fd, F_GETFL), nfd, e, v;
 	socklen_t l;
@@ -417,11 +420,11 @@ static int take_over(int fd)
 		goto fail;
 	memset(o, 0, sizeof(*o));
 	o->set = 1;
-#define COPY_OPT(level, name, field)                                           \
-	do {                                                                   \
-		l = sizeof(v);                                                 \
-		if (!real_getsockopt(fd, level, name, &v, &l))                 \
-			o->field = v;                                          \
+#define COPY_OPT(level, name, field)                           \
+	do {                                                   \
+		l = sizeof(v);                                 \
+		if (!real_getsockopt(fd, level, name, &v, &l)) \
+			o->field = v;                          \
 	} while (0)
 	COPY_OPT(SOL_SOCKET, SO_REUSEADDR, reuseaddr);
 	COPY_OPT(SOL_SOCKET, SO_REUSEPORT, reuseport);
@@ -463,8 +466,7 @@ int bind(int fd, const struct sockaddr *sa, socklen_t len)
 		return -1;
 	}
 	fam = to_dev(sa, len, a.addr, &port);
-	if (!enabled || fam < 0 || kernel_tcp(fd) != fam ||
-	    !wants_sgiov(a.addr, port)) {
+	if (!enabled || fam < 0 || kernel_tcp(fd) != fam || !wants_sgiov(a.addr, port)) {
 		if (fam >= 0 && debug)
 			dbg("bind fd %d %s: kernel", fd, fmt_addr(a.addr, port, b, sizeof(b)));
 		return real_bind(fd, sa, len);
@@ -592,7 +594,8 @@ int accept(int fd, struct sockaddr *sa, socklen_t *len)
 static ssize_t sg_msg(int fd, const struct iovec *iov, size_t n, int flags, int send)
 {
 	struct sgiov_msg m = { .iov = (unsigned long)iov, .iovcnt = n, .flags = flags };
-	int known = send ? MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE : MSG_DONTWAIT | MSG_PEEK | MSG_WAITALL;
+	int known = send ? MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE
+			 : MSG_DONTWAIT | MSG_PEEK | MSG_WAITALL;
 
 	if (flags & ~known) {
 		dbg("%s fd %d: flags 0x%x not supported: EOPNOTSUPP", send ? "send" : "recv", fd,
@@ -625,7 +628,8 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 
 	if (r >= 0 || errno != ENOTSOCK || !is_sgiov(fd, NULL))
 		return r;
-	return sg_msg(fd, &iov, 1, flags, 1); /* a connected stream: the address is ignored, as TCP does */
+	return sg_msg(fd, &iov, 1, flags,
+		      1); /* a connected stream: the address is ignored, as TCP does */
 }
 
 ssize_t send(int fd, const void *buf, size_t n, int flags)
@@ -673,8 +677,8 @@ ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 	return recv(fd, buf, n, flags);
 }
 
-ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
-		       struct sockaddr *sa, socklen_t *len)
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *sa,
+		       socklen_t *len)
 {
 	if (n > buflen)
 		abort();
@@ -736,6 +740,10 @@ int getpeername(int fd, struct sockaddr *sa, socklen_t *len)
 
 /* ---- options ---------------------------------------------------------------------------- */
 
+/* The "segment" of an SG-IOV socket is a message (up to half the ring); TCP_MAXSEG and
+ * tcpi_snd_mss report it capped at loopback TCP's MSS, which programs expect to fit 16 bits. */
+#define SG_MSS(size) ((size) / 2 < 65483 ? (size) / 2 : 65483)
+
 static int int_arg(const void *v, socklen_t l, int *out)
 {
 	if (!v || l < sizeof(int)) {
@@ -766,8 +774,10 @@ int setsockopt(int fd, int level, int name, const void *v, socklen_t l)
 	if ((level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) ||
 	    (level == IPPROTO_TCP && (name == TCP_DEFER_ACCEPT || name == TCP_QUICKACK ||
 				      name == TCP_USER_TIMEOUT || name == TCP_FASTOPEN)) ||
-	    (level == IPPROTO_IP && name == IP_TOS) || (level == IPPROTO_IPV6 && name == IPV6_TCLASS)) {
-		dbg("setsockopt fd %d level %d name %d: accepted, no effect on SG-IOV", fd, level, name);
+	    (level == IPPROTO_IP && name == IP_TOS) ||
+	    (level == IPPROTO_IPV6 && name == IPV6_TCLASS)) {
+		dbg("setsockopt fd %d level %d name %d: accepted, no effect on SG-IOV", fd, level,
+		    name);
 		return 0;
 	}
 	if (int_arg(v, l, &x))
@@ -814,8 +824,8 @@ static int put_int(void *v, socklen_t *l, int x)
 static int tcp_state(const struct sgiov_info *i)
 {
 	switch (i->state) {
-	case SGIOV_STATE_LISTENING: return 10; /* TCP_LISTEN */
-	case SGIOV_STATE_CONNECTING: return 2; /* TCP_SYN_SENT */
+	case SGIOV_STATE_LISTENING: return 10;			   /* TCP_LISTEN */
+	case SGIOV_STATE_CONNECTING: return 2;			   /* TCP_SYN_SENT */
 	case SGIOV_STATE_CONNECTED: return i->peer_closed ? 8 : 1; /* CLOSE_WAIT, ESTABLISHED */
 	}
 	return 7; /* TCP_CLOSE */
@@ -833,7 +843,13 @@ int getsockopt(int fd, int level, int name, void *v, socklen_t *l)
 	o = opts_of(fd);
 	if (level == SOL_SOCKET) {
 		switch (name) {
-		case SO_ERROR: return put_int(v, l, info.state == SGIOV_STATE_CONNECTING ? 0 : info.err);
+		case SO_ERROR: {
+			__u32 e = 0;
+
+			if (ioctl(fd, SGIOV_IOC_SO_ERROR, &e) < 0)
+				return -1;
+			return put_int(v, l, e);
+		}
 		case SO_TYPE: return put_int(v, l, SOCK_STREAM);
 		case SO_PROTOCOL: return put_int(v, l, IPPROTO_TCP);
 		case SO_DOMAIN:
@@ -858,7 +874,7 @@ int getsockopt(int fd, int level, int name, void *v, socklen_t *l)
 		switch (name) {
 		case TCP_NODELAY: return put_int(v, l, o->nodelay);
 		case TCP_CORK: return put_int(v, l, o->cork);
-		case TCP_MAXSEG: return put_int(v, l, info.tx_size / 2);
+		case TCP_MAXSEG: return put_int(v, l, SG_MSS(info.tx_size));
 		case TCP_KEEPIDLE: return put_int(v, l, o->keepidle ? o->keepidle : 7200);
 		case TCP_KEEPINTVL: return put_int(v, l, o->keepintvl ? o->keepintvl : 75);
 		case TCP_KEEPCNT: return put_int(v, l, o->keepcnt ? o->keepcnt : 9);
@@ -873,10 +889,10 @@ int getsockopt(int fd, int level, int name, void *v, socklen_t *l)
 			}
 			memset(&t, 0, sizeof(t));
 			t.tcpi_state = tcp_state(&info);
-			t.tcpi_snd_mss = info.tx_size / 2;
-			t.tcpi_rcv_mss = info.rx_size / 2;
+			t.tcpi_snd_mss = SG_MSS(info.tx_size);
+			t.tcpi_rcv_mss = SG_MSS(info.rx_size);
 			t.tcpi_unacked = info.tx_tail != info.tx_head;
-			t.tcpi_snd_cwnd = info.tx_size / (info.tx_size / 2);
+			t.tcpi_snd_cwnd = info.tx_size / SG_MSS(info.tx_size);
 			t.tcpi_rcv_space = info.rx_size;
 			k = *l < sizeof(t) ? *l : sizeof(t);
 			memcpy(v, &t, k);

@@ -16,18 +16,12 @@ import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RunDir } from '../../qemu/vm.js';
 import { runInVm, type RunResult } from '../../qemu/run.js';
+import { FEW_SEGMENTS, field, GUEST_HELPERS, iperfBytes, num, results } from '../support/guest-apps.js';
 
 /** The guest script: `RESULT name k=v ...` lines; dev= and segs= are the device's bytes and the kernel's TCP segments during that program. */
 const SCRIPT = `#!/bin/sh
 set -u
-result() { echo "RESULT $*"; }
-devbytes() { sed -n 's/.*bytes_moved=\\([0-9]*\\).*/\\1/p' /sys/bus/pci/drivers/sgiov/*/dp; }
-tcpsegs() { awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["InSegs"] + $c["OutSegs"] }' /proc/net/snmp; }
-mark() { B0=$(devbytes); T0=$(tcpsegs); }
-delta() { echo "dev=$(( $(devbytes) - B0 )) segs=$(( $(tcpsegs) - T0 ))"; }
-# Stops a background server by PID if it has not ended by itself.
-reap() { sleep 2; kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
-
+${GUEST_HELPERS}
 # iperf3, server and client under sgiov-run, 128 KiB writes, over loopback (server on [::]).
 mark
 sgiov-run iperf3 -s -1 -p 5201 >/tmp/iperf-s.log 2>&1 &
@@ -83,21 +77,6 @@ let dir: RunDir;
 let run: RunResult;
 let out = '';
 
-const results = (s: string): Map<string, string> => {
-  const m = new Map<string, string>();
-  for (const l of s.split('\n')) {
-    const r = /^RESULT (\S+) ?(.*)$/.exec(l);
-    if (r) m.set(r[1]!, r[2]!);
-  }
-  return m;
-};
-const field = (s: string | undefined, k: string): string | undefined =>
-  new RegExp(`(?:^|\\s)${k}=(\\S*)`).exec(s ?? '')?.[1];
-const num = (s: string | undefined, k: string): number => Number(field(s, k));
-
-/** Segments of the guest kernel's TCP during a program: a handful at most (nothing of the program's traffic). */
-const FEW_SEGMENTS = 4;
-
 beforeAll(async () => {
   dir = new RunDir('sgiov-apps-');
   mkdirSync(dir.file('t'));
@@ -126,12 +105,9 @@ describe.sequential('unmodified programs over SG-IOV sockets (sgiov-run)', () =>
     expect(run.exitCode).toBe(0);
     const r = results(out).get('iperf3');
     expect(field(r, 'rc')).toBe('0');
-    const j = JSON.parse(/ json=(.*)$/.exec(r ?? '')?.[1] ?? '{}') as {
-      end?: { sum_received?: { bytes: number }; sum_sent?: { bytes: number } };
-    };
-    const bytes = j.end?.sum_received?.bytes ?? 0;
+    const { sent, received: bytes } = iperfBytes(r);
     expect(bytes).toBeGreaterThan(1 << 20);
-    expect(j.end?.sum_sent?.bytes).toBeGreaterThanOrEqual(bytes);
+    expect(sent).toBeGreaterThanOrEqual(bytes);
     expect(num(r, 'dev')).toBeGreaterThanOrEqual(bytes);
     expect(num(r, 'segs')).toBeLessThan(FEW_SEGMENTS);
   });

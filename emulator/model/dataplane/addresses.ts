@@ -133,7 +133,9 @@ export class AddressBook {
 
   /** CONNECT (flag ADDR) from `sid` to (addr, port) is waiting for the listener's accept. */
   connecting(sid: number, dst: SockName): void {
-    this.dest.set(sid, { addr: Uint8Array.from(dst.addr), port: dst.port });
+    const d = { addr: Uint8Array.from(dst.addr), port: dst.port };
+    this.dest.set(sid, d);
+    this.peerName.set(sid, d);
   }
 
   /** The connection `connector` -> listener was accepted into `acceptor`: both learn their names. */
@@ -144,7 +146,6 @@ export class AddressBook {
     const from = this.name(connector, false);
     this.localName.set(acceptor, dst);
     if (from) this.peerName.set(acceptor, from);
-    this.peerName.set(connector, dst);
   }
 
   /** A connection from another node was accepted into `acceptor`: its names as the fabric gave them. */

@@ -59,6 +59,12 @@ const FLAG_BLOCKED = 4;
 const FLAG_SHUT_WR = 8;
 /** SHUT_WR asked with messages still queued: the peer hears it when they have moved. */
 const FLAG_SHUT_PENDING = 16;
+/**
+ * Connected by address and not yet accepted: as TCP's handshake completes
+ * before accept(), CONNECT is answered at once; what the socket sends
+ * waits in its queue until the accept pairs it.
+ */
+const FLAG_UNPAIRED = 32;
 const CMD_FLAG_ADDR = 1 << BITS.CMD_FLAG.ADDR;
 const CMD_FLAG_V6ONLY = 1 << BITS.CMD_FLAG.V6ONLY;
 const CMD_FLAG_PEER = 1 << BITS.CMD_FLAG.PEER;
@@ -463,7 +469,7 @@ export class DataPlane {
     const chain = this.chainOf(sid);
     const out = chain.transform.outLen(len);
     const peerRx = this.remote?.has(sid) ? this.remote.peerRxSize(sid) : s.rxSize[peer]!;
-    if (!chain.lookAside && typeof out === 'number' && out > peerRx)
+    if (!chain.lookAside && peer !== NO_PEER && typeof out === 'number' && out > peerRx)
       return this.sockError(
         sid,
         SERR.MSG_TOO_LARGE,
@@ -505,7 +511,7 @@ export class DataPlane {
 
   private markReady(sid: number): void {
     const f = this.socks.flags[sid]!;
-    if (f & (FLAG_READY | FLAG_BLOCKED)) return;
+    if (f & (FLAG_READY | FLAG_BLOCKED | FLAG_UNPAIRED)) return;
     this.socks.flags[sid] = f | FLAG_READY;
     this.ready.push(sid);
   }
@@ -907,6 +913,7 @@ export class DataPlane {
         socks: this.socks,
         host: this.host,
         keys: this.keys,
+        addrs: this.addrs,
         emit: (t, i, v) => this.emit(t, i, v),
         sockError: (sid, code, why) => this.sockError(sid, code, why),
         consumed: (sid, len) => this.consumed(sid, len),
@@ -1198,7 +1205,6 @@ export class DataPlane {
     if (how > 2) return ST.EINVAL;
     if (s.state[sid] !== SockState.CONNECTED) return ST.ENOTCONN;
     if (how === 0 || s.flags[sid]! & FLAG_SHUT_WR) return ST.OK;
-    if (this.remote?.has(sid)) return ST.EOPNOTSUPP; // no half-close frame across nodes yet
     s.flags[sid] = s.flags[sid]! | FLAG_SHUT_WR | FLAG_SHUT_PENDING;
     if ((s.txQueue.get(sid)?.length ?? 0) === 0 && !this.staged.has(sid)) this.shutPending(sid);
     return ST.OK;
@@ -1207,7 +1213,12 @@ export class DataPlane {
   /** A SHUT_WR whose messages have all moved: the peer hears it (EOF after them). */
   private shutPending(sid: number): void {
     const s = this.socks;
-    if (!(s.flags[sid]! & FLAG_SHUT_PENDING)) return;
+    if (!(s.flags[sid]! & FLAG_SHUT_PENDING) || s.flags[sid]! & FLAG_UNPAIRED) return; // unpaired: at the accept
+    if (this.remote?.has(sid)) {
+      // Across nodes: a frame after the messages sent (kept pending while the fabric's window is full).
+      if (this.remote.shutdown(sid)) s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
+      return;
+    }
     s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
     const peer = s.peer[sid]!;
     if (peer !== NO_PEER && s.exists(peer)) this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_SHUTDOWN);
@@ -1229,7 +1240,19 @@ export class DataPlane {
       const r = routeAddr(dst, fab?.selfId ?? 0, fab?.names.length ?? 0);
       if (r < 0) return [ST.ENETUNREACH, 0];
       node = r;
-      if (node !== 0) return [ST.ENETUNREACH, 0]; // cross-node by address: not yet
+      if (node !== 0) {
+        if (!this.remote?.isRemote(node)) return [ST.ENETUNREACH, 0];
+        if (s.state[sid] !== SockState.CREATED)
+          return [s.state[sid] === SockState.CONNECTED ? ST.EISCONN : ST.EINVAL, 0];
+        const b = this.addrs.autoBind(sid, dst);
+        if (b < 0) return [-b, 0];
+        this.addrs.connecting(sid, { addr: dst, port });
+        const rr = this.remote.connect(sid, node, port, slot, chain, {
+          dst: { addr: dst, port },
+          src: this.addrs.name(sid, false),
+        });
+        return rr === 'pending' ? rr : [rr, 0];
+      }
     }
     if (node !== 0 && !this.remote) return [ST.ENETUNREACH, 0]; // no fabric: only this node exists
     if (node !== 0 && this.remote!.isRemote(node)) {
@@ -1277,6 +1300,13 @@ export class DataPlane {
       const b = this.addrs.autoBind(sid, dst);
       if (b < 0) return [-b, 0];
       this.addrs.connecting(sid, { addr: dst, port });
+      s.state[sid] = SockState.CONNECTED;
+      s.flags[sid] = s.flags[sid]! | FLAG_UNPAIRED;
+      const q = s.backlog.get(l);
+      if (q) q.push(sid);
+      else s.backlog.set(l, [sid]);
+      this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+      return [ST.OK, NO_PEER];
     }
     s.state[sid] = SockState.CONNECTING;
     s.pendingCmd[sid] = slot;
@@ -1303,6 +1333,13 @@ export class DataPlane {
     s.state[peer] = SockState.CONNECTED;
     s.peer[peer] = sid;
     this.addrs.accepted(peer, sid);
+    if (s.flags[peer]! & FLAG_UNPAIRED) {
+      // Connected by address, answered already: what it sent meanwhile moves now.
+      s.flags[peer] = s.flags[peer]! & ~FLAG_UNPAIRED;
+      if (s.txQueue.has(peer)) this.markReady(peer);
+      if (s.flags[peer]! & FLAG_SHUT_PENDING && !s.txQueue.has(peer)) this.shutPending(peer);
+      return [ST.OK, peer];
+    }
     const slot = s.pendingCmd[peer]!;
     s.pendingCmd[peer] = NO_PEER;
     this.answer(slot, ST.OK, sid);
@@ -1318,6 +1355,12 @@ export class DataPlane {
       for (const c of s.backlog.get(sid) ?? []) {
         if (c < 0) {
           this.remote!.refuse(c);
+          continue;
+        }
+        if (s.flags[c]! & FLAG_UNPAIRED) {
+          // Connected, never accepted: as a reset.
+          s.flags[c] = s.flags[c]! & ~FLAG_UNPAIRED;
+          this.sockError(c, SERR.NOT_CONNECTED, 'the listener closed before accepting the connection');
           continue;
         }
         const cs = s.pendingCmd[c]!;
@@ -1338,6 +1381,17 @@ export class DataPlane {
       }
       this.addrs.withdrawn(sid);
       this.answer(s.pendingCmd[sid]!, ST.ECONNREFUSED, 0);
+    }
+    if (s.flags[sid]! & FLAG_UNPAIRED) {
+      // Connected by address and never accepted: leaves the backlog (what it sent is lost, as with a reset).
+      for (const [l, b] of s.backlog) {
+        const i = b.indexOf(sid);
+        if (i >= 0) {
+          b.splice(i, 1);
+          if (b.length === 0) s.backlog.delete(l);
+        }
+      }
+      s.txQueue.delete(sid);
     }
     if (st === SockState.CONNECTED && ((s.txQueue.get(sid)?.length ?? 0) > 0 || this.staged.has(sid))) {
       // Graceful: what was sent is still delivered, then the peer sees EOF.

@@ -13,12 +13,15 @@
  * the frame's channel / socket / value fields):
  *
  *   CONNECT   channel=port   socket=client sid  value=client rx size, payload: chain u32, tenant u32
+ *             (flag ADDR, ABI 1.2: then the destination address (16 bytes), the client's
+ *             address (16) and port (u16): the listener is looked up by address)
  *   ACCEPTED  channel=client socket=server sid  value=server rx size
  *   REFUSED   channel=client socket=0           value=errno
  *   MSG       channel=dst    socket=src          value=bytes the message takes in dst's ring, payload: the message
  *             (flag REFUSED: no payload, value = the SERR a sender-side stage refused it with)
  *   CREDIT    channel=dst    socket=src          value=bytes freed in src's rx ring since the last CREDIT
  *   CLOSE     channel=dst    socket=src          value=0
+ *   SHUTDOWN  channel=dst    socket=src          value=0 (ABI 1.2: src shut down its sending side, after every message before it)
  *
  * Executor Z across nodes: a message leaves the sender's tx ring as views
  * of the ring (no copy in the device; the fabric writes them to the wire)
@@ -47,15 +50,32 @@ import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engin
 import { RateLimitedLog } from '../../util/log.js';
 import { NO_PEER, SockState, type SocketTable } from './sockets.js';
 import { byteLength, joinBytes } from '../../util/bytes.js';
+import type { AddressBook, SockName } from './addresses.js';
 
 const D2H = ENUMS.SIG_D2H;
 const ST = ENUMS.STATUS;
 const SERR = ENUMS.SERR;
 
 /** Frame types of the data plane (the fabric's own types are below 16). */
-export const PIPE_FRAME = { CONNECT: 16, ACCEPTED: 17, MSG: 18, CREDIT: 19, CLOSE: 20, REFUSED: 21 } as const;
+export const PIPE_FRAME = {
+  CONNECT: 16,
+  ACCEPTED: 17,
+  MSG: 18,
+  CREDIT: 19,
+  CLOSE: 20,
+  REFUSED: 21,
+  SHUTDOWN: 22,
+} as const;
 /** MSG flag: a sender-side stage refused the message; value is the SERR code. */
 export const MSG_FLAG_REFUSED = 1;
+/** CONNECT flag: by address (the payload carries both names). */
+export const CONNECT_FLAG_ADDR = 1;
+
+/** The names a CONNECT by address carries. */
+export interface ConnectNames {
+  dst: SockName;
+  src: SockName | null;
+}
 
 /** What the data plane needs of a fabric. */
 export interface PipeFabric {
@@ -125,6 +145,7 @@ export interface PipeOwner {
   answer(slot: number, status: number, result: number): void;
   /** A remote sender's message now waits in a listener's backlog under this (negative) id. */
   queueConnection(listener: number, id: number): void;
+  readonly addrs: AddressBook;
 }
 
 /** The far end of a socket whose peer is on another node. */
@@ -156,6 +177,8 @@ interface RemoteRequest {
   rxSize: number;
   chain: number;
   tenant: number;
+  /** A CONNECT by address: the names the accepted socket gets. */
+  names?: { local: SockName; peer: SockName };
 }
 
 interface InFlight {
@@ -270,16 +293,30 @@ export class RemotePipes {
   // ---- connection set-up -------------------------------------------------------
 
   /** CONNECT to (node, port): pending until the peer accepts; or an errno now. */
-  connect(sid: number, node: number, port: number, slot: number, chain: number): number | 'pending' {
+  connect(
+    sid: number,
+    node: number,
+    port: number,
+    slot: number,
+    chain: number,
+    names?: ConnectNames,
+  ): number | 'pending' {
     const s = this.dp.socks;
     if (node > this.fabric.names.length) return ST.ENETUNREACH;
     const h = this.halves(chain);
     if (typeof h === 'string') return ST.EINVAL;
-    const payload = new Uint8Array(8);
+    const payload = new Uint8Array(names ? 44 : 8);
     const v = new DataView(payload.buffer);
     v.setUint32(0, chain, true);
     v.setUint32(4, s.tenant[sid]!, true);
-    const r = this.send(node, PIPE_FRAME.CONNECT, 0, port, sid, s.rxSize[sid]!, [payload]);
+    if (names) {
+      payload.set(names.dst.addr, 8);
+      if (names.src) payload.set(names.src.addr, 24);
+      v.setUint16(40, names.src?.port ?? 0, true);
+    }
+    const r = this.send(node, PIPE_FRAME.CONNECT, names ? CONNECT_FLAG_ADDR : 0, port, sid, s.rxSize[sid]!, [
+      payload,
+    ]);
     if (r === 'unknown') return ST.ENETUNREACH;
     if (r === 'full') return ST.EAGAIN;
     s.state[sid] = SockState.CONNECTING;
@@ -305,6 +342,7 @@ export class RemotePipes {
     s.state[sid] = SockState.CONNECTED;
     s.peer[sid] = q.sid;
     s.chain[sid] = q.chain;
+    if (q.names) this.dp.addrs.acceptedRemote(sid, q.names.local, q.names.peer);
     this.ends.set(sid, {
       node: q.node,
       rsid: q.sid,
@@ -430,6 +468,13 @@ export class RemotePipes {
       );
   }
 
+  /** `sid` shut down its sending side (its queue has left): the peer hears it after those messages. False: not sent. */
+  shutdown(sid: number): boolean {
+    const e = this.ends.get(sid);
+    if (!e || e.rsid < 0) return false;
+    return typeof this.send(e.node, PIPE_FRAME.SHUTDOWN, 0, e.rsid, sid, 0) === 'number';
+  }
+
   /** Everything remote is forgotten (device reset or stop); peers are told their sockets closed. */
   reset(): void {
     for (const sid of [...this.ends.keys()]) this.closed(sid);
@@ -519,8 +564,14 @@ export class RemotePipes {
           return;
         }
         const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-        const l = s.listeners.get(channel);
-        if (l === undefined) {
+        const byAddr = (flags & CONNECT_FLAG_ADDR) !== 0;
+        if (byAddr && payload.length < 44) {
+          this.counters.protocolErrors++;
+          return;
+        }
+        const dst = byAddr ? { addr: payload.slice(8, 24), port: channel } : null;
+        const l = dst ? this.dp.addrs.lookup(dst.addr, channel) : (s.listeners.get(channel) ?? -1);
+        if (l < 0) {
           this.send(node, PIPE_FRAME.REFUSED, 0, socket, 0, ST.ECONNREFUSED);
           return;
         }
@@ -531,6 +582,9 @@ export class RemotePipes {
           rxSize: value,
           chain: v.getUint32(0, true),
           tenant: v.getUint32(4, true),
+          ...(dst
+            ? { names: { local: dst, peer: { addr: payload.slice(24, 40), port: v.getUint16(40, true) } } }
+            : {}),
         });
         this.dp.queueConnection(l, -id);
         return;
@@ -594,6 +648,15 @@ export class RemotePipes {
         this.dp.emit(D2H.EVENT, channel, ENUMS.EVENT.PEER_CLOSED);
         if ((s.txQueue.get(channel)?.length ?? 0) > 0)
           this.dp.sockError(channel, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
+        return;
+      }
+      case PIPE_FRAME.SHUTDOWN: {
+        const e = this.ends.get(channel);
+        if (!e || e.node !== node || e.rsid !== socket) {
+          this.drop(node, 'shutdown', { sid: channel });
+          return;
+        }
+        this.dp.emit(D2H.EVENT, channel, ENUMS.EVENT.PEER_SHUTDOWN);
         return;
       }
       default:

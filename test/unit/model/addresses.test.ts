@@ -133,6 +133,45 @@ describe('device: addressing through the command slots', () => {
     expect(a.recv()).toEqual(Uint8Array.of(1, 2, 3));
   });
 
+  it('completes a connect by address before the accept, as TCP does; what was sent (and a SHUT_WR) waits for the accept', () => {
+    const { drv } = rig();
+    const l = drv.socket({ txSize: 4096, rxSize: 4096 });
+    l.bind(A('127.0.0.1'), 6000);
+    l.listenBound();
+    const c = drv.socket({ txSize: 4096, rxSize: 4096 });
+    c.connectAddr(A('127.0.0.1'), 6000); // answered without an accept
+    expect(c.name(true)).toEqual({ addr: A('127.0.0.1'), port: 6000 });
+    c.send(Uint8Array.of(5, 6));
+    c.shutdown(1);
+    drv.waitUntil(() => l.pendingConnections > 0, 'the connection');
+    const a = l.accept({ txSize: 4096, rxSize: 4096 });
+    expect(a.recv()).toEqual(Uint8Array.of(5, 6));
+    drv.waitUntil(() => a.peerShutdown, 'PEER_SHUTDOWN');
+    a.send(Uint8Array.of(1));
+    expect(c.recv()).toEqual(Uint8Array.of(1));
+  });
+
+  it('fails a connection that was never accepted when its listener closes, and forgets one whose connector closed', () => {
+    const { drv } = rig();
+    const l = drv.socket({ txSize: 4096, rxSize: 4096 });
+    l.bind(A('127.0.0.1'), 6001);
+    l.listenBound();
+    const gone = drv.socket({ txSize: 4096, rxSize: 4096 });
+    gone.connectAddr(A('127.0.0.1'), 6001);
+    gone.send(Uint8Array.of(1));
+    gone.close();
+    const c = drv.socket({ txSize: 4096, rxSize: 4096 });
+    c.connectAddr(A('127.0.0.1'), 6001);
+    const a = l.accept({ txSize: 4096, rxSize: 4096 }); // the first one left the backlog
+    c.send(Uint8Array.of(2));
+    expect(a.recv()).toEqual(Uint8Array.of(2));
+    const d = drv.socket({ txSize: 4096, rxSize: 4096 });
+    d.connectAddr(A('127.0.0.1'), 6001);
+    l.close();
+    drv.waitUntil(() => d.error !== null, 'the reset');
+    expect(d.error).toBe('NOT_CONNECTED');
+  });
+
   it('keeps two listeners on one port apart by address', () => {
     const { drv } = rig();
     const ls = ['10.77.0.1', '10.77.0.2'].map((ip) => {

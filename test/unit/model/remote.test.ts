@@ -11,6 +11,7 @@ import { chainCode, SgiovSocketDriver, type SgiovSocket } from '../../../emulato
 import { PIPE_FRAME } from '../../../emulator/model/dataplane/remote.js';
 import { busAccess, enabledDevice } from '../../../emulator/host/bus-access.js';
 import { MemoryFabric } from '../../../emulator/host/memory-fabric.js';
+import { parseAddr } from '../../../emulator/abi/addr.js';
 
 function twoNodes(opts: { window?: number } = {}) {
   const fabric = new MemoryFabric(['a', 'b']);
@@ -58,6 +59,43 @@ const msg = (n: number, seed: number): Uint8Array =>
   Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed * 101) & 0xff);
 
 describe('cross-node warp pipes (in-memory fabric)', () => {
+  it('half-closes across nodes: SHUT_WR reaches the peer after the messages sent before it, and the peer can still send', () => {
+    const t = twoNodes();
+    const [c, s] = crossPair(t, 7390);
+    c.send(msg(2000, 3));
+    c.shutdown(1);
+    expect(s.recv()).toEqual(msg(2000, 3));
+    t.db.waitUntil(() => s.peerShutdown, 'PEER_SHUTDOWN from node a');
+    expect(s.peerClosed).toBe(false);
+    s.send(msg(500, 4));
+    expect(c.recv()).toEqual(msg(500, 4));
+  });
+
+  it('connects by address: the plan address of node b reaches its listener, and both ends know the names', () => {
+    const t = twoNodes();
+    const A = parseAddr;
+    const l = t.db.socket({ txSize: 4096, rxSize: 4096 });
+    l.bind(A('10.77.1.1'), 5201); // node b is plan node 1
+    l.listenBound();
+    const c = t.da.socket({ txSize: 16384, rxSize: 16384 });
+    const cport = c.bind(A('10.77.0.1'), 0);
+    const done = c.connectAddrStart(A('10.77.1.1'), 5201);
+    t.db.waitUntil(() => l.pendingConnections > 0, 'the remote connection request');
+    const s = l.accept({ txSize: 16384, rxSize: 16384 });
+    done();
+    expect(c.name(true)).toEqual({ addr: A('10.77.1.1'), port: 5201 });
+    expect(s.name(false)).toEqual({ addr: A('10.77.1.1'), port: 5201 });
+    expect(s.name(true)).toEqual({ addr: A('10.77.0.1'), port: cport });
+    c.send(msg(3000, 1));
+    expect(s.recv()).toEqual(msg(3000, 1));
+    s.send(msg(100, 2));
+    expect(c.recv()).toEqual(msg(100, 2));
+    // An address of node b nobody listens on is refused; a node the cluster lacks is unreachable.
+    const d = t.da.socket({ txSize: 4096, rxSize: 4096 });
+    expect(() => d.connectAddr(A('10.77.1.9'), 5201)).toThrow(/ECONNREFUSED/);
+    expect(() => d.connectAddr(A('10.77.2.1'), 5201)).toThrow(/ENETUNREACH/);
+  });
+
   it('connects to (node, port) and carries messages both ways, whole, once and in order, wrapping both rings', () => {
     const t = twoNodes();
     const [c, s] = crossPair(t, 5000, { size: 4096 });
