@@ -118,6 +118,8 @@ async function main(): Promise<number> {
     return 2;
   }
   const when = new Date().toISOString();
+  // The commit the image was built from (before the run: a checkout may move meanwhile).
+  const commit = gitCommit();
   let out = '';
   const vm = await runInVm({
     command: ['sh', '-c', SCRIPT, 'bench', String(seconds), String(repeats)],
@@ -140,7 +142,7 @@ async function main(): Promise<number> {
   );
   const result = {
     when,
-    commit: gitCommit(),
+    commit,
     machine: machine(),
     note: NOTE,
     vm: { smp, memMiB: 1024, seconds: vm.seconds, bootSeconds: vm.bootSeconds, exitCode: vm.exitCode },

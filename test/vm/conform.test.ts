@@ -72,7 +72,8 @@ describe.sequential('sgiov-conform: kernel TCP and sgiov-run give the same resul
     expect([...kernel].filter(([, v]) => v.startsWith('setup '))).toEqual([]);
 
     expect(/RC sgiov (\S+)/.exec(out)?.[1], tagged('SE').join('\n')).toBe('0');
-    expect(diff.report, `${diff.differing} of ${kernel.size} checks differ`).toBe('');
+    // Soft: the device and kernel-TCP checks below still run (and report) when some checks differ.
+    expect.soft(diff.report, `${diff.differing} of ${kernel.size} checks differ`).toBe('');
 
     // Through the device: the counters are the sgiov run's alone.
     expect(r.device.socketsCreated).toBeGreaterThanOrEqual(40);
