@@ -7,6 +7,7 @@
  * rose by at least the bytes the program reports; and the emulator's
  * counters at the end of the run cover all of them), and that the guest
  * kernel's TCP did not (/proc/net/snmp InSegs + OutSegs around it).
+ * A connect nobody listens for fails in curl as on the kernel's TCP.
  * Bad input: a static binary is refused by sgiov-run with a clear message;
  * an option the preload does not support gets the errno Linux gives (the
  * same as the kernel's, checked side by side) and a debug line.
@@ -64,6 +65,12 @@ sgiov-run wrk -t1 -c2 -d2s http://127.0.0.1:8080/blob >/tmp/wrk.out 2>&1
 rc=$?
 result wrk rc=$rc $(delta) $(awk '/requests in/ { print "requests=" $1 } /Non-2xx/ { print "non2xx=" $NF } /Socket errors/ { print "sockerr=1" }' /tmp/wrk.out)
 kill $(cat /tmp/nginx.pid)
+
+# A connect nobody listens for (non-blocking connect, then SO_ERROR): curl's own error, kernel and SG-IOV alike.
+curl -sS -o /dev/null http://127.0.0.1:9/ 2>/dev/null
+result refusedkernel rc=$?
+SGIOV_PRELOAD_DEBUG=1 sgiov-run curl -sS -o /dev/null http://127.0.0.1:9/ 2>/tmp/refused.err
+result refusedsgiov rc=$? debug=$(grep -c 'connect fd [0-9]* 127.0.0.1:9: sgiov' /tmp/refused.err)
 
 # Bad input: a static binary; an option the preload does not support (kernel and SG-IOV side by side).
 out=$(sgiov-run /bin/busybox true 2>&1)
@@ -161,6 +168,13 @@ describe.sequential('unmodified programs over SG-IOV sockets (sgiov-run)', () =>
     expect(sum).toBeGreaterThan(0);
     expect(run.device.bytesMoved as number).toBeGreaterThanOrEqual(sum);
     expect(run.device.socketsCreated as number).toBeGreaterThanOrEqual(10);
+  });
+
+  it('a connect to a port nobody listens on fails as on the kernel (curl exit 7: ECONNREFUSED through SO_ERROR)', () => {
+    const m = results(out);
+    expect(field(m.get('refusedkernel'), 'rc')).toBe('7');
+    expect(field(m.get('refusedsgiov'), 'rc')).toBe('7');
+    expect(num(m.get('refusedsgiov'), 'debug')).toBeGreaterThanOrEqual(1); // it was the device's connect
   });
 
   it('refuses a static binary with a clear message', () => {
