@@ -9,9 +9,9 @@
 /** The guest side: defines `snmp TAG`. */
 export const SNMP_SH = `snmp() { echo "SNMP $1 $(grep '^Tcp:' /proc/net/snmp | tr '\\n' ' ')"; }`;
 
-/** The counters of the `SNMP TAG ...` line in `out` by name ({} when there is none). */
+/** The counters of the last `SNMP TAG ...` line in `out` by name ({} when there is none). */
 export function snmpTcp(out: string, tag: string): Record<string, number> {
-  const line = new RegExp(`^SNMP ${tag} (.*)$`, 'm').exec(out)?.[1] ?? '';
+  const line = [...out.matchAll(new RegExp(`^SNMP ${tag} (.*)$`, 'gm'))].pop()?.[1] ?? '';
   const [, names = '', values = ''] = line.split('Tcp:');
   const n = names.trim().split(/\s+/).filter(Boolean);
   const v = values.trim().split(/\s+/).map(Number);

@@ -13,12 +13,13 @@
  *
  *   sgiov-conform [-a ADDR] [-p BASE_PORT] [-o ONLY_NAME_SUBSTRING]
  *
- * Listeners use the ports BASE_PORT (default 31100) + a small number, with
- * SO_REUSEADDR; BASE_PORT + 99 must have no listener. They stay below the
- * ephemeral range (32768-60999 by default), where a client's TIME_WAIT
- * could hold one. Every wait is bounded (10 s; each check at most 60 s
- * through alarm(2)), so a broken call prints ETIMEDOUT or EINTR instead of
- * hanging.
+ * Each check runs in a child process of its own; one that has not ended
+ * after 40 s is killed and shows as "hung". Listeners use the ports
+ * BASE_PORT (default 31100) + a small number, with SO_REUSEADDR; BASE_PORT
+ * + 99 must have no listener. They stay below the ephemeral range
+ * (32768-60999 by default), where a client's TIME_WAIT could hold one.
+ * Every wait is bounded (10 s; each check at most 30 s through alarm(2)),
+ * so a broken call prints ETIMEDOUT or EINTR instead of hanging.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -45,7 +46,7 @@
 #include <unistd.h>
 
 #define WAIT_MS	  10000
-#define CHECK_S	  60
+#define CHECK_S	  30
 #define BIG_WRITE (8u << 20) /* larger than the device's default 1 MiB rings */
 
 static const char *scope = "sock";
@@ -351,41 +352,58 @@ static int accept_wait(int l, int flags)
 	return (int)rc(accept4(l, NULL, NULL, flags));
 }
 
-/*
- * A connected pair on the scope's address (client *c, accepted *s), both
- * blocking; 0, or -errno with "setup ..." already in l.
- */
-static int pair(int port, int *c, int *s, struct line *l)
-{
-	int ls = listener(AF_INET, ip4, port, 0);
-
-	*c = *s = -1;
-	if (ls < 0) {
-		lp(l, "setup listen=%s", R(ls));
-		return ls;
-	}
-	*c = connect_to(AF_INET, ip4, port);
-	if (*c < 0) {
-		lp(l, "setup connect=%s", R(*c));
-		close(ls);
-		return *c;
-	}
-	*s = accept_wait(ls, 0);
-	close(ls);
-	if (*s < 0) {
-		lp(l, "setup accept=%s", R(*s));
-		close(*c);
-		return *s;
-	}
-	return 0;
-}
-
 static void close2(int a, int b)
 {
 	if (a >= 0)
 		close(a);
 	if (b >= 0)
 		close(b);
+}
+
+/*
+ * A connected pair on the scope's address (client *c, accepted *s), both
+ * blocking; 0, or -errno with "setup ..." already in l. The connect is
+ * non-blocking until accept has returned, so that a pair does not depend on
+ * connect completing before accept (the backlog: nb-connect-epoll, names
+ * and accept4-flags check that).
+ */
+static int pair(int port, int *c, int *s, struct line *l)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = mkaddr(&ss, AF_INET, ip4, port);
+	int ls = listener(AF_INET, ip4, port, 0);
+	long r;
+
+	*c = *s = -1;
+	if (ls < 0) {
+		lp(l, "setup listen=%s", R(ls));
+		return ls;
+	}
+	*c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	r = rc(connect(*c, (struct sockaddr *)&ss, len));
+	if (r == -EINPROGRESS)
+		r = 0;
+	if (r == 0) {
+		*s = accept_wait(ls, 0);
+		r = *s < 0 ? *s : 0;
+		if (r < 0)
+			lp(l, "setup accept=%s", R(r));
+	} else
+		lp(l, "setup connect=%s", R(r));
+	if (r == 0) {
+		long ev = poll1(*c, POLLOUT, WAIT_MS);
+		r = ev < 0 ? ev : !(ev & POLLOUT) ? -ETIMEDOUT : -get_int(*c, SOL_SOCKET, SO_ERROR);
+		if (r < 0)
+			lp(l, "setup connected=%s", R(r));
+	}
+	close(ls);
+	if (r < 0) {
+		close2(*c, *s);
+		*c = *s = -1;
+		return (int)r;
+	}
+	fcntl(*c, F_SETFL, fcntl(*c, F_GETFL) & ~O_NONBLOCK);
+	return 0;
 }
 
 /* Waits until at least n bytes can be read from fd (MSG_PEEK); what is there, or -errno. */
@@ -1405,13 +1423,44 @@ static const struct check checks[] = {
 	{ "v6-mapped", c_v6, 1 },
 };
 
+/*
+ * Each check in a child process of its own (fresh descriptors, and a check
+ * that hangs in a call alarm(2) does not interrupt is killed): its line, or
+ * "hung" / "died" in its place.
+ */
 static void run(const struct check *k, int port)
 {
 	if (only && !strstr(k->name, only))
 		return;
-	alarm(CHECK_S);
-	k->fn(k->name, port);
-	alarm(0);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0) {
+		printf("%s.%s: fork=%s\n", scope, k->name, errname(errno));
+		return;
+	}
+	if (pid == 0) {
+		setpgid(0, 0); /* its own writers die with it */
+		alarm(CHECK_S);
+		k->fn(k->name, port);
+		fflush(stdout);
+		_exit(0);
+	}
+	int st = 0;
+	for (int ms = 0; ms < (CHECK_S + 10) * 1000; ms += 20) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+		if (w == pid) {
+			if (WIFSIGNALED(st))
+				printf("%s.%s: died (signal %d)\n", scope, k->name, WTERMSIG(st));
+			return;
+		}
+		if (w < 0 && errno != EINTR)
+			break;
+		usleep(20000);
+	}
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	printf("%s.%s: hung (killed after %d s)\n", scope, k->name, CHECK_S + 10);
 }
 
 int main(int argc, char **argv)

@@ -20,9 +20,9 @@ export interface AppsRow {
   met: boolean;
 }
 
-/** `k=v` fields of the `BENCH PROGRAM SIDE ...` line, or undefined when the guest printed none. */
+/** `k=v` fields of the last `BENCH PROGRAM SIDE ...` line (after the warm-up's), or undefined when there is none. */
 export function benchLine(out: string, program: string, side: Side): Record<string, string> | undefined {
-  const m = new RegExp(`^BENCH ${program} ${side} (.*?)\\r?$`, 'm').exec(out);
+  const m = [...out.matchAll(new RegExp(`^BENCH ${program} ${side} (.*?)\\r?$`, 'gm'))].pop();
   if (!m) return undefined;
   const f: Record<string, string> = {};
   for (const kv of m[1]!.matchAll(/(\w+)=(\S*)/g)) f[kv[1]!] = kv[2]!;

@@ -13,6 +13,9 @@ const iperf = (bytes: number, bps: number, host: number, remote: number): string
 
 const OUT = [
   'boot noise',
+  // The warm-up round's lines come first; the measured round's count.
+  'BENCH iperf3 kernel rc=0 busy=1 json={}',
+  'BENCH wrk kernel rc=0 nginx=0 rps=1 non2xx=',
   `BENCH iperf3 kernel rc=0 busy=500 json=${iperf(2e9, 3.2e9, 40, 60)}`,
   'BENCH nptcp kernel rc=0 row=4096,25.8,0.00120000',
   'BENCH wrk kernel rc=0 nginx=0 rps=150.50 non2xx=',
@@ -70,7 +73,8 @@ describe('bench:apps rows', () => {
   });
 
   it('reads SNMP lines and their deltas', () => {
-    const out = 'SNMP a Tcp: ActiveOpens OutSegs Tcp: 5 100 \nSNMP b Tcp: ActiveOpens OutSegs Tcp: 5 140 \n';
+    const out =
+      'SNMP b Tcp: ActiveOpens OutSegs Tcp: 1 1 \nSNMP a Tcp: ActiveOpens OutSegs Tcp: 5 100 \nSNMP b Tcp: ActiveOpens OutSegs Tcp: 5 140 \n';
     expect(snmpDelta(snmpTcp(out, 'a'), snmpTcp(out, 'b'), ['ActiveOpens', 'OutSegs'])).toEqual({
       ActiveOpens: 0,
       OutSegs: 40,

@@ -25,27 +25,29 @@ const SCRIPT = [
   SNMP_SH,
   'snmp start',
   'sgiov-conform >/tmp/kernel.out 2>/tmp/kernel.err; echo "RC kernel $?"',
+  'sed "s/^/K /" /tmp/kernel.out',
   'snmp kernel',
+  // Streamed as it comes, so that a run that stops short still shows how far it went.
   'if command -v sgiov-run >/dev/null; then',
-  '  sgiov-run sgiov-conform >/tmp/sgiov.out 2>/tmp/sgiov.err; echo "RC sgiov $?"',
+  '  { timeout 600 sgiov-run sgiov-conform 2>/tmp/sgiov.err; echo "RC sgiov $?" >/tmp/sgiov.rc; } | sed "s/^/S /"',
+  '  cat /tmp/sgiov.rc',
   'else echo "RC sgiov no-sgiov-run"; fi',
   'snmp sgiov',
-  'sed "s/^/K /" /tmp/kernel.out; sed "s/^/S /" /tmp/sgiov.out 2>/dev/null',
-  'head -c 4000 /tmp/kernel.err | sed "s/^/KE /"; head -c 4000 /tmp/sgiov.err 2>/dev/null | sed "s/^/SE /"',
+  'head -c 4000 /tmp/kernel.err | sed "s/^/KE /"; head -c 8000 /tmp/sgiov.err 2>/dev/null | sed "s/^/SE /"',
   'exit 0',
 ].join('\n');
 
 describe.sequential('sgiov-conform: kernel TCP and sgiov-run give the same results', () => {
   it('runs both in one VM; every check line identical; the sgiov run moved data through the device', async () => {
     let out = '';
-    const r = await runInVm({
+    const run = await runInVm({
       command: ['sh', '-c', SCRIPT],
       smp: 2,
       memMiB: 1024,
       timeoutS: 900,
       out: (b) => (out += b.toString('latin1')),
       info: (l) => process.stderr.write(l + '\n'),
-    });
+    }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
     const tagged = (tag: string): string[] =>
       out
         .split('\n')
@@ -60,6 +62,9 @@ describe.sequential('sgiov-conform: kernel TCP and sgiov-run give the same resul
         tagged('SE').slice(0, 40).join('\n') +
         '\n',
     );
+    // A VM that did not finish still shows how far each run went (above).
+    if (run instanceof Error) throw run;
+    const r = run;
     expect(r.exitCode).toBe(0);
     expect(/RC kernel (\S+)/.exec(out)?.[1]).toBe('0');
     // The kernel run is the reference: every check ran (none stopped at its set-up).
@@ -67,7 +72,8 @@ describe.sequential('sgiov-conform: kernel TCP and sgiov-run give the same resul
     expect([...kernel].filter(([, v]) => v.startsWith('setup '))).toEqual([]);
 
     expect(/RC sgiov (\S+)/.exec(out)?.[1], tagged('SE').join('\n')).toBe('0');
-    expect(diff.report, `${diff.differing} of ${kernel.size} checks differ`).toBe('');
+    // Soft: the device and kernel-TCP checks below still run (and report) when some checks differ.
+    expect.soft(diff.report, `${diff.differing} of ${kernel.size} checks differ`).toBe('');
 
     // Through the device: the counters are the sgiov run's alone.
     expect(r.device.socketsCreated).toBeGreaterThanOrEqual(40);
