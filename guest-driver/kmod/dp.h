@@ -77,13 +77,15 @@ struct sgiov_sock {
 	int err;      /* positive errno: the socket failed (or connect did) */
 	bool peer_closed;
 	/* ABI 1.2 (inet.c): stream semantics and half-close */
-	bool stream;		     /* SGIOV_CREATE_STREAM: TCP-like read/write */
-	bool bound;		     /* BIND done */
-	bool shut_rd;		     /* SHUT_RD: reads return 0 */
-	bool shut_wr;		     /* SHUT_WR: writes fail with EPIPE */
-	bool peer_shut;		     /* the peer shut down its sending side: EOF after what came */
-	u16 family;		     /* AF_INET / AF_INET6 as given at BIND or CONNECT_ADDR */
-	u32 tenant;		     /* given at CREATE (accepted sockets: the listener's) */
+	bool stream;	/* SGIOV_CREATE_STREAM: TCP-like read/write */
+	bool bound;	/* BIND done */
+	bool shut_rd;	/* SHUT_RD: reads return 0 */
+	bool shut_wr;	/* SHUT_WR: writes fail with EPIPE */
+	bool peer_shut; /* the peer shut down its sending side: EOF after what came */
+	bool peer_reset; /* wrote after the peer closed: as TCP's RST, that write went, later ones EPIPE */
+	bool connect_unreported; /* connect() returned EINPROGRESS: the next one after it completes returns 0 */
+	u16 family;		 /* AF_INET / AF_INET6 as given at BIND or CONNECT_ADDR */
+	u32 tenant;		 /* given at CREATE (accepted sockets: the listener's) */
 	u32 conn_events, conn_taken; /* listener: CONN_PENDING seen / accounted for */
 
 	void *tx, *rx;

@@ -329,8 +329,8 @@ static __poll_t sgiov_poll(struct file *f, struct poll_table_struct *pt)
 		m = EPOLLERR | EPOLLHUP | EPOLLIN | EPOLLOUT;
 		goto out;
 	}
-	if (s->err)
-		m |= EPOLLERR | EPOLLIN | EPOLLOUT;
+	if (s->err) /* a failed stream socket is closed, as TCP's: EPOLLHUP too */
+		m |= EPOLLERR | EPOLLIN | EPOLLOUT | (s->stream ? EPOLLHUP : 0);
 	if (s->dg_n)
 		m |= EPOLLPRI;
 	switch (s->state) {
@@ -414,7 +414,12 @@ long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u32 chain
 		mutex_unlock(&s->lock);
 		return -ECONNRESET;
 	case SGIOV_STATE_CONNECTING: mutex_unlock(&s->lock); return -EALREADY;
-	case SGIOV_STATE_CONNECTED: mutex_unlock(&s->lock); return -EISCONN;
+	case SGIOV_STATE_CONNECTED:
+		/* As Linux: the first connect() after a non-blocking one completed reports 0. */
+		ret = s->stream && s->connect_unreported ? 0 : -EISCONN;
+		s->connect_unreported = false;
+		mutex_unlock(&s->lock);
+		return ret;
 	default: mutex_unlock(&s->lock); return -EINVAL;
 	}
 	spin_lock_irqsave(&sg->dp_lock, fl);
@@ -440,6 +445,8 @@ long sgiov_ioc_connect(struct file *f, struct sgiov_sock *s, u32 port, u32 chain
 		mutex_unlock(&s->lock);
 		return ret;
 	}
+	if (nonblock)
+		s->connect_unreported = true;
 	mutex_unlock(&s->lock);
 	if (nonblock)
 		return -EINPROGRESS;

@@ -142,8 +142,8 @@ static int sgiov_stream_tx_blocked(struct sgiov_sock *s)
 		return 1;
 	if (s->state != SGIOV_STATE_CONNECTED)
 		return -ENOTCONN;
-	if (s->peer_closed)
-		return -EPIPE;
+	if (s->peer_closed) /* 2: the first write after the peer closed goes nowhere, as TCP's before the RST */
+		return s->peer_reset ? -EPIPE : 2;
 	return tx_free(s) ? 0 : 1;
 }
 
@@ -179,6 +179,14 @@ ssize_t sgiov_stream_send(struct sgiov_sock *s, struct iov_iter *from, int flags
 		spin_unlock_irqrestore(&sg->dp_lock, fl);
 		if (ret < 0)
 			break;
+		if (ret == 2) {
+			/* The peer closed: TCP sends these bytes and the peer answers RST; the next write gets EPIPE. */
+			WRITE_ONCE(s->peer_reset, true);
+			iov_iter_advance(from, want - done);
+			done = want;
+			ret = 0;
+			break;
+		}
 		if (ret == 1) {
 			if (nonblock) {
 				ret = -EAGAIN;
@@ -223,7 +231,7 @@ __poll_t sgiov_stream_poll(struct sgiov_sock *s)
 		m |= EPOLLIN | EPOLLRDNORM;
 	if (s->peer_shut || s->peer_closed)
 		m |= EPOLLRDHUP;
-	if (rd_eof && s->shut_wr)
+	if ((rd_eof && s->shut_wr) || s->peer_reset)
 		m |= EPOLLHUP;
 	if (s->shut_wr || s->peer_closed || tx_free(s))
 		m |= EPOLLOUT | EPOLLWRNORM;
@@ -323,6 +331,10 @@ static long sgiov_ioc_shutdown(struct sgiov_sock *s, u32 how)
 	if (READ_ONCE(s->state) == SGIOV_STATE_LISTENING)
 		return 0; /* as Linux: nothing to shut on a listener */
 	if (READ_ONCE(s->state) != SGIOV_STATE_CONNECTED)
+		return -ENOTCONN;
+	/* Both ways closed (TCP's TIME_WAIT or CLOSE): nothing left to shut. */
+	if ((READ_ONCE(s->shut_wr) && (READ_ONCE(s->peer_shut) || READ_ONCE(s->peer_closed))) ||
+	    READ_ONCE(s->peer_reset))
 		return -ENOTCONN;
 	if (how != SGIOV_SHUT_WR)
 		WRITE_ONCE(s->shut_rd, true);

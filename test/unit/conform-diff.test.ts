@@ -19,6 +19,20 @@ describe('conformDiff', () => {
         'addr.e\n    kernel: (no line)\n    sgiov:  3',
       ].join('\n'),
     );
-    expect(conformDiff(kernel, kernel)).toEqual({ identical: 3, differing: 0, report: '' });
+    expect(conformDiff(kernel, kernel)).toEqual({ identical: 3, differing: 0, report: '', agreeing: [] });
+  });
+
+  it('leaves out a known difference, names a known one that now agrees, and still reports a missing known line', () => {
+    const kernel = run('lo.reset: RST', 'lo.ok: 1', 'lo.gone: 2');
+    const sgiov = run('lo.reset: EOF', 'lo.ok: 1');
+    const known = new Map([
+      ['lo.reset', 'no abortive close'],
+      ['lo.ok', 'was different once'],
+      ['lo.gone', 'differs'],
+    ]);
+    const d = conformDiff(kernel, sgiov, known);
+    expect(d.differing).toBe(1);
+    expect(d.report).toBe('lo.gone\n    kernel: 2\n    sgiov:  (no line)');
+    expect(d.agreeing).toEqual(['lo.ok']);
   });
 });

@@ -20,6 +20,17 @@ import { runInVm } from '../../qemu/run.js';
 import { SNMP_SH, snmpTcp } from '../../qemu/guest-snmp.js';
 import { conformDiff, parseConform } from '../support/conform.js';
 
+/**
+ * Checks whose outcome under sgiov-run is known to differ from kernel TCP's,
+ * and why (docs/running-programs.md, "Where it differs from the kernel's TCP").
+ */
+const KNOWN_DIFFERENCES = new Map([
+  // close() with unread data: TCP sends RST and the peer reads ECONNRESET; the device has no abortive close
+  // yet, so the peer sees an orderly EOF and its next send still goes.
+  ['lo.reset', 'close() with unread data is an orderly close, not a reset'],
+  ['addr.reset', 'close() with unread data is an orderly close, not a reset'],
+]);
+
 /** The guest side: both runs, the kernel's TCP counters around them, then both outputs, tagged. */
 const SCRIPT = [
   SNMP_SH,
@@ -73,7 +84,13 @@ describe.sequential('sgiov-conform: kernel TCP and sgiov-run give the same resul
 
     expect(/RC sgiov (\S+)/.exec(out)?.[1], tagged('SE').join('\n')).toBe('0');
     // Soft: the device and kernel-TCP checks below still run (and report) when some checks differ.
-    expect.soft(diff.report, `${diff.differing} of ${kernel.size} checks differ`).toBe('');
+    // Every check agrees but the known differences (docs/running-programs.md), and those still differ:
+    // one that starts to agree must leave the list.
+    const known = conformDiff(kernel, sgiov, KNOWN_DIFFERENCES);
+    expect.soft(known.report, `${known.differing} of ${kernel.size} checks differ`).toBe('');
+    expect
+      .soft(known.agreeing, 'known differences that now agree (take them off KNOWN_DIFFERENCES)')
+      .toEqual([]);
 
     // Through the device: the counters are the sgiov run's alone.
     expect(r.device.socketsCreated).toBeGreaterThanOrEqual(40);
