@@ -25,7 +25,7 @@
  *     writes them without blocking; a client that lets the queue pass
  *     1 MiB is dropped.
  */
-import { mkdtempSync, rmSync, chmodSync, chownSync, unlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, chmodSync, chownSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.js';
@@ -121,6 +121,35 @@ interface Client {
 
 const nowNs = (): number => Number(process.hrtime.bigint());
 
+/** The private directories are named for the process that made them: sgiov-vfu-<pid>-XXXXXX. */
+const PRIVATE_PREFIX = 'sgiov-vfu-';
+
+/**
+ * Removes the private directories of emulators that died without cleaning
+ * up (SIGKILL, a crash, the stop watchdog): those of this user whose
+ * process is gone.
+ */
+function removeStalePrivateDirs(): void {
+  const dir = tmpdir();
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^sgiov-vfu-(\d+)-/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    const path = join(dir, name);
+    try {
+      if (statSync(path).uid !== process.getuid?.()) continue;
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') rmSync(path, { recursive: true, force: true });
+    }
+  }
+}
+
 export class FrontDoor {
   private readonly libc = Libc.get();
   private readonly log: Logger;
@@ -149,7 +178,8 @@ export class FrontDoor {
     this.log = opts.log.child({ sub: 'front-door' });
     this.scratch = this.libc.alloc(this.scratchLen);
     this.scratchView = new Uint8Array(this.libc.view(this.scratch, this.scratchLen));
-    this.privateDir = mkdtempSync(join(tmpdir(), 'sgiov-vfu-'));
+    removeStalePrivateDirs();
+    this.privateDir = mkdtempSync(join(tmpdir(), `${PRIVATE_PREFIX}${process.pid}-`));
     this.privatePath = join(this.privateDir, 's');
   }
 
