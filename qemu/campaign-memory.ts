@@ -16,7 +16,7 @@
 import { readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { harnessArgs } from './harness-args.js';
 import { chainCode, SgiovSocketDriver } from '../emulator/client/sockets.js';
 import { busAccess, enabledDevice } from '../emulator/host/bus-access.js';
 import { deviceCommand } from '../emulator/control/commands.js';
@@ -257,22 +257,37 @@ export const broken = (rows: CampaignRow[]): CampaignRow[] =>
  * faults/*.json; `first(workload)` may put more before them, e.g. a
  * fault-free baseline). Returns the exit code: 1 when the contract failed.
  */
+export const CAMPAIGN_HELP = `npm run faults -- [options] [PLAN.json ...]
+  Runs each fault plan (default: faults/*.json) against a workload and checks the contract:
+  nothing lost, duplicated, reordered or delivered corrupted; every failure reported.
+  --workload NAME   vm (default: a real VM running sgiov-stress) or memory (in-process, no VM)
+  --memory          the same as --workload memory
+  --messages N      messages per socket (vm, default 256) or per pair (memory, default 1000)
+  --json            one JSON line per plan instead of the table
+  -h, --help        this text
+  Environment: SGIOV_KEEP=1 keeps the run files.`;
+
 export async function campaignMain(
   argv: string[],
   workloads: Record<string, CampaignWorkload>,
   defaultWorkload: string,
   first?: (w: CampaignWorkload) => string[],
 ): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
+  const parsed = harnessArgs(
+    'faults',
+    CAMPAIGN_HELP,
+    argv,
+    {
       workload: { type: 'string', default: defaultWorkload },
       memory: { type: 'boolean', default: false },
-      messages: { type: 'string', default: '1000' },
+      messages: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
-  });
+    true,
+  );
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  values.messages ??= '1000';
   const name = values.memory ? 'memory' : values.workload;
   const workload = workloads[name];
   if (!workload) {

@@ -324,7 +324,7 @@ async function main(argv: string[]): Promise<number> {
       w === vm ? [baselinePlan(vm.dir)] : [],
     );
   } finally {
-    if (code === 0 && process.env.SGIOV_KEEP !== '1') vm.dir.remove();
+    if ((code === 0 || code === 2) && process.env.SGIOV_KEEP !== '1') vm.dir.remove();
     else process.stderr.write(`fault campaign: run files kept in ${vm.dir.path}\n`);
   }
   return code;

@@ -22,11 +22,20 @@
  * device). QEMU runs under TCG: the figures are emulation figures, the
  * ratios are what count. Nothing here asserts a time.
  */
-import { parseArgs } from 'node:util';
+import { harnessArgs } from '../harness-args.js';
 import { SNMP_SH, snmpDelta, snmpTcp } from '../guest-snmp.js';
 import { runInVm } from '../run.js';
 import { appsRows, sideFigures, type AppsRow } from './apps-rows.js';
 import { gitCommit, machine, table, writeResult } from './report.js';
+
+const APPS_HELP = `npm run bench:apps -- [options]
+  iperf3, NPtcp and nginx + wrk in one VM, on the guest kernel's TCP and under sgiov-run;
+  rows {id, unit, sgiov, baseline, ratio, goal, met} as a table and bench/results/apps-<time>.json
+  --seconds S   iperf3 and wrk run time (default 5)
+  --repeats N   NPtcp repeats per size (default 300)
+  --smp N       guest vCPUs (default 2)
+  --no-json     the table only
+  -h, --help    this text`;
 
 const NOTE =
   'TCG figures: QEMU without KVM emulates every guest instruction, so absolute numbers are far below native; the ratios (both sides in the same VM run) are what count';
@@ -110,14 +119,14 @@ exit 0
 const num = (x: number | null, digits: number): string => (x === null ? '-' : x.toFixed(digits));
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      seconds: { type: 'string', default: '5' },
-      repeats: { type: 'string', default: '300' },
-      smp: { type: 'string', default: '2' },
-      'no-json': { type: 'boolean', default: false },
-    },
+  const parsed = harnessArgs('bench:apps', APPS_HELP, process.argv.slice(2), {
+    seconds: { type: 'string', default: '5' },
+    repeats: { type: 'string', default: '300' },
+    smp: { type: 'string', default: '2' },
+    'no-json': { type: 'boolean', default: false },
   });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   const seconds = Number(values.seconds);
   const repeats = Number(values.repeats);
   const smp = Number(values.smp);

@@ -20,7 +20,7 @@ import { benchDataPlane } from './dataplane.js';
 import { schedulerDecisionTable } from './sched.js';
 import { benchIsolation } from './isolation.js';
 import { benchFabric } from './fabric.js';
-import { parseArgs } from 'node:util';
+import { harnessArgs } from '../harness-args.js';
 import { reg } from '../../emulator/abi/abi.js';
 import { EmulatorProcess, RunDir } from '../vm.js';
 import { Libc } from '../../emulator/native/libc.js';
@@ -33,6 +33,18 @@ import { plotResult } from './plots.js';
 import { gitCommit, machine, table, writeResult } from './report.js';
 
 export { stats, type Stats } from './stats.js';
+
+const BENCH_HELP = `npm run bench -- [options]
+  The device through the VM-less client: BAR reads, DMA jobs, the data plane, the scheduler,
+  isolation, cross-node pipes (authenticated and TLS; needs root for the namespaces).
+  A table, rows {id, unit, value, baseline, ratio, goal, met}, bench/results/<time>.json and plots.
+  --reads N      BAR0 read round trips (default 20000)
+  --jobs128k N   128 KiB DMA jobs (default 500)
+  --jobs4k N     4 KiB DMA jobs (default 2000)
+  --quick        shorter runs of every part
+  --no-json      the table only (no JSON, no plots)
+  -h, --help     this text
+  Compare two results: sgiov bench compare A.json B.json`;
 
 const now = (): bigint => process.hrtime.bigint();
 
@@ -135,15 +147,15 @@ function dmaBench(drv: SgiovDriver, bytes: number, jobs: number, baselineCopies:
 const us = (ns: number): string => (ns / 1000).toFixed(ns < 1000 ? 3 : 1);
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      reads: { type: 'string', default: '20000' },
-      jobs128k: { type: 'string', default: '500' },
-      jobs4k: { type: 'string', default: '2000' },
-      'no-json': { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-    },
+  const parsed = harnessArgs('bench', BENCH_HELP, process.argv.slice(2), {
+    reads: { type: 'string', default: '20000' },
+    jobs128k: { type: 'string', default: '500' },
+    jobs4k: { type: 'string', default: '2000' },
+    'no-json': { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
   });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   const reads = Number(values.reads);
   const jobs128k = Number(values.jobs128k);
   const jobs4k = Number(values.jobs4k);
