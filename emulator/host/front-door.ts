@@ -25,9 +25,18 @@
  *     writes them without blocking; a client that lets the queue pass
  *     1 MiB is dropped.
  */
-import { mkdtempSync, readdirSync, rmSync, statSync, chmodSync, chownSync, unlinkSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  chmodSync,
+  chownSync,
+  unlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../util/log.js';
 import {
   AF_UNIX,
@@ -194,7 +203,17 @@ export class FrontDoor {
     }
     const fd = libc.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) throw new Error(`socket(AF_UNIX) failed: errno ${libc.errno()}`);
-    const [addr, len] = libc.unixAddress(socketPath);
+    // Bound and listening under a private name first, then renamed into place: a client that
+    // sees the path can connect (a socket file that exists before listen(2) refuses with
+    // ECONNREFUSED). A path too long for the private name is bound in place.
+    const hidden = join(dirname(socketPath), `.${basename(socketPath)}.${process.pid}`);
+    const bindPath = Buffer.byteLength(hidden) < 108 ? hidden : socketPath;
+    try {
+      if (bindPath !== socketPath) unlinkSync(bindPath);
+    } catch {
+      /* not there */
+    }
+    const [addr, len] = libc.unixAddress(bindPath);
     // The socket file is created by bind(2) with the umask's mode: owner-only from the start.
     const old = libc.umask(0o177);
     const rc = libc.bind(fd, addr, len);
@@ -204,13 +223,15 @@ export class FrontDoor {
       libc.close(fd);
       throw new Error(`bind(${socketPath}) failed: errno ${e}`);
     }
-    if (gid !== undefined) chownSync(socketPath, -1, gid);
-    chmodSync(socketPath, gid !== undefined ? 0o660 : 0o600);
+    if (gid !== undefined) chownSync(bindPath, -1, gid);
+    chmodSync(bindPath, gid !== undefined ? 0o660 : 0o600);
     if (libc.listen(fd, LISTEN_BACKLOG) < 0) {
       const le = libc.errno();
       libc.close(fd);
+      if (bindPath !== socketPath) rmSync(bindPath, { force: true });
       throw new Error(`listen(${socketPath}) failed: errno ${le}`);
     }
+    if (bindPath !== socketPath) renameSync(bindPath, socketPath);
     this.listenFd = fd;
   }
 

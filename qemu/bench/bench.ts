@@ -30,6 +30,7 @@ import { stats, type Stats } from './stats.js';
 import { benchRow, rowsTable } from './rows.js';
 import { drfOverTime } from './drf-time.js';
 import { plotResult } from './plots.js';
+import { cReferenceBarRead } from './c-reference.js';
 import { gitCommit, machine, table, writeResult } from './report.js';
 
 export { stats, type Stats } from './stats.js';
@@ -186,6 +187,8 @@ async function main(): Promise<number> {
         c.bar0Read(scratch);
       }),
     );
+    // the same round trip against a C device on the same library (libvfio-user's sample server)
+    const cRef = await cReferenceBarRead(reads, dir, sample);
     // for scale: one libc call through koffi (a read of an empty, non-blocking eventfd)
     const libc = Libc.get();
     const efd = libc.eventfd(0, 0x800 /* EFD_NONBLOCK */);
@@ -240,6 +243,7 @@ async function main(): Promise<number> {
         'vfio-user over a UNIX socket; client and emulator are separate processes; guest memory is a memfd both map',
       bar0Read: { what: `REGION_READ of SCRATCH (4 bytes), ${reads} round trips`, ...bar0 },
       reference: { what: 'one libc read() through koffi on an empty non-blocking eventfd', ...ffi },
+      bar0ReadC: cRef,
       dmaCopy128k: big,
       dmaCopy4k: small,
       client: { requests },
@@ -249,6 +253,18 @@ async function main(): Promise<number> {
       crossNode: fabric,
       drfOverTime: drfOverTime(),
       rows: [
+        ...('skipped' in cRef
+          ? []
+          : [
+              benchRow({
+                id: 'bar0.read',
+                what: "trapped BAR0 read round trip (SCRATCH), median / the same against libvfio-user's C sample server",
+                unit: 'us',
+                value: bar0.medianNs / 1000,
+                baseline: cRef.medianNs / 1000,
+                goal: '<= 1.5',
+              }),
+            ]),
         benchRow({
           id: 'dataPlane.stream.128k',
           what: '128 KiB stream over one pipe, zero-copy / memcpy through the same rings',
@@ -280,6 +296,14 @@ async function main(): Promise<number> {
     const rows: [string, string, string, string][] = [
       ['measure', 'median', 'p99', 'throughput / ratio'],
       ['BAR0 read round trip (SCRATCH)', `${us(bar0.medianNs)} us`, `${us(bar0.p99Ns)} us`, `n=${bar0.n}`],
+      'skipped' in cRef
+        ? [`  C reference: skipped (${cRef.skipped})`, '', '', '']
+        : [
+            "  baseline: the same against libvfio-user's C sample server",
+            `${us(cRef.medianNs)} us`,
+            `${us(cRef.p99Ns)} us`,
+            `n=${cRef.n}`,
+          ],
       ['  for scale: one koffi libc call', `${us(ffi.medianNs)} us`, `${us(ffi.p99Ns)} us`, ''],
       ...[big, small].flatMap((d): [string, string, string, string][] => [
         [

@@ -144,6 +144,7 @@ async function measurePipes(
   net: NetnsPair,
   dir: RunDir,
   security: (node: 'a' | 'b') => string[],
+  tag: string,
   seconds: number,
   rounds: number,
   log: (m: string) => void,
@@ -154,15 +155,15 @@ async function measurePipes(
     const drvs: SgiovSocketDriver[] = [];
     for (const name of ['a', 'b'] as const) {
       const emu = new EmulatorProcess({
-        socketPath: dir.file(`${name}.sock`),
-        logPath: dir.file(`${name}.log`),
+        socketPath: dir.file(`${tag}-${name}.sock`),
+        logPath: dir.file(`${tag}-${name}.log`),
         logLevel: 'warn',
         netns: net.node(name, FABRIC_PORT).netns,
         extraArgs: [...net.node(name, FABRIC_PORT).cluster, ...security(name)],
       });
       emus.push(emu);
       await emu.ready();
-      const c = VfioUserClient.connect(dir.file(`${name}.sock`), { memBytes: 64 << 20 });
+      const c = VfioUserClient.connect(dir.file(`${tag}-${name}.sock`), { memBytes: 64 << 20 });
       clients.push(c);
       new SgiovDriver(c).bringUp();
       const access = clientAccess(c, 1 << 20);
@@ -258,6 +259,7 @@ export async function benchFabric(
       net,
       dir,
       (n) => creds.flags(n, false),
+      'auth',
       seconds,
       rounds,
       (m) => log(`fabric (authenticated): ${m}`),
@@ -266,6 +268,7 @@ export async function benchFabric(
       net,
       dir,
       (n) => creds.flags(n, true),
+      'tls',
       seconds,
       rounds,
       (m) => log(`fabric (TLS 1.3): ${m}`),
