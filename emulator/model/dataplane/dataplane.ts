@@ -21,6 +21,7 @@
  */
 import { BITS, CONSTANTS, ENUMS, SHM, STRUCTS } from '../../abi/abi.js';
 import { RateLimitedLog } from '../../util/log.js';
+import { D2hFifo, type D2hOwner } from './d2h.js';
 import type { DeviceHost } from '../host.js';
 import { runJob, generateJobs, split } from '../accel/jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
@@ -29,15 +30,7 @@ import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
 import { FaultInjector, corruptValue, type Fault, type FaultContext } from '../../faults/injector.js';
 import { POINT, POINT_NAMES, type Point } from '../../faults/plan.js';
 import { atomicLoad64, atomicStore64 } from '../../util/atomics.js';
-import {
-  d2hRepeatable,
-  d2hSocket,
-  faultCode,
-  raiseIrq,
-  readCorrupted,
-  writeCorrupted,
-  type GlobalFaultHandler,
-} from '../fault-points.js';
+import { faultCode, readCorrupted, writeCorrupted, type GlobalFaultHandler } from '../fault-points.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 import { TRACE, trace } from '../../util/trace.js';
 import { CMD_OP_NAME, nameOf, signalFields, STATUS_NAME } from '../names.js';
@@ -135,46 +128,7 @@ const STAGE_ENGINE: Record<number, string> = {
   [ENUMS.STAGE.LOOKASIDE_CRC32C]: 'lookaside',
 };
 
-/** A FIFO of 64-bit signals as u32 halves, growing as needed (no per-signal allocation). */
-export class SignalQueue {
-  private buf = new Uint32Array(2048);
-  private head = 0;
-  length = 0;
-
-  push(hi: number, lo: number): void {
-    const cap = this.buf.length >>> 1;
-    if (this.length === cap) {
-      const b = new Uint32Array(this.buf.length * 2);
-      for (let i = 0; i < this.length; i++) {
-        b[2 * i] = this.hi(i);
-        b[2 * i + 1] = this.lo(i);
-      }
-      this.buf = b;
-      this.head = 0;
-    }
-    const at = ((this.head + this.length) % (this.buf.length >>> 1)) * 2;
-    this.buf[at] = hi;
-    this.buf[at + 1] = lo;
-    this.length++;
-  }
-
-  hi(i: number): number {
-    return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2]!;
-  }
-  lo(i: number): number {
-    return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2 + 1]!;
-  }
-
-  drop(n: number): void {
-    this.head = (this.head + n) % (this.buf.length >>> 1);
-    this.length -= n;
-  }
-
-  clear(): void {
-    this.head = 0;
-    this.length = 0;
-  }
-}
+export { SignalQueue } from './d2h.js';
 
 export class DataPlane {
   readonly cfg: DataPlaneConfig = defaultDataPlaneConfig();
@@ -196,11 +150,6 @@ export class DataPlane {
   /** The hybrid poller is asleep, waiting for a kick. */
   sleeping = false;
   private h2dCons = 0;
-  private d2hProd = 0;
-  /** D2H signals waiting for room in the guest's FIFO (never dropped). */
-  private d2hBacklog = new SignalQueue();
-  private irqPending = 0;
-  private irqTimer = false;
   private ready: number[] = [];
   private readyAt = 0;
   /** rx ring owner -> sockets whose next message waits for room in it. */
@@ -239,10 +188,6 @@ export class DataPlane {
   /** Faults: an H2D slot held (dropped: waiting for the driver to write it again; delayed: taken after the pause). */
   private h2dHold = -1;
   private h2dHoleWait = false;
-  /** Faults: the head of the D2H backlog is held until this time, then written unchecked. */
-  private d2hHoldUntil = -1;
-  /** Faults: D2H signals lost on their way, by FIFO index, until the driver asks (RESYNC). */
-  private readonly d2hLost = new Map<number, [number, number]>();
   /** Faults: staged messages whose read was found corrupted or failed: the code their receiver gets. */
   private readonly stagedFailed = new WeakMap<Uint8Array, number>();
 
@@ -258,7 +203,22 @@ export class DataPlane {
     this.guestErr = new RateLimitedLog(host.log);
     this.faults = faults ?? new FaultInjector(host.log);
     this.onGlobal = onGlobal ?? (() => false);
+    const dp = this;
+    const owner: D2hOwner = {
+      cfg: this.cfg,
+      counters: this.counters,
+      faults: this.faults,
+      get running() {
+        return dp.running;
+      },
+      shmView: () => this.shm(),
+      sockCtx: (sid) => this.sockCtx(sid),
+    };
+    this.d2h = new D2hFifo(owner, host, this.guestErr, this.onGlobal);
   }
+
+  /** The D2H FIFO with interrupt moderation. */
+  private readonly d2h: D2hFifo;
 
   private shmMem: Uint8Array | null = null;
   private shmView: DataView | null = null;
@@ -290,12 +250,9 @@ export class DataPlane {
     this.lastWorkNs = this.host.nowNs();
     const shm = this.shm()!;
     this.h2dCons = shm.getUint32(SHM.H2D_CONS, true);
-    this.d2hProd = 0;
     this.pausedUntil = 0;
     this.h2dHold = -1;
-    this.d2hHoldUntil = -1;
-    this.d2hLost.clear();
-    this.writeD2hProd();
+    this.d2h.start();
     this.host.log.info({ d2hSlots: c.d2hSlots, cmdSlots: c.cmdSlots, mode: c.h2dMode }, 'data plane started');
     return null;
   }
@@ -315,8 +272,7 @@ export class DataPlane {
     this.stagingUsed = 0;
     this.stagingWaiters.clear();
     this.remote?.reset();
-    this.d2hBacklog.clear();
-    this.irqPending = 0;
+    this.d2h.clear();
     if (this.farm) this.farm = new AcceleratorFarm(this.farm.cfg); // queued jobs die with their sockets
     this.host.log.info({ reason }, 'data plane stopped');
   }
@@ -333,8 +289,8 @@ export class DataPlane {
   announceReset(): void {
     const shm = this.shm();
     if (!shm || this.cfg.d2hSlots === 0) return;
-    this.emit(D2H.DEV_ERROR, 0xffffff, SERR.DEVICE_RESET);
-    this.flushD2h(shm);
+    this.d2h.emit(D2H.DEV_ERROR, 0xffffff, SERR.DEVICE_RESET);
+    this.d2h.flush(shm);
   }
 
   kick(): void {
@@ -359,12 +315,12 @@ export class DataPlane {
     let work = this.consumeSignals(shm);
     work = this.moveMessages() || work;
     if (this.remote) work = this.remote.flush() || work;
-    this.flushD2h(shm);
+    this.d2h.flush(shm);
     const now = this.host.nowNs();
     if (work) this.lastWorkNs = now;
     const more =
       this.readyAt < this.ready.length ||
-      this.d2hBacklog.length > 0 ||
+      this.d2h.pending > 0 ||
       (this.farm !== null && this.farm.pending > 0);
     switch (this.cfg.h2dMode) {
       case ENUMS.H2D_MODE.POLL:
@@ -388,7 +344,7 @@ export class DataPlane {
   }
 
   private consumeSignals(shm: DataView): boolean {
-    if (this.d2hBacklog.length > D2H_BACKLOG_LIMIT) return false; // the host is not reading: hold its signals
+    if (this.d2h.pending > D2H_BACKLOG_LIMIT) return false; // the host is not reading: hold its signals
     const prod = shm.getUint32(SHM.H2D_PROD, true);
     let n = 0;
     while (this.h2dCons !== prod && n < SIGNAL_BUDGET && this.running) {
@@ -423,7 +379,7 @@ export class DataPlane {
       case SIG.NOP:
         return;
       case SIG.RESYNC:
-        return this.resync(value);
+        return this.d2h.resync(value);
       default: {
         const sid = id >>> 1;
         if (this.socks.exists(sid))
@@ -722,7 +678,7 @@ export class DataPlane {
       for (const seg of split(src.length, srcPos, len))
         crc = crc32c(src.subarray(seg.off, seg.off + seg.len), crc);
       this.consumed(sid, len);
-      this.emit(D2H.DIGEST, txRing, crc);
+      this.d2h.emit(D2H.DIGEST, txRing, crc);
       return 'moved';
     }
     const t = chain.transform;
@@ -786,13 +742,13 @@ export class DataPlane {
       }
     }
     s.rxTail[peer] = (s.rxTail[peer]! + outLen) >>> 0;
-    this.emit(D2H.RX_TAIL, rxRing, s.rxTail[peer]!);
+    this.d2h.emit(D2H.RX_TAIL, rxRing, s.rxTail[peer]!);
     if (chain.digestToReceiver) {
       // Executor M: the digest of what was delivered, beside it.
       let crc = 0;
       for (const seg of split(dst.length, dstPos, outLen))
         crc = crc32c(dst.subarray(seg.off, seg.off + seg.len), crc);
-      this.emit(D2H.DIGEST, rxRing, crc);
+      this.d2h.emit(D2H.DIGEST, rxRing, crc);
     }
     if (staged) this.delivered(len);
     else this.consumed(sid, len);
@@ -932,7 +888,7 @@ export class DataPlane {
         host: this.host,
         keys: this.keys,
         addrs: this.addrs,
-        emit: (t, i, v) => this.emit(t, i, v),
+        emit: (t, i, v) => this.d2h.emit(t, i, v),
         sockError: (sid, code, why) => this.sockError(sid, code, why),
         consumed: (sid, len) => this.consumed(sid, len),
         markReady: (sid) => this.markReady(sid),
@@ -941,7 +897,7 @@ export class DataPlane {
           const b = this.socks.backlog.get(l);
           if (b) b.push(id);
           else this.socks.backlog.set(l, [id]);
-          this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+          this.d2h.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
         },
       },
       fabric,
@@ -994,7 +950,7 @@ export class DataPlane {
     s.txHead[sid] = (s.txHead[sid]! + len) >>> 0;
     this.counters.msgsMoved++;
     this.counters.bytesMoved += len;
-    this.emit(D2H.TX_HEAD, (sid << 1) | ENUMS.RING_DIR.TX, s.txHead[sid]!);
+    this.d2h.emit(D2H.TX_HEAD, (sid << 1) | ENUMS.RING_DIR.TX, s.txHead[sid]!);
   }
 
   /** A staged message has landed (its sender's space was freed when it was staged). */
@@ -1006,7 +962,7 @@ export class DataPlane {
   /** A transformation refused the message: the receiver learns (MSG_ERROR), the sender's ring moves on (len 0: it already has). */
   private refused(sid: number, len: number, rxRing: number, code: number, why: string): 'moved' {
     this.guestErr.warn(`refused-${code}`, { sid, code, why }, 'message refused by a transformation');
-    this.emit(D2H.MSG_ERROR, rxRing, code);
+    this.d2h.emit(D2H.MSG_ERROR, rxRing, code);
     if (len > 0) this.consumed(sid, len);
     return 'moved';
   }
@@ -1128,7 +1084,7 @@ export class DataPlane {
       d.setUint32(CMD_FIELD.status!, status, true);
       d.setUint32(CMD_FIELD.result!, result, true);
     }
-    this.emit(D2H.CMD_DONE, slot, status);
+    this.d2h.emit(D2H.CMD_DONE, slot, status);
   }
 
   private create(
@@ -1293,7 +1249,7 @@ export class DataPlane {
     }
     s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
     const peer = s.peer[sid]!;
-    if (peer !== NO_PEER && s.exists(peer)) this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_SHUTDOWN);
+    if (peer !== NO_PEER && s.exists(peer)) this.d2h.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_SHUTDOWN);
   }
 
   private connect(
@@ -1377,7 +1333,7 @@ export class DataPlane {
       const q = s.backlog.get(l);
       if (q) q.push(sid);
       else s.backlog.set(l, [sid]);
-      this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+      this.d2h.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
       return [ST.OK, NO_PEER];
     }
     s.state[sid] = SockState.CONNECTING;
@@ -1385,7 +1341,7 @@ export class DataPlane {
     const b = s.backlog.get(l);
     if (b) b.push(sid);
     else s.backlog.set(l, [sid]);
-    this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+    this.d2h.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
     return 'pending';
   }
 
@@ -1490,7 +1446,7 @@ export class DataPlane {
     else if (peer !== NO_PEER && peer !== sid && s.exists(peer)) {
       s.flags[peer] = s.flags[peer]! | FLAG_PEER_CLOSED;
       s.peer[peer] = NO_PEER;
-      this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_CLOSED);
+      this.d2h.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_CLOSED);
       // A sender blocked on our ring, or with messages queued for us, is told.
       if ((s.txQueue.get(peer)?.length ?? 0) > 0 || this.staged.has(peer))
         this.sockError(peer, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
@@ -1515,93 +1471,13 @@ export class DataPlane {
     this.remote?.closed(sid);
     this.dropStaged(sid);
     this.host.log.warn({ sid, code, why }, 'socket error');
-    this.emit(D2H.SOCK_ERROR, sid, code);
+    this.d2h.emit(D2H.SOCK_ERROR, sid, code);
   }
 
   private devError(id: number, code: number, why: string): void {
     this.counters.signalErrors++;
     this.guestErr.warn(`dev-${code}`, { id, code, why }, 'signal rejected');
-    this.emit(D2H.DEV_ERROR, id, code);
-  }
-
-  // ---- D2H -------------------------------------------------------------------
-
-  private emit(type: number, id: number, value: number): void {
-    if (TRACE.signal_d2h) trace('signal_d2h', signalFields(type, id, value));
-    // Two u32 halves rather than a BigInt: this runs twice per message.
-    this.d2hBacklog.push(((type << 24) | (id & 0xffffff)) >>> 0, value >>> 0);
-  }
-
-  private flushD2h(shm: DataView): void {
-    if (this.d2hBacklog.length === 0) return;
-    const c = this.cfg;
-    const fifo = this.host.dmaView(c.d2hBase, c.d2hSlots * 8);
-    if (!fifo) {
-      this.guestErr.warn('d2h-unmapped', {}, 'D2H FIFO no longer in mapped guest memory; signals held');
-      return;
-    }
-    const f = new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength);
-    const cons = shm.getUint32(SHM.D2H_CONS, true);
-    let room = c.d2hSlots - ((this.d2hProd - cons) >>> 0);
-    if (room < 0 || room > c.d2hSlots) room = 0; // a corrupt consumer index: wait for a sane one
-    let n = 0;
-    let slots = 0;
-    const q = this.d2hBacklog;
-    if (this.d2hHoldUntil >= 0 || this.faults.armed[POINT.SIGNAL_D2H]) {
-      [n, slots] = this.flushD2hFaults(f, room);
-    } else {
-      while (n < q.length && n < room) {
-        const at = ((this.d2hProd + n) % c.d2hSlots) * 8;
-        f.setUint32(at, q.lo(n), true);
-        f.setUint32(at + 4, q.hi(n), true);
-        n++;
-      }
-      slots = n;
-    }
-    if (slots === 0) return;
-    q.drop(n);
-    this.d2hProd = (this.d2hProd + slots) >>> 0;
-    this.counters.d2hSignals += slots;
-    this.writeD2hProd();
-    this.irqPending += slots;
-    this.maybeInterrupt(shm);
-  }
-
-  private writeD2hProd(): void {
-    const p = this.host.dmaView(this.cfg.d2hProdAddr, 4);
-    if (p) new DataView(p.buffer, p.byteOffset, 4).setUint32(0, this.d2hProd, true);
-  }
-
-  private maybeInterrupt(shm: DataView): void {
-    if (this.irqPending === 0) return;
-    if (shm.getUint32(SHM.D2H_ARM, true) === 0) {
-      this.irqPending = 0;
-      return;
-    } // the host polls
-    if (this.irqPending >= Math.max(1, this.cfg.modCount)) {
-      this.fire(shm);
-      return;
-    }
-    if (this.cfg.modUsecs > 0 && !this.irqTimer) {
-      this.irqTimer = true;
-      this.host.schedule(this.cfg.modUsecs * 1000, () => {
-        this.irqTimer = false;
-        const m = this.shm();
-        if (m && this.running && this.irqPending > 0 && m.getUint32(SHM.D2H_ARM, true) !== 0) this.fire(m);
-      });
-    }
-  }
-
-  private fire(shm: DataView): void {
-    shm.setUint32(SHM.D2H_ARM, 0, true);
-    this.irqPending = 0;
-    this.counters.interrupts += raiseIrq(
-      this.faults,
-      this.host,
-      this.cfg.d2hVector,
-      this.onGlobal,
-      () => this.running,
-    );
+    this.d2h.emit(D2H.DEV_ERROR, id, code);
   }
 
   // ---- fault injection ---------------------------------------------------------
@@ -1691,52 +1567,6 @@ export class DataPlane {
    * host discards, the same; duplicate: a repeatable signal takes two slots;
    * delay: the FIFO holds from this signal on, which is written unchecked later.
    */
-  private flushD2hFaults(f: DataView, room: number): [number, number] {
-    const q = this.d2hBacklog;
-    const slotsN = this.cfg.d2hSlots;
-    let n = 0;
-    let slots = 0;
-    const put = (hi: number, lo: number): void => {
-      const at = ((this.d2hProd + slots) % slotsN) * 8;
-      f.setUint32(at, lo, true);
-      f.setUint32(at + 4, hi, true);
-      slots++;
-    };
-    while (n < q.length && slots < room) {
-      const hi = q.hi(n);
-      const lo = q.lo(n);
-      if (this.d2hHoldUntil >= 0) {
-        if (this.host.nowNs() < this.d2hHoldUntil) break;
-        this.d2hHoldUntil = -1;
-        put(hi, lo);
-        n++;
-        continue;
-      }
-      const ft = this.faults.armed[POINT.SIGNAL_D2H]
-        ? this.faults.check(POINT.SIGNAL_D2H, this.sockCtx(d2hSocket(hi >>> 24, hi & 0xffffff)))
-        : null;
-      if (ft && this.onGlobal(ft, 'signal.d2h')) break;
-      const sig = (BigInt(hi) << 32n) | BigInt(lo);
-      if (ft?.action === 'delay') {
-        this.d2hHoldUntil = this.host.nowNs() + ft.ns;
-        this.host.schedule(ft.ns, () => {});
-        break;
-      } else if (
-        ft?.action === 'drop' ||
-        ft?.action === 'error' ||
-        (ft?.action === 'corrupt' && corruptValue(sig, 8, ft) !== sig)
-      ) {
-        this.d2hLost.set((this.d2hProd + slots) >>> 0, [hi, lo]);
-        slots++;
-      } else {
-        put(hi, lo);
-        if (ft?.action === 'duplicate' && d2hRepeatable(hi >>> 24, lo) && slots < room) put(hi, lo);
-      }
-      n++;
-    }
-    return [n, slots];
-  }
-
   /** Whether a move must look at the read side (0) or both sides (1) of its points. */
   private faultsArmed(withWrite: 0 | 1): boolean {
     const a = this.faults.armed;
@@ -1908,25 +1738,6 @@ export class DataPlane {
         farm.stall(farm.accels([f.accel ?? ctx.accel ?? 'rdma']), this.host.nowNs() + f.ns);
     }
     return wait;
-  }
-
-  /** RESYNC: the driver found D2H slot `index` empty; write the signal lost there again. */
-  private resync(index: number): void {
-    const lost = this.d2hLost.get(index);
-    const c = this.cfg;
-    const fifo = lost ? this.host.dmaView(c.d2hBase, c.d2hSlots * 8) : null;
-    if (!lost || !fifo) {
-      this.counters.repeats++;
-      return;
-    }
-    // The driver polls this slot while it waits: one 8-byte store, never a half-written signal.
-    atomicStore64(
-      new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength),
-      (index % c.d2hSlots) * 8,
-      (BigInt(lost[0]) << 32n) | BigInt(lost[1]),
-    );
-    this.d2hLost.delete(index);
-    this.counters.resyncs++;
   }
 
   /** Sockets from id `from` on, at most `limit`, for the control interface. */
