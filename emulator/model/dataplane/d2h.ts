@@ -187,6 +187,13 @@ export class D2hFifo {
     );
   }
 
+  /**
+   * signal.d2h while flushing: returns [signals taken from the backlog, FIFO
+   * slots used]. drop / error: the slot's write is lost (the slot is left as
+   * it was; the signal is kept for RESYNC); corrupt: a poisoned write the
+   * host discards, the same; duplicate: a repeatable signal takes two slots;
+   * delay: the FIFO holds from this signal on, which is written unchecked later.
+   */
   private flushFaults(f: DataView, room: number): [number, number] {
     const q = this.backlog;
     const slotsN = this.dp.cfg.d2hSlots;

@@ -18,10 +18,15 @@
  *   is dropped.
  * - A bad signal puts only its socket in the error state (SOCK_ERROR, logged
  *   once); a signal naming no socket is answered with DEV_ERROR.
+ *
+ * This file holds the poll loop, the local pipes and executors and the move
+ * fault points; the H2D FIFO is h2d.ts, the D2H FIFO and interrupt
+ * moderation d2h.ts, the commands commands.ts.
  */
 import { CONSTANTS, ENUMS, SHM } from '../../abi/abi.js';
 import { RateLimitedLog } from '../../util/log.js';
 import { D2hFifo, type D2hOwner } from './d2h.js';
+import { H2dFifo } from './h2d.js';
 import type { DeviceHost } from '../host.js';
 import { runJob, generateJobs, split } from '../accel/jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
@@ -38,9 +43,8 @@ import {
   SockState,
 } from './sockets.js';
 import { Commands, isPow2, STAGE_ENGINE } from './commands.js';
-import { FaultInjector, corruptValue, type Fault, type FaultContext } from '../../faults/injector.js';
+import { FaultInjector, type Fault, type FaultContext } from '../../faults/injector.js';
 import { POINT, POINT_NAMES, type Point } from '../../faults/plan.js';
-import { atomicLoad64, atomicStore64 } from '../../util/atomics.js';
 import { faultCode, readCorrupted, writeCorrupted, type GlobalFaultHandler } from '../fault-points.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 import { TRACE, trace } from '../../util/trace.js';
@@ -95,9 +99,7 @@ export interface DataPlaneCounters {
 
 /** How long the hybrid poller spins without work before it asks for kicks. */
 export const HYBRID_IDLE_NS = 200_000;
-const SIGNAL_BUDGET = 512;
 const MOVE_BUDGET = 128;
-const D2H_BACKLOG_LIMIT = 1 << 16;
 /** The device's staging memory for executor F (bytes). */
 export const STAGING_BYTES_DEFAULT = 64 << 20;
 
@@ -125,7 +127,6 @@ export class DataPlane {
   running = false;
   /** The hybrid poller is asleep, waiting for a kick. */
   sleeping = false;
-  private h2dCons = 0;
   private ready: number[] = [];
   private readyAt = 0;
   /** rx ring owner -> sockets whose next message waits for room in it. */
@@ -160,9 +161,6 @@ export class DataPlane {
   private readonly onGlobal: GlobalFaultHandler;
   /** Faults: no work before this device time (a delay or stall held the engines). */
   private pausedUntil = 0;
-  /** Faults: an H2D slot held (dropped: waiting for the driver to write it again; delayed: taken after the pause). */
-  private h2dHold = -1;
-  private h2dHoleWait = false;
   /** Faults: staged messages whose read was found corrupted or failed: the code their receiver gets. */
   private readonly stagedFailed = new WeakMap<Uint8Array, number>();
 
@@ -190,6 +188,23 @@ export class DataPlane {
       sockCtx: (sid) => this.sockCtx(sid),
     };
     this.d2h = new D2hFifo(owner, host, this.guestErr, this.onGlobal);
+    this.h2d = new H2dFifo(
+      {
+        counters: this.counters,
+        faults: this.faults,
+        get running() {
+          return dp.running;
+        },
+        get d2hPending() {
+          return dp.d2h.pending;
+        },
+        signal: (type, id, value) => this.signal(type, id, value),
+        sockCtx: (sid) => this.sockCtx(sid),
+        pause: (ns) => this.pause(ns),
+        rejectSignal: (sig, code, why) => this.rejectSignal(sig, code, why),
+      },
+      this.onGlobal,
+    );
     this.cmds = new Commands({
       cfg: this.cfg,
       counters: this.counters,
@@ -221,6 +236,8 @@ export class DataPlane {
   /** The commands (CREATE ... TENANT_KEYS). */
   private readonly cmds: Commands;
 
+  /** The H2D FIFO (signals from the guest). */
+  private readonly h2d: H2dFifo;
   /** The D2H FIFO with interrupt moderation. */
   private readonly d2h: D2hFifo;
 
@@ -253,9 +270,8 @@ export class DataPlane {
     this.sleeping = false;
     this.lastWorkNs = this.host.nowNs();
     const shm = this.shm()!;
-    this.h2dCons = shm.getUint32(SHM.H2D_CONS, true);
+    this.h2d.start(shm);
     this.pausedUntil = 0;
-    this.h2dHold = -1;
     this.d2h.start();
     this.host.log.info({ d2hSlots: c.d2hSlots, cmdSlots: c.cmdSlots, mode: c.h2dMode }, 'data plane started');
     return null;
@@ -316,7 +332,7 @@ export class DataPlane {
     if (this.sleeping) return false;
     if (this.pausedUntil > 0 && this.host.nowNs() < this.pausedUntil) return false; // a scheduled event wakes the carrier
     const shm = this.shm()!;
-    let work = this.consumeSignals(shm);
+    let work = this.h2d.consume(shm);
     work = this.moveMessages() || work;
     if (this.remote) work = this.remote.flush() || work;
     this.d2h.flush(shm);
@@ -337,7 +353,7 @@ export class DataPlane {
         // Idle: ask for kicks, then look once more so a signal published
         // just before the flag was seen is not left waiting.
         shm.setUint32(SHM.H2D_FLAGS, 1 << 0, true);
-        if (shm.getUint32(SHM.H2D_PROD, true) !== this.h2dCons) {
+        if (shm.getUint32(SHM.H2D_PROD, true) !== this.h2d.cons) {
           shm.setUint32(SHM.H2D_FLAGS, 0, true);
           return true;
         }
@@ -345,29 +361,6 @@ export class DataPlane {
         return false;
       }
     }
-  }
-
-  private consumeSignals(shm: DataView): boolean {
-    if (this.d2h.pending > D2H_BACKLOG_LIMIT) return false; // the host is not reading: hold its signals
-    const prod = shm.getUint32(SHM.H2D_PROD, true);
-    let n = 0;
-    while (this.h2dCons !== prod && n < SIGNAL_BUDGET && this.running) {
-      const slot = SHM.H2D_RING + (this.h2dCons % SHM.H2D_SLOTS) * 8;
-      // A slot the device waits at (a lost write) is written again by the driver while the device reads: one 8-byte load.
-      const sig = this.h2dHold === this.h2dCons ? atomicLoad64(shm, slot) : shm.getBigUint64(slot, true);
-      let times = 1;
-      if (this.h2dHold >= 0 || this.faults.armed[POINT.SIGNAL_H2D]) {
-        times = this.h2dFault(shm, slot, sig);
-        if (times < 0) break;
-      }
-      this.h2dCons = (this.h2dCons + 1) >>> 0;
-      n++;
-      this.counters.h2dSignals++;
-      for (let i = 0; i < times; i++)
-        this.signal(Number(sig >> 56n), Number((sig >> 32n) & 0xffffffn), Number(sig & 0xffffffffn));
-    }
-    if (n > 0) shm.setUint32(SHM.H2D_CONS, this.h2dCons, true);
-    return n > 0;
   }
 
   /** One H2D signal (also the entry point for tests). */
@@ -1017,61 +1010,6 @@ export class DataPlane {
     this.host.schedule(ns, () => {});
   }
 
-  /**
-   * signal.h2d on the signal in `slot`: how many times to run it (0: discarded,
-   * 2: duplicated), or -1 to stop before it. drop: the driver's write of the
-   * slot is lost: it reads 0 and the device waits there (the FIFO is in order)
-   * until the driver writes it again; delay: taken once the pause is over;
-   * corrupt: a poisoned signal, discarded and reported.
-   */
-  private h2dFault(shm: DataView, slot: number, sig: bigint): number {
-    if (this.h2dHold === this.h2dCons) {
-      if (!this.h2dHoleWait) {
-        this.h2dHold = -1;
-        return 1;
-      } // delayed: its time has come
-      if (sig === 0n) return -1;
-      this.h2dHold = -1; // written again: a new arrival, checked as such
-    }
-    if (!this.faults.armed[POINT.SIGNAL_H2D]) return 1;
-    const type = Number(sig >> 56n);
-    const f = this.faults.check(
-      POINT.SIGNAL_H2D,
-      this.sockCtx(type === SIG.CMD ? -1 : Number((sig >> 33n) & 0x7fffffn)),
-    );
-    if (!f) return 1;
-    if (this.onGlobal(f, 'signal.h2d')) return -1;
-    switch (f.action) {
-      case 'drop':
-        atomicStore64(shm, slot, 0n); // the driver may be writing it again already
-        this.h2dHold = this.h2dCons;
-        this.h2dHoleWait = true;
-        return -1;
-      case 'delay':
-        this.h2dHold = this.h2dCons;
-        this.h2dHoleWait = false;
-        this.pause(f.ns);
-        return -1;
-      case 'duplicate':
-        return 2;
-      case 'corrupt': {
-        const bad = corruptValue(sig, 8, f);
-        if (bad === sig) return 1; // the bytes fell outside the signal: nothing changed
-        this.rejectSignal(bad, SERR.POISONED, 'poisoned H2D signal discarded');
-        return 0;
-      }
-      case 'error':
-        this.rejectSignal(
-          sig,
-          faultCode(f, 'socket', SERR.DEVICE_FAULT),
-          'H2D signal failed (fault injection)',
-        );
-        return 0;
-      default:
-        return 1;
-    }
-  }
-
   /** A signal not run: SOCK_ERROR for the socket its id names when that exists, otherwise DEV_ERROR naming the id. */
   private rejectSignal(sig: bigint, code: number, why: string): void {
     const type = Number(sig >> 56n);
@@ -1081,13 +1019,6 @@ export class DataPlane {
     else this.devError(id, code, why);
   }
 
-  /**
-   * signal.d2h while flushing: returns [signals taken from the backlog, FIFO
-   * slots used]. drop / error: the slot's write is lost (the slot is left as
-   * it was; the signal is kept for RESYNC); corrupt: a poisoned write the
-   * host discards, the same; duplicate: a repeatable signal takes two slots;
-   * delay: the FIFO holds from this signal on, which is written unchecked later.
-   */
   /** Whether a move must look at the read side (0) or both sides (1) of its points. */
   private faultsArmed(withWrite: 0 | 1): boolean {
     const a = this.faults.armed;
