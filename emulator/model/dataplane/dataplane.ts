@@ -19,14 +19,15 @@
  * - A bad signal puts only its socket in the error state (SOCK_ERROR, logged
  *   once); a signal naming no socket is answered with DEV_ERROR.
  *
- * This file holds the poll loop, the local pipes and executors and the move
- * fault points; the H2D FIFO is h2d.ts, the D2H FIFO and interrupt
- * moderation d2h.ts, the commands commands.ts.
+ * This file holds the poll loop and the local pipes and executors; the H2D
+ * FIFO is h2d.ts, the D2H FIFO and interrupt moderation d2h.ts, the commands
+ * commands.ts, the fault points of a move move-faults.ts.
  */
 import { CONSTANTS, ENUMS, SHM } from '../../abi/abi.js';
 import { RateLimitedLog } from '../../util/log.js';
 import { D2hFifo, type D2hOwner } from './d2h.js';
 import { H2dFifo } from './h2d.js';
+import { MoveFaults } from './move-faults.js';
 import type { DeviceHost } from '../host.js';
 import { runJob, generateJobs, split } from '../accel/jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
@@ -43,9 +44,9 @@ import {
   SockState,
 } from './sockets.js';
 import { Commands, isPow2, STAGE_ENGINE } from './commands.js';
-import { FaultInjector, type Fault, type FaultContext } from '../../faults/injector.js';
-import { POINT, POINT_NAMES, type Point } from '../../faults/plan.js';
-import { faultCode, readCorrupted, writeCorrupted, type GlobalFaultHandler } from '../fault-points.js';
+import { FaultInjector, type Fault } from '../../faults/injector.js';
+import { POINT } from '../../faults/plan.js';
+import { writeCorrupted, type GlobalFaultHandler } from '../fault-points.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 import { TRACE, trace } from '../../util/trace.js';
 import { signalFields } from '../names.js';
@@ -161,8 +162,6 @@ export class DataPlane {
   private readonly onGlobal: GlobalFaultHandler;
   /** Faults: no work before this device time (a delay or stall held the engines). */
   private pausedUntil = 0;
-  /** Faults: staged messages whose read was found corrupted or failed: the code their receiver gets. */
-  private readonly stagedFailed = new WeakMap<Uint8Array, number>();
 
   constructor(
     private readonly host: DeviceHost,
@@ -188,6 +187,18 @@ export class DataPlane {
       sockCtx: (sid) => this.sockCtx(sid),
     };
     this.d2h = new D2hFifo(owner, host, this.guestErr, this.onGlobal);
+    this.moveFaults = new MoveFaults({
+      socks: this.socks,
+      faults: this.faults,
+      host,
+      onGlobal: this.onGlobal,
+      get farm() {
+        return dp.farm;
+      },
+      refused: (sid, len, rxRing, code, why) => this.refused(sid, len, rxRing, code, why),
+      pause: (ns) => this.pause(ns),
+      chainOf: (sid) => this.chainOf(sid),
+    });
     this.h2d = new H2dFifo(
       {
         counters: this.counters,
@@ -240,6 +251,8 @@ export class DataPlane {
   private readonly h2d: H2dFifo;
   /** The D2H FIFO with interrupt moderation. */
   private readonly d2h: D2hFifo;
+  /** The fault points of a move (dma.*, job.*). */
+  private readonly moveFaults: MoveFaults;
 
   private shmMem: Uint8Array | null = null;
   private shmView: DataView | null = null;
@@ -574,7 +587,7 @@ export class DataPlane {
         buf.set(src.subarray(seg.off, seg.off + seg.len), at);
         at += seg.len;
       }
-      if (this.faults.armed[POINT.DMA_READ]) this.stagingReadFault(sid, src, pos, len, buf);
+      if (this.faults.armed[POINT.DMA_READ]) this.moveFaults.stagingReadFault(sid, src, pos, len, buf);
       this.stagingUsed += len;
       if (st) st.push(buf);
       else this.staged.set(sid, (st = [buf]));
@@ -667,7 +680,7 @@ export class DataPlane {
     const rxRing = (peer << 1) | ENUMS.RING_DIR.RX;
     if (chain.lookAside) {
       const pre = this.faultsArmed(0)
-        ? this.preMoveFaults(sid, peer, chain, src, srcPos, len, rxRing, staged)
+        ? this.moveFaults.preMoveFaults(sid, peer, chain, src, srcPos, len, rxRing, staged)
         : null;
       if (typeof pre === 'string') return pre;
       // Executor A: the engine reads the message; only its digest goes back to the sender.
@@ -691,7 +704,7 @@ export class DataPlane {
     const dstPos = s.rxTail[peer]! & (s.rxSize[peer]! - 1);
     let after: Fault[] | null = null;
     if (jobDone || this.faultsArmed(1)) {
-      const pre = this.preMoveFaults(
+      const pre = this.moveFaults.preMoveFaults(
         sid,
         peer,
         chain,
@@ -791,7 +804,7 @@ export class DataPlane {
         const accels = farm.accels(engines);
         const tag: { sid: number; need: number; fail?: number; done?: Fault | null } = { sid, need };
         const startNs = this.faults.armed[POINT.JOB_START]
-          ? this.jobFaultsScheduled(POINT.JOB_START, farm, tag, len)
+          ? this.moveFaults.jobFaultsScheduled(POINT.JOB_START, farm, tag, len)
           : 0;
         // Engines the farm does not model cost nothing: such a message moves at once.
         if (accels.length === 0) this.finishScheduled(sid, need, tag);
@@ -809,7 +822,7 @@ export class DataPlane {
     farm.pump(this.host.nowNs(), (tag) => {
       const t = tag as { sid: number; need: number; fail?: number; done?: Fault | null };
       const wait = this.faults.armed[POINT.JOB_COMPLETE]
-        ? this.jobFaultsScheduled(POINT.JOB_COMPLETE, farm, t, 0)
+        ? this.moveFaults.jobFaultsScheduled(POINT.JOB_COMPLETE, farm, t, 0)
         : 0;
       if (wait > 0)
         this.host.schedule(wait, () => {
@@ -1028,168 +1041,6 @@ export class DataPlane {
       (jobs && a[POINT.JOB_START] !== 0) ||
       (withWrite === 1 && (a[POINT.DMA_WRITE] !== 0 || (jobs && a[POINT.JOB_COMPLETE] !== 0)))
     );
-  }
-
-  /** The contexts of a message's jobs at job.*: one per engine of its chain (rdma between two sockets), with its executor. */
-  private jobContexts(sid: number, peer: number, chain: Chain): FaultContext[] {
-    const engines = chain.stages.map((st) => STAGE_ENGINE[st]).filter((e): e is string => e !== undefined);
-    if (peer !== sid && !chain.lookAside) engines.push('rdma');
-    const executor = chain.lookAside
-      ? 'A'
-      : chain.digestToReceiver
-        ? 'M'
-        : chain.fullCopy
-          ? 'F'
-          : peer === sid
-            ? 'L'
-            : engines.some((e) => e === 'crypto' || e === 'encap')
-              ? 'I'
-              : 'Z';
-    const tenant = this.socks.tenant[sid]!;
-    return engines.length > 0
-      ? engines.map((accel) => ({ accel, executor, sid, tenant }))
-      : [{ executor, sid, tenant }];
-  }
-
-  /**
-   * dma.read and job.start (unscheduled) before a message moves, dma.write
-   * and job.complete (unscheduled) decided before its output is written when
-   * `dstAddr` is given. error: the message fails (MSG_ERROR to the receiver,
-   * the sender's space freed); corrupt on the read side: the CRC of the bytes
-   * as read is checked against the sender's and a mismatch fails it;
-   * delay / stall: the engines hold (pause). Returns the move's result when it
-   * ends here, else the faults to apply once the output is written.
-   */
-  private preMoveFaults(
-    sid: number,
-    peer: number,
-    chain: Chain,
-    src: Uint8Array,
-    srcPos: number,
-    len: number,
-    rxRing: number,
-    staged: Uint8Array | undefined,
-    dstAddr?: bigint,
-    outLen = 0,
-  ): 'moved' | 'failed' | Fault[] | null {
-    const s = this.socks;
-    const refuse = (code: number, why: string): 'moved' =>
-      this.refused(sid, staged ? 0 : len, rxRing, code, why);
-    const failed = staged ? this.stagedFailed.get(staged) : undefined;
-    if (failed !== undefined) return refuse(failed, 'the message failed when it was staged');
-    let after: Fault[] | null = null;
-    const apply = (
-      f: Fault | null,
-      where: string,
-      read: boolean,
-      fallback: number,
-    ): 'moved' | 'failed' | null => {
-      if (!f) return null;
-      if (this.onGlobal(f, where)) return 'failed';
-      switch (f.action) {
-        case 'error':
-          return refuse(faultCode(f, 'socket', fallback), `${where} failed (fault injection)`);
-        case 'delay':
-        case 'stall':
-          this.pause(f.ns);
-          return null;
-        case 'corrupt':
-          if (read)
-            return readCorrupted(src, srcPos, len, f)
-              ? refuse(SERR.CORRUPTED, `message corrupted at ${where} (CRC mismatch)`)
-              : null;
-          (after ??= []).push(f);
-          return null;
-        default:
-          return null;
-      }
-    };
-    const a = this.faults.armed;
-    const jobs = this.farm === null ? this.jobContexts(sid, peer, chain) : [];
-    let r: 'moved' | 'failed' | null = null;
-    if (!staged && a[POINT.DMA_READ])
-      r = apply(
-        this.faults.check(POINT.DMA_READ, {
-          addr: BigInt(s.txAddr[sid]! + srcPos),
-          len,
-          sid,
-          tenant: s.tenant[sid]!,
-        }),
-        'dma.read',
-        true,
-        SERR.DMA_ERROR,
-      );
-    if (a[POINT.JOB_START])
-      for (let i = 0; i < jobs.length && !r; i++)
-        r = apply(this.faults.check(POINT.JOB_START, jobs[i]!), 'job.start', true, SERR.DEVICE_FAULT);
-    if (dstAddr !== undefined) {
-      if (!r && a[POINT.DMA_WRITE])
-        r = apply(
-          this.faults.check(POINT.DMA_WRITE, {
-            addr: dstAddr,
-            len: outLen,
-            sid: peer,
-            tenant: s.tenant[peer]!,
-          }),
-          'dma.write',
-          false,
-          SERR.DMA_ERROR,
-        );
-      if (a[POINT.JOB_COMPLETE])
-        for (let i = 0; i < jobs.length && !r; i++)
-          r = apply(
-            this.faults.check(POINT.JOB_COMPLETE, jobs[i]!),
-            'job.complete',
-            false,
-            SERR.DEVICE_FAULT,
-          );
-    }
-    return r ?? after;
-  }
-
-  /** dma.read of executor F, when a message is copied into staging memory: a failure is remembered and reported when it lands. */
-  private stagingReadFault(sid: number, src: Uint8Array, pos: number, len: number, buf: Uint8Array): void {
-    const f = this.faults.check(POINT.DMA_READ, {
-      addr: BigInt(this.socks.txAddr[sid]! + pos),
-      len,
-      sid,
-      tenant: this.socks.tenant[sid]!,
-    });
-    if (!f || this.onGlobal(f, 'dma.read')) return;
-    if (f.action === 'error') this.stagedFailed.set(buf, faultCode(f, 'socket', SERR.DMA_ERROR));
-    else if (f.action === 'corrupt' && readCorrupted(src, pos, len, f))
-      this.stagedFailed.set(buf, SERR.CORRUPTED);
-    else if (f.action === 'delay') this.pause(f.ns);
-  }
-
-  /**
-   * job.start / job.complete with scheduled accelerators, once per engine of
-   * the message: error (or a corrupt input, caught by the job's CRC) fails it
-   * when it reaches the head of its queue; corrupt at completion corrupts
-   * what is written (and is caught there); stall holds an accelerator; delay
-   * returns the ns to hold the job.
-   */
-  private jobFaultsScheduled(
-    point: Point,
-    farm: AcceleratorFarm,
-    tag: { sid: number; fail?: number; done?: Fault | null },
-    len: number,
-  ): number {
-    const sid = tag.sid;
-    if (!this.socks.exists(sid)) return 0;
-    let wait = 0;
-    for (const ctx of this.jobContexts(sid, this.socks.peer[sid]!, this.chainOf(sid))) {
-      const f = this.faults.check(point, ctx);
-      if (!f || this.onGlobal(f, POINT_NAMES[point])) continue;
-      if (f.action === 'error') tag.fail ??= faultCode(f, 'socket', SERR.DEVICE_FAULT);
-      else if (f.action === 'corrupt') {
-        if (point === POINT.JOB_COMPLETE) tag.done = f;
-        else if (f.offset < len) tag.fail ??= SERR.CORRUPTED;
-      } else if (f.action === 'delay') wait = Math.max(wait, f.ns);
-      else if (f.action === 'stall')
-        farm.stall(farm.accels([f.accel ?? ctx.accel ?? 'rdma']), this.host.nowNs() + f.ns);
-    }
-    return wait;
   }
 
   /** Sockets from id `from` on, at most `limit`, for the control interface. */
