@@ -18,60 +18,44 @@
  *   is dropped.
  * - A bad signal puts only its socket in the error state (SOCK_ERROR, logged
  *   once); a signal naming no socket is answered with DEV_ERROR.
+ *
+ * This file holds the poll loop and the local pipes and executors; the H2D
+ * FIFO is h2d.ts, the D2H FIFO and interrupt moderation d2h.ts, the commands
+ * commands.ts, the fault points of a move move-faults.ts.
  */
-import { BITS, CONSTANTS, ENUMS, SHM, STRUCTS } from '../../abi/abi.js';
+import { CONSTANTS, ENUMS, SHM } from '../../abi/abi.js';
 import { RateLimitedLog } from '../../util/log.js';
+import { D2hFifo, type D2hOwner } from './d2h.js';
+import { H2dFifo } from './h2d.js';
+import { MoveFaults } from './move-faults.js';
 import type { DeviceHost } from '../host.js';
 import { runJob, generateJobs, split } from '../accel/jobgen.js';
 import { crc32c, decodeChain, type Chain, type EngineKeys } from '../accel/engines.js';
 import { AcceleratorFarm, type FarmConfig } from '../accel/farm.js';
-import { NO_PEER, RingIndex, SocketTable, SockState } from './sockets.js';
-import { FaultInjector, corruptValue, type Fault, type FaultContext } from '../../faults/injector.js';
-import { POINT, POINT_NAMES, type Point } from '../../faults/plan.js';
-import { atomicLoad64, atomicStore64 } from '../../util/atomics.js';
 import {
-  d2hRepeatable,
-  d2hSocket,
-  faultCode,
-  raiseIrq,
-  readCorrupted,
-  writeCorrupted,
-  type GlobalFaultHandler,
-} from '../fault-points.js';
+  FLAG_BLOCKED,
+  FLAG_PEER_CLOSED,
+  FLAG_READY,
+  FLAG_SHUT_WR,
+  FLAG_UNPAIRED,
+  NO_PEER,
+  RingIndex,
+  SocketTable,
+  SockState,
+} from './sockets.js';
+import { Commands, isPow2, STAGE_ENGINE } from './commands.js';
+import { FaultInjector, type Fault } from '../../faults/injector.js';
+import { POINT } from '../../faults/plan.js';
+import { writeCorrupted, type GlobalFaultHandler } from '../fault-points.js';
 import { RemotePipes, type PipeFabric, type PipeFabricEvents } from './remote.js';
 import { TRACE, trace } from '../../util/trace.js';
-import { CMD_OP_NAME, nameOf, signalFields, STATUS_NAME } from '../names.js';
-import { TenantTable, tenantCommand } from './tenants.js';
-import { AddressBook, routeAddr, type SockName } from './addresses.js';
-import { addrFromWords, addrToWords } from '../../abi/addr.js';
+import { signalFields } from '../names.js';
+import { TenantTable } from './tenants.js';
+import { AddressBook } from './addresses.js';
 
 const SIG = ENUMS.SIG_H2D;
 const D2H = ENUMS.SIG_D2H;
-const ST = ENUMS.STATUS;
 const SERR = ENUMS.SERR;
-const OP = ENUMS.CMD_OP;
-const CMD_FIELD = Object.fromEntries(STRUCTS.cmd!.fields.map((f) => [f.name, f.offset])) as Record<
-  string,
-  number
->;
-
-const FLAG_PEER_CLOSED = 1;
-const FLAG_READY = 2;
-const FLAG_BLOCKED = 4;
-/** SHUTDOWN (SHUT_WR) asked: no more sends. */
-const FLAG_SHUT_WR = 8;
-/** SHUT_WR asked with messages still queued: the peer hears it when they have moved. */
-const FLAG_SHUT_PENDING = 16;
-/**
- * Connected by address and not yet accepted: as TCP's handshake completes
- * before accept(), CONNECT is answered at once; what the socket sends
- * waits in its queue until the accept pairs it.
- */
-const FLAG_UNPAIRED = 32;
-const CMD_FLAG_ADDR = 1 << BITS.CMD_FLAG.ADDR;
-const CMD_FLAG_V6ONLY = 1 << BITS.CMD_FLAG.V6ONLY;
-const CMD_FLAG_PEER = 1 << BITS.CMD_FLAG.PEER;
-
 export interface DataPlaneConfig {
   h2dMode: number;
   d2hBase: bigint;
@@ -116,65 +100,14 @@ export interface DataPlaneCounters {
 
 /** How long the hybrid poller spins without work before it asks for kicks. */
 export const HYBRID_IDLE_NS = 200_000;
-const SIGNAL_BUDGET = 512;
 const MOVE_BUDGET = 128;
-const D2H_BACKLOG_LIMIT = 1 << 16;
 /** The device's staging memory for executor F (bytes). */
 export const STAGING_BYTES_DEFAULT = 64 << 20;
 
-const isPow2 = (v: number): boolean => v > 0 && (v & (v - 1)) === 0;
 /** Messages of one socket in the accelerators at once (scheduled mode). */
 const MAX_IN_FLIGHT = 8;
-/** The engine each stage runs on. */
-const STAGE_ENGINE: Record<number, string> = {
-  [ENUMS.STAGE.ENCRYPT]: 'crypto',
-  [ENUMS.STAGE.DECRYPT]: 'crypto',
-  [ENUMS.STAGE.ENCAP]: 'encap',
-  [ENUMS.STAGE.DECAP]: 'encap',
-  [ENUMS.STAGE.CRC32C]: 'lookaside',
-  [ENUMS.STAGE.LOOKASIDE_CRC32C]: 'lookaside',
-};
 
-/** A FIFO of 64-bit signals as u32 halves, growing as needed (no per-signal allocation). */
-export class SignalQueue {
-  private buf = new Uint32Array(2048);
-  private head = 0;
-  length = 0;
-
-  push(hi: number, lo: number): void {
-    const cap = this.buf.length >>> 1;
-    if (this.length === cap) {
-      const b = new Uint32Array(this.buf.length * 2);
-      for (let i = 0; i < this.length; i++) {
-        b[2 * i] = this.hi(i);
-        b[2 * i + 1] = this.lo(i);
-      }
-      this.buf = b;
-      this.head = 0;
-    }
-    const at = ((this.head + this.length) % (this.buf.length >>> 1)) * 2;
-    this.buf[at] = hi;
-    this.buf[at + 1] = lo;
-    this.length++;
-  }
-
-  hi(i: number): number {
-    return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2]!;
-  }
-  lo(i: number): number {
-    return this.buf[((this.head + i) % (this.buf.length >>> 1)) * 2 + 1]!;
-  }
-
-  drop(n: number): void {
-    this.head = (this.head + n) % (this.buf.length >>> 1);
-    this.length -= n;
-  }
-
-  clear(): void {
-    this.head = 0;
-    this.length = 0;
-  }
-}
+export { SignalQueue } from './d2h.js';
 
 export class DataPlane {
   readonly cfg: DataPlaneConfig = defaultDataPlaneConfig();
@@ -195,12 +128,6 @@ export class DataPlane {
   running = false;
   /** The hybrid poller is asleep, waiting for a kick. */
   sleeping = false;
-  private h2dCons = 0;
-  private d2hProd = 0;
-  /** D2H signals waiting for room in the guest's FIFO (never dropped). */
-  private d2hBacklog = new SignalQueue();
-  private irqPending = 0;
-  private irqTimer = false;
   private ready: number[] = [];
   private readyAt = 0;
   /** rx ring owner -> sockets whose next message waits for room in it. */
@@ -226,7 +153,6 @@ export class DataPlane {
   remote: RemotePipes | null = null;
   /** Commands answered, by op << 8 | status (metrics); the op each slot's command had. */
   readonly commandCounts = new Map<number, number>();
-  private readonly slotOp = new Uint8Array(65536);
   /** Local names, listeners by address, connected sockets' names (ABI 1.2). */
   readonly addrs = new AddressBook();
 
@@ -236,15 +162,6 @@ export class DataPlane {
   private readonly onGlobal: GlobalFaultHandler;
   /** Faults: no work before this device time (a delay or stall held the engines). */
   private pausedUntil = 0;
-  /** Faults: an H2D slot held (dropped: waiting for the driver to write it again; delayed: taken after the pause). */
-  private h2dHold = -1;
-  private h2dHoleWait = false;
-  /** Faults: the head of the D2H backlog is held until this time, then written unchecked. */
-  private d2hHoldUntil = -1;
-  /** Faults: D2H signals lost on their way, by FIFO index, until the driver asks (RESYNC). */
-  private readonly d2hLost = new Map<number, [number, number]>();
-  /** Faults: staged messages whose read was found corrupted or failed: the code their receiver gets. */
-  private readonly stagedFailed = new WeakMap<Uint8Array, number>();
 
   constructor(
     private readonly host: DeviceHost,
@@ -258,7 +175,84 @@ export class DataPlane {
     this.guestErr = new RateLimitedLog(host.log);
     this.faults = faults ?? new FaultInjector(host.log);
     this.onGlobal = onGlobal ?? (() => false);
+    const dp = this;
+    const owner: D2hOwner = {
+      cfg: this.cfg,
+      counters: this.counters,
+      faults: this.faults,
+      get running() {
+        return dp.running;
+      },
+      shmView: () => this.shm(),
+      sockCtx: (sid) => this.sockCtx(sid),
+    };
+    this.d2h = new D2hFifo(owner, host, this.guestErr, this.onGlobal);
+    this.moveFaults = new MoveFaults({
+      socks: this.socks,
+      faults: this.faults,
+      host,
+      onGlobal: this.onGlobal,
+      get farm() {
+        return dp.farm;
+      },
+      refused: (sid, len, rxRing, code, why) => this.refused(sid, len, rxRing, code, why),
+      pause: (ns) => this.pause(ns),
+      chainOf: (sid) => this.chainOf(sid),
+    });
+    this.h2d = new H2dFifo(
+      {
+        counters: this.counters,
+        faults: this.faults,
+        get running() {
+          return dp.running;
+        },
+        get d2hPending() {
+          return dp.d2h.pending;
+        },
+        signal: (type, id, value) => this.signal(type, id, value),
+        sockCtx: (sid) => this.sockCtx(sid),
+        pause: (ns) => this.pause(ns),
+        rejectSignal: (sig, code, why) => this.rejectSignal(sig, code, why),
+      },
+      this.onGlobal,
+    );
+    this.cmds = new Commands({
+      cfg: this.cfg,
+      counters: this.counters,
+      host,
+      guestErr: this.guestErr,
+      d2h: this.d2h,
+      socks: this.socks,
+      rings: this.rings,
+      addrs: this.addrs,
+      tenants: this.tenants,
+      keys: this.keys,
+      commandCounts: this.commandCounts,
+      get farm() {
+        return dp.farm;
+      },
+      get remote() {
+        return dp.remote;
+      },
+      staged: this.staged,
+      waiters: this.waiters,
+      chains: this.chains,
+      sockError: (sid, code, why) => this.sockError(sid, code, why),
+      devError: (id, code, why) => this.devError(id, code, why),
+      markReady: (sid) => this.markReady(sid),
+      dropStaged: (sid) => this.dropStaged(sid),
+    });
   }
+
+  /** The commands (CREATE ... TENANT_KEYS). */
+  private readonly cmds: Commands;
+
+  /** The H2D FIFO (signals from the guest). */
+  private readonly h2d: H2dFifo;
+  /** The D2H FIFO with interrupt moderation. */
+  private readonly d2h: D2hFifo;
+  /** The fault points of a move (dma.*, job.*). */
+  private readonly moveFaults: MoveFaults;
 
   private shmMem: Uint8Array | null = null;
   private shmView: DataView | null = null;
@@ -289,13 +283,9 @@ export class DataPlane {
     this.sleeping = false;
     this.lastWorkNs = this.host.nowNs();
     const shm = this.shm()!;
-    this.h2dCons = shm.getUint32(SHM.H2D_CONS, true);
-    this.d2hProd = 0;
+    this.h2d.start(shm);
     this.pausedUntil = 0;
-    this.h2dHold = -1;
-    this.d2hHoldUntil = -1;
-    this.d2hLost.clear();
-    this.writeD2hProd();
+    this.d2h.start();
     this.host.log.info({ d2hSlots: c.d2hSlots, cmdSlots: c.cmdSlots, mode: c.h2dMode }, 'data plane started');
     return null;
   }
@@ -315,8 +305,7 @@ export class DataPlane {
     this.stagingUsed = 0;
     this.stagingWaiters.clear();
     this.remote?.reset();
-    this.d2hBacklog.clear();
-    this.irqPending = 0;
+    this.d2h.clear();
     if (this.farm) this.farm = new AcceleratorFarm(this.farm.cfg); // queued jobs die with their sockets
     this.host.log.info({ reason }, 'data plane stopped');
   }
@@ -333,8 +322,8 @@ export class DataPlane {
   announceReset(): void {
     const shm = this.shm();
     if (!shm || this.cfg.d2hSlots === 0) return;
-    this.emit(D2H.DEV_ERROR, 0xffffff, SERR.DEVICE_RESET);
-    this.flushD2h(shm);
+    this.d2h.emit(D2H.DEV_ERROR, 0xffffff, SERR.DEVICE_RESET);
+    this.d2h.flush(shm);
   }
 
   kick(): void {
@@ -356,15 +345,15 @@ export class DataPlane {
     if (this.sleeping) return false;
     if (this.pausedUntil > 0 && this.host.nowNs() < this.pausedUntil) return false; // a scheduled event wakes the carrier
     const shm = this.shm()!;
-    let work = this.consumeSignals(shm);
+    let work = this.h2d.consume(shm);
     work = this.moveMessages() || work;
     if (this.remote) work = this.remote.flush() || work;
-    this.flushD2h(shm);
+    this.d2h.flush(shm);
     const now = this.host.nowNs();
     if (work) this.lastWorkNs = now;
     const more =
       this.readyAt < this.ready.length ||
-      this.d2hBacklog.length > 0 ||
+      this.d2h.pending > 0 ||
       (this.farm !== null && this.farm.pending > 0);
     switch (this.cfg.h2dMode) {
       case ENUMS.H2D_MODE.POLL:
@@ -377,7 +366,7 @@ export class DataPlane {
         // Idle: ask for kicks, then look once more so a signal published
         // just before the flag was seen is not left waiting.
         shm.setUint32(SHM.H2D_FLAGS, 1 << 0, true);
-        if (shm.getUint32(SHM.H2D_PROD, true) !== this.h2dCons) {
+        if (shm.getUint32(SHM.H2D_PROD, true) !== this.h2d.cons) {
           shm.setUint32(SHM.H2D_FLAGS, 0, true);
           return true;
         }
@@ -385,29 +374,6 @@ export class DataPlane {
         return false;
       }
     }
-  }
-
-  private consumeSignals(shm: DataView): boolean {
-    if (this.d2hBacklog.length > D2H_BACKLOG_LIMIT) return false; // the host is not reading: hold its signals
-    const prod = shm.getUint32(SHM.H2D_PROD, true);
-    let n = 0;
-    while (this.h2dCons !== prod && n < SIGNAL_BUDGET && this.running) {
-      const slot = SHM.H2D_RING + (this.h2dCons % SHM.H2D_SLOTS) * 8;
-      // A slot the device waits at (a lost write) is written again by the driver while the device reads: one 8-byte load.
-      const sig = this.h2dHold === this.h2dCons ? atomicLoad64(shm, slot) : shm.getBigUint64(slot, true);
-      let times = 1;
-      if (this.h2dHold >= 0 || this.faults.armed[POINT.SIGNAL_H2D]) {
-        times = this.h2dFault(shm, slot, sig);
-        if (times < 0) break;
-      }
-      this.h2dCons = (this.h2dCons + 1) >>> 0;
-      n++;
-      this.counters.h2dSignals++;
-      for (let i = 0; i < times; i++)
-        this.signal(Number(sig >> 56n), Number((sig >> 32n) & 0xffffffn), Number(sig & 0xffffffffn));
-    }
-    if (n > 0) shm.setUint32(SHM.H2D_CONS, this.h2dCons, true);
-    return n > 0;
   }
 
   /** One H2D signal (also the entry point for tests). */
@@ -419,11 +385,11 @@ export class DataPlane {
       case SIG.RX_HEAD:
         return this.rxHead(id, value);
       case SIG.CMD:
-        return this.command(id);
+        return this.cmds.run(id);
       case SIG.NOP:
         return;
       case SIG.RESYNC:
-        return this.resync(value);
+        return this.d2h.resync(value);
       default: {
         const sid = id >>> 1;
         if (this.socks.exists(sid))
@@ -621,7 +587,7 @@ export class DataPlane {
         buf.set(src.subarray(seg.off, seg.off + seg.len), at);
         at += seg.len;
       }
-      if (this.faults.armed[POINT.DMA_READ]) this.stagingReadFault(sid, src, pos, len, buf);
+      if (this.faults.armed[POINT.DMA_READ]) this.moveFaults.stagingReadFault(sid, src, pos, len, buf);
       this.stagingUsed += len;
       if (st) st.push(buf);
       else this.staged.set(sid, (st = [buf]));
@@ -661,8 +627,8 @@ export class DataPlane {
     }
     if (q && q.length === 0) s.txQueue.delete(sid);
     if (!st && !s.txQueue.has(sid)) {
-      if (s.state[sid] === SockState.CLOSING) this.finishClose(sid);
-      else this.shutPending(sid);
+      if (s.state[sid] === SockState.CLOSING) this.cmds.finishClose(sid);
+      else this.cmds.shutPending(sid);
     } else if (progress && !blocked && !this.stagingWaiters.has(sid)) {
       this.markReady(sid);
     }
@@ -714,7 +680,7 @@ export class DataPlane {
     const rxRing = (peer << 1) | ENUMS.RING_DIR.RX;
     if (chain.lookAside) {
       const pre = this.faultsArmed(0)
-        ? this.preMoveFaults(sid, peer, chain, src, srcPos, len, rxRing, staged)
+        ? this.moveFaults.preMoveFaults(sid, peer, chain, src, srcPos, len, rxRing, staged)
         : null;
       if (typeof pre === 'string') return pre;
       // Executor A: the engine reads the message; only its digest goes back to the sender.
@@ -722,7 +688,7 @@ export class DataPlane {
       for (const seg of split(src.length, srcPos, len))
         crc = crc32c(src.subarray(seg.off, seg.off + seg.len), crc);
       this.consumed(sid, len);
-      this.emit(D2H.DIGEST, txRing, crc);
+      this.d2h.emit(D2H.DIGEST, txRing, crc);
       return 'moved';
     }
     const t = chain.transform;
@@ -738,7 +704,7 @@ export class DataPlane {
     const dstPos = s.rxTail[peer]! & (s.rxSize[peer]! - 1);
     let after: Fault[] | null = null;
     if (jobDone || this.faultsArmed(1)) {
-      const pre = this.preMoveFaults(
+      const pre = this.moveFaults.preMoveFaults(
         sid,
         peer,
         chain,
@@ -786,13 +752,13 @@ export class DataPlane {
       }
     }
     s.rxTail[peer] = (s.rxTail[peer]! + outLen) >>> 0;
-    this.emit(D2H.RX_TAIL, rxRing, s.rxTail[peer]!);
+    this.d2h.emit(D2H.RX_TAIL, rxRing, s.rxTail[peer]!);
     if (chain.digestToReceiver) {
       // Executor M: the digest of what was delivered, beside it.
       let crc = 0;
       for (const seg of split(dst.length, dstPos, outLen))
         crc = crc32c(dst.subarray(seg.off, seg.off + seg.len), crc);
-      this.emit(D2H.DIGEST, rxRing, crc);
+      this.d2h.emit(D2H.DIGEST, rxRing, crc);
     }
     if (staged) this.delivered(len);
     else this.consumed(sid, len);
@@ -838,7 +804,7 @@ export class DataPlane {
         const accels = farm.accels(engines);
         const tag: { sid: number; need: number; fail?: number; done?: Fault | null } = { sid, need };
         const startNs = this.faults.armed[POINT.JOB_START]
-          ? this.jobFaultsScheduled(POINT.JOB_START, farm, tag, len)
+          ? this.moveFaults.jobFaultsScheduled(POINT.JOB_START, farm, tag, len)
           : 0;
         // Engines the farm does not model cost nothing: such a message moves at once.
         if (accels.length === 0) this.finishScheduled(sid, need, tag);
@@ -856,7 +822,7 @@ export class DataPlane {
     farm.pump(this.host.nowNs(), (tag) => {
       const t = tag as { sid: number; need: number; fail?: number; done?: Fault | null };
       const wait = this.faults.armed[POINT.JOB_COMPLETE]
-        ? this.jobFaultsScheduled(POINT.JOB_COMPLETE, farm, t, 0)
+        ? this.moveFaults.jobFaultsScheduled(POINT.JOB_COMPLETE, farm, t, 0)
         : 0;
       if (wait > 0)
         this.host.schedule(wait, () => {
@@ -898,8 +864,8 @@ export class DataPlane {
       return;
     }
     this.socks.txQueue.delete(sid);
-    if (this.socks.state[sid] === SockState.CLOSING) this.finishClose(sid);
-    else this.shutPending(sid);
+    if (this.socks.state[sid] === SockState.CLOSING) this.cmds.finishClose(sid);
+    else this.cmds.shutPending(sid);
   }
 
   /**
@@ -932,16 +898,16 @@ export class DataPlane {
         host: this.host,
         keys: this.keys,
         addrs: this.addrs,
-        emit: (t, i, v) => this.emit(t, i, v),
+        emit: (t, i, v) => this.d2h.emit(t, i, v),
         sockError: (sid, code, why) => this.sockError(sid, code, why),
         consumed: (sid, len) => this.consumed(sid, len),
         markReady: (sid) => this.markReady(sid),
-        answer: (slot, status, result) => this.answer(slot, status, result),
+        answer: (slot, status, result) => this.cmds.answer(slot, status, result),
         queueConnection: (l, id) => {
           const b = this.socks.backlog.get(l);
           if (b) b.push(id);
           else this.socks.backlog.set(l, [id]);
-          this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
+          this.d2h.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
         },
       },
       fabric,
@@ -994,7 +960,7 @@ export class DataPlane {
     s.txHead[sid] = (s.txHead[sid]! + len) >>> 0;
     this.counters.msgsMoved++;
     this.counters.bytesMoved += len;
-    this.emit(D2H.TX_HEAD, (sid << 1) | ENUMS.RING_DIR.TX, s.txHead[sid]!);
+    this.d2h.emit(D2H.TX_HEAD, (sid << 1) | ENUMS.RING_DIR.TX, s.txHead[sid]!);
   }
 
   /** A staged message has landed (its sender's space was freed when it was staged). */
@@ -1006,183 +972,9 @@ export class DataPlane {
   /** A transformation refused the message: the receiver learns (MSG_ERROR), the sender's ring moves on (len 0: it already has). */
   private refused(sid: number, len: number, rxRing: number, code: number, why: string): 'moved' {
     this.guestErr.warn(`refused-${code}`, { sid, code, why }, 'message refused by a transformation');
-    this.emit(D2H.MSG_ERROR, rxRing, code);
+    this.d2h.emit(D2H.MSG_ERROR, rxRing, code);
     if (len > 0) this.consumed(sid, len);
     return 'moved';
-  }
-
-  // ---- commands --------------------------------------------------------------
-
-  private command(slot: number): void {
-    if (slot >= this.cfg.cmdSlots)
-      return this.devError(
-        slot,
-        SERR.NO_SUCH_RING,
-        `CMD for slot ${slot}, beyond the ${this.cfg.cmdSlots} slots`,
-      );
-    const v = this.host.dmaView(
-      this.cfg.cmdBase + BigInt(slot * CONSTANTS.CMD_SLOT_SIZE),
-      CONSTANTS.CMD_SLOT_SIZE,
-    );
-    if (!v) return this.devError(slot, SERR.RING_UNMAPPED, 'command slots no longer in mapped guest memory');
-    const d = new DataView(v.buffer, v.byteOffset, v.byteLength);
-    const op = d.getUint8(CMD_FIELD.op!);
-    if (op === 0) {
-      this.counters.repeats++;
-      return;
-    } // taken already: a repeated CMD signal
-    d.setUint8(CMD_FIELD.op!, 0);
-    const sid = d.getUint32(CMD_FIELD.sid!, true);
-    this.slotOp[slot] = op;
-    if (TRACE.cmd_submit) trace('cmd_submit', { slot, op: nameOf(CMD_OP_NAME, op), sid });
-    const flags = d.getUint8(CMD_FIELD.flags!);
-    const slotAddr = (): SockName => ({
-      addr: addrFromWords(d.getBigUint64(CMD_FIELD.tx_addr!, true), d.getBigUint64(CMD_FIELD.rx_addr!, true)),
-      port: d.getUint16(CMD_FIELD.port!, true),
-    });
-    let status: number;
-    let result = 0;
-    switch (op) {
-      case OP.CREATE:
-        status = this.create(
-          sid,
-          Number(d.getBigUint64(CMD_FIELD.tx_addr!, true)),
-          d.getUint32(CMD_FIELD.tx_size!, true),
-          Number(d.getBigUint64(CMD_FIELD.rx_addr!, true)),
-          d.getUint32(CMD_FIELD.rx_size!, true),
-          d.getUint32(CMD_FIELD.tenant!, true),
-        );
-        break;
-      case OP.LISTEN:
-        status = this.listen(sid, d.getUint16(CMD_FIELD.port!, true), (flags & CMD_FLAG_ADDR) !== 0);
-        break;
-      case OP.BIND: {
-        const n = slotAddr();
-        [status, result] = this.bind(sid, n, (flags & CMD_FLAG_V6ONLY) !== 0);
-        break;
-      }
-      case OP.NAME: {
-        [status, result] = this.nameOf(sid, (flags & CMD_FLAG_PEER) !== 0, d);
-        break;
-      }
-      case OP.SHUTDOWN:
-        status = this.shutdown(sid, d.getUint32(CMD_FIELD.arg!, true));
-        break;
-      case OP.CONNECT: {
-        const r = this.connect(
-          sid,
-          d.getUint16(CMD_FIELD.port!, true),
-          slot,
-          d.getUint32(CMD_FIELD.chain!, true),
-          d.getUint32(CMD_FIELD.arg!, true),
-          flags & CMD_FLAG_ADDR ? slotAddr().addr : null,
-        );
-        if (r === 'pending') return; // answered at accept time
-        [status, result] = r;
-        break;
-      }
-      case OP.ACCEPT:
-        [status, result] = this.accept(sid, d.getUint32(CMD_FIELD.arg!, true));
-        break;
-      case OP.TENANT:
-        status = this.setTenant(
-          d.getUint32(CMD_FIELD.tenant!, true),
-          d.getUint32(CMD_FIELD.arg!, true),
-          d.getUint32(CMD_FIELD.cap_mbps!, true),
-        );
-        break;
-      case OP.TENANT_CREATE:
-      case OP.TENANT_DELETE:
-      case OP.TENANT_KEYS:
-        [status, result] = this.tenantCmd(op, d);
-        break;
-      case OP.CLOSE: {
-        const r = this.close(sid, slot);
-        if (r === 'pending') return; // answered when the tx ring has drained
-        status = r;
-        break;
-      }
-      default:
-        status = ST.EINVAL;
-        this.guestErr.warn('cmd-op', { slot, op }, 'unknown command op');
-    }
-    this.answer(slot, status, result);
-  }
-
-  private answer(slot: number, status: number, result: number): void {
-    const key = (this.slotOp[slot & 0xffff]! << 8) | (status & 0xff);
-    this.commandCounts.set(key, (this.commandCounts.get(key) ?? 0) + 1);
-    if (TRACE.cmd_done)
-      trace('cmd_done', {
-        slot,
-        op: nameOf(CMD_OP_NAME, this.slotOp[slot & 0xffff]!),
-        status: nameOf(STATUS_NAME, status),
-        result,
-      });
-    const v = this.host.dmaView(
-      this.cfg.cmdBase + BigInt(slot * CONSTANTS.CMD_SLOT_SIZE),
-      CONSTANTS.CMD_SLOT_SIZE,
-    );
-    if (v) {
-      const d = new DataView(v.buffer, v.byteOffset, v.byteLength);
-      d.setUint32(CMD_FIELD.status!, status, true);
-      d.setUint32(CMD_FIELD.result!, result, true);
-    }
-    this.emit(D2H.CMD_DONE, slot, status);
-  }
-
-  private create(
-    sid: number,
-    txAddr: number,
-    txSize: number,
-    rxAddr: number,
-    rxSize: number,
-    tenant = 0,
-  ): number {
-    const s = this.socks;
-    if (sid >= s.max) return ST.EINVAL;
-    if (s.exists(sid)) return ST.EEXIST;
-    for (const size of [txSize, rxSize])
-      if (!isPow2(size) || size < CONSTANTS.RING_MIN || size > CONSTANTS.RING_MAX) return ST.EINVAL;
-    if (txAddr % 4096 !== 0 || rxAddr % 4096 !== 0) return ST.EINVAL;
-    if (!this.host.dmaView(BigInt(txAddr), txSize) || !this.host.dmaView(BigInt(rxAddr), rxSize))
-      return ST.EFAULT;
-    if (txAddr < rxAddr + rxSize && rxAddr < txAddr + txSize) return ST.EBUSY;
-    if (this.rings.overlap(txAddr, txSize) >= 0 || this.rings.overlap(rxAddr, rxSize) >= 0) return ST.EBUSY;
-    if (this.tenants.refuses(tenant, this.farm !== null)) return ST.EINVAL; // no such tenant
-    s.create(sid, txAddr, txSize, rxAddr, rxSize);
-    this.counters.socketsCreated++;
-    s.tenant[sid] = tenant;
-    this.rings.add(txAddr, txSize, sid);
-    this.rings.add(rxAddr, rxSize, sid);
-    return ST.OK;
-  }
-
-  /** TENANT_CREATE, TENANT_DELETE, TENANT_KEYS (emulator/model/dataplane/tenants.ts). */
-  private tenantCmd(op: number, d: DataView): [number, number] {
-    return tenantCommand(
-      {
-        op,
-        tenant: d.getUint32(CMD_FIELD.tenant!, true),
-        weightMilli: d.getUint32(CMD_FIELD.arg!, true),
-        capMbps: d.getUint32(CMD_FIELD.cap_mbps!, true),
-        cfgAddr: d.getBigUint64(CMD_FIELD.tx_addr!, true),
-      },
-      {
-        table: this.tenants,
-        farm: this.farm,
-        readCfg: (addr) => this.host.dmaView(addr, STRUCTS.tenant_cfg!.size),
-        socketsOf: (id) => {
-          let n = 0;
-          for (let sid = 0; sid < this.socks.capacity; sid++)
-            if (this.socks.tenant[sid] === id && this.socks.exists(sid)) n++;
-          return n;
-        },
-        changed: () => this.chains.clear(),
-        refused: (what, ctx, why) => this.guestErr.warn(what, ctx, why),
-        info: (ctx, msg) => this.host.log.info(ctx, msg),
-      },
-    );
   }
 
   /** Each live tenant's measured rate and DRF allocation (scheduled accelerators), with its id. */
@@ -1192,315 +984,6 @@ export class DataPlane {
       .report()
       .map((r, id) => ({ id, ...r }))
       .filter((r) => this.tenants.has(r.id));
-  }
-
-  /** TENANT: weight (thousandths) and demand cap (Mbps, 0: none) of a tenant of the scheduled accelerators. */
-  private setTenant(tenant: number, weightMilli: number, capMbps: number): number {
-    const farm = this.farm;
-    if (!farm) {
-      this.guestErr.warn('tenant-unscheduled', { tenant }, 'TENANT while the accelerators are not scheduled');
-      return ST.ENOENT;
-    }
-    const cur = this.tenants.has(tenant) ? farm.tenants[tenant] : undefined;
-    if (!cur || weightMilli === 0) {
-      this.guestErr.warn(
-        'tenant-bad',
-        { tenant, weightMilli },
-        'TENANT for an unknown tenant or with weight 0',
-      );
-      return cur ? ST.EINVAL : ST.ENOENT;
-    }
-    try {
-      const spec = {
-        ...cur,
-        weight: weightMilli / 1000,
-        ...(capMbps > 0 ? { capGbps: capMbps / 1000 } : { capGbps: undefined }),
-      };
-      farm.setTenant(tenant, spec);
-      this.tenants.update(tenant, spec);
-    } catch (e) {
-      this.guestErr.warn('tenant-bad', { tenant, why: (e as Error).message }, 'TENANT refused');
-      return ST.EINVAL;
-    }
-    this.host.log.info(
-      { tenant: cur.name, weight: weightMilli / 1000, capGbps: capMbps > 0 ? capMbps / 1000 : null },
-      'tenant set by the driver',
-    );
-    return ST.OK;
-  }
-
-  private listen(sid: number, port: number, byAddr = false): number {
-    const s = this.socks;
-    if (!s.exists(sid)) return ST.ENOENT;
-    if (s.state[sid] !== SockState.CREATED) return ST.EINVAL;
-    if (byAddr) {
-      const st = this.addrs.listen(sid);
-      if (st === ST.OK) {
-        s.state[sid] = SockState.LISTENING;
-        s.port[sid] = this.addrs.name(sid, false)!.port;
-      }
-      return st;
-    }
-    if (this.addrs.isBound(sid)) return ST.EINVAL; // a bound socket listens on its name (flag ADDR)
-    if (port === CONSTANTS.PORT_LOOPBACK) return ST.EINVAL;
-    if (s.listeners.has(port)) return ST.EADDRINUSE;
-    s.state[sid] = SockState.LISTENING;
-    s.port[sid] = port;
-    s.listeners.set(port, sid);
-    return ST.OK;
-  }
-
-  /** BIND: [status, the port]. */
-  private bind(sid: number, n: SockName, v6only: boolean): [number, number] {
-    const s = this.socks;
-    if (!s.exists(sid)) return [ST.ENOENT, 0];
-    if (s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
-    const r = this.addrs.bind(sid, n.addr, n.port, v6only);
-    return r < 0 ? [-r, 0] : [ST.OK, r];
-  }
-
-  /** NAME: writes the name into the slot; [status, 1 when the socket has one]. */
-  private nameOf(sid: number, peer: boolean, d: DataView): [number, number] {
-    if (!this.socks.exists(sid)) return [ST.ENOENT, 0];
-    const n = this.addrs.name(sid, peer);
-    const [lo, hi] = n ? addrToWords(n.addr) : [0n, 0n];
-    d.setBigUint64(CMD_FIELD.tx_addr!, lo, true);
-    d.setBigUint64(CMD_FIELD.rx_addr!, hi, true);
-    d.setUint16(CMD_FIELD.port!, n?.port ?? 0, true);
-    return [ST.OK, n ? 1 : 0];
-  }
-
-  /** SHUTDOWN: how 0 (SHUT_RD: nothing for the device), 1 (SHUT_WR), 2 (both). */
-  private shutdown(sid: number, how: number): number {
-    const s = this.socks;
-    if (!s.exists(sid)) return ST.ENOENT;
-    if (how > 2) return ST.EINVAL;
-    if (s.state[sid] !== SockState.CONNECTED) return ST.ENOTCONN;
-    if (how === 0 || s.flags[sid]! & FLAG_SHUT_WR) return ST.OK;
-    s.flags[sid] = s.flags[sid]! | FLAG_SHUT_WR | FLAG_SHUT_PENDING;
-    if ((s.txQueue.get(sid)?.length ?? 0) === 0 && !this.staged.has(sid)) this.shutPending(sid);
-    return ST.OK;
-  }
-
-  /** A SHUT_WR whose messages have all moved: the peer hears it (EOF after them). */
-  private shutPending(sid: number): void {
-    const s = this.socks;
-    if (!(s.flags[sid]! & FLAG_SHUT_PENDING) || s.flags[sid]! & FLAG_UNPAIRED) return; // unpaired: at the accept
-    if (this.remote?.has(sid)) {
-      // Across nodes: a frame after the messages sent (kept pending while the fabric's window is full).
-      if (this.remote.shutdown(sid)) s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
-      return;
-    }
-    s.flags[sid] = s.flags[sid]! & ~FLAG_SHUT_PENDING;
-    const peer = s.peer[sid]!;
-    if (peer !== NO_PEER && s.exists(peer)) this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_SHUTDOWN);
-  }
-
-  private connect(
-    sid: number,
-    port: number,
-    slot: number,
-    chain: number,
-    node = 0,
-    dst: Uint8Array | null = null,
-  ): [number, number] | 'pending' {
-    const s = this.socks;
-    if (!s.exists(sid)) return [ST.ENOENT, 0];
-    if (dst) {
-      // By address: the address plan says which node (the node field is not used).
-      const fab = this.remote?.fabric;
-      const r = routeAddr(dst, fab?.selfId ?? 0, fab?.names.length ?? 0);
-      if (r < 0) return [ST.ENETUNREACH, 0];
-      node = r;
-      if (node !== 0) {
-        if (!this.remote?.isRemote(node)) return [ST.ENETUNREACH, 0];
-        if (s.state[sid] !== SockState.CREATED)
-          return [s.state[sid] === SockState.CONNECTED ? ST.EISCONN : ST.EINVAL, 0];
-        const b = this.addrs.autoBind(sid, dst);
-        if (b < 0) return [-b, 0];
-        this.addrs.connecting(sid, { addr: dst, port });
-        const rr = this.remote.connect(sid, node, port, slot, chain, {
-          dst: { addr: dst, port },
-          src: this.addrs.name(sid, false),
-        });
-        return rr === 'pending' ? rr : [rr, 0];
-      }
-    }
-    if (node !== 0 && !this.remote) return [ST.ENETUNREACH, 0]; // no fabric: only this node exists
-    if (node !== 0 && this.remote!.isRemote(node)) {
-      if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
-      if (s.state[sid] !== SockState.CREATED || port === CONSTANTS.PORT_LOOPBACK) return [ST.EINVAL, 0];
-      const r = this.remote!.connect(sid, node, port, slot, chain);
-      return r === 'pending' ? r : [r, 0];
-    }
-    const c = decodeChain(chain, this.keys);
-    if (typeof c === 'string') {
-      this.guestErr.warn(
-        'chain',
-        { sid, chain: '0x' + chain.toString(16), why: c },
-        'CONNECT with a bad chain',
-      );
-      return [ST.EINVAL, 0];
-    }
-    if (c.lookAside && (dst || port !== CONSTANTS.PORT_LOOPBACK)) return [ST.EINVAL, 0]; // executor A has no peer
-    if (this.farm) {
-      // With scheduled accelerators the device has only those: a chain naming another engine is refused.
-      const missing = c.stages
-        .map((st) => STAGE_ENGINE[st])
-        .filter((e): e is string => e !== undefined && this.farm!.accels([e]).length === 0);
-      if (missing.length > 0) {
-        this.guestErr.warn(
-          'chain-engine',
-          { sid, missing },
-          'CONNECT with a chain that needs an engine the device does not have',
-        );
-        return [ST.EINVAL, 0];
-      }
-    }
-    s.chain[sid] = chain;
-    if (s.state[sid] === SockState.CONNECTED) return [ST.EISCONN, 0];
-    if (s.state[sid] !== SockState.CREATED) return [ST.EINVAL, 0];
-    if (!dst && port === CONSTANTS.PORT_LOOPBACK) {
-      // Executor L: the socket's own rx ring is the sink of its tx pipe.
-      s.state[sid] = SockState.CONNECTED;
-      s.peer[sid] = sid;
-      return [ST.OK, sid];
-    }
-    const l = dst ? this.addrs.lookup(dst, port) : (s.listeners.get(port) ?? -1);
-    if (l < 0) return [ST.ECONNREFUSED, 0];
-    if (dst) {
-      const b = this.addrs.autoBind(sid, dst);
-      if (b < 0) return [-b, 0];
-      this.addrs.connecting(sid, { addr: dst, port });
-      s.state[sid] = SockState.CONNECTED;
-      s.flags[sid] = s.flags[sid]! | FLAG_UNPAIRED;
-      const q = s.backlog.get(l);
-      if (q) q.push(sid);
-      else s.backlog.set(l, [sid]);
-      this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
-      return [ST.OK, NO_PEER];
-    }
-    s.state[sid] = SockState.CONNECTING;
-    s.pendingCmd[sid] = slot;
-    const b = s.backlog.get(l);
-    if (b) b.push(sid);
-    else s.backlog.set(l, [sid]);
-    this.emit(D2H.EVENT, l, ENUMS.EVENT.CONN_PENDING);
-    return 'pending';
-  }
-
-  private accept(sid: number, listener: number): [number, number] {
-    const s = this.socks;
-    if (!s.exists(sid) || !s.exists(listener)) return [ST.ENOENT, 0];
-    if (s.state[listener] !== SockState.LISTENING || s.state[sid] !== SockState.CREATED)
-      return [ST.EINVAL, 0];
-    const b = s.backlog.get(listener);
-    const peer = b?.shift();
-    if (b && b.length === 0) s.backlog.delete(listener);
-    if (peer === undefined) return [ST.EAGAIN, 0];
-    if (peer < 0) return this.remote!.accept(sid, peer); // a connection from another node
-    s.state[sid] = SockState.CONNECTED;
-    s.peer[sid] = peer;
-    s.chain[sid] = s.chain[peer]!; // both directions run the chain
-    s.state[peer] = SockState.CONNECTED;
-    s.peer[peer] = sid;
-    this.addrs.accepted(peer, sid);
-    if (s.flags[peer]! & FLAG_UNPAIRED) {
-      // Connected by address, answered already: what it sent meanwhile moves now.
-      s.flags[peer] = s.flags[peer]! & ~FLAG_UNPAIRED;
-      if (s.txQueue.has(peer)) this.markReady(peer);
-      if (s.flags[peer]! & FLAG_SHUT_PENDING && !s.txQueue.has(peer)) this.shutPending(peer);
-      return [ST.OK, peer];
-    }
-    const slot = s.pendingCmd[peer]!;
-    s.pendingCmd[peer] = NO_PEER;
-    this.answer(slot, ST.OK, sid);
-    return [ST.OK, peer];
-  }
-
-  private close(sid: number, slot: number): number | 'pending' {
-    const s = this.socks;
-    if (!s.exists(sid)) return ST.ENOENT;
-    const st = s.state[sid];
-    if (st === SockState.CLOSING) return ST.EINVAL;
-    if (st === SockState.LISTENING) {
-      for (const c of s.backlog.get(sid) ?? []) {
-        if (c < 0) {
-          this.remote!.refuse(c);
-          continue;
-        }
-        if (s.flags[c]! & FLAG_UNPAIRED) {
-          // Connected, never accepted: as a reset.
-          s.flags[c] = s.flags[c]! & ~FLAG_UNPAIRED;
-          this.sockError(c, SERR.NOT_CONNECTED, 'the listener closed before accepting the connection');
-          continue;
-        }
-        const cs = s.pendingCmd[c]!;
-        s.pendingCmd[c] = NO_PEER;
-        s.state[c] = SockState.CREATED;
-        this.addrs.withdrawn(c);
-        this.answer(cs, ST.ECONNREFUSED, 0);
-      }
-      if (s.listeners.get(s.port[sid]!) === sid) s.listeners.delete(s.port[sid]!);
-    }
-    if (st === SockState.CONNECTING) {
-      for (const [l, b] of s.backlog) {
-        const i = b.indexOf(sid);
-        if (i >= 0) {
-          b.splice(i, 1);
-          if (b.length === 0) s.backlog.delete(l);
-        }
-      }
-      this.addrs.withdrawn(sid);
-      this.answer(s.pendingCmd[sid]!, ST.ECONNREFUSED, 0);
-    }
-    if (s.flags[sid]! & FLAG_UNPAIRED) {
-      // Connected by address and never accepted: leaves the backlog (what it sent is lost, as with a reset).
-      for (const [l, b] of s.backlog) {
-        const i = b.indexOf(sid);
-        if (i >= 0) {
-          b.splice(i, 1);
-          if (b.length === 0) s.backlog.delete(l);
-        }
-      }
-      s.txQueue.delete(sid);
-    }
-    if (st === SockState.CONNECTED && ((s.txQueue.get(sid)?.length ?? 0) > 0 || this.staged.has(sid))) {
-      // Graceful: what was sent is still delivered, then the peer sees EOF.
-      s.state[sid] = SockState.CLOSING;
-      s.pendingCmd[sid] = slot;
-      return 'pending';
-    }
-    this.release(sid);
-    return ST.OK;
-  }
-
-  private finishClose(sid: number): void {
-    const slot = this.socks.pendingCmd[sid]!;
-    this.release(sid);
-    this.answer(slot, ST.OK, 0);
-  }
-
-  /** Frees a socket; its peer learns it closed. */
-  private release(sid: number): void {
-    const s = this.socks;
-    const peer = s.peer[sid]!;
-    if (this.remote?.has(sid))
-      this.remote.closed(sid); // the peer hears CLOSE after what was sent
-    else if (peer !== NO_PEER && peer !== sid && s.exists(peer)) {
-      s.flags[peer] = s.flags[peer]! | FLAG_PEER_CLOSED;
-      s.peer[peer] = NO_PEER;
-      this.emit(D2H.EVENT, peer, ENUMS.EVENT.PEER_CLOSED);
-      // A sender blocked on our ring, or with messages queued for us, is told.
-      if ((s.txQueue.get(peer)?.length ?? 0) > 0 || this.staged.has(peer))
-        this.sockError(peer, SERR.NOT_CONNECTED, 'the peer closed with messages still queued for it');
-    }
-    this.waiters.delete(sid);
-    this.dropStaged(sid);
-    this.addrs.release(sid);
-    this.rings.remove(s.txAddr[sid]!, s.txSize[sid]!);
-    this.rings.remove(s.rxAddr[sid]!, s.rxSize[sid]!);
-    s.free(sid);
   }
 
   // ---- errors ----------------------------------------------------------------
@@ -1515,93 +998,13 @@ export class DataPlane {
     this.remote?.closed(sid);
     this.dropStaged(sid);
     this.host.log.warn({ sid, code, why }, 'socket error');
-    this.emit(D2H.SOCK_ERROR, sid, code);
+    this.d2h.emit(D2H.SOCK_ERROR, sid, code);
   }
 
   private devError(id: number, code: number, why: string): void {
     this.counters.signalErrors++;
     this.guestErr.warn(`dev-${code}`, { id, code, why }, 'signal rejected');
-    this.emit(D2H.DEV_ERROR, id, code);
-  }
-
-  // ---- D2H -------------------------------------------------------------------
-
-  private emit(type: number, id: number, value: number): void {
-    if (TRACE.signal_d2h) trace('signal_d2h', signalFields(type, id, value));
-    // Two u32 halves rather than a BigInt: this runs twice per message.
-    this.d2hBacklog.push(((type << 24) | (id & 0xffffff)) >>> 0, value >>> 0);
-  }
-
-  private flushD2h(shm: DataView): void {
-    if (this.d2hBacklog.length === 0) return;
-    const c = this.cfg;
-    const fifo = this.host.dmaView(c.d2hBase, c.d2hSlots * 8);
-    if (!fifo) {
-      this.guestErr.warn('d2h-unmapped', {}, 'D2H FIFO no longer in mapped guest memory; signals held');
-      return;
-    }
-    const f = new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength);
-    const cons = shm.getUint32(SHM.D2H_CONS, true);
-    let room = c.d2hSlots - ((this.d2hProd - cons) >>> 0);
-    if (room < 0 || room > c.d2hSlots) room = 0; // a corrupt consumer index: wait for a sane one
-    let n = 0;
-    let slots = 0;
-    const q = this.d2hBacklog;
-    if (this.d2hHoldUntil >= 0 || this.faults.armed[POINT.SIGNAL_D2H]) {
-      [n, slots] = this.flushD2hFaults(f, room);
-    } else {
-      while (n < q.length && n < room) {
-        const at = ((this.d2hProd + n) % c.d2hSlots) * 8;
-        f.setUint32(at, q.lo(n), true);
-        f.setUint32(at + 4, q.hi(n), true);
-        n++;
-      }
-      slots = n;
-    }
-    if (slots === 0) return;
-    q.drop(n);
-    this.d2hProd = (this.d2hProd + slots) >>> 0;
-    this.counters.d2hSignals += slots;
-    this.writeD2hProd();
-    this.irqPending += slots;
-    this.maybeInterrupt(shm);
-  }
-
-  private writeD2hProd(): void {
-    const p = this.host.dmaView(this.cfg.d2hProdAddr, 4);
-    if (p) new DataView(p.buffer, p.byteOffset, 4).setUint32(0, this.d2hProd, true);
-  }
-
-  private maybeInterrupt(shm: DataView): void {
-    if (this.irqPending === 0) return;
-    if (shm.getUint32(SHM.D2H_ARM, true) === 0) {
-      this.irqPending = 0;
-      return;
-    } // the host polls
-    if (this.irqPending >= Math.max(1, this.cfg.modCount)) {
-      this.fire(shm);
-      return;
-    }
-    if (this.cfg.modUsecs > 0 && !this.irqTimer) {
-      this.irqTimer = true;
-      this.host.schedule(this.cfg.modUsecs * 1000, () => {
-        this.irqTimer = false;
-        const m = this.shm();
-        if (m && this.running && this.irqPending > 0 && m.getUint32(SHM.D2H_ARM, true) !== 0) this.fire(m);
-      });
-    }
-  }
-
-  private fire(shm: DataView): void {
-    shm.setUint32(SHM.D2H_ARM, 0, true);
-    this.irqPending = 0;
-    this.counters.interrupts += raiseIrq(
-      this.faults,
-      this.host,
-      this.cfg.d2hVector,
-      this.onGlobal,
-      () => this.running,
-    );
+    this.d2h.emit(D2H.DEV_ERROR, id, code);
   }
 
   // ---- fault injection ---------------------------------------------------------
@@ -1620,61 +1023,6 @@ export class DataPlane {
     this.host.schedule(ns, () => {});
   }
 
-  /**
-   * signal.h2d on the signal in `slot`: how many times to run it (0: discarded,
-   * 2: duplicated), or -1 to stop before it. drop: the driver's write of the
-   * slot is lost: it reads 0 and the device waits there (the FIFO is in order)
-   * until the driver writes it again; delay: taken once the pause is over;
-   * corrupt: a poisoned signal, discarded and reported.
-   */
-  private h2dFault(shm: DataView, slot: number, sig: bigint): number {
-    if (this.h2dHold === this.h2dCons) {
-      if (!this.h2dHoleWait) {
-        this.h2dHold = -1;
-        return 1;
-      } // delayed: its time has come
-      if (sig === 0n) return -1;
-      this.h2dHold = -1; // written again: a new arrival, checked as such
-    }
-    if (!this.faults.armed[POINT.SIGNAL_H2D]) return 1;
-    const type = Number(sig >> 56n);
-    const f = this.faults.check(
-      POINT.SIGNAL_H2D,
-      this.sockCtx(type === SIG.CMD ? -1 : Number((sig >> 33n) & 0x7fffffn)),
-    );
-    if (!f) return 1;
-    if (this.onGlobal(f, 'signal.h2d')) return -1;
-    switch (f.action) {
-      case 'drop':
-        atomicStore64(shm, slot, 0n); // the driver may be writing it again already
-        this.h2dHold = this.h2dCons;
-        this.h2dHoleWait = true;
-        return -1;
-      case 'delay':
-        this.h2dHold = this.h2dCons;
-        this.h2dHoleWait = false;
-        this.pause(f.ns);
-        return -1;
-      case 'duplicate':
-        return 2;
-      case 'corrupt': {
-        const bad = corruptValue(sig, 8, f);
-        if (bad === sig) return 1; // the bytes fell outside the signal: nothing changed
-        this.rejectSignal(bad, SERR.POISONED, 'poisoned H2D signal discarded');
-        return 0;
-      }
-      case 'error':
-        this.rejectSignal(
-          sig,
-          faultCode(f, 'socket', SERR.DEVICE_FAULT),
-          'H2D signal failed (fault injection)',
-        );
-        return 0;
-      default:
-        return 1;
-    }
-  }
-
   /** A signal not run: SOCK_ERROR for the socket its id names when that exists, otherwise DEV_ERROR naming the id. */
   private rejectSignal(sig: bigint, code: number, why: string): void {
     const type = Number(sig >> 56n);
@@ -1682,59 +1030,6 @@ export class DataPlane {
     const sid = type === SIG.CMD ? -1 : id >>> 1;
     if (sid >= 0 && this.socks.exists(sid)) this.sockError(sid, code, why);
     else this.devError(id, code, why);
-  }
-
-  /**
-   * signal.d2h while flushing: returns [signals taken from the backlog, FIFO
-   * slots used]. drop / error: the slot's write is lost (the slot is left as
-   * it was; the signal is kept for RESYNC); corrupt: a poisoned write the
-   * host discards, the same; duplicate: a repeatable signal takes two slots;
-   * delay: the FIFO holds from this signal on, which is written unchecked later.
-   */
-  private flushD2hFaults(f: DataView, room: number): [number, number] {
-    const q = this.d2hBacklog;
-    const slotsN = this.cfg.d2hSlots;
-    let n = 0;
-    let slots = 0;
-    const put = (hi: number, lo: number): void => {
-      const at = ((this.d2hProd + slots) % slotsN) * 8;
-      f.setUint32(at, lo, true);
-      f.setUint32(at + 4, hi, true);
-      slots++;
-    };
-    while (n < q.length && slots < room) {
-      const hi = q.hi(n);
-      const lo = q.lo(n);
-      if (this.d2hHoldUntil >= 0) {
-        if (this.host.nowNs() < this.d2hHoldUntil) break;
-        this.d2hHoldUntil = -1;
-        put(hi, lo);
-        n++;
-        continue;
-      }
-      const ft = this.faults.armed[POINT.SIGNAL_D2H]
-        ? this.faults.check(POINT.SIGNAL_D2H, this.sockCtx(d2hSocket(hi >>> 24, hi & 0xffffff)))
-        : null;
-      if (ft && this.onGlobal(ft, 'signal.d2h')) break;
-      const sig = (BigInt(hi) << 32n) | BigInt(lo);
-      if (ft?.action === 'delay') {
-        this.d2hHoldUntil = this.host.nowNs() + ft.ns;
-        this.host.schedule(ft.ns, () => {});
-        break;
-      } else if (
-        ft?.action === 'drop' ||
-        ft?.action === 'error' ||
-        (ft?.action === 'corrupt' && corruptValue(sig, 8, ft) !== sig)
-      ) {
-        this.d2hLost.set((this.d2hProd + slots) >>> 0, [hi, lo]);
-        slots++;
-      } else {
-        put(hi, lo);
-        if (ft?.action === 'duplicate' && d2hRepeatable(hi >>> 24, lo) && slots < room) put(hi, lo);
-      }
-      n++;
-    }
-    return [n, slots];
   }
 
   /** Whether a move must look at the read side (0) or both sides (1) of its points. */
@@ -1746,187 +1041,6 @@ export class DataPlane {
       (jobs && a[POINT.JOB_START] !== 0) ||
       (withWrite === 1 && (a[POINT.DMA_WRITE] !== 0 || (jobs && a[POINT.JOB_COMPLETE] !== 0)))
     );
-  }
-
-  /** The contexts of a message's jobs at job.*: one per engine of its chain (rdma between two sockets), with its executor. */
-  private jobContexts(sid: number, peer: number, chain: Chain): FaultContext[] {
-    const engines = chain.stages.map((st) => STAGE_ENGINE[st]).filter((e): e is string => e !== undefined);
-    if (peer !== sid && !chain.lookAside) engines.push('rdma');
-    const executor = chain.lookAside
-      ? 'A'
-      : chain.digestToReceiver
-        ? 'M'
-        : chain.fullCopy
-          ? 'F'
-          : peer === sid
-            ? 'L'
-            : engines.some((e) => e === 'crypto' || e === 'encap')
-              ? 'I'
-              : 'Z';
-    const tenant = this.socks.tenant[sid]!;
-    return engines.length > 0
-      ? engines.map((accel) => ({ accel, executor, sid, tenant }))
-      : [{ executor, sid, tenant }];
-  }
-
-  /**
-   * dma.read and job.start (unscheduled) before a message moves, dma.write
-   * and job.complete (unscheduled) decided before its output is written when
-   * `dstAddr` is given. error: the message fails (MSG_ERROR to the receiver,
-   * the sender's space freed); corrupt on the read side: the CRC of the bytes
-   * as read is checked against the sender's and a mismatch fails it;
-   * delay / stall: the engines hold (pause). Returns the move's result when it
-   * ends here, else the faults to apply once the output is written.
-   */
-  private preMoveFaults(
-    sid: number,
-    peer: number,
-    chain: Chain,
-    src: Uint8Array,
-    srcPos: number,
-    len: number,
-    rxRing: number,
-    staged: Uint8Array | undefined,
-    dstAddr?: bigint,
-    outLen = 0,
-  ): 'moved' | 'failed' | Fault[] | null {
-    const s = this.socks;
-    const refuse = (code: number, why: string): 'moved' =>
-      this.refused(sid, staged ? 0 : len, rxRing, code, why);
-    const failed = staged ? this.stagedFailed.get(staged) : undefined;
-    if (failed !== undefined) return refuse(failed, 'the message failed when it was staged');
-    let after: Fault[] | null = null;
-    const apply = (
-      f: Fault | null,
-      where: string,
-      read: boolean,
-      fallback: number,
-    ): 'moved' | 'failed' | null => {
-      if (!f) return null;
-      if (this.onGlobal(f, where)) return 'failed';
-      switch (f.action) {
-        case 'error':
-          return refuse(faultCode(f, 'socket', fallback), `${where} failed (fault injection)`);
-        case 'delay':
-        case 'stall':
-          this.pause(f.ns);
-          return null;
-        case 'corrupt':
-          if (read)
-            return readCorrupted(src, srcPos, len, f)
-              ? refuse(SERR.CORRUPTED, `message corrupted at ${where} (CRC mismatch)`)
-              : null;
-          (after ??= []).push(f);
-          return null;
-        default:
-          return null;
-      }
-    };
-    const a = this.faults.armed;
-    const jobs = this.farm === null ? this.jobContexts(sid, peer, chain) : [];
-    let r: 'moved' | 'failed' | null = null;
-    if (!staged && a[POINT.DMA_READ])
-      r = apply(
-        this.faults.check(POINT.DMA_READ, {
-          addr: BigInt(s.txAddr[sid]! + srcPos),
-          len,
-          sid,
-          tenant: s.tenant[sid]!,
-        }),
-        'dma.read',
-        true,
-        SERR.DMA_ERROR,
-      );
-    if (a[POINT.JOB_START])
-      for (let i = 0; i < jobs.length && !r; i++)
-        r = apply(this.faults.check(POINT.JOB_START, jobs[i]!), 'job.start', true, SERR.DEVICE_FAULT);
-    if (dstAddr !== undefined) {
-      if (!r && a[POINT.DMA_WRITE])
-        r = apply(
-          this.faults.check(POINT.DMA_WRITE, {
-            addr: dstAddr,
-            len: outLen,
-            sid: peer,
-            tenant: s.tenant[peer]!,
-          }),
-          'dma.write',
-          false,
-          SERR.DMA_ERROR,
-        );
-      if (a[POINT.JOB_COMPLETE])
-        for (let i = 0; i < jobs.length && !r; i++)
-          r = apply(
-            this.faults.check(POINT.JOB_COMPLETE, jobs[i]!),
-            'job.complete',
-            false,
-            SERR.DEVICE_FAULT,
-          );
-    }
-    return r ?? after;
-  }
-
-  /** dma.read of executor F, when a message is copied into staging memory: a failure is remembered and reported when it lands. */
-  private stagingReadFault(sid: number, src: Uint8Array, pos: number, len: number, buf: Uint8Array): void {
-    const f = this.faults.check(POINT.DMA_READ, {
-      addr: BigInt(this.socks.txAddr[sid]! + pos),
-      len,
-      sid,
-      tenant: this.socks.tenant[sid]!,
-    });
-    if (!f || this.onGlobal(f, 'dma.read')) return;
-    if (f.action === 'error') this.stagedFailed.set(buf, faultCode(f, 'socket', SERR.DMA_ERROR));
-    else if (f.action === 'corrupt' && readCorrupted(src, pos, len, f))
-      this.stagedFailed.set(buf, SERR.CORRUPTED);
-    else if (f.action === 'delay') this.pause(f.ns);
-  }
-
-  /**
-   * job.start / job.complete with scheduled accelerators, once per engine of
-   * the message: error (or a corrupt input, caught by the job's CRC) fails it
-   * when it reaches the head of its queue; corrupt at completion corrupts
-   * what is written (and is caught there); stall holds an accelerator; delay
-   * returns the ns to hold the job.
-   */
-  private jobFaultsScheduled(
-    point: Point,
-    farm: AcceleratorFarm,
-    tag: { sid: number; fail?: number; done?: Fault | null },
-    len: number,
-  ): number {
-    const sid = tag.sid;
-    if (!this.socks.exists(sid)) return 0;
-    let wait = 0;
-    for (const ctx of this.jobContexts(sid, this.socks.peer[sid]!, this.chainOf(sid))) {
-      const f = this.faults.check(point, ctx);
-      if (!f || this.onGlobal(f, POINT_NAMES[point])) continue;
-      if (f.action === 'error') tag.fail ??= faultCode(f, 'socket', SERR.DEVICE_FAULT);
-      else if (f.action === 'corrupt') {
-        if (point === POINT.JOB_COMPLETE) tag.done = f;
-        else if (f.offset < len) tag.fail ??= SERR.CORRUPTED;
-      } else if (f.action === 'delay') wait = Math.max(wait, f.ns);
-      else if (f.action === 'stall')
-        farm.stall(farm.accels([f.accel ?? ctx.accel ?? 'rdma']), this.host.nowNs() + f.ns);
-    }
-    return wait;
-  }
-
-  /** RESYNC: the driver found D2H slot `index` empty; write the signal lost there again. */
-  private resync(index: number): void {
-    const lost = this.d2hLost.get(index);
-    const c = this.cfg;
-    const fifo = lost ? this.host.dmaView(c.d2hBase, c.d2hSlots * 8) : null;
-    if (!lost || !fifo) {
-      this.counters.repeats++;
-      return;
-    }
-    // The driver polls this slot while it waits: one 8-byte store, never a half-written signal.
-    atomicStore64(
-      new DataView(fifo.buffer, fifo.byteOffset, fifo.byteLength),
-      (index % c.d2hSlots) * 8,
-      (BigInt(lost[0]) << 32n) | BigInt(lost[1]),
-    );
-    this.d2hLost.delete(index);
-    this.counters.resyncs++;
   }
 
   /** Sockets from id `from` on, at most `limit`, for the control interface. */

@@ -20,6 +20,21 @@ export const enum SockState {
 
 export const NO_PEER = 0xffff_ffff;
 
+/** Socket flags (SocketTable.flags). */
+export const FLAG_PEER_CLOSED = 1;
+export const FLAG_READY = 2;
+export const FLAG_BLOCKED = 4;
+/** SHUTDOWN (SHUT_WR) asked: no more sends. */
+export const FLAG_SHUT_WR = 8;
+/** SHUT_WR asked with messages still queued: the peer hears it when they have moved. */
+export const FLAG_SHUT_PENDING = 16;
+/**
+ * Connected by address and not yet accepted: as TCP's handshake completes
+ * before accept(), CONNECT is answered at once; what the socket sends
+ * waits in its queue until the accept pairs it.
+ */
+export const FLAG_UNPAIRED = 32;
+
 export class SocketTable {
   capacity = 0;
   state = new Uint8Array(0);
