@@ -28,7 +28,7 @@ export function harnessArgs<O extends Options>(
     return parseArgs({ args: argv, options, allowPositionals });
   } catch (e) {
     if (!(e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) throw e;
-    process.stderr.write(`${name}: ${(e as Error).message.split('.')[0]}\nRun with --help for usage.\n`);
+    process.stderr.write(`${name}: ${(e as Error).message.split('. ')[0]}\nRun with --help for usage.\n`);
     return 2;
   }
 }

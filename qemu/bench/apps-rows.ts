@@ -6,6 +6,7 @@
  * (qemu/guest-snmp.ts). Pure
  * functions, so the arithmetic is unit-tested without a VM.
  */
+import { goalMet } from './rows.js';
 
 export type Side = 'kernel' | 'sgiov';
 
@@ -94,8 +95,7 @@ export function sideFigures(out: string, side: Side): SideFigures {
 
 function row(id: string, unit: string, sgiov: number | null, baseline: number | null, goal: string): AppsRow {
   const ratio = sgiov !== null && baseline ? sgiov / baseline : null;
-  const [op, v] = goal.split(' ') as ['>=' | '<=', string];
-  const met = ratio !== null && (op === '>=' ? ratio >= Number(v) : ratio <= Number(v));
+  const met = ratio !== null && goalMet(ratio, goal);
   return { id, unit, sgiov, baseline, ratio, goal, met };
 }
 

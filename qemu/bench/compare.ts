@@ -7,6 +7,7 @@
  * catch); 2 for a file that is not a bench result.
  */
 import { readFileSync } from 'node:fs';
+import { table } from './report.js';
 import type { BenchRow } from './rows.js';
 
 export class CompareError extends Error {}
@@ -72,17 +73,10 @@ export function compareResults(fileA: string, fileB: string): { text: string; re
       met(y),
     ]);
   }
-  const w = cells[0]!.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]): string =>
-    c.map((s, i) => (i === 0 ? s.padEnd(w[i]!) : s.padStart(w[i]!))).join('  ');
   const head = `A: ${fileA} (${a.when ?? '?'}, commit ${a.commit ?? '?'})\nB: ${fileB} (${b.when ?? '?'}, commit ${b.commit ?? '?'})\n`;
   const tail = regressed.length ? `goals met in A and missed in B: ${regressed.join(', ')}\n` : '';
   return {
-    text:
-      head +
-      [line(cells[0]!), w.map((n) => '-'.repeat(n)).join('  '), ...cells.slice(1).map(line)].join('\n') +
-      '\n' +
-      tail,
+    text: head + table(cells) + tail,
     regressed,
   };
 }

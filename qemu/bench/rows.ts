@@ -5,6 +5,7 @@
  * `npm run bench` and `npm run bench:apps` write a top-level "rows" list of
  * these and print the same as a table.
  */
+import { table } from './report.js';
 
 export interface BenchRow {
   /** Stable id for scripts, e.g. "crossNode.stream.128k". */
@@ -41,7 +42,7 @@ const fmt = (x: number): string => (Math.abs(x) >= 100 ? x.toFixed(1) : x.toPrec
 
 /** The rows as an aligned text table (one header line, a rule, a line per row). */
 export function rowsTable(rows: readonly BenchRow[]): string {
-  const cells = [
+  return table([
     ['id', 'value', 'baseline', 'unit', 'ratio', 'goal', 'met'],
     ...rows.map((r) => [
       r.id,
@@ -52,11 +53,5 @@ export function rowsTable(rows: readonly BenchRow[]): string {
       r.goal,
       r.met ? 'yes' : 'NO',
     ]),
-  ];
-  const w = cells[0]!.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]): string =>
-    c.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ');
-  return (
-    [line(cells[0]!), w.map((n) => '-'.repeat(n)).join('  '), ...cells.slice(1).map(line)].join('\n') + '\n'
-  );
+  ]);
 }
