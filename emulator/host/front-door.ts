@@ -57,19 +57,17 @@ import {
   SOL_SOCKET,
   type Ptr,
 } from '../native/libc.js';
+import {
+  CMD,
+  FLAG_ERROR,
+  FLAG_NO_REPLY,
+  FLAG_TYPE_MASK,
+  FLAG_TYPE_REPLY,
+  HEADER_SIZE,
+} from '../client/vfio-user-protocol.js';
 
-const HEADER = 16;
-const CMD_VERSION = 1;
-const CMD_DMA_UNMAP = 3;
-const CMD_REGION_READ = 9;
-const CMD_DIRTY_PAGES = 14;
-const CMD_DEVICE_RESET = 13;
-const FLAG_TYPE_MASK = 0xf;
-const FLAG_REPLY = 0x1;
-const FLAG_ERROR = 0x20;
-const FLAG_NO_REPLY = 0x10;
 /** libvfio-user's largest message: a REGION_WRITE of 1 MiB (header, region access, data). */
-export const MAX_MESSAGE = (1 << 20) + HEADER + 16;
+export const MAX_MESSAGE = (1 << 20) + HEADER_SIZE + 16;
 /** Replies waiting for a client past this: the client does not read, and is dropped. */
 export const MAX_REPLY_QUEUE = 1 << 20;
 /** The buffers asked for the connection to libvfio-user (each way). */
@@ -343,13 +341,13 @@ export class FrontDoor {
 
   /** Bytes the message being assembled needs in all (its header says; 16 until there is one). */
   private needed(c: Client): number {
-    return c.inLen >= HEADER ? c.in.readUInt32LE(4) : HEADER;
+    return c.inLen >= HEADER_SIZE ? c.in.readUInt32LE(4) : HEADER_SIZE;
   }
 
   private takeMessages(): void {
-    for (let c = this.client; c && c.inLen >= HEADER; c = this.client) {
+    for (let c = this.client; c && c.inLen >= HEADER_SIZE; c = this.client) {
       const size = c.in.readUInt32LE(4);
-      if (size < HEADER || size > MAX_MESSAGE) {
+      if (size < HEADER_SIZE || size > MAX_MESSAGE) {
         this.drop('a message size out of range: the stream cannot be followed', {
           size,
           max: MAX_MESSAGE,
@@ -371,7 +369,7 @@ export class FrontDoor {
   private handle(c: Client, msg: Buffer, fds: number[]): void {
     const cmd = msg.readUInt16LE(2);
     if (!c.attached) {
-      if (cmd !== CMD_VERSION) {
+      if (cmd !== CMD.VERSION) {
         this.drop('the first message is not VERSION', { cmd });
         return;
       }
@@ -386,7 +384,7 @@ export class FrontDoor {
       this.drainInner();
       return;
     }
-    const refusal = this.refuse(cmd, msg) ?? this.backend.check(cmd, msg.subarray(HEADER), fds);
+    const refusal = this.refuse(cmd, msg) ?? this.backend.check(cmd, msg.subarray(HEADER_SIZE), fds);
     if (refusal) {
       this.stats.refused++;
       const { errno, reason, ...rest } = refusal;
@@ -412,7 +410,7 @@ export class FrontDoor {
         reason: 'not a command (the header type is not 0)',
         flags: msg.readUInt32LE(8),
       };
-    if (msg.length === HEADER && cmd !== CMD_DEVICE_RESET)
+    if (msg.length === HEADER_SIZE && cmd !== CMD.DEVICE_RESET)
       return { errno: EINVAL, reason: 'a command without its payload', size: msg.length };
     if (msg.length > this.requestCap)
       return {
@@ -422,10 +420,10 @@ export class FrontDoor {
         max: this.requestCap,
       };
     let reply = 0;
-    if (cmd === CMD_REGION_READ && msg.length >= HEADER + 16)
-      reply = HEADER + 16 + msg.readUInt32LE(HEADER + 12);
-    if ((cmd === CMD_DMA_UNMAP || cmd === CMD_DIRTY_PAGES) && msg.length >= HEADER + 4)
-      reply = HEADER + msg.readUInt32LE(HEADER);
+    if (cmd === CMD.REGION_READ && msg.length >= HEADER_SIZE + 16)
+      reply = HEADER_SIZE + 16 + msg.readUInt32LE(HEADER_SIZE + 12);
+    if ((cmd === CMD.DMA_UNMAP || cmd === CMD.DIRTY_PAGES) && msg.length >= HEADER_SIZE + 4)
+      reply = HEADER_SIZE + msg.readUInt32LE(HEADER_SIZE);
     if (reply > this.replyCap)
       return {
         errno: E2BIG,
@@ -437,11 +435,11 @@ export class FrontDoor {
   }
 
   private errorReply(msg: Buffer, errno: number): Buffer {
-    const r = Buffer.alloc(HEADER);
+    const r = Buffer.alloc(HEADER_SIZE);
     r.writeUInt16LE(msg.readUInt16LE(0), 0);
     r.writeUInt16LE(msg.readUInt16LE(2), 2);
-    r.writeUInt32LE(HEADER, 4);
-    r.writeUInt32LE(FLAG_REPLY | FLAG_ERROR, 8);
+    r.writeUInt32LE(HEADER_SIZE, 4);
+    r.writeUInt32LE(FLAG_TYPE_REPLY | FLAG_ERROR, 8);
     r.writeUInt32LE(errno, 12);
     return r;
   }
@@ -515,8 +513,8 @@ export class FrontDoor {
       this.innerIn = Buffer.concat([this.innerIn, this.scratchView.subarray(0, r.n)]);
       this.innerFds.push(...r.fds);
     }
-    while (this.innerIn.length >= HEADER) {
-      const size = Math.max(HEADER, this.innerIn.readUInt32LE(4));
+    while (this.innerIn.length >= HEADER_SIZE) {
+      const size = Math.max(HEADER_SIZE, this.innerIn.readUInt32LE(4));
       if (this.innerIn.length < size) break;
       const fds = this.innerFds;
       this.innerFds = [];
