@@ -136,9 +136,9 @@ guest_image() {
   fi
   [ -f "$img" ] || { echo "initramfs missing at $img"; return 1; }
 
-  # Keep the newest few images, drop older ones.
+  # Keep the newest dozen images, drop older ones: parallel worktrees each build their own.
   local old
-  for old in $(ls -1dt "$dir"/*/ 2>/dev/null | tail -n +5); do
+  for old in $(ls -1dt "$dir"/*/ 2>/dev/null | tail -n +13); do
     [ "${old%/}" = "$out" ] || rm -rf "${old%/}"
   done
 
